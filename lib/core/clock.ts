@@ -1,0 +1,63 @@
+/**
+ * One coarse clock for every timeout in the process. Connections keep a `deadline` (ms on this
+ * clock, 0 for none) and register once; a single timer sweeps them. Arming a timeout on the hot
+ * path is one number written, not a timer created.
+ */
+export interface Timed {
+  /** When to fire, on `clock.now`'s scale; 0 disarms. */
+  deadline: number
+  onTimeout (): void
+}
+
+/** Sweep period: the resolution of every timeout. */
+const RESOLUTION = 50
+
+class Clock {
+  /** Milliseconds, refreshed on every sweep and whenever read through `refresh()`. */
+  now = performance.now()
+  readonly #items = new Set<Timed>()
+  #timer: NodeJS.Timeout | null = null
+
+  add (item: Timed): void {
+    this.#items.add(item)
+    if (this.#timer === null) {
+      this.now = performance.now()
+      this.#timer = setInterval(sweep, RESOLUTION)
+      this.#timer.unref()
+    }
+  }
+
+  delete (item: Timed): void {
+    this.#items.delete(item)
+    if (this.#items.size === 0 && this.#timer !== null) {
+      clearInterval(this.#timer)
+      this.#timer = null
+    }
+  }
+
+  /** `now + ms`, on a fresh reading of the clock. */
+  after (ms: number): number {
+    return this.refresh() + ms
+  }
+
+  refresh (): number {
+    this.now = performance.now()
+    return this.now
+  }
+
+  sweep (): void {
+    const now = this.refresh()
+    for (const item of this.#items) {
+      if (item.deadline !== 0 && item.deadline <= now) {
+        item.deadline = 0
+        item.onTimeout()
+      }
+    }
+  }
+}
+
+export const clock = new Clock()
+
+function sweep (): void {
+  clock.sweep()
+}

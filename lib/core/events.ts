@@ -1,0 +1,33 @@
+import type { AddressInfo } from 'node:net'
+import type { ProxyError } from './errors.js'
+
+/** What a `request` listener sees: emitted once the request head is parsed. */
+export interface RequestInfo {
+  /** Sequence number of the request within this proxy. */
+  id: number
+  method: string
+  url: string
+  /** Client address, `IP:PORT` (`[IPv6]:PORT`). */
+  client: string
+}
+
+/** What a `response` listener sees: emitted when the response is complete or the exchange ends. */
+export interface ResponseInfo extends RequestInfo {
+  /** Status sent to the client (0 when the connection was closed before any status). */
+  status: number
+  /** Backend that answered, `HOST:PORT`, or '' when none did. */
+  target: string
+  /** Milliseconds from the request head to the end of the response. */
+  duration: number
+}
+
+export interface ProxyEvents {
+  listening: (address: AddressInfo) => void
+  request: (info: RequestInfo) => void
+  response: (info: ResponseInfo) => void
+  /** A backend failed: connect refused or timed out, reset, malformed or truncated response, timeout. */
+  upstreamError: (error: ProxyError, target: string) => void
+  /** A client misbehaved or went away: malformed request, reset, timeout. */
+  clientError: (error: ProxyError, client: string) => void
+  close: () => void
+}

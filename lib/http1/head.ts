@@ -1,0 +1,108 @@
+/** A parsed HTTP/1.x message head, as the parser hands it over. */
+export interface MessageHead {
+  /** Request method (requests only). */
+  method: string
+  /** Request target exactly as sent (requests only). */
+  url: string
+  /** Status code (responses only). */
+  status: number
+  /** Reason phrase exactly as sent (responses only). */
+  reason: string
+  versionMajor: number
+  versionMinor: number
+  /** Flat `[name, value, name, value, ...]`, names with the sender's case, in the sender's order. */
+  headers: string[]
+  /** llhttp's verdict: the connection may carry another message after this one. */
+  keepAlive: boolean
+  /** llhttp's verdict: an upgrade (or CONNECT) was asked for, or a 101 was answered. */
+  upgrade: boolean
+}
+
+/** The headers the engine acts on; everything else is `OTHER` and passes through untouched. */
+export const enum Header {
+  OTHER,
+  HOST,
+  CONNECTION,
+  KEEP_ALIVE,
+  PROXY_CONNECTION,
+  TE,
+  TRAILER,
+  UPGRADE,
+  CONTENT_LENGTH,
+  TRANSFER_ENCODING,
+  X_FORWARDED_FOR,
+  X_FORWARDED_PROTO,
+  X_FORWARDED_HOST,
+  VIA,
+  EXPECT,
+}
+
+/**
+ * Classify a header name without lowercasing the common ones: only names whose length matches a
+ * header of interest are lowercased and compared.
+ */
+export function classify (name: string): Header {
+  switch (name.length) {
+    case 2: return name.toLowerCase() === 'te' ? Header.TE : Header.OTHER
+    case 3: return name.toLowerCase() === 'via' ? Header.VIA : Header.OTHER
+    case 4: return name.toLowerCase() === 'host' ? Header.HOST : Header.OTHER
+    case 6: return name.toLowerCase() === 'expect' ? Header.EXPECT : Header.OTHER
+    case 7: {
+      const lower = name.toLowerCase()
+      return lower === 'upgrade' ? Header.UPGRADE : lower === 'trailer' ? Header.TRAILER : Header.OTHER
+    }
+    case 10: {
+      const lower = name.toLowerCase()
+      return lower === 'connection' ? Header.CONNECTION : lower === 'keep-alive' ? Header.KEEP_ALIVE : Header.OTHER
+    }
+    case 14: return name.toLowerCase() === 'content-length' ? Header.CONTENT_LENGTH : Header.OTHER
+    case 15: return name.toLowerCase() === 'x-forwarded-for' ? Header.X_FORWARDED_FOR : Header.OTHER
+    case 16: {
+      const lower = name.toLowerCase()
+      return lower === 'proxy-connection' ? Header.PROXY_CONNECTION : lower === 'x-forwarded-host' ? Header.X_FORWARDED_HOST : Header.OTHER
+    }
+    case 17: {
+      const lower = name.toLowerCase()
+      return lower === 'transfer-encoding' ? Header.TRANSFER_ENCODING : lower === 'x-forwarded-proto' ? Header.X_FORWARDED_PROTO : Header.OTHER
+    }
+    default: return Header.OTHER
+  }
+}
+
+/** Header kinds that never cross a proxy (RFC 9110 7.6.1), whatever the message. */
+export function isHopByHop (kind: Header): boolean {
+  return kind === Header.CONNECTION || kind === Header.KEEP_ALIVE || kind === Header.PROXY_CONNECTION ||
+    kind === Header.TE || kind === Header.TRAILER
+}
+
+/**
+ * The tokens of Connection header values beyond the ones with a meaning of their own
+ * (close, keep-alive, upgrade): other headers the sender declared hop-by-hop. Lowercased.
+ */
+export function connectionOptions (values: string[]): Set<string> | null {
+  let named: Set<string> | null = null
+  for (const value of values) {
+    for (const raw of value.split(',')) {
+      const token = raw.trim().toLowerCase()
+      if (token === '' || token === 'close' || token === 'keep-alive' || token === 'upgrade') continue
+      named ??= new Set()
+      named.add(token)
+    }
+  }
+  return named
+}
+
+/** True when a comma-separated header value holds `token` (case-insensitive). */
+export function hasToken (value: string, token: string): boolean {
+  const lower = value.toLowerCase()
+  let from = 0
+  for (;;) {
+    const at = lower.indexOf(token, from)
+    if (at === -1) return false
+    const end = at + token.length
+    const before = at === 0 ? ',' : lower[at - 1]
+    const after = end === lower.length ? ',' : lower[end]
+    if ((before === ',' || before === ' ' || before === '\t') && (after === ',' || after === ' ' || after === '\t' || after === ';')) return true
+    from = end
+  }
+}

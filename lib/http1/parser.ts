@@ -1,0 +1,142 @@
+/**
+ * HTTP/1.x message parser: llhttp events gathered into one head per message, then body views and
+ * the end of the message, handed to a `MessageSink`. Works whatever way the bytes are split
+ * across chunks: spans cut by a chunk boundary are joined here.
+ */
+import { CB_ERROR, CB_OK, Errno, Llhttp, ParserType, type ParserCallbacks } from './llhttp.js'
+import type { MessageHead } from './head.js'
+
+export interface MessageSink {
+  /** The head is complete. Returns a HeadersResult, CB_PAUSE or CB_ERROR. */
+  onHead (head: MessageHead): number
+  /** A piece of the (de-chunked) body: a view of the socket chunk, valid while the chunk is. */
+  onBody (body: Buffer): number
+  onMessageComplete (): number
+}
+
+const enum Span { NONE, FIELD, VALUE }
+
+/** Why the parser stopped with an error that llhttp did not find itself. */
+export const enum LimitError { NONE, HEAD_TOO_LARGE, URL_TOO_LONG }
+
+export class HttpParser implements ParserCallbacks {
+  readonly #llhttp: Llhttp
+  readonly #sink: MessageSink
+  readonly #maxHeaderSize: number
+  readonly #maxUrlSize: number
+  readonly #type: ParserType
+
+  #inHead = false
+  #span = Span.NONE
+  #size = 0
+  #url = ''
+  #reason = ''
+  #headers: string[] = []
+  /** Set when a callback refused the message for a reason of ours. */
+  limitError = LimitError.NONE
+
+  constructor (type: ParserType, sink: MessageSink, maxHeaderSize: number, maxUrlSize = maxHeaderSize) {
+    this.#type = type
+    this.#llhttp = new Llhttp(type, this)
+    this.#sink = sink
+    this.#maxHeaderSize = maxHeaderSize
+    this.#maxUrlSize = maxUrlSize
+  }
+
+  execute (chunk: Buffer): number { return this.#llhttp.execute(chunk) }
+  finish (): number { return this.#llhttp.finish() }
+  resume (): void { this.#llhttp.resume() }
+  errorOffset (): number { return this.#llhttp.errorOffset() }
+  get needsEof (): boolean { return this.#llhttp.needsEof }
+  destroy (): void { this.#llhttp.destroy() }
+  /** True between the start of a message and the end of its head: bytes of a request are pending. */
+  get inHead (): boolean { return this.#inHead }
+
+  /** A one-line description of the last parse error, for logs and events. */
+  describeError (errno: number): string {
+    if (errno === Errno.USER || this.limitError !== LimitError.NONE) {
+      if (this.limitError === LimitError.HEAD_TOO_LARGE) return 'head larger than ' + this.#maxHeaderSize + ' bytes'
+      if (this.limitError === LimitError.URL_TOO_LONG) return 'request target longer than ' + this.#maxUrlSize + ' bytes'
+    }
+    return Llhttp.errorName(errno) + ': ' + this.#llhttp.errorReason()
+  }
+
+  onMessageBegin (): number {
+    this.#inHead = true
+    this.#span = Span.NONE
+    this.#size = 0
+    this.#url = ''
+    this.#reason = ''
+    this.#headers = []
+    return CB_OK
+  }
+
+  onUrl (chunk: Buffer, start: number, end: number): number {
+    this.#size += end - start
+    if (this.#size > this.#maxUrlSize) return this.#refuse(LimitError.URL_TOO_LONG)
+    this.#url += chunk.toString('latin1', start, end)
+    return CB_OK
+  }
+
+  onStatus (chunk: Buffer, start: number, end: number): number {
+    this.#size += end - start
+    if (this.#size > this.#maxHeaderSize) return this.#refuse(LimitError.HEAD_TOO_LARGE)
+    this.#reason += chunk.toString('latin1', start, end)
+    return CB_OK
+  }
+
+  onHeaderField (chunk: Buffer, start: number, end: number): number {
+    if (!this.#inHead) return CB_OK // trailer fields: not forwarded
+    this.#size += end - start + 4 // ": " and CRLF count toward the limit too
+    if (this.#size > this.#maxHeaderSize) return this.#refuse(LimitError.HEAD_TOO_LARGE)
+    const headers = this.#headers
+    if (this.#span === Span.FIELD) {
+      headers[headers.length - 2] += chunk.toString('latin1', start, end)
+    } else {
+      headers.push(chunk.toString('latin1', start, end), '')
+      this.#span = Span.FIELD
+    }
+    return CB_OK
+  }
+
+  onHeaderValue (chunk: Buffer, start: number, end: number): number {
+    if (!this.#inHead) return CB_OK
+    this.#size += end - start
+    if (this.#size > this.#maxHeaderSize) return this.#refuse(LimitError.HEAD_TOO_LARGE)
+    this.#headers[this.#headers.length - 1] += chunk.toString('latin1', start, end)
+    this.#span = Span.VALUE
+    return CB_OK
+  }
+
+  onHeadersComplete (statusCode: number, upgrade: boolean, keepAlive: boolean): number {
+    this.#inHead = false
+    const llhttp = this.#llhttp
+    const head: MessageHead = {
+      method: this.#type === ParserType.REQUEST ? llhttp.method : '',
+      url: this.#url,
+      status: statusCode,
+      reason: this.#reason,
+      versionMajor: llhttp.httpMajor,
+      versionMinor: llhttp.httpMinor,
+      headers: this.#headers,
+      keepAlive,
+      upgrade,
+    }
+    this.#headers = EMPTY_HEADERS
+    return this.#sink.onHead(head)
+  }
+
+  onBody (body: Buffer): number { return this.#sink.onBody(body) }
+
+  onMessageComplete (): number {
+    this.#inHead = false
+    return this.#sink.onMessageComplete()
+  }
+
+  #refuse (reason: LimitError): number {
+    this.limitError = reason
+    return CB_ERROR
+  }
+}
+
+const EMPTY_HEADERS: string[] = []

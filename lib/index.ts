@@ -1,0 +1,94 @@
+/**
+ * rp4's public API: `createProxy(options)` returns a proxy with typed events.
+ *
+ *   const proxy = createProxy({ listen: ':8080', targets: ['127.0.0.1:3000'] })
+ *   proxy.on('response', info => console.log(info.status, info.url))
+ *   await proxy.listen()
+ */
+import net, { type AddressInfo, type Server, type Socket } from 'node:net'
+import { TypedEmitter } from 'tiny-typed-emitter'
+import { resolveConfig, type Config } from './config/resolve.js'
+import type { ProxyOptions } from './config/options.js'
+import type { ProxyEvents } from './core/events.js'
+import { ProxyCore } from './proxy/core.js'
+import { ClientConnection } from './proxy/client.js'
+
+export type { ProxyOptions, TimeoutOptions, UpstreamOptions } from './config/options.js'
+export type { ProxyEvents, RequestInfo, ResponseInfo } from './core/events.js'
+export type { Config } from './config/resolve.js'
+export { ProxyError, type ErrorSource } from './core/errors.js'
+export { resolveConfig, DEFAULT_TIMEOUTS, DEFAULT_UPSTREAM, DEFAULTS } from './config/resolve.js'
+export { parseHostPort, formatHostPort } from './config/address.js'
+
+export class Proxy extends TypedEmitter<ProxyEvents> {
+  readonly config: Config
+  readonly #core: ProxyCore
+  readonly #server: Server
+  #closed: Promise<void> | null = null
+
+  constructor (options: ProxyOptions) {
+    super()
+    this.config = resolveConfig(options)
+    this.#core = new ProxyCore(this.config, this)
+    // half-open: a client that sends its requests then shuts down its side still gets the answers
+    this.#server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket: Socket) => {
+      const client = new ClientConnection(this.#core, socket)
+      this.#core.adopt(client)
+    })
+    this.#server.on('error', err => {
+      // after listen() resolved, errors of the listening socket are reported, never thrown
+      this.emit('clientError', Object.assign(new Error(err.message), { code: 'listen_error', source: 'internal', status: 0, retryable: false }) as never, '')
+    })
+  }
+
+  /** Start accepting. Resolves with the bound address (port 0 picks a free port). */
+  listen (): Promise<AddressInfo> {
+    const { host, port } = this.config.listen
+    return new Promise((resolve, reject) => {
+      const server = this.#server
+      const onError = (err: Error): void => reject(err)
+      server.once('error', onError)
+      // no host: every interface, IPv6 and IPv4 (dual stack) where the system has IPv6
+      server.listen(host === '' ? { port } : { host, port }, () => {
+        server.removeListener('error', onError)
+        const address = server.address() as AddressInfo
+        this.emit('listening', address)
+        resolve(address)
+      })
+    })
+  }
+
+  address (): AddressInfo | null {
+    return this.#server.address() as AddressInfo | null
+  }
+
+  /** Open connections: clients, and upstream per target. */
+  stats (): { clients: number, upstream: Array<{ target: string, open: number, idle: number }> } {
+    return {
+      clients: this.#core.clients.size,
+      upstream: this.#core.pools.map(pool => ({ target: pool.target.authority, open: pool.openCount, idle: pool.idleCount })),
+    }
+  }
+
+  /** Stop accepting; requests in flight finish, idle connections close. Resolves once all are closed. */
+  close (): Promise<void> {
+    if (this.#closed !== null) return this.#closed
+    this.#closed = new Promise(resolve => {
+      let pending = 2
+      const done = (): void => {
+        if (--pending === 0) {
+          this.emit('close')
+          resolve()
+        }
+      }
+      if (this.#server.listening) this.#server.close(() => done())
+      else done()
+      this.#core.shutdown(done)
+    })
+    return this.#closed
+  }
+}
+
+export function createProxy (options: ProxyOptions): Proxy {
+  return new Proxy(options)
+}

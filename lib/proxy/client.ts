@@ -1,0 +1,360 @@
+/**
+ * One client connection speaking HTTP/1.x: parses requests with llhttp, starts an exchange for
+ * each, and writes the responses back in request order (pipelining), keep-alive between them.
+ */
+import type { Socket } from 'node:net'
+import { clock, type Timed } from '../core/clock.js'
+import { batchWrites, beginBatch, endBatch } from '../core/batch.js'
+import { ProxyError } from '../core/errors.js'
+import { kOwner } from '../core/symbols.js'
+import { CB_OK, CB_PAUSE, Errno, ParserType } from '../http1/llhttp.js'
+import { HttpParser, LimitError, type MessageSink } from '../http1/parser.js'
+import type { MessageHead } from '../http1/head.js'
+import { BodyKind, errorResponse, planRequest } from '../http1/serialize.js'
+import { relay } from '../tcp/relay.js'
+import { ClientHold, Exchange } from './exchange.js'
+import type { ProxyCore } from './core.js'
+
+const enum Wait { NONE, IDLE, HEAD }
+
+interface OwnedSocket extends Socket { [kOwner]: ClientConnection }
+
+export class ClientConnection implements MessageSink, Timed {
+  readonly core: ProxyCore
+  readonly socket: OwnedSocket
+  /** The client's IP as X-Forwarded-For shows it. */
+  readonly ip: string
+  /** `IP:PORT`, for events and logs. */
+  readonly label: string
+  readonly #parser: HttpParser
+  /** Exchanges in request order; the first one owns the socket's output. */
+  readonly #queue: Exchange[] = []
+  /** The exchange whose request body is being received. */
+  #receiving: Exchange | null = null
+  /** Bytes read but not parsed while parsing is paused. */
+  #stash: Buffer | null = null
+  #holds = 0
+  /** No further request will be read: the connection closes once the queue is done. */
+  #noMore = false
+  #resumeScheduled = false
+  #wait = Wait.IDLE
+  #error: ProxyError | null = null
+  deadline = 0
+
+  constructor (core: ProxyCore, socket: Socket) {
+    this.core = core
+    this.socket = socket as OwnedSocket
+    this.socket[kOwner] = this
+    const address = socket.remoteAddress ?? ''
+    this.ip = address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address
+    this.label = (this.ip.includes(':') ? '[' + this.ip + ']' : this.ip) + ':' + (socket.remotePort ?? 0)
+    this.#parser = new HttpParser(ParserType.REQUEST, this, core.config.maxHeaderSize)
+    socket.setNoDelay(true)
+    socket.on('data', onData)
+    socket.on('end', onEnd)
+    socket.on('error', onError)
+    socket.on('close', onClose)
+    socket.on('drain', onDrain)
+    this.deadline = clock.after(core.config.timeouts.clientIdle)
+    clock.add(this)
+  }
+
+  get first (): Exchange | undefined { return this.#queue[0] }
+  /** The connection may carry another request after the current ones. */
+  get keepAlive (): boolean { return !this.#noMore && !this.core.closing }
+  get idle (): boolean { return this.#queue.length === 0 && !this.#parser.inHead }
+
+  // ---- MessageSink: the request parser's events ----
+
+  onHead (head: MessageHead): number {
+    this.#wait = Wait.NONE
+    this.deadline = 0
+    const plan = planRequest(head, this.core.forwardContext(this.ip))
+    const exchange = new Exchange(this, this.core.nextId(), head, plan)
+    this.#queue.push(exchange)
+    this.core.requestStarted(exchange)
+    if (plan.invalid !== '' || head.method === 'CONNECT') {
+      const status = plan.invalid !== '' ? 400 : 405
+      this.#noMore = true
+      this.core.clientError(new ProxyError('bad_request', plan.invalid || 'CONNECT is not served', 'downstream', status), this.label)
+      exchange.requestComplete = true
+      exchange.fail(new ProxyError('bad_request', plan.invalid, 'downstream', status))
+      return CB_PAUSE
+    }
+    if (plan.body !== BodyKind.NONE) this.#receiving = exchange
+    exchange.dispatch()
+    return CB_OK
+  }
+
+  onBody (body: Buffer): number {
+    this.#receiving?.onRequestBody(body)
+    return CB_OK
+  }
+
+  onMessageComplete (): number {
+    const exchange = this.#queue[this.#queue.length - 1]
+    this.#receiving = null
+    if (exchange === undefined) return CB_PAUSE
+    if (!exchange.requestComplete || exchange.plan.body !== BodyKind.NONE) exchange.onRequestComplete()
+    if (exchange.plan.upgrade) return CB_OK // llhttp stops with PAUSED_UPGRADE next
+    if (!exchange.head.keepAlive) {
+      this.#noMore = true
+      return CB_PAUSE
+    }
+    return this.#queue.length >= this.core.config.maxPipelinedRequests ? CB_PAUSE : CB_OK
+  }
+
+  // ---- reading ----
+
+  onData (chunk: Buffer): void {
+    if (this.#stash !== null || this.#holds !== 0) {
+      // parsing is paused; keep the bytes in order (bounded: the socket is paused too)
+      this.#stash = this.#stash === null ? chunk : Buffer.concat([this.#stash, chunk])
+      return
+    }
+    this.#parse(chunk)
+  }
+
+  #parse (chunk: Buffer): void {
+    beginBatch()
+    const ret = this.#parser.execute(chunk)
+    if (ret !== Errno.OK) this.#parseStopped(ret, chunk)
+    else if (this.#wait === Wait.IDLE && this.#parser.inHead) {
+      // a request head has begun: from now on it must complete within requestHead
+      this.#wait = Wait.HEAD
+      this.deadline = clock.after(this.core.config.timeouts.requestHead)
+    }
+    endBatch()
+  }
+
+  #parseStopped (ret: number, chunk: Buffer): void {
+    const rest = chunk.subarray(this.#parser.errorOffset())
+    if (ret === Errno.PAUSED || ret === Errno.PAUSED_UPGRADE) {
+      const last = this.#queue[this.#queue.length - 1]
+      if (last !== undefined && last.plan.upgrade && ret === Errno.PAUSED_UPGRADE) {
+        // what follows an upgrade request belongs to the new protocol: forwarded only after a 101
+        last.upgradeData = rest
+        this.#noMore = true
+        this.hold(ClientHold.UPGRADE)
+        return
+      }
+      this.hold(ClientHold.PIPELINE)
+      if (!this.#noMore) {
+        if (rest.length > 0) this.#stash = rest
+        // exchanges may have completed while this chunk was parsed: there may be room already
+        if (this.#queue.length < this.core.config.maxPipelinedRequests) {
+          this.#parser.resume()
+          this.release(ClientHold.PIPELINE)
+        }
+      }
+      return
+    }
+    const limit = this.#parser.limitError
+    const status = limit === LimitError.HEAD_TOO_LARGE ? 431 : limit === LimitError.URL_TOO_LONG ? 414 : 400
+    const error = new ProxyError('bad_request', 'malformed request: ' + this.#parser.describeError(ret), 'downstream', status)
+    this.core.clientError(error, this.label)
+    this.stopReading()
+    const receiving = this.#receiving
+    this.#receiving = null
+    if (receiving !== null) {
+      receiving.fail(error)
+      return
+    }
+    // the broken request never became an exchange: answer it after those before it
+    this.respondLocally(status)
+  }
+
+  /** An error response of rp4's own, in turn after the exchanges in flight, then close. */
+  respondLocally (status: number): void {
+    this.#noMore = true
+    const head: MessageHead = { method: 'GET', url: '', status: 0, reason: '', versionMajor: 1, versionMinor: 1, headers: [], keepAlive: false, upgrade: false }
+    const exchange = new Exchange(this, this.core.nextId(), head, LOCAL_PLAN)
+    this.#queue.push(exchange)
+    exchange.fail(new ProxyError('bad_request', 'refused', 'downstream', status))
+  }
+
+  /** No further request is read from this connection. */
+  stopReading (): void {
+    this.#noMore = true
+    this.#stash = null
+    this.hold(ClientHold.PIPELINE)
+  }
+
+  hold (reason: ClientHold): void {
+    if (this.#holds === 0) this.socket.pause()
+    this.#holds |= reason
+  }
+
+  release (reason: ClientHold): void {
+    if ((this.#holds & reason) === 0) return
+    this.#holds &= ~reason
+    if (this.#holds === 0) this.#resume()
+  }
+
+  #resume (): void {
+    if (this.#stash !== null) {
+      // parse the held bytes outside of any llhttp callback: one parse at a time
+      if (!this.#resumeScheduled) {
+        this.#resumeScheduled = true
+        process.nextTick(resumeParsing, this)
+      }
+      return
+    }
+    if (!this.socket.destroyed) this.socket.resume()
+  }
+
+  resumeParsing (): void {
+    this.#resumeScheduled = false
+    if (this.#holds !== 0 || this.socket.destroyed) return
+    const stash = this.#stash
+    this.#stash = null
+    if (stash !== null) this.#parse(stash)
+    if (this.#holds === 0 && this.#stash === null) this.socket.resume()
+  }
+
+  // ---- writing ----
+
+  write (data: string | Buffer): boolean {
+    const socket = this.socket
+    if (socket.destroyed) return true
+    batchWrites(socket)
+    return typeof data === 'string' ? socket.write(data, 'latin1') : socket.write(data)
+  }
+
+  /** The first exchange made progress: move through every exchange that is complete. */
+  advance (): void {
+    const queue = this.#queue
+    while (queue.length > 0) {
+      const exchange = queue[0]
+      if (!exchange.takeTurn()) return
+      queue.shift()
+      exchange.finish()
+      this.core.responseDone(exchange)
+      if (exchange.status === 101 && exchange.plan.upgrade) {
+        this.#startTunnel(exchange)
+        return
+      }
+      if (exchange.closeAfter) {
+        this.#noMore = true
+        for (const later of queue.splice(0)) later.abort()
+        break
+      }
+    }
+    if (queue.length > 0) return
+    if (this.#noMore || this.core.closing) {
+      this.socket.end()
+      return
+    }
+    this.#wait = Wait.IDLE
+    this.deadline = clock.after(this.core.config.timeouts.clientIdle)
+    if ((this.#holds & ClientHold.PIPELINE) !== 0) {
+      this.#parser.resume()
+      this.release(ClientHold.PIPELINE)
+    }
+  }
+
+  #startTunnel (exchange: Exchange): void {
+    const upstream = exchange.takeUpgrade()
+    if (upstream === null) {
+      this.destroy()
+      return
+    }
+    const socket = this.detach()
+    if (upstream.rest.length > 0) socket.write(upstream.rest)
+    if (exchange.upgradeData !== null && exchange.upgradeData.length > 0) upstream.socket.write(exchange.upgradeData)
+    const stash = this.#stash
+    if (stash !== null) upstream.socket.write(stash)
+    relay(socket, upstream.socket)
+  }
+
+  /** Give the socket up (to a tunnel): no listener of ours stays on it. */
+  detach (): Socket {
+    const socket = this.socket
+    clock.delete(this)
+    socket.removeListener('data', onData)
+    socket.removeListener('end', onEnd)
+    socket.removeListener('error', onError)
+    socket.removeListener('close', onClose)
+    socket.removeListener('drain', onDrain)
+    this.#parser.destroy()
+    this.core.forget(this)
+    socket.resume()
+    return socket
+  }
+
+  /** Close now: a truncated response must show as one, so no graceful end. */
+  destroy (error?: ProxyError): void {
+    if (error !== undefined && this.#error === null) {
+      this.#error = error
+      if (error.source === 'downstream') this.core.clientError(error, this.label)
+    }
+    this.socket.destroy()
+  }
+
+  /** Close if nothing is under way (the proxy is closing); otherwise after the current exchanges. */
+  closeWhenIdle (): void {
+    if (this.idle) this.socket.end()
+  }
+
+  // ---- socket events ----
+
+  onEnd (): void {
+    // the client sends no more: answer what was asked, then close
+    this.#noMore = true
+    if (this.#receiving !== null) {
+      const exchange = this.#receiving
+      this.#receiving = null
+      exchange.fail(new ProxyError('client_aborted', 'client closed mid-request', 'downstream', 0))
+      return
+    }
+    if (this.#queue.length === 0) this.socket.end()
+  }
+
+  onTimeout (): void {
+    if (this.#wait === Wait.HEAD) {
+      this.core.clientError(new ProxyError('request_head_timeout', 'request head not received in time', 'downstream', 408), this.label)
+      this.stopReading()
+      this.respondLocally(408)
+      return
+    }
+    this.socket.end()
+  }
+
+  onDrain (): void {
+    this.#queue[0]?.onClientDrain()
+  }
+
+  onSocketError (err: Error): void {
+    if (this.#error === null) {
+      this.#error = new ProxyError('client_error', `client ${this.label}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, 'downstream', 0, false, err)
+    }
+  }
+
+  onClose (): void {
+    clock.delete(this)
+    this.#parser.destroy()
+    this.core.forget(this)
+    const queue = this.#queue.splice(0)
+    if (queue.length > 0 && this.#error === null) {
+      this.#error = new ProxyError('client_closed', `client ${this.label} closed with a request in flight`, 'downstream', 0)
+    }
+    if (queue.length > 0 || (this.#error !== null && this.#error.code === 'client_error')) {
+      if (this.#error !== null) this.core.clientError(this.#error, this.label)
+    }
+    for (const exchange of queue) {
+      exchange.abort()
+      this.core.responseDone(exchange)
+    }
+  }
+}
+
+const LOCAL_PLAN = { prefix: '', suffix: '', needsHost: false, body: BodyKind.NONE, expectContinue: false, upgrade: false, invalid: 'refused' }
+
+function onData (this: OwnedSocket, chunk: Buffer): void { this[kOwner].onData(chunk) }
+function onEnd (this: OwnedSocket): void { this[kOwner].onEnd() }
+function onError (this: OwnedSocket, err: Error): void { this[kOwner].onSocketError(err) }
+function onClose (this: OwnedSocket): void { this[kOwner].onClose() }
+function onDrain (this: OwnedSocket): void { this[kOwner].onDrain() }
+function resumeParsing (client: ClientConnection): void { client.resumeParsing() }
+
+export { errorResponse }

@@ -1,0 +1,269 @@
+/**
+ * One connection to a backend: carries exchanges in order (several at once when pipelining),
+ * parses their responses with llhttp and hands each piece to the exchange it belongs to.
+ */
+import net, { type Socket } from 'node:net'
+import { clock, type Timed } from '../core/clock.js'
+import { beginBatch, endBatch } from '../core/batch.js'
+import { ProxyError } from '../core/errors.js'
+import { kOwner } from '../core/symbols.js'
+import { CB_OK, Errno, HeadersResult, ParserType } from '../http1/llhttp.js'
+import { HttpParser, type MessageSink } from '../http1/parser.js'
+import type { MessageHead } from '../http1/head.js'
+import type { Exchange } from '../proxy/exchange.js'
+import type { Pool } from './pool.js'
+
+const enum State { CONNECTING, IDLE, ACTIVE, CLOSED }
+
+/** Why reading from the backend is paused: bits, so that each cause lifts only its own. */
+export const enum ReadHold { CLIENT_FULL = 1, NOT_FIRST = 2, TUNNEL = 4 }
+
+interface OwnedSocket extends Socket { [kOwner]: UpstreamConnection }
+
+export class UpstreamConnection implements MessageSink, Timed {
+  readonly pool: Pool
+  readonly socket: OwnedSocket
+  readonly #parser: HttpParser
+  #state = State.CONNECTING
+  /** Exchanges sent on this connection whose responses have not completed, oldest first. */
+  readonly #inflight: Exchange[] = []
+  /** The exchange this connection was opened for, until it connects. */
+  #opener: Exchange | null
+  /** Responses completed on this connection: above 0, the connection is a reused one. */
+  served = 0
+  /** The backend said it will close (or a response left the connection unusable): no new exchanges. */
+  #noReuse = false
+  #holds = 0
+  #error: ProxyError | null = null
+  deadline = 0
+
+  constructor (pool: Pool, opener: Exchange) {
+    this.pool = pool
+    this.#opener = opener
+    opener.connecting = this
+    const { host, port } = pool.target
+    // half-open, so that an upgraded connection can relay a FIN one way while the other keeps flowing
+    const socket = net.connect({ host, port, noDelay: true, allowHalfOpen: true }) as OwnedSocket
+    socket[kOwner] = this
+    this.socket = socket
+    this.#parser = new HttpParser(ParserType.RESPONSE, this, pool.core.config.maxHeaderSize)
+    socket.on('connect', onConnect)
+    socket.on('data', onData)
+    socket.on('end', onEnd)
+    socket.on('error', onError)
+    socket.on('close', onClose)
+    socket.on('drain', onDrain)
+    this.deadline = clock.after(pool.core.config.timeouts.connect)
+    clock.add(this)
+  }
+
+  get inflightCount (): number { return this.#inflight.length }
+  get usable (): boolean { return this.#state === State.IDLE && !this.#noReuse }
+
+  /** May take one more exchange on top of those in flight (pipelining). */
+  canPipeline (depth: number): boolean {
+    const inflight = this.#inflight
+    if (this.#state !== State.ACTIVE || this.#noReuse || inflight.length >= depth || inflight.length === 0) return false
+    // only behind requests whose bytes are all sent, and that a backend cannot turn into a tunnel
+    const last = inflight[inflight.length - 1]
+    return last.requestSent && last.pipelinable
+  }
+
+  /** Start `exchange` on this connection: it writes its request at once. */
+  send (exchange: Exchange): void {
+    if (this.#inflight.length === 0) {
+      this.#state = State.ACTIVE
+      this.deadline = 0
+    }
+    this.#inflight.push(exchange)
+    exchange.attach(this)
+  }
+
+  /** Pooled and idle: closed by the coarse clock after the idle timeout. */
+  setIdle (): void {
+    this.#state = State.IDLE
+    this.deadline = clock.after(this.pool.core.config.timeouts.upstreamIdle)
+  }
+
+  /** The request of the first exchange still waiting for its response was written in full. */
+  armResponseTimeout (): void {
+    this.deadline = clock.after(this.pool.core.config.timeouts.response)
+  }
+
+  hold (reason: ReadHold): void {
+    if (this.#holds === 0) this.socket.pause()
+    this.#holds |= reason
+  }
+
+  release (reason: ReadHold): void {
+    if ((this.#holds & reason) === 0) return
+    this.#holds &= ~reason
+    if (this.#holds === 0 && this.#state !== State.CLOSED) this.socket.resume()
+  }
+
+  /** Close now; exchanges still in flight fail (or are retried when nothing of theirs was answered). */
+  destroy (error?: ProxyError): void {
+    if (error !== undefined && this.#error === null) this.#error = error
+    this.#noReuse = true
+    this.socket.destroy()
+  }
+
+  /** The exchange gives the connection up for the rest of its life (its tunnel now owns the socket). */
+  detach (): Socket {
+    this.#state = State.CLOSED
+    this.#inflight.length = 0
+    clock.delete(this)
+    this.socket.removeListener('data', onData)
+    this.socket.removeListener('end', onEnd)
+    this.socket.removeListener('error', onError)
+    this.socket.removeListener('close', onClose)
+    this.socket.removeListener('drain', onDrain)
+    this.#parser.destroy()
+    this.pool.forget(this)
+    return this.socket
+  }
+
+  // ---- MessageSink: the response parser's events ----
+
+  onHead (head: MessageHead): number {
+    const exchange = this.#inflight[0]
+    if (exchange === undefined) {
+      this.#error = new ProxyError('unsolicited_response', `${this.pool.target.authority} sent a response nobody asked for`, 'upstream', 502)
+      return -1
+    }
+    if (head.status >= 200 || head.status === 101) this.deadline = 0
+    if (!head.keepAlive) this.#noReuse = true
+    return exchange.onResponseHead(head, this.#parser.needsEof)
+  }
+
+  onBody (body: Buffer): number {
+    return this.#inflight[0].onResponseBody(body)
+  }
+
+  onMessageComplete (): number {
+    const exchange = this.#inflight[0]
+    if (exchange.interim) {
+      // a 1xx before the final response: the same exchange goes on
+      exchange.interim = false
+      return CB_OK
+    }
+    this.#inflight.shift()
+    this.served++
+    if (!exchange.requestSent) this.#noReuse = true // it answered before reading all of the request
+    if (this.#inflight.length === 0 && this.#noReuse) this.socket.destroy()
+    exchange.onResponseComplete()
+    // back to the pool only once the whole chunk is parsed: bytes after the last response must
+    // not become the answer to the next request sent on this connection
+    if (this.#inflight.length > 0) this.armResponseTimeoutIfSent()
+    return CB_OK
+  }
+
+  armResponseTimeoutIfSent (): void {
+    if (this.#inflight[0].requestSent) this.armResponseTimeout()
+  }
+
+  // ---- socket events ----
+
+  onConnect (): void {
+    const opener = this.#opener!
+    this.#opener = null
+    opener.connecting = null
+    this.pool.core.balancer.markUp(this.pool)
+    if (opener.settled) {
+      // its client went away or it failed meanwhile: the new connection serves someone else
+      this.#state = State.ACTIVE
+      this.pool.release(this)
+    } else {
+      this.send(opener)
+    }
+  }
+
+  onData (chunk: Buffer): void {
+    beginBatch()
+    const ret = this.#parser.execute(chunk)
+    if (ret === Errno.OK) {
+      if (this.#inflight.length === 0 && this.#state === State.ACTIVE && !this.#noReuse && !this.socket.destroyed) this.pool.release(this)
+    } else {
+      if (ret === Errno.PAUSED_UPGRADE) {
+        const exchange = this.#inflight[0]
+        exchange.onUpgraded(chunk.subarray(this.#parser.errorOffset()))
+      } else if (!this.socket.destroyed) {
+        this.destroy(this.#error ?? new ProxyError('bad_response',
+          `${this.pool.target.authority} sent a malformed response (${this.#parser.describeError(ret)})`, 'upstream', 502))
+      }
+    }
+    endBatch()
+  }
+
+  onEnd (): void {
+    // the backend closed: the end of a close-delimited body, or of the connection
+    if (this.#inflight.length > 0) {
+      beginBatch()
+      const ret = this.#parser.finish()
+      endBatch()
+      if (ret !== Errno.OK && ret !== Errno.PAUSED && this.#error === null) {
+        this.#error = new ProxyError('truncated_response', `${this.pool.target.authority} closed the connection mid-response`, 'upstream', 502)
+      }
+    }
+    this.socket.destroy()
+  }
+
+  onTimeout (): void {
+    if (this.#state === State.CONNECTING) {
+      this.destroy(new ProxyError('connect_timeout', `connect to ${this.pool.target.authority} timed out`, 'upstream', 502, true))
+    } else if (this.#state === State.IDLE) {
+      this.socket.destroy()
+    } else if (this.#inflight.length > 0) {
+      this.destroy(new ProxyError('response_timeout', `${this.pool.target.authority} sent no response in time`, 'upstream', 504))
+    }
+  }
+
+  onClose (): void {
+    const wasConnecting = this.#state === State.CONNECTING
+    this.#state = State.CLOSED
+    this.#noReuse = true
+    clock.delete(this)
+    this.#parser.destroy()
+    this.pool.forget(this)
+    const opener = this.#opener
+    if (wasConnecting && opener !== null) {
+      this.#opener = null
+      opener.connecting = null
+      const error = this.#error ?? new ProxyError('connect_failed', `cannot connect to ${this.pool.target.authority}`, 'upstream', 502, true)
+      opener.onConnectFailed(error, this.pool)
+      return
+    }
+    const inflight = this.#inflight.splice(0)
+    const reused = this.served > 0
+    for (let i = 0; i < inflight.length; i++) {
+      const error = this.#error ?? new ProxyError('upstream_closed', `${this.pool.target.authority} closed the connection`, 'upstream', 502)
+      // the first exchange failed with the error; those pipelined behind it never got an answer
+      inflight[i].onUpstreamClosed(i === 0 ? error : new ProxyError('pipeline_aborted', error.message, 'upstream', 502, true), reused || i > 0)
+    }
+  }
+
+  onSocketError (err: Error): void {
+    if (this.#error === null) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'error'
+      const connecting = this.#state === State.CONNECTING
+      this.#error = new ProxyError(connecting ? 'connect_failed' : 'upstream_reset',
+        `${connecting ? 'cannot connect to' : 'connection to'} ${this.pool.target.authority}: ${code}`, 'upstream', 502, connecting, err)
+    }
+  }
+
+  onDrain (): void {
+    // the request body's sender may go on
+    const inflight = this.#inflight
+    const last = inflight[inflight.length - 1]
+    if (last !== undefined && !last.requestSent) last.onUpstreamDrain()
+  }
+}
+
+function onConnect (this: OwnedSocket): void { this[kOwner].onConnect() }
+function onData (this: OwnedSocket, chunk: Buffer): void { this[kOwner].onData(chunk) }
+function onEnd (this: OwnedSocket): void { this[kOwner].onEnd() }
+function onError (this: OwnedSocket, err: Error): void { this[kOwner].onSocketError(err) }
+function onClose (this: OwnedSocket): void { this[kOwner].onClose() }
+function onDrain (this: OwnedSocket): void { this[kOwner].onDrain() }
+
+export { HeadersResult }
