@@ -1,0 +1,222 @@
+#!/usr/bin/env node
+/**
+ * The rp4 command: argv → the same validated options object `createProxy` takes → a running
+ * proxy. Nothing here knows HTTP; it maps flags, reports errors on stderr and sets exit codes.
+ */
+import { readFileSync } from 'node:fs'
+import { parseArgs } from 'node:util'
+import { runDemo } from './demo.js'
+import { createProxy, parseHostPort, DEFAULT_TIMEOUTS, DEFAULT_UPSTREAM, DEFAULTS, type ProxyOptions, type Proxy } from '../lib/index.js'
+
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
+
+const USAGE = `rp4 ${VERSION} - reverse proxy, HTTP/1.1 and TCP
+
+Usage:
+  rp4 listen [HOST]:PORT --to HOST:PORT [--to HOST:PORT ...] [options]
+  rp4 demo [[HOST]:PORT]      a demo origin with rp4 in front (default 127.0.0.1:8080)
+  rp4 --help | --version
+
+  [HOST]:PORT        where to accept connections; ":8080" or "8080" = every
+                     interface (IPv4 and IPv6); "[::1]:8080" for an IPv6 address
+
+Options:
+  --to HOST:PORT              backend; repeat for several (round robin, failover
+                              to the next one when a connect fails)
+  --connect-timeout DUR       opening a backend connection (default ${ms(DEFAULT_TIMEOUTS.connect)})
+  --timeout DUR               waiting for a response head, then 504 (default ${ms(DEFAULT_TIMEOUTS.response)})
+  --client-idle-timeout DUR   idle keep-alive client connections (default ${ms(DEFAULT_TIMEOUTS.clientIdle)})
+  --request-head-timeout DUR  receiving a complete request head, then 408 (default ${ms(DEFAULT_TIMEOUTS.requestHead)})
+  --upstream-idle-timeout DUR idle pooled backend connections (default ${ms(DEFAULT_TIMEOUTS.upstreamIdle)})
+  --failed-target-timeout DUR how long a backend that refused is skipped (default ${ms(DEFAULT_TIMEOUTS.failedTarget)})
+  --max-conns N               connections per backend (default ${DEFAULT_UPSTREAM.maxConnections})
+  --max-queue N               requests waiting for a backend connection, then 503 (default ${DEFAULT_UPSTREAM.maxQueue})
+  --pipelining N              requests in flight per backend connection; 1 = off (default ${DEFAULT_UPSTREAM.pipelining})
+  --max-pipelined N           requests in flight per client connection (default ${DEFAULTS.maxPipelinedRequests})
+  --max-header-size BYTES     largest request or response head (default ${DEFAULTS.maxHeaderSize})
+  --access-log                one line per response on stderr
+  -q, --quiet                 no startup line, no error lines
+  -h, --help                  this help
+  -v, --version               the version
+
+  DUR is a number with a unit: 500ms, 5s, 2m (a bare number means milliseconds).
+
+Examples:
+  rp4 listen :8080 --to 127.0.0.1:3000
+  rp4 listen 127.0.0.1:8080 --to 10.0.0.5:80 --to 10.0.0.6:80 --timeout 30s
+`
+
+function ms (value: number): string {
+  return value % 1000 === 0 ? value / 1000 + 's' : value + 'ms'
+}
+
+class UsageError extends Error {}
+
+function duration (flag: string, text: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim())
+  if (match === null) throw new UsageError(`${flag}: "${text}" is not a duration (e.g. 500ms, 5s, 2m)`)
+  const factor = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(match[2] ?? 'ms') as 'ms' | 's' | 'm' | 'h']
+  const value = Math.round(Number(match[1]) * factor)
+  if (value < 1) throw new UsageError(`${flag}: "${text}" must be at least 1ms`)
+  return value
+}
+
+function count (flag: string, text: string, min: number): number {
+  if (!/^\d+$/.test(text.trim()) || Number(text) < min) throw new UsageError(`${flag}: "${text}" must be an integer of at least ${min}`)
+  return Number(text)
+}
+
+interface Cli {
+  options: ProxyOptions
+  accessLog: boolean
+  quiet: boolean
+}
+
+const FLAGS = {
+  to: { type: 'string', multiple: true },
+  'connect-timeout': { type: 'string' },
+  timeout: { type: 'string' },
+  'client-idle-timeout': { type: 'string' },
+  'request-head-timeout': { type: 'string' },
+  'upstream-idle-timeout': { type: 'string' },
+  'failed-target-timeout': { type: 'string' },
+  'max-conns': { type: 'string' },
+  'max-queue': { type: 'string' },
+  pipelining: { type: 'string' },
+  'max-pipelined': { type: 'string' },
+  'max-header-size': { type: 'string' },
+  'access-log': { type: 'boolean' },
+  quiet: { type: 'boolean', short: 'q' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'v' },
+} as const
+
+/** argv (without node and the script) → options; throws UsageError naming what is wrong. */
+function parseCli (argv: string[]): Cli | 'help' | 'version' | { demo: string } {
+  let parsed
+  try {
+    parsed = parseArgs({ args: argv, options: FLAGS, allowPositionals: true, strict: true })
+  } catch (err) {
+    // parseArgs names the flag: "Unknown option '--bogus'", "Option '--to <value>' argument missing"
+    throw new UsageError((err as Error).message)
+  }
+  const { values, positionals } = parsed
+  if (values.help === true) return 'help'
+  if (values.version === true) return 'version'
+  if (positionals.length === 0) throw new UsageError('missing command: rp4 listen [HOST]:PORT --to HOST:PORT')
+  if (positionals[0] === 'demo') {
+    const listen = positionals[1] ?? '127.0.0.1:8080'
+    const check = parseHostPort(listen, { hostRequired: false, portZero: true })
+    if (typeof check === 'string') throw new UsageError(`demo address: ${check}`)
+    return { demo: listen }
+  }
+  if (positionals[0] !== 'listen') throw new UsageError(`unknown command "${positionals[0]}" (the command is "listen")`)
+  if (positionals.length < 2) throw new UsageError('listen: missing address [HOST]:PORT')
+  if (positionals.length > 2) throw new UsageError(`unexpected argument "${positionals[2]}"`)
+  const listen = positionals[1]
+  const listenCheck = parseHostPort(listen, { hostRequired: false, portZero: true })
+  if (typeof listenCheck === 'string') throw new UsageError(`listen address: ${listenCheck}`)
+  const targets = values.to ?? []
+  if (targets.length === 0) throw new UsageError('missing --to HOST:PORT (the backend to forward to)')
+  for (const target of targets) {
+    const check = parseHostPort(target, { hostRequired: true, portZero: false })
+    if (typeof check === 'string') throw new UsageError(`--to: ${check}`)
+  }
+
+  const timeouts: ProxyOptions['timeouts'] = {}
+  if (values['connect-timeout'] !== undefined) timeouts.connect = duration('--connect-timeout', values['connect-timeout'])
+  if (values.timeout !== undefined) timeouts.response = duration('--timeout', values.timeout)
+  if (values['client-idle-timeout'] !== undefined) timeouts.clientIdle = duration('--client-idle-timeout', values['client-idle-timeout'])
+  if (values['request-head-timeout'] !== undefined) timeouts.requestHead = duration('--request-head-timeout', values['request-head-timeout'])
+  if (values['upstream-idle-timeout'] !== undefined) timeouts.upstreamIdle = duration('--upstream-idle-timeout', values['upstream-idle-timeout'])
+  if (values['failed-target-timeout'] !== undefined) timeouts.failedTarget = duration('--failed-target-timeout', values['failed-target-timeout'])
+  const upstream: ProxyOptions['upstream'] = {}
+  if (values['max-conns'] !== undefined) upstream.maxConnections = count('--max-conns', values['max-conns'], 1)
+  if (values['max-queue'] !== undefined) upstream.maxQueue = count('--max-queue', values['max-queue'], 0)
+  if (values.pipelining !== undefined) upstream.pipelining = count('--pipelining', values.pipelining, 1)
+
+  const options: ProxyOptions = { listen, targets, timeouts, upstream }
+  if (values['max-pipelined'] !== undefined) options.maxPipelinedRequests = count('--max-pipelined', values['max-pipelined'], 1)
+  if (values['max-header-size'] !== undefined) options.maxHeaderSize = count('--max-header-size', values['max-header-size'], 256)
+  return { options, accessLog: values['access-log'] === true, quiet: values.quiet === true }
+}
+
+async function main (): Promise<number> {
+  let cli: ReturnType<typeof parseCli>
+  try {
+    cli = parseCli(process.argv.slice(2))
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`rp4: ${err.message}\nTry "rp4 --help".\n`)
+      return 2
+    }
+    throw err
+  }
+  if (cli === 'help') {
+    process.stdout.write(USAGE)
+    return 0
+  }
+  if (cli === 'version') {
+    process.stdout.write(VERSION + '\n')
+    return 0
+  }
+  if ('demo' in cli) {
+    try {
+      await runDemo(cli.demo)
+    } catch (err) {
+      process.stderr.write(`rp4 demo: ${(err as Error).message}\n`)
+      return 1
+    }
+    return 0
+  }
+
+  let proxy: Proxy
+  try {
+    proxy = createProxy(cli.options)
+  } catch (err) {
+    // the options validator names the option; the CLI flags map onto it one to one
+    process.stderr.write(`rp4: ${(err as Error).message}\n`)
+    return 2
+  }
+  const log = (line: string): void => { if (!cli.quiet) process.stderr.write(line + '\n') }
+  proxy.on('upstreamError', (err, target) => log(`rp4: upstream ${target}: ${err.code}: ${err.message}`))
+  proxy.on('clientError', (err, client) => log(`rp4: client ${client}: ${err.code}: ${err.message}`))
+  if (cli.accessLog) {
+    proxy.on('response', info => process.stderr.write(
+      `${info.client} "${info.method} ${info.url}" ${info.status} ${info.target || '-'} ${info.duration.toFixed(1)}ms\n`))
+  }
+
+  try {
+    const address = await proxy.listen()
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
+    log(`rp4 ${VERSION} listening on ${host}:${address.port}, forwarding to ${proxy.config.targets.map(t => t.authority).join(', ')}`)
+  } catch (err) {
+    process.stderr.write(`rp4: cannot listen on ${cli.options.listen}: ${(err as Error).message}\n`)
+    return 1
+  }
+
+  return await new Promise<number>(resolve => {
+    let stopping = false
+    const stop = (signal: string): void => {
+      if (stopping) {
+        resolve(130) // a second signal: do not wait any longer
+        return
+      }
+      stopping = true
+      log(`rp4: ${signal}: closing, waiting for requests in flight`)
+      const force = setTimeout(() => {
+        log('rp4: connections still open after 10s: closing them')
+        resolve(0)
+      }, 10_000)
+      force.unref()
+      void proxy.close().then(() => resolve(0))
+    }
+    process.on('SIGINT', () => stop('SIGINT'))
+    process.on('SIGTERM', () => stop('SIGTERM'))
+  })
+}
+
+main().then(code => process.exit(code), (err: unknown) => {
+  process.stderr.write(`rp4: ${(err as Error).stack ?? String(err)}\n`)
+  process.exit(1)
+})

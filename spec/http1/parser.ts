@@ -1,0 +1,151 @@
+import t, { type Test } from 'tap'
+import { CB_OK, Errno, HeadersResult, ParserType } from '../../lib/http1/llhttp.js'
+import { HttpParser, LimitError, type MessageSink } from '../../lib/http1/parser.js'
+import type { MessageHead } from '../../lib/http1/head.js'
+
+interface Message { head: MessageHead, body: Buffer, complete: boolean }
+
+/** A sink that records every message; `onHeadResult` picks what onHead returns. */
+function recorder (onHeadResult: (head: MessageHead) => number = () => HeadersResult.CONTINUE) {
+  const messages: Message[] = []
+  const sink: MessageSink = {
+    onHead (head) {
+      messages.push({ head, body: Buffer.alloc(0), complete: false })
+      return onHeadResult(head)
+    },
+    onBody (body) {
+      const m = messages[messages.length - 1]
+      m.body = Buffer.concat([m.body, body])
+      return CB_OK
+    },
+    onMessageComplete () {
+      messages[messages.length - 1].complete = true
+      return CB_OK
+    },
+  }
+  return { messages, sink }
+}
+
+function feed (parser: HttpParser, bytes: Buffer, cuts: number[]): number {
+  let from = 0
+  for (const cut of [...cuts, bytes.length]) {
+    const ret = parser.execute(bytes.subarray(from, cut))
+    if (ret !== Errno.OK) return ret
+    from = cut
+  }
+  return Errno.OK
+}
+
+const REQUEST = Buffer.from(
+  'POST /upload?x=1 HTTP/1.1\r\nHost: example.test\r\nX-Empty:\r\nContent-Type: text/plain\r\n' +
+  'X-Long: ' + 'v'.repeat(300) + '\r\nContent-Length: 11\r\n\r\nhello world')
+
+function checkRequest (t: Test, m: Message | undefined): void {
+  t.ok(m, 'one message')
+  if (m === undefined) return
+  t.equal(m.head.method, 'POST')
+  t.equal(m.head.url, '/upload?x=1')
+  t.equal(m.head.versionMinor, 1)
+  t.same(m.head.headers, ['Host', 'example.test', 'X-Empty', '', 'Content-Type', 'text/plain', 'X-Long', 'v'.repeat(300), 'Content-Length', '11'])
+  t.equal(m.body.toString(), 'hello world')
+  t.equal(m.complete, true)
+}
+
+t.test('a request split at every offset parses the same', async t => {
+  for (let cut = 1; cut < REQUEST.length; cut++) {
+    const { messages, sink } = recorder()
+    const parser = new HttpParser(ParserType.REQUEST, sink, 65536)
+    t.equal(feed(parser, REQUEST, [cut]), Errno.OK, `split at ${cut}`)
+    if (messages.length !== 1 || !messages[0].complete) t.fail(`split at ${cut}: ${messages.length} messages`)
+    parser.destroy()
+  }
+  const { messages, sink } = recorder()
+  const parser = new HttpParser(ParserType.REQUEST, sink, 65536)
+  t.equal(feed(parser, REQUEST, [500]), Errno.OK)
+  checkRequest(t, messages[0])
+})
+
+t.test('a request fed byte by byte parses the same', async t => {
+  const { messages, sink } = recorder()
+  const parser = new HttpParser(ParserType.REQUEST, sink, 65536)
+  const cuts = Array.from({ length: REQUEST.length - 1 }, (_, i) => i + 1)
+  t.equal(feed(parser, REQUEST, cuts), Errno.OK)
+  t.equal(messages.length, 1)
+  checkRequest(t, messages[0])
+  parser.destroy()
+})
+
+t.test('pipelined requests in one chunk, chunked body de-chunked, trailers dropped', async t => {
+  const { messages, sink } = recorder()
+  const parser = new HttpParser(ParserType.REQUEST, sink, 65536)
+  const bytes = Buffer.from(
+    'GET /a HTTP/1.1\r\nHost: h\r\n\r\n' +
+    'PUT /b HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n' +
+    'HEAD /c HTTP/1.0\r\n\r\n')
+  t.equal(parser.execute(bytes), Errno.OK)
+  t.same(messages.map(m => [m.head.method, m.head.url, m.body.toString(), m.complete]),
+    [['GET', '/a', '', true], ['PUT', '/b', 'hello world', true], ['HEAD', '/c', '', true]])
+  t.same(messages[1].head.headers, ['Host', 'h', 'Transfer-Encoding', 'chunked'], 'trailer fields are not part of the head')
+  t.equal(messages[2].head.versionMinor, 0)
+  t.equal(messages[2].head.keepAlive, false, 'HTTP/1.0 without keep-alive')
+  parser.destroy()
+})
+
+t.test('ambiguous or malformed requests are errors (lenient flags off)', async t => {
+  const bad: Array<[string, string]> = [
+    ['Content-Length with Transfer-Encoding', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'],
+    ['duplicate Content-Length', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd'],
+    ['Transfer-Encoding not ending in chunked', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n'],
+    ['space before colon', 'GET / HTTP/1.1\r\nHost : h\r\n\r\n'],
+    ['bare LF line ending', 'GET / HTTP/1.1\nHost: h\n\n'],
+    ['invalid chunk size', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n'],
+    ['control character in a header value', 'GET / HTTP/1.1\r\nHost: h\r\nX: a\x01b\r\n\r\n'],
+    ['invalid method', 'G@T / HTTP/1.1\r\nHost: h\r\n\r\n'],
+    ['invalid version', 'GET / HTTP/9.7\r\nHost: h\r\n\r\n'],
+  ]
+  for (const [name, text] of bad) {
+    const { sink } = recorder()
+    const parser = new HttpParser(ParserType.REQUEST, sink, 65536)
+    const ret = parser.execute(Buffer.from(text))
+    t.not(ret, Errno.OK, name)
+    t.not(ret, Errno.PAUSED, name)
+    t.ok(parser.describeError(ret).length > 0, `${name}: ${parser.describeError(ret)}`)
+    parser.destroy()
+  }
+})
+
+t.test('a head over the limit stops the parser with a limit error', async t => {
+  const { messages, sink } = recorder()
+  const parser = new HttpParser(ParserType.REQUEST, sink, 1024)
+  const ret = parser.execute(Buffer.from('GET / HTTP/1.1\r\nHost: h\r\nX-Big: ' + 'a'.repeat(2000) + '\r\n\r\n'))
+  t.not(ret, Errno.OK)
+  t.equal(parser.limitError, LimitError.HEAD_TOO_LARGE)
+  t.match(parser.describeError(ret), /larger than 1024/)
+  t.equal(messages.length, 0, 'no head was handed over')
+  parser.destroy()
+})
+
+t.test('responses: HEAD has no body, 1xx before the final one, close-delimited ends at finish', async t => {
+  const { messages, sink } = recorder(head => head.status === 200 && head.headers.includes('X-Head') ? HeadersResult.SKIP_BODY : HeadersResult.CONTINUE)
+  const parser = new HttpParser(ParserType.RESPONSE, sink, 65536)
+  const bytes = Buffer.from(
+    'HTTP/1.1 200 OK\r\nX-Head: 1\r\nContent-Length: 5\r\n\r\n' + // answer to HEAD: no body follows
+    'HTTP/1.1 100 Continue\r\n\r\n' +
+    'HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n' +
+    'HTTP/1.1 200 OK\r\n\r\nuntil close')
+  t.equal(parser.execute(bytes), Errno.OK)
+  t.equal(parser.needsEof, true, 'the last body runs until the connection closes')
+  t.equal(parser.finish(), Errno.OK)
+  t.same(messages.map(m => [m.head.status, m.head.reason, m.body.toString(), m.complete]),
+    [[200, 'OK', '', true], [100, 'Continue', '', true], [201, 'Created', 'abc', true], [200, 'OK', 'until close', true]])
+  parser.destroy()
+})
+
+t.test('a truncated Content-Length response is an error at finish', async t => {
+  const { messages, sink } = recorder()
+  const parser = new HttpParser(ParserType.RESPONSE, sink, 65536)
+  t.equal(parser.execute(Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc')), Errno.OK)
+  t.not(parser.finish(), Errno.OK)
+  t.equal(messages[0].complete, false)
+  parser.destroy()
+})
