@@ -23,6 +23,7 @@ export function parseHostPort (text: string, { hostRequired, portZero }: { hostR
   } else {
     const colon = value.lastIndexOf(':')
     if (colon === -1) {
+      if (hostRequired) return `"${text}" is not HOST:PORT`
       host = ''
       portText = value
     } else {

@@ -60,8 +60,15 @@ export class ClientConnection implements MessageSink, Timed {
   }
 
   get first (): Exchange | undefined { return this.#queue[0] }
-  /** The connection may carry another request after the current ones. */
-  get keepAlive (): boolean { return !this.#noMore && !this.core.closing }
+  /**
+   * The connection stays open after `exchange`'s response: the request did not ask to close, and
+   * when no further request will be read, only the last exchange closes it.
+   */
+  keepAliveAfter (exchange: Exchange): boolean {
+    if (!exchange.head.keepAlive) return false
+    if (!this.#noMore && !this.core.closing) return true
+    return this.#queue[this.#queue.length - 1] !== exchange
+  }
   get idle (): boolean { return this.#queue.length === 0 && !this.#parser.inHead }
 
   // ---- MessageSink: the request parser's events ----
@@ -97,7 +104,7 @@ export class ClientConnection implements MessageSink, Timed {
     if (exchange === undefined) return CB_PAUSE
     if (!exchange.requestComplete || exchange.plan.body !== BodyKind.NONE) exchange.onRequestComplete()
     if (exchange.plan.upgrade) return CB_OK // llhttp stops with PAUSED_UPGRADE next
-    if (!exchange.head.keepAlive) {
+    if (!exchange.head.keepAlive || this.#noMore) {
       this.#noMore = true
       return CB_PAUSE
     }
@@ -293,7 +300,13 @@ export class ClientConnection implements MessageSink, Timed {
 
   /** Close if nothing is under way (the proxy is closing); otherwise after the current exchanges. */
   closeWhenIdle (): void {
-    if (this.idle) this.socket.end()
+    if (this.idle) {
+      this.socket.end()
+      return
+    }
+    // a request body still arriving is read to its end; nothing after it is
+    this.#noMore = true
+    if (this.#receiving === null) this.hold(ClientHold.PIPELINE)
   }
 
   // ---- socket events ----

@@ -181,7 +181,7 @@ export class Exchange {
       return CB_ERROR
     }
     this.status = status
-    const keepClient = client.keepAlive && this.head.keepAlive && !this.plan.upgrade
+    const keepClient = client.keepAliveAfter(this) && !this.plan.upgrade
     const plan = planResponse(head, this.head.method, http11, keepClient, untilClose, client.core.config.via)
     this.#body = plan.body
     this.closeAfter = plan.close || status === 101
@@ -271,7 +271,7 @@ export class Exchange {
     this.#release()
     if (this.#response === Response.NONE && error.status !== 0) {
       this.status = error.status
-      this.closeAfter = this.closeAfter || !this.requestComplete || error.status === 400 || this.plan.upgrade || !this.client.keepAlive
+      this.closeAfter = this.closeAfter || !this.requestComplete || error.status === 400 || this.plan.upgrade || !this.client.keepAliveAfter(this)
       this.#held = null
       this.#emit(errorResponse(error.status, this.closeAfter))
       this.#response = Response.DONE

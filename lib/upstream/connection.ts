@@ -142,6 +142,8 @@ export class UpstreamConnection implements MessageSink, Timed {
 
   onMessageComplete (): number {
     const exchange = this.#inflight[0]
+    // a 101: llhttp stops with PAUSED_UPGRADE right after this, and the exchange takes the socket
+    if (exchange.status === 101) return CB_OK
     if (exchange.interim) {
       // a 1xx before the final response: the same exchange goes on
       exchange.interim = false
