@@ -160,8 +160,10 @@ export class UpstreamConnection implements MessageSink, Timed {
     return CB_OK
   }
 
+  /** Arm the response-head timeout when the oldest exchange has sent its request and awaits its head. */
   armResponseTimeoutIfSent (): void {
-    if (this.#inflight[0].requestSent) this.armResponseTimeout()
+    const first = this.#inflight[0]
+    if (first !== undefined && first.requestSent && !first.responseStarted) this.armResponseTimeout()
   }
 
   // ---- socket events ----

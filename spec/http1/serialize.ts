@@ -1,0 +1,98 @@
+import t from 'tap'
+import type { MessageHead } from '../../lib/http1/head.js'
+import { BodyKind, errorResponse, planRequest, planResponse } from '../../lib/http1/serialize.js'
+
+const ctx = { clientIp: '192.0.2.7', proto: 'http', via: '1.1 rp4' }
+
+function request (headers: string[], extra: Partial<MessageHead> = {}): MessageHead {
+  return { method: 'GET', url: '/p?q=1', status: 0, reason: '', versionMajor: 1, versionMinor: 1, headers, keepAlive: true, upgrade: false, ...extra }
+}
+
+function response (status: number, headers: string[], reason = 'OK'): MessageHead {
+  return { method: '', url: '', status, reason, versionMajor: 1, versionMinor: 1, headers, keepAlive: true, upgrade: false }
+}
+
+t.test('request: hop-by-hop removed, order and case kept, forwarding headers added', async t => {
+  const plan = planRequest(request([
+    'hOST', 'example.test',
+    'Connection', 'keep-alive, X-Secret',
+    'X-Secret', 'do not pass',
+    'Keep-Alive', 'timeout=5',
+    'Proxy-Connection', 'keep-alive',
+    'TE', 'trailers',
+    'Trailer', 'X-T',
+    'Upgrade', 'websocket',
+    'X-Forwarded-Proto', 'https',
+    'X-Forwarded-Host', 'spoofed',
+    'accept', '*/*',
+  ]), ctx)
+  t.equal(plan.invalid, '')
+  t.equal(plan.body, BodyKind.NONE)
+  t.equal(plan.prefix + plan.suffix,
+    'GET /p?q=1 HTTP/1.1\r\nhOST: example.test\r\naccept: */*\r\n' +
+    'X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: example.test\r\nVia: 1.1 rp4\r\n\r\n')
+})
+
+t.test('request: X-Forwarded-For and Via extended in place, framing headers kept', async t => {
+  const plan = planRequest(request([
+    'Host', 'h',
+    'X-Forwarded-For', '203.0.113.1',
+    'Via', '1.0 first',
+    'Transfer-Encoding', 'chunked',
+    'X-Forwarded-For', '203.0.113.2',
+  ], { method: 'POST' }), ctx)
+  t.equal(plan.body, BodyKind.CHUNKED)
+  t.equal(plan.prefix + plan.suffix,
+    'POST /p?q=1 HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 203.0.113.1\r\nVia: 1.0 first, 1.1 rp4\r\nTransfer-Encoding: chunked\r\n' +
+    'X-Forwarded-For: 203.0.113.2, 192.0.2.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\n\r\n')
+})
+
+t.test('request: Host rules', async t => {
+  t.equal(planRequest(request([]), ctx).invalid, 'HTTP/1.1 request without Host')
+  t.equal(planRequest(request(['Host', 'a', 'host', 'b']), ctx).invalid, 'several Host headers')
+  const http10 = planRequest(request([], { versionMinor: 0 }), ctx)
+  t.equal(http10.invalid, '')
+  t.equal(http10.needsHost, true, 'an HTTP/1.0 request without Host gets the backend address')
+  t.notMatch(http10.suffix, /X-Forwarded-Host/)
+})
+
+t.test('request: upgrade keeps Upgrade and asks for it again', async t => {
+  const plan = planRequest(request(['Host', 'h', 'Connection', 'Upgrade', 'Upgrade', 'websocket'], { upgrade: true }), ctx)
+  t.equal(plan.upgrade, true)
+  t.equal(plan.prefix + plan.suffix,
+    'GET /p?q=1 HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nX-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\n' +
+    'X-Forwarded-Host: h\r\nVia: 1.1 rp4\r\nConnection: upgrade\r\n\r\n')
+})
+
+t.test('response: framing per client version', async t => {
+  const chunked = response(200, ['Transfer-Encoding', 'chunked', 'Connection', 'close', 'Server', 'x'])
+  const to11 = planResponse(chunked, 'GET', true, true, false, '1.1 rp4')
+  t.equal(to11.body, BodyKind.CHUNKED)
+  t.equal(to11.close, false, 'the backend closing does not close the client')
+  t.equal(to11.head, 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nServer: x\r\nVia: 1.1 rp4\r\n\r\n')
+
+  const to10 = planResponse(chunked, 'GET', false, true, false, '1.1 rp4')
+  t.equal(to10.body, BodyKind.UNTIL_CLOSE)
+  t.equal(to10.close, true)
+  t.equal(to10.head, 'HTTP/1.1 200 OK\r\nServer: x\r\nVia: 1.1 rp4\r\nConnection: close\r\n\r\n')
+
+  const untilClose = planResponse(response(200, ['Content-Type', 'text/plain']), 'GET', true, true, true, '1.1 rp4')
+  t.equal(untilClose.body, BodyKind.CHUNKED, 'close-delimited becomes chunked for HTTP/1.1')
+  t.equal(untilClose.head, 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nVia: 1.1 rp4\r\n\r\n')
+
+  const keepAlive10 = planResponse(response(200, ['Content-Length', '2']), 'GET', false, true, false, '1.1 rp4')
+  t.equal(keepAlive10.head, 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nVia: 1.1 rp4\r\nConnection: keep-alive\r\n\r\n')
+})
+
+t.test('response: no-body rules', async t => {
+  for (const [status, method] of [[204, 'GET'], [304, 'GET'], [200, 'HEAD'], [100, 'POST']] as const) {
+    const plan = planResponse(response(status, ['Content-Length', '5']), method, true, true, false, '1.1 rp4')
+    t.equal(plan.body, BodyKind.NONE, `${status} to ${method}`)
+    t.match(plan.head, /Content-Length: 5\r\n/, 'Content-Length is metadata here, kept')
+  }
+})
+
+t.test('error responses are exact', async t => {
+  t.equal(errorResponse(502, false), 'HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 16\r\n\r\n502 Bad Gateway\n')
+  t.equal(errorResponse(400, true), 'HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 16\r\nConnection: close\r\n\r\n400 Bad Request\n')
+})
