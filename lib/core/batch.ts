@@ -1,11 +1,28 @@
 /**
- * Write batching: while one socket chunk is parsed, every write to another socket is corked, and
- * all of them are uncorked together once the chunk is done. A response head and the body bytes
- * that followed it in the same read leave in one writev; pipelined requests leave in one write.
+ * Write batching. While one socket chunk is parsed, what the engine writes to each socket is
+ * collected, and written once when the chunk is done: a response head and the body bytes that
+ * came in the same read leave as one buffer in one write() (one syscall, and none of the stream
+ * machinery's writev path), pipelined requests as one write. Large outputs are written piece by
+ * piece under cork, so body bytes are never copied for the sake of batching.
+ *
+ * Every write and end of the engine goes through `send` / `sendEnd`, so order is kept.
  */
 import type { Socket } from 'node:net'
 
-const corked: Socket[] = []
+/** Outputs up to this size are joined into one buffer; larger ones go out as a corked writev. */
+const COALESCE_LIMIT = 16 * 1024
+
+const kOutbox = Symbol('rp4.outbox')
+
+interface Outbox {
+  parts: Array<string | Buffer>
+  bytes: number
+  end: boolean
+}
+
+interface BatchedSocket extends Socket { [kOutbox]?: Outbox }
+
+const touched: BatchedSocket[] = []
 let batching = false
 
 /** Start collecting writes (call before parsing a chunk). */
@@ -13,20 +30,80 @@ export function beginBatch (): void {
   batching = true
 }
 
-/** Cork `socket` until `endBatch`, once per batch. Outside a batch, writes go out at once. */
-export function batchWrites (socket: Socket): void {
-  if (batching && socket.writableCorked === 0) {
-    socket.cork()
-    corked.push(socket)
+/**
+ * Write `data` (a string is latin1) to `socket`, at the end of the batch when one is open.
+ * Returns what `socket.write` would: false when the socket's buffer is over its high-water mark
+ * (a 'drain' follows once it empties).
+ */
+export function send (socket: Socket, data: string | Buffer): boolean {
+  if (!batching) return typeof data === 'string' ? socket.write(data, 'latin1') : socket.write(data)
+  const s = socket as BatchedSocket
+  let out = s[kOutbox]
+  if (out === undefined) {
+    out = { parts: [], bytes: 0, end: false }
+    s[kOutbox] = out
   }
+  if (out.parts.length === 0) touched.push(s)
+  out.parts.push(data)
+  out.bytes += data.length
+  return s.writableLength + out.bytes < s.writableHighWaterMark
 }
 
-/** Flush every socket corked since `beginBatch`. */
+/** End `socket` once what was sent to it is written. */
+export function sendEnd (socket: Socket): void {
+  const out = (socket as BatchedSocket)[kOutbox]
+  if (!batching || out === undefined || out.parts.length === 0) {
+    socket.end()
+    return
+  }
+  out.end = true
+}
+
+/** Write now what is pending for `socket` (before handing the socket to code that writes directly). */
+export function flush (socket: Socket): void {
+  const out = (socket as BatchedSocket)[kOutbox]
+  if (out !== undefined && out.parts.length > 0) write(socket, out)
+}
+
+/** Write everything collected since `beginBatch`. */
 export function endBatch (): void {
   batching = false
-  for (let i = 0; i < corked.length; i++) {
-    const socket = corked[i]
-    if (socket.writableCorked > 0) socket.uncork()
+  for (let i = 0; i < touched.length; i++) {
+    const socket = touched[i]
+    const out = socket[kOutbox]!
+    if (out.parts.length > 0) write(socket, out)
   }
-  corked.length = 0
+  touched.length = 0
+}
+
+function write (socket: Socket, out: Outbox): void {
+  const parts = out.parts
+  const end = out.end
+  if (!socket.destroyed) {
+    if (parts.length === 1) {
+      const data = parts[0]
+      if (typeof data === 'string') socket.write(data, 'latin1')
+      else socket.write(data)
+    } else if (out.bytes <= COALESCE_LIMIT) {
+      const buffer = Buffer.allocUnsafe(out.bytes)
+      let offset = 0
+      for (let i = 0; i < parts.length; i++) {
+        const data = parts[i]
+        offset += typeof data === 'string' ? buffer.write(data, offset, 'latin1') : data.copy(buffer, offset)
+      }
+      socket.write(buffer)
+    } else {
+      socket.cork()
+      for (let i = 0; i < parts.length; i++) {
+        const data = parts[i]
+        if (typeof data === 'string') socket.write(data, 'latin1')
+        else socket.write(data)
+      }
+      socket.uncork()
+    }
+    if (end) socket.end()
+  }
+  parts.length = 0
+  out.bytes = 0
+  out.end = false
 }

@@ -4,7 +4,7 @@
  */
 import type { Socket } from 'node:net'
 import { clock, type Timed } from '../core/clock.js'
-import { batchWrites, beginBatch, endBatch } from '../core/batch.js'
+import { beginBatch, endBatch, flush, send, sendEnd } from '../core/batch.js'
 import { ProxyError } from '../core/errors.js'
 import { kOwner } from '../core/symbols.js'
 import { CB_OK, CB_PAUSE, Errno, ParserType } from '../http1/llhttp.js'
@@ -224,8 +224,7 @@ export class ClientConnection implements MessageSink, Timed {
   write (data: string | Buffer): boolean {
     const socket = this.socket
     if (socket.destroyed) return true
-    batchWrites(socket)
-    return typeof data === 'string' ? socket.write(data, 'latin1') : socket.write(data)
+    return send(socket, data)
   }
 
   /** The first exchange made progress: move through every exchange that is complete. */
@@ -249,7 +248,7 @@ export class ClientConnection implements MessageSink, Timed {
     }
     if (queue.length > 0) return
     if (this.#noMore || this.core.closing) {
-      this.socket.end()
+      sendEnd(this.socket)
       return
     }
     this.#wait = Wait.IDLE
@@ -266,8 +265,11 @@ export class ClientConnection implements MessageSink, Timed {
       this.destroy()
       return
     }
+    // the 101 may still sit in this batch's output: it goes first
+    flush(this.socket)
     const socket = this.detach()
     if (upstream.rest.length > 0) socket.write(upstream.rest)
+    flush(upstream.socket)
     if (exchange.upgradeData !== null && exchange.upgradeData.length > 0) upstream.socket.write(exchange.upgradeData)
     const stash = this.#stash
     if (stash !== null) upstream.socket.write(stash)
@@ -301,7 +303,7 @@ export class ClientConnection implements MessageSink, Timed {
   /** Close if nothing is under way (the proxy is closing); otherwise after the current exchanges. */
   closeWhenIdle (): void {
     if (this.idle) {
-      this.socket.end()
+      sendEnd(this.socket)
       return
     }
     // a request body still arriving is read to its end; nothing after it is
@@ -320,7 +322,7 @@ export class ClientConnection implements MessageSink, Timed {
       exchange.fail(new ProxyError('client_aborted', 'client closed mid-request', 'downstream', 0))
       return
     }
-    if (this.#queue.length === 0) this.socket.end()
+    if (this.#queue.length === 0) sendEnd(this.socket)
   }
 
   onTimeout (): void {
@@ -330,7 +332,7 @@ export class ClientConnection implements MessageSink, Timed {
       this.respondLocally(408)
       return
     }
-    this.socket.end()
+    sendEnd(this.socket)
   }
 
   onDrain (): void {

@@ -6,7 +6,7 @@
  */
 import type { Socket } from 'node:net'
 import { clock } from '../core/clock.js'
-import { batchWrites } from '../core/batch.js'
+import { send } from '../core/batch.js'
 import { ProxyError } from '../core/errors.js'
 import { CB_ERROR, CB_OK, HeadersResult } from '../http1/llhttp.js'
 import type { MessageHead } from '../http1/head.js'
@@ -102,10 +102,9 @@ export class Exchange {
     this.upstream = conn
     const socket = conn.socket
     const plan = this.plan
-    batchWrites(socket)
-    socket.write(plan.needsHost
+    send(socket, plan.needsHost
       ? plan.prefix + 'Host: ' + conn.pool.target.authority + '\r\n' + plan.suffix
-      : plan.prefix + plan.suffix, 'latin1')
+      : plan.prefix + plan.suffix)
     const pending = this.#pending
     if (pending !== null) {
       this.#pending = null
@@ -140,21 +139,17 @@ export class Exchange {
   }
 
   #writeRequestBody (socket: Socket, body: Buffer): boolean {
-    batchWrites(socket)
     if (this.plan.body === BodyKind.CHUNKED) {
       if (body.length === 0) return true
-      socket.write(chunkHeader(body.length), 'latin1')
-      socket.write(body)
-      return socket.write(CRLF)
+      send(socket, chunkHeader(body.length))
+      send(socket, body)
+      return send(socket, CRLF)
     }
-    return socket.write(body)
+    return send(socket, body)
   }
 
   #endRequest (socket: Socket): void {
-    if (this.plan.body === BodyKind.CHUNKED) {
-      batchWrites(socket)
-      socket.write(LAST_CHUNK)
-    }
+    if (this.plan.body === BodyKind.CHUNKED) send(socket, LAST_CHUNK)
     this.requestSent = true
     this.client.release(ClientHold.UPSTREAM_FULL)
     if (this.upstream !== null && this.#response === Response.NONE) this.upstream.armResponseTimeoutIfSent()
