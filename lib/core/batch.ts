@@ -6,8 +6,20 @@
  * piece under cork, so body bytes are never copied for the sake of batching.
  *
  * Every write and end of the engine goes through `send` / `sendEnd`, so order is kept.
+ *
+ * Backpressure: what `write()` will return is only known when the batch is written (a write that
+ * the kernel takes at once returns true whatever its size), so `send` returns true inside a batch
+ * and the socket's owner hears `onWriteBlocked()` when the real write returned false; a 'drain'
+ * follows as usual.
  */
 import type { Socket } from 'node:net'
+import { kOwner } from './symbols.js'
+
+/** The object that owns a socket written through `send`. */
+export interface WriteOwner {
+  /** The socket's buffer went over its high-water mark: stop feeding it until 'drain'. */
+  onWriteBlocked (): void
+}
 
 /** Outputs up to this size are joined into one buffer; larger ones go out as a corked writev. */
 const COALESCE_LIMIT = 16 * 1024
@@ -20,7 +32,7 @@ interface Outbox {
   end: boolean
 }
 
-interface BatchedSocket extends Socket { [kOutbox]?: Outbox }
+interface BatchedSocket extends Socket { [kOutbox]?: Outbox, [kOwner]?: WriteOwner }
 
 const touched: BatchedSocket[] = []
 let batching = false
@@ -32,8 +44,8 @@ export function beginBatch (): void {
 
 /**
  * Write `data` (a string is latin1) to `socket`, at the end of the batch when one is open.
- * Returns what `socket.write` would: false when the socket's buffer is over its high-water mark
- * (a 'drain' follows once it empties).
+ * Outside a batch, returns what `socket.write` returned (false: wait for 'drain'); inside, true
+ * (the owner's `onWriteBlocked` is called if the write at the end of the batch returns false).
  */
 export function send (socket: Socket, data: string | Buffer): boolean {
   if (!batching) return typeof data === 'string' ? socket.write(data, 'latin1') : socket.write(data)
@@ -46,7 +58,7 @@ export function send (socket: Socket, data: string | Buffer): boolean {
   if (out.parts.length === 0) touched.push(s)
   out.parts.push(data)
   out.bytes += data.length
-  return s.writableLength + out.bytes < s.writableHighWaterMark
+  return true
 }
 
 /** End `socket` once what was sent to it is written. */
@@ -70,20 +82,21 @@ export function endBatch (): void {
   batching = false
   for (let i = 0; i < touched.length; i++) {
     const socket = touched[i]
+    touched[i] = undefined as unknown as BatchedSocket
     const out = socket[kOutbox]!
     if (out.parts.length > 0) write(socket, out)
   }
   touched.length = 0
 }
 
-function write (socket: Socket, out: Outbox): void {
+function write (socket: BatchedSocket, out: Outbox): void {
   const parts = out.parts
   const end = out.end
   if (!socket.destroyed) {
+    let ok: boolean
     if (parts.length === 1) {
       const data = parts[0]
-      if (typeof data === 'string') socket.write(data, 'latin1')
-      else socket.write(data)
+      ok = typeof data === 'string' ? socket.write(data, 'latin1') : socket.write(data)
     } else if (out.bytes <= COALESCE_LIMIT) {
       const buffer = Buffer.allocUnsafe(out.bytes)
       let offset = 0
@@ -91,17 +104,18 @@ function write (socket: Socket, out: Outbox): void {
         const data = parts[i]
         offset += typeof data === 'string' ? buffer.write(data, offset, 'latin1') : data.copy(buffer, offset)
       }
-      socket.write(buffer)
+      ok = socket.write(buffer)
     } else {
       socket.cork()
+      ok = true
       for (let i = 0; i < parts.length; i++) {
         const data = parts[i]
-        if (typeof data === 'string') socket.write(data, 'latin1')
-        else socket.write(data)
+        ok = typeof data === 'string' ? socket.write(data, 'latin1') : socket.write(data)
       }
       socket.uncork()
     }
     if (end) socket.end()
+    else if (!ok) socket[kOwner]?.onWriteBlocked()
   }
   parts.length = 0
   out.bytes = 0

@@ -4,7 +4,7 @@
  */
 import type { Socket } from 'node:net'
 import { clock, type Timed } from '../core/clock.js'
-import { beginBatch, endBatch, flush, send, sendEnd } from '../core/batch.js'
+import { beginBatch, endBatch, flush, send, sendEnd, type WriteOwner } from '../core/batch.js'
 import { ProxyError } from '../core/errors.js'
 import { kOwner } from '../core/symbols.js'
 import { CB_OK, CB_PAUSE, Errno, ParserType } from '../http1/llhttp.js'
@@ -19,7 +19,7 @@ const enum Wait { NONE, IDLE, HEAD }
 
 interface OwnedSocket extends Socket { [kOwner]: ClientConnection }
 
-export class ClientConnection implements MessageSink, Timed {
+export class ClientConnection implements MessageSink, Timed, WriteOwner {
   readonly core: ProxyCore
   readonly socket: OwnedSocket
   /** The client's IP as X-Forwarded-For shows it. */
@@ -337,6 +337,11 @@ export class ClientConnection implements MessageSink, Timed {
 
   onDrain (): void {
     this.#queue[0]?.onClientDrain()
+  }
+
+  /** A batched write left the socket over its high-water mark: stop reading the backend feeding it. */
+  onWriteBlocked (): void {
+    this.#queue[0]?.onClientBlocked()
   }
 
   onSocketError (err: Error): void {

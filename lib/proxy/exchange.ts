@@ -323,6 +323,11 @@ export class Exchange {
     return this.#response === Response.DONE
   }
 
+  /** The client's socket is full: stop reading the backend until it drains. */
+  onClientBlocked (): void {
+    if (this.upstream !== null) this.upstream.hold(ReadHold.CLIENT_FULL)
+  }
+
   /** The client's socket drained: read the backend again. */
   onClientDrain (): void {
     if (this.upstream !== null) this.upstream.release(ReadHold.CLIENT_FULL)

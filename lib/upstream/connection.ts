@@ -4,13 +4,13 @@
  */
 import net, { type Socket } from 'node:net'
 import { clock, type Timed } from '../core/clock.js'
-import { beginBatch, endBatch } from '../core/batch.js'
+import { beginBatch, endBatch, type WriteOwner } from '../core/batch.js'
 import { ProxyError } from '../core/errors.js'
 import { kOwner } from '../core/symbols.js'
 import { CB_OK, Errno, HeadersResult, ParserType } from '../http1/llhttp.js'
 import { HttpParser, type MessageSink } from '../http1/parser.js'
 import type { MessageHead } from '../http1/head.js'
-import type { Exchange } from '../proxy/exchange.js'
+import { ClientHold, type Exchange } from '../proxy/exchange.js'
 import type { Pool } from './pool.js'
 
 const enum State { CONNECTING, IDLE, ACTIVE, CLOSED }
@@ -20,7 +20,7 @@ export const enum ReadHold { CLIENT_FULL = 1, NOT_FIRST = 2, TUNNEL = 4 }
 
 interface OwnedSocket extends Socket { [kOwner]: UpstreamConnection }
 
-export class UpstreamConnection implements MessageSink, Timed {
+export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
   readonly pool: Pool
   readonly socket: OwnedSocket
   readonly #parser: HttpParser
@@ -253,6 +253,13 @@ export class UpstreamConnection implements MessageSink, Timed {
       this.#error = new ProxyError(connecting ? 'connect_failed' : 'upstream_reset',
         `${connecting ? 'cannot connect to' : 'connection to'} ${this.pool.target.authority}: ${code}`, 'upstream', 502, connecting, err)
     }
+  }
+
+  /** A batched write of a request body left the socket full: the client sending it must wait. */
+  onWriteBlocked (): void {
+    const inflight = this.#inflight
+    const last = inflight[inflight.length - 1]
+    if (last !== undefined && !last.requestSent) last.client.hold(ClientHold.UPSTREAM_FULL)
   }
 
   onDrain (): void {
