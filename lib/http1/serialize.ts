@@ -158,7 +158,8 @@ export function planResponse (head: MessageHead, requestMethod: string, clientHt
     if (kind !== Header.OTHER) {
       if (isHopByHop(kind)) continue
       if (kind === Header.UPGRADE && !upgraded) continue
-      if (kind === Header.TRANSFER_ENCODING && (dropTransferEncoding || noBody)) continue
+      // a HEAD or 304 response describes the body it would carry: its framing headers stay
+      if (kind === Header.TRANSFER_ENCODING && (dropTransferEncoding || status < 200 || status === 204)) continue
       if (i === lastVia) { out += name + ': ' + headers[i + 1] + ', ' + via + '\r\n'; continue }
     } else if (named !== null && named.has(name.toLowerCase())) {
       continue
