@@ -11,7 +11,6 @@ import { resolveConfig, type Config } from './config/resolve.js'
 import type { ProxyOptions } from './config/options.js'
 import type { ProxyEvents } from './core/events.js'
 import { ProxyCore } from './proxy/core.js'
-import { ClientConnection } from './proxy/client.js'
 
 export type { ProxyOptions, TimeoutOptions, UpstreamOptions } from './config/options.js'
 export type { ProxyEvents, RequestInfo, ResponseInfo } from './core/events.js'
@@ -32,8 +31,7 @@ export class Proxy extends TypedEmitter<ProxyEvents> {
     this.#core = new ProxyCore(this.config, this)
     // half-open: a client that sends its requests then shuts down its side still gets the answers
     this.#server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket: Socket) => {
-      const client = new ClientConnection(this.#core, socket)
-      this.#core.adopt(client)
+      this.#core.acceptHttp(socket, null, false)
     })
     this.#server.on('error', err => {
       // after listen() resolved, errors of the listening socket are reported, never thrown

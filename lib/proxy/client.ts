@@ -27,6 +27,8 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
   /** `IP:PORT`, for events and logs. */
   readonly label: string
   readonly #parser: HttpParser
+  /** rp4 terminated TLS for this client: X-Forwarded-Proto is https. */
+  readonly secure: boolean
   /** Exchanges in request order; the first one owns the socket's output. */
   readonly #queue: Exchange[] = []
   /** The exchange whose request body is being received. */
@@ -41,8 +43,9 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
   #error: ProxyError | null = null
   deadline = 0
 
-  constructor (core: ProxyCore, socket: Socket) {
+  constructor (core: ProxyCore, socket: Socket, secure: boolean) {
     this.core = core
+    this.secure = secure
     this.socket = socket as OwnedSocket
     this.socket[kOwner] = this
     const address = socket.remoteAddress ?? ''
@@ -76,7 +79,7 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
   onHead (head: MessageHead): number {
     this.#wait = Wait.NONE
     this.deadline = 0
-    const plan = planRequest(head, this.core.forwardContext(this.ip))
+    const plan = planRequest(head, this.core.forwardContext(this.ip, this.secure))
     const exchange = new Exchange(this, this.core.nextId(), head, plan)
     this.#queue.push(exchange)
     this.core.requestStarted(exchange)

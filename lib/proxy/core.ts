@@ -9,7 +9,8 @@ import type { ForwardContext } from '../http1/serialize.js'
 import { Balancer } from '../upstream/balancer.js'
 import { Pool } from '../upstream/pool.js'
 import { clock } from '../core/clock.js'
-import type { ClientConnection } from './client.js'
+import type { Socket } from 'node:net'
+import { ClientConnection } from './client.js'
 import type { Exchange } from './exchange.js'
 
 /** The emitter side the core needs: a TypedEmitter<ProxyEvents> in practice. */
@@ -26,33 +27,41 @@ export class ProxyCore {
   closing = false
   #ids = 0
   readonly #events: EventSink
-  readonly #proto: string
   /** Forwarding contexts by client IP: one object per distinct client, not per request. */
   #contexts = new Map<string, ForwardContext>()
+  #tlsContexts = new Map<string, ForwardContext>()
   #onIdle: (() => void) | null = null
 
-  constructor (config: Config, events: EventSink, proto = 'http') {
+  constructor (config: Config, events: EventSink) {
     this.config = config
     this.#events = events
-    this.#proto = proto
     this.pools = config.targets.map((target, i) => new Pool(this, target, i))
     this.balancer = new Balancer(this.pools, config.timeouts.failedTarget)
   }
 
   nextId (): number { return ++this.#ids }
 
-  forwardContext (ip: string): ForwardContext {
-    let ctx = this.#contexts.get(ip)
+  /** @param secure the client reached rp4 over TLS that rp4 terminated */
+  forwardContext (ip: string, secure: boolean): ForwardContext {
+    const contexts = secure ? this.#tlsContexts : this.#contexts
+    let ctx = contexts.get(ip)
     if (ctx === undefined) {
-      if (this.#contexts.size > 4096) this.#contexts.clear()
-      ctx = { clientIp: ip, proto: this.#proto, via: this.config.via }
-      this.#contexts.set(ip, ctx)
+      if (contexts.size > 4096) contexts.clear()
+      ctx = { clientIp: ip, proto: secure ? 'https' : 'http', via: this.config.via }
+      contexts.set(ip, ctx)
     }
     return ctx
   }
 
-  adopt (client: ClientConnection): void {
+  /**
+   * Serve HTTP/1.x on an accepted socket (plain, or a TLSSocket rp4 terminated). `initial` holds
+   * bytes already read from it (while detecting the protocol); they are parsed first.
+   */
+  acceptHttp (socket: Socket, initial: Buffer | null, secure: boolean): ClientConnection {
+    const client = new ClientConnection(this, socket, secure)
     this.clients.add(client)
+    if (initial !== null && initial.length > 0) client.onData(initial)
+    return client
   }
 
   forget (client: ClientConnection): void {
