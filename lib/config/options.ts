@@ -6,8 +6,23 @@
 export interface ProxyOptions {
   /** `[HOST]:PORT`; `:8080` (or `8080`) means every interface, IPv4 and IPv6. Port 0 picks a free port. */
   listen: string
-  /** Backends as `HOST:PORT` (`[::1]:8080` for IPv6). Several: round robin with failover. */
+  /**
+   * Backends as `HOST:PORT` (`[::1]:8080` for IPv6). Several: round robin with failover.
+   * `https://HOST[:PORT]` speaks TLS to that backend (see `upstreamTls`); `http://` or no scheme, plain.
+   */
   targets: string[]
+  /** Every connection is relayed as raw TCP to the targets: no HTTP, no protocol detection. */
+  tcp?: boolean
+  /**
+   * Where a connection that is neither HTTP nor TLS goes (or one that sends nothing within
+   * `timeouts.detect`: server-first protocols): `HOST:PORT` backends, the targets by default;
+   * `false` closes such connections.
+   */
+  tcpFallback?: string[] | false
+  /** TLS rp4 terminates, and TLS it relays untouched by SNI. */
+  tls?: TlsOptions
+  /** How rp4 checks `https://` backends. */
+  upstreamTls?: UpstreamTlsOptions
   timeouts?: Partial<TimeoutOptions>
   upstream?: Partial<UpstreamOptions>
   /** Requests a client may have in flight at once on one connection (pipelining). */
@@ -31,6 +46,38 @@ export interface TimeoutOptions {
   upstreamIdle: number
   /** How long a target that failed to connect is skipped by the balancer, ms. */
   failedTarget: number
+  /** A relayed TCP connection (passthrough, relayed TLS) with no byte either way is closed after this long, ms. */
+  tcpIdle: number
+  /** How long to wait for a client's first bytes before treating it as a server-first protocol, ms. */
+  detect: number
+  /** A client has this long to complete the TLS handshake rp4 terminates, ms. */
+  tlsHandshake: number
+}
+
+export interface CertificateFiles {
+  /** PEM certificate (chain) file. */
+  cert: string
+  /** PEM private key file. */
+  key: string
+}
+
+export interface TlsOptions {
+  /**
+   * Certificate and key files, paired. Each connection gets the one whose names (subjectAltName DNS
+   * entries, wildcards included) match the SNI it asked for; the first pair otherwise.
+   */
+  certificates?: CertificateFiles[]
+  /** Server names relayed as raw TLS (not terminated): `name` or `*.domain` → `HOST:PORT`. */
+  passthrough?: Record<string, string>
+  /** How often the certificate files are checked for changes, ms; 0 never. */
+  reloadInterval?: number
+}
+
+export interface UpstreamTlsOptions {
+  /** CA certificate files (PEM) trusted for `https://` backends, instead of Node's bundled roots. */
+  ca?: string[]
+  /** `false` accepts any backend certificate (no verification at all). */
+  verify?: boolean
 }
 
 export interface UpstreamOptions {

@@ -2,12 +2,29 @@
  * Options in, one frozen and validated config out. Everything that can be decided at startup is
  * decided here, so that the hot path reads plain fields.
  */
+import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
+import type { ConnectionOptions } from 'node:tls'
 import { parseHostPort, formatHostPort, type HostPort } from './address.js'
-import type { ProxyOptions, TimeoutOptions, UpstreamOptions } from './options.js'
+import type { CertificateFiles, ProxyOptions, TimeoutOptions, UpstreamOptions } from './options.js'
 
 export interface TargetConfig extends HostPort {
   /** `HOST:PORT` as shown in logs and events, and sent as Host to HTTP/1.0 requests without one. */
   authority: string
+  /** What `tls.connect` needs besides host and port, for an `https://` backend; null for a plain one. */
+  tls: Readonly<ConnectionOptions> | null
+}
+
+/** A server name relayed as raw TLS: `name` exact, or `*.domain` for one more label. */
+export interface SniRoute {
+  name: string
+  target: TargetConfig
+}
+
+export interface TlsConfig {
+  certificates: readonly CertificateFiles[]
+  passthrough: readonly SniRoute[]
+  reloadInterval: number
 }
 
 export interface Config {
@@ -19,6 +36,11 @@ export interface Config {
   maxHeaderSize: number
   /** The value rp4 adds as its hop to Via, e.g. `1.1 rp4`. */
   via: string
+  /** Raw TCP relay for every connection. */
+  tcp: boolean
+  /** Backends for connections that are neither HTTP nor TLS; null closes them. */
+  tcpFallback: readonly TargetConfig[] | null
+  tls: Readonly<TlsConfig>
 }
 
 export const DEFAULT_TIMEOUTS: Readonly<TimeoutOptions> = Object.freeze({
@@ -28,6 +50,16 @@ export const DEFAULT_TIMEOUTS: Readonly<TimeoutOptions> = Object.freeze({
   requestHead: 10_000,
   upstreamIdle: 30_000,
   failedTarget: 10_000,
+  // long enough for a database connection idling between transactions, short enough that
+  // connections whose peer vanished without a FIN do not pile up forever
+  tcpIdle: 3_600_000,
+  // clients of client-first protocols send at once; a server-first client waits this long for its greeting
+  detect: 300,
+  tlsHandshake: 10_000,
+})
+
+export const DEFAULT_TLS = Object.freeze({
+  reloadInterval: 2000,
 })
 
 export const DEFAULT_UPSTREAM: Readonly<UpstreamOptions> = Object.freeze({
@@ -42,7 +74,8 @@ export const DEFAULTS = Object.freeze({
   via: 'rp4',
 })
 
-const TOP_KEYS = new Set(['listen', 'targets', 'timeouts', 'upstream', 'maxPipelinedRequests', 'maxHeaderSize', 'via'])
+const TOP_KEYS = new Set(['listen', 'targets', 'timeouts', 'upstream', 'maxPipelinedRequests', 'maxHeaderSize', 'via',
+  'tcp', 'tcpFallback', 'tls', 'upstreamTls'])
 
 function fail (message: string): never {
   throw new TypeError(message)
@@ -73,6 +106,91 @@ function section<T extends object> (input: unknown, defaults: Readonly<T>, name:
   return Object.freeze(out) as unknown as Readonly<T>
 }
 
+/**
+ * `HOST:PORT`, `http://HOST[:PORT]` or `https://HOST[:PORT]` (80 and 443 by default). Returns an
+ * error message instead of throwing, as `parseHostPort` does.
+ */
+export function parseTarget (text: string): (HostPort & { secure: boolean }) | string {
+  const scheme = /^(https?):\/\//i.exec(text.trim())
+  if (scheme === null) {
+    const parsed = parseHostPort(text, { hostRequired: true, portZero: false })
+    return typeof parsed === 'string' ? parsed : { ...parsed, secure: false }
+  }
+  const secure = scheme[1].toLowerCase() === 'https'
+  let rest = text.trim().slice(scheme[0].length).replace(/\/$/, '')
+  if (rest.includes('/')) return `"${text}": a backend is a scheme, a host and a port, without a path`
+  if (!/:\d*$/.test(rest) || rest.endsWith(']')) rest += secure ? ':443' : ':80'
+  const parsed = parseHostPort(rest, { hostRequired: true, portZero: false })
+  return typeof parsed === 'string' ? parsed : { ...parsed, secure }
+}
+
+function readPem (file: unknown, name: string): Buffer {
+  if (typeof file !== 'string' || file === '') fail(`option ${name} must be a file name`)
+  try {
+    return readFileSync(file)
+  } catch (err) {
+    fail(`option ${name}: cannot read "${file}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+  }
+}
+
+interface UpstreamTls { ca: Buffer[] | undefined, verify: boolean }
+
+function resolveUpstreamTls (input: ProxyOptions['upstreamTls']): UpstreamTls {
+  if (input === undefined) return { ca: undefined, verify: true }
+  if (typeof input !== 'object' || input === null) fail('option upstreamTls must be an object')
+  checkKeys(input, ['ca', 'verify'], 'upstreamTls.')
+  if (input.verify !== undefined && typeof input.verify !== 'boolean') fail('option upstreamTls.verify must be a boolean')
+  if (input.ca !== undefined && !Array.isArray(input.ca)) fail('option upstreamTls.ca must be an array of file names')
+  const ca = input.ca?.map((file, i) => readPem(file, `upstreamTls.ca[${i}]`))
+  return { ca: ca !== undefined && ca.length > 0 ? ca : undefined, verify: input.verify ?? true }
+}
+
+function target (text: unknown, name: string, upstreamTls: UpstreamTls | null): TargetConfig {
+  if (typeof text !== 'string') fail(`option ${name} must be a string "HOST:PORT"`)
+  const parsed = parseTarget(text)
+  if (typeof parsed === 'string') fail(`option ${name}: ${parsed}`)
+  const { host, port, secure } = parsed
+  let tls: ConnectionOptions | null = null
+  if (secure && upstreamTls !== null) {
+    tls = Object.freeze({
+      // SNI carries a name; RFC 6066 forbids IP literals there (the certificate is then checked against the IP)
+      servername: isIP(host) === 0 ? host.replace(/\.$/, '') : undefined,
+      ca: upstreamTls.ca,
+      rejectUnauthorized: upstreamTls.verify,
+      ALPNProtocols: ['http/1.1'],
+    })
+  }
+  return Object.freeze({ host, port, authority: formatHostPort(host, port), tls })
+}
+
+const SNI_NAME = /^(\*\.)?[a-z0-9_]([a-z0-9_-]{0,62})?(\.[a-z0-9_]([a-z0-9_-]{0,62})?)*$/
+
+function resolveTls (input: ProxyOptions['tls'], tcp: boolean): Readonly<TlsConfig> {
+  if (input === undefined) return Object.freeze({ certificates: [], passthrough: [], reloadInterval: DEFAULT_TLS.reloadInterval })
+  if (typeof input !== 'object' || input === null) fail('option tls must be an object')
+  checkKeys(input, ['certificates', 'passthrough', 'reloadInterval'], 'tls.')
+  const certificates = input.certificates ?? []
+  if (!Array.isArray(certificates)) fail('option tls.certificates must be an array of { cert, key }')
+  const pairs = certificates.map((pair, i) => {
+    if (typeof pair !== 'object' || pair === null) fail(`option tls.certificates[${i}] must be { cert, key }`)
+    checkKeys(pair, ['cert', 'key'], `tls.certificates[${i}].`)
+    for (const key of ['cert', 'key'] as const) {
+      if (typeof pair[key] !== 'string' || pair[key] === '') fail(`option tls.certificates[${i}].${key} must be a file name`)
+    }
+    return Object.freeze({ cert: pair.cert, key: pair.key })
+  })
+  const routes = input.passthrough ?? {}
+  if (typeof routes !== 'object' || routes === null || Array.isArray(routes)) fail('option tls.passthrough must be an object { name: "HOST:PORT" }')
+  const passthrough = Object.entries(routes).map(([name, text]): SniRoute => {
+    const lower = name.toLowerCase().replace(/\.$/, '')
+    if (!SNI_NAME.test(lower)) fail(`option tls.passthrough: "${name}" is not a server name (a.example.com, *.example.com)`)
+    return Object.freeze({ name: lower, target: target(text, `tls.passthrough["${name}"]`, null) })
+  })
+  if (tcp && (pairs.length > 0 || passthrough.length > 0)) fail('option tls cannot be combined with tcp: a raw TCP relay neither terminates nor routes TLS')
+  const reloadInterval = input.reloadInterval === undefined ? DEFAULT_TLS.reloadInterval : integer(input.reloadInterval, 'tls.reloadInterval', 0, 86_400_000)
+  return Object.freeze({ certificates: Object.freeze(pairs), passthrough: Object.freeze(passthrough), reloadInterval })
+}
+
 export function resolveConfig (options: ProxyOptions): Config {
   if (typeof options !== 'object' || options === null) fail('options must be an object')
   checkKeys(options, TOP_KEYS, '')
@@ -81,12 +199,18 @@ export function resolveConfig (options: ProxyOptions): Config {
   if (typeof listen === 'string') fail(`option listen: ${listen}`)
 
   if (!Array.isArray(options.targets) || options.targets.length === 0) fail('option targets must be a non-empty array of "HOST:PORT"')
-  const targets = options.targets.map((text, i): TargetConfig => {
-    if (typeof text !== 'string') fail(`option targets[${i}] must be a string "HOST:PORT"`)
-    const parsed = parseHostPort(text, { hostRequired: true, portZero: false })
-    if (typeof parsed === 'string') fail(`option targets[${i}]: ${parsed}`)
-    return Object.freeze({ ...parsed, authority: formatHostPort(parsed.host, parsed.port) })
-  })
+  const upstreamTls = resolveUpstreamTls(options.upstreamTls)
+  const targets = options.targets.map((text, i) => target(text, `targets[${i}]`, upstreamTls))
+
+  if (options.tcp !== undefined && typeof options.tcp !== 'boolean') fail('option tcp must be a boolean')
+  const tcp = options.tcp ?? false
+  let tcpFallback: readonly TargetConfig[] | null = targets
+  if (options.tcpFallback === false) tcpFallback = null
+  else if (options.tcpFallback !== undefined) {
+    if (!Array.isArray(options.tcpFallback) || options.tcpFallback.length === 0) fail('option tcpFallback must be a non-empty array of "HOST:PORT", or false')
+    tcpFallback = Object.freeze(options.tcpFallback.map((text, i) => target(text, `tcpFallback[${i}]`, null)))
+  }
+  const tls = resolveTls(options.tls, tcp)
 
   const timeouts = section(options.timeouts, DEFAULT_TIMEOUTS, 'timeouts', 1, 86_400_000)
   const upstream = section(options.upstream, DEFAULT_UPSTREAM, 'upstream', 0, 1_000_000)
@@ -108,5 +232,8 @@ export function resolveConfig (options: ProxyOptions): Config {
       ? DEFAULTS.maxHeaderSize
       : integer(options.maxHeaderSize, 'maxHeaderSize', 256, 1_048_576),
     via: '1.1 ' + via,
+    tcp,
+    tcpFallback,
+    tls,
   })
 }

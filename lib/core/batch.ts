@@ -36,6 +36,7 @@ interface BatchedSocket extends Socket { [kOutbox]?: Outbox, [kOwner]?: WriteOwn
 
 const touched: BatchedSocket[] = []
 let batching = false
+let flushScheduled = false
 
 /** Start collecting writes (call before parsing a chunk). */
 export function beginBatch (): void {
@@ -43,14 +44,17 @@ export function beginBatch (): void {
 }
 
 /**
- * Write `data` (a string is latin1) to `socket`, at the end of the batch when one is open.
- * Outside a batch, returns what `socket.write` returned (false: wait for 'drain'); inside, true
- * (the owner's `onWriteBlocked` is called if the write at the end of the batch returns false).
+ * Write `data` (a string is latin1) to `socket`: at the end of the event-loop turn when a batch
+ * is open or output is already waiting for this socket, else at once. Returns false only for an
+ * immediate write that left the socket full (wait for 'drain'); for a deferred one, the owner's
+ * `onWriteBlocked` is called if the write at the end of the turn returns false.
  */
 export function send (socket: Socket, data: string | Buffer): boolean {
-  if (!batching) return typeof data === 'string' ? socket.write(data, 'latin1') : socket.write(data)
   const s = socket as BatchedSocket
   let out = s[kOutbox]
+  if (!batching && (out === undefined || out.parts.length === 0)) {
+    return typeof data === 'string' ? socket.write(data, 'latin1') : socket.write(data)
+  }
   if (out === undefined) {
     out = { parts: [], bytes: 0, end: false }
     s[kOutbox] = out
@@ -61,10 +65,16 @@ export function send (socket: Socket, data: string | Buffer): boolean {
   return true
 }
 
+/** True when output for `socket` waits for the end of this turn. */
+export function hasPendingOutput (socket: Socket): boolean {
+  const out = (socket as BatchedSocket)[kOutbox]
+  return out !== undefined && out.parts.length > 0
+}
+
 /** End `socket` once what was sent to it is written. */
 export function sendEnd (socket: Socket): void {
   const out = (socket as BatchedSocket)[kOutbox]
-  if (!batching || out === undefined || out.parts.length === 0) {
+  if (out === undefined || out.parts.length === 0) {
     socket.end()
     return
   }
@@ -77,9 +87,21 @@ export function flush (socket: Socket): void {
   if (out !== undefined && out.parts.length > 0) write(socket, out)
 }
 
-/** Write everything collected since `beginBatch`. */
+/**
+ * Close the batch. The writes themselves wait for the end of the event-loop turn (setImmediate
+ * runs after every I/O callback of this poll): requests that several clients sent in the same
+ * turn to one pipelined backend connection leave in one write.
+ */
 export function endBatch (): void {
   batching = false
+  if (!flushScheduled && touched.length > 0) {
+    flushScheduled = true
+    setImmediate(flushAll)
+  }
+}
+
+function flushAll (): void {
+  flushScheduled = false
   for (let i = 0; i < touched.length; i++) {
     const socket = touched[i]
     touched[i] = undefined as unknown as BatchedSocket

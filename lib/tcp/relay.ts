@@ -1,55 +1,101 @@
 /**
  * Bytes both ways between two sockets, with backpressure (a side whose peer cannot take more is
  * not read until the peer drains) and half-close (a FIN is passed on while the other direction
- * keeps flowing). Both sockets close when both directions are done or either fails.
+ * keeps flowing). Both sockets close when both directions are done or either fails; optionally
+ * also when no byte crossed either way for an idle timeout.
  */
 import type { Socket } from 'node:net'
+import { clock, type Timed } from '../core/clock.js'
 import { kOwner } from '../core/symbols.js'
 
 interface RelaySocket extends Socket { [kOwner]: Relay }
 
-export class Relay {
+export class Relay implements Timed {
   readonly a: RelaySocket
   readonly b: RelaySocket
-  #ended = 0
+  /** Closed with no byte either way for this long, ms; 0 never. */
+  readonly #idle: number
+  /** 'end' received on a socket, and the FIN passed on to its peer flushed ('finish'): per direction. */
+  #done = 0
+  #destroyed = false
+  deadline = 0
+  /** Called once, when both sockets are closed or being destroyed. */
+  onDone: ((relay: Relay) => void) | null = null
 
-  constructor (a: Socket, b: Socket) {
+  constructor (a: Socket, b: Socket, idleMs: number) {
     this.a = a as RelaySocket
     this.b = b as RelaySocket
+    this.#idle = idleMs
     for (const socket of [this.a, this.b]) {
       socket[kOwner] = this
       socket.on('data', onData)
       socket.on('end', onEnd)
+      socket.on('finish', onFinish)
       socket.on('drain', onDrain)
       socket.on('error', onError)
       socket.on('close', onClose)
+    }
+    if (idleMs > 0) {
+      this.deadline = clock.after(idleMs)
+      clock.add(this)
+    }
+    // a side whose FIN arrived before the relay started (while a protocol was being detected)
+    for (const socket of [this.a, this.b]) {
+      if (socket.readableEnded) this.onEnd(socket)
     }
   }
 
   peer (socket: Socket): RelaySocket { return socket === this.a ? this.b : this.a }
 
   onData (from: Socket, chunk: Buffer): void {
+    // the coarse reading: one field written per chunk, no clock call
+    if (this.#idle > 0) this.deadline = clock.now + this.#idle
     if (!this.peer(from).write(chunk)) from.pause()
   }
 
   onEnd (from: Socket): void {
     this.peer(from).end()
-    if (++this.#ended === 2) this.destroy()
+  }
+
+  /**
+   * A FIN was written out to `to`. Destroying on 'end' alone would drop what still sits in the
+   * other socket's write buffer (a slow reader); a direction is done once its FIN is flushed.
+   */
+  onFinish (): void {
+    if (++this.#done === 2) this.destroy()
   }
 
   onDrain (to: Socket): void {
     this.peer(to).resume()
   }
 
+  onClose (socket: Socket): void {
+    // a socket closes by itself once it has read a FIN and flushed its own: the peer may still be
+    // flushing the last bytes, and closes the same way; any other close ends the relay
+    if (socket.readableEnded && socket.writableFinished && !this.peer(socket).destroyed) return
+    this.destroy()
+  }
+
+  onTimeout (): void {
+    this.destroy()
+  }
+
   destroy (): void {
     this.a.destroy()
     this.b.destroy()
+    if (this.#destroyed) return
+    this.#destroyed = true
+    if (this.#idle > 0) clock.delete(this)
+    this.onDone?.(this)
   }
 }
 
-/** Relay `a` and `b` until both directions are done. Both sockets must allow half-open. */
-export function relay (a: Socket, b: Socket): Relay {
-  const r = new Relay(a, b)
+/**
+ * Relay `a` and `b` until both directions are done. Both sockets must allow half-open. With
+ * `idleMs`, the relay closes both after that long without a byte either way.
+ */
+export function relay (a: Socket, b: Socket, idleMs = 0): Relay {
+  const r = new Relay(a, b, idleMs)
   a.resume()
   b.resume()
   return r
@@ -57,6 +103,7 @@ export function relay (a: Socket, b: Socket): Relay {
 
 function onData (this: RelaySocket, chunk: Buffer): void { this[kOwner].onData(this, chunk) }
 function onEnd (this: RelaySocket): void { this[kOwner].onEnd(this) }
+function onFinish (this: RelaySocket): void { this[kOwner].onFinish() }
 function onDrain (this: RelaySocket): void { this[kOwner].onDrain(this) }
 function onError (this: RelaySocket): void { this[kOwner].destroy() }
-function onClose (this: RelaySocket): void { this[kOwner].destroy() }
+function onClose (this: RelaySocket): void { this[kOwner].onClose(this) }

@@ -7,6 +7,7 @@ import type { Exchange } from '../proxy/exchange.js'
 import type { ProxyCore } from '../proxy/core.js'
 import { ProxyError } from '../core/errors.js'
 import { UpstreamConnection } from './connection.js'
+import { hasPendingOutput } from '../core/batch.js'
 
 export class Pool {
   readonly target: TargetConfig
@@ -41,6 +42,15 @@ export class Pool {
    */
   acquire (exchange: Exchange, fresh: boolean): void {
     if (!fresh) {
+      const pipelining = this.#pipelining > 1 && exchange.pipelinable
+      if (pipelining) {
+        // a connection already written to in this turn: the requests leave in one write
+        const conn = this.#pipelineSlot(true)
+        if (conn !== null) {
+          conn.send(exchange)
+          return
+        }
+      }
       const idle = this.#idle
       while (idle.length > 0) {
         const conn = idle.pop()!
@@ -49,8 +59,8 @@ export class Pool {
           return
         }
       }
-      if (this.#pipelining > 1 && exchange.pipelinable) {
-        const conn = this.#pipelineSlot()
+      if (pipelining) {
+        const conn = this.#pipelineSlot(false)
         if (conn !== null) {
           conn.send(exchange)
           return
@@ -112,10 +122,12 @@ export class Pool {
     this.#open.add(conn)
   }
 
-  #pipelineSlot (): UpstreamConnection | null {
+  /** The least loaded connection that can take one more request; with `written`, only among those written to in this turn. */
+  #pipelineSlot (written: boolean): UpstreamConnection | null {
     let best: UpstreamConnection | null = null
     for (const conn of this.#open) {
-      if (conn.canPipeline(this.#pipelining) && (best === null || conn.inflightCount < best.inflightCount)) best = conn
+      if ((!written || hasPendingOutput(conn.socket)) && conn.canPipeline(this.#pipelining) &&
+        (best === null || conn.inflightCount < best.inflightCount)) best = conn
     }
     return best
   }

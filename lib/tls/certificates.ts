@@ -1,0 +1,170 @@
+/**
+ * The certificates rp4 terminates TLS with: loaded from PEM files, chosen per connection by the
+ * server name the client asked for, and reloaded when the files change on disk (a renewal) without
+ * a restart. A reload swaps whole sets: connections already established keep the context they
+ * were handshaken with; the next handshake gets the new one. A set that fails to load (a key that
+ * does not match its certificate, a file half written) is reported and the previous set stays.
+ *
+ * Every context shares one ticket key, kept across reloads, so that session tickets (resumption
+ * without a full handshake) stay valid whichever certificate issued them and after a renewal.
+ */
+import { randomBytes, X509Certificate } from 'node:crypto'
+import { readFileSync, statSync } from 'node:fs'
+import { createSecureContext, type SecureContext } from 'node:tls'
+import type { CertificateFiles } from '../config/options.js'
+import { clock, type Timed } from '../core/clock.js'
+
+interface Entry {
+  names: string[]
+  context: SecureContext
+}
+
+interface Loaded {
+  entries: Entry[]
+  exact: Map<string, SecureContext>
+  /** `*.b.test` under `b.test`: the name with its first label removed is looked up here. */
+  wildcard: Map<string, SecureContext>
+}
+
+export interface CertificateHooks {
+  /** After the initial load and after each successful reload: every name, in file order. */
+  onLoad (names: string[]): void
+  onReloadError (error: Error): void
+}
+
+/** Names a certificate is valid for: its subjectAltName DNS entries, or else its subject CN. */
+export function certificateNames (pem: Buffer | string): string[] {
+  const x509 = new X509Certificate(pem)
+  const names: string[] = []
+  for (const entry of (x509.subjectAltName ?? '').split(/,\s*/)) {
+    if (entry.startsWith('DNS:')) names.push(entry.slice(4).toLowerCase().replace(/\.$/, ''))
+  }
+  if (names.length === 0) {
+    const cn = /(?:^|\n)CN=([^\n]+)/.exec(x509.subject)
+    if (cn !== null) names.push(cn[1].toLowerCase())
+  }
+  return names
+}
+
+function stamp (file: string): string {
+  try {
+    const st = statSync(file)
+    return `${st.ino}:${st.size}:${st.mtimeMs}`
+  } catch {
+    return 'missing'
+  }
+}
+
+export class CertificateStore implements Timed {
+  readonly #files: readonly CertificateFiles[]
+  readonly #interval: number
+  readonly #hooks: CertificateHooks
+  readonly #ticketKeys = randomBytes(48)
+  #loaded: Loaded
+  #stamps: string[]
+  deadline = 0
+
+  /** Loads every pair now; throws a TypeError naming the option when one cannot be used. */
+  constructor (files: readonly CertificateFiles[], reloadInterval: number, hooks: CertificateHooks) {
+    this.#files = files
+    this.#interval = reloadInterval
+    this.#hooks = hooks
+    this.#stamps = this.#currentStamps()
+    try {
+      this.#loaded = this.#load()
+    } catch (err) {
+      throw new TypeError(`option ${(err as Error).message}`)
+    }
+    hooks.onLoad(this.names())
+    if (reloadInterval > 0) {
+      this.deadline = clock.after(reloadInterval)
+      clock.add(this)
+    }
+  }
+
+  names (): string[] {
+    return this.#loaded.entries.flatMap(entry => entry.names)
+  }
+
+  /** Whether some certificate is valid for `name` (exact or wildcard); the default one does not count. */
+  covers (name: string): boolean {
+    return this.#match(name) !== undefined
+  }
+
+  /** The context for a handshake asking for `name` (null: no SNI): the matching certificate, else the first. */
+  select (name: string | null): SecureContext {
+    return (name === null ? undefined : this.#match(name)) ?? this.#loaded.entries[0].context
+  }
+
+  #match (name: string): SecureContext | undefined {
+    const { exact, wildcard } = this.#loaded
+    const found = exact.get(name)
+    if (found !== undefined) return found
+    const dot = name.indexOf('.')
+    // a wildcard stands for exactly one label: *.b.test covers x.b.test, not b.test nor y.x.b.test
+    return dot > 0 ? wildcard.get(name.slice(dot + 1)) : undefined
+  }
+
+  /** Load now if the files changed since the last look (also what the periodic check runs). */
+  check (): boolean {
+    const stamps = this.#currentStamps()
+    if (stamps.every((s, i) => s === this.#stamps[i])) return false
+    // remembered even when loading fails: a broken set is reported once, and retried on the next change
+    this.#stamps = stamps
+    try {
+      this.#loaded = this.#load()
+    } catch (err) {
+      this.#hooks.onReloadError(err as Error)
+      return false
+    }
+    this.#hooks.onLoad(this.names())
+    return true
+  }
+
+  onTimeout (): void {
+    this.check()
+    this.deadline = clock.after(this.#interval)
+  }
+
+  close (): void {
+    clock.delete(this)
+  }
+
+  #currentStamps (): string[] {
+    return this.#files.flatMap(pair => [stamp(pair.cert), stamp(pair.key)])
+  }
+
+  #load (): Loaded {
+    const loaded: Loaded = { entries: [], exact: new Map(), wildcard: new Map() }
+    this.#files.forEach((pair, i) => {
+      const cert = read(pair.cert, `tls.certificates[${i}].cert`)
+      const key = read(pair.key, `tls.certificates[${i}].key`)
+      let names: string[]
+      let context: SecureContext
+      try {
+        names = certificateNames(cert)
+        context = createSecureContext({ cert, key, minVersion: 'TLSv1.2', ticketKeys: this.#ticketKeys })
+      } catch (err) {
+        throw new Error(`tls.certificates[${i}] (${pair.cert}, ${pair.key}): ${(err as Error).message}`)
+      }
+      loaded.entries.push({ names, context })
+      for (const name of names) {
+        // the first pair naming a host wins, as in the order given
+        if (name.startsWith('*.')) {
+          if (!loaded.wildcard.has(name.slice(2))) loaded.wildcard.set(name.slice(2), context)
+        } else if (!loaded.exact.has(name)) {
+          loaded.exact.set(name, context)
+        }
+      }
+    })
+    return loaded
+  }
+}
+
+function read (file: string, name: string): Buffer {
+  try {
+    return readFileSync(file)
+  } catch (err) {
+    throw new Error(`${name}: cannot read "${file}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+  }
+}
