@@ -7,6 +7,8 @@ export interface Timed {
   /** When to fire, on `clock.now`'s scale; 0 disarms. */
   deadline: number
   onTimeout (): void
+  /** `onTimeout` threw: the owner closes what it owns (the process goes on). */
+  onInternalError? (err: unknown): void
 }
 
 /** Sweep period: the resolution of every timeout. */
@@ -50,7 +52,12 @@ class Clock {
     for (const item of this.#items) {
       if (item.deadline !== 0 && item.deadline <= now) {
         item.deadline = 0
-        item.onTimeout()
+        try {
+          item.onTimeout()
+        } catch (err) {
+          if (item.onInternalError !== undefined) item.onInternalError(err)
+          else this.delete(item)
+        }
       }
     }
   }

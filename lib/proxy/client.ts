@@ -15,7 +15,10 @@ import { relay } from '../tcp/relay.js'
 import { ClientHold, Exchange } from './exchange.js'
 import type { ProxyCore } from './core.js'
 
-const enum Wait { NONE, IDLE, HEAD }
+const enum Wait { NONE, IDLE, HEAD, LINGER }
+
+/** After rp4 ends a connection, what the client still sends is read and dropped this long, then it is closed. */
+const LINGER_MS = 1000
 
 interface OwnedSocket extends Socket { [kOwner]: ClientConnection }
 
@@ -117,6 +120,7 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
   // ---- reading ----
 
   onData (chunk: Buffer): void {
+    if (this.#wait === Wait.LINGER) return
     if (this.#stash !== null || this.#holds !== 0) {
       // parsing is paused; keep the bytes in order (bounded: the socket is paused too)
       this.#stash = this.#stash === null ? chunk : Buffer.concat([this.#stash, chunk])
@@ -127,14 +131,25 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
 
   #parse (chunk: Buffer): void {
     beginBatch()
-    const ret = this.#parser.execute(chunk)
-    if (ret !== Errno.OK) this.#parseStopped(ret, chunk)
-    else if (this.#wait === Wait.IDLE && this.#parser.inHead) {
-      // a request head has begun: from now on it must complete within requestHead
-      this.#wait = Wait.HEAD
-      this.deadline = clock.after(this.core.config.timeouts.requestHead)
+    try {
+      const ret = this.#parser.execute(chunk)
+      if (ret !== Errno.OK) this.#parseStopped(ret, chunk)
+      else if (this.#wait === Wait.IDLE && this.#parser.inHead) {
+        // a request head has begun: from now on it must complete within requestHead
+        this.#wait = Wait.HEAD
+        this.deadline = clock.after(this.core.config.timeouts.requestHead)
+      }
+    } catch (err) {
+      this.onInternalError(err)
+    } finally {
+      endBatch()
     }
-    endBatch()
+  }
+
+  /** A defect of rp4's own surfaced on this connection: it is closed, the process goes on. */
+  onInternalError (err: unknown): void {
+    this.core.clientError(new ProxyError('internal_error', `internal error: ${(err as Error).stack ?? String(err)}`, 'internal', 500, false, err), this.label)
+    this.socket.destroy()
   }
 
   #parseStopped (ret: number, chunk: Buffer): void {
@@ -251,7 +266,7 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
     }
     if (queue.length > 0) return
     if (this.#noMore || this.core.closing) {
-      sendEnd(this.socket)
+      this.#closeAfterWrites()
       return
     }
     this.#wait = Wait.IDLE
@@ -306,7 +321,7 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
   /** Close if nothing is under way (the proxy is closing); otherwise after the current exchanges. */
   closeWhenIdle (): void {
     if (this.idle) {
-      sendEnd(this.socket)
+      this.#closeAfterWrites()
       return
     }
     // a request body still arriving is read to its end; nothing after it is
@@ -335,7 +350,27 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
       this.respondLocally(408)
       return
     }
+    if (this.#wait === Wait.LINGER) {
+      this.socket.destroy()
+      return
+    }
+    this.#closeAfterWrites()
+  }
+
+  /**
+   * End our side once the output is written, then read and drop what the client still sends for a
+   * moment (unread bytes would turn our close into a reset that can destroy the response before
+   * the client reads it), and close for good when the client ends too or LINGER_MS passes.
+   */
+  #closeAfterWrites (): void {
+    if (this.#wait === Wait.LINGER) return
+    this.#wait = Wait.LINGER
+    this.#noMore = true
+    this.#stash = null
     sendEnd(this.socket)
+    this.#holds = 0
+    if (!this.socket.destroyed) this.socket.resume()
+    this.deadline = clock.after(LINGER_MS)
   }
 
   onDrain (): void {
@@ -373,11 +408,12 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
 
 const LOCAL_PLAN = { prefix: '', suffix: '', needsHost: false, body: BodyKind.NONE, expectContinue: false, upgrade: false, invalid: 'refused' }
 
+// Each listener contains what a defect could throw to this connection: no exception reaches the process.
 function onData (this: OwnedSocket, chunk: Buffer): void { this[kOwner].onData(chunk) }
-function onEnd (this: OwnedSocket): void { this[kOwner].onEnd() }
+function onEnd (this: OwnedSocket): void { try { this[kOwner].onEnd() } catch (err) { this[kOwner].onInternalError(err) } }
 function onError (this: OwnedSocket, err: Error): void { this[kOwner].onSocketError(err) }
-function onClose (this: OwnedSocket): void { this[kOwner].onClose() }
-function onDrain (this: OwnedSocket): void { this[kOwner].onDrain() }
+function onClose (this: OwnedSocket): void { try { this[kOwner].onClose() } catch (err) { this[kOwner].onInternalError(err) } }
+function onDrain (this: OwnedSocket): void { try { this[kOwner].onDrain() } catch (err) { this[kOwner].onInternalError(err) } }
 function resumeParsing (client: ClientConnection): void { client.resumeParsing() }
 
 export { errorResponse }
