@@ -1,0 +1,153 @@
+/**
+ * The rp4 command, run from the build (`npm test` builds first): help and version, a proxy that
+ * starts and forwards, errors that name what is wrong, and a graceful exit on SIGTERM / SIGINT.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import path from 'node:path'
+import t, { type Test } from 'tap'
+import { RawClient, exchange } from '../helpers/client.js'
+import { ok, startOrigin } from '../helpers/origin.js'
+import { ROOT, checkBuilt, hasIPv6 } from '../helpers/proxy.js'
+import { Observable, within } from '../helpers/wait.js'
+
+const CLI = path.join(ROOT, 'dist/bin/rp4.js')
+const VERSION = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version
+
+class Run extends Observable {
+  readonly child: ChildProcess
+  stdout = ''
+  stderr = ''
+  exit: number | null = null
+  signal: NodeJS.Signals | null = null
+  done = false
+
+  constructor (args: string[]) {
+    super()
+    this.child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    this.child.stdout!.on('data', (d: Buffer) => { this.stdout += d.toString(); this.changed() })
+    this.child.stderr!.on('data', (d: Buffer) => { this.stderr += d.toString(); this.changed() })
+    this.child.on('close', (code, signal) => {
+      this.exit = code
+      this.signal = signal
+      this.done = true
+      this.changed()
+    })
+  }
+
+  async finished (ms = 10_000): Promise<this> {
+    await this.until(() => this.done, ms, `rp4 ${this.child.spawnargs.slice(2).join(' ')} to exit`)
+    return this
+  }
+
+  /** The address from the startup line. */
+  async listening (ms = 10_000): Promise<{ host: string, port: number }> {
+    await this.until(() => /listening on (\S+):(\d+)/.test(this.stderr) || this.done, ms, 'the startup line')
+    const m = /listening on (\S+):(\d+)/.exec(this.stderr)
+    if (m === null) throw new Error(`no startup line; exit ${this.exit}, stderr: ${this.stderr}`)
+    return { host: m[1], port: Number(m[2]) }
+  }
+}
+
+function run (t: Test, args: string[]): Run {
+  const r = new Run(args)
+  t.teardown(() => { if (!r.done) r.child.kill('SIGKILL') })
+  return r
+}
+
+t.test('--help: usage on stdout, exit 0', async t => {
+  if (!checkBuilt(t, 'dist/bin/rp4.js')) return
+  const r = await run(t, ['--help']).finished()
+  t.equal(r.exit, 0)
+  t.match(r.stdout, /listen \[HOST\]:PORT --to HOST:PORT/)
+  t.match(r.stdout, /--to/)
+})
+
+t.test('--version: the package version, exit 0', async t => {
+  if (!checkBuilt(t, 'dist/bin/rp4.js')) return
+  const r = await run(t, ['--version']).finished()
+  t.equal(r.exit, 0)
+  t.equal(r.stdout.trim(), VERSION)
+})
+
+t.test('listen and forward; SIGTERM: a request in flight finishes, exit 0', async t => {
+  if (!checkBuilt(t, 'dist/bin/rp4.js')) return
+  const origin = await startOrigin(t, req => req.url === '/slow' ? { bytes: ok('slow done'), delay: 300 } : ok('via cli'))
+  const r = run(t, ['listen', '127.0.0.1:0', '--to', origin.target])
+  const { host, port } = await r.listening()
+  t.equal(host, '127.0.0.1')
+  const res = await exchange(port, 'GET / HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 1 })
+  t.equal(res.responses[0]?.body.toString(), 'via cli')
+  t.equal(origin.requests[0]?.raw.toString('latin1').includes('\r\nVia: 1.1 rp4\r\n'), true)
+
+  const client = await RawClient.connect(port)
+  t.teardown(() => client.destroy())
+  await client.write('GET /slow HTTP/1.1\r\nHost: h\r\n\r\n')
+  await origin.until(() => origin.requests.some(q => q.url === '/slow'), 5000, '/slow at the origin')
+  r.child.kill('SIGTERM')
+  const slow = await client.response(0)
+  t.equal(slow.body.toString(), 'slow done', 'the request in flight was answered')
+  await r.finished()
+  t.equal(r.exit, 0, `exit 0 (stderr: ${r.stderr})`)
+})
+
+t.test('SIGINT: graceful exit 0', async t => {
+  if (!checkBuilt(t, 'dist/bin/rp4.js')) return
+  const origin = await startOrigin(t, () => ok())
+  const r = run(t, ['listen', '127.0.0.1:0', '--to', origin.target])
+  await r.listening()
+  r.child.kill('SIGINT')
+  await r.finished()
+  t.equal(r.exit, 0)
+})
+
+t.test('listen :0 accepts IPv4 and IPv6; several --to are balanced', async t => {
+  if (!checkBuilt(t, 'dist/bin/rp4.js')) return
+  const a = await startOrigin(t, () => ok('A'))
+  const b = await startOrigin(t, () => ok('B'))
+  const r = run(t, ['listen', ':0', '--to', a.target, '--to', b.target])
+  const { port } = await r.listening()
+  const bodies: string[] = []
+  for (let i = 0; i < 2; i++) bodies.push((await exchange(port, 'GET / HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 1 })).responses[0]?.body.toString() ?? '?')
+  t.same(bodies.sort(), ['A', 'B'])
+  if (await hasIPv6()) {
+    const v6 = await exchange(port, 'GET / HTTP/1.1\r\nHost: h\r\n\r\n', { host: '::1', responses: 1 })
+    t.equal(v6.responses[0]?.head.line[1], '200', 'reachable over IPv6')
+  }
+  r.child.kill('SIGTERM')
+  await r.finished()
+  t.equal(r.exit, 0)
+})
+
+const BAD: Array<[string, string[], string]> = [
+  ['unknown flag', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--bogus'], '--bogus'],
+  ['bad listen port', ['listen', '127.0.0.1:99999', '--to', '127.0.0.1:1'], '99999'],
+  ['listen port not a number', ['listen', '127.0.0.1:http', '--to', '127.0.0.1:1'], 'http'],
+  ['bad listen address', ['listen', 'not_a host!:80', '--to', '127.0.0.1:1'], 'not_a host!'],
+  ['bad target', ['listen', '127.0.0.1:0', '--to', 'bad_host!:80'], 'bad_host!'],
+  ['target without port', ['listen', '127.0.0.1:0', '--to', '127.0.0.1'], '127.0.0.1'],
+  ['target port 0', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:0'], '127.0.0.1:0'],
+  ['IPv6 target without brackets', ['listen', '127.0.0.1:0', '--to', '::1:80'], '::1:80'],
+  ['missing --to', ['listen', '127.0.0.1:0'], '--to'],
+  ['bad duration', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--timeout', 'soon'], 'soon'],
+]
+
+t.test('bad arguments: a message naming the problem, non-zero exit, nothing listening', async t => {
+  if (!checkBuilt(t, 'dist/bin/rp4.js')) return
+  const runs = BAD.map(([name, args, named]) => ({ name, named, r: run(t, args) }))
+  for (const { name, named, r } of runs) {
+    await within(r.finished(), 10_000, name)
+    t.not(r.exit, 0, `${name}: non-zero exit`)
+    t.ok(r.stderr.includes(named), `${name}: stderr names ${JSON.stringify(named)}: ${JSON.stringify(r.stderr)}`)
+    t.notMatch(r.stderr, /listening on/, `${name}: did not start`)
+  }
+})
+
+t.test('a listen address already in use: error naming it, non-zero exit', async t => {
+  if (!checkBuilt(t, 'dist/bin/rp4.js')) return
+  const origin = await startOrigin(t, () => ok())
+  const r = run(t, ['listen', `127.0.0.1:${origin.port}`, '--to', origin.target])
+  await r.finished()
+  t.not(r.exit, 0)
+  t.match(r.stderr, String(origin.port))
+})

@@ -1,0 +1,104 @@
+/**
+ * The basic path: a request reaches the origin with exactly the expected bytes and the answer
+ * reaches the client with exactly the expected bytes, however the client cuts its writes.
+ */
+import t from 'tap'
+import { exchange } from '../helpers/client.js'
+import { ok, startOrigin } from '../helpers/origin.js'
+import { startProxy } from '../helpers/proxy.js'
+
+/** The headers rp4 appends for a plain IPv4 client that sent `Host: <host>`. */
+function added (host: string): string {
+  return `X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ${host}\r\nVia: 1.1 rp4\r\n`
+}
+
+t.test('GET: exact bytes upstream and back', async t => {
+  const origin = await startOrigin(t, () => 'HTTP/1.1 200 Fine Thanks\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello')
+  const { port } = await startProxy(t, { targets: [origin.target] })
+  const res = await exchange(port, 'GET /path?q=1 HTTP/1.1\r\nHost: example.test\r\nUser-Agent: raw\r\n\r\n', { responses: 1 })
+  t.equal(origin.connections[0]?.raw().toString('latin1'),
+    'GET /path?q=1 HTTP/1.1\r\nHost: example.test\r\nUser-Agent: raw\r\n' + added('example.test') + '\r\n')
+  t.equal(res.text, 'HTTP/1.1 200 Fine Thanks\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nVia: 1.1 rp4\r\n\r\nhello')
+})
+
+t.test('POST with a Content-Length body: body bytes unchanged', async t => {
+  const origin = await startOrigin(t, req => ok(`got ${req.bodyLength}`))
+  const { port } = await startProxy(t, { targets: [origin.target] })
+  const body = 'a=1&b=\u00e9\r\n\r\nnot a header'
+  const res = await exchange(port,
+    `POST /form HTTP/1.1\r\nHost: h\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${Buffer.byteLength(body, 'latin1')}\r\n\r\n${body}`,
+    { responses: 1 })
+  t.equal(origin.connections[0]?.raw().toString('latin1'),
+    `POST /form HTTP/1.1\r\nHost: h\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${Buffer.byteLength(body, 'latin1')}\r\n` +
+    added('h') + '\r\n' + body)
+  t.equal(res.responses[0]?.body.toString(), `got ${Buffer.byteLength(body, 'latin1')}`)
+})
+
+t.test('the request target goes upstream exactly as the client sent it', async t => {
+  const origin = await startOrigin(t, () => ok())
+  const { port } = await startProxy(t, { targets: [origin.target] })
+  const targets = ['/a%20b/../c/./d?x=%zz&y=&&z', '/', '*', 'http://other.test:81/abs?x=1', '/%E2%82%AC//double//slash']
+  for (const target of targets) {
+    const method = target === '*' ? 'OPTIONS' : 'GET'
+    const res = await exchange(port, `${method} ${target} HTTP/1.1\r\nHost: h\r\n\r\n`, { responses: 1 })
+    t.equal(res.responses[0]?.head.line[1], '200', `${target}: answered`)
+    t.equal(origin.requests.at(-1)?.head.line.join(' '), `${method} ${target} HTTP/1.1`, `${target}: request line`)
+  }
+})
+
+t.test('the status line is HTTP/1.1 with the reason the backend sent', async t => {
+  const lines = ['HTTP/1.1 418 I\'m a teapot', 'HTTP/1.1 299 Custom Reason With  Spaces', 'HTTP/1.0 200 OK', 'HTTP/1.1 404 Not Here', 'HTTP/1.1 500 Internal Server Error']
+  let i = 0
+  const origin = await startOrigin(t, () => `${lines[i++]}\r\nContent-Length: 2\r\n\r\nhi`)
+  const { port } = await startProxy(t, { targets: [origin.target] })
+  for (const line of lines) {
+    const res = await exchange(port, 'GET / HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 1 })
+    const expected = line.replace('HTTP/1.0', 'HTTP/1.1')
+    t.equal(res.text.split('\r\n')[0], expected, line)
+    t.equal(res.responses[0]?.body.toString(), 'hi')
+  }
+})
+
+const SMALL = 'POST /split?x=1 HTTP/1.1\r\nHost: split.test\r\nX-Tag: abc\r\nContent-Length: 7\r\n\r\npayload'
+const SMALL_UPSTREAM = 'POST /split?x=1 HTTP/1.1\r\nHost: split.test\r\nX-Tag: abc\r\nContent-Length: 7\r\n' + added('split.test') + '\r\npayload'
+
+t.test('a request sent one byte per write', async t => {
+  const origin = await startOrigin(t, req => ok(req.body))
+  const { port } = await startProxy(t, { targets: [origin.target] })
+  const res = await exchange(port, SMALL, { responses: 1, split: 'byte', ms: 10_000 })
+  t.equal(res.responses[0]?.head.line[1], '200')
+  t.equal(res.responses[0]?.body.toString(), 'payload')
+  t.equal(origin.requests[0]?.raw.toString('latin1'), SMALL_UPSTREAM)
+})
+
+t.test('a request cut in two at every offset', async t => {
+  const origin = await startOrigin(t, req => ok(req.body))
+  const { port } = await startProxy(t, { targets: [origin.target] })
+  for (let cut = 1; cut < SMALL.length; cut++) {
+    const res = await exchange(port, SMALL, { responses: 1, split: [cut] })
+    const got = res.responses[0]
+    if (got?.body.toString() !== 'payload' || origin.requests.at(-1)?.raw.toString('latin1') !== SMALL_UPSTREAM) {
+      t.fail(`cut at ${cut}: client got ${JSON.stringify(res.text)}, origin got ${JSON.stringify(origin.requests.at(-1)?.raw.toString('latin1'))}`)
+    }
+  }
+  t.equal(origin.requests.length, SMALL.length - 1, 'one upstream request per cut')
+  t.ok(origin.requests.every(r => r.raw.toString('latin1') === SMALL_UPSTREAM), 'every upstream request identical')
+})
+
+t.test('a response arriving at the proxy one byte at a time', async t => {
+  const response = 'HTTP/1.1 200 OK\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n'
+  const origin = await startOrigin(t, async req => {
+    const socket = req.connection.socket
+    for (const byte of Buffer.from(response)) {
+      socket.write(Buffer.from([byte]))
+      await new Promise(resolve => setImmediate(resolve))
+    }
+    return ''
+  })
+  const { port } = await startProxy(t, { targets: [origin.target] })
+  const res = await exchange(port, 'GET / HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 1 })
+  const r = res.responses[0]
+  t.equal(r?.body.toString(), 'abcde')
+  t.equal(r?.framing, 'chunked')
+  t.equal(res.text.slice(0, res.text.indexOf('\r\n\r\n') + 4), 'HTTP/1.1 200 OK\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\nVia: 1.1 rp4\r\n\r\n')
+})

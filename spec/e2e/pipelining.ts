@@ -1,0 +1,93 @@
+/**
+ * Client pipelining: several requests written before any answer, answered in request order even
+ * when the origin finishes them in another order, bounded by maxPipelinedRequests.
+ */
+import t from 'tap'
+import { RawClient, exchange } from '../helpers/client.js'
+import { ok, startOrigin } from '../helpers/origin.js'
+import { startProxy } from '../helpers/proxy.js'
+
+const get = (path: string, ...extra: string[]): string =>
+  [`GET ${path} HTTP/1.1`, 'Host: h', ...extra].map(x => x + '\r\n').join('') + '\r\n'
+
+t.test('five requests in one write: five answers in order', async t => {
+  const origin = await startOrigin(t, req => ok(`body of ${req.url}`))
+  const { port } = await startProxy(t, { targets: [origin.target] })
+  const paths = ['/1', '/2', '/3', '/4', '/5']
+  const res = await exchange(port, paths.map(p => get(p)).join(''), { responses: 5 })
+  t.same(res.responses.map(r => r.body.toString()), paths.map(p => `body of ${p}`))
+  t.equal(res.raw.length, res.responses.reduce((n, r) => n + r.raw.length, 0), 'nothing else on the wire')
+})
+
+t.test('a later response ready first still waits for the earlier one', async t => {
+  const answered: string[] = []
+  const origin = await startOrigin(t, async req => {
+    if (req.url === '/slow') {
+      // the slow answer is held until the origin has answered the fast one: the order is forced
+      await origin.until(() => answered.includes('/fast'), 5000, 'the fast request to be answered')
+    }
+    answered.push(req.url)
+    return ok(`${req.url} done`)
+  })
+  const { port } = await startProxy(t, { targets: [origin.target] })
+  const res = await exchange(port, get('/slow') + get('/fast'), { responses: 2 })
+  t.same(answered, ['/fast', '/slow'], 'the origin answered fast first')
+  t.same(res.responses.map(r => r.body.toString()), ['/slow done', '/fast done'], 'the client got them in request order')
+  t.equal(origin.connections.length, 2, 'on two upstream connections')
+})
+
+t.test('HEAD, 204 and 304 in a pipeline: no body where there is none', async t => {
+  const origin = await startOrigin(t, req => {
+    switch (req.url) {
+      case '/head': return 'HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n'
+      case '/204': return 'HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n'
+      case '/304': return 'HTTP/1.1 304 Not Modified\r\nETag: "x"\r\nContent-Length: 55\r\n\r\n'
+      default: return ok('tail')
+    }
+  })
+  const { port } = await startProxy(t, { targets: [origin.target] })
+  const res = await exchange(port, get('/head').replace('GET', 'HEAD') + get('/204') + get('/304') + get('/last'), { responses: 4 })
+  t.equal(res.text,
+    'HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nVia: 1.1 rp4\r\n\r\n' +
+    'HTTP/1.1 204 No Content\r\nX-A: 1\r\nVia: 1.1 rp4\r\n\r\n' +
+    'HTTP/1.1 304 Not Modified\r\nETag: "x"\r\nContent-Length: 55\r\nVia: 1.1 rp4\r\n\r\n' +
+    'HTTP/1.1 200 OK\r\nContent-Length: 4\r\nVia: 1.1 rp4\r\n\r\ntail')
+})
+
+t.test('maxPipelinedRequests bounds the requests in flight; all are still answered', async t => {
+  let inflight = 0
+  let peak = 0
+  const origin = await startOrigin(t, async req => {
+    inflight++
+    peak = Math.max(peak, inflight)
+    await new Promise(resolve => setTimeout(resolve, 20))
+    inflight--
+    return ok(req.url)
+  })
+  const { port } = await startProxy(t, { targets: [origin.target], maxPipelinedRequests: 2 })
+  const paths = Array.from({ length: 8 }, (_, i) => `/p${i}`)
+  const res = await exchange(port, paths.map(p => get(p)).join(''), { responses: 8 })
+  t.same(res.responses.map(r => r.body.toString()), paths)
+  t.ok(peak <= 2, `at most 2 requests at the origin at once (saw ${peak})`)
+})
+
+t.test('Connection: close in the middle of a pipeline: later requests are not forwarded', async t => {
+  const origin = await startOrigin(t, req => ok(req.url))
+  const { port } = await startProxy(t, { targets: [origin.target] })
+  const res = await exchange(port, get('/1') + get('/2', 'Connection: close') + get('/3'))
+  t.same(res.responses.map(r => r.body.toString()), ['/1', '/2'])
+  t.equal(res.closed, true)
+  t.match(res.responses[1]?.head.text, /\r\nConnection: close\r\n\r\n$/)
+  t.notOk(origin.requests.some(r => r.url === '/3'), '/3 never reached the origin')
+})
+
+t.test('a pipeline written one byte at a time', async t => {
+  const origin = await startOrigin(t, req => ok(req.url + ':' + req.body.toString()))
+  const { port } = await startProxy(t, { targets: [origin.target] })
+  const client = await RawClient.connect(port)
+  t.teardown(() => client.destroy())
+  const post = 'POST /b HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nxy\r\n0\r\n\r\n'
+  await client.writeBytewise(get('/a') + post + get('/c'))
+  const res = await client.waitResponses(3)
+  t.same(res.map(r => r.body.toString()), ['/a:', '/b:xy', '/c:'])
+})
