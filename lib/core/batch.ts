@@ -73,6 +73,7 @@ export function hasPendingOutput (socket: Socket): boolean {
 
 /** End `socket` once what was sent to it is written. */
 export function sendEnd (socket: Socket): void {
+  if (socket.writableEnded || socket.destroyed) return
   const out = (socket as BatchedSocket)[kOutbox]
   if (out === undefined || out.parts.length === 0) {
     socket.end()
@@ -136,8 +137,9 @@ function write (socket: BatchedSocket, out: Outbox): void {
       }
       socket.uncork()
     }
-    if (end) socket.end()
-    else if (!ok) socket[kOwner]?.onWriteBlocked()
+    if (end) {
+      if (!socket.writableEnded) socket.end()
+    } else if (!ok) socket[kOwner]?.onWriteBlocked()
   }
   parts.length = 0
   out.bytes = 0

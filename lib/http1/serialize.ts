@@ -50,12 +50,13 @@ export function planRequest (head: MessageHead, ctx: ForwardContext): RequestPla
   let lastXff = -1
   let lastVia = -1
   let connectionValues: string[] | null = null
+  let lastCoding = ''
 
   for (let i = 0; i < headers.length; i += 2) {
     switch (classify(headers[i])) {
       case Header.HOST: hosts++; host = headers[i + 1]; break
       case Header.CONTENT_LENGTH: contentLength = true; break
-      case Header.TRANSFER_ENCODING: chunked = true; break
+      case Header.TRANSFER_ENCODING: chunked = true; lastCoding = headers[i + 1]; break
       case Header.EXPECT: expectContinue = headers[i + 1].trim().toLowerCase() === '100-continue'; break
       case Header.X_FORWARDED_FOR: lastXff = i; break
       case Header.VIA: lastVia = i; break
@@ -67,6 +68,10 @@ export function planRequest (head: MessageHead, ctx: ForwardContext): RequestPla
   const http11 = head.versionMajor === 1 && head.versionMinor === 1
   if (hosts > 1) invalid = 'several Host headers'
   else if (hosts === 0 && http11) invalid = 'HTTP/1.1 request without Host'
+  // llhttp refuses these too, but only after the head is handed over: refusing here means no
+  // backend connection is even opened for them
+  else if (chunked && contentLength) invalid = 'Content-Length with Transfer-Encoding'
+  else if (chunked && !/(?:^|,)[ \t]*chunked[ \t]*$/i.test(lastCoding)) invalid = 'Transfer-Encoding whose last coding is not chunked'
 
   const named = connectionValues === null ? null : connectionOptions(connectionValues)
   const upgrade = head.upgrade

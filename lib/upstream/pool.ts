@@ -94,6 +94,14 @@ export class Pool {
     this.#idle.push(conn)
   }
 
+  /** A connection with room in its pipeline takes waiting exchanges that may be pipelined. */
+  fillPipeline (conn: UpstreamConnection): void {
+    const waiting = this.#waiting
+    while (this.#waitingHead < waiting.length && waiting[this.#waitingHead].pipelinable && conn.canPipeline(this.#pipelining)) {
+      conn.send(this.#nextWaiting()!)
+    }
+  }
+
   /** A connection closed (or failed to connect): forget it, and open another for a waiting exchange. */
   forget (conn: UpstreamConnection): void {
     this.#open.delete(conn)
