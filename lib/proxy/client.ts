@@ -332,6 +332,8 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
   // ---- socket events ----
 
   onEnd (): void {
+    // both sides are done: the socket closes by itself
+    if (this.#wait === Wait.LINGER) return
     // the client sends no more: answer what was asked, then close
     this.#noMore = true
     if (this.#receiving !== null) {
