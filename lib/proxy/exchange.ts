@@ -225,9 +225,10 @@ export class Exchange {
   // ---- failures ----
 
   onConnectFailed (error: ProxyError, pool: Pool): void {
-    if (this.#finished) return
     this.client.core.upstreamError(error, pool.target.authority)
     this.client.core.balancer.markDown(pool)
+    // answered or abandoned meanwhile: nothing to fail over
+    if (this.settled) return
     this.#attempt++
     this.dispatch()
   }
