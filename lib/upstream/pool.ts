@@ -37,12 +37,15 @@ export class Pool {
   get idleCount (): number { return this.#idle.length }
 
   /**
-   * Find `exchange` a connection: an idle one, a slot in a pipeline, a new connection, or a place
-   * in the queue. `fresh` skips pooled connections (a retry after a reused one failed).
+   * Find `exchange` a connection, in this order: with pipelining, a connection already written to
+   * in this turn (the requests leave in one write); an idle one; a new one under the cap; with
+   * pipelining, the least loaded pipeline; else a place in the queue. Pipelining behind a request
+   * in flight comes after a new connection because a slow response would hold up the ones behind
+   * it. `fresh` skips pooled connections (a retry after a reused one failed).
    */
   acquire (exchange: Exchange, fresh: boolean): void {
+    const pipelining = this.#pipelining > 1 && exchange.pipelinable && !fresh
     if (!fresh) {
-      const pipelining = this.#pipelining > 1 && exchange.pipelinable
       if (pipelining) {
         // a connection already written to in this turn: the requests leave in one write
         const conn = this.#pipelineSlot(true)
@@ -59,17 +62,17 @@ export class Pool {
           return
         }
       }
-      if (pipelining) {
-        const conn = this.#pipelineSlot(false)
-        if (conn !== null) {
-          conn.send(exchange)
-          return
-        }
-      }
     }
     if (this.#open.size < this.#max) {
       this.#connect(exchange)
       return
+    }
+    if (pipelining) {
+      const conn = this.#pipelineSlot(false)
+      if (conn !== null) {
+        conn.send(exchange)
+        return
+      }
     }
     if (this.#waiting.length - this.#waitingHead >= this.#maxQueue) {
       exchange.fail(new ProxyError('queue_full', `${this.target.authority}: connection queue full`, 'upstream', 503))
