@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { runDemo } from './demo.js'
-import { createProxy, parseHostPort, DEFAULT_TIMEOUTS, DEFAULT_UPSTREAM, DEFAULTS, type ProxyOptions, type Proxy } from '../lib/index.js'
+import { createProxy, parseHostPort, parseTarget, DEFAULT_TIMEOUTS, DEFAULT_UPSTREAM, DEFAULTS, type ProxyOptions, type Proxy } from '../lib/index.js'
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
 
@@ -14,15 +14,40 @@ const USAGE = `rp4 ${VERSION} - reverse proxy, HTTP/1.1 and TCP
 
 Usage:
   rp4 listen [HOST]:PORT --to HOST:PORT [--to HOST:PORT ...] [options]
+  rp4 listen [HOST]:PORT --to HOST:PORT --tcp [options]      raw TCP relay
   rp4 demo [[HOST]:PORT]      a demo origin with rp4 in front (default 127.0.0.1:8080)
   rp4 --help | --version
 
   [HOST]:PORT        where to accept connections; ":8080" or "8080" = every
                      interface (IPv4 and IPv6); "[::1]:8080" for an IPv6 address
 
+  On one port rp4 tells protocols apart by the first bytes of each connection:
+  HTTP/1.x is proxied; TLS is terminated (with --cert) or relayed untouched
+  (by --sni, or without certificates); anything else, or a client silent for
+  --detect-timeout (the server speaks first), is relayed as TCP.
+
 Options:
   --to HOST:PORT              backend; repeat for several (round robin, failover
-                              to the next one when a connect fails)
+                              to the next one when a connect fails);
+                              https://HOST[:PORT] speaks TLS to it
+  --tcp                       relay every connection as raw TCP to the --to
+                              backends (no HTTP, no detection)
+  --tcp-idle-timeout DUR      a relayed TCP connection with no traffic either
+                              way is closed (default ${ms(DEFAULT_TIMEOUTS.tcpIdle)})
+  --detect-timeout DUR        wait for a client's first bytes, then relay as TCP
+                              (default ${ms(DEFAULT_TIMEOUTS.detect)})
+  --tcp-to HOST:PORT          where connections that are neither HTTP nor TLS go;
+                              repeat for several (default: the --to backends)
+  --no-tcp-fallback           close connections that are neither HTTP nor TLS
+  --cert FILE --key FILE      terminate TLS with this PEM certificate and key;
+                              repeat for several (chosen by SNI, the first is
+                              the default); reloaded when the files change
+  --sni NAME=HOST:PORT        relay TLS for server name NAME (or *.domain)
+                              untouched to HOST:PORT; repeat for several
+  --tls-handshake-timeout DUR completing a TLS handshake (default ${ms(DEFAULT_TIMEOUTS.tlsHandshake)})
+  --ca FILE                   trust this CA (PEM) for https:// backends instead
+                              of the bundled roots; repeat for several
+  --insecure-upstream         do not verify https:// backends' certificates
   --connect-timeout DUR       opening a backend connection (default ${ms(DEFAULT_TIMEOUTS.connect)})
   --timeout DUR               waiting for a response head, then 504 (default ${ms(DEFAULT_TIMEOUTS.response)})
   --client-idle-timeout DUR   idle keep-alive client connections (default ${ms(DEFAULT_TIMEOUTS.clientIdle)})
@@ -44,6 +69,10 @@ Options:
 Examples:
   rp4 listen :8080 --to 127.0.0.1:3000
   rp4 listen 127.0.0.1:8080 --to 10.0.0.5:80 --to 10.0.0.6:80 --timeout 30s
+  rp4 listen :5432 --to 10.0.0.7:5432 --tcp
+  rp4 listen :443 --to 127.0.0.1:3000 --cert site.pem --key site.key
+  rp4 listen :443 --to 10.0.0.5:443 --sni db.example.com=10.0.0.9:443
+  rp4 listen :8080 --to https://api.internal:8443 --ca internal-ca.pem
 `
 
 function ms (value: number): string {
@@ -85,6 +114,17 @@ const FLAGS = {
   pipelining: { type: 'string' },
   'max-pipelined': { type: 'string' },
   'max-header-size': { type: 'string' },
+  tcp: { type: 'boolean' },
+  'tcp-idle-timeout': { type: 'string' },
+  'detect-timeout': { type: 'string' },
+  'tcp-to': { type: 'string', multiple: true },
+  'no-tcp-fallback': { type: 'boolean' },
+  cert: { type: 'string', multiple: true },
+  key: { type: 'string', multiple: true },
+  sni: { type: 'string', multiple: true },
+  'tls-handshake-timeout': { type: 'string' },
+  ca: { type: 'string', multiple: true },
+  'insecure-upstream': { type: 'boolean' },
   'access-log': { type: 'boolean' },
   quiet: { type: 'boolean', short: 'q' },
   help: { type: 'boolean', short: 'h' },
@@ -119,7 +159,7 @@ function parseCli (argv: string[]): Cli | 'help' | 'version' | { demo: string } 
   const targets = values.to ?? []
   if (targets.length === 0) throw new UsageError('missing --to HOST:PORT (the backend to forward to)')
   for (const target of targets) {
-    const check = parseHostPort(target, { hostRequired: true, portZero: false })
+    const check = parseTarget(target)
     if (typeof check === 'string') throw new UsageError(`--to: ${check}`)
   }
 
@@ -135,10 +175,60 @@ function parseCli (argv: string[]): Cli | 'help' | 'version' | { demo: string } 
   if (values['max-queue'] !== undefined) upstream.maxQueue = count('--max-queue', values['max-queue'], 0)
   if (values.pipelining !== undefined) upstream.pipelining = count('--pipelining', values.pipelining, 1)
 
+  if (values['tcp-idle-timeout'] !== undefined) timeouts.tcpIdle = duration('--tcp-idle-timeout', values['tcp-idle-timeout'])
+  if (values['detect-timeout'] !== undefined) timeouts.detect = duration('--detect-timeout', values['detect-timeout'])
+  if (values['tls-handshake-timeout'] !== undefined) timeouts.tlsHandshake = duration('--tls-handshake-timeout', values['tls-handshake-timeout'])
+
   const options: ProxyOptions = { listen, targets, timeouts, upstream }
+  Object.assign(options, tcpOptions(values), tlsOptions(values))
   if (values['max-pipelined'] !== undefined) options.maxPipelinedRequests = count('--max-pipelined', values['max-pipelined'], 1)
   if (values['max-header-size'] !== undefined) options.maxHeaderSize = count('--max-header-size', values['max-header-size'], 256)
   return { options, accessLog: values['access-log'] === true, quiet: values.quiet === true }
+}
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof FLAGS, allowPositionals: true, strict: true }>>['values']
+
+function tcpOptions (values: Values): Partial<ProxyOptions> {
+  const out: Partial<ProxyOptions> = {}
+  if (values.tcp === true) out.tcp = true
+  const fallback = values['tcp-to']
+  if (values['no-tcp-fallback'] === true) {
+    if (fallback !== undefined) throw new UsageError('--tcp-to and --no-tcp-fallback contradict each other')
+    if (values.tcp === true) throw new UsageError('--no-tcp-fallback and --tcp contradict each other')
+    out.tcpFallback = false
+  } else if (fallback !== undefined) {
+    for (const target of fallback) {
+      const check = parseHostPort(target, { hostRequired: true, portZero: false })
+      if (typeof check === 'string') throw new UsageError(`--tcp-to: ${check}`)
+    }
+    out.tcpFallback = fallback
+  }
+  return out
+}
+
+function tlsOptions (values: Values): Partial<ProxyOptions> {
+  const out: Partial<ProxyOptions> = {}
+  const certs = values.cert ?? []
+  const keys = values.key ?? []
+  if (certs.length !== keys.length) throw new UsageError(`${certs.length} --cert but ${keys.length} --key: give them in pairs, --cert FILE --key FILE`)
+  const passthrough: Record<string, string> = {}
+  for (const route of values.sni ?? []) {
+    const eq = route.indexOf('=')
+    if (eq < 1) throw new UsageError(`--sni: "${route}" is not NAME=HOST:PORT`)
+    const check = parseHostPort(route.slice(eq + 1), { hostRequired: true, portZero: false })
+    if (typeof check === 'string') throw new UsageError(`--sni: ${check}`)
+    passthrough[route.slice(0, eq)] = route.slice(eq + 1)
+  }
+  if (values.tcp === true && (certs.length > 0 || Object.keys(passthrough).length > 0)) {
+    throw new UsageError('--tcp relays raw bytes: --cert, --key and --sni do not apply')
+  }
+  if (certs.length > 0 || Object.keys(passthrough).length > 0) {
+    out.tls = { certificates: certs.map((cert, i) => ({ cert, key: keys[i] })), passthrough }
+  }
+  if (values.ca !== undefined || values['insecure-upstream'] === true) {
+    out.upstreamTls = { ca: values.ca, verify: values['insecure-upstream'] !== true }
+  }
+  return out
 }
 
 async function main (): Promise<number> {
@@ -181,6 +271,7 @@ async function main (): Promise<number> {
   const log = (line: string): void => { if (!cli.quiet) process.stderr.write(line + '\n') }
   proxy.on('upstreamError', (err, target) => log(`rp4: upstream ${target}: ${err.code}: ${err.message}`))
   proxy.on('clientError', (err, client) => log(`rp4: client ${client}: ${err.code}: ${err.message}`))
+  proxy.on('certificates', names => log(`rp4: certificates reloaded: ${names.join(', ')}`))
   if (cli.accessLog) {
     proxy.on('response', info => process.stderr.write(
       `${info.client} "${info.method} ${info.url}" ${info.status} ${info.target || '-'} ${info.duration.toFixed(1)}ms\n`))
@@ -189,7 +280,9 @@ async function main (): Promise<number> {
   try {
     const address = await proxy.listen()
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
-    log(`rp4 ${VERSION} listening on ${host}:${address.port}, forwarding to ${proxy.config.targets.map(t => t.authority).join(', ')}`)
+    const config = proxy.config
+    const mode = config.tcp ? 'relaying TCP to' : config.tls.certificates.length > 0 ? 'terminating TLS, forwarding to' : 'forwarding to'
+    log(`rp4 ${VERSION} listening on ${host}:${address.port}, ${mode} ${config.targets.map(t => (t.tls !== null ? 'https://' : '') + t.authority).join(', ')}`)
   } catch (err) {
     process.stderr.write(`rp4: cannot listen on ${cli.options.listen}: ${(err as Error).message}\n`)
     return 1

@@ -5,23 +5,26 @@
  *   proxy.on('response', info => console.log(info.status, info.url))
  *   await proxy.listen()
  */
-import net, { type AddressInfo, type Server, type Socket } from 'node:net'
+import type { AddressInfo, Server } from 'node:net'
 import { TypedEmitter } from 'tiny-typed-emitter'
 import { resolveConfig, type Config } from './config/resolve.js'
 import type { ProxyOptions } from './config/options.js'
 import type { ProxyEvents } from './core/events.js'
 import { ProxyCore } from './proxy/core.js'
+import { Listener, type ListenerEvents } from './listener/listener.js'
 
-export type { ProxyOptions, TimeoutOptions, UpstreamOptions } from './config/options.js'
+export type { ProxyOptions, TimeoutOptions, UpstreamOptions, TlsOptions, UpstreamTlsOptions, CertificateFiles } from './config/options.js'
 export type { ProxyEvents, RequestInfo, ResponseInfo } from './core/events.js'
+export type { ListenerEvents } from './listener/listener.js'
 export type { Config } from './config/resolve.js'
 export { ProxyError, type ErrorSource } from './core/errors.js'
-export { resolveConfig, DEFAULT_TIMEOUTS, DEFAULT_UPSTREAM, DEFAULTS } from './config/resolve.js'
+export { resolveConfig, parseTarget, DEFAULT_TIMEOUTS, DEFAULT_UPSTREAM, DEFAULT_TLS, DEFAULTS } from './config/resolve.js'
 export { parseHostPort, formatHostPort } from './config/address.js'
 
-export class Proxy extends TypedEmitter<ProxyEvents> {
+export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
   readonly config: Config
   readonly #core: ProxyCore
+  readonly #listener: Listener
   readonly #server: Server
   #closed: Promise<void> | null = null
 
@@ -29,10 +32,9 @@ export class Proxy extends TypedEmitter<ProxyEvents> {
     super()
     this.config = resolveConfig(options)
     this.#core = new ProxyCore(this.config, this)
-    // half-open: a client that sends its requests then shuts down its side still gets the answers
-    this.#server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket: Socket) => {
-      this.#core.acceptHttp(socket, null, false)
-    })
+    // certificates load here: a file that cannot be used throws now, naming its option
+    this.#listener = new Listener(this.#core, { onCertificates: names => this.emit('certificates', names) })
+    this.#server = this.#listener.server
     this.#server.on('error', err => {
       // after listen() resolved, errors of the listening socket are reported, never thrown
       this.emit('clientError', Object.assign(new Error(err.message), { code: 'listen_error', source: 'internal', status: 0, retryable: false }) as never, '')
@@ -60,10 +62,11 @@ export class Proxy extends TypedEmitter<ProxyEvents> {
     return this.#server.address() as AddressInfo | null
   }
 
-  /** Open connections: clients, and upstream per target. */
-  stats (): { clients: number, upstream: Array<{ target: string, open: number, idle: number }> } {
+  /** Open connections: HTTP clients, raw TCP relays (passthrough, relayed TLS), and upstream per target. */
+  stats (): { clients: number, tcp: number, upstream: Array<{ target: string, open: number, idle: number }> } {
     return {
       clients: this.#core.clients.size,
+      tcp: this.#listener.tunnelCount,
       upstream: this.#core.pools.map(pool => ({ target: pool.target.authority, open: pool.openCount, idle: pool.idleCount })),
     }
   }
@@ -81,6 +84,7 @@ export class Proxy extends TypedEmitter<ProxyEvents> {
       }
       if (this.#server.listening) this.#server.close(() => done())
       else done()
+      this.#listener.close()
       this.#core.shutdown(done)
     })
     return this.#closed

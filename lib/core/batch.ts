@@ -25,6 +25,7 @@ export interface WriteOwner {
 const COALESCE_LIMIT = 16 * 1024
 
 const kOutbox = Symbol('rp4.outbox')
+const kDefer = Symbol('rp4.defer')
 
 interface Outbox {
   parts: Array<string | Buffer>
@@ -32,11 +33,23 @@ interface Outbox {
   end: boolean
 }
 
-interface BatchedSocket extends Socket { [kOutbox]?: Outbox, [kOwner]?: WriteOwner }
+interface BatchedSocket extends Socket { [kOutbox]?: Outbox, [kOwner]?: WriteOwner, [kDefer]?: boolean }
 
 const touched: BatchedSocket[] = []
+/** Sockets whose output waits for the end of the event-loop turn. */
+const deferred: BatchedSocket[] = []
 let batching = false
 let flushScheduled = false
+
+/**
+ * Let `socket`'s output wait until the end of the event-loop turn (setImmediate runs after every
+ * I/O callback of this poll), so that what several clients send in the same turn to one pipelined
+ * backend connection leaves in one write. Other sockets are written when their batch ends: a
+ * response gains nothing by waiting.
+ */
+export function deferWrites (socket: Socket): void {
+  (socket as BatchedSocket)[kDefer] = true
+}
 
 /** Start collecting writes (call before parsing a chunk). */
 export function beginBatch (): void {
@@ -88,28 +101,35 @@ export function flush (socket: Socket): void {
   if (out !== undefined && out.parts.length > 0) write(socket, out)
 }
 
-/**
- * Close the batch. The writes themselves wait for the end of the event-loop turn (setImmediate
- * runs after every I/O callback of this poll): requests that several clients sent in the same
- * turn to one pipelined backend connection leave in one write.
- */
+/** Close the batch: write what was collected, except for sockets whose writes are deferred. */
 export function endBatch (): void {
   batching = false
-  if (!flushScheduled && touched.length > 0) {
-    flushScheduled = true
-    setImmediate(flushAll)
-  }
-}
-
-function flushAll (): void {
-  flushScheduled = false
   for (let i = 0; i < touched.length; i++) {
     const socket = touched[i]
     touched[i] = undefined as unknown as BatchedSocket
+    if (socket[kDefer] === true) {
+      deferred.push(socket)
+      continue
+    }
     const out = socket[kOutbox]!
     if (out.parts.length > 0) write(socket, out)
   }
   touched.length = 0
+  if (!flushScheduled && deferred.length > 0) {
+    flushScheduled = true
+    setImmediate(flushDeferred)
+  }
+}
+
+function flushDeferred (): void {
+  flushScheduled = false
+  for (let i = 0; i < deferred.length; i++) {
+    const socket = deferred[i]
+    deferred[i] = undefined as unknown as BatchedSocket
+    const out = socket[kOutbox]!
+    if (out.parts.length > 0) write(socket, out)
+  }
+  deferred.length = 0
 }
 
 function write (socket: BatchedSocket, out: Outbox): void {

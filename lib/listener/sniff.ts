@@ -1,12 +1,13 @@
 /**
  * What protocol a client speaks, from the first bytes it sent, deciding as early as the bytes
- * allow: an HTTP/1.x request line starts with a method rp4's parser knows followed by a space; a
- * TLS connection starts with a handshake record (0x16, major version 3). Anything else is some
- * other protocol, relayed as TCP.
+ * allow: an HTTP/1.x request line starts with a method followed by a space; a TLS connection
+ * starts with a handshake record (0x16, major version 3). Anything else is some other protocol,
+ * relayed as TCP.
  *
- * Only known methods count, not any token: a text protocol (Redis inline commands, SMTP from a
- * client that does not wait for the greeting) also starts with a word and a space, and must not
- * end up in the HTTP parser.
+ * A method is taken as any uppercase token (`[A-Z][A-Z0-9_-]*`), not only the methods rp4's parser
+ * knows: a client that tries HTTP with a bad method or a garbled line must get rp4's 400, not have
+ * its bytes relayed raw to the backend. Lowercase and binary starts (memcached's `get k`, SSH's
+ * banner, a PostgreSQL startup packet, RESP's `*`) are decided "other" at their first telling byte.
  */
 
 export const enum Verdict {
@@ -17,39 +18,25 @@ export const enum Verdict {
   OTHER,
 }
 
-/** Methods llhttp accepts in a request line (HTTP, WebDAV, UPnP, the HTTP/2 preface's PRI). */
-const METHODS = [
-  'DELETE', 'GET', 'HEAD', 'POST', 'PUT', 'CONNECT', 'OPTIONS', 'TRACE', 'COPY', 'LOCK', 'MKCOL',
-  'MOVE', 'PROPFIND', 'PROPPATCH', 'SEARCH', 'UNLOCK', 'BIND', 'REBIND', 'UNBIND', 'ACL', 'REPORT',
-  'MKACTIVITY', 'CHECKOUT', 'MERGE', 'M-SEARCH', 'NOTIFY', 'SUBSCRIBE', 'UNSUBSCRIBE', 'PATCH',
-  'PURGE', 'MKCALENDAR', 'LINK', 'UNLINK', 'SOURCE', 'QUERY', 'PRI',
-]
+/** Longest method token waited for (the longest llhttp knows, MKACTIVITY, has 10 characters). */
+export const LONGEST_METHOD = 32
 
-/** Each method with its space, as bytes: a request line's first bytes are a prefix of one of these. */
-const REQUEST_STARTS: readonly Buffer[] = METHODS.map(method => Buffer.from(method + ' ', 'latin1'))
+const SPACE = 0x20
+const DASH = 0x2d
+const UNDERSCORE = 0x5f
 
-/** Longest `METHOD ` : past this many bytes without a verdict, none of them can match. */
-export const LONGEST_METHOD = Math.max(...REQUEST_STARTS.map(start => start.length))
-
-const TLS_HANDSHAKE = 0x16
-
-/** Whether `data` starts with `start`, or is a prefix of it. */
-function agrees (data: Buffer, start: Buffer): boolean {
-  const n = Math.min(data.length, start.length)
-  for (let i = 0; i < n; i++) {
-    if (data[i] !== start[i]) return false
-  }
-  return true
-}
+function isUpper (byte: number): boolean { return byte >= 0x41 && byte <= 0x5a }
+function isDigit (byte: number): boolean { return byte >= 0x30 && byte <= 0x39 }
 
 function sniffHttp (data: Buffer): Verdict {
-  let possible = false
-  for (const start of REQUEST_STARTS) {
-    if (!agrees(data, start)) continue
-    if (data.length >= start.length) return Verdict.HTTP
-    possible = true
+  if (!isUpper(data[0])) return Verdict.OTHER
+  const n = Math.min(data.length, LONGEST_METHOD + 1)
+  for (let i = 1; i < n; i++) {
+    const byte = data[i]
+    if (byte === SPACE) return Verdict.HTTP
+    if (!isUpper(byte) && !isDigit(byte) && byte !== DASH && byte !== UNDERSCORE) return Verdict.OTHER
   }
-  return possible ? Verdict.MORE : Verdict.OTHER
+  return data.length > LONGEST_METHOD ? Verdict.OTHER : Verdict.MORE
 }
 
 /**
@@ -60,6 +47,8 @@ function sniffTls (data: Buffer): Verdict {
   if (data.length < 2) return Verdict.MORE
   return data[1] === 0x03 ? Verdict.TLS : Verdict.OTHER
 }
+
+const TLS_HANDSHAKE = 0x16
 
 /** Classify the bytes a client sent so far (never empty). */
 export function sniff (data: Buffer): Verdict {

@@ -3,8 +3,9 @@
  * parses their responses with llhttp and hands each piece to the exchange it belongs to.
  */
 import net, { type Socket } from 'node:net'
+import tls from 'node:tls'
 import { clock, type Timed } from '../core/clock.js'
-import { beginBatch, endBatch, type WriteOwner } from '../core/batch.js'
+import { beginBatch, deferWrites, endBatch, type WriteOwner } from '../core/batch.js'
 import { ProxyError } from '../core/errors.js'
 import { kOwner } from '../core/symbols.js'
 import { CB_OK, Errno, HeadersResult, ParserType } from '../http1/llhttp.js'
@@ -41,13 +42,19 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
     this.pool = pool
     this.#opener = opener
     opener.connecting = this
-    const { host, port } = pool.target
-    // half-open, so that an upgraded connection can relay a FIN one way while the other keeps flowing
-    const socket = net.connect({ host, port, noDelay: true, allowHalfOpen: true }) as OwnedSocket
+    const { host, port, tls: secure } = pool.target
+    // half-open, so that an upgraded connection can relay a FIN one way while the other keeps flowing;
+    // an https:// backend: usable once its certificate is verified (a failure is a connect failure)
+    const socket = (secure === null
+      ? net.connect({ host, port, noDelay: true, allowHalfOpen: true })
+      // allowHalfOpen is honoured by tls.connect though its typings omit it
+      : tls.connect({ ...secure, host, port, allowHalfOpen: true } as tls.ConnectionOptions).setNoDelay(true)) as OwnedSocket
     socket[kOwner] = this
     this.socket = socket
+    // pipelined requests of several clients gather into one write per turn
+    if (pool.core.config.upstream.pipelining > 1) deferWrites(socket)
     this.#parser = new HttpParser(ParserType.RESPONSE, this, pool.core.config.maxHeaderSize)
-    socket.on('connect', onConnect)
+    socket.on(secure === null ? 'connect' : 'secureConnect', onConnect)
     socket.on('data', onData)
     socket.on('end', onEnd)
     socket.on('error', onError)
@@ -179,32 +186,46 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
       this.pool.release(this)
     } else {
       this.send(opener)
+      this.pool.fillPipeline(this)
     }
   }
 
   onData (chunk: Buffer): void {
     beginBatch()
-    const ret = this.#parser.execute(chunk)
-    if (ret === Errno.OK) {
-      if (this.#inflight.length === 0 && this.#state === State.ACTIVE && !this.#noReuse && !this.socket.destroyed) this.pool.release(this)
-    } else {
-      if (ret === Errno.PAUSED_UPGRADE) {
-        const exchange = this.#inflight[0]
-        exchange.onUpgraded(chunk.subarray(this.#parser.errorOffset()))
+    try {
+      const ret = this.#parser.execute(chunk)
+      if (ret === Errno.OK) {
+        if (this.#inflight.length === 0 && this.#state === State.ACTIVE && !this.#noReuse && !this.socket.destroyed) this.pool.release(this)
+      } else if (ret === Errno.PAUSED_UPGRADE) {
+        this.#inflight[0].onUpgraded(chunk.subarray(this.#parser.errorOffset()))
       } else if (!this.socket.destroyed) {
         this.destroy(this.#error ?? new ProxyError('bad_response',
           `${this.pool.target.authority} sent a malformed response (${this.#parser.describeError(ret)})`, 'upstream', 502))
       }
+    } catch (err) {
+      this.onInternalError(err)
+    } finally {
+      endBatch()
     }
-    endBatch()
+  }
+
+  /** A defect of rp4's own surfaced on this connection: it is closed (its exchanges fail), the process goes on. */
+  onInternalError (err: unknown): void {
+    const error = new ProxyError('internal_error', `internal error: ${(err as Error).stack ?? String(err)}`, 'internal', 502, false, err)
+    this.pool.core.upstreamError(error, this.pool.target.authority)
+    this.destroy(error)
   }
 
   onEnd (): void {
     // the backend closed: the end of a close-delimited body, or of the connection
     if (this.#inflight.length > 0) {
       beginBatch()
-      const ret = this.#parser.finish()
-      endBatch()
+      let ret: number
+      try {
+        ret = this.#parser.finish()
+      } finally {
+        endBatch()
+      }
       if (ret !== Errno.OK && ret !== Errno.PAUSED && this.#error === null) {
         this.#error = new ProxyError('truncated_response', `${this.pool.target.authority} closed the connection mid-response`, 'upstream', 502)
       }
@@ -270,11 +291,12 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
   }
 }
 
-function onConnect (this: OwnedSocket): void { this[kOwner].onConnect() }
+// Each listener contains what a defect could throw to this connection: no exception reaches the process.
+function onConnect (this: OwnedSocket): void { try { this[kOwner].onConnect() } catch (err) { this[kOwner].onInternalError(err) } }
 function onData (this: OwnedSocket, chunk: Buffer): void { this[kOwner].onData(chunk) }
-function onEnd (this: OwnedSocket): void { this[kOwner].onEnd() }
+function onEnd (this: OwnedSocket): void { try { this[kOwner].onEnd() } catch (err) { this[kOwner].onInternalError(err) } }
 function onError (this: OwnedSocket, err: Error): void { this[kOwner].onSocketError(err) }
-function onClose (this: OwnedSocket): void { this[kOwner].onClose() }
-function onDrain (this: OwnedSocket): void { this[kOwner].onDrain() }
+function onClose (this: OwnedSocket): void { try { this[kOwner].onClose() } catch (err) { this[kOwner].onInternalError(err) } }
+function onDrain (this: OwnedSocket): void { try { this[kOwner].onDrain() } catch (err) { this[kOwner].onInternalError(err) } }
 
 export { HeadersResult }

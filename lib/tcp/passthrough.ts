@@ -1,0 +1,184 @@
+/**
+ * A client connection relayed as raw bytes to a backend: rp4 picks a backend (round robin, the
+ * next one when a connect fails), replays what it already read from the client (bytes read while
+ * detecting the protocol, a ClientHello read for its SNI), then relays both ways until both sides
+ * are done, either fails, or nothing crossed for the idle timeout.
+ *
+ * Nothing is read from the client while connecting (it stays paused) and nothing is written to
+ * it: a server-first protocol's greeting comes from the backend once connected.
+ */
+import net, { type Socket } from 'node:net'
+import type { TargetConfig } from '../config/resolve.js'
+import { clock, type Timed } from '../core/clock.js'
+import { ProxyError } from '../core/errors.js'
+import { kOwner } from '../core/symbols.js'
+import { relay, type Relay } from './relay.js'
+
+/** Backends of one route, round robin; one that refused is skipped for a while (passive health). */
+export class TargetGroup {
+  readonly targets: readonly TargetConfig[]
+  readonly #downUntil: number[]
+  readonly #retryAfter: number
+  #next = 0
+
+  constructor (targets: readonly TargetConfig[], failedTargetMs: number) {
+    this.targets = targets
+    this.#downUntil = targets.map(() => 0)
+    this.#retryAfter = failedTargetMs
+  }
+
+  /** The target index for the `attempt`-th try (0 first) of a connection whose first try was `first`; -1 when all were tried. */
+  pick (first: number, attempt: number): number {
+    const n = this.targets.length
+    if (attempt >= n) return -1
+    if (attempt > 0) return (first + attempt) % n
+    const now = clock.now
+    for (let i = 0; i < n; i++) {
+      const index = (this.#next + i) % n
+      if (this.#downUntil[index] <= now) {
+        this.#next = (index + 1) % n
+        return index
+      }
+    }
+    // every target is down: try them anyway, one may be back
+    const index = this.#next
+    this.#next = (index + 1) % n
+    return index
+  }
+
+  markDown (index: number): void { this.#downUntil[index] = clock.after(this.#retryAfter) }
+  markUp (index: number): void { this.#downUntil[index] = 0 }
+}
+
+/** What a passthrough needs from the proxy around it. */
+export interface PassthroughHost {
+  readonly connectTimeout: number
+  readonly idleTimeout: number
+  upstreamError (error: ProxyError, target: string): void
+  /** The passthrough is over: both sockets closed or being destroyed. */
+  forget (passthrough: Passthrough): void
+}
+
+interface OwnedSocket extends Socket { [kOwner]: Passthrough }
+
+export class Passthrough implements Timed {
+  readonly #host: PassthroughHost
+  readonly #client: OwnedSocket
+  readonly #group: TargetGroup
+  /** Bytes already read from the client, sent to the backend first (kept until one connects, for failover). */
+  readonly #initial: Buffer | null
+  #upstream: OwnedSocket | null = null
+  #first = -1
+  #attempt = 0
+  #index = -1
+  #error: ProxyError | null = null
+  #relay: Relay | null = null
+  #done = false
+  deadline = 0
+
+  constructor (host: PassthroughHost, client: Socket, initial: Buffer | null, group: TargetGroup) {
+    this.#host = host
+    this.#client = client as OwnedSocket
+    this.#group = group
+    this.#initial = initial !== null && initial.length > 0 ? initial : null
+    client.pause()
+    this.#client[kOwner] = this
+    client.on('error', onClientError)
+    client.on('close', onClientClose)
+    clock.add(this)
+    this.#connect()
+  }
+
+  #connect (): void {
+    const index = this.#group.pick(this.#first, this.#attempt)
+    if (index === -1) {
+      this.destroy()
+      return
+    }
+    if (this.#attempt === 0) this.#first = index
+    this.#index = index
+    this.#error = null
+    const { host, port } = this.#group.targets[index]
+    const upstream = net.connect({ host, port, allowHalfOpen: true, noDelay: true }) as OwnedSocket
+    upstream[kOwner] = this
+    upstream.on('connect', onUpstreamConnect)
+    upstream.on('error', onUpstreamError)
+    upstream.on('close', onUpstreamClose)
+    this.#upstream = upstream
+    this.deadline = clock.after(this.#host.connectTimeout)
+  }
+
+  get target (): TargetConfig { return this.#group.targets[this.#index] }
+
+  onUpstreamConnect (): void {
+    const upstream = this.#upstream!
+    const client = this.#client
+    clock.delete(this)
+    this.deadline = 0
+    this.#group.markUp(this.#index)
+    upstream.removeListener('connect', onUpstreamConnect)
+    upstream.removeListener('error', onUpstreamError)
+    upstream.removeListener('close', onUpstreamClose)
+    client.removeListener('error', onClientError)
+    client.removeListener('close', onClientClose)
+    if (this.#initial !== null) upstream.write(this.#initial)
+    const r = relay(client, upstream, this.#host.idleTimeout)
+    r.onDone = this.#relayDone
+    this.#relay = r
+  }
+
+  readonly #relayDone = (): void => {
+    this.#finish()
+  }
+
+  onUpstreamError (err: Error): void {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error'
+    this.#error ??= new ProxyError('connect_failed', `cannot connect to ${this.target.authority}: ${code}`, 'upstream', 0, true, err)
+  }
+
+  /** Closed before connecting: report it, and fail over to the next backend. */
+  onUpstreamClose (): void {
+    if (this.#done) return
+    const error = this.#error ?? new ProxyError('connect_failed', `cannot connect to ${this.target.authority}`, 'upstream', 0, true)
+    this.#group.markDown(this.#index)
+    this.#host.upstreamError(error, this.target.authority)
+    this.#upstream = null
+    this.#attempt++
+    this.#connect()
+  }
+
+  onTimeout (): void {
+    if (this.#upstream === null) return
+    this.#error = new ProxyError('connect_timeout', `connect to ${this.target.authority} timed out`, 'upstream', 0, true)
+    this.#upstream.destroy()
+  }
+
+  /** The client went away while a backend was being connected. */
+  onClientClose (): void {
+    this.destroy()
+  }
+
+  destroy (): void {
+    if (this.#relay !== null) {
+      this.#relay.destroy()
+      return
+    }
+    if (this.#done) return
+    this.#client.destroy()
+    this.#finish()
+    this.#upstream?.destroy()
+  }
+
+  #finish (): void {
+    if (this.#done) return
+    this.#done = true
+    clock.delete(this)
+    this.#host.forget(this)
+  }
+}
+
+function onUpstreamConnect (this: OwnedSocket): void { this[kOwner].onUpstreamConnect() }
+function onUpstreamError (this: OwnedSocket, err: Error): void { this[kOwner].onUpstreamError(err) }
+function onUpstreamClose (this: OwnedSocket): void { this[kOwner].onUpstreamClose() }
+function onClientError (): void { /* the 'close' that follows ends the passthrough */ }
+function onClientClose (this: OwnedSocket): void { this[kOwner].onClientClose() }

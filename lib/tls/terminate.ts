@@ -1,0 +1,106 @@
+/**
+ * TLS that rp4 terminates: the accepted socket is wrapped in a server-side TLSSocket with the
+ * certificate chosen from the ClientHello's SNI, and once the handshake completes the decrypted
+ * stream goes to the HTTP engine (X-Forwarded-Proto: https).
+ *
+ * The ClientHello was already read (to learn the SNI): it is put back into the socket's read
+ * buffer, which the TLSSocket consumes before anything new arrives on the handle. A handshake that
+ * fails or takes too long is reported and closes that connection only.
+ */
+import type { Socket } from 'node:net'
+import { TLSSocket, type SecureContext } from 'node:tls'
+import { clock, type Timed } from '../core/clock.js'
+import { ProxyError } from '../core/errors.js'
+import { kOwner } from '../core/symbols.js'
+
+/** What a handshake needs from the proxy around it. */
+export interface HandshakeHost {
+  readonly handshakeTimeout: number
+  /** The handshake completed: serve HTTP on the decrypted stream. */
+  secured (socket: TLSSocket): void
+  clientError (error: ProxyError, client: string): void
+  forget (handshake: Handshake): void
+}
+
+/** HTTP/1.1 only: a client offering h2 and http/1.1 picks http/1.1; one offering only h2 is refused. */
+const ALPN = ['http/1.1']
+
+interface OwnedSocket extends TLSSocket { [kOwner]: Handshake }
+
+export class Handshake implements Timed {
+  readonly #host: HandshakeHost
+  readonly #socket: OwnedSocket
+  readonly #label: string
+  readonly #serverName: string | null
+  #done = false
+  deadline = 0
+
+  constructor (host: HandshakeHost, raw: Socket, hello: Buffer, context: SecureContext, serverName: string | null, label: string) {
+    this.#host = host
+    this.#label = label
+    this.#serverName = serverName
+    // paused, so that the put-back bytes stay in the read buffer for the TLSSocket to take first
+    raw.pause()
+    raw.unshift(hello)
+    raw.on('error', ignore)
+    const socket = new TLSSocket(raw, { isServer: true, secureContext: context, ALPNProtocols: ALPN }) as OwnedSocket
+    socket[kOwner] = this
+    socket.on('secure', onSecure)
+    socket.on('error', onError)
+    socket.on('close', onClose)
+    this.#socket = socket
+    this.deadline = clock.after(host.handshakeTimeout)
+    clock.add(this)
+  }
+
+  onSecure (): void {
+    const socket = this.#socket
+    this.#release()
+    socket.removeListener('secure', onSecure)
+    socket.removeListener('error', onError)
+    socket.removeListener('close', onClose)
+    this.#host.secured(socket)
+  }
+
+  onError (err: Error): void {
+    const code = (err as NodeJS.ErrnoException).code
+    this.#fail('tls_handshake_failed', `TLS handshake${this.#forName()} failed: ${code !== undefined ? code + ': ' : ''}${err.message}`, err)
+  }
+
+  onTimeout (): void {
+    this.#fail('tls_handshake_timeout', `TLS handshake${this.#forName()} not completed in time`)
+  }
+
+  onClose (): void {
+    if (this.#done) return
+    this.#fail('tls_handshake_aborted', `client closed the connection during the TLS handshake${this.#forName()}`)
+  }
+
+  destroy (): void {
+    this.#release()
+    this.#socket.destroy()
+  }
+
+  #forName (): string {
+    return this.#serverName === null ? '' : ` for ${this.#serverName}`
+  }
+
+  #fail (code: string, message: string, cause?: unknown): void {
+    if (this.#done) return
+    this.#host.clientError(new ProxyError(code, message, 'downstream', 0, false, cause), this.#label)
+    this.destroy()
+  }
+
+  #release (): void {
+    if (this.#done) return
+    this.#done = true
+    clock.delete(this)
+    this.#host.forget(this)
+  }
+}
+
+function onSecure (this: OwnedSocket): void { this[kOwner].onSecure() }
+function onError (this: OwnedSocket, err: Error): void { this[kOwner].onError(err) }
+function onClose (this: OwnedSocket): void { this[kOwner].onClose() }
+/** The raw socket's handle now belongs to the TLSSocket, which reports its failures. */
+function ignore (): void {}
