@@ -80,7 +80,7 @@ export async function startTlsBackend (t: Test, options: tls.TlsOptions, onConne
   let backend: TcpBackend | null = null
   const server = tls.createServer({ allowHalfOpen: true, ...options }, socket => {
     const conn = backend!.track(socket)
-    conn.servername = socket.servername
+    conn.servername = socket.servername ?? false
     onConnection?.(conn)
   })
   server.on('tlsClientError', () => {})
