@@ -1,0 +1,121 @@
+/**
+ * nginx and HAProxy configured as the closest equivalents of rp4: one worker / one thread,
+ * keep-alive to the client and to the origin, bodies streamed rather than spooled, no logging.
+ * The configs are written to a fresh temporary directory per start, which also holds every
+ * path nginx would otherwise want under /var (pid, temp files, error log).
+ */
+import { existsSync } from 'node:fs'
+
+export type ProxyMode = 'http' | 'tcp'
+
+export interface ConfigInput {
+  dir: string
+  port: number
+  originPort: number
+  mode: ProxyMode
+}
+
+/** Where Debian puts nginx's dynamic stream module (package libnginx-mod-stream). */
+const NGINX_STREAM_MODULES = ['/usr/lib/nginx/modules/ngx_stream_module.so', '/usr/share/nginx/modules/ngx_stream_module.so']
+
+export function nginxStreamModule (): string | null {
+  return NGINX_STREAM_MODULES.find(path => existsSync(path)) ?? null
+}
+
+export function nginxConfig ({ dir, port, originPort, mode }: ConfigInput): string {
+  const common = `
+worker_processes 1;
+daemon off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+worker_rlimit_nofile 65536;
+events {
+  worker_connections 16384;
+  multi_accept on;
+}
+`
+  if (mode === 'tcp') {
+    const module = nginxStreamModule()
+    if (module === null) throw new Error('nginx stream module not installed (apt-get install libnginx-mod-stream)')
+    return `load_module ${module};
+${common}
+stream {
+  server {
+    listen 127.0.0.1:${port} backlog=4096;
+    proxy_pass 127.0.0.1:${originPort};
+  }
+}
+`
+  }
+  return `${common}
+http {
+  access_log off;
+  client_body_temp_path ${dir}/client_body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+
+  # the load generator keeps its connections for the whole run; nginx's default of 1000
+  # requests per connection would add reconnects that the other proxies do not have
+  keepalive_requests 100000000;
+  keepalive_timeout 60s;
+  # 1 MiB uploads: no size limit, and streamed to the origin instead of spooled to disk
+  client_max_body_size 0;
+  proxy_request_buffering off;
+  # responses streamed with backpressure, as rp4 does, not buffered into temp files
+  proxy_buffering off;
+
+  upstream origin {
+    server 127.0.0.1:${originPort};
+    keepalive 64;
+    keepalive_requests 100000000;
+  }
+
+  server {
+    listen 127.0.0.1:${port} backlog=4096;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+`
+}
+
+export function haproxyConfig ({ port, originPort, mode }: ConfigInput): string {
+  const global = `global
+  nbthread 1
+  maxconn 8000
+  tune.maxrewrite 1024
+
+defaults
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+`
+  if (mode === 'tcp') {
+    return `${global}
+listen passthrough
+  mode tcp
+  bind 127.0.0.1:${port}
+  server origin 127.0.0.1:${originPort}
+`
+  }
+  return `${global}  timeout http-keep-alive 60s
+  timeout http-request 10s
+
+frontend front
+  mode http
+  bind 127.0.0.1:${port}
+  option http-keep-alive
+  default_backend origin
+
+backend origin
+  mode http
+  option http-keep-alive
+  http-reuse always
+  server origin 127.0.0.1:${originPort}
+`
+}

@@ -1,0 +1,105 @@
+/**
+ * Memory per idle keep-alive connection: rp4's RSS with N idle client connections open (each
+ * after one request, so its per-connection state has been through a full exchange) minus
+ * its RSS before, divided by N. Target: at most 4 KiB per connection at 10,000 connections.
+ *
+ * Both rp4 and the process holding the connections need N file descriptors plus some; the
+ * soft limit is raised up to the hard one for them, and the report says what to do when the
+ * hard limit itself is too low.
+ */
+import { spawnSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { runLoad } from './measure.js'
+import { CLIENT_CORE, ProcessGroup, sleep, waitForOutput } from './processes.js'
+import { treeRss } from './proc-stats.js'
+import { startRow, type Tools } from './rows.js'
+import { SCENARIOS } from './scenarios.js'
+
+const IDLE_CLIENTS_PATH = fileURLToPath(new URL('./idle-clients.js', import.meta.url))
+const TARGET_BYTES = 4096
+/** Descriptors beyond the connections: upstream sockets, stdio, libuv internals. */
+const FD_MARGIN = 1024
+
+export interface IdleResult {
+  requested: number
+  opened: number
+  failed: number
+  stillOpenAtEnd: number | null
+  rssBeforeBytes: number
+  rssWithOpenBytes: number
+  bytesPerConnection: number
+  targetBytes: number
+  meetsTarget: boolean
+  fdLimit: { soft: number, hard: number }
+  notes: string[]
+}
+
+function fdLimits (): { soft: number, hard: number } {
+  const probe = spawnSync('sh', ['-c', 'ulimit -Sn; ulimit -Hn'], { encoding: 'utf8' })
+  const [soft, hard] = (probe.stdout ?? '').trim().split('\n').map(line => (line === 'unlimited' ? Infinity : Number(line)))
+  return { soft: soft ?? 1024, hard: hard ?? 1024 }
+}
+
+export async function runIdle (requested: number, originPort: number, tools: Tools, rp4Args: string[], progress: (text: string) => void): Promise<IdleResult> {
+  const notes: string[] = []
+  const limits = fdLimits()
+  let count = requested
+  if (limits.hard < requested + FD_MARGIN) {
+    count = Math.max(0, limits.hard - FD_MARGIN)
+    notes.push(`hard open-files limit ${limits.hard} is below ${requested + FD_MARGIN}: measured ${count} connections instead. ` +
+      'Raise it as root before running (ulimit -Hn 65536; or "* hard nofile 65536" in /etc/security/limits.conf, LimitNOFILE= under systemd)')
+  } else if (limits.soft < requested + FD_MARGIN) {
+    notes.push(`soft open-files limit ${limits.soft} raised to ${requested + FD_MARGIN} for rp4 and the client process`)
+  }
+  if (requested < 10_000) notes.push('the 4 KiB target is stated for 10,000 connections; fewer make the figure noisier')
+  if (count > 28_000) notes.push('more than ~28,000 connections from one address may exhaust the ephemeral port range (net.ipv4.ip_local_port_range)')
+  const nofile = Math.min(limits.hard, count + FD_MARGIN)
+  // a long client idle timeout, when rp4 has the flag: the connections must outlive the measurement
+  const idleFlag = tools.rp4.flags.includes('--client-idle-timeout') ? ['--client-idle-timeout', '10m'] : []
+
+  const group = new ProcessGroup()
+  try {
+    const rp4 = await startRow('rp4', { mode: 'http', originPort, group, tools, rp4Args: [...idleFlag, ...rp4Args], nofile })
+    const pid = rp4.pid ?? 0
+    // the baseline is a warmed proxy: code compiled, pools and buffers in place
+    progress('idle: warming rp4')
+    await runLoad(group, SCENARIOS[0].load, rp4.port, 1)
+    await sleep(1500)
+    const rssBeforeBytes = treeRss(pid)
+
+    progress(`idle: opening ${count} connections`)
+    const clients = group.spawn('idle-clients', process.execPath,
+      [IDLE_CLIENTS_PATH, '--port', String(rp4.port), '--count', String(count)], { core: CLIENT_CORE, captureStdout: true, nofile })
+    const opened = await waitForOutput(clients, 'stdout', /\{"open":(\d+),"failed":(\d+)/, 120_000)
+    // let allocations made while opening settle (and a GC run) before reading RSS
+    await sleep(2000)
+    const rssWithOpenBytes = treeRss(pid)
+
+    const stillOpen = waitForOutput(clients, 'stdout', /"stillOpen":(\d+)/, 5000).catch(() => null)
+    clients.process.kill('SIGTERM')
+    const stillOpenMatch = await stillOpen
+    await group.stopAll()
+
+    const openCount = Number(opened[1])
+    const bytesPerConnection = openCount > 0 ? Math.round((rssWithOpenBytes - rssBeforeBytes) / openCount) : 0
+    const stillOpenAtEnd = stillOpenMatch === null ? null : Number(stillOpenMatch[1])
+    if (stillOpenAtEnd !== null && stillOpenAtEnd < openCount) {
+      notes.push(`${openCount - stillOpenAtEnd} connections were closed by rp4 before the end: the figure is a lower bound`)
+    }
+    return {
+      requested,
+      opened: openCount,
+      failed: Number(opened[2]),
+      stillOpenAtEnd,
+      rssBeforeBytes,
+      rssWithOpenBytes,
+      bytesPerConnection,
+      targetBytes: TARGET_BYTES,
+      meetsTarget: bytesPerConnection <= TARGET_BYTES && openCount === requested,
+      fdLimit: limits,
+      notes,
+    }
+  } finally {
+    await group.stopAll()
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * The runner's command line. Defaults aim at a full run of a few minutes on a 2-core machine;
+ * --quick shrinks everything so that CI can run the whole harness in well under two minutes.
+ */
+import { parseArgs } from 'node:util'
+import type { RowName } from './rows.js'
+
+export interface RunOptions {
+  quick: boolean
+  durationS: number
+  warmupS: number
+  reps: number
+  /** Scenario ids to run; empty means all. */
+  only: number[]
+  /** Rows besides "direct", which always runs as the ceiling. */
+  proxies: RowName[]
+  soakS: number | null
+  idleCount: number | null
+  jsonFile: string | null
+  rp4Args: string[]
+  wrk: boolean
+}
+
+export const USAGE = `Usage: node dist/perf/run.js [options]
+
+  --quick            every scenario ~1 s, 1 repetition, short warm-up (CI)
+  --duration S       seconds per measured repetition (default 5; quick: 1)
+  --warmup S         seconds of warm-up per row (default 2; quick: 0.5)
+  --reps N           repetitions per row, the median is reported (default 3; quick: 1)
+  --only 1,3         run only these scenarios
+  --proxies LIST     rows besides "direct": any of rp4,nginx,haproxy (default: all three)
+  --soak S           soak mode: scenario 1 load through rp4 for S seconds, RSS sampled
+  --idle N           open N idle keep-alive connections to rp4, report RSS per connection
+  --json FILE        also write the JSON results there (always: perf/results/latest.json)
+  --rp4-args "..."   extra flags for rp4 (e.g. "--pipelining 4")
+  --no-wrk           skip the wrk cross-check
+  -h, --help         this text
+
+--soak and --idle run only that test unless --only names scenarios as well.
+`
+
+export class OptionsError extends Error {}
+
+function positiveNumber (flag: string, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback
+  const value = Number(text)
+  if (!Number.isFinite(value) || value <= 0) throw new OptionsError(`${flag}: "${text}" is not a positive number`)
+  return value
+}
+
+export function parseOptions (argv: string[]): RunOptions | 'help' {
+  let parsed
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: {
+        quick: { type: 'boolean', default: false },
+        duration: { type: 'string' },
+        warmup: { type: 'string' },
+        reps: { type: 'string' },
+        only: { type: 'string' },
+        proxies: { type: 'string' },
+        soak: { type: 'string' },
+        idle: { type: 'string' },
+        json: { type: 'string' },
+        'rp4-args': { type: 'string' },
+        'no-wrk': { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+      strict: true,
+    })
+  } catch (err) {
+    throw new OptionsError((err as Error).message)
+  }
+  const { values } = parsed
+  if (values.help) return 'help'
+  const quick = values.quick
+  const only = values.only === undefined
+    ? []
+    : values.only.split(',').filter(part => part.trim() !== '').map(part => {
+      const id = Number(part)
+      if (!Number.isInteger(id) || id < 1 || id > 6) throw new OptionsError(`--only: "${part}" is not a scenario number (1-6)`)
+      return id
+    })
+  const known: RowName[] = ['rp4', 'nginx', 'haproxy']
+  const proxies = values.proxies === undefined
+    ? known
+    : values.proxies.split(',').map(name => name.trim()).filter(name => name !== '' && name !== 'direct').map(name => {
+      if (!known.includes(name as RowName)) throw new OptionsError(`--proxies: unknown row "${name}" (rp4, nginx, haproxy)`)
+      return name as RowName
+    })
+  const reps = Math.round(positiveNumber('--reps', values.reps, quick ? 1 : 3))
+  return {
+    quick,
+    durationS: positiveNumber('--duration', values.duration, quick ? 1 : 5),
+    warmupS: values.warmup === '0' ? 0 : positiveNumber('--warmup', values.warmup, quick ? 0.5 : 2),
+    reps,
+    only,
+    proxies,
+    soakS: values.soak === undefined ? null : positiveNumber('--soak', values.soak, 60),
+    idleCount: values.idle === undefined ? null : Math.round(positiveNumber('--idle', values.idle, 10_000)),
+    jsonFile: values.json ?? null,
+    rp4Args: values['rp4-args'] === undefined ? [] : values['rp4-args'].split(/\s+/).filter(arg => arg !== ''),
+    wrk: !values['no-wrk'],
+  }
+}
