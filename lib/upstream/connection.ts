@@ -13,7 +13,6 @@ import { HttpParser, type MessageSink } from '../http1/parser.js'
 import type { MessageHead } from '../http1/head.js'
 import { ClientHold, type Exchange } from '../proxy/exchange.js'
 import type { Pool } from './pool.js'
-import { Relay } from '../tcp/relay.js'
 
 const enum State { CONNECTING, IDLE, ACTIVE, CLOSED }
 
@@ -47,9 +46,7 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
     // half-open, so that an upgraded connection can relay a FIN one way while the other keeps flowing;
     // an https:// backend: usable once its certificate is verified (a failure is a connect failure)
     const socket = (secure === null
-      // reads bypass the stream machinery (no push, no 'data' event); each read gets a fresh
-      // buffer because body bytes leave as views of it
-      ? net.connect({ host, port, noDelay: true, allowHalfOpen: true, onread: { buffer: readBuffer, callback: onRead } })
+      ? net.connect({ host, port, noDelay: true, allowHalfOpen: true })
       // allowHalfOpen is honoured by tls.connect though its typings omit it
       : tls.connect({ ...secure, host, port, allowHalfOpen: true } as tls.ConnectionOptions).setNoDelay(true)) as OwnedSocket
     socket[kOwner] = this
@@ -58,7 +55,7 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
     if (pool.core.config.upstream.pipelining > 1) deferWrites(socket)
     this.#parser = new HttpParser(ParserType.RESPONSE, this, pool.core.config.maxHeaderSize)
     socket.on(secure === null ? 'connect' : 'secureConnect', onConnect)
-    if (secure !== null) socket.on('data', onData)
+    socket.on('data', onData)
     socket.on('end', onEnd)
     socket.on('error', onError)
     socket.on('close', onClose)
@@ -297,16 +294,6 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
 // Each listener contains what a defect could throw to this connection: no exception reaches the process.
 function onConnect (this: OwnedSocket): void { try { this[kOwner].onConnect() } catch (err) { this[kOwner].onInternalError(err) } }
 function onData (this: OwnedSocket, chunk: Buffer): void { this[kOwner].onData(chunk) }
-function onRead (this: OwnedSocket, size: number, buffer: Uint8Array): boolean {
-  const chunk = (buffer as Buffer).subarray(0, size)
-  // after an upgrade the socket belongs to a tunnel, which reads it through this same callback
-  const owner: UpstreamConnection | Relay = (this as unknown as { [kOwner]: UpstreamConnection | Relay })[kOwner]
-  if (owner instanceof Relay) owner.onData(this, chunk)
-  else owner.onData(chunk)
-  return true
-}
-function readBuffer (): Buffer { return Buffer.allocUnsafe(READ_SIZE) }
-const READ_SIZE = 64 * 1024
 function onEnd (this: OwnedSocket): void { try { this[kOwner].onEnd() } catch (err) { this[kOwner].onInternalError(err) } }
 function onError (this: OwnedSocket, err: Error): void { this[kOwner].onSocketError(err) }
 function onClose (this: OwnedSocket): void { try { this[kOwner].onClose() } catch (err) { this[kOwner].onInternalError(err) } }
