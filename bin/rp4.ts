@@ -58,7 +58,13 @@ Options:
   --max-queue N               requests waiting for a backend connection, then 503 (default ${DEFAULT_UPSTREAM.maxQueue})
   --pipelining N              requests in flight per backend connection; 1 = off (default ${DEFAULT_UPSTREAM.pipelining})
   --max-pipelined N           requests in flight per client connection (default ${DEFAULTS.maxPipelinedRequests})
-  --max-header-size BYTES     largest request or response head (default ${DEFAULTS.maxHeaderSize})
+  --max-header-size BYTES     largest request or response head, then 431 (default ${DEFAULTS.maxHeaderSize})
+  --max-request-line BYTES    longest request target, then 414 (default ${DEFAULTS.maxRequestLine})
+  --max-headers N             most header fields in a head, then 431 (default ${DEFAULTS.maxHeaders})
+  --max-body-size BYTES       largest request body, then 413; 0 = no limit (default ${DEFAULTS.maxBodySize})
+  --hide-header NAME          response header to remove; repeat (default: ${DEFAULTS.hideHeaders.join(', ')})
+  --no-hide-headers           remove no identifying response header
+  --backend-error-pages       pass a backend's 502/503/504 page instead of rp4's own
   --access-log                one line per response on stderr
   -q, --quiet                 no startup line, no error lines
   -h, --help                  this help
@@ -114,6 +120,12 @@ const FLAGS = {
   pipelining: { type: 'string' },
   'max-pipelined': { type: 'string' },
   'max-header-size': { type: 'string' },
+  'max-request-line': { type: 'string' },
+  'max-headers': { type: 'string' },
+  'max-body-size': { type: 'string' },
+  'hide-header': { type: 'string', multiple: true },
+  'no-hide-headers': { type: 'boolean' },
+  'backend-error-pages': { type: 'boolean' },
   tcp: { type: 'boolean' },
   'tcp-idle-timeout': { type: 'string' },
   'detect-timeout': { type: 'string' },
@@ -183,6 +195,16 @@ function parseCli (argv: string[]): Cli | 'help' | 'version' | { demo: string } 
   Object.assign(options, tcpOptions(values), tlsOptions(values))
   if (values['max-pipelined'] !== undefined) options.maxPipelinedRequests = count('--max-pipelined', values['max-pipelined'], 1)
   if (values['max-header-size'] !== undefined) options.maxHeaderSize = count('--max-header-size', values['max-header-size'], 256)
+  if (values['max-request-line'] !== undefined) options.maxRequestLine = count('--max-request-line', values['max-request-line'], 16)
+  if (values['max-headers'] !== undefined) options.maxHeaders = count('--max-headers', values['max-headers'], 1)
+  if (values['max-body-size'] !== undefined) options.maxBodySize = count('--max-body-size', values['max-body-size'], 0)
+  if (values['no-hide-headers'] === true) {
+    if (values['hide-header'] !== undefined) throw new UsageError('--hide-header and --no-hide-headers contradict each other')
+    options.hideHeaders = []
+  } else if (values['hide-header'] !== undefined) {
+    options.hideHeaders = values['hide-header']
+  }
+  if (values['backend-error-pages'] === true) options.ownErrorPages = false
   return { options, accessLog: values['access-log'] === true, quiet: values.quiet === true }
 }
 

@@ -27,8 +27,18 @@ export interface ProxyOptions {
   upstream?: Partial<UpstreamOptions>
   /** Requests a client may have in flight at once on one connection (pipelining). */
   maxPipelinedRequests?: number
-  /** Largest request or response head (request line or status line plus headers), bytes. */
+  /** Largest request or response head (request line or status line plus headers), bytes; over it, 431. */
   maxHeaderSize?: number
+  /** Longest request target, bytes; over it, 414. */
+  maxRequestLine?: number
+  /** Most header fields in a request or response head; over it, 431. */
+  maxHeaders?: number
+  /** Largest request body, bytes (0: no limit); over it, 413. */
+  maxBodySize?: number
+  /** Response headers that would tell what runs behind rp4, removed (case-insensitive); [] keeps all. */
+  hideHeaders?: string[]
+  /** A backend's 502, 503 or 504 is answered with rp4's own page (status kept), not the backend's. */
+  ownErrorPages?: boolean
   /** Value of the `Via` header rp4 adds (`1.1 <via>`). */
   via?: string
 }

@@ -34,6 +34,13 @@ export interface Config {
   upstream: Readonly<UpstreamOptions>
   maxPipelinedRequests: number
   maxHeaderSize: number
+  maxRequestLine: number
+  maxHeaders: number
+  /** 0: no limit. */
+  maxBodySize: number
+  /** The response headers removed, or null when none are. */
+  hideHeaders: HiddenHeaders | null
+  ownErrorPages: boolean
   /** The value rp4 adds as its hop to Via, e.g. `1.1 rp4`. */
   via: string
   /** Raw TCP relay for every connection. */
@@ -71,10 +78,17 @@ export const DEFAULT_UPSTREAM: Readonly<UpstreamOptions> = Object.freeze({
 export const DEFAULTS = Object.freeze({
   maxPipelinedRequests: 32,
   maxHeaderSize: 65_536,
+  maxRequestLine: 8_192,
+  maxHeaders: 100,
+  // large enough for file uploads, small enough that one request cannot stream forever
+  maxBodySize: 1_073_741_824,
+  hideHeaders: Object.freeze(['Server', 'X-Powered-By', 'X-AspNet-Version', 'X-AspNetMvc-Version']),
+  ownErrorPages: true,
   via: 'rp4',
 })
 
 const TOP_KEYS = new Set(['listen', 'targets', 'timeouts', 'upstream', 'maxPipelinedRequests', 'maxHeaderSize', 'via',
+  'maxRequestLine', 'maxHeaders', 'maxBodySize', 'hideHeaders', 'ownErrorPages',
   'tcp', 'tcpFallback', 'tls', 'upstreamTls'])
 
 function fail (message: string): never {
@@ -191,6 +205,28 @@ function resolveTls (input: ProxyOptions['tls'], tcp: boolean): Readonly<TlsConf
   return Object.freeze({ certificates: Object.freeze(pairs), passthrough: Object.freeze(passthrough), reloadInterval })
 }
 
+function flag (value: unknown, name: string): boolean {
+  if (typeof value !== 'boolean') fail(`option ${name} must be true or false`)
+  return value
+}
+
+/** Lowercased names, and their lengths: most names are told apart by length without lowercasing. */
+export interface HiddenHeaders {
+  names: ReadonlySet<string>
+  lengths: ReadonlySet<number>
+}
+
+function hideHeaders (input: unknown): HiddenHeaders | null {
+  const names = input === undefined ? DEFAULTS.hideHeaders : input
+  if (!Array.isArray(names)) fail('option hideHeaders must be an array of header names')
+  const set = new Set<string>()
+  names.forEach((name: unknown, i) => {
+    if (typeof name !== 'string' || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name)) fail(`option hideHeaders[${i}] must be a header name`)
+    set.add(name.toLowerCase())
+  })
+  return set.size === 0 ? null : Object.freeze({ names: set, lengths: new Set([...set].map(name => name.length)) })
+}
+
 export function resolveConfig (options: ProxyOptions): Config {
   if (typeof options !== 'object' || options === null) fail('options must be an object')
   checkKeys(options, TOP_KEYS, '')
@@ -231,6 +267,13 @@ export function resolveConfig (options: ProxyOptions): Config {
     maxHeaderSize: options.maxHeaderSize === undefined
       ? DEFAULTS.maxHeaderSize
       : integer(options.maxHeaderSize, 'maxHeaderSize', 256, 1_048_576),
+    maxRequestLine: options.maxRequestLine === undefined
+      ? DEFAULTS.maxRequestLine
+      : integer(options.maxRequestLine, 'maxRequestLine', 16, 1_048_576),
+    maxHeaders: options.maxHeaders === undefined ? DEFAULTS.maxHeaders : integer(options.maxHeaders, 'maxHeaders', 1, 10_000),
+    maxBodySize: options.maxBodySize === undefined ? DEFAULTS.maxBodySize : integer(options.maxBodySize, 'maxBodySize', 0, Number.MAX_SAFE_INTEGER),
+    hideHeaders: hideHeaders(options.hideHeaders),
+    ownErrorPages: options.ownErrorPages === undefined ? DEFAULTS.ownErrorPages : flag(options.ownErrorPages, 'ownErrorPages'),
     via: '1.1 ' + via,
     tcp,
     tcpFallback,

@@ -17,13 +17,15 @@ export interface MessageSink {
 const enum Span { NONE, FIELD, VALUE }
 
 /** Why the parser stopped with an error that llhttp did not find itself. */
-export const enum LimitError { NONE, HEAD_TOO_LARGE, URL_TOO_LONG }
+export const enum LimitError { NONE, HEAD_TOO_LARGE, URL_TOO_LONG, TOO_MANY_HEADERS }
 
 export class HttpParser implements ParserCallbacks {
   readonly #llhttp: Llhttp
   readonly #sink: MessageSink
   readonly #maxHeaderSize: number
   readonly #maxUrlSize: number
+  /** Most header fields, times two (the flat name/value array's length). */
+  readonly #maxHeaderFields: number
   readonly #type: ParserType
 
   #inHead = false
@@ -35,12 +37,13 @@ export class HttpParser implements ParserCallbacks {
   /** Set when a callback refused the message for a reason of ours. */
   limitError = LimitError.NONE
 
-  constructor (type: ParserType, sink: MessageSink, maxHeaderSize: number, maxUrlSize = maxHeaderSize) {
+  constructor (type: ParserType, sink: MessageSink, maxHeaderSize: number, maxUrlSize = maxHeaderSize, maxHeaders = 1000) {
     this.#type = type
     this.#llhttp = new Llhttp(type, this)
     this.#sink = sink
     this.#maxHeaderSize = maxHeaderSize
     this.#maxUrlSize = maxUrlSize
+    this.#maxHeaderFields = maxHeaders * 2
   }
 
   execute (chunk: Buffer): number { return this.#llhttp.execute(chunk) }
@@ -57,6 +60,7 @@ export class HttpParser implements ParserCallbacks {
     if (errno === Errno.USER || this.limitError !== LimitError.NONE) {
       if (this.limitError === LimitError.HEAD_TOO_LARGE) return 'head larger than ' + this.#maxHeaderSize + ' bytes'
       if (this.limitError === LimitError.URL_TOO_LONG) return 'request target longer than ' + this.#maxUrlSize + ' bytes'
+      if (this.limitError === LimitError.TOO_MANY_HEADERS) return 'more than ' + this.#maxHeaderFields / 2 + ' header fields'
     }
     return Llhttp.errorName(errno) + ': ' + this.#llhttp.errorReason()
   }
@@ -73,7 +77,7 @@ export class HttpParser implements ParserCallbacks {
 
   onUrl (chunk: Buffer, start: number, end: number): number {
     this.#size += end - start
-    if (this.#size > this.#maxUrlSize) return this.#refuse(LimitError.URL_TOO_LONG)
+    if (this.#url.length + end - start > this.#maxUrlSize) return this.#refuse(LimitError.URL_TOO_LONG)
     this.#url += chunk.toString('latin1', start, end)
     return CB_OK
   }
@@ -93,6 +97,7 @@ export class HttpParser implements ParserCallbacks {
     if (this.#span === Span.FIELD) {
       headers[headers.length - 2] += chunk.toString('latin1', start, end)
     } else {
+      if (headers.length >= this.#maxHeaderFields) return this.#refuse(LimitError.TOO_MANY_HEADERS)
       headers.push(chunk.toString('latin1', start, end), '')
       this.#span = Span.FIELD
     }

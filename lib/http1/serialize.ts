@@ -4,6 +4,7 @@
  * Each head is built as one string, written with one call.
  */
 import { Header, classify, connectionOptions, hasToken, isHopByHop, type MessageHead } from './head.js'
+import type { HiddenHeaders } from '../config/resolve.js'
 
 export const enum BodyKind {
   /** No body at all. */
@@ -24,10 +25,12 @@ export interface RequestPlan {
   suffix: string
   needsHost: boolean
   body: BodyKind
+  /** The Content-Length value, or -1 without one. */
+  contentLength: number
   expectContinue: boolean
   /** A protocol upgrade (WebSocket and the like) is asked for. */
   upgrade: boolean
-  /** Why the request is refused with a 400, or '' when it is fine. */
+  /** Why the request is refused, or '' when it is fine. */
   invalid: string
 }
 
@@ -51,11 +54,12 @@ export function planRequest (head: MessageHead, ctx: ForwardContext): RequestPla
   let lastVia = -1
   let connectionValues: string[] | null = null
   let lastCoding = ''
+  let length = -1
 
   for (let i = 0; i < headers.length; i += 2) {
     switch (classify(headers[i])) {
       case Header.HOST: hosts++; host = headers[i + 1]; break
-      case Header.CONTENT_LENGTH: contentLength = true; break
+      case Header.CONTENT_LENGTH: contentLength = true; length = Number(headers[i + 1].trim()); break
       case Header.TRANSFER_ENCODING: chunked = true; lastCoding = headers[i + 1]; break
       case Header.EXPECT: expectContinue = headers[i + 1].trim().toLowerCase() === '100-continue'; break
       case Header.X_FORWARDED_FOR: lastXff = i; break
@@ -104,7 +108,8 @@ export function planRequest (head: MessageHead, ctx: ForwardContext): RequestPla
     needsHost: hosts === 0,
     // llhttp has already refused Content-Length beside Transfer-Encoding, and a Transfer-Encoding
     // whose last coding is not chunked, so one flag decides the framing
-    body: chunked ? BodyKind.CHUNKED : contentLength ? BodyKind.LENGTH : BodyKind.NONE,
+    body: chunked ? BodyKind.CHUNKED : contentLength && length > 0 ? BodyKind.LENGTH : BodyKind.NONE,
+    contentLength: contentLength ? length : -1,
     expectContinue,
     upgrade,
     invalid,
@@ -127,7 +132,7 @@ export interface ResponsePlan {
  * @param untilClose llhttp's verdict that the body runs until the backend closes
  */
 export function planResponse (head: MessageHead, requestMethod: string, clientHttp11: boolean, keepClient: boolean,
-  untilClose: boolean, via: string): ResponsePlan {
+  untilClose: boolean, via: string, hidden: HiddenHeaders | null = null): ResponsePlan {
   const headers = head.headers
   const status = head.status
   const noBody = requestMethod === 'HEAD' || status < 200 || status === 204 || status === 304
@@ -168,6 +173,8 @@ export function planResponse (head: MessageHead, requestMethod: string, clientHt
       if (i === lastVia) { out += name + ': ' + headers[i + 1] + ', ' + via + '\r\n'; continue }
     } else if (named !== null && named.has(name.toLowerCase())) {
       continue
+    } else if (hidden !== null && hidden.lengths.has(name.length) && hidden.names.has(name.toLowerCase())) {
+      continue // what runs behind rp4 is nobody's business
     }
     out += name + ': ' + headers[i + 1] + '\r\n'
   }

@@ -54,7 +54,8 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
     const address = socket.remoteAddress ?? ''
     this.ip = address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address
     this.label = (this.ip.includes(':') ? '[' + this.ip + ']' : this.ip) + ':' + (socket.remotePort ?? 0)
-    this.#parser = new HttpParser(ParserType.REQUEST, this, core.config.maxHeaderSize)
+    const config = core.config
+    this.#parser = new HttpParser(ParserType.REQUEST, this, config.maxHeaderSize, config.maxRequestLine, config.maxHeaders)
     socket.setNoDelay(true)
     socket.on('data', onData)
     socket.on('end', onEnd)
@@ -86,8 +87,10 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
     const exchange = new Exchange(this, this.core.nextId(), head, plan)
     this.#queue.push(exchange)
     this.core.requestStarted(exchange)
+    const maxBody = this.core.config.maxBodySize
+    if (maxBody > 0 && plan.contentLength > maxBody) plan.invalid = `body of ${plan.contentLength} bytes over the limit of ${maxBody}`
     if (plan.invalid !== '' || head.method === 'CONNECT') {
-      const status = plan.invalid !== '' ? 400 : 405
+      const status = head.method === 'CONNECT' ? 405 : plan.contentLength > maxBody && maxBody > 0 ? 413 : 400
       this.#noMore = true
       this.core.clientError(new ProxyError('bad_request', plan.invalid || 'CONNECT is not served', 'downstream', status), this.label)
       exchange.requestComplete = true
@@ -175,7 +178,7 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
       return
     }
     const limit = this.#parser.limitError
-    const status = limit === LimitError.HEAD_TOO_LARGE ? 431 : limit === LimitError.URL_TOO_LONG ? 414 : 400
+    const status = limit === LimitError.HEAD_TOO_LARGE || limit === LimitError.TOO_MANY_HEADERS ? 431 : limit === LimitError.URL_TOO_LONG ? 414 : 400
     const error = new ProxyError('bad_request', 'malformed request: ' + this.#parser.describeError(ret), 'downstream', status)
     this.core.clientError(error, this.label)
     this.stopReading()
@@ -408,7 +411,7 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
   }
 }
 
-const LOCAL_PLAN = { prefix: '', suffix: '', needsHost: false, body: BodyKind.NONE, expectContinue: false, upgrade: false, invalid: 'refused' }
+const LOCAL_PLAN = { prefix: '', suffix: '', needsHost: false, body: BodyKind.NONE, contentLength: -1, expectContinue: false, upgrade: false, invalid: 'refused' }
 
 // Each listener contains what a defect could throw to this connection: no exception reaches the process.
 function onData (this: OwnedSocket, chunk: Buffer): void { this[kOwner].onData(chunk) }

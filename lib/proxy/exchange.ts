@@ -46,9 +46,13 @@ export class Exchange {
   /** Body pieces received before a connection was attached. */
   #pending: Buffer[] | null = null
   #pendingBytes = 0
+  /** Request body bytes received, against the body size limit. */
+  #bodyBytes = 0
 
   #response = Response.NONE
   #body = BodyKind.NONE
+  /** The backend's body is dropped (rp4 answered with its own page). */
+  #discard = false
   /** The response being received is a 1xx before the final one. */
   interim = false
   status = 0
@@ -116,6 +120,16 @@ export class Exchange {
   }
 
   onRequestBody (body: Buffer): void {
+    const limit = this.client.core.config.maxBodySize
+    if (limit > 0 && (this.#bodyBytes += body.length) > limit) {
+      // a chunked body can only be measured as it comes: the request is cut off here
+      if (this.#response === Response.NONE) {
+        const error = new ProxyError('body_too_large', `request body over the limit of ${limit} bytes`, 'downstream', 413)
+        this.client.core.clientError(error, this.client.label)
+        this.fail(error)
+      }
+      return
+    }
     const conn = this.upstream
     if (conn === null) {
       // kept as views of the client's chunks until a connection is attached
@@ -177,10 +191,19 @@ export class Exchange {
     }
     this.status = status
     const keepClient = client.keepAliveAfter(this) && !this.plan.upgrade
-    const plan = planResponse(head, this.head.method, http11, keepClient, untilClose, client.core.config.via)
+    const config = client.core.config
+    const plan = planResponse(head, this.head.method, http11, keepClient, untilClose, config.via, config.hideHeaders)
     this.#body = plan.body
     this.closeAfter = plan.close || status === 101
     this.#response = Response.STREAMING
+    if (config.ownErrorPages && (status === 502 || status === 503 || status === 504) && this.head.method !== 'HEAD') {
+      // a backend's error page may name the backend, its software or a stack trace: the client
+      // gets rp4's page with the same status; the backend's body is read and dropped
+      this.#discard = true
+      this.#body = BodyKind.NONE
+      this.#emit(errorResponse(status, plan.close))
+      return HeadersResult.CONTINUE
+    }
     this.#emit(plan.head)
     if (status === 101) return HeadersResult.UPGRADE
     return this.head.method === 'HEAD' ? HeadersResult.SKIP_BODY : HeadersResult.CONTINUE
@@ -188,6 +211,7 @@ export class Exchange {
 
   onResponseBody (body: Buffer): number {
     if (this.#finished) return CB_ERROR
+    if (this.#discard) return CB_OK
     let ok: boolean
     if (this.#body === BodyKind.CHUNKED) {
       if (body.length === 0) return CB_OK

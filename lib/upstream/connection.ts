@@ -53,7 +53,7 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
     this.socket = socket
     // pipelined requests of several clients gather into one write per turn
     if (pool.core.config.upstream.pipelining > 1) deferWrites(socket)
-    this.#parser = new HttpParser(ParserType.RESPONSE, this, pool.core.config.maxHeaderSize)
+    this.#parser = new HttpParser(ParserType.RESPONSE, this, pool.core.config.maxHeaderSize, pool.core.config.maxHeaderSize, pool.core.config.maxHeaders)
     socket.on(secure === null ? 'connect' : 'secureConnect', onConnect)
     socket.on('data', onData)
     socket.on('end', onEnd)

@@ -1,0 +1,117 @@
+/**
+ * Safe defaults without a flag: request line, header count and body size limits (414 / 431 /
+ * 413, nothing of a refused request upstream), identifying response headers removed, and a
+ * backend's 502/503/504 page replaced by rp4's own.
+ */
+import t from 'tap'
+import { RawClient, exchange } from '../helpers/client.js'
+import { ok, startOrigin } from '../helpers/origin.js'
+import { startProxy } from '../helpers/proxy.js'
+
+function rp4Error (status: number, reason: string, close: boolean): string {
+  const body = `${status} ${reason}\n`
+  return `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\n` +
+    (close ? 'Connection: close\r\n' : '') + '\r\n' + body
+}
+
+function upstreamBytes (origin: { connections: Array<{ raw: () => Buffer }> }): string {
+  return origin.connections.map(c => c.raw().toString('latin1')).join('')
+}
+
+t.test('a request target over maxRequestLine: 414, nothing upstream', async t => {
+  const origin = await startOrigin(t, () => ok())
+  const { port, events } = await startProxy(t, { targets: [origin.target], maxRequestLine: 64 })
+  const fits = await exchange(port, `GET /${'a'.repeat(63)} HTTP/1.1\r\nHost: h\r\n\r\n`, { responses: 1 })
+  t.equal(fits.responses[0]?.head.line[1], '200', 'a target of exactly the limit passes')
+  const res = await exchange(port, `GET /${'a'.repeat(64)} HTTP/1.1\r\nHost: h\r\n\r\n`)
+  t.equal(res.text, rp4Error(414, 'URI Too Long', true))
+  t.equal(origin.requests.length, 1, 'only the request that fits reached the origin')
+  t.ok(events.clientErrors.some(e => e.error.status === 414), 'a clientError with status 414')
+})
+
+t.test('the default request line limit is 8 KiB', async t => {
+  const origin = await startOrigin(t, () => ok())
+  const { port } = await startProxy(t, { targets: [origin.target] })
+  const res = await exchange(port, `GET /${'a'.repeat(8192)} HTTP/1.1\r\nHost: h\r\n\r\n`)
+  t.equal(res.text, rp4Error(414, 'URI Too Long', true))
+  t.equal(upstreamBytes(origin), '')
+})
+
+t.test('more header fields than maxHeaders: 431, nothing upstream', async t => {
+  const origin = await startOrigin(t, () => ok())
+  const { port } = await startProxy(t, { targets: [origin.target], maxHeaders: 5 })
+  const five = 'GET / HTTP/1.1\r\nHost: h\r\n' + [1, 2, 3, 4].map(i => `X-${i}: v\r\n`).join('') + '\r\n'
+  t.equal((await exchange(port, five, { responses: 1 })).responses[0]?.head.line[1], '200', 'five fields pass')
+  const six = 'GET / HTTP/1.1\r\nHost: h\r\n' + [1, 2, 3, 4, 5].map(i => `X-${i}: v\r\n`).join('') + '\r\n'
+  const res = await exchange(port, six)
+  t.equal(res.text, rp4Error(431, 'Request Header Fields Too Large', true))
+  t.equal(origin.requests.length, 1)
+})
+
+t.test('a Content-Length over maxBodySize: 413 before anything goes upstream', async t => {
+  const origin = await startOrigin(t, () => ok())
+  const { port, events } = await startProxy(t, { targets: [origin.target], maxBodySize: 10 })
+  const fits = await exchange(port, 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n0123456789', { responses: 1 })
+  t.equal(fits.responses[0]?.head.line[1], '200', 'a body of exactly the limit passes')
+  const res = await exchange(port, 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n01234567890')
+  t.equal(res.text, rp4Error(413, 'Content Too Large', true))
+  t.equal(origin.requests.length, 1)
+  t.equal(origin.connections.length, 1, 'no connection opened for the refused request')
+  t.ok(events.clientErrors.some(e => e.error.status === 413))
+})
+
+t.test('a chunked body that grows over maxBodySize: 413, and the upstream request is abandoned', async t => {
+  const origin = await startOrigin(t, () => ok())
+  const { port } = await startProxy(t, { targets: [origin.target], maxBodySize: 10 })
+  const client = await RawClient.connect(port)
+  t.teardown(() => client.destroy())
+  await client.write('POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n012345\r\n')
+  await origin.until(() => (origin.connections[0]?.receivedLength ?? 0) > 0, 5000, 'the start of the request at the origin')
+  await client.write('6\r\n678901\r\n0\r\n\r\n')
+  await client.waitResponses(1)
+  t.equal(client.text(), rp4Error(413, 'Content Too Large', true))
+  await origin.until(() => origin.connections[0].closed, 5000, 'the upstream connection to close')
+  t.equal(origin.requests.length, 0, 'the origin never saw a complete request')
+  t.notMatch(upstreamBytes(origin), /678901/, 'nothing past the limit went upstream')
+})
+
+t.test('identifying response headers are removed by default, case-insensitively', async t => {
+  const origin = await startOrigin(t, () => ok('x', ['server: Apache/2.4.1', 'X-Powered-By: PHP/5.1', 'X-AspNet-Version: 4.0', 'X-Kept: 1']))
+  const { port } = await startProxy(t, { targets: [origin.target] })
+  const res = await exchange(port, 'GET / HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 1 })
+  t.equal(res.text, 'HTTP/1.1 200 OK\r\nX-Kept: 1\r\nContent-Length: 1\r\nVia: 1.1 rp4\r\n\r\nx')
+})
+
+t.test('hideHeaders: a list of ours, or [] to keep everything', async t => {
+  const origin = await startOrigin(t, () => ok('x', ['Server: s', 'X-Internal-Host: db7']))
+  const custom = await startProxy(t, { targets: [origin.target], hideHeaders: ['x-internal-host'] })
+  const a = await exchange(custom.port, 'GET / HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 1 })
+  t.equal(a.text, 'HTTP/1.1 200 OK\r\nServer: s\r\nContent-Length: 1\r\nVia: 1.1 rp4\r\n\r\nx')
+  const none = await startProxy(t, { targets: [origin.target], hideHeaders: [] })
+  const b = await exchange(none.port, 'GET / HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 1 })
+  t.equal(b.text, 'HTTP/1.1 200 OK\r\nServer: s\r\nX-Internal-Host: db7\r\nContent-Length: 1\r\nVia: 1.1 rp4\r\n\r\nx')
+})
+
+t.test('a backend 502/503/504 page is replaced by rp4\'s own; the connection stays usable', async t => {
+  const page = 'Traceback: db01.internal:5432 refused\n'
+  const origin = await startOrigin(t, req => req.url === '/next'
+    ? ok('fine')
+    : `HTTP/1.1 ${req.url.slice(1)} Whatever\r\nContent-Type: text/html\r\nContent-Length: ${page.length}\r\n\r\n${page}`)
+  const { port } = await startProxy(t, { targets: [origin.target] })
+  for (const [status, reason] of [[502, 'Bad Gateway'], [503, 'Service Unavailable'], [504, 'Gateway Timeout']] as const) {
+    const res = await exchange(port, `GET /${status} HTTP/1.1\r\nHost: h\r\n\r\n`, { responses: 1 })
+    t.equal(res.text, rp4Error(status, reason, false), `${status}`)
+    t.notMatch(res.text, /Traceback|db01/, 'nothing of the backend page')
+  }
+  t.equal(origin.connections.length, 1, 'the backend connection was reused after each dropped page')
+  const res = await exchange(port, 'GET /502 HTTP/1.1\r\nHost: h\r\n\r\nGET /next HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 2 })
+  t.equal(res.text, rp4Error(502, 'Bad Gateway', false) + 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\nVia: 1.1 rp4\r\n\r\nfine',
+    'the client connection carries on after the page')
+})
+
+t.test('ownErrorPages: false passes the backend page', async t => {
+  const origin = await startOrigin(t, () => 'HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy')
+  const { port } = await startProxy(t, { targets: [origin.target], ownErrorPages: false })
+  const res = await exchange(port, 'GET / HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 1 })
+  t.equal(res.text, 'HTTP/1.1 503 Busy\r\nContent-Length: 4\r\nVia: 1.1 rp4\r\n\r\nbusy')
+})
