@@ -65,6 +65,10 @@ Options:
   --hide-header NAME          response header to remove; repeat (default: ${DEFAULTS.hideHeaders.join(', ')})
   --no-hide-headers           remove no identifying response header
   --backend-error-pages       pass a backend's 502/503/504 page instead of rp4's own
+  --rate-limit RATE           requests per second per client IP (IPv6: per /64), then 429
+                              with Retry-After (default: no limit)
+  --rate-burst N              requests a client may send at once before the rate applies
+                              (default: RATE rounded up)
   --access-log                one line per response on stderr
   -q, --quiet                 no startup line, no error lines
   -h, --help                  this help
@@ -126,6 +130,8 @@ const FLAGS = {
   'hide-header': { type: 'string', multiple: true },
   'no-hide-headers': { type: 'boolean' },
   'backend-error-pages': { type: 'boolean' },
+  'rate-limit': { type: 'string' },
+  'rate-burst': { type: 'string' },
   tcp: { type: 'boolean' },
   'tcp-idle-timeout': { type: 'string' },
   'detect-timeout': { type: 'string' },
@@ -205,6 +211,14 @@ function parseCli (argv: string[]): Cli | 'help' | 'version' | { demo: string } 
     options.hideHeaders = values['hide-header']
   }
   if (values['backend-error-pages'] === true) options.ownErrorPages = false
+  if (values['rate-limit'] !== undefined) {
+    const rate = Number(values['rate-limit'])
+    if (!/^\d+(\.\d+)?$/.test(values['rate-limit']) || !(rate > 0)) throw new UsageError(`--rate-limit: "${values['rate-limit']}" must be a number of requests per second above 0`)
+    options.rateLimit = { rate }
+    if (values['rate-burst'] !== undefined) options.rateLimit.burst = count('--rate-burst', values['rate-burst'], 1)
+  } else if (values['rate-burst'] !== undefined) {
+    throw new UsageError('--rate-burst needs --rate-limit')
+  }
   return { options, accessLog: values['access-log'] === true, quiet: values.quiet === true }
 }
 

@@ -39,6 +39,8 @@ export interface ProxyOptions {
   hideHeaders?: string[]
   /** A backend's 502, 503 or 504 is answered with rp4's own page (status kept), not the backend's. */
   ownErrorPages?: boolean
+  /** Requests per client IP (IPv6: per /64): `rate` per second after a `burst`; over it, 429. Off by default. */
+  rateLimit?: { rate: number, burst?: number }
   /** Value of the `Via` header rp4 adds (`1.1 <via>`). */
   via?: string
 }

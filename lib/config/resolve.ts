@@ -41,6 +41,8 @@ export interface Config {
   /** The response headers removed, or null when none are. */
   hideHeaders: HiddenHeaders | null
   ownErrorPages: boolean
+  /** null: no rate limit. */
+  rateLimit: Readonly<{ rate: number, burst: number }> | null
   /** The value rp4 adds as its hop to Via, e.g. `1.1 rp4`. */
   via: string
   /** Raw TCP relay for every connection. */
@@ -88,7 +90,7 @@ export const DEFAULTS = Object.freeze({
 })
 
 const TOP_KEYS = new Set(['listen', 'targets', 'timeouts', 'upstream', 'maxPipelinedRequests', 'maxHeaderSize', 'via',
-  'maxRequestLine', 'maxHeaders', 'maxBodySize', 'hideHeaders', 'ownErrorPages',
+  'maxRequestLine', 'maxHeaders', 'maxBodySize', 'hideHeaders', 'ownErrorPages', 'rateLimit',
   'tcp', 'tcpFallback', 'tls', 'upstreamTls'])
 
 function fail (message: string): never {
@@ -205,6 +207,17 @@ function resolveTls (input: ProxyOptions['tls'], tcp: boolean): Readonly<TlsConf
   return Object.freeze({ certificates: Object.freeze(pairs), passthrough: Object.freeze(passthrough), reloadInterval })
 }
 
+// off by default: one client IP may stand for a whole office behind NAT, or a load test
+function rateLimit (input: unknown): Readonly<{ rate: number, burst: number }> | null {
+  if (input === undefined) return null
+  if (typeof input !== 'object' || input === null) fail('option rateLimit must be { rate, burst }')
+  checkKeys(input, ['rate', 'burst'], 'rateLimit.')
+  const { rate, burst } = input as { rate?: unknown, burst?: unknown }
+  if (typeof rate !== 'number' || !(rate > 0) || rate > 1e6) fail('option rateLimit.rate must be a number of requests per second above 0')
+  const size = burst === undefined ? Math.max(1, Math.ceil(rate)) : integer(burst, 'rateLimit.burst', 1, 1_000_000)
+  return Object.freeze({ rate, burst: size })
+}
+
 function flag (value: unknown, name: string): boolean {
   if (typeof value !== 'boolean') fail(`option ${name} must be true or false`)
   return value
@@ -274,6 +287,7 @@ export function resolveConfig (options: ProxyOptions): Config {
     maxBodySize: options.maxBodySize === undefined ? DEFAULTS.maxBodySize : integer(options.maxBodySize, 'maxBodySize', 0, Number.MAX_SAFE_INTEGER),
     hideHeaders: hideHeaders(options.hideHeaders),
     ownErrorPages: options.ownErrorPages === undefined ? DEFAULTS.ownErrorPages : flag(options.ownErrorPages, 'ownErrorPages'),
+    rateLimit: rateLimit(options.rateLimit),
     via: '1.1 ' + via,
     tcp,
     tcpFallback,

@@ -74,6 +74,7 @@ export function planRequest (head: MessageHead, ctx: ForwardContext): RequestPla
   else if (hosts === 0 && http11) invalid = 'HTTP/1.1 request without Host'
   // llhttp refuses these too, but only after the head is handed over: refusing here means no
   // backend connection is even opened for them
+  else if (hosts === 1 && !sameAuthority(head.url, host)) invalid = 'absolute-form target whose host differs from Host'
   else if (chunked && contentLength) invalid = 'Content-Length with Transfer-Encoding'
   else if (chunked && !/(?:^|,)[ \t]*chunked[ \t]*$/i.test(lastCoding)) invalid = 'Transfer-Encoding whose last coding is not chunked'
 
@@ -114,6 +115,27 @@ export function planRequest (head: MessageHead, ctx: ForwardContext): RequestPla
     upgrade,
     invalid,
   }
+}
+
+/**
+ * For an absolute-form target (`GET http://a.test/x HTTP/1.1`): its authority must be the Host
+ * header's (RFC 9112 3.2.2 lets the target win; two different answers to "which host?" between
+ * rp4 and a backend is what request smuggling feeds on, so rp4 refuses the disagreement).
+ * Origin-form targets (`/x`) always pass.
+ */
+function sameAuthority (url: string, host: string): boolean {
+  const c = url.charCodeAt(0)
+  if (c === 47 /* / */ || c === 42 /* * */) return true
+  const scheme = url.indexOf('://')
+  if (scheme === -1) return true // authority-form is CONNECT's, refused elsewhere
+  let end = url.length
+  for (let i = scheme + 3; i < url.length; i++) {
+    const ch = url[i]
+    if (ch === '/' || ch === '?' || ch === '#') { end = i; break }
+  }
+  const authority = url.slice(scheme + 3, end)
+  if (authority.includes('@')) return false // userinfo has no place in an http(s) target
+  return authority.toLowerCase() === host.trim().toLowerCase()
 }
 
 /** A response head prepared for the client hop. */
@@ -195,6 +217,7 @@ const REASONS: Record<number, string> = {
   408: 'Request Timeout',
   413: 'Content Too Large',
   414: 'URI Too Long',
+  429: 'Too Many Requests',
   431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',
   502: 'Bad Gateway',
@@ -203,11 +226,12 @@ const REASONS: Record<number, string> = {
 }
 
 /** rp4's own response for a refused or failed request: small, plain text, nothing of the backend in it. */
-export function errorResponse (status: number, close: boolean): string {
+export function errorResponse (status: number, close: boolean, retryAfter = 0): string {
   const reason = REASONS[status] ?? 'Error'
   const body = status + ' ' + reason + '\n'
   return 'HTTP/1.1 ' + status + ' ' + reason + '\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ' +
-    body.length + '\r\n' + (close ? 'Connection: close\r\n' : '') + '\r\n' + body
+    body.length + '\r\n' + (retryAfter > 0 ? 'Retry-After: ' + retryAfter + '\r\n' : '') +
+    (close ? 'Connection: close\r\n' : '') + '\r\n' + body
 }
 
 const CRLF = Buffer.from('\r\n')

@@ -97,6 +97,22 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
       exchange.fail(new ProxyError('bad_request', plan.invalid, 'downstream', status))
       return CB_PAUSE
     }
+    const limiter = this.core.rateLimiter
+    const retryAfter = limiter === null ? 0 : limiter.take(this.ip)
+    if (retryAfter > 0) {
+      const error = new ProxyError('rate_limited', `over the request rate limit; retry after ${retryAfter}s`, 'downstream', 429)
+      this.core.clientError(error, this.label)
+      exchange.retryAfter = retryAfter
+      if (plan.body !== BodyKind.NONE) {
+        // its body is not read: the connection cannot carry another request after it
+        this.#noMore = true
+        exchange.requestComplete = true
+        exchange.fail(error)
+        return CB_PAUSE
+      }
+      exchange.fail(error)
+      return CB_OK
+    }
     if (plan.body !== BodyKind.NONE) this.#receiving = exchange
     exchange.dispatch()
     return CB_OK

@@ -9,6 +9,7 @@ import type { ForwardContext } from '../http1/serialize.js'
 import { Balancer } from '../upstream/balancer.js'
 import { Pool } from '../upstream/pool.js'
 import { clock } from '../core/clock.js'
+import { RateLimiter } from './rate-limit.js'
 import type { Socket } from 'node:net'
 import { ClientConnection } from './client.js'
 import type { Exchange } from './exchange.js'
@@ -25,6 +26,8 @@ export class ProxyCore {
   readonly balancer: Balancer
   readonly clients = new Set<ClientConnection>()
   closing = false
+  /** Null without a rate limit. */
+  readonly rateLimiter: RateLimiter | null
   #ids = 0
   readonly #events: EventSink
   /** Forwarding contexts by client IP: one object per distinct client, not per request. */
@@ -37,6 +40,7 @@ export class ProxyCore {
     this.#events = events
     this.pools = config.targets.map((target, i) => new Pool(this, target, i))
     this.balancer = new Balancer(this.pools, config.timeouts.failedTarget)
+    this.rateLimiter = config.rateLimit === null ? null : new RateLimiter(config.rateLimit.rate, config.rateLimit.burst)
   }
 
   nextId (): number { return ++this.#ids }

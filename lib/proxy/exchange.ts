@@ -58,6 +58,8 @@ export class Exchange {
   status = 0
   /** The client connection closes after this response. */
   closeAfter = false
+  /** Seconds for Retry-After on a 429. */
+  retryAfter = 0
   /** Output produced while an earlier exchange still has the client connection. */
   #held: Array<string | Buffer> | null = null
   #finished = false
@@ -293,7 +295,7 @@ export class Exchange {
       this.status = error.status
       this.closeAfter = this.closeAfter || !this.requestComplete || error.status === 400 || this.plan.upgrade || !this.client.keepAliveAfter(this)
       this.#held = null
-      this.#emit(errorResponse(error.status, this.closeAfter))
+      this.#emit(errorResponse(error.status, this.closeAfter, this.retryAfter))
       this.#response = Response.DONE
       if (!this.requestComplete) this.client.stopReading()
       if (this.first) this.client.advance()

@@ -115,3 +115,31 @@ t.test('ownErrorPages: false passes the backend page', async t => {
   const res = await exchange(port, 'GET / HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 1 })
   t.equal(res.text, 'HTTP/1.1 503 Busy\r\nContent-Length: 4\r\nVia: 1.1 rp4\r\n\r\nbusy')
 })
+
+t.test('rate limit: a burst, then 429 with Retry-After, per client IP; the refused request never goes upstream', async t => {
+  const origin = await startOrigin(t, () => ok())
+  const { port, events } = await startProxy(t, { targets: [origin.target], rateLimit: { rate: 0.5, burst: 2 } })
+  const three = 'GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\nGET /3 HTTP/1.1\r\nHost: h\r\n\r\n'
+  const res = await exchange(port, three, { responses: 3 })
+  t.same(res.responses.map(r => r.head.line[1]), ['200', '200', '429'])
+  const body = '429 Too Many Requests\n'
+  t.ok(res.text.endsWith(`HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\nRetry-After: 2\r\n\r\n${body}`),
+    'rp4\'s 429 with Retry-After, the connection kept')
+  t.same(origin.requests.map(r => r.url), ['/1', '/2'])
+  t.ok(events.clientErrors.some(e => e.error.code === 'rate_limited'))
+  // another client address has a bucket of its own
+  const other = await exchange(port, 'GET /4 HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 1, localAddress: '127.0.0.2' })
+  t.equal(other.responses[0]?.head.line[1], '200', '127.0.0.2 is not limited by 127.0.0.1\'s requests')
+})
+
+t.test('an absolute-form target whose host differs from Host: 400, nothing upstream', async t => {
+  const origin = await startOrigin(t, () => ok())
+  const { port } = await startProxy(t, { targets: [origin.target] })
+  const same = await exchange(port, 'GET http://h.test/a HTTP/1.1\r\nHost: H.test\r\n\r\n', { responses: 1 })
+  t.equal(same.responses[0]?.head.line[1], '200', 'the same host (case-insensitive) passes')
+  for (const target of ['http://other.test/a', 'http://user@h.test/a', 'https://h.test:8443/a']) {
+    const res = await exchange(port, `GET ${target} HTTP/1.1\r\nHost: h.test\r\n\r\n`)
+    t.equal(res.text, rp4Error(400, 'Bad Request', true), target)
+  }
+  t.equal(origin.requests.length, 1)
+})

@@ -12,6 +12,8 @@ import { Observable, tick } from './wait.js'
 
 export interface ConnectOptions {
   host?: string
+  /** The client's own address (127.0.0.2 and so on: another client as far as rp4 can tell). */
+  localAddress?: string
   /** Read at most this many bytes per second (a slow client: downloads must back up to the origin). */
   readRate?: number
   /** Bodies and raw bytes are kept up to this size (hashes always cover everything). */
@@ -82,7 +84,7 @@ export class RawClient extends Observable {
 
   static connect (port: number, options: ConnectOptions = {}): Promise<RawClient> {
     return new Promise((resolve, reject) => {
-      const socket = net.connect({ port, host: options.host ?? '127.0.0.1' })
+      const socket = net.connect({ port, host: options.host ?? '127.0.0.1', localAddress: options.localAddress })
       socket.setNoDelay(true)
       socket.once('error', reject)
       socket.once('connect', () => {
