@@ -63,10 +63,11 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
   }
 
   /** Open connections: HTTP clients, raw TCP relays (passthrough, relayed TLS), and upstream per target. */
-  stats (): { clients: number, tcp: number, upstream: Array<{ target: string, open: number, idle: number }> } {
+  stats (): { clients: number, tcp: number, errors: Record<string, number>, upstream: Array<{ target: string, open: number, idle: number }> } {
     return {
       clients: this.#core.clients.size,
       tcp: this.#listener.tunnelCount,
+      errors: Object.fromEntries(this.#core.errorCounts),
       upstream: this.#core.pools.map(pool => ({ target: pool.target.authority, open: pool.openCount, idle: pool.idleCount })),
     }
   }

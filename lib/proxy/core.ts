@@ -102,11 +102,16 @@ export class ProxyCore {
     })
   }
 
+  /** Every failure and refusal by error code, since the proxy started (client and upstream side). */
+  readonly errorCounts = new Map<string, number>()
+
   upstreamError (error: ProxyError, target: string): void {
+    this.errorCounts.set(error.code, (this.errorCounts.get(error.code) ?? 0) + 1)
     if (this.#events.listenerCount('upstreamError') > 0) this.#events.emit('upstreamError', error, target)
   }
 
   clientError (error: ProxyError, client: string): void {
+    this.errorCounts.set(error.code, (this.errorCounts.get(error.code) ?? 0) + 1)
     if (this.#events.listenerCount('clientError') > 0) this.#events.emit('clientError', error, client)
   }
 }

@@ -118,7 +118,7 @@ t.test('ownErrorPages: false passes the backend page', async t => {
 
 t.test('rate limit: a burst, then 429 with Retry-After, per client IP; the refused request never goes upstream', async t => {
   const origin = await startOrigin(t, () => ok())
-  const { port, events } = await startProxy(t, { targets: [origin.target], rateLimit: { rate: 0.5, burst: 2 } })
+  const { port, events, proxy } = await startProxy(t, { targets: [origin.target], rateLimit: { rate: 0.5, burst: 2 } })
   const three = 'GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\nGET /3 HTTP/1.1\r\nHost: h\r\n\r\n'
   const res = await exchange(port, three, { responses: 3 })
   t.same(res.responses.map(r => r.head.line[1]), ['200', '200', '429'])
@@ -127,6 +127,7 @@ t.test('rate limit: a burst, then 429 with Retry-After, per client IP; the refus
     'rp4\'s 429 with Retry-After, the connection kept')
   t.same(origin.requests.map(r => r.url), ['/1', '/2'])
   t.ok(events.clientErrors.some(e => e.error.code === 'rate_limited'))
+  t.equal(proxy.stats().errors.rate_limited, 1, 'each refusal is counted')
   // another client address has a bucket of its own
   const other = await exchange(port, 'GET /4 HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 1, localAddress: '127.0.0.2' })
   t.equal(other.responses[0]?.head.line[1], '200', '127.0.0.2 is not limited by 127.0.0.1\'s requests')
