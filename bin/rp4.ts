@@ -52,6 +52,7 @@ Options:
   --timeout DUR               waiting for a response head, then 504 (default ${ms(DEFAULT_TIMEOUTS.response)})
   --client-idle-timeout DUR   idle keep-alive client connections (default ${ms(DEFAULT_TIMEOUTS.clientIdle)})
   --request-head-timeout DUR  receiving a complete request head, then 408 (default ${ms(DEFAULT_TIMEOUTS.requestHead)})
+  --request-body-timeout DUR  a pause inside a request body, then 408 (default ${ms(DEFAULT_TIMEOUTS.requestBody)})
   --upstream-idle-timeout DUR idle pooled backend connections (default ${ms(DEFAULT_TIMEOUTS.upstreamIdle)})
   --failed-target-timeout DUR how long a backend that refused is skipped (default ${ms(DEFAULT_TIMEOUTS.failedTarget)})
   --max-conns N               connections per backend (default ${DEFAULT_UPSTREAM.maxConnections})
@@ -117,6 +118,7 @@ const FLAGS = {
   timeout: { type: 'string' },
   'client-idle-timeout': { type: 'string' },
   'request-head-timeout': { type: 'string' },
+  'request-body-timeout': { type: 'string' },
   'upstream-idle-timeout': { type: 'string' },
   'failed-target-timeout': { type: 'string' },
   'max-conns': { type: 'string' },
@@ -186,6 +188,7 @@ function parseCli (argv: string[]): Cli | 'help' | 'version' | { demo: string } 
   if (values.timeout !== undefined) timeouts.response = duration('--timeout', values.timeout)
   if (values['client-idle-timeout'] !== undefined) timeouts.clientIdle = duration('--client-idle-timeout', values['client-idle-timeout'])
   if (values['request-head-timeout'] !== undefined) timeouts.requestHead = duration('--request-head-timeout', values['request-head-timeout'])
+  if (values['request-body-timeout'] !== undefined) timeouts.requestBody = duration('--request-body-timeout', values['request-body-timeout'])
   if (values['upstream-idle-timeout'] !== undefined) timeouts.upstreamIdle = duration('--upstream-idle-timeout', values['upstream-idle-timeout'])
   if (values['failed-target-timeout'] !== undefined) timeouts.failedTarget = duration('--failed-target-timeout', values['failed-target-timeout'])
   const upstream: ProxyOptions['upstream'] = {}

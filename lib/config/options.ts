@@ -54,6 +54,8 @@ export interface TimeoutOptions {
   clientIdle: number
   /** A client has this long to send a complete request head, ms. */
   requestHead: number
+  /** A request body may pause this long between two pieces, ms (then 408). */
+  requestBody: number
   /** Idle pooled upstream connections are closed after this long, ms. */
   upstreamIdle: number
   /** How long a target that failed to connect is skipped by the balancer, ms. */

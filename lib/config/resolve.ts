@@ -57,6 +57,7 @@ export const DEFAULT_TIMEOUTS: Readonly<TimeoutOptions> = Object.freeze({
   response: 60_000,
   clientIdle: 60_000,
   requestHead: 10_000,
+  requestBody: 30_000,
   upstreamIdle: 30_000,
   failedTarget: 10_000,
   // long enough for a database connection idling between transactions, short enough that

@@ -15,7 +15,7 @@ import { relay } from '../tcp/relay.js'
 import { ClientHold, Exchange } from './exchange.js'
 import type { ProxyCore } from './core.js'
 
-const enum Wait { NONE, IDLE, HEAD, LINGER }
+const enum Wait { NONE, IDLE, HEAD, BODY, LINGER }
 
 /** After rp4 ends a connection, what the client still sends is read and dropped this long, then it is closed. */
 const LINGER_MS = 1000
@@ -113,12 +113,18 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
       exchange.fail(error)
       return CB_OK
     }
-    if (plan.body !== BodyKind.NONE) this.#receiving = exchange
+    if (plan.body !== BodyKind.NONE) {
+      this.#receiving = exchange
+      // the body must keep coming: each piece re-arms the timeout (not while rp4 holds it back)
+      this.#wait = Wait.BODY
+      this.deadline = clock.after(this.core.config.timeouts.requestBody)
+    }
     exchange.dispatch()
     return CB_OK
   }
 
   onBody (body: Buffer): number {
+    if (this.#wait === Wait.BODY && this.#holds === 0) this.deadline = clock.now + this.core.config.timeouts.requestBody
     this.#receiving?.onRequestBody(body)
     return CB_OK
   }
@@ -126,6 +132,10 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
   onMessageComplete (): number {
     const exchange = this.#queue[this.#queue.length - 1]
     this.#receiving = null
+    if (this.#wait === Wait.BODY) {
+      this.#wait = Wait.NONE
+      this.deadline = 0
+    }
     if (exchange === undefined) return CB_PAUSE
     if (!exchange.requestComplete || exchange.plan.body !== BodyKind.NONE) exchange.onRequestComplete()
     if (exchange.plan.upgrade) return CB_OK // llhttp stops with PAUSED_UPGRADE next
@@ -227,12 +237,17 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
   hold (reason: ClientHold): void {
     if (this.#holds === 0) this.socket.pause()
     this.#holds |= reason
+    // a body held back by rp4 is not the client's delay
+    if (this.#wait === Wait.BODY) this.deadline = 0
   }
 
   release (reason: ClientHold): void {
     if ((this.#holds & reason) === 0) return
     this.#holds &= ~reason
-    if (this.#holds === 0) this.#resume()
+    if (this.#holds === 0) {
+      if (this.#wait === Wait.BODY) this.deadline = clock.after(this.core.config.timeouts.requestBody)
+      this.#resume()
+    }
   }
 
   #resume (): void {
@@ -365,6 +380,15 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
   }
 
   onTimeout (): void {
+    if (this.#wait === Wait.BODY && this.#receiving !== null) {
+      const error = new ProxyError('request_body_timeout', 'request body stalled', 'downstream', 408)
+      this.core.clientError(error, this.label)
+      const exchange = this.#receiving
+      this.#receiving = null
+      this.#wait = Wait.NONE
+      exchange.fail(error)
+      return
+    }
     if (this.#wait === Wait.HEAD) {
       this.core.clientError(new ProxyError('request_head_timeout', 'request head not received in time', 'downstream', 408), this.label)
       this.stopReading()

@@ -144,3 +144,31 @@ t.test('an absolute-form target whose host differs from Host: 400, nothing upstr
   }
   t.equal(origin.requests.length, 1)
 })
+
+t.test('a request body that stalls longer than timeouts.requestBody: 408, upstream request abandoned', async t => {
+  const origin = await startOrigin(t, () => ok())
+  const { port, events } = await startProxy(t, { targets: [origin.target], timeouts: { requestBody: 300 } })
+  const client = await RawClient.connect(port)
+  t.teardown(() => client.destroy())
+  await client.write('POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n01234')
+  await client.waitResponses(1)
+  t.equal(client.text(), rp4Error(408, 'Request Timeout', true))
+  await origin.until(() => origin.connections.every(c => c.closed), 5000, 'the upstream connection to close')
+  t.equal(origin.requests.length, 0, 'the origin never got a complete request')
+  t.ok(events.clientErrors.some(e => e.error.code === 'request_body_timeout'))
+})
+
+t.test('a slow but steady request body is not cut off by timeouts.requestBody', async t => {
+  const origin = await startOrigin(t, req => ok(String(req.body.length)))
+  const { port } = await startProxy(t, { targets: [origin.target], timeouts: { requestBody: 400 } })
+  const client = await RawClient.connect(port)
+  t.teardown(() => client.destroy())
+  await client.write('POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 8\r\n\r\n')
+  for (let i = 0; i < 8; i++) {
+    // eight pieces 100 ms apart: 800 ms in all, never 400 ms without a byte
+    await new Promise(resolve => setTimeout(resolve, 100))
+    await client.write('x')
+  }
+  await client.waitResponses(1)
+  t.equal(client.responses[0]?.body.toString(), '8')
+})
