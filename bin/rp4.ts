@@ -53,6 +53,8 @@ Options:
   --client-idle-timeout DUR   idle keep-alive client connections (default ${ms(DEFAULT_TIMEOUTS.clientIdle)})
   --request-head-timeout DUR  receiving a complete request head, then 408 (default ${ms(DEFAULT_TIMEOUTS.requestHead)})
   --request-body-timeout DUR  a pause inside a request body, then 408 (default ${ms(DEFAULT_TIMEOUTS.requestBody)})
+  --response-total-timeout DUR  a whole response, from the request sent to its last byte; 0 = no
+                              limit (default 0: streams and large downloads have no natural end)
   --upstream-idle-timeout DUR idle pooled backend connections (default ${ms(DEFAULT_TIMEOUTS.upstreamIdle)})
   --failed-target-timeout DUR how long a backend that refused is skipped (default ${ms(DEFAULT_TIMEOUTS.failedTarget)})
   --max-conns N               connections per backend (default ${DEFAULT_UPSTREAM.maxConnections})
@@ -119,6 +121,7 @@ const FLAGS = {
   'client-idle-timeout': { type: 'string' },
   'request-head-timeout': { type: 'string' },
   'request-body-timeout': { type: 'string' },
+  'response-total-timeout': { type: 'string' },
   'upstream-idle-timeout': { type: 'string' },
   'failed-target-timeout': { type: 'string' },
   'max-conns': { type: 'string' },
@@ -188,6 +191,9 @@ function parseCli (argv: string[]): Cli | 'help' | 'version' | { demo: string } 
   if (values.timeout !== undefined) timeouts.response = duration('--timeout', values.timeout)
   if (values['client-idle-timeout'] !== undefined) timeouts.clientIdle = duration('--client-idle-timeout', values['client-idle-timeout'])
   if (values['request-head-timeout'] !== undefined) timeouts.requestHead = duration('--request-head-timeout', values['request-head-timeout'])
+  if (values['response-total-timeout'] !== undefined) {
+    timeouts.responseTotal = values['response-total-timeout'] === '0' ? 0 : duration('--response-total-timeout', values['response-total-timeout'])
+  }
   if (values['request-body-timeout'] !== undefined) timeouts.requestBody = duration('--request-body-timeout', values['request-body-timeout'])
   if (values['upstream-idle-timeout'] !== undefined) timeouts.upstreamIdle = duration('--upstream-idle-timeout', values['upstream-idle-timeout'])
   if (values['failed-target-timeout'] !== undefined) timeouts.failedTarget = duration('--failed-target-timeout', values['failed-target-timeout'])

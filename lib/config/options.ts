@@ -50,6 +50,8 @@ export interface TimeoutOptions {
   connect: number
   /** From the request being sent upstream until the response head arrives, ms (then 504). */
   response: number
+  /** From the request being sent upstream until the response is complete, ms; 0: no limit (streams, large downloads). */
+  responseTotal: number
   /** A client connection with no request in flight is closed after this long, ms. */
   clientIdle: number
   /** A client has this long to send a complete request head, ms. */

@@ -55,6 +55,8 @@ export interface Config {
 export const DEFAULT_TIMEOUTS: Readonly<TimeoutOptions> = Object.freeze({
   connect: 5_000,
   response: 60_000,
+  // off: a stream (server-sent events) or a large download has no natural end time
+  responseTotal: 0,
   clientIdle: 60_000,
   requestHead: 10_000,
   requestBody: 30_000,
@@ -262,7 +264,11 @@ export function resolveConfig (options: ProxyOptions): Config {
   }
   const tls = resolveTls(options.tls, tcp)
 
-  const timeouts = section(options.timeouts, DEFAULT_TIMEOUTS, 'timeouts', 1, 86_400_000)
+  const timeouts = section(options.timeouts, DEFAULT_TIMEOUTS, 'timeouts', 0, 86_400_000)
+  for (const [key, value] of Object.entries(timeouts)) {
+    // 0 means "no limit" only where a limit may be absent
+    if (value === 0 && key !== 'responseTotal') fail(`option timeouts.${key} must be an integer from 1 to 86400000, got 0`)
+  }
   const upstream = section(options.upstream, DEFAULT_UPSTREAM, 'upstream', 0, 1_000_000)
   integer(upstream.maxConnections, 'upstream.maxConnections', 1, 1_000_000)
   integer(upstream.pipelining, 'upstream.pipelining', 1, 1024)

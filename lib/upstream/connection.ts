@@ -35,6 +35,10 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
   /** The backend said it will close (or a response left the connection unusable): no new exchanges. */
   #noReuse = false
   #holds = 0
+  /** When the request now awaiting its response was sent in full (clock ms). */
+  #sentAt = 0
+  /** The deadline running is the whole response's (timeouts.responseTotal), not its head's. */
+  #totalRunning = false
   #error: ProxyError | null = null
   deadline = 0
 
@@ -94,7 +98,8 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
 
   /** The request of the first exchange still waiting for its response was written in full. */
   armResponseTimeout (): void {
-    this.deadline = clock.after(this.pool.core.config.timeouts.response)
+    this.#sentAt = clock.refresh()
+    this.deadline = this.#sentAt + this.pool.core.config.timeouts.response
   }
 
   hold (reason: ReadHold): void {
@@ -138,7 +143,11 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
       this.#error = new ProxyError('unsolicited_response', `${this.pool.target.authority} sent a response nobody asked for`, 'upstream', 502)
       return -1
     }
-    if (head.status >= 200 || head.status === 101) this.deadline = 0
+    if (head.status >= 200 || head.status === 101) {
+      const total = this.pool.core.config.timeouts.responseTotal
+      this.#totalRunning = total > 0 && head.status !== 101
+      this.deadline = this.#totalRunning ? this.#sentAt + total : 0
+    }
     if (!head.keepAlive) this.#noReuse = true
     return exchange.onResponseHead(head, this.#parser.needsEof)
   }
@@ -239,7 +248,9 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
     } else if (this.#state === State.IDLE) {
       this.socket.destroy()
     } else if (this.#inflight.length > 0) {
-      this.destroy(new ProxyError('response_timeout', `${this.pool.target.authority} sent no response in time`, 'upstream', 504))
+      this.destroy(this.#totalRunning && this.#inflight[0].responseStarted
+        ? new ProxyError('response_total_timeout', `${this.pool.target.authority} did not finish its response in time`, 'upstream', 504)
+        : new ProxyError('response_timeout', `${this.pool.target.authority} sent no response in time`, 'upstream', 504))
     }
   }
 

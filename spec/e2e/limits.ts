@@ -172,3 +172,16 @@ t.test('a slow but steady request body is not cut off by timeouts.requestBody', 
   await client.waitResponses(1)
   t.equal(client.responses[0]?.body.toString(), '8')
 })
+
+t.test('timeouts.responseTotal: a response still streaming past it is cut off (the client sees the truncation)', async t => {
+  const origin = await startOrigin(t, req => {
+    const socket = req.connection.socket
+    socket.write('HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nstart')
+    return new Promise<string>(() => {}) // the other 95 bytes never come
+  })
+  const { port, events } = await startProxy(t, { targets: [origin.target], timeouts: { responseTotal: 300 } })
+  const res = await exchange(port, 'GET / HTTP/1.1\r\nHost: h\r\n\r\n')
+  t.equal(res.closed, true)
+  t.equal(res.text, 'HTTP/1.1 200 OK\r\nContent-Length: 100\r\nVia: 1.1 rp4\r\n\r\nstart', 'a short body, then the close')
+  t.ok(events.upstreamErrors.some(e => e.error.code === 'response_total_timeout'), 'the backend connection was given up with that reason')
+})
