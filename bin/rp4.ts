@@ -65,6 +65,8 @@ Options:
   --max-request-line BYTES    longest request target, then 414 (default ${DEFAULTS.maxRequestLine})
   --max-headers N             most header fields in a head, then 431 (default ${DEFAULTS.maxHeaders})
   --max-body-size BYTES       largest request body, then 413; 0 = no limit (default ${DEFAULTS.maxBodySize})
+  --min-data-rate BYTES       a request head or body slower than this per second, after 2s,
+                              gets 408; 0 = no minimum (default ${DEFAULTS.minDataRate})
   --hide-header NAME          response header to remove; repeat (default: ${DEFAULTS.hideHeaders.join(', ')})
   --no-hide-headers           remove no identifying response header
   --backend-error-pages       pass a backend's 502/503/504 page instead of rp4's own
@@ -132,6 +134,7 @@ const FLAGS = {
   'max-request-line': { type: 'string' },
   'max-headers': { type: 'string' },
   'max-body-size': { type: 'string' },
+  'min-data-rate': { type: 'string' },
   'hide-header': { type: 'string', multiple: true },
   'no-hide-headers': { type: 'boolean' },
   'backend-error-pages': { type: 'boolean' },
@@ -213,6 +216,7 @@ function parseCli (argv: string[]): Cli | 'help' | 'version' | { demo: string } 
   if (values['max-request-line'] !== undefined) options.maxRequestLine = count('--max-request-line', values['max-request-line'], 16)
   if (values['max-headers'] !== undefined) options.maxHeaders = count('--max-headers', values['max-headers'], 1)
   if (values['max-body-size'] !== undefined) options.maxBodySize = count('--max-body-size', values['max-body-size'], 0)
+  if (values['min-data-rate'] !== undefined) options.minDataRate = count('--min-data-rate', values['min-data-rate'], 0)
   if (values['no-hide-headers'] === true) {
     if (values['hide-header'] !== undefined) throw new UsageError('--hide-header and --no-hide-headers contradict each other')
     options.hideHeaders = []

@@ -35,6 +35,8 @@ export interface ProxyOptions {
   maxHeaders?: number
   /** Largest request body, bytes (0: no limit); over it, 413. */
   maxBodySize?: number
+  /** A request head or body arriving slower than this, bytes/s, after 2 s, gets 408 (0: no minimum). */
+  minDataRate?: number
   /** Response headers that would tell what runs behind rp4, removed (case-insensitive); [] keeps all. */
   hideHeaders?: string[]
   /** A backend's 502, 503 or 504 is answered with rp4's own page (status kept), not the backend's. */

@@ -38,6 +38,8 @@ export interface Config {
   maxHeaders: number
   /** 0: no limit. */
   maxBodySize: number
+  /** bytes/s; 0: no minimum. */
+  minDataRate: number
   /** The response headers removed, or null when none are. */
   hideHeaders: HiddenHeaders | null
   ownErrorPages: boolean
@@ -87,13 +89,16 @@ export const DEFAULTS = Object.freeze({
   maxHeaders: 100,
   // large enough for file uploads, small enough that one request cannot stream forever
   maxBodySize: 1_073_741_824,
+  // a client trickling its request cannot hold a connection for a whole timeout (as Apache's
+  // mod_reqtimeout, MinRate=500)
+  minDataRate: 500,
   hideHeaders: Object.freeze(['Server', 'X-Powered-By', 'X-AspNet-Version', 'X-AspNetMvc-Version']),
   ownErrorPages: true,
   via: 'rp4',
 })
 
 const TOP_KEYS = new Set(['listen', 'targets', 'timeouts', 'upstream', 'maxPipelinedRequests', 'maxHeaderSize', 'via',
-  'maxRequestLine', 'maxHeaders', 'maxBodySize', 'hideHeaders', 'ownErrorPages', 'rateLimit',
+  'maxRequestLine', 'maxHeaders', 'maxBodySize', 'minDataRate', 'hideHeaders', 'ownErrorPages', 'rateLimit',
   'tcp', 'tcpFallback', 'tls', 'upstreamTls'])
 
 function fail (message: string): never {
@@ -292,6 +297,7 @@ export function resolveConfig (options: ProxyOptions): Config {
       : integer(options.maxRequestLine, 'maxRequestLine', 16, 1_048_576),
     maxHeaders: options.maxHeaders === undefined ? DEFAULTS.maxHeaders : integer(options.maxHeaders, 'maxHeaders', 1, 10_000),
     maxBodySize: options.maxBodySize === undefined ? DEFAULTS.maxBodySize : integer(options.maxBodySize, 'maxBodySize', 0, Number.MAX_SAFE_INTEGER),
+    minDataRate: options.minDataRate === undefined ? DEFAULTS.minDataRate : integer(options.minDataRate, 'minDataRate', 0, 1_000_000_000),
     hideHeaders: hideHeaders(options.hideHeaders),
     ownErrorPages: options.ownErrorPages === undefined ? DEFAULTS.ownErrorPages : flag(options.ownErrorPages, 'ownErrorPages'),
     rateLimit: rateLimit(options.rateLimit),

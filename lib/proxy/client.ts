@@ -19,6 +19,8 @@ const enum Wait { NONE, IDLE, HEAD, BODY, LINGER }
 
 /** After rp4 ends a connection, what the client still sends is read and dropped this long, then it is closed. */
 const LINGER_MS = 1000
+/** A head or body slower than minDataRate is refused once it has had this long to get going. */
+const RATE_GRACE_MS = 2000
 
 interface OwnedSocket extends Socket { [kOwner]: ClientConnection }
 
@@ -43,6 +45,12 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
   #noMore = false
   #resumeScheduled = false
   #wait = Wait.IDLE
+  /** Head or body being received: when its measured stretch began, its bytes since, the last byte's time. */
+  #since = 0
+  #bytes = 0
+  #lastByteAt = 0
+  /** When the head being received must be complete. */
+  #headEnd = 0
   #error: ProxyError | null = null
   deadline = 0
 
@@ -115,16 +123,19 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
     }
     if (plan.body !== BodyKind.NONE) {
       this.#receiving = exchange
-      // the body must keep coming: each piece re-arms the timeout (not while rp4 holds it back)
+      // the body must keep coming, fast enough (not counting while rp4 holds it back, nor while
+      // a client that sent Expect: 100-continue waits for its go-ahead: timing starts at its first byte)
       this.#wait = Wait.BODY
-      this.deadline = clock.after(this.core.config.timeouts.requestBody)
+      if (plan.expectContinue) this.deadline = 0
+      else this.#startStretch()
     }
     exchange.dispatch()
     return CB_OK
   }
 
   onBody (body: Buffer): number {
-    if (this.#wait === Wait.BODY && this.#holds === 0) this.deadline = clock.now + this.core.config.timeouts.requestBody
+    this.#lastByteAt = clock.now
+    if (this.deadline === 0 && this.#wait === Wait.BODY && this.#holds === 0) this.#startStretch()
     this.#receiving?.onRequestBody(body)
     return CB_OK
   }
@@ -150,6 +161,7 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
 
   onData (chunk: Buffer): void {
     if (this.#wait === Wait.LINGER) return
+    this.#bytes += chunk.length
     if (this.#stash !== null || this.#holds !== 0) {
       // parsing is paused; keep the bytes in order (bounded: the socket is paused too)
       this.#stash = this.#stash === null ? chunk : Buffer.concat([this.#stash, chunk])
@@ -164,9 +176,12 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
       const ret = this.#parser.execute(chunk)
       if (ret !== Errno.OK) this.#parseStopped(ret, chunk)
       else if (this.#wait === Wait.IDLE && this.#parser.inHead) {
-        // a request head has begun: from now on it must complete within requestHead
+        // a request head has begun: from now on it must complete within requestHead, fast enough
         this.#wait = Wait.HEAD
-        this.deadline = clock.after(this.core.config.timeouts.requestHead)
+        this.#startStretch()
+        this.#bytes = chunk.length
+        this.#headEnd = this.#since + this.core.config.timeouts.requestHead
+        this.deadline = Math.min(this.deadline, this.#headEnd)
       }
     } catch (err) {
       this.onInternalError(err)
@@ -241,11 +256,37 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
     if (this.#wait === Wait.BODY) this.deadline = 0
   }
 
+  /** Measure the head or body from now: its rate, and the time since its last byte. */
+  #startStretch (): void {
+    const now = clock.refresh()
+    this.#since = now
+    this.#lastByteAt = now
+    this.#bytes = 0
+    this.deadline = now + this.#checkEvery()
+  }
+
+  #checkEvery (): number {
+    const t = this.core.config.timeouts
+    return Math.min(1000, t.requestBody, t.requestHead)
+  }
+
+  /** A head or body check: too slow or stalled gives 408, otherwise the next check is armed. Returns true when refused. */
+  #tooSlow (now: number, stalled: boolean): boolean {
+    const minRate = this.core.config.minDataRate
+    const elapsed = now - this.#since
+    const slow = minRate > 0 && elapsed >= RATE_GRACE_MS && this.#bytes * 1000 / elapsed < minRate
+    if (!stalled && !slow) return false
+    const what = this.#wait === Wait.HEAD ? 'request head' : 'request body'
+    const reason = stalled ? `${what} not received in time` : `${what} slower than ${minRate} bytes/s`
+    this.core.clientError(new ProxyError(this.#wait === Wait.HEAD ? 'request_head_timeout' : 'request_body_timeout', reason, 'downstream', 408), this.label)
+    return true
+  }
+
   release (reason: ClientHold): void {
     if ((this.#holds & reason) === 0) return
     this.#holds &= ~reason
     if (this.#holds === 0) {
-      if (this.#wait === Wait.BODY) this.deadline = clock.after(this.core.config.timeouts.requestBody)
+      if (this.#wait === Wait.BODY) this.#startStretch()
       this.#resume()
     }
   }
@@ -380,17 +421,23 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
   }
 
   onTimeout (): void {
+    const now = clock.now
     if (this.#wait === Wait.BODY && this.#receiving !== null) {
-      const error = new ProxyError('request_body_timeout', 'request body stalled', 'downstream', 408)
-      this.core.clientError(error, this.label)
+      if (!this.#tooSlow(now, now - this.#lastByteAt >= this.core.config.timeouts.requestBody)) {
+        this.deadline = now + this.#checkEvery()
+        return
+      }
       const exchange = this.#receiving
       this.#receiving = null
       this.#wait = Wait.NONE
-      exchange.fail(error)
+      exchange.fail(new ProxyError('request_body_timeout', 'request body too slow or stalled', 'downstream', 408))
       return
     }
     if (this.#wait === Wait.HEAD) {
-      this.core.clientError(new ProxyError('request_head_timeout', 'request head not received in time', 'downstream', 408), this.label)
+      if (!this.#tooSlow(now, now >= this.#headEnd)) {
+        this.deadline = Math.min(now + this.#checkEvery(), this.#headEnd)
+        return
+      }
       this.stopReading()
       this.respondLocally(408)
       return

@@ -37,7 +37,8 @@ t.test('POST with a Content-Length body: body bytes unchanged', async t => {
 t.test('the request target goes upstream exactly as the client sent it', async t => {
   const origin = await startOrigin(t, () => ok())
   const { port } = await startProxy(t, { targets: [origin.target] })
-  const targets = ['/a%20b/../c/./d?x=%zz&y=&&z', '/', '*', 'http://other.test:81/abs?x=1', '/%E2%82%AC//double//slash']
+  // an absolute-form target must name the Host header's host (a different one is refused: spec/e2e/limits.ts)
+  const targets = ['/a%20b/../c/./d?x=%zz&y=&&z', '/', '*', 'http://h/abs?x=1', '/%E2%82%AC//double//slash']
   for (const target of targets) {
     const method = target === '*' ? 'OPTIONS' : 'GET'
     const res = await exchange(port, `${method} ${target} HTTP/1.1\r\nHost: h\r\n\r\n`, { responses: 1 })

@@ -185,3 +185,37 @@ t.test('timeouts.responseTotal: a response still streaming past it is cut off (t
   t.equal(res.text, 'HTTP/1.1 200 OK\r\nContent-Length: 100\r\nVia: 1.1 rp4\r\n\r\nstart', 'a short body, then the close')
   t.ok(events.upstreamErrors.some(e => e.error.code === 'response_total_timeout'), 'the backend connection was given up with that reason')
 })
+
+t.test('minDataRate: a head trickled one byte at a time is refused long before timeouts.requestHead', async t => {
+  const origin = await startOrigin(t, () => ok())
+  const { port, events } = await startProxy(t, { targets: [origin.target], minDataRate: 100, timeouts: { requestHead: 60_000 } })
+  const client = await RawClient.connect(port)
+  t.teardown(() => client.destroy())
+  const head = 'GET / HTTP/1.1\r\nHost: h\r\nX-Slow: ' + 'a'.repeat(200) + '\r\n\r\n'
+  const started = Date.now()
+  // one byte every 50 ms (20 bytes/s), bounded by the head's length
+  for (let i = 0; i < head.length && !client.closed && client.raw().length === 0; i++) {
+    await client.write(head[i])
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  await client.waitResponses(1)
+  t.equal(client.text(), rp4Error(408, 'Request Timeout', true))
+  t.ok(Date.now() - started < 10_000, 'refused after the grace period, not after the 60 s head timeout')
+  t.equal(origin.requests.length, 0)
+  t.ok(events.clientErrors.some(e => e.error.code === 'request_head_timeout' && /slower than 100/.test(e.error.message)))
+})
+
+t.test('minDataRate: a body trickled slower than the rate gets 408', async t => {
+  const origin = await startOrigin(t, () => ok())
+  const { port } = await startProxy(t, { targets: [origin.target], minDataRate: 100 })
+  const client = await RawClient.connect(port)
+  t.teardown(() => client.destroy())
+  await client.write('POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\n')
+  for (let i = 0; i < 1000 && !client.closed && client.raw().length === 0; i++) {
+    await client.write('x')
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  await client.waitResponses(1)
+  t.equal(client.text(), rp4Error(408, 'Request Timeout', true))
+  t.equal(origin.requests.length, 0, 'the cut request never completed upstream')
+})
