@@ -21,7 +21,8 @@ import { clock, type Timed } from '../core/clock.js'
 import { ProxyError } from '../core/errors.js'
 import { kOwner } from '../core/symbols.js'
 import type { ProxyCore } from '../proxy/core.js'
-import { Passthrough, TargetGroup, type PassthroughHost } from '../tcp/passthrough.js'
+import { Passthrough, type PassthroughHost } from '../tcp/passthrough.js'
+import { Balancer } from '../upstream/balancer.js'
 import { CertificateStore } from '../tls/certificates.js'
 import { HelloStatus, parseClientHello } from '../tls/client-hello.js'
 import { Handshake, type HandshakeHost } from '../tls/terminate.js'
@@ -125,12 +126,12 @@ function onDetectClose (this: OwnedSocket): void { this[kOwner].release() }
 
 /** Server names mapped to backends: exact names, and `*.domain` for one more label. */
 class SniRoutes {
-  readonly exact = new Map<string, TargetGroup>()
-  readonly wildcard = new Map<string, TargetGroup>()
+  readonly exact = new Map<string, Balancer>()
+  readonly wildcard = new Map<string, Balancer>()
 
   constructor (config: Config) {
     for (const route of config.tls.passthrough) {
-      const group = new TargetGroup([route.target], config.timeouts.failedTarget)
+      const group = new Balancer([route.target], config.timeouts.failedTarget)
       if (route.name.startsWith('*.')) this.wildcard.set(route.name.slice(2), group)
       else this.exact.set(route.name, group)
     }
@@ -138,7 +139,7 @@ class SniRoutes {
 
   get size (): number { return this.exact.size + this.wildcard.size }
 
-  find (name: string): TargetGroup | undefined {
+  find (name: string): Balancer | undefined {
     const found = this.exact.get(name)
     if (found !== undefined) return found
     const dot = name.indexOf('.')
@@ -154,15 +155,15 @@ export class Listener implements PassthroughHost, HandshakeHost {
   readonly detecting = new Set<Detection>()
   readonly #handshakes = new Set<Handshake>()
   readonly #tunnels = new Set<Passthrough>()
-  readonly #targets: TargetGroup
-  readonly #fallback: TargetGroup | null
+  readonly #targets: Balancer
+  readonly #fallback: Balancer | null
   readonly #routes: SniRoutes
 
   constructor (core: ProxyCore, hooks: ListenerHooks) {
     this.core = core
     const config = this.config = core.config
-    this.#targets = new TargetGroup(config.targets, config.timeouts.failedTarget)
-    this.#fallback = config.tcpFallback === null ? null : new TargetGroup(config.tcpFallback, config.timeouts.failedTarget)
+    this.#targets = new Balancer(config.targets, config.timeouts.failedTarget)
+    this.#fallback = config.tcpFallback === null ? null : new Balancer(config.tcpFallback, config.timeouts.failedTarget)
     this.#routes = new SniRoutes(config)
     this.certificates = config.tls.certificates.length === 0
       ? null

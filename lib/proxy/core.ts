@@ -39,7 +39,7 @@ export class ProxyCore {
     this.config = config
     this.#events = events
     this.pools = config.targets.map((target, i) => new Pool(this, target, i))
-    this.balancer = new Balancer(this.pools, config.timeouts.failedTarget)
+    this.balancer = new Balancer(config.targets, config.timeouts.failedTarget)
     this.rateLimiter = config.rateLimit === null ? null : new RateLimiter(config.rateLimit.rate, config.rateLimit.burst)
   }
 

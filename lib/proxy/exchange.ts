@@ -93,7 +93,8 @@ export class Exchange {
   /** Choose a target and ask its pool for a connection. */
   dispatch (): void {
     const core = this.client.core
-    const pool = core.balancer.pick(this.#firstPool, this.#attempt)
+    const index = core.balancer.pick(this.#firstPool, this.#attempt)
+    const pool = index === -1 ? null : core.pools[index]
     if (pool === null) {
       this.fail(new ProxyError('no_target', 'every target failed', 'upstream', 502))
       return
@@ -252,7 +253,7 @@ export class Exchange {
 
   onConnectFailed (error: ProxyError, pool: Pool): void {
     this.client.core.upstreamError(error, pool.target.authority)
-    this.client.core.balancer.markDown(pool)
+    this.client.core.balancer.markDown(pool.index)
     // answered or abandoned meanwhile: nothing to fail over
     if (this.settled) return
     this.#attempt++

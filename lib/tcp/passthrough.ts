@@ -13,42 +13,7 @@ import { clock, type Timed } from '../core/clock.js'
 import { ProxyError } from '../core/errors.js'
 import { kOwner } from '../core/symbols.js'
 import { relay, type Relay } from './relay.js'
-
-/** Backends of one route, round robin; one that refused is skipped for a while (passive health). */
-export class TargetGroup {
-  readonly targets: readonly TargetConfig[]
-  readonly #downUntil: number[]
-  readonly #retryAfter: number
-  #next = 0
-
-  constructor (targets: readonly TargetConfig[], failedTargetMs: number) {
-    this.targets = targets
-    this.#downUntil = targets.map(() => 0)
-    this.#retryAfter = failedTargetMs
-  }
-
-  /** The target index for the `attempt`-th try (0 first) of a connection whose first try was `first`; -1 when all were tried. */
-  pick (first: number, attempt: number): number {
-    const n = this.targets.length
-    if (attempt >= n) return -1
-    if (attempt > 0) return (first + attempt) % n
-    const now = clock.now
-    for (let i = 0; i < n; i++) {
-      const index = (this.#next + i) % n
-      if (this.#downUntil[index] <= now) {
-        this.#next = (index + 1) % n
-        return index
-      }
-    }
-    // every target is down: try them anyway, one may be back
-    const index = this.#next
-    this.#next = (index + 1) % n
-    return index
-  }
-
-  markDown (index: number): void { this.#downUntil[index] = clock.after(this.#retryAfter) }
-  markUp (index: number): void { this.#downUntil[index] = 0 }
-}
+import { Balancer } from '../upstream/balancer.js'
 
 /** What a passthrough needs from the proxy around it. */
 export interface PassthroughHost {
@@ -64,7 +29,7 @@ interface OwnedSocket extends Socket { [kOwner]: Passthrough }
 export class Passthrough implements Timed {
   readonly #host: PassthroughHost
   readonly #client: OwnedSocket
-  readonly #group: TargetGroup
+  readonly #group: Balancer
   /** Bytes already read from the client, sent to the backend first (kept until one connects, for failover). */
   readonly #initial: Buffer | null
   #upstream: OwnedSocket | null = null
@@ -76,7 +41,7 @@ export class Passthrough implements Timed {
   #done = false
   deadline = 0
 
-  constructor (host: PassthroughHost, client: Socket, initial: Buffer | null, group: TargetGroup) {
+  constructor (host: PassthroughHost, client: Socket, initial: Buffer | null, group: Balancer) {
     this.#host = host
     this.#client = client as OwnedSocket
     this.#group = group

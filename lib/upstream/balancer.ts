@@ -1,54 +1,46 @@
 /**
- * Round robin over the targets, skipping a target for a while after it failed to connect
- * (passive health), and failing over to the next target when a connect fails.
+ * Round robin over one route's targets, skipping a target for a while after it failed to connect
+ * (passive health), and failing over to the next target when a connect fails. Index-based, so
+ * that HTTP pools and raw TCP relays use the same one.
  */
 import { clock } from '../core/clock.js'
 import type { TargetConfig } from '../config/resolve.js'
-import type { Pool } from './pool.js'
 
 export class Balancer {
-  readonly pools: readonly Pool[]
+  readonly targets: readonly TargetConfig[]
+  readonly #downUntil: number[]
   readonly #retryAfter: number
   #next = 0
 
-  constructor (pools: readonly Pool[], failedTargetMs: number) {
-    this.pools = pools
+  constructor (targets: readonly TargetConfig[], failedTargetMs: number) {
+    this.targets = targets
+    this.#downUntil = targets.map(() => 0)
     this.#retryAfter = failedTargetMs
   }
 
   /**
-   * The pool for a request's `attempt`-th try (0 first). First tries rotate; a failover takes the
-   * targets after the first one in order, so that every target is tried once before giving up.
-   * Targets marked down are skipped while any other is up. Returns null when every target was tried.
+   * The target index for the `attempt`-th try (0 first) of a request or connection whose first
+   * try was `first`; -1 when every target was tried. First tries rotate over the targets that are
+   * up (all of them when none is: one may be back); a failover takes the targets after the first
+   * one in order, so that each is tried once.
    */
-  pick (first: number, attempt: number): Pool | null {
-    const pools = this.pools
-    const n = pools.length
-    if (attempt >= n) return null
-    if (attempt === 0) {
-      const now = clock.now
-      for (let i = 0; i < n; i++) {
-        const pool = pools[(this.#next + i) % n]
-        if (pool.downUntil <= now) {
-          this.#next = (pool.index + 1) % n
-          return pool
-        }
+  pick (first: number, attempt: number): number {
+    const n = this.targets.length
+    if (attempt >= n) return -1
+    if (attempt > 0) return (first + attempt) % n
+    const now = clock.now
+    for (let i = 0; i < n; i++) {
+      const index = (this.#next + i) % n
+      if (this.#downUntil[index] <= now) {
+        this.#next = (index + 1) % n
+        return index
       }
-      // every target is down: try them anyway, a target may have come back
-      const pool = pools[this.#next]
-      this.#next = (this.#next + 1) % n
-      return pool
     }
-    return pools[(first + attempt) % n]
+    const index = this.#next
+    this.#next = (index + 1) % n
+    return index
   }
 
-  markDown (pool: Pool): void {
-    pool.downUntil = clock.after(this.#retryAfter)
-  }
-
-  markUp (pool: Pool): void {
-    pool.downUntil = 0
-  }
+  markDown (index: number): void { this.#downUntil[index] = clock.after(this.#retryAfter) }
+  markUp (index: number): void { this.#downUntil[index] = 0 }
 }
-
-export type { TargetConfig }

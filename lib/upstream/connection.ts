@@ -188,7 +188,7 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
     const opener = this.#opener!
     this.#opener = null
     opener.connecting = null
-    this.pool.core.balancer.markUp(this.pool)
+    this.pool.core.balancer.markUp(this.pool.index)
     if (opener.settled) {
       // its client went away or it failed meanwhile: the new connection serves someone else
       this.#state = State.ACTIVE

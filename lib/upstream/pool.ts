@@ -13,8 +13,6 @@ export class Pool {
   readonly target: TargetConfig
   readonly index: number
   readonly core: ProxyCore
-  /** Balancer state: the target is skipped until then (clock ms), 0 when up. */
-  downUntil = 0
 
   readonly #idle: UpstreamConnection[] = []
   readonly #open = new Set<UpstreamConnection>()
