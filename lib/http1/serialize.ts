@@ -70,7 +70,10 @@ export function planRequest (head: MessageHead, ctx: ForwardContext): RequestPla
 
   let invalid = ''
   const http11 = head.versionMajor === 1 && head.versionMinor === 1
-  if (hosts > 1) invalid = 'several Host headers'
+  // HTTP/0.9 has no headers to check, and HTTP/2 does not come in this syntax
+  if (head.versionMajor !== 1) invalid = `HTTP/${head.versionMajor}.${head.versionMinor} request line`
+  else if (hosts > 1) invalid = 'several Host headers'
+  else if (hosts === 1 && !VALID_HOST.test(host)) invalid = 'Host is not a host[:port]'
   else if (hosts === 0 && http11) invalid = 'HTTP/1.1 request without Host'
   // llhttp refuses these too, but only after the head is handed over: refusing here means no
   // backend connection is even opened for them
@@ -116,6 +119,9 @@ export function planRequest (head: MessageHead, ctx: ForwardContext): RequestPla
     invalid,
   }
 }
+
+/** RFC 9112 3.2 / RFC 3986 authority without userinfo: reg-name or IPv4, or an IP literal, then an optional port. */
+const VALID_HOST = /^[ \t]*(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+;=]*)(?::[0-9]*)?[ \t]*$/
 
 /**
  * For an absolute-form target (`GET http://a.test/x HTTP/1.1`): its authority must be the Host
