@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { runDemo } from './demo.js'
-import { createProxy, parseHostPort, parseTarget, DEFAULT_TIMEOUTS, DEFAULT_UPSTREAM, DEFAULTS, type ProxyOptions, type Proxy } from '../lib/index.js'
+import { createProxy, parseCidr, parseHostPort, parseTarget, DEFAULT_TIMEOUTS, DEFAULT_UPSTREAM, DEFAULT_LIMITS, DEFAULTS, type ProxyOptions, type Proxy } from '../lib/index.js'
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
 
@@ -74,6 +74,16 @@ Options:
                               with Retry-After (default: no limit)
   --rate-burst N              requests a client may send at once before the rate applies
                               (default: RATE rounded up)
+  --allow CIDR                only clients in these IPs or ranges may connect;
+                              repeat for several (10.0.0.0/8, 2001:db8::/32)
+  --deny CIDR                 clients in these IPs or ranges may not connect,
+                              whatever --allow says; repeat for several
+  --access-file FILE          "allow CIDR" / "deny CIDR" lines (# comments), added
+                              to --allow/--deny; re-read when it changes
+  --max-connections N         open client connections in all; a new one over it
+                              is closed at once (default ${DEFAULT_LIMITS.maxConnections})
+  --max-connections-per-ip N  open connections per client IP (IPv6: per /64)
+                              (default ${DEFAULT_LIMITS.maxConnectionsPerIp})
   --access-log                one line per response on stderr
   -q, --quiet                 no startup line, no error lines
   -h, --help                  this help
@@ -88,6 +98,7 @@ Examples:
   rp4 listen :443 --to 127.0.0.1:3000 --cert site.pem --key site.key
   rp4 listen :443 --to 10.0.0.5:443 --sni db.example.com=10.0.0.9:443
   rp4 listen :8080 --to https://api.internal:8443 --ca internal-ca.pem
+  rp4 listen :8080 --to 127.0.0.1:3000 --allow 10.0.0.0/8 --deny 10.0.9.0/24
 `
 
 function ms (value: number): string {
@@ -151,6 +162,11 @@ const FLAGS = {
   'tls-handshake-timeout': { type: 'string' },
   ca: { type: 'string', multiple: true },
   'insecure-upstream': { type: 'boolean' },
+  allow: { type: 'string', multiple: true },
+  deny: { type: 'string', multiple: true },
+  'access-file': { type: 'string' },
+  'max-connections': { type: 'string' },
+  'max-connections-per-ip': { type: 'string' },
   'access-log': { type: 'boolean' },
   quiet: { type: 'boolean', short: 'q' },
   help: { type: 'boolean', short: 'h' },
@@ -210,7 +226,7 @@ function parseCli (argv: string[]): Cli | 'help' | 'version' | { demo: string } 
   if (values['tls-handshake-timeout'] !== undefined) timeouts.tlsHandshake = duration('--tls-handshake-timeout', values['tls-handshake-timeout'])
 
   const options: ProxyOptions = { listen, targets, timeouts, upstream }
-  Object.assign(options, tcpOptions(values), tlsOptions(values))
+  Object.assign(options, tcpOptions(values), tlsOptions(values), accessOptions(values))
   if (values['max-pipelined'] !== undefined) options.maxPipelinedRequests = count('--max-pipelined', values['max-pipelined'], 1)
   if (values['max-header-size'] !== undefined) options.maxHeaderSize = count('--max-header-size', values['max-header-size'], 256)
   if (values['max-request-line'] !== undefined) options.maxRequestLine = count('--max-request-line', values['max-request-line'], 16)
@@ -252,6 +268,27 @@ function tcpOptions (values: Values): Partial<ProxyOptions> {
     }
     out.tcpFallback = fallback
   }
+  return out
+}
+
+function accessOptions (values: Values): Partial<ProxyOptions> {
+  const out: Partial<ProxyOptions> = {}
+  for (const [flag, list] of [['--allow', values.allow], ['--deny', values.deny]] as const) {
+    for (const text of list ?? []) {
+      const check = parseCidr(text)
+      if (typeof check === 'string') throw new UsageError(`${flag}: ${check}`)
+    }
+  }
+  if (values.allow !== undefined || values.deny !== undefined || values['access-file'] !== undefined) {
+    out.access = {}
+    if (values.allow !== undefined) out.access.allow = values.allow
+    if (values.deny !== undefined) out.access.deny = values.deny
+    if (values['access-file'] !== undefined) out.access.file = values['access-file']
+  }
+  const limits: ProxyOptions['limits'] = {}
+  if (values['max-connections'] !== undefined) limits.maxConnections = count('--max-connections', values['max-connections'], 1)
+  if (values['max-connections-per-ip'] !== undefined) limits.maxConnectionsPerIp = count('--max-connections-per-ip', values['max-connections-per-ip'], 1)
+  if (Object.keys(limits).length > 0) out.limits = limits
   return out
 }
 

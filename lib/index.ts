@@ -13,13 +13,14 @@ import type { ProxyEvents } from './core/events.js'
 import { ProxyCore } from './proxy/core.js'
 import { Listener, type ListenerEvents } from './listener/listener.js'
 
-export type { ProxyOptions, TimeoutOptions, UpstreamOptions, TlsOptions, UpstreamTlsOptions, CertificateFiles } from './config/options.js'
+export type { ProxyOptions, TimeoutOptions, UpstreamOptions, TlsOptions, UpstreamTlsOptions, CertificateFiles, AccessOptions, LimitOptions } from './config/options.js'
 export type { ProxyEvents, RequestInfo, ResponseInfo } from './core/events.js'
 export type { ListenerEvents } from './listener/listener.js'
 export type { Config } from './config/resolve.js'
 export { ProxyError, type ErrorSource } from './core/errors.js'
-export { resolveConfig, parseTarget, DEFAULT_TIMEOUTS, DEFAULT_UPSTREAM, DEFAULT_TLS, DEFAULTS } from './config/resolve.js'
+export { resolveConfig, parseTarget, DEFAULT_TIMEOUTS, DEFAULT_UPSTREAM, DEFAULT_TLS, DEFAULT_LIMITS, DEFAULTS } from './config/resolve.js'
 export { parseHostPort, formatHostPort } from './config/address.js'
+export { parseCidr } from './listener/access.js'
 
 export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
   readonly config: Config
@@ -62,9 +63,13 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
     return this.#server.address() as AddressInfo | null
   }
 
-  /** Open connections: HTTP clients, raw TCP relays (passthrough, relayed TLS), and upstream per target. */
-  stats (): { clients: number, tcp: number, errors: Record<string, number>, upstream: Array<{ target: string, open: number, idle: number }> } {
+  /**
+   * Open connections: every accepted client connection counted by the caps, HTTP clients, raw TCP
+   * relays (passthrough, relayed TLS), and upstream per target.
+   */
+  stats (): { connections: number, clients: number, tcp: number, errors: Record<string, number>, upstream: Array<{ target: string, open: number, idle: number }> } {
     return {
+      connections: this.#listener.connectionCount,
       clients: this.#core.clients.size,
       tcp: this.#listener.tunnelCount,
       errors: Object.fromEntries(this.#core.errorCounts),

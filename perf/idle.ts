@@ -56,6 +56,10 @@ export async function runIdle (requested: number, originPort: number, tools: Too
   const nofile = Math.min(limits.hard, count + FD_MARGIN)
   // a long client idle timeout, when rp4 has the flag: the connections must outlive the measurement
   const idleFlag = tools.rp4.flags.includes('--client-idle-timeout') ? ['--client-idle-timeout', '10m'] : []
+  // every connection comes from one address: the connection caps, when rp4 has them, must let them all in
+  if (tools.rp4.flags.includes('--max-connections-per-ip')) {
+    idleFlag.push('--max-connections', String(count + 100), '--max-connections-per-ip', String(count + 100))
+  }
 
   const group = new ProcessGroup()
   try {

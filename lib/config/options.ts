@@ -45,6 +45,29 @@ export interface ProxyOptions {
   rateLimit?: { rate: number, burst?: number }
   /** Value of the `Via` header rp4 adds (`1.1 <via>`). */
   via?: string
+  /** Which client addresses may connect: checked when a connection is accepted, before any byte is read. */
+  access?: AccessOptions
+  /** Caps on open client connections, checked when a connection is accepted. */
+  limits?: Partial<LimitOptions>
+}
+
+export interface AccessOptions {
+  /** IPs or CIDR ranges (`10.0.0.0/8`, `2001:db8::/32`); when given, only these may connect. */
+  allow?: string[]
+  /** IPs or CIDR ranges that may never connect; wins over `allow`. */
+  deny?: string[]
+  /**
+   * A file of `allow CIDR` / `deny CIDR` lines (`#` comments), added to `allow` and `deny`;
+   * re-read when its modification time changes (checked every 2 s).
+   */
+  file?: string
+}
+
+export interface LimitOptions {
+  /** Open client connections in all (HTTP, TLS, raw TCP); over it, a new one is closed at once. */
+  maxConnections: number
+  /** Open client connections per client IP (IPv6: per /64); over it, a new one is closed at once. */
+  maxConnectionsPerIp: number
 }
 
 export interface TimeoutOptions {

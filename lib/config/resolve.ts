@@ -6,7 +6,8 @@ import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import type { ConnectionOptions } from 'node:tls'
 import { parseHostPort, formatHostPort, type HostPort } from './address.js'
-import type { CertificateFiles, ProxyOptions, TimeoutOptions, UpstreamOptions } from './options.js'
+import type { CertificateFiles, LimitOptions, ProxyOptions, TimeoutOptions, UpstreamOptions } from './options.js'
+import { parseCidr, type AccessRule } from '../listener/access.js'
 
 export interface TargetConfig extends HostPort {
   /** `HOST:PORT` as shown in logs and events, and sent as Host to HTTP/1.0 requests without one. */
@@ -52,6 +53,16 @@ export interface Config {
   /** Backends for connections that are neither HTTP nor TLS; null closes them. */
   tcpFallback: readonly TargetConfig[] | null
   tls: Readonly<TlsConfig>
+  /** null: every address may connect. */
+  access: Readonly<AccessConfig> | null
+  limits: Readonly<LimitOptions>
+}
+
+export interface AccessConfig {
+  /** The `allow` and `deny` options, in that order. */
+  rules: readonly AccessRule[]
+  /** Read and watched by the listener; null: none. */
+  file: string | null
 }
 
 export const DEFAULT_TIMEOUTS: Readonly<TimeoutOptions> = Object.freeze({
@@ -82,6 +93,13 @@ export const DEFAULT_UPSTREAM: Readonly<UpstreamOptions> = Object.freeze({
   pipelining: 1,
 })
 
+export const DEFAULT_LIMITS: Readonly<LimitOptions> = Object.freeze({
+  // well below a typical open-files limit of 65536, well above what one rp4 process serves well
+  maxConnections: 10_000,
+  // one client (or one NAT) cannot take every descriptor; browsers open 6 per host
+  maxConnectionsPerIp: 256,
+})
+
 export const DEFAULTS = Object.freeze({
   maxPipelinedRequests: 32,
   maxHeaderSize: 65_536,
@@ -99,7 +117,7 @@ export const DEFAULTS = Object.freeze({
 
 const TOP_KEYS = new Set(['listen', 'targets', 'timeouts', 'upstream', 'maxPipelinedRequests', 'maxHeaderSize', 'via',
   'maxRequestLine', 'maxHeaders', 'maxBodySize', 'minDataRate', 'hideHeaders', 'ownErrorPages', 'rateLimit',
-  'tcp', 'tcpFallback', 'tls', 'upstreamTls'])
+  'tcp', 'tcpFallback', 'tls', 'upstreamTls', 'access', 'limits'])
 
 function fail (message: string): never {
   throw new TypeError(message)
@@ -226,6 +244,28 @@ function rateLimit (input: unknown): Readonly<{ rate: number, burst: number }> |
   return Object.freeze({ rate, burst: size })
 }
 
+function resolveAccess (input: ProxyOptions['access']): Readonly<AccessConfig> | null {
+  if (input === undefined) return null
+  if (typeof input !== 'object' || input === null) fail('option access must be an object { allow, deny, file }')
+  checkKeys(input, ['allow', 'deny', 'file'], 'access.')
+  const rules: AccessRule[] = []
+  for (const action of ['allow', 'deny'] as const) {
+    const list = input[action]
+    if (list === undefined) continue
+    if (!Array.isArray(list)) fail(`option access.${action} must be an array of IPs or CIDR ranges`)
+    list.forEach((text: unknown, i) => {
+      if (typeof text !== 'string') fail(`option access.${action}[${i}] must be a string, an IP or CIDR range`)
+      const range = parseCidr(text)
+      if (typeof range === 'string') fail(`option access.${action}[${i}]: ${range}`)
+      rules.push(Object.freeze({ action, range: Object.freeze(range) }))
+    })
+  }
+  if (input.file !== undefined && (typeof input.file !== 'string' || input.file === '')) fail('option access.file must be a file name')
+  const file = input.file ?? null
+  if (rules.length === 0 && file === null) return null
+  return Object.freeze({ rules: Object.freeze(rules), file })
+}
+
 function flag (value: unknown, name: string): boolean {
   if (typeof value !== 'boolean') fail(`option ${name} must be true or false`)
   return value
@@ -278,6 +318,8 @@ export function resolveConfig (options: ProxyOptions): Config {
   integer(upstream.maxConnections, 'upstream.maxConnections', 1, 1_000_000)
   integer(upstream.pipelining, 'upstream.pipelining', 1, 1024)
 
+  const limits = section(options.limits, DEFAULT_LIMITS, 'limits', 1, 10_000_000)
+
   const via = options.via ?? DEFAULTS.via
   if (typeof via !== 'string' || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(via)) fail('option via must be an HTTP token, e.g. "rp4"')
 
@@ -305,5 +347,7 @@ export function resolveConfig (options: ProxyOptions): Config {
     tcp,
     tcpFallback,
     tls,
+    access: resolveAccess(options.access),
+    limits,
   })
 }

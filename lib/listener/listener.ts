@@ -27,6 +27,11 @@ import { CertificateStore } from '../tls/certificates.js'
 import { HelloStatus, parseClientHello } from '../tls/client-hello.js'
 import { Handshake, type HandshakeHost } from '../tls/terminate.js'
 import { sniff, Verdict } from './sniff.js'
+import { AccessControl, parseAddress } from './access.js'
+import { Admission, ConnectionCaps } from './caps.js'
+
+/** How often an access file is checked for changes, ms. */
+const ACCESS_RELOAD_INTERVAL = 2000
 
 /** Events of the listener, on top of the engine's. */
 export interface ListenerEvents {
@@ -158,6 +163,8 @@ export class Listener implements PassthroughHost, HandshakeHost {
   readonly #targets: Balancer
   readonly #fallback: Balancer | null
   readonly #routes: SniRoutes
+  readonly #access: AccessControl | null
+  readonly #caps: ConnectionCaps
 
   constructor (core: ProxyCore, hooks: ListenerHooks) {
     this.core = core
@@ -172,6 +179,15 @@ export class Listener implements PassthroughHost, HandshakeHost {
         onReloadError: err => core.clientError(new ProxyError('certificate_reload_failed',
           `certificates not reloaded, the previous ones stay: ${err.message}`, 'internal', 0), ''),
       })
+    // the access file loads here: a line that does not parse throws now, naming the file and the line
+    this.#access = config.access === null
+      ? null
+      : new AccessControl(config.access.rules, config.access.file, ACCESS_RELOAD_INTERVAL, {
+        onReload: () => {},
+        onReloadError: err => core.clientError(new ProxyError('access_reload_failed',
+          `access file not reloaded, the previous lists stay: ${err.message}`, 'internal', 0), ''),
+      })
+    this.#caps = new ConnectionCaps(config.limits.maxConnections, config.limits.maxConnectionsPerIp)
     // half-open: a client that sends its requests then shuts down its side still gets the answers
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, socket => this.accept(socket))
   }
@@ -182,8 +198,27 @@ export class Listener implements PassthroughHost, HandshakeHost {
   get hasFallback (): boolean { return this.#fallback !== null }
   /** Connections relayed raw (passthrough, fallback, relayed TLS), connecting or relaying. */
   get tunnelCount (): number { return this.#tunnels.size }
+  /** Accepted client connections not closed yet, of every kind. */
+  get connectionCount (): number { return this.#caps.open }
 
   accept (socket: Socket): void {
+    // refused connections are destroyed here, before any byte of theirs is read
+    const remote = socket.remoteAddress
+    const address = remote === undefined ? null : parseAddress(remote)
+    if (address === null) {
+      // the client is already gone (no address left to read), or an address no list could judge
+      socket.destroy()
+      return
+    }
+    if (this.#access !== null && !this.#access.list.accepts(address)) {
+      return this.#refuse(socket, 'access_denied', 'client address refused by the access lists')
+    }
+    const admission = this.#caps.admit(socket, address)
+    if (admission !== Admission.OK) {
+      return this.#refuse(socket, 'too_many_connections', admission === Admission.GLOBAL
+        ? `${this.#caps.max} connections open (limits.maxConnections)`
+        : `${this.#caps.maxPerIp} connections open from this client (limits.maxConnectionsPerIp)`)
+    }
     if (this.config.tcp) {
       this.#tunnels.add(new Passthrough(this, socket, null, this.#targets))
       return
@@ -218,6 +253,13 @@ export class Listener implements PassthroughHost, HandshakeHost {
     this.#handshakes.add(new Handshake(this, socket, data, context, serverName, label(socket)))
   }
 
+  #refuse (socket: Socket, code: string, message: string): void {
+    const client = label(socket)
+    socket.on('error', ignore)
+    socket.destroy()
+    this.core.clientError(new ProxyError(code, message, 'downstream', 0), client)
+  }
+
   /** Close a connection that goes nowhere: after a FIN, so that the client sees a clean end. */
   drop (detection: Detection): void {
     const socket = detection.socket
@@ -250,6 +292,7 @@ export class Listener implements PassthroughHost, HandshakeHost {
    */
   close (): void {
     this.certificates?.close()
+    this.#access?.close()
     for (const detection of [...this.detecting]) detection.socket.destroy()
     for (const handshake of [...this.#handshakes]) handshake.destroy()
     for (const tunnel of [...this.#tunnels]) tunnel.destroy()

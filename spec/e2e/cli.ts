@@ -130,7 +130,30 @@ const BAD: Array<[string, string[], string]> = [
   ['IPv6 target without brackets', ['listen', '127.0.0.1:0', '--to', '::1:80'], '::1:80'],
   ['missing --to', ['listen', '127.0.0.1:0'], '--to'],
   ['bad duration', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--timeout', 'soon'], 'soon'],
+  ['bad --allow range', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--allow', '10.0.0.0/40'], '--allow: "10.0.0.0/40"'],
+  ['bad --deny address', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--deny', 'nope'], '--deny: "nope"'],
+  ['missing --access-file', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--access-file', '/nonexistent/rp4-access'], '"/nonexistent/rp4-access" cannot read it'],
+  ['bad --max-connections-per-ip', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--max-connections-per-ip', '0'], '--max-connections-per-ip'],
+  ['bad --max-connections', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--max-connections', 'many'], '--max-connections'],
 ]
+
+t.test('--deny and --max-connections-per-ip: a refused connection is closed and logged', async t => {
+  if (!checkBuilt(t, 'dist/bin/rp4.js')) return
+  const origin = await startOrigin(t, () => ok())
+  const r = run(t, ['listen', '127.0.0.1:0', '--to', origin.target, '--deny', '127.0.0.3', '--allow', '127.0.0.0/8', '--max-connections-per-ip', '1', '--max-connections', '5'])
+  const { port } = await r.listening()
+  const refused = await exchange(port, 'GET / HTTP/1.1\r\nHost: h\r\n\r\n', { localAddress: '127.0.0.3' })
+  t.equal(refused.raw.length, 0, 'the denied client gets nothing')
+  await r.until(() => r.stderr.includes('access_denied'), 5000, 'the refusal on stderr')
+  t.match(r.stderr, /client 127\.0\.0\.3:\d+: access_denied/)
+  const held = await RawClient.connect(port, { localAddress: '127.0.0.2' })
+  t.teardown(() => held.destroy())
+  await held.write('GET / HTTP/1.1\r\nHost: h\r\n\r\n')
+  await held.waitResponses(1)
+  const second = await exchange(port, 'GET / HTTP/1.1\r\nHost: h\r\n\r\n', { localAddress: '127.0.0.2' })
+  t.equal(second.raw.length, 0, 'a second connection from the same client is closed')
+  await r.until(() => r.stderr.includes('too_many_connections'), 5000, 'the cap on stderr')
+})
 
 t.test('bad arguments: a message naming the problem, non-zero exit, nothing listening', async t => {
   if (!checkBuilt(t, 'dist/bin/rp4.js')) return

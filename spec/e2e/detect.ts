@@ -143,7 +143,9 @@ t.test('TLS: the ClientHello split at every offset reaches the backend byte for 
   const hello = await captureClientHello(t, 'split.test')
   t.equal(parseClientHello(hello).serverName, 'split.test')
   const backend = await startTcpBackend(t)
-  const { port } = await startProxy(t, { targets: [backend.target] })
+  // each relay stays half-open (the backend never ends its side): one per split offset, more than
+  // the default per-IP cap of 256
+  const { port } = await startProxy(t, { targets: [backend.target], limits: { maxConnectionsPerIp: 4096 } })
   for (let at = 1; at < hello.length; at++) {
     const client = await connectRaw(port)
     client.socket.write(hello.subarray(0, at))
