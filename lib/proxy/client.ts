@@ -10,7 +10,7 @@ import { kOwner } from '../core/symbols.js'
 import { CB_OK, CB_PAUSE, Errno, ParserType } from '../http1/llhttp.js'
 import { HttpParser, LimitError, type MessageSink } from '../http1/parser.js'
 import type { MessageHead } from '../http1/head.js'
-import { BodyKind, errorResponse, planRequest } from '../http1/serialize.js'
+import { BodyKind, planRequest } from '../http1/serialize.js'
 import { relay } from '../tcp/relay.js'
 import { ClientHold, Exchange } from './exchange.js'
 import type { ProxyCore } from './core.js'
@@ -508,4 +508,3 @@ function onClose (this: OwnedSocket): void { try { this[kOwner].onClose() } catc
 function onDrain (this: OwnedSocket): void { try { this[kOwner].onDrain() } catch (err) { this[kOwner].onInternalError(err) } }
 function resumeParsing (client: ClientConnection): void { client.resumeParsing() }
 
-export { errorResponse }

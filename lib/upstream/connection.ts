@@ -8,7 +8,7 @@ import { clock, type Timed } from '../core/clock.js'
 import { beginBatch, deferWrites, endBatch, type WriteOwner } from '../core/batch.js'
 import { ProxyError } from '../core/errors.js'
 import { kOwner } from '../core/symbols.js'
-import { CB_OK, Errno, HeadersResult, ParserType } from '../http1/llhttp.js'
+import { CB_OK, Errno, ParserType } from '../http1/llhttp.js'
 import { HttpParser, type MessageSink } from '../http1/parser.js'
 import type { MessageHead } from '../http1/head.js'
 import { ClientHold, type Exchange } from '../proxy/exchange.js'
@@ -310,4 +310,3 @@ function onError (this: OwnedSocket, err: Error): void { this[kOwner].onSocketEr
 function onClose (this: OwnedSocket): void { try { this[kOwner].onClose() } catch (err) { this[kOwner].onInternalError(err) } }
 function onDrain (this: OwnedSocket): void { try { this[kOwner].onDrain() } catch (err) { this[kOwner].onInternalError(err) } }
 
-export { HeadersResult }
