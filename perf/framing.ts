@@ -24,11 +24,15 @@ export interface Head {
   close: boolean
   /** Bytes of the head on the wire, CRLFCRLF included. */
   headBytes: number
+  /** The header lines after the start line, lowercased (CRLF before each), for the few tools that read more. */
+  fields: string
 }
 
 export interface FramerEvents {
   onHead: (head: Head) => void
   onEnd: () => void
+  /** Body bytes (de-chunked), for the tools that check them; the benchmark's own origin and loadgen leave it out. */
+  onBody?: (data: Buffer) => void
 }
 
 export class FramingError extends Error {}
@@ -68,6 +72,7 @@ export class MessageFramer {
         }
         case State.Body: {
           const take = Math.min(this.remaining, data.length - pos)
+          this.events.onBody?.(data.subarray(pos, pos + take))
           pos += take
           this.remaining -= take
           if (this.remaining === 0) this.finish()
@@ -96,6 +101,7 @@ export class MessageFramer {
         }
         case State.ChunkData: {
           const take = Math.min(this.remaining, data.length - pos)
+          this.events.onBody?.(data.subarray(pos, pos + take))
           pos += take
           this.remaining -= take
           if (this.remaining === 0) {
@@ -178,6 +184,7 @@ export class MessageFramer {
       chunked: transfer !== null && transfer.includes('chunked'),
       close,
       headBytes,
+      fields: lower,
     }
   }
 }

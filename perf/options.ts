@@ -16,6 +16,8 @@ export interface RunOptions {
   proxies: RowName[]
   soakS: number | null
   idleCount: number | null
+  /** Requests of the mixed-traffic integrity run through every row, or null. */
+  tortureRequests: number | null
   jsonFile: string | null
   rp4Args: string[]
   wrk: boolean
@@ -31,12 +33,14 @@ export const USAGE = `Usage: node dist/perf/run.js [options]
   --proxies LIST     rows besides "direct": any of rp4,nginx,haproxy (default: all three)
   --soak S           soak mode: scenario 1 load through rp4 for S seconds, RSS sampled
   --idle N           open N idle keep-alive connections to rp4, report RSS per connection
+  --torture N        mixed traffic through every row (64 connections, 16 pipelining, bodies up to
+                     4 MiB both ways, late answers, slow readers): N requests, every byte checked
   --json FILE        also write the JSON results there (always: perf/results/latest.json)
   --rp4-args "..."   extra flags for rp4 (e.g. "--pipelining 4")
   --no-wrk           skip the wrk cross-check
   -h, --help         this text
 
---soak and --idle run only that test unless --only names scenarios as well.
+--soak, --idle and --torture run only that test unless --only names scenarios as well.
 `
 
 export class OptionsError extends Error {}
@@ -62,6 +66,7 @@ export function parseOptions (argv: string[]): RunOptions | 'help' {
         proxies: { type: 'string' },
         soak: { type: 'string' },
         idle: { type: 'string' },
+        torture: { type: 'string' },
         json: { type: 'string' },
         'rp4-args': { type: 'string' },
         'no-wrk': { type: 'boolean', default: false },
@@ -99,6 +104,7 @@ export function parseOptions (argv: string[]): RunOptions | 'help' {
     proxies,
     soakS: values.soak === undefined ? null : positiveNumber('--soak', values.soak, 60),
     idleCount: values.idle === undefined ? null : Math.round(positiveNumber('--idle', values.idle, 10_000)),
+    tortureRequests: values.torture === undefined ? null : Math.round(positiveNumber('--torture', values.torture, 2000)),
     jsonFile: values.json ?? null,
     rp4Args: values['rp4-args'] === undefined ? [] : values['rp4-args'].split(/\s+/).filter(arg => arg !== ''),
     wrk: !values['no-wrk'],

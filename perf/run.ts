@@ -18,6 +18,7 @@ import { formatBytes, ratios, renderText, writeJson, type ScenarioResult } from 
 import { rowUnavailable, detectTools, type RowName, type Tools } from './rows.js'
 import { SCENARIOS, describeLoad, type Scenario } from './scenarios.js'
 import { runSoak, type SoakResult } from './soak.js'
+import { describeTorture, runTortureMode, type TortureRow } from './torture-mode.js'
 
 const ORIGIN_PATH = fileURLToPath(new URL('./origin.js', import.meta.url))
 const LATEST_JSON = fileURLToPath(new URL('../../perf/results/latest.json', import.meta.url))
@@ -173,7 +174,7 @@ async function main (): Promise<number> {
   const origin = originGroup.spawn('origin', process.execPath, [ORIGIN_PATH], { core: CLIENT_CORE })
   const originPort = Number((await waitForStderr(origin, /listening on (\S+):(\d+)/, 10_000))[2])
 
-  const modesOnly = (options.soakS !== null || options.idleCount !== null) && options.only.length === 0
+  const modesOnly = (options.soakS !== null || options.idleCount !== null || options.tortureRequests !== null) && options.only.length === 0
   const scenarios = modesOnly ? [] : await runScenarios(options, tools, originPort, origin.pid)
 
   let check: CrossCheck | null = null
@@ -201,6 +202,11 @@ async function main (): Promise<number> {
     else idle = await runIdle(options.idleCount, originPort, tools, options.rp4Args, progress).catch(err => { modeErrors.push(`idle test failed: ${(err as Error).message}`); return null })
   }
   await originGroup.stopAll()
+  let torture: TortureRow[] | null = null
+  if (options.tortureRequests !== null) {
+    torture = await runTortureMode(options.tortureRequests, options.proxies, tools, options.rp4Args, progress)
+    if (torture.some(r => r.row === 'direct' && r.status === 'failed')) modeErrors.push('torture failed on the direct row: the harness is broken')
+  }
   clearProgress()
 
   const ratioList = ratios(scenarios)
@@ -215,6 +221,7 @@ async function main (): Promise<number> {
   if (checkError !== null) lines.push(`wrk cross-check failed: ${checkError}`)
   if (soak !== null) lines.push(describeSoak(soak))
   if (idle !== null) lines.push(describeIdle(idle))
+  if (torture !== null) lines.push(describeTorture(torture))
   lines.push(...modeErrors)
   process.stdout.write(lines.join('\n') + '\n')
 
@@ -231,6 +238,7 @@ async function main (): Promise<number> {
     crossCheck: check,
     soak,
     idle,
+    torture,
     errors: modeErrors,
   }
   for (const file of [LATEST_JSON, ...(options.jsonFile === null ? [] : [resolve(options.jsonFile)])]) writeJson(file, data)

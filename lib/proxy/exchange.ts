@@ -29,6 +29,12 @@ export class Exchange {
 
   /** The connection carrying this exchange, once attached. */
   upstream: UpstreamConnection | null = null
+  /**
+   * Read holds this exchange put on `upstream` while reading its response there (its turn has not
+   * come, or the client is full): lifted whenever it leaves the connection, so that a connection
+   * never outlives, paused, the exchange that paused it.
+   */
+  #upstreamHolds = 0
   /** The connection being opened for this exchange. */
   connecting: UpstreamConnection | null = null
   /** The pool whose queue this exchange waits in. */
@@ -133,6 +139,7 @@ export class Exchange {
       }
       return
     }
+    if (this.#response === Response.DONE) return // answered early: the rest of the body is dropped
     const conn = this.upstream
     if (conn === null) {
       // kept as views of the client's chunks until a connection is attached
@@ -141,7 +148,6 @@ export class Exchange {
       if (this.#pendingBytes >= PENDING_LIMIT) this.client.hold(ClientHold.PENDING)
       return
     }
-    if (this.#response === Response.DONE) return // answered early: the rest of the body is dropped
     if (!this.#writeRequestBody(conn.socket, body)) this.client.hold(ClientHold.UPSTREAM_FULL)
   }
 
@@ -224,7 +230,7 @@ export class Exchange {
     } else {
       ok = this.#emit(body)
     }
-    if (!ok && this.first) this.upstream!.hold(ReadHold.CLIENT_FULL)
+    if (!ok && this.first) this.#holdUpstream(ReadHold.CLIENT_FULL)
     return CB_OK
   }
 
@@ -233,17 +239,15 @@ export class Exchange {
     if (this.#body === BodyKind.CHUNKED) this.#emit(LAST_CHUNK)
     if (!this.requestComplete) this.closeAfter = true // the rest of the request cannot be skipped safely
     this.#response = Response.DONE
-    this.upstream = null
+    this.#leaveUpstream()
     if (this.first) this.client.advance()
   }
 
   /** The backend accepted the upgrade; `rest` is what it sent after the 101 head. */
   onUpgraded (rest: Buffer): void {
-    const conn = this.upstream!
     // nothing more is parsed on that connection: the tunnel reads it once the 101 is out
-    conn.hold(ReadHold.TUNNEL)
-    this.connectionForUpgrade = conn
-    this.upstream = null
+    this.upstream!.hold(ReadHold.TUNNEL)
+    this.connectionForUpgrade = this.#leaveUpstream()
     this.#upgradeReady = rest
     this.#response = Response.DONE
     if (this.first) this.client.advance()
@@ -266,7 +270,7 @@ export class Exchange {
    * pipelined behind the one that failed.
    */
   onUpstreamClosed (error: ProxyError, mayRetry: boolean): void {
-    this.upstream = null
+    this.#leaveUpstream()
     if (this.#finished) return
     if (mayRetry && !this.#retried && this.#response === Response.NONE && this.#replayable()) {
       this.#retried = true
@@ -319,9 +323,31 @@ export class Exchange {
       // the connection may still serve others once open: let it join the pool
       this.connecting = null
     }
+    const conn = this.#leaveUpstream()
+    if (conn !== null) conn.destroy()
+  }
+
+  /** Pause reading the backend for this exchange's sake; only the exchange reading its response there may. */
+  #holdUpstream (reason: ReadHold): void {
+    const conn = this.upstream
+    if (conn === null || !conn.isReading(this)) return
+    this.#upstreamHolds |= reason
+    conn.hold(reason)
+  }
+
+  #releaseUpstream (reason: ReadHold): void {
+    if ((this.#upstreamHolds & reason) === 0) return
+    this.#upstreamHolds &= ~reason
+    this.upstream!.release(reason)
+  }
+
+  /** Off the connection for good (response complete, upgraded, failed, or the connection closed): its holds go with it. */
+  #leaveUpstream (): UpstreamConnection | null {
     const conn = this.upstream
     this.upstream = null
-    if (conn !== null) conn.destroy()
+    if (conn !== null && this.#upstreamHolds !== 0) conn.release(this.#upstreamHolds)
+    this.#upstreamHolds = 0
+    return conn
   }
 
   // ---- output to the client, in request order ----
@@ -329,7 +355,7 @@ export class Exchange {
   #emit (data: string | Buffer): boolean {
     if (!this.first) {
       (this.#held ??= []).push(data)
-      if (this.upstream !== null) this.upstream.hold(ReadHold.NOT_FIRST)
+      this.#holdUpstream(ReadHold.NOT_FIRST)
       return false
     }
     return this.client.write(data)
@@ -345,20 +371,20 @@ export class Exchange {
       this.#held = null
       let ok = true
       for (let i = 0; i < held.length; i++) ok = this.client.write(held[i])
-      if (!ok && this.upstream !== null) this.upstream.hold(ReadHold.CLIENT_FULL)
+      if (!ok) this.#holdUpstream(ReadHold.CLIENT_FULL)
     }
-    if (this.upstream !== null) this.upstream.release(ReadHold.NOT_FIRST)
+    this.#releaseUpstream(ReadHold.NOT_FIRST)
     return this.#response === Response.DONE
   }
 
   /** The client's socket is full: stop reading the backend until it drains. */
   onClientBlocked (): void {
-    if (this.upstream !== null) this.upstream.hold(ReadHold.CLIENT_FULL)
+    this.#holdUpstream(ReadHold.CLIENT_FULL)
   }
 
   /** The client's socket drained: read the backend again. */
   onClientDrain (): void {
-    if (this.upstream !== null) this.upstream.release(ReadHold.CLIENT_FULL)
+    this.#releaseUpstream(ReadHold.CLIENT_FULL)
   }
 
   /** The response is complete and written: the exchange is over. */

@@ -69,6 +69,10 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
   }
 
   get inflightCount (): number { return this.#inflight.length }
+  /** Reasons reading is paused now (ReadHold bits); 0 when the socket reads. */
+  get holds (): number { return this.#holds }
+  /** `exchange` is the one whose response this connection is reading (the oldest in flight). */
+  isReading (exchange: Exchange): boolean { return this.#inflight[0] === exchange }
   get usable (): boolean { return this.#state === State.IDLE && !this.#noReuse }
 
   /** May take one more exchange on top of those in flight (pipelining). */
@@ -102,12 +106,14 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
     this.deadline = this.#sentAt + this.pool.core.config.timeouts.response
   }
 
+  /** Pause reading for `reason`; the exchange or tunnel that holds it releases it. */
   hold (reason: ReadHold): void {
     if (this.#holds === 0) this.socket.pause()
     this.#holds |= reason
   }
 
-  release (reason: ReadHold): void {
+  /** Lift `reason` (ReadHold bits, several at once allowed); reading resumes when none is left. */
+  release (reason: number): void {
     if ((this.#holds & reason) === 0) return
     this.#holds &= ~reason
     if (this.#holds === 0 && this.#state !== State.CLOSED) this.socket.resume()

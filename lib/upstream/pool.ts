@@ -82,6 +82,14 @@ export class Pool {
 
   /** A connection finished every exchange it carried and may be reused. */
   release (conn: UpstreamConnection): void {
+    if (conn.holds !== 0) {
+      // paused by someone no longer on it: whoever it went to next would never be read. A defect
+      // of ours, caught here so that it costs one connection, not a request
+      const error = new ProxyError('internal_error', `internal error: ${this.target.authority} connection released while paused (holds ${conn.holds})`, 'internal', 502)
+      this.core.upstreamError(error, this.target.authority)
+      conn.destroy(error)
+      return
+    }
     const next = this.#nextWaiting()
     if (next !== null) {
       conn.send(next)

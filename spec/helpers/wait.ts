@@ -64,3 +64,12 @@ export function deferred<T = void> (): Deferred<T> {
 export function tick (): Promise<void> {
   return new Promise(resolve => setImmediate(resolve))
 }
+
+/** Check `predicate` every few ms until it holds, bounded: for state with no event to wait on (counters in stats()). */
+export async function poll (predicate: () => boolean, label: string, ms = 5000): Promise<void> {
+  const end = Date.now() + ms
+  while (!predicate()) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${label}`)
+    await new Promise(resolve => setTimeout(resolve, 5))
+  }
+}
