@@ -1,0 +1,99 @@
+/**
+ * An ordered list of header fields as they cross rp4: names keep the sender's case and order,
+ * repeated fields stay separate. Backed by the flat `[name, value, name, value, …]` array the
+ * parser produces, without a copy; lookups compare lengths before lowercasing, so a lookup of a
+ * header that is absent costs a pass of integer compares.
+ */
+export class HeaderList {
+  /** Flat `[name, value, …]`: read it directly on hot paths; change it through the methods. */
+  readonly raw: string[]
+
+  constructor (raw: string[] = []) {
+    this.raw = raw
+  }
+
+  /** Number of fields. */
+  get size (): number { return this.raw.length >> 1 }
+
+  nameAt (index: number): string { return this.raw[index << 1] }
+  valueAt (index: number): string { return this.raw[(index << 1) + 1] }
+
+  /** Position of the first field named `name` (case-insensitive) at or after `from`, or -1. */
+  indexOf (name: string, from = 0): number {
+    const raw = this.raw
+    const length = name.length
+    let lower: string | null = null
+    for (let i = from << 1; i < raw.length; i += 2) {
+      const candidate = raw[i]
+      if (candidate.length !== length) continue
+      if (candidate === name) return i >> 1
+      lower ??= name.toLowerCase()
+      if (candidate.toLowerCase() === lower) return i >> 1
+    }
+    return -1
+  }
+
+  has (name: string): boolean { return this.indexOf(name) !== -1 }
+
+  /** The first value of `name`, or undefined. */
+  get (name: string): string | undefined {
+    const at = this.indexOf(name)
+    return at === -1 ? undefined : this.raw[(at << 1) + 1]
+  }
+
+  /** Every value of `name`, in order. */
+  getAll (name: string): string[] {
+    const out: string[] = []
+    for (let at = this.indexOf(name); at !== -1; at = this.indexOf(name, at + 1)) out.push(this.raw[(at << 1) + 1])
+    return out
+  }
+
+  /** Add a field at the end, beside any of the same name. */
+  append (name: string, value: string): void {
+    this.raw.push(name, value)
+  }
+
+  /**
+   * One field `name: value`: the first existing one takes the value (keeping its place and its
+   * name's case), later ones go; absent, it is appended.
+   */
+  set (name: string, value: string): void {
+    const at = this.indexOf(name)
+    if (at === -1) {
+      this.raw.push(name, value)
+      return
+    }
+    this.raw[(at << 1) + 1] = value
+    this.#removeFrom(name, at + 1)
+  }
+
+  /** Remove every field named `name`; returns how many there were. */
+  delete (name: string): number {
+    return this.#removeFrom(name, 0)
+  }
+
+  /** Remove the field at `index`. */
+  deleteAt (index: number): void {
+    this.raw.splice(index << 1, 2)
+  }
+
+  #removeFrom (name: string, from: number): number {
+    let removed = 0
+    for (let at = this.indexOf(name, from); at !== -1; at = this.indexOf(name, at)) {
+      this.raw.splice(at << 1, 2)
+      removed++
+    }
+    return removed
+  }
+
+  /** `[name, value]` pairs, for code that prefers iteration to indexes. */
+  * entries (): IterableIterator<[string, string]> {
+    const raw = this.raw
+    for (let i = 0; i < raw.length; i += 2) yield [raw[i], raw[i + 1]]
+  }
+}
+
+/** RFC 9110 5.1 field-name: a token. */
+export const FIELD_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+/** RFC 9110 5.5 field-value: visible characters, spaces and tabs inside, obs-text allowed; no CR, LF or NUL. */
+export const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/

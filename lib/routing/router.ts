@@ -1,0 +1,144 @@
+/**
+ * Which route serves a request: by host first, then by path, method and headers, in the order the
+ * routes were written.
+ *
+ * Host: routes naming the exact host come first, then those naming `*.suffix` wildcards that
+ * cover it (the longest suffix first; a wildcard covers any depth of labels, as nginx's does),
+ * then routes with no host condition. Within each of those, the first route (in configuration
+ * order) whose path, method and header conditions all hold wins. Hosts are compared lowercased,
+ * without port or trailing dot.
+ *
+ * Path: `exact` compares the whole path; `prefix` matches whole segments (`/api` matches `/api`
+ * and `/api/x`, not `/apix`; a prefix ending in `/` matches what starts with it). Both match the
+ * normalized path (see path.ts), never the query.
+ */
+import type { RequestHead } from '../http/message.js'
+import { normalizePath } from './path.js'
+
+export interface HeaderCondition {
+  /** Field name, any case. */
+  name: string
+  /** The field's value must equal this (case-sensitive, after trimming); undefined: present with any value. */
+  value?: string
+}
+
+export interface RouteMatch {
+  /** Lowercased names, `*.example.com` for subdomains at any depth; null or empty: any host. */
+  hosts?: readonly string[] | null
+  path?: { exact: string } | { prefix: string } | null
+  /** Uppercase method names; null or empty: any method. */
+  methods?: readonly string[] | null
+  headers?: readonly HeaderCondition[] | null
+}
+
+interface Candidate<R> {
+  route: R
+  /** Position in the configuration: the order within each host class. */
+  order: number
+  exact: string | null
+  prefix: string | null
+  methods: readonly string[] | null
+  headers: readonly HeaderCondition[] | null
+}
+
+export class Router<R> {
+  readonly #byHost = new Map<string, Array<Candidate<R>>>()
+  readonly #bySuffix = new Map<string, Array<Candidate<R>>>()
+  readonly #anyHost: Array<Candidate<R>> = []
+  /** The longest wildcard suffix, in labels: no need to look further up a long host name. */
+  #deepestSuffix = 0
+
+  constructor (routes: ReadonlyArray<{ match: RouteMatch, route: R }>) {
+    routes.forEach(({ match, route }, order) => {
+      const path = match.path ?? null
+      const candidate: Candidate<R> = {
+        route,
+        order,
+        exact: path !== null && 'exact' in path ? path.exact : null,
+        prefix: path !== null && 'prefix' in path ? path.prefix : null,
+        methods: match.methods !== undefined && match.methods !== null && match.methods.length > 0 ? match.methods : null,
+        headers: match.headers !== undefined && match.headers !== null && match.headers.length > 0 ? match.headers : null,
+      }
+      const hosts = match.hosts ?? []
+      if (hosts.length === 0) this.#anyHost.push(candidate)
+      for (const host of hosts) {
+        if (host.startsWith('*.')) {
+          const suffix = host.slice(2)
+          push(this.#bySuffix, suffix, candidate)
+          this.#deepestSuffix = Math.max(this.#deepestSuffix, suffix.split('.').length)
+        } else {
+          push(this.#byHost, host, candidate)
+        }
+      }
+    })
+  }
+
+  /** The route for `head` (its host being `host`, lowercased, no port), or null when none matches. */
+  find (head: RequestHead, host = head.host): R | null {
+    let path: string | null = null
+    const exact = this.#byHost.get(host)
+    if (exact !== undefined) {
+      path ??= routingPath(head)
+      const found = first(exact, head, path)
+      if (found !== null) return found
+    }
+    if (this.#bySuffix.size > 0) {
+      // longest suffix first: for a.b.example.com, b.example.com then example.com then com
+      let dot = host.indexOf('.')
+      const labels = host.split('.').length
+      let depth = labels - 1
+      while (dot !== -1) {
+        if (depth <= this.#deepestSuffix) {
+          const list = this.#bySuffix.get(host.slice(dot + 1))
+          if (list !== undefined) {
+            path ??= routingPath(head)
+            const found = first(list, head, path)
+            if (found !== null) return found
+          }
+        }
+        dot = host.indexOf('.', dot + 1)
+        depth--
+      }
+    }
+    if (this.#anyHost.length === 0) return null
+    return first(this.#anyHost, head, path ?? routingPath(head))
+  }
+}
+
+function push<R> (map: Map<string, Array<Candidate<R>>>, key: string, candidate: Candidate<R>): void {
+  const list = map.get(key)
+  if (list === undefined) map.set(key, [candidate])
+  else list.push(candidate)
+}
+
+function routingPath (head: RequestHead): string {
+  const path = head.path
+  return path === '' ? '/' : normalizePath(path)
+}
+
+function first<R> (list: ReadonlyArray<Candidate<R>>, head: RequestHead, path: string): R | null {
+  for (let i = 0; i < list.length; i++) {
+    const c = list[i]
+    if (c.exact !== null && path !== c.exact) continue
+    if (c.prefix !== null && !matchesPrefix(path, c.prefix)) continue
+    if (c.methods !== null && !c.methods.includes(head.method)) continue
+    if (c.headers !== null && !headersMatch(c.headers, head)) continue
+    return c.route
+  }
+  return null
+}
+
+export function matchesPrefix (path: string, prefix: string): boolean {
+  if (!path.startsWith(prefix)) return false
+  if (path.length === prefix.length || prefix.endsWith('/')) return true
+  return path.charCodeAt(prefix.length) === 47 /* / */
+}
+
+function headersMatch (conditions: readonly HeaderCondition[], head: RequestHead): boolean {
+  for (const condition of conditions) {
+    const value = head.headers.get(condition.name)
+    if (value === undefined) return false
+    if (condition.value !== undefined && value.trim() !== condition.value) return false
+  }
+  return true
+}

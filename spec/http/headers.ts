@@ -1,0 +1,46 @@
+import t from 'tap'
+import { HeaderList } from '../../lib/http/headers.js'
+import { RequestHead, hostOf } from '../../lib/http/message.js'
+
+t.test('HeaderList: case-insensitive lookups, case and order kept', async t => {
+  const list = new HeaderList(['Host', 'a.test', 'X-Tag', '1', 'accept', '*/*', 'x-tag', '2'])
+  t.equal(list.size, 4)
+  t.equal(list.get('HOST'), 'a.test')
+  t.equal(list.get('x-TAG'), '1', 'the first of two')
+  t.same(list.getAll('X-Tag'), ['1', '2'])
+  t.equal(list.get('x-tab'), undefined, 'same length, other name')
+  t.equal(list.get('missing'), undefined)
+  t.equal(list.indexOf('x-tag', 2), 3)
+
+  list.set('X-TAG', '3')
+  t.same(list.raw, ['Host', 'a.test', 'X-Tag', '3', 'accept', '*/*'], 'set: the first keeps its place and case, the others go')
+  list.set('New', 'v')
+  t.same(list.raw.slice(-2), ['New', 'v'], 'set of an absent name appends')
+  list.append('new', 'w')
+  t.same(list.getAll('NEW'), ['v', 'w'])
+  t.equal(list.delete('new'), 2)
+  t.equal(list.delete('new'), 0)
+  list.deleteAt(0)
+  t.same([...list.entries()], [['X-Tag', '3'], ['accept', '*/*']])
+})
+
+t.test('RequestHead: path, query and host from every target form', async t => {
+  const head = (target: string, host?: string): RequestHead =>
+    new RequestHead('GET', target, 1, 1, new HeaderList(host === undefined ? [] : ['Host', host]))
+  t.equal(head('/a/b?x=1').path, '/a/b')
+  t.equal(head('/a/b?x=1').query, '?x=1')
+  t.equal(head('/a/b').query, '')
+  t.equal(head('http://h.test/p?q').path, '/p')
+  t.equal(head('http://h.test').path, '')
+  t.equal(head('http://h.test?q').query, '?q')
+  t.equal(head('*').path, '*')
+  const h = head('http://h.test/old?keep')
+  h.path = '/new'
+  t.equal(h.target, 'http://h.test/new?keep', 'a new path keeps the scheme, authority and query')
+  h.target = '/other?z'
+  t.equal(h.path, '/other', 'a new target is split again')
+  t.equal(head('/', 'Example.COM:8080').host, 'example.com')
+  t.equal(head('/').host, '')
+  t.equal(hostOf('[::1]:80'), '[::1]')
+  t.equal(hostOf(' a.test. '), 'a.test')
+})
