@@ -1,0 +1,153 @@
+/**
+ * The resolved configuration: what the runtime reads, whatever it came from (a YAML file, the
+ * library's options object, or the CLI's flags, all validated by one schema). Every default is
+ * filled in, every unit converted (durations in ms, sizes in bytes), every name resolved and
+ * checked; the objects are frozen. Nothing here is parsed again on the hot path.
+ */
+import type { ConnectionOptions } from 'node:tls'
+import type { HostPort } from './address.js'
+import type { AccessRule } from '../listener/access.js'
+import type { RouteMatch } from '../routing/router.js'
+
+export interface Model {
+  listeners: readonly ListenerModel[]
+  /** In configuration order: the order the router tries them in within a host class. */
+  routes: readonly RouteModel[]
+  /** Upstream groups by name. */
+  upstreams: ReadonlyMap<string, GroupModel>
+  http: HttpModel
+  limits: Readonly<ConnectionLimits>
+}
+
+export interface ConnectionLimits {
+  /** Open client connections in all, over every listener; over it, a new one is closed at once. */
+  maxConnections: number
+  /** Open client connections per client IP (IPv6: per /64); 0: no cap. */
+  maxConnectionsPerIp: number
+}
+
+/** The HTTP engine's settings for every client connection. */
+export interface HttpModel {
+  maxHeaderSize: number
+  maxRequestLine: number
+  maxHeaders: number
+  maxPipelinedRequests: number
+  /** bytes/s; 0: no minimum. */
+  minDataRate: number
+  timeouts: Readonly<{
+    clientIdle: number
+    requestHead: number
+    requestBody: number
+  }>
+  /** The value added to Via, e.g. `1.1 rp4`. */
+  via: string
+  /** Response headers removed, lowercased; empty: none. */
+  hideHeaders: ReadonlySet<string>
+  /** Request headers whose names contain `_` are passed (dropped otherwise). */
+  underscoresInHeaders: boolean
+}
+
+export type ListenerProtocol =
+  /** The first bytes decide: HTTP, TLS (terminated, or passed through by SNI), or the TCP fallback. */
+  | 'auto'
+  /** Raw TCP to `upstream`, no detection. */
+  | 'tcp'
+
+export interface ListenerModel {
+  name: string
+  listen: HostPort
+  protocol: ListenerProtocol
+  /** tcp listeners: the group relayed to. */
+  upstream: string | null
+  /** auto listeners: where bytes that are neither HTTP nor TLS go (and a silent client); null: refused. */
+  tcpFallback: string | null
+  tls: ListenerTls | null
+  /** Every request is answered with a redirect to the same URL over https (a :80 listener beside :443). */
+  redirectToHttps: boolean
+  /** Names of the routes served here, in the routes' configuration order; null: every route. */
+  routes: readonly string[] | null
+  access: AccessModel | null
+  timeouts: Readonly<{
+    /** A client that sends nothing this long goes to the fallback (only with one), ms. */
+    detect: number
+    tlsHandshake: number
+    /** Raw relays with no byte either way for this long are closed, ms. */
+    tcpIdle: number
+  }>
+}
+
+export interface ListenerTls {
+  certificates: ReadonlyArray<Readonly<{ cert: string, key: string }>>
+  /** Server names relayed as raw TLS: `name` or `*.domain` (one more label) → upstream group. */
+  passthrough: ReadonlyArray<Readonly<{ name: string, upstream: string }>>
+  /** How often certificate files are checked for changes, ms; 0 never. */
+  reloadInterval: number
+  /** Cleartext HTTP on this port: a redirect to https (default), refused (closed), or served. */
+  cleartext: 'redirect' | 'refuse' | 'serve'
+}
+
+export interface AccessModel {
+  rules: readonly AccessRule[]
+  /** Read and watched for changes; null: none. */
+  file: string | null
+}
+
+export type ActionModel =
+  | Readonly<{ kind: 'proxy', upstream: string }>
+  | Readonly<{ kind: 'respond', status: number, headers: ReadonlyArray<readonly [string, string]>, body: string }>
+  /** `location` may hold `$scheme`, `$host`, `$path` and `$query` (with its `?`), filled per request. */
+  | Readonly<{ kind: 'redirect', location: string, status: number }>
+
+export type FilterModel =
+  | Readonly<{ kind: 'stripPrefix', prefix: string }>
+  | Readonly<{ kind: 'rewritePath', pattern: RegExp, replacement: string }>
+  | Readonly<{ kind: 'requestHeaders' | 'responseHeaders', set: ReadonlyArray<readonly [string, string]>, add: ReadonlyArray<readonly [string, string]>, remove: readonly string[] }>
+  /** A filter the library user registered under this name (`createProxy({ filters })`). */
+  | Readonly<{ kind: 'user', name: string }>
+
+export interface RouteModel {
+  name: string
+  match: RouteMatch
+  action: ActionModel
+  /** Applied in this order to the request, and in reverse order to the response. */
+  filters: readonly FilterModel[]
+  /** Largest request body, bytes; 0: no limit. */
+  maxBodySize: number
+  timeouts: Readonly<{
+    /** From the request sent until the response head, ms. */
+    response: number
+    /** From the request sent until the response is complete, ms; 0: no limit. */
+    responseTotal: number
+  }>
+  /** A backend's 502/503/504 is answered with rp4's own page. */
+  interceptErrors: boolean
+  /** Requests per client IP (IPv6 /64); null: none. */
+  rateLimit: Readonly<{ rate: number, burst: number }> | null
+}
+
+export interface GroupModel {
+  name: string
+  targets: readonly TargetModel[]
+  policy: 'round-robin'
+  pool: Readonly<{
+    maxConnections: number
+    maxQueue: number
+    /** Requests in flight per connection; 1: no pipelining. */
+    pipelining: number
+    /** Idle pooled connections close after this long, ms. */
+    idleTimeout: number
+  }>
+  timeouts: Readonly<{
+    connect: number
+    /** A target that failed to connect is skipped this long, ms. */
+    failedTarget: number
+  }>
+}
+
+export interface TargetModel extends HostPort {
+  /** `HOST:PORT`, as logs and events show it and as Host for an HTTP/1.0 request without one. */
+  authority: string
+  weight: number
+  /** What `tls.connect` needs besides host and port (servername, ca, cert/key, verification); null: cleartext. */
+  tls: Readonly<ConnectionOptions> | null
+}
