@@ -73,7 +73,7 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
       clients: this.#core.clients.size,
       tcp: this.#listener.tunnelCount,
       errors: Object.fromEntries(this.#core.errorCounts),
-      upstream: this.#core.pools.map(pool => ({ target: pool.target.authority, open: pool.openCount, idle: pool.idleCount })),
+      upstream: this.#core.group.stats(),
     }
   }
 

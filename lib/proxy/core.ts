@@ -6,8 +6,7 @@ import type { Config } from '../config/resolve.js'
 import type { ProxyError } from '../core/errors.js'
 import type { ProxyEvents } from '../core/events.js'
 import type { ForwardContext } from '../http1/serialize.js'
-import { Balancer } from '../upstream/balancer.js'
-import { Pool } from '../upstream/pool.js'
+import { Group } from '../upstream/group.js'
 import { clock } from '../core/clock.js'
 import { RateLimiter } from './rate-limit.js'
 import type { Socket } from 'node:net'
@@ -22,8 +21,8 @@ export interface EventSink {
 
 export class ProxyCore {
   readonly config: Config
-  readonly pools: Pool[]
-  readonly balancer: Balancer
+  /** The upstream group every request goes to (routes and several groups come with the pipeline). */
+  readonly group: Group
   readonly clients = new Set<ClientConnection>()
   closing = false
   /** Null without a rate limit. */
@@ -38,8 +37,14 @@ export class ProxyCore {
   constructor (config: Config, events: EventSink) {
     this.config = config
     this.#events = events
-    this.pools = config.targets.map((target, i) => new Pool(this, target, i))
-    this.balancer = new Balancer(config.targets, config.timeouts.failedTarget)
+    this.group = new Group({
+      name: 'default',
+      targets: config.targets,
+      pool: { ...config.upstream, idleTimeout: config.timeouts.upstreamIdle },
+      timeouts: { connect: config.timeouts.connect, failedTarget: config.timeouts.failedTarget },
+      maxHeaderSize: config.maxHeaderSize,
+      maxHeaders: config.maxHeaders,
+    }, this)
     this.rateLimiter = config.rateLimit === null ? null : new RateLimiter(config.rateLimit.rate, config.rateLimit.burst)
   }
 
@@ -78,7 +83,7 @@ export class ProxyCore {
     this.closing = true
     this.#onIdle = onIdle
     for (const client of this.clients) client.closeWhenIdle()
-    for (const pool of this.pools) pool.closeIdle()
+    this.group.close()
     if (this.clients.size === 0) onIdle()
   }
 
@@ -97,7 +102,7 @@ export class ProxyCore {
       url: head.url,
       client: client.label,
       status: exchange.status,
-      target: exchange.status !== 0 && exchange.pool !== null ? exchange.pool.target.authority : '',
+      target: exchange.status !== 0 && exchange.target !== null ? exchange.target.authority : '',
       duration: clock.refresh() - exchange.started,
     })
   }

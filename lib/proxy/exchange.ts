@@ -12,7 +12,8 @@ import { CB_ERROR, CB_OK, HeadersResult } from '../http1/llhttp.js'
 import type { MessageHead } from '../http1/head.js'
 import { BodyKind, CRLF, LAST_CHUNK, chunkHeader, errorResponse, planResponse, type RequestPlan } from '../http1/serialize.js'
 import { ReadHold, type UpstreamConnection } from '../upstream/connection.js'
-import type { Pool } from '../upstream/pool.js'
+import { DispatchState, type UpstreamRequest } from '../upstream/handler.js'
+import type { Target } from '../upstream/target.js'
 import type { ClientConnection } from './client.js'
 
 const enum Response { NONE, STREAMING, DONE }
@@ -20,7 +21,7 @@ const enum Response { NONE, STREAMING, DONE }
 /** Request bytes held while no upstream connection is attached; beyond it the client is paused. */
 const PENDING_LIMIT = 64 * 1024
 
-export class Exchange {
+export class Exchange implements UpstreamRequest {
   readonly client: ClientConnection
   readonly id: number
   readonly head: MessageHead
@@ -35,15 +36,8 @@ export class Exchange {
    * never outlives, paused, the exchange that paused it.
    */
   #upstreamHolds = 0
-  /** The connection being opened for this exchange. */
-  connecting: UpstreamConnection | null = null
-  /** The pool whose queue this exchange waits in. */
-  waitingIn: Pool | null = null
-  /** The pool (target) that answers, or was last tried. */
-  pool: Pool | null = null
-  #firstPool = 0
-  #attempt = 0
-  #retried = false
+  /** The upstream layer's bookkeeping: target tried, failover position, connection being opened, queue. */
+  readonly dispatchState = new DispatchState()
 
   /** The client has sent the whole request. */
   requestComplete = false
@@ -59,8 +53,6 @@ export class Exchange {
   #body = BodyKind.NONE
   /** The backend's body is dropped (rp4 answered with its own page). */
   #discard = false
-  /** The response being received is a 1xx before the final one. */
-  interim = false
   status = 0
   /** The client connection closes after this response. */
   closeAfter = false
@@ -93,21 +85,16 @@ export class Exchange {
   /** Nothing more will be done for this exchange upstream: aborted, failed or answered. */
   get settled (): boolean { return this.#finished || this.#response === Response.DONE }
   get responseStarted (): boolean { return this.#response !== Response.NONE }
+  /** The target that answers, or was last tried. */
+  get target (): Target | null { return this.dispatchState.target }
+  get responseTimeout (): number { return this.client.core.config.timeouts.response }
+  get responseTotalTimeout (): number { return this.client.core.config.timeouts.responseTotal }
 
   // ---- request side ----
 
-  /** Choose a target and ask its pool for a connection. */
+  /** Hand the request to the upstream group: a target, then a connection. */
   dispatch (): void {
-    const core = this.client.core
-    const index = core.balancer.pick(this.#firstPool, this.#attempt)
-    const pool = index === -1 ? null : core.pools[index]
-    if (pool === null) {
-      this.fail(new ProxyError('no_target', 'every target failed', 'upstream', 502))
-      return
-    }
-    if (this.#attempt === 0) this.#firstPool = pool.index
-    this.pool = pool
-    pool.acquire(this, this.#retried)
+    this.client.core.group.dispatch(this)
   }
 
   /** Given a connection: write the request head and whatever of the body already arrived. */
@@ -116,7 +103,7 @@ export class Exchange {
     const socket = conn.socket
     const plan = this.plan
     send(socket, plan.needsHost
-      ? plan.prefix + 'Host: ' + conn.pool.target.authority + '\r\n' + plan.suffix
+      ? plan.prefix + 'Host: ' + conn.target.authority + '\r\n' + plan.suffix
       : plan.prefix + plan.suffix)
     const pending = this.#pending
     if (pending !== null) {
@@ -161,6 +148,10 @@ export class Exchange {
     this.client.release(ClientHold.UPSTREAM_FULL)
   }
 
+  onUpstreamWriteBlocked (): void {
+    this.client.hold(ClientHold.UPSTREAM_FULL)
+  }
+
   #writeRequestBody (socket: Socket, body: Buffer): boolean {
     if (this.plan.body === BodyKind.CHUNKED) {
       if (body.length === 0) return true
@@ -186,7 +177,6 @@ export class Exchange {
     const status = head.status
     const http11 = this.head.versionMinor >= 1
     if (status < 200 && status !== 101) {
-      this.interim = true
       // interim responses mean something only to an HTTP/1.1 client
       if (http11) {
         const plan = planResponse(head, this.head.method, true, true, false, client.core.config.via)
@@ -255,35 +245,13 @@ export class Exchange {
 
   // ---- failures ----
 
-  onConnectFailed (error: ProxyError, pool: Pool): void {
-    this.client.core.upstreamError(error, pool.target.authority)
-    this.client.core.balancer.markDown(pool.index)
-    // answered or abandoned meanwhile: nothing to fail over
-    if (this.settled) return
-    this.#attempt++
-    this.dispatch()
-  }
-
-  /**
-   * The connection carrying this exchange closed before the response completed. `mayRetry`: the
-   * connection was a reused one (the backend may have closed it while idle), or this request was
-   * pipelined behind the one that failed.
-   */
-  onUpstreamClosed (error: ProxyError, mayRetry: boolean): void {
+  /** The connection carrying this exchange closed before the response completed: the group decides what follows. */
+  detachUpstream (): boolean {
     this.#leaveUpstream()
-    if (this.#finished) return
-    if (mayRetry && !this.#retried && this.#response === Response.NONE && this.#replayable()) {
-      this.#retried = true
-      this.dispatch()
-      return
-    }
-    if (error.code !== 'pipeline_aborted' || this.#response !== Response.NONE) {
-      this.client.core.upstreamError(error, this.pool?.target.authority ?? '')
-    }
-    this.fail(error)
+    return !this.#finished
   }
 
-  #replayable (): boolean {
+  get replayable (): boolean {
     const method = this.head.method
     return this.requestComplete && this.plan.body === BodyKind.NONE &&
       (method === 'GET' || method === 'HEAD' || method === 'OPTIONS' || method === 'PUT' || method === 'DELETE' || method === 'TRACE')
@@ -318,11 +286,10 @@ export class Exchange {
   }
 
   #release (): void {
-    if (this.waitingIn !== null) this.waitingIn.cancel(this)
-    if (this.connecting !== null) {
-      // the connection may still serve others once open: let it join the pool
-      this.connecting = null
-    }
+    const state = this.dispatchState
+    if (state.waitingIn !== null) state.waitingIn.cancel(this)
+    // a connection being opened for this exchange may still serve others: it joins the pool once open
+    state.connecting = null
     const conn = this.#leaveUpstream()
     if (conn !== null) conn.destroy()
   }

@@ -1,6 +1,7 @@
 /**
- * One connection to a backend: carries exchanges in order (several at once when pipelining),
- * parses their responses with llhttp and hands each piece to the exchange it belongs to.
+ * One connection to a backend: carries requests in order (several at once when pipelining),
+ * parses their responses with llhttp and hands each piece to the request it belongs to. Trouble
+ * goes to the group, which decides what happens to the requests it carried.
  */
 import net, { type Socket } from 'node:net'
 import tls from 'node:tls'
@@ -8,11 +9,12 @@ import { clock, type Timed } from '../core/clock.js'
 import { beginBatch, deferWrites, endBatch, type WriteOwner } from '../core/batch.js'
 import { ProxyError } from '../core/errors.js'
 import { kOwner } from '../core/symbols.js'
-import { CB_OK, Errno, ParserType } from '../http1/llhttp.js'
+import { CB_OK, Errno, HeadersResult, ParserType } from '../http1/llhttp.js'
 import { HttpParser, type MessageSink } from '../http1/parser.js'
 import type { MessageHead } from '../http1/head.js'
-import { ClientHold, type Exchange } from '../proxy/exchange.js'
+import type { UpstreamRequest } from './handler.js'
 import type { Pool } from './pool.js'
+import type { Target } from './target.js'
 
 const enum State { CONNECTING, IDLE, ACTIVE, CLOSED }
 
@@ -23,13 +25,18 @@ interface OwnedSocket extends Socket { [kOwner]: UpstreamConnection }
 
 export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
   readonly pool: Pool
+  readonly target: Target
   readonly socket: OwnedSocket
   readonly #parser: HttpParser
   #state = State.CONNECTING
-  /** Exchanges sent on this connection whose responses have not completed, oldest first. */
-  readonly #inflight: Exchange[] = []
-  /** The exchange this connection was opened for, until it connects. */
-  #opener: Exchange | null
+  /** Requests sent on this connection whose responses have not completed, oldest first. */
+  readonly #inflight: UpstreamRequest[] = []
+  /** The request this connection was opened for, until it connects. */
+  #opener: UpstreamRequest | null
+  /** The response being read is a 1xx before the final one. */
+  #interim = false
+  /** The response being read is a 101: the connection becomes a tunnel after its head. */
+  #switching = false
   /** Responses completed on this connection: above 0, the connection is a reused one. */
   served = 0
   /** The backend said it will close (or a response left the connection unusable): no new exchanges. */
@@ -42,11 +49,13 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
   #error: ProxyError | null = null
   deadline = 0
 
-  constructor (pool: Pool, opener: Exchange) {
+  constructor (pool: Pool, opener: UpstreamRequest) {
     this.pool = pool
+    this.target = pool.target
     this.#opener = opener
-    opener.connecting = this
-    const { host, port, tls: secure } = pool.target
+    opener.dispatchState.connecting = this
+    const settings = pool.target.group.settings
+    const { host, port, tls: secure } = pool.target.config
     // half-open, so that an upgraded connection can relay a FIN one way while the other keeps flowing;
     // an https:// backend: usable once its certificate is verified (a failure is a connect failure)
     const socket = (secure === null
@@ -56,15 +65,15 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
     socket[kOwner] = this
     this.socket = socket
     // pipelined requests of several clients gather into one write per turn
-    if (pool.core.config.upstream.pipelining > 1) deferWrites(socket)
-    this.#parser = new HttpParser(ParserType.RESPONSE, this, pool.core.config.maxHeaderSize, pool.core.config.maxHeaderSize, pool.core.config.maxHeaders)
+    if (pool.pipelining > 1) deferWrites(socket)
+    this.#parser = new HttpParser(ParserType.RESPONSE, this, settings.maxHeaderSize, settings.maxHeaderSize, settings.maxHeaders)
     socket.on(secure === null ? 'connect' : 'secureConnect', onConnect)
     socket.on('data', onData)
     socket.on('end', onEnd)
     socket.on('error', onError)
     socket.on('close', onClose)
     socket.on('drain', onDrain)
-    this.deadline = clock.after(pool.core.config.timeouts.connect)
+    this.deadline = clock.after(settings.timeouts.connect)
     clock.add(this)
   }
 
@@ -72,7 +81,7 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
   /** Reasons reading is paused now (ReadHold bits); 0 when the socket reads. */
   get holds (): number { return this.#holds }
   /** `exchange` is the one whose response this connection is reading (the oldest in flight). */
-  isReading (exchange: Exchange): boolean { return this.#inflight[0] === exchange }
+  isReading (request: UpstreamRequest): boolean { return this.#inflight[0] === request }
   get usable (): boolean { return this.#state === State.IDLE && !this.#noReuse }
 
   /** May take one more exchange on top of those in flight (pipelining). */
@@ -84,26 +93,26 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
     return last.requestSent && last.pipelinable
   }
 
-  /** Start `exchange` on this connection: it writes its request at once. */
-  send (exchange: Exchange): void {
+  /** Start `request` on this connection: it writes itself at once. */
+  send (request: UpstreamRequest): void {
     if (this.#inflight.length === 0) {
       this.#state = State.ACTIVE
       this.deadline = 0
     }
-    this.#inflight.push(exchange)
-    exchange.attach(this)
+    this.#inflight.push(request)
+    request.attach(this)
   }
 
   /** Pooled and idle: closed by the coarse clock after the idle timeout. */
   setIdle (): void {
     this.#state = State.IDLE
-    this.deadline = clock.after(this.pool.core.config.timeouts.upstreamIdle)
+    this.deadline = clock.after(this.target.group.settings.pool.idleTimeout)
   }
 
-  /** The request of the first exchange still waiting for its response was written in full. */
+  /** The oldest request still waiting for its response was written in full. */
   armResponseTimeout (): void {
     this.#sentAt = clock.refresh()
-    this.deadline = this.#sentAt + this.pool.core.config.timeouts.response
+    this.deadline = this.#sentAt + this.#inflight[0].responseTimeout
   }
 
   /** Pause reading for `reason`; the exchange or tunnel that holds it releases it. */
@@ -126,7 +135,7 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
     this.socket.destroy()
   }
 
-  /** The exchange gives the connection up for the rest of its life (its tunnel now owns the socket). */
+  /** The request gives the connection up for the rest of its life (its tunnel now owns the socket). */
   detach (): Socket {
     this.#state = State.CLOSED
     this.#inflight.length = 0
@@ -144,18 +153,21 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
   // ---- MessageSink: the response parser's events ----
 
   onHead (head: MessageHead): number {
-    const exchange = this.#inflight[0]
-    if (exchange === undefined) {
-      this.#error = new ProxyError('unsolicited_response', `${this.pool.target.authority} sent a response nobody asked for`, 'upstream', 502)
+    const request = this.#inflight[0]
+    if (request === undefined) {
+      this.#error = new ProxyError('unsolicited_response', `${this.target.authority} sent a response nobody asked for`, 'upstream', 502)
       return -1
     }
-    if (head.status >= 200 || head.status === 101) {
-      const total = this.pool.core.config.timeouts.responseTotal
+    this.#interim = head.status < 200 && head.status !== 101
+    if (!this.#interim) {
+      const total = request.responseTotalTimeout
       this.#totalRunning = total > 0 && head.status !== 101
       this.deadline = this.#totalRunning ? this.#sentAt + total : 0
     }
     if (!head.keepAlive) this.#noReuse = true
-    return exchange.onResponseHead(head, this.#parser.needsEof)
+    const result = request.onResponseHead(head, this.#parser.needsEof)
+    this.#switching = result === HeadersResult.UPGRADE
+    return result
   }
 
   onBody (body: Buffer): number {
@@ -163,26 +175,25 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
   }
 
   onMessageComplete (): number {
-    const exchange = this.#inflight[0]
-    // a 101: llhttp stops with PAUSED_UPGRADE right after this, and the exchange takes the socket
-    if (exchange.status === 101) return CB_OK
-    if (exchange.interim) {
-      // a 1xx before the final response: the same exchange goes on
-      exchange.interim = false
+    // a 101: llhttp stops with PAUSED_UPGRADE right after this, and the request takes the socket
+    if (this.#switching) return CB_OK
+    if (this.#interim) {
+      // a 1xx before the final response: the same request goes on
+      this.#interim = false
       return CB_OK
     }
-    this.#inflight.shift()
+    const request = this.#inflight.shift()!
     this.served++
-    if (!exchange.requestSent) this.#noReuse = true // it answered before reading all of the request
+    if (!request.requestSent) this.#noReuse = true // it answered before reading all of the request
     if (this.#inflight.length === 0 && this.#noReuse) this.socket.destroy()
-    exchange.onResponseComplete()
+    request.onResponseComplete()
     // back to the pool only once the whole chunk is parsed: bytes after the last response must
     // not become the answer to the next request sent on this connection
     if (this.#inflight.length > 0) this.armResponseTimeoutIfSent()
     return CB_OK
   }
 
-  /** Arm the response-head timeout when the oldest exchange has sent its request and awaits its head. */
+  /** Arm the response-head timeout when the oldest request was sent in full and awaits its head. */
   armResponseTimeoutIfSent (): void {
     const first = this.#inflight[0]
     if (first !== undefined && first.requestSent && !first.responseStarted) this.armResponseTimeout()
@@ -193,8 +204,8 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
   onConnect (): void {
     const opener = this.#opener!
     this.#opener = null
-    opener.connecting = null
-    this.pool.core.balancer.markUp(this.pool.index)
+    opener.dispatchState.connecting = null
+    this.target.markUp()
     if (opener.settled) {
       // its client went away or it failed meanwhile: the new connection serves someone else
       this.#state = State.ACTIVE
@@ -215,7 +226,7 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
         this.#inflight[0].onUpgraded(chunk.subarray(this.#parser.errorOffset()))
       } else if (!this.socket.destroyed) {
         this.destroy(this.#error ?? new ProxyError('bad_response',
-          `${this.pool.target.authority} sent a malformed response (${this.#parser.describeError(ret)})`, 'upstream', 502))
+          `${this.target.authority} sent a malformed response (${this.#parser.describeError(ret)})`, 'upstream', 502))
       }
     } catch (err) {
       this.onInternalError(err)
@@ -227,7 +238,7 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
   /** A defect of rp4's own surfaced on this connection: it is closed (its exchanges fail), the process goes on. */
   onInternalError (err: unknown): void {
     const error = new ProxyError('internal_error', `internal error: ${(err as Error).stack ?? String(err)}`, 'internal', 502, false, err)
-    this.pool.core.upstreamError(error, this.pool.target.authority)
+    this.target.group.events.upstreamError(error, this.target.authority)
     this.destroy(error)
   }
 
@@ -242,7 +253,7 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
         endBatch()
       }
       if (ret !== Errno.OK && ret !== Errno.PAUSED && this.#error === null) {
-        this.#error = new ProxyError('truncated_response', `${this.pool.target.authority} closed the connection mid-response`, 'upstream', 502)
+        this.#error = new ProxyError('truncated_response', `${this.target.authority} closed the connection mid-response`, 'upstream', 502)
       }
     }
     this.socket.destroy()
@@ -250,13 +261,13 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
 
   onTimeout (): void {
     if (this.#state === State.CONNECTING) {
-      this.destroy(new ProxyError('connect_timeout', `connect to ${this.pool.target.authority} timed out`, 'upstream', 502, true))
+      this.destroy(new ProxyError('connect_timeout', `connect to ${this.target.authority} timed out`, 'upstream', 502, true))
     } else if (this.#state === State.IDLE) {
       this.socket.destroy()
     } else if (this.#inflight.length > 0) {
       this.destroy(this.#totalRunning && this.#inflight[0].responseStarted
-        ? new ProxyError('response_total_timeout', `${this.pool.target.authority} did not finish its response in time`, 'upstream', 504)
-        : new ProxyError('response_timeout', `${this.pool.target.authority} sent no response in time`, 'upstream', 504))
+        ? new ProxyError('response_total_timeout', `${this.target.authority} did not finish its response in time`, 'upstream', 504)
+        : new ProxyError('response_timeout', `${this.target.authority} sent no response in time`, 'upstream', 504))
     }
   }
 
@@ -267,20 +278,21 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
     clock.delete(this)
     this.#parser.destroy()
     this.pool.forget(this)
+    const group = this.target.group
     const opener = this.#opener
     if (wasConnecting && opener !== null) {
       this.#opener = null
-      opener.connecting = null
-      const error = this.#error ?? new ProxyError('connect_failed', `cannot connect to ${this.pool.target.authority}`, 'upstream', 502, true)
-      opener.onConnectFailed(error, this.pool)
+      opener.dispatchState.connecting = null
+      const error = this.#error ?? new ProxyError('connect_failed', `cannot connect to ${this.target.authority}`, 'upstream', 502, true)
+      group.connectFailed(opener, this.target, error)
       return
     }
     const inflight = this.#inflight.splice(0)
     const reused = this.served > 0
     for (let i = 0; i < inflight.length; i++) {
-      const error = this.#error ?? new ProxyError('upstream_closed', `${this.pool.target.authority} closed the connection`, 'upstream', 502)
-      // the first exchange failed with the error; those pipelined behind it never got an answer
-      inflight[i].onUpstreamClosed(i === 0 ? error : new ProxyError('pipeline_aborted', error.message, 'upstream', 502, true), reused || i > 0)
+      const error = this.#error ?? new ProxyError('upstream_closed', `${this.target.authority} closed the connection`, 'upstream', 502)
+      // the first request failed with the error; those pipelined behind it never got an answer
+      group.connectionLost(inflight[i], i === 0 ? error : new ProxyError('pipeline_aborted', error.message, 'upstream', 502, true), reused || i > 0)
     }
   }
 
@@ -289,7 +301,7 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
       const code = (err as NodeJS.ErrnoException).code ?? 'error'
       const connecting = this.#state === State.CONNECTING
       this.#error = new ProxyError(connecting ? 'connect_failed' : 'upstream_reset',
-        `${connecting ? 'cannot connect to' : 'connection to'} ${this.pool.target.authority}: ${code}`, 'upstream', 502, connecting, err)
+        `${connecting ? 'cannot connect to' : 'connection to'} ${this.target.authority}: ${code}`, 'upstream', 502, connecting, err)
     }
   }
 
@@ -297,7 +309,7 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
   onWriteBlocked (): void {
     const inflight = this.#inflight
     const last = inflight[inflight.length - 1]
-    if (last !== undefined && !last.requestSent) last.client.hold(ClientHold.UPSTREAM_FULL)
+    if (last !== undefined && !last.requestSent) last.onUpstreamWriteBlocked()
   }
 
   onDrain (): void {

@@ -1,54 +1,50 @@
 /**
- * The connections to one backend: idle ones kept for reuse (most recently used first: the warmest),
- * a cap on how many are open, and a queue of exchanges waiting for one.
+ * The connections to one target: idle ones kept for reuse (most recently used first: the warmest),
+ * a cap on how many are open, and a queue of requests waiting for one.
  */
-import type { TargetConfig } from '../config/resolve.js'
-import type { Exchange } from '../proxy/exchange.js'
-import type { ProxyCore } from '../proxy/core.js'
 import { ProxyError } from '../core/errors.js'
-import { UpstreamConnection } from './connection.js'
 import { hasPendingOutput } from '../core/batch.js'
+import { UpstreamConnection } from './connection.js'
+import type { UpstreamRequest } from './handler.js'
+import type { Target } from './target.js'
 
 export class Pool {
-  readonly target: TargetConfig
-  readonly index: number
-  readonly core: ProxyCore
+  readonly target: Target
 
   readonly #idle: UpstreamConnection[] = []
   readonly #open = new Set<UpstreamConnection>()
-  readonly #waiting: Exchange[] = []
+  readonly #waiting: UpstreamRequest[] = []
   #waitingHead = 0
   readonly #max: number
   readonly #maxQueue: number
   readonly #pipelining: number
 
-  constructor (core: ProxyCore, target: TargetConfig, index: number) {
-    this.core = core
+  constructor (target: Target) {
     this.target = target
-    this.index = index
-    this.#max = core.config.upstream.maxConnections
-    this.#maxQueue = core.config.upstream.maxQueue
-    this.#pipelining = core.config.upstream.pipelining
+    const settings = target.group.settings.pool
+    this.#max = settings.maxConnections
+    this.#maxQueue = settings.maxQueue
+    this.#pipelining = settings.pipelining
   }
 
   get openCount (): number { return this.#open.size }
   get idleCount (): number { return this.#idle.length }
+  get pipelining (): number { return this.#pipelining }
 
   /**
-   * Find `exchange` a connection, in this order: with pipelining, a connection already written to
+   * Find `request` a connection, in this order: with pipelining, a connection already written to
    * in this turn (the requests leave in one write); an idle one; a new one under the cap; with
    * pipelining, the least loaded pipeline; else a place in the queue. Pipelining behind a request
    * in flight comes after a new connection because a slow response would hold up the ones behind
    * it. `fresh` skips pooled connections (a retry after a reused one failed).
    */
-  acquire (exchange: Exchange, fresh: boolean): void {
-    const pipelining = this.#pipelining > 1 && exchange.pipelinable && !fresh
+  acquire (request: UpstreamRequest, fresh: boolean): void {
+    const pipelining = this.#pipelining > 1 && request.pipelinable && !fresh
     if (!fresh) {
       if (pipelining) {
-        // a connection already written to in this turn: the requests leave in one write
         const conn = this.#pipelineSlot(true)
         if (conn !== null) {
-          conn.send(exchange)
+          conn.send(request)
           return
         }
       }
@@ -56,37 +52,37 @@ export class Pool {
       while (idle.length > 0) {
         const conn = idle.pop()!
         if (conn.usable) {
-          conn.send(exchange)
+          conn.send(request)
           return
         }
       }
     }
     if (this.#open.size < this.#max) {
-      this.#connect(exchange)
+      this.#connect(request)
       return
     }
     if (pipelining) {
       const conn = this.#pipelineSlot(false)
       if (conn !== null) {
-        conn.send(exchange)
+        conn.send(request)
         return
       }
     }
     if (this.#waiting.length - this.#waitingHead >= this.#maxQueue) {
-      exchange.fail(new ProxyError('queue_full', `${this.target.authority}: connection queue full`, 'upstream', 503))
+      request.fail(new ProxyError('queue_full', `${this.target.authority}: connection queue full`, 'upstream', 503))
       return
     }
-    exchange.waitingIn = this
-    this.#waiting.push(exchange)
+    request.dispatchState.waitingIn = this
+    this.#waiting.push(request)
   }
 
-  /** A connection finished every exchange it carried and may be reused. */
+  /** A connection finished every request it carried and may be reused. */
   release (conn: UpstreamConnection): void {
     if (conn.holds !== 0) {
       // paused by someone no longer on it: whoever it went to next would never be read. A defect
       // of ours, caught here so that it costs one connection, not a request
       const error = new ProxyError('internal_error', `internal error: ${this.target.authority} connection released while paused (holds ${conn.holds})`, 'internal', 502)
-      this.core.upstreamError(error, this.target.authority)
+      this.target.group.events.upstreamError(error, this.target.authority)
       conn.destroy(error)
       return
     }
@@ -95,7 +91,7 @@ export class Pool {
       conn.send(next)
       return
     }
-    if (this.core.closing) {
+    if (this.target.group.closing) {
       conn.destroy()
       return
     }
@@ -103,7 +99,7 @@ export class Pool {
     this.#idle.push(conn)
   }
 
-  /** A connection with room in its pipeline takes waiting exchanges that may be pipelined. */
+  /** A connection with room in its pipeline takes waiting requests that may be pipelined. */
   fillPipeline (conn: UpstreamConnection): void {
     const waiting = this.#waiting
     while (this.#waitingHead < waiting.length && waiting[this.#waitingHead].pipelinable && conn.canPipeline(this.#pipelining)) {
@@ -111,32 +107,31 @@ export class Pool {
     }
   }
 
-  /** A connection closed (or failed to connect): forget it, and open another for a waiting exchange. */
+  /** A connection closed (or failed to connect): forget it, and open another for a waiting request. */
   forget (conn: UpstreamConnection): void {
     this.#open.delete(conn)
     const i = this.#idle.indexOf(conn)
     if (i !== -1) this.#idle.splice(i, 1)
-    if (this.#open.size < this.#max && !this.core.closing) {
+    if (this.#open.size < this.#max && !this.target.group.closing) {
       const next = this.#nextWaiting()
       if (next !== null) this.#connect(next)
     }
   }
 
-  /** An exchange stopped waiting (its client went away). */
-  cancel (exchange: Exchange): void {
-    const i = this.#waiting.indexOf(exchange, this.#waitingHead)
+  /** A request stopped waiting (its client went away, or it failed). */
+  cancel (request: UpstreamRequest): void {
+    const i = this.#waiting.indexOf(request, this.#waitingHead)
     if (i !== -1) this.#waiting.splice(i, 1)
-    exchange.waitingIn = null
+    request.dispatchState.waitingIn = null
   }
 
-  /** Close idle connections (the proxy is closing, or tests want a clean slate). */
+  /** Close idle connections (the proxy is closing). */
   closeIdle (): void {
     for (const conn of this.#idle.splice(0)) conn.destroy()
   }
 
-  #connect (exchange: Exchange): void {
-    const conn = new UpstreamConnection(this, exchange)
-    this.#open.add(conn)
+  #connect (request: UpstreamRequest): void {
+    this.#open.add(new UpstreamConnection(this, request))
   }
 
   /** The least loaded connection that can take one more request; with `written`, only among those written to in this turn. */
@@ -149,16 +144,16 @@ export class Pool {
     return best
   }
 
-  #nextWaiting (): Exchange | null {
+  #nextWaiting (): UpstreamRequest | null {
     const waiting = this.#waiting
     if (this.#waitingHead >= waiting.length) return null
     const next = waiting[this.#waitingHead]
-    waiting[this.#waitingHead++] = undefined as unknown as Exchange
+    waiting[this.#waitingHead++] = undefined as unknown as UpstreamRequest
     if (this.#waitingHead === waiting.length) {
       waiting.length = 0
       this.#waitingHead = 0
     }
-    next.waitingIn = null
+    next.dispatchState.waitingIn = null
     return next
   }
 }
