@@ -70,6 +70,10 @@ Options:
   --hide-header NAME          response header to remove; repeat (default: ${DEFAULTS.hideHeaders.join(', ')})
   --no-hide-headers           remove no identifying response header
   --backend-error-pages       pass a backend's 502/503/504 page instead of rp4's own
+  --allow-underscores-in-headers
+                              pass request headers whose name contains "_" (by
+                              default dropped: many backends read Transfer_Encoding
+                              as Transfer-Encoding)
   --rate-limit RATE           requests per second per client IP (IPv6: per /64), then 429
                               with Retry-After (default: no limit)
   --rate-burst N              requests a client may send at once before the rate applies
@@ -149,6 +153,7 @@ const FLAGS = {
   'hide-header': { type: 'string', multiple: true },
   'no-hide-headers': { type: 'boolean' },
   'backend-error-pages': { type: 'boolean' },
+  'allow-underscores-in-headers': { type: 'boolean' },
   'rate-limit': { type: 'string' },
   'rate-burst': { type: 'string' },
   tcp: { type: 'boolean' },
@@ -240,6 +245,7 @@ function parseCli (argv: string[]): Cli | 'help' | 'version' | { demo: string } 
     options.hideHeaders = values['hide-header']
   }
   if (values['backend-error-pages'] === true) options.ownErrorPages = false
+  if (values['allow-underscores-in-headers'] === true) options.allowUnderscoresInHeaders = true
   if (values['rate-limit'] !== undefined) {
     const rate = Number(values['rate-limit'])
     if (!/^\d+(\.\d+)?$/.test(values['rate-limit']) || !(rate > 0)) throw new UsageError(`--rate-limit: "${values['rate-limit']}" must be a number of requests per second above 0`)

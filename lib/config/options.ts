@@ -41,6 +41,12 @@ export interface ProxyOptions {
   hideHeaders?: string[]
   /** A backend's 502, 503 or 504 is answered with rp4's own page (status kept), not the backend's. */
   ownErrorPages?: boolean
+  /**
+   * Pass request headers whose name contains `_`. Off by default: they are dropped, since many
+   * backends (CGI, WSGI, frameworks) read `Transfer_Encoding` as `Transfer-Encoding` (nginx's
+   * `underscores_in_headers off`).
+   */
+  allowUnderscoresInHeaders?: boolean
   /** Requests per client IP (IPv6: per /64): `rate` per second after a `burst`; over it, 429. Off by default. */
   rateLimit?: { rate: number, burst?: number }
   /** Value of the `Via` header rp4 adds (`1.1 <via>`). */

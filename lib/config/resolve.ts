@@ -44,6 +44,7 @@ export interface Config {
   /** The response headers removed, or null when none are. */
   hideHeaders: HiddenHeaders | null
   ownErrorPages: boolean
+  allowUnderscoresInHeaders: boolean
   /** null: no rate limit. */
   rateLimit: Readonly<{ rate: number, burst: number }> | null
   /** The value rp4 adds as its hop to Via, e.g. `1.1 rp4`. */
@@ -112,11 +113,12 @@ export const DEFAULTS = Object.freeze({
   minDataRate: 500,
   hideHeaders: Object.freeze(['Server', 'X-Powered-By', 'X-AspNet-Version', 'X-AspNetMvc-Version']),
   ownErrorPages: true,
+  allowUnderscoresInHeaders: false,
   via: 'rp4',
 })
 
 const TOP_KEYS = new Set(['listen', 'targets', 'timeouts', 'upstream', 'maxPipelinedRequests', 'maxHeaderSize', 'via',
-  'maxRequestLine', 'maxHeaders', 'maxBodySize', 'minDataRate', 'hideHeaders', 'ownErrorPages', 'rateLimit',
+  'maxRequestLine', 'maxHeaders', 'maxBodySize', 'minDataRate', 'hideHeaders', 'ownErrorPages', 'allowUnderscoresInHeaders', 'rateLimit',
   'tcp', 'tcpFallback', 'tls', 'upstreamTls', 'access', 'limits'])
 
 function fail (message: string): never {
@@ -342,6 +344,9 @@ export function resolveConfig (options: ProxyOptions): Config {
     minDataRate: options.minDataRate === undefined ? DEFAULTS.minDataRate : integer(options.minDataRate, 'minDataRate', 0, 1_000_000_000),
     hideHeaders: hideHeaders(options.hideHeaders),
     ownErrorPages: options.ownErrorPages === undefined ? DEFAULTS.ownErrorPages : flag(options.ownErrorPages, 'ownErrorPages'),
+    allowUnderscoresInHeaders: options.allowUnderscoresInHeaders === undefined
+      ? DEFAULTS.allowUnderscoresInHeaders
+      : flag(options.allowUnderscoresInHeaders, 'allowUnderscoresInHeaders'),
     rateLimit: rateLimit(options.rateLimit),
     via: '1.1 ' + via,
     tcp,

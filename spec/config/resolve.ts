@@ -40,8 +40,13 @@ t.test('options: each bad one is named', async t => {
     [{ listen: ':0', targets: ['a:1'], maxHeaderSize: 10 }, /maxHeaderSize/],
     [{ listen: ':0', targets: ['a:1'], via: 'has space' }, /via/],
     [{ listen: ':0', targets: ['a:1'], bogus: 1 }, /unknown option bogus/],
+    [{ listen: ':0', targets: ['a:1'], allowUnderscoresInHeaders: 1 }, /option allowUnderscoresInHeaders must be true or false/],
   ]
   for (const [options, message] of bad) {
     t.throws(() => resolveConfig(options as ProxyOptions), { name: 'TypeError', message }, String(message))
   }
+})
+
+t.test('options: allowUnderscoresInHeaders is off by default', async t => {
+  t.equal(resolveConfig({ listen: ':0', targets: ['127.0.0.1:1'] }).allowUnderscoresInHeaders, false)
 })

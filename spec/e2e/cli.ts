@@ -61,6 +61,7 @@ t.test('--help: usage on stdout, exit 0', async t => {
   t.equal(r.exit, 0)
   t.match(r.stdout, /listen \[HOST\]:PORT --to HOST:PORT/)
   t.match(r.stdout, /--to/)
+  for (const flag of ['--allow-underscores-in-headers']) t.match(r.stdout, flag)
 })
 
 t.test('--version: the package version, exit 0', async t => {
