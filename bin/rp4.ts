@@ -85,9 +85,11 @@ Options:
   --access-file FILE          "allow CIDR" / "deny CIDR" lines (# comments), added
                               to --allow/--deny; re-read when it changes
   --max-connections N         open client connections in all; a new one over it
-                              is closed at once (default ${DEFAULT_LIMITS.maxConnections})
-  --max-connections-per-ip N  open connections per client IP (IPv6: per /64)
-                              (default ${DEFAULT_LIMITS.maxConnectionsPerIp})
+                              is closed at once (default and maximum: what the
+                              open-file limit allows, 2 descriptors per connection;
+                              here ${DEFAULT_LIMITS.maxConnections})
+  --max-connections-per-ip N  open connections per client IP (IPv6: per /64); a new
+                              one over it is closed at once; 0 = no cap (default 0)
   --access-log                one line per response on stderr
   -q, --quiet                 no startup line, no error lines
   -h, --help                  this help
@@ -293,7 +295,7 @@ function accessOptions (values: Values): Partial<ProxyOptions> {
   }
   const limits: ProxyOptions['limits'] = {}
   if (values['max-connections'] !== undefined) limits.maxConnections = count('--max-connections', values['max-connections'], 1)
-  if (values['max-connections-per-ip'] !== undefined) limits.maxConnectionsPerIp = count('--max-connections-per-ip', values['max-connections-per-ip'], 1)
+  if (values['max-connections-per-ip'] !== undefined) limits.maxConnectionsPerIp = count('--max-connections-per-ip', values['max-connections-per-ip'], 0)
   if (Object.keys(limits).length > 0) out.limits = limits
   return out
 }
@@ -374,7 +376,9 @@ async function main (): Promise<number> {
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
     const config = proxy.config
     const mode = config.tcp ? 'relaying TCP to' : config.tls.certificates.length > 0 ? 'terminating TLS, forwarding to' : 'forwarding to'
-    log(`rp4 ${VERSION} listening on ${host}:${address.port}, ${mode} ${config.targets.map(t => (t.tls !== null ? 'https://' : '') + t.authority).join(', ')}`)
+    const { requested, allowed, openFiles } = config.connectionLimit
+    const lowered = requested > 0 ? `; --max-connections ${requested} limited to ${allowed} by the open-file limit (ulimit -n ${openFiles ?? '?'})` : ''
+    log(`rp4 ${VERSION} listening on ${host}:${address.port}, ${mode} ${config.targets.map(t => (t.tls !== null ? 'https://' : '') + t.authority).join(', ')}${lowered}`)
   } catch (err) {
     process.stderr.write(`rp4: cannot listen on ${cli.options.listen}: ${(err as Error).message}\n`)
     return 1

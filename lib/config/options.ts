@@ -70,9 +70,13 @@ export interface AccessOptions {
 }
 
 export interface LimitOptions {
-  /** Open client connections in all (HTTP, TLS, raw TCP); over it, a new one is closed at once. */
+  /**
+   * Open client connections in all (HTTP, TLS, raw TCP); over it, a new one is closed at once.
+   * By default, and at most, what the process's open-file limit allows (two descriptors per
+   * connection: its own and a backend's).
+   */
   maxConnections: number
-  /** Open client connections per client IP (IPv6: per /64); over it, a new one is closed at once. */
+  /** Open client connections per client IP (IPv6: per /64); over it, a new one is closed at once. 0: no cap (the default). */
   maxConnectionsPerIp: number
 }
 

@@ -57,6 +57,17 @@ export interface Config {
   /** null: every address may connect. */
   access: Readonly<AccessConfig> | null
   limits: Readonly<LimitOptions>
+  /** How `limits.maxConnections` came about. */
+  connectionLimit: Readonly<ConnectionLimit>
+}
+
+export interface ConnectionLimit {
+  /** The process's open-file limit, or null where it cannot be read (then 10,240 is assumed). */
+  openFiles: number | null
+  /** The most client connections that limit allows: the default of `limits.maxConnections`, and its ceiling. */
+  allowed: number
+  /** `limits.maxConnections` as given, when it was over `allowed` and lowered to it; 0 otherwise. */
+  requested: number
 }
 
 export interface AccessConfig {
@@ -94,11 +105,53 @@ export const DEFAULT_UPSTREAM: Readonly<UpstreamOptions> = Object.freeze({
   pipelining: 1,
 })
 
+/**
+ * Descriptors kept for everything but client connections and their backend connections: stdio,
+ * the event loop's own, listening sockets, certificate and access files being read, DNS lookups.
+ */
+const RESERVED_FILES = 64
+/** Where the limit cannot be read (not Linux): macOS's usual per-process limit, which Node raises its soft limit to. */
+const ASSUMED_OPEN_FILES = 10_240
+/** What a process may open when its limit says unlimited: Linux's default fs.nr_open. */
+const UNLIMITED_OPEN_FILES = 1_048_576
+
+/**
+ * The soft RLIMIT_NOFILE of this process from /proc/self/limits (Node has no getrlimit; it raises
+ * the soft limit to the hard one at startup, so this is usually `ulimit -Hn` of the shell), or
+ * null where it cannot be read.
+ */
+export function readOpenFileLimit (file = '/proc/self/limits'): number | null {
+  let text: string
+  try {
+    text = readFileSync(file, 'latin1')
+  } catch {
+    return null
+  }
+  const soft = /^Max open files[ \t]+(\S+)/m.exec(text)?.[1]
+  if (soft === undefined) return null
+  if (soft === 'unlimited') return UNLIMITED_OPEN_FILES
+  const value = Number(soft)
+  return Number.isSafeInteger(value) && value > 0 ? value : null
+}
+
+/**
+ * Client connections an open-file limit allows: each may need two descriptors, its own and one
+ * to a backend (a raw TCP relay always does; an HTTP client does while its request is in flight,
+ * and pooled backend connections stay open after it), besides the reserved ones.
+ */
+export function connectionsAllowedBy (openFiles: number): number {
+  return Math.max(1, Math.floor((openFiles - RESERVED_FILES) / 2))
+}
+
+const OPEN_FILE_LIMIT = readOpenFileLimit()
+
 export const DEFAULT_LIMITS: Readonly<LimitOptions> = Object.freeze({
-  // well below a typical open-files limit of 65536, well above what one rp4 process serves well
-  maxConnections: 10_000,
-  // one client (or one NAT) cannot take every descriptor; browsers open 6 per host
-  maxConnectionsPerIp: 256,
+  // as many as the descriptors allow: a connection over it is refused cleanly at accept time,
+  // rather than failing to open its backend connection (EMFILE) halfway through a request
+  maxConnections: connectionsAllowedBy(OPEN_FILE_LIMIT ?? ASSUMED_OPEN_FILES),
+  // no cap per client by default: one address is routinely a whole office or mobile carrier
+  // behind NAT, another proxy or CDN, or a load generator (nginx and HAProxy have none either)
+  maxConnectionsPerIp: 0,
 })
 
 export const DEFAULTS = Object.freeze({
@@ -320,7 +373,12 @@ export function resolveConfig (options: ProxyOptions): Config {
   integer(upstream.maxConnections, 'upstream.maxConnections', 1, 1_000_000)
   integer(upstream.pipelining, 'upstream.pipelining', 1, 1024)
 
-  const limits = section(options.limits, DEFAULT_LIMITS, 'limits', 1, 10_000_000)
+  const givenLimits = section(options.limits, DEFAULT_LIMITS, 'limits', 0, 10_000_000)
+  integer(givenLimits.maxConnections, 'limits.maxConnections', 1, 10_000_000)
+  const allowed = DEFAULT_LIMITS.maxConnections
+  // a guessed limit lowers nothing: only one read from the system does
+  const requested = OPEN_FILE_LIMIT !== null && givenLimits.maxConnections > allowed ? givenLimits.maxConnections : 0
+  const limits = requested === 0 ? givenLimits : Object.freeze({ ...givenLimits, maxConnections: allowed })
 
   const via = options.via ?? DEFAULTS.via
   if (typeof via !== 'string' || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(via)) fail('option via must be an HTTP token, e.g. "rp4"')
@@ -354,5 +412,6 @@ export function resolveConfig (options: ProxyOptions): Config {
     tls,
     access: resolveAccess(options.access),
     limits,
+    connectionLimit: Object.freeze({ openFiles: OPEN_FILE_LIMIT, allowed, requested }),
   })
 }
