@@ -69,7 +69,10 @@ Options:
                               gets 408; 0 = no minimum (default ${DEFAULTS.minDataRate})
   --hide-header NAME          response header to remove; repeat (default: ${DEFAULTS.hideHeaders.join(', ')})
   --no-hide-headers           remove no identifying response header
-  --backend-error-pages       pass a backend's 502/503/504 page instead of rp4's own
+  --intercept-errors          answer a backend's 502/503/504 with rp4's own page
+                              (status kept) instead of passing the backend's response
+  --backend-error-pages       pass a backend's 502/503/504 response as it is: the
+                              default; accepted so that existing command lines work
   --allow-underscores-in-headers
                               pass request headers whose name contains "_" (by
                               default dropped: many backends read Transfer_Encoding
@@ -154,6 +157,7 @@ const FLAGS = {
   'min-data-rate': { type: 'string' },
   'hide-header': { type: 'string', multiple: true },
   'no-hide-headers': { type: 'boolean' },
+  'intercept-errors': { type: 'boolean' },
   'backend-error-pages': { type: 'boolean' },
   'allow-underscores-in-headers': { type: 'boolean' },
   'rate-limit': { type: 'string' },
@@ -246,7 +250,10 @@ function parseCli (argv: string[]): Cli | 'help' | 'version' | { demo: string } 
   } else if (values['hide-header'] !== undefined) {
     options.hideHeaders = values['hide-header']
   }
-  if (values['backend-error-pages'] === true) options.ownErrorPages = false
+  if (values['intercept-errors'] === true) {
+    if (values['backend-error-pages'] === true) throw new UsageError('--intercept-errors and --backend-error-pages contradict each other')
+    options.interceptErrors = true
+  }
   if (values['allow-underscores-in-headers'] === true) options.allowUnderscoresInHeaders = true
   if (values['rate-limit'] !== undefined) {
     const rate = Number(values['rate-limit'])

@@ -39,8 +39,11 @@ export interface ProxyOptions {
   minDataRate?: number
   /** Response headers that would tell what runs behind rp4, removed (case-insensitive); [] keeps all. */
   hideHeaders?: string[]
-  /** A backend's 502, 503 or 504 is answered with rp4's own page (status kept), not the backend's. */
-  ownErrorPages?: boolean
+  /**
+   * A backend's 502, 503 or 504 is answered with rp4's own page (status kept) instead of passing
+   * the backend's response. Off by default: an API's JSON error body and its Retry-After pass.
+   */
+  interceptErrors?: boolean
   /**
    * Pass request headers whose name contains `_`. Off by default: they are dropped, since many
    * backends (CGI, WSGI, frameworks) read `Transfer_Encoding` as `Transfer-Encoding` (nginx's

@@ -43,7 +43,7 @@ export interface Config {
   minDataRate: number
   /** The response headers removed, or null when none are. */
   hideHeaders: HiddenHeaders | null
-  ownErrorPages: boolean
+  interceptErrors: boolean
   allowUnderscoresInHeaders: boolean
   /** null: no rate limit. */
   rateLimit: Readonly<{ rate: number, burst: number }> | null
@@ -165,13 +165,14 @@ export const DEFAULTS = Object.freeze({
   // mod_reqtimeout, MinRate=500)
   minDataRate: 500,
   hideHeaders: Object.freeze(['Server', 'X-Powered-By', 'X-AspNet-Version', 'X-AspNetMvc-Version']),
-  ownErrorPages: true,
+  // the backend's own 502/503/504 passes: an API's JSON error and its Retry-After are meant for the client
+  interceptErrors: false,
   allowUnderscoresInHeaders: false,
   via: 'rp4',
 })
 
 const TOP_KEYS = new Set(['listen', 'targets', 'timeouts', 'upstream', 'maxPipelinedRequests', 'maxHeaderSize', 'via',
-  'maxRequestLine', 'maxHeaders', 'maxBodySize', 'minDataRate', 'hideHeaders', 'ownErrorPages', 'allowUnderscoresInHeaders', 'rateLimit',
+  'maxRequestLine', 'maxHeaders', 'maxBodySize', 'minDataRate', 'hideHeaders', 'interceptErrors', 'allowUnderscoresInHeaders', 'rateLimit',
   'tcp', 'tcpFallback', 'tls', 'upstreamTls', 'access', 'limits'])
 
 function fail (message: string): never {
@@ -345,6 +346,7 @@ function hideHeaders (input: unknown): HiddenHeaders | null {
 
 export function resolveConfig (options: ProxyOptions): Config {
   if (typeof options !== 'object' || options === null) fail('options must be an object')
+  if ('ownErrorPages' in options) fail('option ownErrorPages is now interceptErrors, off by default (a backend\'s 502/503/504 passes as it is)')
   checkKeys(options, TOP_KEYS, '')
   if (typeof options.listen !== 'string') fail('option listen must be a string "[HOST]:PORT"')
   const listen = parseHostPort(options.listen, { hostRequired: false, portZero: true })
@@ -401,7 +403,7 @@ export function resolveConfig (options: ProxyOptions): Config {
     maxBodySize: options.maxBodySize === undefined ? DEFAULTS.maxBodySize : integer(options.maxBodySize, 'maxBodySize', 0, Number.MAX_SAFE_INTEGER),
     minDataRate: options.minDataRate === undefined ? DEFAULTS.minDataRate : integer(options.minDataRate, 'minDataRate', 0, 1_000_000_000),
     hideHeaders: hideHeaders(options.hideHeaders),
-    ownErrorPages: options.ownErrorPages === undefined ? DEFAULTS.ownErrorPages : flag(options.ownErrorPages, 'ownErrorPages'),
+    interceptErrors: options.interceptErrors === undefined ? DEFAULTS.interceptErrors : flag(options.interceptErrors, 'interceptErrors'),
     allowUnderscoresInHeaders: options.allowUnderscoresInHeaders === undefined
       ? DEFAULTS.allowUnderscoresInHeaders
       : flag(options.allowUnderscoresInHeaders, 'allowUnderscoresInHeaders'),

@@ -43,6 +43,8 @@ t.test('options: each bad one is named', async t => {
     [{ listen: ':0', targets: ['a:1'], maxHeaderSize: 10 }, /maxHeaderSize/],
     [{ listen: ':0', targets: ['a:1'], via: 'has space' }, /via/],
     [{ listen: ':0', targets: ['a:1'], bogus: 1 }, /unknown option bogus/],
+    [{ listen: ':0', targets: ['a:1'], ownErrorPages: false }, /option ownErrorPages is now interceptErrors, off by default/],
+    [{ listen: ':0', targets: ['a:1'], interceptErrors: 'yes' }, /option interceptErrors must be true or false/],
     [{ listen: ':0', targets: ['a:1'], allowUnderscoresInHeaders: 1 }, /option allowUnderscoresInHeaders must be true or false/],
     [{ listen: ':0', targets: ['a:1'], limits: { maxConnectionsPerIp: -1 } }, /option limits\.maxConnectionsPerIp must be an integer from 0/],
   ]
@@ -53,6 +55,7 @@ t.test('options: each bad one is named', async t => {
 
 t.test('options: defaults that never refuse ordinary traffic', async t => {
   const config = resolveConfig({ listen: ':0', targets: ['127.0.0.1:1'] })
+  t.equal(config.interceptErrors, false, 'a backend\'s 502/503/504 passes')
   t.equal(config.allowUnderscoresInHeaders, false)
   t.equal(config.limits.maxConnectionsPerIp, 0, 'no cap per client IP')
   const openFiles = readOpenFileLimit()

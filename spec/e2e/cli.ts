@@ -64,7 +64,7 @@ t.test('--help: usage on stdout, exit 0', async t => {
   t.equal(r.exit, 0)
   t.match(r.stdout, /listen \[HOST\]:PORT --to HOST:PORT/)
   t.match(r.stdout, /--to/)
-  for (const flag of ['--allow-underscores-in-headers', '--max-connections-per-ip']) t.match(r.stdout, flag)
+  for (const flag of ['--intercept-errors', '--backend-error-pages', '--allow-underscores-in-headers', '--max-connections-per-ip']) t.match(r.stdout, flag)
 })
 
 t.test('--version: the package version, exit 0', async t => {
@@ -139,6 +139,7 @@ const BAD: Array<[string, string[], string]> = [
   ['missing --access-file', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--access-file', '/nonexistent/rp4-access'], '"/nonexistent/rp4-access" cannot read it'],
   ['bad --max-connections-per-ip', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--max-connections-per-ip', 'few'], '--max-connections-per-ip'],
   ['--max-connections 0', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--max-connections', '0'], '--max-connections'],
+  ['--intercept-errors with --backend-error-pages', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--intercept-errors', '--backend-error-pages'], '--intercept-errors and --backend-error-pages contradict each other'],
   ['bad --max-connections', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--max-connections', 'many'], '--max-connections'],
 ]
 
@@ -170,6 +171,28 @@ t.test('--max-connections over what the open-file limit allows: lowered, and the
   const fits = run(t, ['listen', '127.0.0.1:0', '--to', origin.target, '--max-connections', '468'], 1000)
   await fits.listening()
   t.notMatch(fits.stderr, /limited/, 'nothing to say when it fits')
+})
+
+t.test('--intercept-errors, --backend-error-pages, --allow-underscores-in-headers', async t => {
+  if (!checkBuilt(t, 'dist/bin/rp4.js')) return
+  const origin = await startOrigin(t, req => req.url === '/busy'
+    ? 'HTTP/1.1 503 Busy\r\nRetry-After: 5\r\nContent-Length: 4\r\n\r\nbusy'
+    : ok(req.raw.toString('latin1').includes('X_Team: a') ? 'underscore passed' : 'underscore dropped'))
+  const request = 'GET /busy HTTP/1.1\r\nHost: h\r\n\r\nGET /u HTTP/1.1\r\nHost: h\r\nX_Team: a\r\n\r\n'
+  const answers: Record<string, string[]> = {}
+  for (const flags of [[], ['--backend-error-pages'], ['--intercept-errors', '--allow-underscores-in-headers']]) {
+    const r = run(t, ['listen', '127.0.0.1:0', '--to', origin.target, ...flags])
+    const { port } = await r.listening()
+    const res = await exchange(port, request, { responses: 2 })
+    answers[flags.join(' ') || 'defaults'] = res.responses.map(m => m.raw.toString('latin1'))
+  }
+  const passed = 'HTTP/1.1 503 Busy\r\nRetry-After: 5\r\nContent-Length: 4\r\nVia: 1.1 rp4\r\n\r\nbusy'
+  t.equal(answers.defaults[0], passed, 'by default the backend\'s 503 passes')
+  t.match(answers.defaults[1], /underscore dropped$/)
+  t.same(answers['--backend-error-pages'], answers.defaults, '--backend-error-pages says what the default does')
+  t.equal(answers['--intercept-errors --allow-underscores-in-headers'][0],
+    'HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 24\r\n\r\n503 Service Unavailable\n', 'rp4\'s page')
+  t.match(answers['--intercept-errors --allow-underscores-in-headers'][1], /underscore passed$/)
 })
 
 t.test('bad arguments: a message naming the problem, non-zero exit, nothing listening', async t => {
