@@ -69,7 +69,14 @@ Options:
                               gets 408; 0 = no minimum (default ${DEFAULTS.minDataRate})
   --hide-header NAME          response header to remove; repeat (default: ${DEFAULTS.hideHeaders.join(', ')})
   --no-hide-headers           remove no identifying response header
-  --backend-error-pages       pass a backend's 502/503/504 page instead of rp4's own
+  --intercept-errors          answer a backend's 502/503/504 with rp4's own page
+                              (status kept) instead of passing the backend's response
+  --backend-error-pages       pass a backend's 502/503/504 response as it is: the
+                              default; accepted so that existing command lines work
+  --allow-underscores-in-headers
+                              pass request headers whose name contains "_" (by
+                              default dropped: many backends read Transfer_Encoding
+                              as Transfer-Encoding)
   --rate-limit RATE           requests per second per client IP (IPv6: per /64), then 429
                               with Retry-After (default: no limit)
   --rate-burst N              requests a client may send at once before the rate applies
@@ -81,9 +88,11 @@ Options:
   --access-file FILE          "allow CIDR" / "deny CIDR" lines (# comments), added
                               to --allow/--deny; re-read when it changes
   --max-connections N         open client connections in all; a new one over it
-                              is closed at once (default ${DEFAULT_LIMITS.maxConnections})
-  --max-connections-per-ip N  open connections per client IP (IPv6: per /64)
-                              (default ${DEFAULT_LIMITS.maxConnectionsPerIp})
+                              is closed at once (default and maximum: what the
+                              open-file limit allows, 2 descriptors per connection;
+                              here ${DEFAULT_LIMITS.maxConnections})
+  --max-connections-per-ip N  open connections per client IP (IPv6: per /64); a new
+                              one over it is closed at once; 0 = no cap (default 0)
   --access-log                one line per response on stderr
   -q, --quiet                 no startup line, no error lines
   -h, --help                  this help
@@ -148,7 +157,9 @@ const FLAGS = {
   'min-data-rate': { type: 'string' },
   'hide-header': { type: 'string', multiple: true },
   'no-hide-headers': { type: 'boolean' },
+  'intercept-errors': { type: 'boolean' },
   'backend-error-pages': { type: 'boolean' },
+  'allow-underscores-in-headers': { type: 'boolean' },
   'rate-limit': { type: 'string' },
   'rate-burst': { type: 'string' },
   tcp: { type: 'boolean' },
@@ -239,7 +250,11 @@ function parseCli (argv: string[]): Cli | 'help' | 'version' | { demo: string } 
   } else if (values['hide-header'] !== undefined) {
     options.hideHeaders = values['hide-header']
   }
-  if (values['backend-error-pages'] === true) options.ownErrorPages = false
+  if (values['intercept-errors'] === true) {
+    if (values['backend-error-pages'] === true) throw new UsageError('--intercept-errors and --backend-error-pages contradict each other')
+    options.interceptErrors = true
+  }
+  if (values['allow-underscores-in-headers'] === true) options.allowUnderscoresInHeaders = true
   if (values['rate-limit'] !== undefined) {
     const rate = Number(values['rate-limit'])
     if (!/^\d+(\.\d+)?$/.test(values['rate-limit']) || !(rate > 0)) throw new UsageError(`--rate-limit: "${values['rate-limit']}" must be a number of requests per second above 0`)
@@ -287,7 +302,7 @@ function accessOptions (values: Values): Partial<ProxyOptions> {
   }
   const limits: ProxyOptions['limits'] = {}
   if (values['max-connections'] !== undefined) limits.maxConnections = count('--max-connections', values['max-connections'], 1)
-  if (values['max-connections-per-ip'] !== undefined) limits.maxConnectionsPerIp = count('--max-connections-per-ip', values['max-connections-per-ip'], 1)
+  if (values['max-connections-per-ip'] !== undefined) limits.maxConnectionsPerIp = count('--max-connections-per-ip', values['max-connections-per-ip'], 0)
   if (Object.keys(limits).length > 0) out.limits = limits
   return out
 }
@@ -368,7 +383,9 @@ async function main (): Promise<number> {
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
     const config = proxy.config
     const mode = config.tcp ? 'relaying TCP to' : config.tls.certificates.length > 0 ? 'terminating TLS, forwarding to' : 'forwarding to'
-    log(`rp4 ${VERSION} listening on ${host}:${address.port}, ${mode} ${config.targets.map(t => (t.tls !== null ? 'https://' : '') + t.authority).join(', ')}`)
+    const { requested, allowed, openFiles } = config.connectionLimit
+    const lowered = requested > 0 ? `; --max-connections ${requested} limited to ${allowed} by the open-file limit (ulimit -n ${openFiles ?? '?'})` : ''
+    log(`rp4 ${VERSION} listening on ${host}:${address.port}, ${mode} ${config.targets.map(t => (t.tls !== null ? 'https://' : '') + t.authority).join(', ')}${lowered}`)
   } catch (err) {
     process.stderr.write(`rp4: cannot listen on ${cli.options.listen}: ${(err as Error).message}\n`)
     return 1

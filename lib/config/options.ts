@@ -39,8 +39,17 @@ export interface ProxyOptions {
   minDataRate?: number
   /** Response headers that would tell what runs behind rp4, removed (case-insensitive); [] keeps all. */
   hideHeaders?: string[]
-  /** A backend's 502, 503 or 504 is answered with rp4's own page (status kept), not the backend's. */
-  ownErrorPages?: boolean
+  /**
+   * A backend's 502, 503 or 504 is answered with rp4's own page (status kept) instead of passing
+   * the backend's response. Off by default: an API's JSON error body and its Retry-After pass.
+   */
+  interceptErrors?: boolean
+  /**
+   * Pass request headers whose name contains `_`. Off by default: they are dropped, since many
+   * backends (CGI, WSGI, frameworks) read `Transfer_Encoding` as `Transfer-Encoding` (nginx's
+   * `underscores_in_headers off`).
+   */
+  allowUnderscoresInHeaders?: boolean
   /** Requests per client IP (IPv6: per /64): `rate` per second after a `burst`; over it, 429. Off by default. */
   rateLimit?: { rate: number, burst?: number }
   /** Value of the `Via` header rp4 adds (`1.1 <via>`). */
@@ -64,9 +73,13 @@ export interface AccessOptions {
 }
 
 export interface LimitOptions {
-  /** Open client connections in all (HTTP, TLS, raw TCP); over it, a new one is closed at once. */
+  /**
+   * Open client connections in all (HTTP, TLS, raw TCP); over it, a new one is closed at once.
+   * By default, and at most, what the process's open-file limit allows (two descriptors per
+   * connection: its own and a backend's).
+   */
   maxConnections: number
-  /** Open client connections per client IP (IPv6: per /64); over it, a new one is closed at once. */
+  /** Open client connections per client IP (IPv6: per /64); over it, a new one is closed at once. 0: no cap (the default). */
   maxConnectionsPerIp: number
 }
 

@@ -43,7 +43,8 @@ export interface Config {
   minDataRate: number
   /** The response headers removed, or null when none are. */
   hideHeaders: HiddenHeaders | null
-  ownErrorPages: boolean
+  interceptErrors: boolean
+  allowUnderscoresInHeaders: boolean
   /** null: no rate limit. */
   rateLimit: Readonly<{ rate: number, burst: number }> | null
   /** The value rp4 adds as its hop to Via, e.g. `1.1 rp4`. */
@@ -56,6 +57,17 @@ export interface Config {
   /** null: every address may connect. */
   access: Readonly<AccessConfig> | null
   limits: Readonly<LimitOptions>
+  /** How `limits.maxConnections` came about. */
+  connectionLimit: Readonly<ConnectionLimit>
+}
+
+export interface ConnectionLimit {
+  /** The process's open-file limit, or null where it cannot be read (then 10,240 is assumed). */
+  openFiles: number | null
+  /** The most client connections that limit allows: the default of `limits.maxConnections`, and its ceiling. */
+  allowed: number
+  /** `limits.maxConnections` as given, when it was over `allowed` and lowered to it; 0 otherwise. */
+  requested: number
 }
 
 export interface AccessConfig {
@@ -93,11 +105,53 @@ export const DEFAULT_UPSTREAM: Readonly<UpstreamOptions> = Object.freeze({
   pipelining: 1,
 })
 
+/**
+ * Descriptors kept for everything but client connections and their backend connections: stdio,
+ * the event loop's own, listening sockets, certificate and access files being read, DNS lookups.
+ */
+const RESERVED_FILES = 64
+/** Where the limit cannot be read (not Linux): macOS's usual per-process limit, which Node raises its soft limit to. */
+const ASSUMED_OPEN_FILES = 10_240
+/** What a process may open when its limit says unlimited: Linux's default fs.nr_open. */
+const UNLIMITED_OPEN_FILES = 1_048_576
+
+/**
+ * The soft RLIMIT_NOFILE of this process from /proc/self/limits (Node has no getrlimit; it raises
+ * the soft limit to the hard one at startup, so this is usually `ulimit -Hn` of the shell), or
+ * null where it cannot be read.
+ */
+export function readOpenFileLimit (file = '/proc/self/limits'): number | null {
+  let text: string
+  try {
+    text = readFileSync(file, 'latin1')
+  } catch {
+    return null
+  }
+  const soft = /^Max open files[ \t]+(\S+)/m.exec(text)?.[1]
+  if (soft === undefined) return null
+  if (soft === 'unlimited') return UNLIMITED_OPEN_FILES
+  const value = Number(soft)
+  return Number.isSafeInteger(value) && value > 0 ? value : null
+}
+
+/**
+ * Client connections an open-file limit allows: each may need two descriptors, its own and one
+ * to a backend (a raw TCP relay always does; an HTTP client does while its request is in flight,
+ * and pooled backend connections stay open after it), besides the reserved ones.
+ */
+export function connectionsAllowedBy (openFiles: number): number {
+  return Math.max(1, Math.floor((openFiles - RESERVED_FILES) / 2))
+}
+
+const OPEN_FILE_LIMIT = readOpenFileLimit()
+
 export const DEFAULT_LIMITS: Readonly<LimitOptions> = Object.freeze({
-  // well below a typical open-files limit of 65536, well above what one rp4 process serves well
-  maxConnections: 10_000,
-  // one client (or one NAT) cannot take every descriptor; browsers open 6 per host
-  maxConnectionsPerIp: 256,
+  // as many as the descriptors allow: a connection over it is refused cleanly at accept time,
+  // rather than failing to open its backend connection (EMFILE) halfway through a request
+  maxConnections: connectionsAllowedBy(OPEN_FILE_LIMIT ?? ASSUMED_OPEN_FILES),
+  // no cap per client by default: one address is routinely a whole office or mobile carrier
+  // behind NAT, another proxy or CDN, or a load generator (nginx and HAProxy have none either)
+  maxConnectionsPerIp: 0,
 })
 
 export const DEFAULTS = Object.freeze({
@@ -111,12 +165,14 @@ export const DEFAULTS = Object.freeze({
   // mod_reqtimeout, MinRate=500)
   minDataRate: 500,
   hideHeaders: Object.freeze(['Server', 'X-Powered-By', 'X-AspNet-Version', 'X-AspNetMvc-Version']),
-  ownErrorPages: true,
+  // the backend's own 502/503/504 passes: an API's JSON error and its Retry-After are meant for the client
+  interceptErrors: false,
+  allowUnderscoresInHeaders: false,
   via: 'rp4',
 })
 
 const TOP_KEYS = new Set(['listen', 'targets', 'timeouts', 'upstream', 'maxPipelinedRequests', 'maxHeaderSize', 'via',
-  'maxRequestLine', 'maxHeaders', 'maxBodySize', 'minDataRate', 'hideHeaders', 'ownErrorPages', 'rateLimit',
+  'maxRequestLine', 'maxHeaders', 'maxBodySize', 'minDataRate', 'hideHeaders', 'interceptErrors', 'allowUnderscoresInHeaders', 'rateLimit',
   'tcp', 'tcpFallback', 'tls', 'upstreamTls', 'access', 'limits'])
 
 function fail (message: string): never {
@@ -290,6 +346,7 @@ function hideHeaders (input: unknown): HiddenHeaders | null {
 
 export function resolveConfig (options: ProxyOptions): Config {
   if (typeof options !== 'object' || options === null) fail('options must be an object')
+  if ('ownErrorPages' in options) fail('option ownErrorPages is now interceptErrors, off by default (a backend\'s 502/503/504 passes as it is)')
   checkKeys(options, TOP_KEYS, '')
   if (typeof options.listen !== 'string') fail('option listen must be a string "[HOST]:PORT"')
   const listen = parseHostPort(options.listen, { hostRequired: false, portZero: true })
@@ -318,7 +375,12 @@ export function resolveConfig (options: ProxyOptions): Config {
   integer(upstream.maxConnections, 'upstream.maxConnections', 1, 1_000_000)
   integer(upstream.pipelining, 'upstream.pipelining', 1, 1024)
 
-  const limits = section(options.limits, DEFAULT_LIMITS, 'limits', 1, 10_000_000)
+  const givenLimits = section(options.limits, DEFAULT_LIMITS, 'limits', 0, 10_000_000)
+  integer(givenLimits.maxConnections, 'limits.maxConnections', 1, 10_000_000)
+  const allowed = DEFAULT_LIMITS.maxConnections
+  // a guessed limit lowers nothing: only one read from the system does
+  const requested = OPEN_FILE_LIMIT !== null && givenLimits.maxConnections > allowed ? givenLimits.maxConnections : 0
+  const limits = requested === 0 ? givenLimits : Object.freeze({ ...givenLimits, maxConnections: allowed })
 
   const via = options.via ?? DEFAULTS.via
   if (typeof via !== 'string' || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(via)) fail('option via must be an HTTP token, e.g. "rp4"')
@@ -341,7 +403,10 @@ export function resolveConfig (options: ProxyOptions): Config {
     maxBodySize: options.maxBodySize === undefined ? DEFAULTS.maxBodySize : integer(options.maxBodySize, 'maxBodySize', 0, Number.MAX_SAFE_INTEGER),
     minDataRate: options.minDataRate === undefined ? DEFAULTS.minDataRate : integer(options.minDataRate, 'minDataRate', 0, 1_000_000_000),
     hideHeaders: hideHeaders(options.hideHeaders),
-    ownErrorPages: options.ownErrorPages === undefined ? DEFAULTS.ownErrorPages : flag(options.ownErrorPages, 'ownErrorPages'),
+    interceptErrors: options.interceptErrors === undefined ? DEFAULTS.interceptErrors : flag(options.interceptErrors, 'interceptErrors'),
+    allowUnderscoresInHeaders: options.allowUnderscoresInHeaders === undefined
+      ? DEFAULTS.allowUnderscoresInHeaders
+      : flag(options.allowUnderscoresInHeaders, 'allowUnderscoresInHeaders'),
     rateLimit: rateLimit(options.rateLimit),
     via: '1.1 ' + via,
     tcp,
@@ -349,5 +414,6 @@ export function resolveConfig (options: ProxyOptions): Config {
     tls,
     access: resolveAccess(options.access),
     limits,
+    connectionLimit: Object.freeze({ openFiles: OPEN_FILE_LIMIT, allowed, requested }),
   })
 }

@@ -35,6 +35,7 @@ export const enum Header {
   X_FORWARDED_HOST,
   VIA,
   EXPECT,
+  HTTP2_SETTINGS,
 }
 
 /**
@@ -55,7 +56,10 @@ export function classify (name: string): Header {
       const lower = name.toLowerCase()
       return lower === 'connection' ? Header.CONNECTION : lower === 'keep-alive' ? Header.KEEP_ALIVE : Header.OTHER
     }
-    case 14: return name.toLowerCase() === 'content-length' ? Header.CONTENT_LENGTH : Header.OTHER
+    case 14: {
+      const lower = name.toLowerCase()
+      return lower === 'content-length' ? Header.CONTENT_LENGTH : lower === 'http2-settings' ? Header.HTTP2_SETTINGS : Header.OTHER
+    }
     case 15: return name.toLowerCase() === 'x-forwarded-for' ? Header.X_FORWARDED_FOR : Header.OTHER
     case 16: {
       const lower = name.toLowerCase()
@@ -105,4 +109,38 @@ export function hasToken (value: string, token: string): boolean {
     if ((before === ',' || before === ' ' || before === '\t') && (after === ',' || after === ' ' || after === '\t' || after === ';')) return true
     from = end
   }
+}
+
+/**
+ * An Upgrade value without its `h2c` protocols (`h2c`, `h2c/VERSION`, any case): the value itself
+ * when it names none, '' when it names nothing else. rp4 never relays an h2c upgrade: behind a
+ * proxy, an HTTP/2 connection to the backend escapes every rule the proxy applies per request.
+ */
+export function withoutH2c (value: string): string {
+  if (!value.toLowerCase().includes('h2c')) return value
+  let kept = ''
+  for (const raw of value.split(',')) {
+    const protocol = raw.trim()
+    if (protocol === '') continue
+    const slash = protocol.indexOf('/')
+    if ((slash === -1 ? protocol : protocol.slice(0, slash)).toLowerCase() === 'h2c') continue
+    kept += (kept === '' ? '' : ', ') + protocol
+  }
+  return kept
+}
+
+/**
+ * True when a request's Upgrade headers name h2c and no other protocol: not an upgrade as far as
+ * rp4 is concerned, whatever llhttp saw.
+ */
+export function upgradesOnlyToH2c (headers: string[]): boolean {
+  let h2c = false
+  for (let i = 0; i < headers.length; i += 2) {
+    if (classify(headers[i]) !== Header.UPGRADE) continue
+    const value = headers[i + 1]
+    const kept = withoutH2c(value)
+    if (kept !== '') return false
+    if (value.trim() !== '') h2c = true
+  }
+  return h2c
 }

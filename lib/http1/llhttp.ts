@@ -178,6 +178,7 @@ export class Llhttp {
   }
 
   resume (): void { wasm.llhttp_resume(this.#ptr) }
+  resumeAfterUpgrade (): void { wasm.llhttp_resume_after_upgrade(this.#ptr) }
 
   get method (): string { return METHODS[wasm.llhttp_get_method(this.#ptr)] ?? 'UNKNOWN' }
   get httpMajor (): number { return wasm.llhttp_get_http_major(this.#ptr) }

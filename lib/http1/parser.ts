@@ -4,7 +4,7 @@
  * across chunks: spans cut by a chunk boundary are joined here.
  */
 import { CB_ERROR, CB_OK, Errno, Llhttp, ParserType, type ParserCallbacks } from './llhttp.js'
-import type { MessageHead } from './head.js'
+import { upgradesOnlyToH2c, type MessageHead } from './head.js'
 
 export interface MessageSink {
   /** The head is complete. Returns a HeadersResult, CB_PAUSE or CB_ERROR. */
@@ -34,6 +34,10 @@ export class HttpParser implements ParserCallbacks {
   #url = ''
   #reason = ''
   #headers: string[] = []
+  /** The message being parsed asked for an h2c upgrade only: llhttp's upgrade pause is lifted. */
+  #h2cOnly = false
+  /** Where in the chunk given to `execute` the last llhttp run started (after lifted upgrade pauses). */
+  #base = 0
   /** Set when a callback refused the message for a reason of ours. */
   limitError = LimitError.NONE
 
@@ -46,10 +50,25 @@ export class HttpParser implements ParserCallbacks {
     this.#maxHeaderFields = maxHeaders * 2
   }
 
-  execute (chunk: Buffer): number { return this.#llhttp.execute(chunk) }
+  execute (chunk: Buffer): number {
+    const llhttp = this.#llhttp
+    this.#base = 0
+    let ret = llhttp.execute(chunk)
+    // llhttp stops after any request with `Connection: upgrade` and an Upgrade header; one that
+    // asked for h2c alone was served as a plain request, and the connection goes on in HTTP/1.1
+    while (ret === Errno.PAUSED_UPGRADE && this.#h2cOnly) {
+      this.#h2cOnly = false
+      this.#base += llhttp.errorOffset()
+      llhttp.resumeAfterUpgrade()
+      ret = llhttp.execute(chunk.subarray(this.#base))
+    }
+    return ret
+  }
+
   finish (): number { return this.#llhttp.finish() }
   resume (): void { this.#llhttp.resume() }
-  errorOffset (): number { return this.#llhttp.errorOffset() }
+  /** Where in the chunk given to the last `execute` parsing stopped. */
+  errorOffset (): number { return this.#base + this.#llhttp.errorOffset() }
   get needsEof (): boolean { return this.#llhttp.needsEof }
   destroy (): void { this.#llhttp.destroy() }
   /** True between the start of a message and the end of its head: bytes of a request are pending. */
@@ -116,8 +135,13 @@ export class HttpParser implements ParserCallbacks {
   onHeadersComplete (statusCode: number, upgrade: boolean, keepAlive: boolean): number {
     this.#inHead = false
     const llhttp = this.#llhttp
+    const method = this.#type === ParserType.REQUEST ? llhttp.method : ''
+    if (upgrade && method !== '' && method !== 'CONNECT' && upgradesOnlyToH2c(this.#headers)) {
+      upgrade = false
+      this.#h2cOnly = true
+    }
     const head: MessageHead = {
-      method: this.#type === ParserType.REQUEST ? llhttp.method : '',
+      method,
       url: this.#url,
       status: statusCode,
       reason: this.#reason,

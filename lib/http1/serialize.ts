@@ -3,7 +3,7 @@
  * headers removed, X-Forwarded-* and Via added, bodies re-framed where the two hops differ.
  * Each head is built as one string, written with one call.
  */
-import { Header, classify, connectionOptions, hasToken, isHopByHop, type MessageHead } from './head.js'
+import { Header, classify, connectionOptions, hasToken, isHopByHop, withoutH2c, type MessageHead } from './head.js'
 import type { HiddenHeaders } from '../config/resolve.js'
 
 export const enum BodyKind {
@@ -41,6 +41,8 @@ export interface ForwardContext {
   proto: string
   /** `1.1 rp4`: this hop in Via. */
   via: string
+  /** Header names with `_` are passed; otherwise they are dropped. */
+  underscores: boolean
 }
 
 export function planRequest (head: MessageHead, ctx: ForwardContext): RequestPlan {
@@ -78,21 +80,35 @@ export function planRequest (head: MessageHead, ctx: ForwardContext): RequestPla
   // llhttp refuses these too, but only after the head is handed over: refusing here means no
   // backend connection is even opened for them
   else if (hosts === 1 && !sameAuthority(head.url, host)) invalid = 'absolute-form target whose host differs from Host'
+  // RFC 9112 6.1: the framing of an HTTP/1.0 message with Transfer-Encoding is faulty (1.0 has no
+  // chunked); a 1.0 hop behind would take the chunk data for the next request
+  else if (chunked && !http11) invalid = 'Transfer-Encoding in an HTTP/1.0 request'
   else if (chunked && contentLength) invalid = 'Content-Length with Transfer-Encoding'
   else if (chunked && !/(?:^|,)[ \t]*chunked[ \t]*$/i.test(lastCoding)) invalid = 'Transfer-Encoding whose last coding is not chunked'
 
   const named = connectionValues === null ? null : connectionOptions(connectionValues)
+  // the parser has already decided that an Upgrade naming h2c alone is no upgrade
   const upgrade = head.upgrade
+  const underscores = ctx.underscores
   let prefix = head.method + ' ' + head.url + ' HTTP/1.1\r\n'
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i]
     const kind = classify(name)
     if (kind !== Header.OTHER) {
-      if (isHopByHop(kind) || kind === Header.X_FORWARDED_PROTO || kind === Header.X_FORWARDED_HOST) continue
-      if (kind === Header.UPGRADE && !upgrade) continue
+      if (isHopByHop(kind) || kind === Header.X_FORWARDED_PROTO || kind === Header.X_FORWARDED_HOST || kind === Header.HTTP2_SETTINGS) continue
+      if (kind === Header.UPGRADE) {
+        if (!upgrade) continue
+        const protocols = withoutH2c(headers[i + 1])
+        if (protocols !== '') prefix += name + ': ' + protocols + '\r\n'
+        continue
+      }
       if (i === lastXff) { prefix += name + ': ' + headers[i + 1] + ', ' + ctx.clientIp + '\r\n'; continue }
       if (i === lastVia) { prefix += name + ': ' + headers[i + 1] + ', ' + ctx.via + '\r\n'; continue }
     } else if (named !== null && named.has(name.toLowerCase())) {
+      continue
+    } else if (!underscores && name.includes('_')) {
+      // CGI, WSGI and many frameworks read `Transfer_Encoding` as Transfer-Encoding: a second
+      // framing header rp4 never saw. Dropped silently, as nginx does (underscores_in_headers off)
       continue
     }
     prefix += name + ': ' + headers[i + 1] + '\r\n'

@@ -1,6 +1,6 @@
 /**
- * Connection caps at accept time: open client connections in all, and per client IP (IPv6
- * clients grouped by /64: one host usually holds the whole prefix). A connection is counted from
+ * Connection caps at accept time: open client connections in all, and, when asked for, per
+ * client IP (IPv6 clients grouped by /64: one host usually holds the whole prefix). A connection is counted from
  * its accept to its socket's `close`, whatever it became (HTTP, TLS, raw TCP), so the counts
  * follow the sockets and nothing else has to report back.
  */
@@ -9,7 +9,10 @@ import type { Address } from './access.js'
 
 const kKey = Symbol('rp4.capKey')
 
-interface CountedSocket extends Socket { [kKey]: number | string, [kCaps]: ConnectionCaps }
+/** The per-IP key, or null when there is no per-IP cap. */
+type Key = number | string | null
+
+interface CountedSocket extends Socket { [kKey]: Key, [kCaps]: ConnectionCaps }
 const kCaps = Symbol('rp4.caps')
 
 export const enum Admission { OK, GLOBAL, PER_IP }
@@ -21,6 +24,7 @@ function keyOf (address: Address): number | string {
 
 export class ConnectionCaps {
   readonly max: number
+  /** 0: no cap per client IP, and nothing counted per IP. */
   readonly maxPerIp: number
   readonly #perIp = new Map<number | string, number>()
   #open = 0
@@ -33,16 +37,19 @@ export class ConnectionCaps {
   /** Connections counted and not closed yet. */
   get open (): number { return this.#open }
 
-  /** Open connections of the client at this address (its /64 for IPv6). */
+  /** Open connections of the client at this address (its /64 for IPv6); always 0 without a per-IP cap. */
   openFrom (address: Address): number { return this.#perIp.get(keyOf(address)) ?? 0 }
 
   /** Count the socket if both caps allow it; it is uncounted on its `close`. */
   admit (socket: Socket, address: Address): Admission {
     if (this.#open >= this.max) return Admission.GLOBAL
-    const key = keyOf(address)
-    const count = this.#perIp.get(key) ?? 0
-    if (count >= this.maxPerIp) return Admission.PER_IP
-    this.#perIp.set(key, count + 1)
+    let key: Key = null
+    if (this.maxPerIp > 0) {
+      key = keyOf(address)
+      const count = this.#perIp.get(key) ?? 0
+      if (count >= this.maxPerIp) return Admission.PER_IP
+      this.#perIp.set(key, count + 1)
+    }
     this.#open++
     const counted = socket as CountedSocket
     counted[kKey] = key
@@ -51,8 +58,9 @@ export class ConnectionCaps {
     return Admission.OK
   }
 
-  release (key: number | string): void {
+  release (key: Key): void {
     this.#open--
+    if (key === null) return
     const count = this.#perIp.get(key) ?? 0
     if (count <= 1) this.#perIp.delete(key)
     else this.#perIp.set(key, count - 1)

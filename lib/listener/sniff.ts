@@ -5,8 +5,9 @@
  * relayed as TCP.
  *
  * A method is taken as any uppercase token (`[A-Z][A-Z0-9_-]*`), not only the methods rp4's parser
- * knows: a client that tries HTTP with a bad method or a garbled line must get rp4's 400, not have
- * its bytes relayed raw to the backend. Lowercase and binary starts (memcached's `get k`, SSH's
+ * knows, or as an uppercase word with other printable bytes when a request target follows it: a
+ * client that tries HTTP with a bad method or a garbled line must get rp4's 400, not have its
+ * bytes relayed raw to the backend. Lowercase and binary starts (memcached's `get k`, SSH's
  * banner, a PostgreSQL startup packet, RESP's `*`) are decided "other" at their first telling byte.
  */
 
@@ -30,13 +31,26 @@ function isDigit (byte: number): boolean { return byte >= 0x30 && byte <= 0x39 }
 
 function sniffHttp (data: Buffer): Verdict {
   if (!isUpper(data[0])) return Verdict.OTHER
+  // an uppercase start with other printable bytes (`GE(T`) is a garbled method if a request
+  // target follows, to be refused with 400; relayed raw, it would reach an HTTP backend unchecked
+  let garbled = false
   const n = Math.min(data.length, LONGEST_METHOD + 1)
   for (let i = 1; i < n; i++) {
     const byte = data[i]
-    if (byte === SPACE) return Verdict.HTTP
-    if (!isUpper(byte) && !isDigit(byte) && byte !== DASH && byte !== UNDERSCORE) return Verdict.OTHER
+    if (byte === SPACE) return garbled ? sniffTarget(data, i + 1) : Verdict.HTTP
+    if (byte < 0x21 || byte > 0x7e) return Verdict.OTHER
+    if (!isUpper(byte) && !isDigit(byte) && byte !== DASH && byte !== UNDERSCORE) garbled = true
   }
   return data.length > LONGEST_METHOD ? Verdict.OTHER : Verdict.MORE
+}
+
+/** After a garbled method and its space: an origin-form or asterisk target, or an absolute URL, is HTTP (an SSH banner's comment is not). */
+function sniffTarget (data: Buffer, at: number): Verdict {
+  if (at >= data.length) return Verdict.MORE
+  if (data[at] === 0x2f /* / */ || data[at] === 0x2a /* * */) return Verdict.HTTP
+  const seen = data.toString('latin1', at, Math.min(data.length, at + 8)).toLowerCase()
+  if (seen.startsWith('http://') || seen.startsWith('https://')) return Verdict.HTTP
+  return 'http://'.startsWith(seen) || 'https://'.startsWith(seen) ? Verdict.MORE : Verdict.OTHER
 }
 
 /**

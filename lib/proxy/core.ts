@@ -56,7 +56,7 @@ export class ProxyCore {
     let ctx = contexts.get(ip)
     if (ctx === undefined) {
       if (contexts.size > 4096) contexts.clear()
-      ctx = { clientIp: ip, proto: secure ? 'https' : 'http', via: this.config.via }
+      ctx = { clientIp: ip, proto: secure ? 'https' : 'http', via: this.config.via, underscores: this.config.allowUnderscoresInHeaders }
       contexts.set(ip, ctx)
     }
     return ctx

@@ -195,9 +195,9 @@ export class Exchange implements UpstreamRequest {
     this.#body = plan.body
     this.closeAfter = plan.close || status === 101
     this.#response = Response.STREAMING
-    if (config.ownErrorPages && (status === 502 || status === 503 || status === 504) && this.head.method !== 'HEAD') {
-      // a backend's error page may name the backend, its software or a stack trace: the client
-      // gets rp4's page with the same status; the backend's body is read and dropped
+    if (config.interceptErrors && (status === 502 || status === 503 || status === 504) && this.head.method !== 'HEAD') {
+      // asked for: a backend's error page may name the backend, its software or a stack trace;
+      // the client gets rp4's page with the same status, the backend's body is read and dropped
       this.#discard = true
       this.#body = BodyKind.NONE
       this.#emit(errorResponse(status, plan.close))

@@ -1,6 +1,9 @@
 import t from 'tap'
 import { parseHostPort } from '../../lib/config/address.js'
-import { resolveConfig } from '../../lib/config/resolve.js'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { connectionsAllowedBy, readOpenFileLimit, resolveConfig } from '../../lib/config/resolve.js'
 import type { ProxyOptions } from '../../lib/config/options.js'
 
 t.test('addresses', async t => {
@@ -40,8 +43,60 @@ t.test('options: each bad one is named', async t => {
     [{ listen: ':0', targets: ['a:1'], maxHeaderSize: 10 }, /maxHeaderSize/],
     [{ listen: ':0', targets: ['a:1'], via: 'has space' }, /via/],
     [{ listen: ':0', targets: ['a:1'], bogus: 1 }, /unknown option bogus/],
+    [{ listen: ':0', targets: ['a:1'], ownErrorPages: false }, /option ownErrorPages is now interceptErrors, off by default/],
+    [{ listen: ':0', targets: ['a:1'], interceptErrors: 'yes' }, /option interceptErrors must be true or false/],
+    [{ listen: ':0', targets: ['a:1'], allowUnderscoresInHeaders: 1 }, /option allowUnderscoresInHeaders must be true or false/],
+    [{ listen: ':0', targets: ['a:1'], limits: { maxConnectionsPerIp: -1 } }, /option limits\.maxConnectionsPerIp must be an integer from 0/],
   ]
   for (const [options, message] of bad) {
     t.throws(() => resolveConfig(options as ProxyOptions), { name: 'TypeError', message }, String(message))
   }
+})
+
+t.test('options: defaults that never refuse ordinary traffic', async t => {
+  const config = resolveConfig({ listen: ':0', targets: ['127.0.0.1:1'] })
+  t.equal(config.interceptErrors, false, 'a backend\'s 502/503/504 passes')
+  t.equal(config.allowUnderscoresInHeaders, false)
+  t.equal(config.limits.maxConnectionsPerIp, 0, 'no cap per client IP')
+  const openFiles = readOpenFileLimit()
+  t.equal(config.connectionLimit.openFiles, openFiles)
+  t.equal(config.connectionLimit.allowed, connectionsAllowedBy(openFiles ?? 10_240))
+  t.equal(config.limits.maxConnections, config.connectionLimit.allowed, 'the global cap: what the open files allow')
+  t.equal(config.connectionLimit.requested, 0)
+})
+
+t.test('the open-file limit: read from /proc/self/limits, two descriptors per connection', async t => {
+  t.equal(connectionsAllowedBy(20_000), 9968)
+  t.equal(connectionsAllowedBy(1024), 480)
+  t.equal(connectionsAllowedBy(10), 1, 'never below one')
+  const dir = mkdtempSync(path.join(tmpdir(), 'rp4-limits-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = path.join(dir, 'limits')
+  const table = (soft: string): string => 'Limit                     Soft Limit           Hard Limit           Units     \n' +
+    'Max processes             63704                63704                processes \n' +
+    `Max open files            ${soft.padEnd(21)}524288               files     \n`
+  writeFileSync(file, table('1024'))
+  t.equal(readOpenFileLimit(file), 1024, 'the soft limit')
+  writeFileSync(file, table('unlimited'))
+  t.equal(readOpenFileLimit(file), 1_048_576, 'unlimited: what Linux lets a process open by default')
+  writeFileSync(file, 'nothing useful\n')
+  t.equal(readOpenFileLimit(file), null)
+  t.equal(readOpenFileLimit(path.join(dir, 'missing')), null, 'not Linux: unknown')
+  if (process.platform === 'linux') t.type(readOpenFileLimit(), 'number', 'this process\'s own')
+})
+
+t.test('limits.maxConnections over what the open files allow is lowered to it, and says so', async t => {
+  const base = { listen: ':0', targets: ['127.0.0.1:1'] }
+  const { allowed, openFiles } = resolveConfig(base).connectionLimit
+  const fits = resolveConfig({ ...base, limits: { maxConnections: 2 } })
+  t.equal(fits.limits.maxConnections, 2)
+  t.equal(fits.connectionLimit.requested, 0)
+  const over = resolveConfig({ ...base, limits: { maxConnections: allowed + 1 } })
+  if (openFiles === null) {
+    t.equal(over.limits.maxConnections, allowed + 1, 'a limit that cannot be read lowers nothing')
+    return
+  }
+  t.equal(over.limits.maxConnections, allowed)
+  t.equal(over.connectionLimit.requested, allowed + 1)
+  t.ok(Object.isFrozen(over.limits))
 })

@@ -5,6 +5,7 @@
  * other clients as far as rp4 can tell (`localAddress`).
  */
 import t, { type Test } from 'tap'
+import net from 'node:net'
 import tls from 'node:tls'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -13,7 +14,8 @@ import { RawClient } from '../helpers/client.js'
 import { ok, startOrigin } from '../helpers/origin.js'
 import { hasIPv6, startProxy, type StartedProxy } from '../helpers/proxy.js'
 import { makeCertificates } from '../helpers/tls-certs.js'
-import { within } from '../helpers/wait.js'
+import { Observable, within } from '../helpers/wait.js'
+import { readOpenFileLimit } from '../../lib/config/resolve.js'
 
 const GET = 'GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n'
 
@@ -181,4 +183,63 @@ t.test('counts go down when raw TCP relays and TLS connections close', async t =
     t.match(answer, /^HTTP\/1\.1 200 /, `TLS connection ${i + 1}`)
     await poll(() => terminating.proxy.stats().connections === 0, 'the TLS connection uncounted')
   }
+})
+
+/**
+ * One address opening many keep-alive connections: an office or a carrier behind NAT, another
+ * proxy, a load generator. Each connection here and its accepted side live in this process, two
+ * descriptors per connection; below 5,000 when the open-file limit cannot hold them (and said so).
+ */
+const openFiles = readOpenFileLimit()
+const WANTED = 5000
+// 1024 descriptors for the origin, the pool and the rest of the process
+const crowd = openFiles === null ? WANTED : Math.min(WANTED, Math.floor((openFiles - 1024) / 2))
+
+t.test('defaults: 5,000 idle keep-alive connections from one address are all served', { skip: crowd < 300 ? `open-file limit ${openFiles}: too low` : false }, async t => {
+  const count = crowd
+  if (count < WANTED) t.comment(`open-file limit ${openFiles}: ${count} connections instead of ${WANTED}`)
+  const origin = await startOrigin(t, () => ok('here'))
+  const started = await startProxy(t, { targets: [origin.target] })
+  const sockets: net.Socket[] = []
+  t.teardown(() => { for (const socket of sockets) socket.destroy() })
+  const answers = new Map<net.Socket, string>()
+  let closed = 0
+  const watch = new Observable()
+  /** Sends one request on each socket of `batch` and waits for every answer (a whole 200 with its body). */
+  const serve = async (batch: net.Socket[], label: string): Promise<void> => {
+    for (const socket of batch) {
+      answers.set(socket, '')
+      socket.write('GET / HTTP/1.1\r\nHost: h\r\n\r\n')
+    }
+    await watch.until(() => batch.every(s => answers.get(s)!.endsWith('here') || s.destroyed), 20_000, label)
+  }
+  // in batches: the listen backlog is finite, and a SYN dropped for it is retried only after a second
+  const BATCH = 250
+  for (let from = 0; from < count; from += BATCH) {
+    const batch = await Promise.all(Array.from({ length: Math.min(BATCH, count - from) }, () => new Promise<net.Socket>((resolve, reject) => {
+      const socket = net.connect({ port: started.port, host: '127.0.0.1', localAddress: '127.0.0.1' }, () => resolve(socket))
+      socket.on('error', reject)
+      socket.on('data', (chunk: Buffer) => { answers.set(socket, answers.get(socket)! + chunk.toString('latin1')); watch.changed() })
+      socket.on('close', () => { closed++; watch.changed() })
+    })))
+    sockets.push(...batch)
+    await serve(batch, `answers on connections ${from + 1} to ${from + batch.length}`)
+  }
+  t.equal(closed, 0, 'no connection was closed')
+  t.equal(started.proxy.stats().connections, count, `${count} connections open at once, all counted`)
+  t.equal(sockets.filter(s => answers.get(s)!.startsWith('HTTP/1.1 200 OK\r\n')).length, count, 'each one answered 200')
+  t.same(errorCodes(started), [], 'nothing refused')
+  // idle, all open at once: each one carries a second request
+  for (let from = 0; from < count; from += BATCH) await serve(sockets.slice(from, from + BATCH), 'second answers')
+  t.equal(sockets.filter(s => answers.get(s)! === 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\nVia: 1.1 rp4\r\n\r\nhere').length, count, 'a second request on each, answered exactly')
+  t.equal(closed, 0)
+})
+
+t.test('limits.maxConnectionsPerIp: 0 is no cap, as by default', async t => {
+  const origin = await startOrigin(t, () => ok())
+  const started = await startProxy(t, { targets: [origin.target], limits: { maxConnectionsPerIp: 0 } })
+  for (let i = 0; i < 3; i++) await hold(t, started.port, '127.0.0.1')
+  await poll(() => started.proxy.stats().connections === 3, 'three connections counted')
+  t.equal(await get(started.port, '127.0.0.1'), '200', 'a fourth from the same address is served')
+  t.same(errorCodes(started), [])
 })

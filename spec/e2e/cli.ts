@@ -22,9 +22,12 @@ class Run extends Observable {
   signal: NodeJS.Signals | null = null
   done = false
 
-  constructor (args: string[]) {
+  /** @param openFiles run under this open-file limit (`ulimit -n`, soft and hard) */
+  constructor (args: string[], openFiles?: number) {
     super()
-    this.child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    this.child = openFiles === undefined
+      ? spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn('/bin/sh', ['-c', `ulimit -n ${openFiles} && exec "$0" "$@"`, process.execPath, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
     this.child.stdout!.on('data', (d: Buffer) => { this.stdout += d.toString(); this.changed() })
     this.child.stderr!.on('data', (d: Buffer) => { this.stderr += d.toString(); this.changed() })
     this.child.on('close', (code, signal) => {
@@ -49,8 +52,8 @@ class Run extends Observable {
   }
 }
 
-function run (t: Test, args: string[]): Run {
-  const r = new Run(args)
+function run (t: Test, args: string[], openFiles?: number): Run {
+  const r = new Run(args, openFiles)
   t.teardown(() => { if (!r.done) r.child.kill('SIGKILL') })
   return r
 }
@@ -61,6 +64,7 @@ t.test('--help: usage on stdout, exit 0', async t => {
   t.equal(r.exit, 0)
   t.match(r.stdout, /listen \[HOST\]:PORT --to HOST:PORT/)
   t.match(r.stdout, /--to/)
+  for (const flag of ['--intercept-errors', '--backend-error-pages', '--allow-underscores-in-headers', '--max-connections-per-ip']) t.match(r.stdout, flag)
 })
 
 t.test('--version: the package version, exit 0', async t => {
@@ -133,7 +137,9 @@ const BAD: Array<[string, string[], string]> = [
   ['bad --allow range', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--allow', '10.0.0.0/40'], '--allow: "10.0.0.0/40"'],
   ['bad --deny address', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--deny', 'nope'], '--deny: "nope"'],
   ['missing --access-file', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--access-file', '/nonexistent/rp4-access'], '"/nonexistent/rp4-access" cannot read it'],
-  ['bad --max-connections-per-ip', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--max-connections-per-ip', '0'], '--max-connections-per-ip'],
+  ['bad --max-connections-per-ip', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--max-connections-per-ip', 'few'], '--max-connections-per-ip'],
+  ['--max-connections 0', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--max-connections', '0'], '--max-connections'],
+  ['--intercept-errors with --backend-error-pages', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--intercept-errors', '--backend-error-pages'], '--intercept-errors and --backend-error-pages contradict each other'],
   ['bad --max-connections', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--max-connections', 'many'], '--max-connections'],
 ]
 
@@ -153,6 +159,40 @@ t.test('--deny and --max-connections-per-ip: a refused connection is closed and 
   const second = await exchange(port, 'GET / HTTP/1.1\r\nHost: h\r\n\r\n', { localAddress: '127.0.0.2' })
   t.equal(second.raw.length, 0, 'a second connection from the same client is closed')
   await r.until(() => r.stderr.includes('too_many_connections'), 5000, 'the cap on stderr')
+})
+
+t.test('--max-connections over what the open-file limit allows: lowered, and the startup line says so', { skip: process.platform === 'linux' ? false : 'the open-file limit is read on Linux only' }, async t => {
+  if (!checkBuilt(t, 'dist/bin/rp4.js')) return
+  const origin = await startOrigin(t, () => ok())
+  // 1000 descriptors: 64 kept aside, two per connection
+  const r = run(t, ['listen', '127.0.0.1:0', '--to', origin.target, '--max-connections', '5000'], 1000)
+  await r.listening()
+  t.match(r.stderr, /listening on 127\.0\.0\.1:\d+, forwarding to 127\.0\.0\.1:\d+; --max-connections 5000 limited to 468 by the open-file limit \(ulimit -n 1000\)\n/)
+  const fits = run(t, ['listen', '127.0.0.1:0', '--to', origin.target, '--max-connections', '468'], 1000)
+  await fits.listening()
+  t.notMatch(fits.stderr, /limited/, 'nothing to say when it fits')
+})
+
+t.test('--intercept-errors, --backend-error-pages, --allow-underscores-in-headers', async t => {
+  if (!checkBuilt(t, 'dist/bin/rp4.js')) return
+  const origin = await startOrigin(t, req => req.url === '/busy'
+    ? 'HTTP/1.1 503 Busy\r\nRetry-After: 5\r\nContent-Length: 4\r\n\r\nbusy'
+    : ok(req.raw.toString('latin1').includes('X_Team: a') ? 'underscore passed' : 'underscore dropped'))
+  const request = 'GET /busy HTTP/1.1\r\nHost: h\r\n\r\nGET /u HTTP/1.1\r\nHost: h\r\nX_Team: a\r\n\r\n'
+  const answers: Record<string, string[]> = {}
+  for (const flags of [[], ['--backend-error-pages'], ['--intercept-errors', '--allow-underscores-in-headers']]) {
+    const r = run(t, ['listen', '127.0.0.1:0', '--to', origin.target, ...flags])
+    const { port } = await r.listening()
+    const res = await exchange(port, request, { responses: 2 })
+    answers[flags.join(' ') || 'defaults'] = res.responses.map(m => m.raw.toString('latin1'))
+  }
+  const passed = 'HTTP/1.1 503 Busy\r\nRetry-After: 5\r\nContent-Length: 4\r\nVia: 1.1 rp4\r\n\r\nbusy'
+  t.equal(answers.defaults[0], passed, 'by default the backend\'s 503 passes')
+  t.match(answers.defaults[1], /underscore dropped$/)
+  t.same(answers['--backend-error-pages'], answers.defaults, '--backend-error-pages says what the default does')
+  t.equal(answers['--intercept-errors --allow-underscores-in-headers'][0],
+    'HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 24\r\n\r\n503 Service Unavailable\n', 'rp4\'s page')
+  t.match(answers['--intercept-errors --allow-underscores-in-headers'][1], /underscore passed$/)
 })
 
 t.test('bad arguments: a message naming the problem, non-zero exit, nothing listening', async t => {

@@ -32,6 +32,20 @@ t.test('sniff: decided from as few bytes as the protocols allow', async t => {
   t.equal(sniff(Buffer.from([0x00, 0x00, 0x00, 0x08, 0x04, 0xd2, 0x16, 0x2f])), Verdict.OTHER, 'a PostgreSQL SSLRequest')
 })
 
+t.test('sniff: a method with bytes outside a token is HTTP when a request target follows (the engine answers 400)', async t => {
+  for (const line of ['GE(T / HTTP/1.1', 'G@T * HTTP/1.1', 'GE.T http://h/ HTTP/1.1', 'G"T https://h/ HTTP/1.1']) {
+    const bytes = Buffer.from(line)
+    const space = line.indexOf(' ')
+    t.equal(sniff(bytes.subarray(0, space + 1)), Verdict.MORE, `${line}: undecided at the space`)
+    t.equal(sniff(bytes), Verdict.HTTP, line)
+  }
+  t.equal(sniff(Buffer.from('SSH-2.0-OpenSSH_8.9p1 Ubuntu-3\r\n')), Verdict.OTHER, 'an SSH banner with a comment')
+  t.equal(sniff(Buffer.from('GE(T x')), Verdict.OTHER, 'no request target after the space')
+  t.equal(sniff(Buffer.from('GE(T htt')), Verdict.MORE, 'may still become http://')
+  t.equal(sniff(Buffer.from('GE(T hx')), Verdict.OTHER)
+  t.equal(sniff(Buffer.from('G\u0001T / HTTP/1.1')), Verdict.OTHER, 'a control byte: not text')
+})
+
 const REQUEST = 'GET /split HTTP/1.1\r\nHost: h\r\n\r\n'
 
 t.test('HTTP: the first bytes in two writes, split at every offset', async t => {

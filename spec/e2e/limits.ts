@@ -1,12 +1,12 @@
 /**
  * Safe defaults without a flag: request line, header count and body size limits (414 / 431 /
- * 413, nothing of a refused request upstream), identifying response headers removed, and a
- * backend's 502/503/504 page replaced by rp4's own.
+ * 413, nothing of a refused request upstream), identifying response headers removed; a backend's
+ * 502/503/504 passed as it is unless interceptErrors asks for rp4's own page.
  */
 import t from 'tap'
 import { RawClient, exchange } from '../helpers/client.js'
 import { ok, startOrigin } from '../helpers/origin.js'
-import { startProxy } from '../helpers/proxy.js'
+import { startProxy, unusedPort } from '../helpers/proxy.js'
 
 function rp4Error (status: number, reason: string, close: boolean): string {
   const body = `${status} ${reason}\n`
@@ -92,12 +92,12 @@ t.test('hideHeaders: a list of ours, or [] to keep everything', async t => {
   t.equal(b.text, 'HTTP/1.1 200 OK\r\nServer: s\r\nX-Internal-Host: db7\r\nContent-Length: 1\r\nVia: 1.1 rp4\r\n\r\nx')
 })
 
-t.test('a backend 502/503/504 page is replaced by rp4\'s own; the connection stays usable', async t => {
+t.test('interceptErrors: a backend 502/503/504 page is replaced by rp4\'s own; the connection stays usable', async t => {
   const page = 'Traceback: db01.internal:5432 refused\n'
   const origin = await startOrigin(t, req => req.url === '/next'
     ? ok('fine')
     : `HTTP/1.1 ${req.url.slice(1)} Whatever\r\nContent-Type: text/html\r\nContent-Length: ${page.length}\r\n\r\n${page}`)
-  const { port } = await startProxy(t, { targets: [origin.target] })
+  const { port } = await startProxy(t, { targets: [origin.target], interceptErrors: true })
   for (const [status, reason] of [[502, 'Bad Gateway'], [503, 'Service Unavailable'], [504, 'Gateway Timeout']] as const) {
     const res = await exchange(port, `GET /${status} HTTP/1.1\r\nHost: h\r\n\r\n`, { responses: 1 })
     t.equal(res.text, rp4Error(status, reason, false), `${status}`)
@@ -109,11 +109,26 @@ t.test('a backend 502/503/504 page is replaced by rp4\'s own; the connection sta
     'the client connection carries on after the page')
 })
 
-t.test('ownErrorPages: false passes the backend page', async t => {
-  const origin = await startOrigin(t, () => 'HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy')
-  const { port } = await startProxy(t, { targets: [origin.target], ownErrorPages: false })
+t.test('by default a backend\'s 502/503/504 reaches the client as it is: an API\'s JSON error and its Retry-After', async t => {
+  const json = '{"error":"overloaded","retry_in":30}'
+  const origin = await startOrigin(t, req => req.url === '/next'
+    ? ok('fine')
+    : `HTTP/1.1 ${req.url.slice(1)} Busy\r\nServer: api/1.0\r\nContent-Type: application/json\r\nRetry-After: 30\r\nContent-Length: ${json.length}\r\n\r\n${json}`)
+  const { port } = await startProxy(t, { targets: [origin.target] })
+  for (const status of [503, 502, 504]) {
+    const res = await exchange(port, `GET /${status} HTTP/1.1\r\nHost: h\r\n\r\n`, { responses: 1 })
+    t.equal(res.text, `HTTP/1.1 ${status} Busy\r\nContent-Type: application/json\r\nRetry-After: 30\r\nContent-Length: ${json.length}\r\nVia: 1.1 rp4\r\n\r\n${json}`,
+      `${status}: the backend's response byte for byte (Server still hidden, Via added)`)
+  }
+  t.equal(origin.connections.length, 1, 'the backend connection was reused after each')
+  const res = await exchange(port, 'GET /503 HTTP/1.1\r\nHost: h\r\n\r\nGET /next HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 2 })
+  t.equal(res.responses[1]?.body.toString(), 'fine', 'the client connection carries on after it')
+})
+
+t.test('rp4\'s own pages stay for what rp4 itself answers: no backend, 502', async t => {
+  const { port } = await startProxy(t, { targets: [`127.0.0.1:${await unusedPort()}`] })
   const res = await exchange(port, 'GET / HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 1 })
-  t.equal(res.text, 'HTTP/1.1 503 Busy\r\nContent-Length: 4\r\nVia: 1.1 rp4\r\n\r\nbusy')
+  t.equal(res.text, rp4Error(502, 'Bad Gateway', false))
 })
 
 t.test('rate limit: a burst, then 429 with Retry-After, per client IP; the refused request never goes upstream', async t => {

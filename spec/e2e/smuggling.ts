@@ -11,7 +11,7 @@ import t, { type Test } from 'tap'
 import { RawClient } from '../helpers/client.js'
 import { header, headerCount, type Message } from '../helpers/framing.js'
 import { ok, startOrigin, type Origin, type OriginRequest } from '../helpers/origin.js'
-import { startProxy } from '../helpers/proxy.js'
+import { startProxy, type TestProxyOptions } from '../helpers/proxy.js'
 
 const BAD_REQUEST = 'HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 16\r\nConnection: close\r\n\r\n400 Bad Request\n'
 
@@ -20,11 +20,13 @@ interface Forwarded {
   /** The target the origin sees; several when rp4 may legitimately send either. */
   url: string | string[]
   body?: string
+  /** The exact bytes of the request at the origin, where the headers rp4 passes are the point. */
+  raw?: string
 }
 
 type Expect =
-  /** rp4's exact 400, the connection closed, no byte at the origin. */
-  | { kind: 'reject' }
+  /** rp4's exact 400, the connection closed, no byte at the origin (and, with `noConnection`, no connection to it opened). */
+  | { kind: 'reject', noConnection?: boolean }
   /** Exactly these requests at the origin, one answer each to the client; then optionally rp4's 400 and a close. */
   | { kind: 'forward', requests: Forwarded[], thenReject?: boolean, close?: boolean }
 
@@ -32,16 +34,24 @@ interface Case {
   name: string
   send: string
   expect: Expect
+  /** Options of the proxy besides the defaults. */
+  options?: Partial<TestProxyOptions>
   todo?: string
 }
 
 const REJECT: Expect = { kind: 'reject' }
+/** Refused from the head alone: not even a connection to the origin. */
+const REJECT_EARLY: Expect = { kind: 'reject', noConnection: true }
 const fwd = (requests: Forwarded[], thenReject = false): Expect => ({ kind: 'forward', requests, thenReject })
 
 const H = 'Host: h\r\n'
 const post = (headers: string, body: string): string => `POST / HTTP/1.1\r\n${H}${headers}\r\n${body}`
 const chunkedPost = (body: string): string => post('Transfer-Encoding: chunked\r\n', body)
 const HIDDEN = 'GET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n'
+/** What rp4 appends to every request from the spec's client. */
+const ADDED = 'X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\nVia: 1.1 rp4\r\n'
+const CHUNKED_HIDDEN = `${HIDDEN.length.toString(16)}\r\n${HIDDEN}\r\n0\r\n\r\n`
+const H2C = 'Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nConnection: Upgrade, HTTP2-Settings\r\n'
 const LONG_EXT = ';x=' + 'a'.repeat(100_000)
 
 const CASES: Case[] = [
@@ -78,12 +88,11 @@ const CASES: Case[] = [
   { name: 'TE: \\vchunked (vertical tab)', send: post('Transfer-Encoding: \u000bchunked\r\n', '0\r\n\r\n'), expect: REJECT },
   { name: 'two TE headers: chunked, chunked', send: post('Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n', '0\r\n\r\n'), expect: REJECT },
   { name: 'two TE headers: chunked, identity', send: post('Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n', '0\r\n\r\n'), expect: REJECT },
-  {
-    // RFC 9112 6.1: framing treated as faulty, the connection closed after processing the message
-    name: 'TE: chunked on an HTTP/1.0 request: body bytes only, then the connection closed',
-    send: `POST / HTTP/1.0\r\n${H}Transfer-Encoding: chunked\r\n\r\n${HIDDEN.length.toString(16)}\r\n${HIDDEN}\r\n0\r\n\r\n`,
-    expect: { kind: 'forward', requests: [{ method: 'POST', url: '/', body: HIDDEN }], close: true },
-  },
+  // RFC 9112 6.1: the framing of an HTTP/1.0 message with Transfer-Encoding is faulty; read as
+  // chunked on a kept-alive connection, what follows the body would be served as the next request
+  { name: 'TE: chunked on an HTTP/1.0 request', send: `POST / HTTP/1.0\r\n${H}Transfer-Encoding: chunked\r\n\r\n${CHUNKED_HIDDEN}`, expect: REJECT_EARLY },
+  { name: 'TE: chunked on an HTTP/1.0 keep-alive request, a request after the body', send: `POST / HTTP/1.0\r\n${H}Connection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n${HIDDEN}`, expect: REJECT_EARLY },
+  { name: 'TE: chunked on an HTTP/1.0 GET without Host', send: `GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, expect: REJECT_EARLY },
   { name: 'TE: "chunked " with trailing spaces and a tab', send: post('Transfer-Encoding:  \tchunked \t\r\n', '5\r\nhello\r\n0\r\n\r\n'), expect: REJECT },
 
   // --- obs-fold ----------------------------------------------------------------------------------
@@ -138,6 +147,52 @@ const CASES: Case[] = [
   { name: 'chunk extension with a bare LF', send: chunkedPost('5;a\nb\r\nhello\r\n0\r\n\r\n'), expect: REJECT },
   { name: 'very long chunk extension (100 KB)', send: chunkedPost(`5${LONG_EXT}\r\nhello\r\n0\r\n\r\n`), expect: REJECT, todo: 'engine: a 100 KB chunk extension is accepted and the request forwarded; chunk extensions are not bounded' },
   { name: 'valid chunk extension is accepted', send: chunkedPost('5;name=value\r\nhello\r\n0\r\n\r\n'), expect: fwd([{ method: 'POST', url: '/', body: 'hello' }]) },
+
+  // --- header names with an underscore --------------------------------------------------------------
+  // CGI, WSGI and many frameworks map `_` and `-` to the same name: rp4 drops such headers
+  {
+    name: 'Transfer_Encoding: chunked beside Content-Length is dropped: the body is the Content-Length bytes',
+    send: post(`Content-Length: ${CHUNKED_HIDDEN.length}\r\nTransfer_Encoding: chunked\r\n`, CHUNKED_HIDDEN),
+    expect: fwd([{ method: 'POST', url: '/', body: CHUNKED_HIDDEN, raw: `POST / HTTP/1.1\r\n${H}Content-Length: ${CHUNKED_HIDDEN.length}\r\n${ADDED}\r\n${CHUNKED_HIDDEN}` }]),
+  },
+  {
+    name: 'Content_Length on a GET is dropped',
+    send: `GET /u HTTP/1.1\r\n${H}Content_Length: ${HIDDEN.length}\r\n\r\n${HIDDEN}`,
+    expect: fwd([{ method: 'GET', url: '/u', raw: `GET /u HTTP/1.1\r\n${H}${ADDED}\r\n` }, { method: 'GET', url: '/smuggled', raw: `GET /smuggled HTTP/1.1\r\n${H}${ADDED}\r\n` }]),
+  },
+  {
+    name: 'X_Forwarded_For cannot stand in for the X-Forwarded-For rp4 sets',
+    send: `GET /x HTTP/1.1\r\n${H}X_Forwarded_For: 10.0.0.1\r\nx_custom: 1\r\n\r\n`,
+    expect: fwd([{ method: 'GET', url: '/x', raw: `GET /x HTTP/1.1\r\n${H}${ADDED}\r\n` }]),
+  },
+  {
+    name: 'allowUnderscoresInHeaders passes them',
+    send: `GET /x HTTP/1.1\r\n${H}X_Custom: 1\r\n\r\n`,
+    options: { allowUnderscoresInHeaders: true },
+    expect: fwd([{ method: 'GET', url: '/x', raw: `GET /x HTTP/1.1\r\n${H}X_Custom: 1\r\n${ADDED}\r\n` }]),
+  },
+
+  // --- h2c upgrades: never relayed ------------------------------------------------------------------
+  {
+    name: 'Upgrade: h2c with HTTP2-Settings: a plain request upstream, the connection stays HTTP/1.1',
+    send: `GET /a HTTP/1.1\r\n${H}${H2C}\r\nGET /b HTTP/1.1\r\n${H}\r\n`,
+    expect: fwd([{ method: 'GET', url: '/a', raw: `GET /a HTTP/1.1\r\n${H}${ADDED}\r\n` }, { method: 'GET', url: '/b', raw: `GET /b HTTP/1.1\r\n${H}${ADDED}\r\n` }]),
+  },
+  {
+    name: 'Upgrade: H2C (any case) on a POST with a body',
+    send: post('Content-Length: 5\r\nUpgrade: H2C\r\nConnection: upgrade\r\n', 'hello') + `GET /b HTTP/1.1\r\n${H}\r\n`,
+    expect: fwd([{ method: 'POST', url: '/', body: 'hello', raw: `POST / HTTP/1.1\r\n${H}Content-Length: 5\r\n${ADDED}\r\nhello` }, { method: 'GET', url: '/b' }]),
+  },
+  {
+    name: 'Upgrade: h2c without Connection: upgrade, HTTP2-Settings removed too',
+    send: `GET /a HTTP/1.1\r\n${H}Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n`,
+    expect: fwd([{ method: 'GET', url: '/a', raw: `GET /a HTTP/1.1\r\n${H}${ADDED}\r\n` }]),
+  },
+  {
+    name: 'Upgrade: h2c, websocket: the websocket upgrade goes on without h2c',
+    send: `GET /ws HTTP/1.1\r\n${H}Upgrade: h2c, websocket\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nConnection: Upgrade, HTTP2-Settings\r\n\r\n`,
+    expect: fwd([{ method: 'GET', url: '/ws', raw: `GET /ws HTTP/1.1\r\n${H}Upgrade: websocket\r\n${ADDED}Connection: upgrade\r\n\r\n` }]),
+  },
 
   // --- Host ----------------------------------------------------------------------------------------
   { name: 'HTTP/1.1 without Host', send: 'GET / HTTP/1.1\r\nX-A: 1\r\n\r\n', expect: REJECT },
@@ -213,6 +268,13 @@ const CASES: Case[] = [
   { name: 'trailing space after the version', send: `GET / HTTP/1.1 \r\n${H}\r\n`, expect: REJECT },
   { name: 'tab between target and version', send: `GET /\tHTTP/1.1\r\n${H}\r\n`, expect: REJECT },
   { name: 'space inside the target', send: `GET /a b HTTP/1.1\r\n${H}\r\n`, expect: REJECT },
+
+  // --- methods that are not tokens (RFC 9110 5.6.2) --------------------------------------------------
+  { name: 'GE(T: a parenthesis in the method', send: `GE(T / HTTP/1.1\r\n${H}\r\n`, expect: REJECT_EARLY },
+  { name: 'G@T with an absolute-form target', send: `G@T http://h/ HTTP/1.1\r\n${H}\r\n`, expect: REJECT_EARLY },
+  { name: 'GET{} with an asterisk target', send: `GET{} * HTTP/1.1\r\n${H}\r\n`, expect: REJECT_EARLY },
+  { name: 'G"T hiding a request in a body', send: `G"T / HTTP/1.1\r\n${H}Content-Length: ${HIDDEN.length}\r\n\r\n${HIDDEN}`, expect: REJECT_EARLY },
+  { name: 'GE.T: a token no server knows', send: `GE.T / HTTP/1.1\r\n${H}\r\n`, expect: REJECT_EARLY },
 ]
 
 /** Everything the origin received on all its connections. */
@@ -241,7 +303,7 @@ t.test(`request smuggling: ${CASES.length} raw-byte cases`, async t => {
     const options = c.todo !== undefined ? { todo: c.todo } : {}
     await t.test(c.name, options, async t => {
       const origin = await startOrigin(t, req => ok(`${req.method} ${req.url} ${req.bodyLength}`))
-      const { port } = await startProxy(t, { targets: [origin.target] })
+      const { port } = await startProxy(t, { ...c.options, targets: [origin.target] })
       const client = await RawClient.connect(port)
       t.teardown(() => client.destroy())
       await client.write(c.send)
@@ -254,6 +316,7 @@ t.test(`request smuggling: ${CASES.length} raw-byte cases`, async t => {
         t.equal(client.closed, true, 'connection closed')
         t.equal(originBytes(origin), '', 'no byte reached the origin')
         t.same(origin.requests.map(describeRequest), [], 'no request at the origin')
+        if (c.expect.noConnection === true) t.equal(origin.connections.length, 0, 'no connection to the origin was opened')
         return
       }
 
@@ -269,6 +332,7 @@ t.test(`request smuggling: ${CASES.length} raw-byte cases`, async t => {
         if (r === undefined) return
         t.equal(r.body.toString('latin1'), e.body ?? '', `request ${i}: body bytes as sent`)
         t.equal(r.complete, true, `request ${i}: complete`)
+        if (e.raw !== undefined) t.equal(r.raw.toString('latin1'), e.raw, `request ${i}: exact bytes at the origin`)
         checkFraming(t, r, `request ${i}`)
       })
       for (const conn of origin.connections) {

@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap'
-import { CB_OK, Errno, HeadersResult, ParserType } from '../../lib/http1/llhttp.js'
+import { CB_OK, CB_PAUSE, Errno, HeadersResult, Llhttp, ParserType } from '../../lib/http1/llhttp.js'
 import { HttpParser, LimitError, type MessageSink } from '../../lib/http1/parser.js'
 import type { MessageHead } from '../../lib/http1/head.js'
 
@@ -147,5 +147,51 @@ t.test('a truncated Content-Length response is an error at finish', async t => {
   t.equal(parser.execute(Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc')), Errno.OK)
   t.not(parser.finish(), Errno.OK)
   t.equal(messages[0].complete, false)
+  parser.destroy()
+})
+
+t.test('an upgrade to h2c alone is no upgrade: parsing goes on in HTTP/1.1, split anywhere', async t => {
+  const h2c = 'GET /a HTTP/1.1\r\nHost: h\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nConnection: Upgrade, HTTP2-Settings\r\n\r\n'
+  const bytes = Buffer.from(h2c + 'POST /b HTTP/1.1\r\nHost: h\r\nUpgrade: H2C\r\nConnection: upgrade\r\nContent-Length: 2\r\n\r\nhiGET /c HTTP/1.1\r\nHost: h\r\n\r\n')
+  for (let cut = 0; cut < bytes.length; cut++) {
+    const { messages, sink } = recorder()
+    const parser = new HttpParser(ParserType.REQUEST, sink, 65536)
+    const ret = feed(parser, bytes, cut === 0 ? [] : [cut])
+    const seen = messages.map(m => `${m.head.method} ${m.head.url} upgrade=${String(m.head.upgrade)} ${m.body.toString()} ${String(m.complete)}`)
+    if (ret !== Errno.OK || seen.join() !== 'GET /a upgrade=false  true,POST /b upgrade=false hi true,GET /c upgrade=false  true') {
+      t.fail(`split at ${cut}: ${Llhttp.errorName(ret)} ${JSON.stringify(seen)}`)
+    }
+    parser.destroy()
+  }
+  t.pass('every split')
+})
+
+t.test('h2c alone, paused at its end: the next request follows the resume', async t => {
+  const messages: string[] = []
+  const sink: MessageSink = {
+    onHead (head) { messages.push(`${head.url} upgrade=${String(head.upgrade)}`); return HeadersResult.CONTINUE },
+    onBody () { return CB_OK },
+    onMessageComplete () { return messages.length === 1 ? CB_PAUSE : CB_OK },
+  }
+  const parser = new HttpParser(ParserType.REQUEST, sink, 65536)
+  const bytes = Buffer.from('GET /a HTTP/1.1\r\nHost: h\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n')
+  t.equal(parser.execute(bytes), Errno.PAUSED)
+  const rest = bytes.subarray(parser.errorOffset())
+  t.equal(rest.toString(), 'GET /b HTTP/1.1\r\nHost: h\r\n\r\n')
+  parser.resume()
+  t.equal(parser.execute(rest), Errno.OK)
+  t.same(messages, ['/a upgrade=false', '/b upgrade=false'])
+  parser.destroy()
+})
+
+t.test('an upgrade naming another protocol beside h2c stops the parser, the offset within the chunk given', async t => {
+  const { messages, sink } = recorder()
+  const parser = new HttpParser(ParserType.REQUEST, sink, 65536)
+  const first = 'GET /a HTTP/1.1\r\nHost: h\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n'
+  const second = 'GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: h2c, websocket\r\nConnection: Upgrade\r\n\r\n'
+  const bytes = Buffer.from(first + second + '\x81\x00tunnel', 'latin1')
+  t.equal(parser.execute(bytes), Errno.PAUSED_UPGRADE)
+  t.equal(bytes.subarray(parser.errorOffset()).toString('latin1'), '\x81\x00tunnel', 'what follows the upgrade request')
+  t.same(messages.map(m => `${m.head.url} ${String(m.head.upgrade)}`), ['/a false', '/ws true'])
   parser.destroy()
 })

@@ -2,7 +2,7 @@ import t from 'tap'
 import type { MessageHead } from '../../lib/http1/head.js'
 import { BodyKind, errorResponse, planRequest, planResponse } from '../../lib/http1/serialize.js'
 
-const ctx = { clientIp: '192.0.2.7', proto: 'http', via: '1.1 rp4' }
+const ctx = { clientIp: '192.0.2.7', proto: 'http', via: '1.1 rp4', underscores: false }
 
 function request (headers: string[], extra: Partial<MessageHead> = {}): MessageHead {
   return { method: 'GET', url: '/p?q=1', status: 0, reason: '', versionMajor: 1, versionMinor: 1, headers, keepAlive: true, upgrade: false, ...extra }
@@ -62,6 +62,34 @@ t.test('request: upgrade keeps Upgrade and asks for it again', async t => {
   t.equal(plan.prefix + plan.suffix,
     'GET /p?q=1 HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nX-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\n' +
     'X-Forwarded-Host: h\r\nVia: 1.1 rp4\r\nConnection: upgrade\r\n\r\n')
+})
+
+t.test('request: header names with an underscore are dropped unless allowed', async t => {
+  const head = request(['Host', 'h', 'Transfer_Encoding', 'chunked', 'X_Forwarded_For', '10.0.0.1', 'x-a_b', '1', 'X-Kept', '2'])
+  const plan = planRequest(head, ctx)
+  t.equal(plan.invalid, '')
+  t.equal(plan.body, BodyKind.NONE, 'never taken for framing')
+  t.equal(plan.prefix, 'GET /p?q=1 HTTP/1.1\r\nHost: h\r\nX-Kept: 2\r\n')
+  t.equal(planRequest(head, { ...ctx, underscores: true }).prefix,
+    'GET /p?q=1 HTTP/1.1\r\nHost: h\r\nTransfer_Encoding: chunked\r\nX_Forwarded_For: 10.0.0.1\r\nx-a_b: 1\r\nX-Kept: 2\r\n')
+})
+
+t.test('request: Transfer-Encoding in an HTTP/1.0 request is refused', async t => {
+  const te = planRequest(request(['Host', 'h', 'Transfer-Encoding', 'chunked'], { method: 'POST', versionMinor: 0 }), ctx)
+  t.equal(te.invalid, 'Transfer-Encoding in an HTTP/1.0 request')
+  t.equal(planRequest(request(['Host', 'h', 'Content-Length', '2'], { method: 'POST', versionMinor: 0 }), ctx).invalid, '', 'Content-Length is fine')
+})
+
+t.test('request: h2c and HTTP2-Settings never go upstream', async t => {
+  // the parser has decided: h2c alone is no upgrade
+  const plain = planRequest(request(['Host', 'h', 'Upgrade', 'h2c', 'HTTP2-Settings', 'AAMA', 'Connection', 'Upgrade, HTTP2-Settings']), ctx)
+  t.equal(plain.upgrade, false)
+  t.equal(plain.prefix, 'GET /p?q=1 HTTP/1.1\r\nHost: h\r\n')
+  t.notMatch(plain.suffix, /Connection/)
+  const mixed = planRequest(request(['Host', 'h', 'Upgrade', 'websocket, H2C', 'upgrade', 'h2c/1', 'http2-settings', 'AAMA', 'Connection', 'upgrade'], { upgrade: true }), ctx)
+  t.equal(mixed.upgrade, true)
+  t.equal(mixed.prefix, 'GET /p?q=1 HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n', 'other protocols kept, the h2c-only line dropped')
+  t.match(mixed.suffix, /Connection: upgrade\r\n\r\n$/)
 })
 
 t.test('response: framing per client version', async t => {

@@ -189,7 +189,7 @@ t.test('options: validation names the option; a bad file names the file and the 
   t.throws(() => resolveConfig({ ...base, limits: { maxConnectionsPerIp: 1.5 } }), /option limits\.maxConnectionsPerIp/)
   const config = resolveConfig(base)
   t.equal(config.access, null, 'no access option: no lists')
-  t.same(config.limits, { maxConnections: 10_000, maxConnectionsPerIp: 256 }, 'the default caps')
+  t.same(config.limits, { maxConnections: config.connectionLimit.allowed, maxConnectionsPerIp: 0 }, 'the default caps: what the open files allow, none per IP')
   t.equal(resolveConfig({ ...base, access: { allow: [], deny: [] } }).access, null, 'empty lists: none')
 
   const dir = mkdtempSync(path.join(tmpdir(), 'rp4-access-'))
