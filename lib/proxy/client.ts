@@ -236,8 +236,9 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
   /** An error response of rp4's own, in turn after the exchanges in flight, then close. */
   respondLocally (status: number): void {
     this.#noMore = true
-    const head: MessageHead = { method: 'GET', url: '', status: 0, reason: '', versionMajor: 1, versionMinor: 1, headers: [], keepAlive: false, upgrade: false }
-    const exchange = new Exchange(this, this.core.nextId(), head, LOCAL_PLAN)
+    // reported as what the client sent of it, timed from its first byte
+    const parser = this.#parser
+    const exchange = new Exchange(this, this.core.nextId(), parser.partialHead(), LOCAL_PLAN, parser.headStartedAt || undefined)
     this.#queue.push(exchange)
     exchange.fail(new ProxyError('bad_request', 'refused', 'downstream', status))
   }

@@ -174,3 +174,17 @@ t.test('a listen address already in use: error naming it, non-zero exit', async 
   t.not(r.exit, 0)
   t.match(r.stderr, String(origin.port))
 })
+
+t.test('--access-log: a refused request is logged as the client sent it', async t => {
+  if (!checkBuilt(t, 'dist/bin/rp4.js')) return
+  const origin = await startOrigin(t, () => ok())
+  const r = run(t, ['listen', '127.0.0.1:0', '--to', origin.target, '--access-log'])
+  const { port } = await r.listening()
+  const client = await RawClient.connect(port)
+  t.teardown(() => client.destroy())
+  await client.write(`DELETE /${'a'.repeat(9000)} HTTP/1.1\r\nHost: h\r\n\r\n`)
+  await client.waitResponses(1)
+  const local = `127.0.0.1:${client.socket.localPort}`
+  await r.until(() => r.stderr.includes(`${local} "`), 5000, 'the access log line')
+  t.match(r.stderr, new RegExp(`^${local} "DELETE /a{255}\\.\\.\\." 414 - \\d+\\.\\dms\n$`, 'm'))
+})
