@@ -33,5 +33,11 @@ export interface ProxyEvents {
   upstreamError: (error: ProxyError, target: string) => void
   /** A client misbehaved or went away: malformed request, reset, timeout. */
   clientError: (error: ProxyError, client: string) => void
+  /**
+   * rp4's own trouble, tied to no client or backend (source `internal`): the listening socket
+   * failed after listen() resolved (`listen_error`), certificates or the access file could not be
+   * reloaded (`certificate_reload_failed`, `access_reload_failed`: the previous ones stay).
+   */
+  proxyError: (error: ProxyError) => void
   close: () => void
 }
