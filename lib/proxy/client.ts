@@ -100,9 +100,11 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
     if (plan.invalid !== '' || head.method === 'CONNECT') {
       const status = head.method === 'CONNECT' ? 405 : plan.contentLength > maxBody && maxBody > 0 ? 413 : 400
       this.#noMore = true
-      this.core.clientError(new ProxyError('bad_request', plan.invalid || 'CONNECT is not served', 'downstream', status), this.label)
+      // the code a chunked body over the limit gets too (Exchange.onRequestBody): one refusal, one code
+      const error = new ProxyError(status === 413 ? 'body_too_large' : 'bad_request', plan.invalid || 'CONNECT is not served', 'downstream', status)
+      this.core.clientError(error, this.label)
       exchange.requestComplete = true
-      exchange.fail(new ProxyError('bad_request', plan.invalid, 'downstream', status))
+      exchange.fail(error)
       return CB_PAUSE
     }
     const limiter = this.core.rateLimiter
