@@ -478,6 +478,9 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
   }
 
   onSocketError (err: Error): void {
+    // rp4 had ended the connection after its last response: a reset now is how the client
+    // closed (SO_LINGER 0, unread bytes), not a failure; the refusal before it was reported already
+    if (this.#wait === Wait.LINGER) return
     if (this.#error === null) {
       this.#error = new ProxyError('client_error', `client ${this.label}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, 'downstream', 0, false, err)
     }

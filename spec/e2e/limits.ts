@@ -136,6 +136,25 @@ t.test('rate limit: a burst, then 429 with Retry-After, per client IP; the refus
   t.equal(other.responses[0]?.head.line[1], '200', '127.0.0.2 is not limited by 127.0.0.1\'s requests')
 })
 
+t.test('a 429 is reported once, even when the client resets the connection rp4 ended after it', async t => {
+  const origin = await startOrigin(t, () => ok())
+  const { port, events, proxy } = await startProxy(t, { targets: [origin.target], rateLimit: { rate: 0.5, burst: 1 } })
+  const close = 'GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n'
+  t.equal((await exchange(port, close)).responses[0]?.head.line[1], '200')
+  const client = await RawClient.connect(port)
+  t.teardown(() => client.destroy())
+  // some clients close with a reset (SO_LINGER 0, or unread bytes): here as soon as the 429 comes,
+  // while rp4, having ended the connection after it, is lingering
+  client.socket.once('data', () => client.reset())
+  await client.write(close)
+  await client.waitClose()
+  t.equal(client.responses[0]?.head.line[1], '429')
+  for (let i = 0; i < 200 && proxy.stats().connections > 0; i++) await new Promise(resolve => setTimeout(resolve, 10))
+  t.equal(proxy.stats().connections, 0, 'rp4 closed its side')
+  t.same(events.clientErrors.map(e => e.error.code), ['rate_limited'], 'one clientError for one refusal')
+  t.same(proxy.stats().errors, { rate_limited: 1 })
+})
+
 t.test('an absolute-form target whose host differs from Host: 400, nothing upstream', async t => {
   const origin = await startOrigin(t, () => ok())
   const { port } = await startProxy(t, { targets: [origin.target] })
