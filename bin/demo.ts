@@ -5,6 +5,7 @@
  */
 import http from 'node:http'
 import net, { type AddressInfo } from 'node:net'
+import { describeSystemError } from '../lib/core/errors.js'
 import { createProxy } from '../lib/index.js'
 
 const PAGE = `<!doctype html>
@@ -66,7 +67,10 @@ export async function runDemo (listen: string): Promise<void> {
   const originPort = (origin.address() as AddressInfo).port
   const proxy = createProxy({ listen, targets: [`127.0.0.1:${originPort}`] })
   proxy.on('response', info => process.stderr.write(`  ${info.client} "${info.method} ${info.url}" ${info.status} ${info.duration.toFixed(1)}ms\n`))
-  const address = await proxy.listen()
+  const address = await proxy.listen().catch((err: Error) => {
+    origin.close()
+    throw new Error(`cannot listen on ${listen}: ${describeSystemError(err)}`)
+  })
   const port = address.port
   const host = address.family === 'IPv6' ? (address.address === '::' ? 'localhost' : `[${address.address}]`) : address.address
   const base = `http://${host === '0.0.0.0' ? 'localhost' : host}:${port}`

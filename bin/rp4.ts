@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { runDemo } from './demo.js'
+import { describeSystemError } from '../lib/core/errors.js'
 import { createProxy, parseCidr, parseHostPort, parseTarget, DEFAULT_TIMEOUTS, DEFAULT_UPSTREAM, DEFAULT_LIMITS, DEFAULTS, type ProxyOptions, type Proxy } from '../lib/index.js'
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
@@ -99,6 +100,15 @@ Options:
   -v, --version               the version
 
   DUR is a number with a unit: 500ms, 5s, 2m (a bare number means milliseconds).
+
+Exit status:
+  0    stopped by SIGTERM or SIGINT, after requests in flight finished;
+       --help, --version
+  1    a runtime failure: the address cannot be listened on (in use, not
+       permitted), or rp4 demo could not start
+  2    a usage or configuration error: a bad flag, value or address, a
+       certificate or access file that cannot be used
+  130  a second SIGTERM or SIGINT cut that wait short
 
 Examples:
   rp4 listen :8080 --to 127.0.0.1:3000
@@ -372,6 +382,7 @@ async function main (): Promise<number> {
   const log = (line: string): void => { if (!cli.quiet) process.stderr.write(line + '\n') }
   proxy.on('upstreamError', (err, target) => log(`rp4: upstream ${target}: ${err.code}: ${err.message}`))
   proxy.on('clientError', (err, client) => log(`rp4: client ${client}: ${err.code}: ${err.message}`))
+  proxy.on('proxyError', err => log(`rp4: ${err.message}`))
   proxy.on('certificates', names => log(`rp4: certificates reloaded: ${names.join(', ')}`))
   if (cli.accessLog) {
     proxy.on('response', info => process.stderr.write(
@@ -387,8 +398,8 @@ async function main (): Promise<number> {
     const lowered = requested > 0 ? `; --max-connections ${requested} limited to ${allowed} by the open-file limit (ulimit -n ${openFiles ?? '?'})` : ''
     log(`rp4 ${VERSION} listening on ${host}:${address.port}, ${mode} ${config.targets.map(t => (t.tls !== null ? 'https://' : '') + t.authority).join(', ')}${lowered}`)
   } catch (err) {
-    process.stderr.write(`rp4: cannot listen on ${cli.options.listen}: ${(err as Error).message}\n`)
-    return 1
+    process.stderr.write(`rp4: cannot listen on ${cli.options.listen}: ${describeSystemError(err as Error)}\n`)
+    return 1 // not a usage error: the same command works once the address is free
   }
 
   return await new Promise<number>(resolve => {

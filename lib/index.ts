@@ -11,6 +11,7 @@ import { resolveConfig, type Config } from './config/resolve.js'
 import type { ProxyOptions } from './config/options.js'
 import type { ProxyEvents } from './core/events.js'
 import { ProxyCore } from './proxy/core.js'
+import { ProxyError, describeSystemError } from './core/errors.js'
 import { Listener, type ListenerEvents } from './listener/listener.js'
 
 export type { ProxyOptions, TimeoutOptions, UpstreamOptions, TlsOptions, UpstreamTlsOptions, CertificateFiles, AccessOptions, LimitOptions } from './config/options.js'
@@ -37,8 +38,10 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
     this.#listener = new Listener(this.#core, { onCertificates: names => this.emit('certificates', names) })
     this.#server = this.#listener.server
     this.#server.on('error', err => {
-      // after listen() resolved, errors of the listening socket are reported, never thrown
-      this.emit('clientError', Object.assign(new Error(err.message), { code: 'listen_error', source: 'internal', status: 0, retryable: false }) as never, '')
+      // an error while listen() is under way is its rejection; after it resolved, errors of the
+      // listening socket (accept failures) are reported, never thrown
+      if (!this.#server.listening) return
+      this.#core.proxyError(new ProxyError('listen_error', `listening socket: ${describeSystemError(err)}`, 'internal', 0, false, err))
     })
   }
 

@@ -1,3 +1,5 @@
+import { getSystemErrorMap } from 'node:util'
+
 /** Where a failure came from: the client side, a backend, or rp4 itself. */
 export type ErrorSource = 'downstream' | 'upstream' | 'internal'
 
@@ -20,4 +22,17 @@ export class ProxyError extends Error {
     this.status = status
     this.retryable = retryable
   }
+}
+
+/**
+ * A system call's error as a person reads it: `address already in use (EADDRINUSE)`, instead of
+ * Node's `listen EADDRINUSE: address already in use 127.0.0.1:8080`, which repeats what the
+ * caller already says. Other errors keep their message.
+ */
+export function describeSystemError (err: Error): string {
+  const { code, errno } = err as NodeJS.ErrnoException
+  if (code === 'ENOTFOUND') return `host name not found (${code})`
+  const known = typeof errno === 'number' ? getSystemErrorMap().get(errno) : undefined
+  if (known !== undefined && known[0] === code) return `${known[1]} (${code})`
+  return err.message
 }

@@ -11,13 +11,17 @@ export interface RequestInfo {
   client: string
 }
 
-/** What a `response` listener sees: emitted when the response is complete or the exchange ends. */
+/**
+ * What a `response` listener sees: emitted when the response is complete or the exchange ends. A
+ * request refused before its head was complete shows what arrived of it: `method` and `url` as far
+ * as they were parsed, `-` for what was not, a long `url` cut at 256 characters and marked `...`.
+ */
 export interface ResponseInfo extends RequestInfo {
   /** Status sent to the client (0 when the connection was closed before any status). */
   status: number
   /** Backend that answered, `HOST:PORT`, or '' when none did. */
   target: string
-  /** Milliseconds from the request head to the end of the response. */
+  /** Milliseconds from the request head (from the first byte of a head refused before it was complete) to the end of the response. */
   duration: number
 }
 
@@ -29,5 +33,11 @@ export interface ProxyEvents {
   upstreamError: (error: ProxyError, target: string) => void
   /** A client misbehaved or went away: malformed request, reset, timeout. */
   clientError: (error: ProxyError, client: string) => void
+  /**
+   * rp4's own trouble, tied to no client or backend (source `internal`): the listening socket
+   * failed after listen() resolved (`listen_error`), certificates or the access file could not be
+   * reloaded (`certificate_reload_failed`, `access_reload_failed`: the previous ones stay).
+   */
+  proxyError: (error: ProxyError) => void
   close: () => void
 }

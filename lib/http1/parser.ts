@@ -3,6 +3,7 @@
  * the end of the message, handed to a `MessageSink`. Works whatever way the bytes are split
  * across chunks: spans cut by a chunk boundary are joined here.
  */
+import { clock } from '../core/clock.js'
 import { CB_ERROR, CB_OK, Errno, Llhttp, ParserType, type ParserCallbacks } from './llhttp.js'
 import { upgradesOnlyToH2c, type MessageHead } from './head.js'
 
@@ -19,6 +20,9 @@ const enum Span { NONE, FIELD, VALUE }
 /** Why the parser stopped with an error that llhttp did not find itself. */
 export const enum LimitError { NONE, HEAD_TOO_LARGE, URL_TOO_LONG, TOO_MANY_HEADERS }
 
+/** The most of a refused request's target that its report keeps: the target may be the very thing refused (414). */
+export const PARTIAL_URL_MAX = 256
+
 export class HttpParser implements ParserCallbacks {
   readonly #llhttp: Llhttp
   readonly #sink: MessageSink
@@ -32,6 +36,10 @@ export class HttpParser implements ParserCallbacks {
   #span = Span.NONE
   #size = 0
   #url = ''
+  /** The request's method, once llhttp has parsed it (it knows it when the target begins); '' before. */
+  #method = ''
+  /** When the current request's first byte was parsed (clock ms). */
+  #startedAt = 0
   #reason = ''
   #headers: string[] = []
   /** The message being parsed asked for an h2c upgrade only: llhttp's upgrade pause is lifted. */
@@ -73,6 +81,21 @@ export class HttpParser implements ParserCallbacks {
   destroy (): void { this.#llhttp.destroy() }
   /** True between the start of a message and the end of its head: bytes of a request are pending. */
   get inHead (): boolean { return this.#inHead }
+  /** When the request whose head is being received began (clock ms); 0 outside a head. */
+  get headStartedAt (): number { return this.#inHead ? this.#startedAt : 0 }
+
+  /**
+   * The request whose head is being received, as far as it was parsed, for the report of a
+   * request refused before its head completed: `-` for what did not arrive (or outside a head),
+   * the target cut to PARTIAL_URL_MAX characters with `...` marking the cut.
+   */
+  partialHead (): MessageHead {
+    const inHead = this.#inHead
+    const method = inHead && this.#method !== '' ? this.#method : '-'
+    let url = inHead && this.#url !== '' ? this.#url : '-'
+    if (url.length > PARTIAL_URL_MAX) url = url.slice(0, PARTIAL_URL_MAX) + '...'
+    return { method, url, status: 0, reason: '', versionMajor: 1, versionMinor: 1, headers: EMPTY_HEADERS, keepAlive: false, upgrade: false }
+  }
 
   /** A one-line description of the last parse error, for logs and events. */
   describeError (errno: number): string {
@@ -89,14 +112,21 @@ export class HttpParser implements ParserCallbacks {
     this.#span = Span.NONE
     this.#size = 0
     this.#url = ''
+    this.#method = ''
     this.#reason = ''
     this.#headers = []
+    if (this.#type === ParserType.REQUEST) this.#startedAt = clock.refresh()
     return CB_OK
   }
 
   onUrl (chunk: Buffer, start: number, end: number): number {
     this.#size += end - start
-    if (this.#url.length + end - start > this.#maxUrlSize) return this.#refuse(LimitError.URL_TOO_LONG)
+    if (this.#method === '') this.#method = this.#llhttp.method
+    if (this.#url.length + end - start > this.#maxUrlSize) {
+      // its beginning is kept for the refusal's report: one character more than it shows, so that the cut is marked
+      this.#url += chunk.toString('latin1', start, start + Math.min(end - start, PARTIAL_URL_MAX + 1))
+      return this.#refuse(LimitError.URL_TOO_LONG)
+    }
     this.#url += chunk.toString('latin1', start, end)
     return CB_OK
   }
@@ -135,7 +165,7 @@ export class HttpParser implements ParserCallbacks {
   onHeadersComplete (statusCode: number, upgrade: boolean, keepAlive: boolean): number {
     this.#inHead = false
     const llhttp = this.#llhttp
-    const method = this.#type === ParserType.REQUEST ? llhttp.method : ''
+    const method = this.#type === ParserType.REQUEST ? (this.#method !== '' ? this.#method : llhttp.method) : ''
     if (upgrade && method !== '' && method !== 'CONNECT' && upgradesOnlyToH2c(this.#headers)) {
       upgrade = false
       this.#h2cOnly = true

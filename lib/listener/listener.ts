@@ -176,16 +176,16 @@ export class Listener implements PassthroughHost, HandshakeHost {
       ? null
       : new CertificateStore(config.tls.certificates, config.tls.reloadInterval, {
         onLoad: names => hooks.onCertificates(names),
-        onReloadError: err => core.clientError(new ProxyError('certificate_reload_failed',
-          `certificates not reloaded, the previous ones stay: ${err.message}`, 'internal', 0), ''),
+        onReloadError: err => core.proxyError(new ProxyError('certificate_reload_failed',
+          `certificates not reloaded, the previous ones stay: ${err.message}`, 'internal', 0)),
       })
     // the access file loads here: a line that does not parse throws now, naming the file and the line
     this.#access = config.access === null
       ? null
       : new AccessControl(config.access.rules, config.access.file, ACCESS_RELOAD_INTERVAL, {
         onReload: () => {},
-        onReloadError: err => core.clientError(new ProxyError('access_reload_failed',
-          `access file not reloaded, the previous lists stay: ${err.message}`, 'internal', 0), ''),
+        onReloadError: err => core.proxyError(new ProxyError('access_reload_failed',
+          `access file not reloaded, the previous lists stay: ${err.message}`, 'internal', 0)),
       })
     this.#caps = new ConnectionCaps(config.limits.maxConnections, config.limits.maxConnectionsPerIp)
     // half-open: a client that sends its requests then shuts down its side still gets the answers

@@ -100,9 +100,11 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
     if (plan.invalid !== '' || head.method === 'CONNECT') {
       const status = head.method === 'CONNECT' ? 405 : plan.contentLength > maxBody && maxBody > 0 ? 413 : 400
       this.#noMore = true
-      this.core.clientError(new ProxyError('bad_request', plan.invalid || 'CONNECT is not served', 'downstream', status), this.label)
+      // the code a chunked body over the limit gets too (Exchange.onRequestBody): one refusal, one code
+      const error = new ProxyError(status === 413 ? 'body_too_large' : 'bad_request', plan.invalid || 'CONNECT is not served', 'downstream', status)
+      this.core.clientError(error, this.label)
       exchange.requestComplete = true
-      exchange.fail(new ProxyError('bad_request', plan.invalid, 'downstream', status))
+      exchange.fail(error)
       return CB_PAUSE
     }
     const limiter = this.core.rateLimiter
@@ -236,8 +238,9 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
   /** An error response of rp4's own, in turn after the exchanges in flight, then close. */
   respondLocally (status: number): void {
     this.#noMore = true
-    const head: MessageHead = { method: 'GET', url: '', status: 0, reason: '', versionMajor: 1, versionMinor: 1, headers: [], keepAlive: false, upgrade: false }
-    const exchange = new Exchange(this, this.core.nextId(), head, LOCAL_PLAN)
+    // reported as what the client sent of it, timed from its first byte
+    const parser = this.#parser
+    const exchange = new Exchange(this, this.core.nextId(), parser.partialHead(), LOCAL_PLAN, parser.headStartedAt || undefined)
     this.#queue.push(exchange)
     exchange.fail(new ProxyError('bad_request', 'refused', 'downstream', status))
   }
@@ -475,6 +478,9 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
   }
 
   onSocketError (err: Error): void {
+    // rp4 had ended the connection after its last response: a reset now is how the client
+    // closed (SO_LINGER 0, unread bytes), not a failure; the refusal before it was reported already
+    if (this.#wait === Wait.LINGER) return
     if (this.#error === null) {
       this.#error = new ProxyError('client_error', `client ${this.label}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, 'downstream', 0, false, err)
     }

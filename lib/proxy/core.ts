@@ -119,4 +119,9 @@ export class ProxyCore {
     this.errorCounts.set(error.code, (this.errorCounts.get(error.code) ?? 0) + 1)
     if (this.#events.listenerCount('clientError') > 0) this.#events.emit('clientError', error, client)
   }
+
+  proxyError (error: ProxyError): void {
+    this.errorCounts.set(error.code, (this.errorCounts.get(error.code) ?? 0) + 1)
+    if (this.#events.listenerCount('proxyError') > 0) this.#events.emit('proxyError', error)
+  }
 }

@@ -65,12 +65,13 @@ export class Exchange implements UpstreamRequest {
   upgradeData: Buffer | null = null
   #upgradeReady: Buffer | null = null
 
-  constructor (client: ClientConnection, id: number, head: MessageHead, plan: RequestPlan) {
+  /** @param started when the request began, when that was before now (a refused head) */
+  constructor (client: ClientConnection, id: number, head: MessageHead, plan: RequestPlan, started = clock.refresh()) {
     this.client = client
     this.id = id
     this.head = head
     this.plan = plan
-    this.started = clock.refresh()
+    this.started = started
     if (plan.body === BodyKind.NONE) this.requestComplete = true
   }
 

@@ -10,7 +10,7 @@
 import type { Socket } from 'node:net'
 import { TLSSocket, type SecureContext } from 'node:tls'
 import { clock, type Timed } from '../core/clock.js'
-import { ProxyError } from '../core/errors.js'
+import { ProxyError, describeSystemError } from '../core/errors.js'
 import { kOwner } from '../core/symbols.js'
 
 /** What a handshake needs from the proxy around it. */
@@ -63,8 +63,7 @@ export class Handshake implements Timed {
   }
 
   onError (err: Error): void {
-    const code = (err as NodeJS.ErrnoException).code
-    this.#fail('tls_handshake_failed', `TLS handshake${this.#forName()} failed: ${code !== undefined ? code + ': ' : ''}${err.message}`, err)
+    this.#fail('tls_handshake_failed', `TLS handshake${this.#forName()} failed: ${describeTlsError(err)}`, err)
   }
 
   onTimeout (): void {
@@ -97,6 +96,16 @@ export class Handshake implements Timed {
     clock.delete(this)
     this.#host.forget(this)
   }
+}
+
+/**
+ * One line: OpenSSL's own message names its source file and line and ends with a newline (a blank
+ * line in a log); its reason (`unsupported protocol`) says what the client did.
+ */
+function describeTlsError (err: Error): string {
+  const { code, reason } = err as NodeJS.ErrnoException & { reason?: unknown }
+  if (typeof reason === 'string' && reason !== '' && code !== undefined) return `${reason} (${code})`
+  return describeSystemError(err).trim().replace(/\s*\n\s*/g, ' ')
 }
 
 function onSecure (this: OwnedSocket): void { this[kOwner].onSecure() }

@@ -116,10 +116,13 @@ t.test('the access file is re-read when it changes; a bad line keeps the previou
   t.ok(errorCodes(started).includes('access_denied'))
 
   writeFileSync(file, 'deny 127.0.0.2\nallow what\n')
-  await started.events.until(() => errorCodes(started).includes('access_reload_failed'), 5000, 'the reload error')
-  const reloadError = started.events.clientErrors.find(e => e.error.code === 'access_reload_failed')?.error
-  t.match(reloadError?.message, `"${file}" line 2: "what" is not an IP address or CIDR range`)
-  t.equal(reloadError?.source, 'internal')
+  await started.events.until(() => started.events.proxyErrors.length > 0, 5000, 'the reload error')
+  const reloadError = started.events.proxyErrors[0]
+  t.equal(reloadError.code, 'access_reload_failed')
+  t.match(reloadError.message, `"${file}" line 2: "what" is not an IP address or CIDR range`)
+  t.equal(reloadError.source, 'internal')
+  t.notOk(errorCodes(started).includes('access_reload_failed'), 'a proxyError, not a clientError without a client')
+  t.equal(started.proxy.stats().errors.access_reload_failed, 1, 'counted')
   t.equal(await get(started.port, '127.0.0.1'), 'closed', 'the previous lists stay')
   t.equal(await get(started.port, '127.0.0.2'), '200')
 })

@@ -7,7 +7,7 @@ import t from 'tap'
 import { createProxy, ProxyError, type ProxyOptions } from '../../lib/index.js'
 import { RawClient, exchange } from '../helpers/client.js'
 import { ok, startOrigin } from '../helpers/origin.js'
-import { startProxy, unusedPort } from '../helpers/proxy.js'
+import { ProxyEventLog, startProxy, unusedPort } from '../helpers/proxy.js'
 import { within } from '../helpers/wait.js'
 
 const GET = 'GET /x?y=1 HTTP/1.1\r\nHost: h\r\n\r\n'
@@ -90,6 +90,39 @@ t.test('upstreamError and clientError carry a ProxyError', async t => {
   t.ok(down?.error instanceof ProxyError)
   t.match(down?.error, { source: 'downstream', status: 400 })
   t.match(down?.client, /^127\.0\.0\.1:\d+$/)
+})
+
+t.test('a request refused before its head completed: the response event shows what the client sent, timed from its first byte', async t => {
+  const origin = await startOrigin(t, () => ok())
+  const { port, events } = await startProxy(t, { targets: [origin.target], maxRequestLine: 8192, timeouts: { requestHead: 300 } })
+  const long = await exchange(port, `DELETE /${'a'.repeat(9000)} HTTP/1.1\r\nHost: h\r\n\r\n`)
+  t.equal(long.responses[0]?.head.line[1], '414')
+  const slow = await RawClient.connect(port)
+  t.teardown(() => slow.destroy())
+  const began = performance.now()
+  await slow.write('PUT /partial?q')
+  await slow.waitResponses(1)
+  const waited = performance.now() - began
+  await exchange(port, 'FOO / HTTP/1.1\r\nHost: h\r\n\r\n')
+  await events.until(() => events.responses.length === 3, 5000, 'three response events')
+  const [r414, r408, r400] = events.responses
+  t.match(r414, { method: 'DELETE', url: '/' + 'a'.repeat(255) + '...', status: 414, target: '' })
+  t.match(r408, { method: 'PUT', url: '/partial?q', status: 408 })
+  t.ok(r408.duration >= 300 && r408.duration <= waited + 1, `the 408 timed from the first byte: ${r408.duration} ms (300 ms timeout, ${waited} ms seen by the client)`)
+  t.match(r400, { method: '-', url: '-', status: 400 }, 'nothing parsed: -')
+  t.equal(origin.requests.length, 0)
+})
+
+t.test('listen() on an address in use: rejects with the system error, and no event reports it a second time', async t => {
+  const first = await startProxy(t, { targets: ['127.0.0.1:1'] })
+  const proxy = createProxy({ listen: `127.0.0.1:${first.port}`, targets: ['127.0.0.1:1'] })
+  const events = new ProxyEventLog(proxy)
+  const err = await proxy.listen().then(() => null, (e: NodeJS.ErrnoException) => e)
+  t.equal(err?.code, 'EADDRINUSE')
+  await new Promise(resolve => setImmediate(resolve))
+  t.same(events.clientErrors, [], 'no clientError')
+  t.same(events.proxyErrors, [], 'no proxyError')
+  await proxy.close()
 })
 
 t.test('close(): stops accepting, finishes the request in flight, closes idle connections', async t => {

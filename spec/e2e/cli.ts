@@ -3,7 +3,8 @@
  * starts and forwards, errors that name what is wrong, and a graceful exit on SIGTERM / SIGINT.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t, { type Test } from 'tap'
 import { RawClient, exchange } from '../helpers/client.js'
@@ -65,6 +66,7 @@ t.test('--help: usage on stdout, exit 0', async t => {
   t.match(r.stdout, /listen \[HOST\]:PORT --to HOST:PORT/)
   t.match(r.stdout, /--to/)
   for (const flag of ['--intercept-errors', '--backend-error-pages', '--allow-underscores-in-headers', '--max-connections-per-ip']) t.match(r.stdout, flag)
+  t.match(r.stdout, /Exit status:\n  0 [^]*\n  1 +a runtime failure[^]*\n  2 +a usage or configuration error/, 'the exit codes')
 })
 
 t.test('--version: the package version, exit 0', async t => {
@@ -195,22 +197,51 @@ t.test('--intercept-errors, --backend-error-pages, --allow-underscores-in-header
   t.match(answers['--intercept-errors --allow-underscores-in-headers'][1], /underscore passed$/)
 })
 
-t.test('bad arguments: a message naming the problem, non-zero exit, nothing listening', async t => {
+t.test('bad arguments: a message naming the problem, exit 2, nothing listening', async t => {
   if (!checkBuilt(t, 'dist/bin/rp4.js')) return
   const runs = BAD.map(([name, args, named]) => ({ name, named, r: run(t, args) }))
   for (const { name, named, r } of runs) {
     await within(r.finished(), 10_000, name)
-    t.not(r.exit, 0, `${name}: non-zero exit`)
+    t.equal(r.exit, 2, `${name}: exit 2`)
     t.ok(r.stderr.includes(named), `${name}: stderr names ${JSON.stringify(named)}: ${JSON.stringify(r.stderr)}`)
     t.notMatch(r.stderr, /listening on/, `${name}: did not start`)
   }
 })
 
-t.test('a listen address already in use: error naming it, non-zero exit', async t => {
+t.test('a listen address already in use: one line naming it and the reason, exit 1 (a runtime failure)', async t => {
   if (!checkBuilt(t, 'dist/bin/rp4.js')) return
   const origin = await startOrigin(t, () => ok())
   const r = run(t, ['listen', `127.0.0.1:${origin.port}`, '--to', origin.target])
   await r.finished()
-  t.not(r.exit, 0)
-  t.match(r.stderr, String(origin.port))
+  t.equal(r.exit, 1)
+  t.equal(r.stderr, `rp4: cannot listen on 127.0.0.1:${origin.port}: address already in use (EADDRINUSE)\n`)
+})
+
+t.test('an access file reload that fails: one line of its own, no client prefix', async t => {
+  if (!checkBuilt(t, 'dist/bin/rp4.js')) return
+  const dir = mkdtempSync(path.join(tmpdir(), 'rp4-cli-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = path.join(dir, 'access')
+  writeFileSync(file, 'deny 10.0.0.0/8\n')
+  const r = run(t, ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--access-file', file])
+  await r.listening()
+  // another size, so that the change shows even where the modification time is coarse
+  writeFileSync(file, 'deny 10.0.0.0/8\nallow what\n')
+  await r.until(() => r.stderr.includes('not reloaded'), 10_000, 'the reload failure on stderr')
+  const lines = r.stderr.split('\n').filter(line => line !== '' && !line.includes('listening on'))
+  t.same(lines, [`rp4: access file not reloaded, the previous lists stay: "${file}" line 2: "what" is not an IP address or CIDR range (e.g. 10.0.0.0/8, 2001:db8::/32)`])
+})
+
+t.test('--access-log: a refused request is logged as the client sent it', async t => {
+  if (!checkBuilt(t, 'dist/bin/rp4.js')) return
+  const origin = await startOrigin(t, () => ok())
+  const r = run(t, ['listen', '127.0.0.1:0', '--to', origin.target, '--access-log'])
+  const { port } = await r.listening()
+  const client = await RawClient.connect(port)
+  t.teardown(() => client.destroy())
+  await client.write(`DELETE /${'a'.repeat(9000)} HTTP/1.1\r\nHost: h\r\n\r\n`)
+  await client.waitResponses(1)
+  const local = `127.0.0.1:${client.socket.localPort}`
+  await r.until(() => r.stderr.includes(`${local} "`), 5000, 'the access log line')
+  t.match(r.stderr, new RegExp(`^${local} "DELETE /a{255}\\.\\.\\." 414 - \\d+\\.\\dms\n$`, 'm'))
 })

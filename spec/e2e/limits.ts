@@ -50,19 +50,20 @@ t.test('more header fields than maxHeaders: 431, nothing upstream', async t => {
 
 t.test('a Content-Length over maxBodySize: 413 before anything goes upstream', async t => {
   const origin = await startOrigin(t, () => ok())
-  const { port, events } = await startProxy(t, { targets: [origin.target], maxBodySize: 10 })
+  const { port, events, proxy } = await startProxy(t, { targets: [origin.target], maxBodySize: 10 })
   const fits = await exchange(port, 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n0123456789', { responses: 1 })
   t.equal(fits.responses[0]?.head.line[1], '200', 'a body of exactly the limit passes')
   const res = await exchange(port, 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n01234567890')
   t.equal(res.text, rp4Error(413, 'Content Too Large', true))
   t.equal(origin.requests.length, 1)
   t.equal(origin.connections.length, 1, 'no connection opened for the refused request')
-  t.ok(events.clientErrors.some(e => e.error.status === 413))
+  t.same(events.clientErrors.map(e => [e.error.code, e.error.status]), [['body_too_large', 413]], 'one refusal, coded as the chunked case is')
+  t.same(proxy.stats().errors, { body_too_large: 1 })
 })
 
 t.test('a chunked body that grows over maxBodySize: 413, and the upstream request is abandoned', async t => {
   const origin = await startOrigin(t, () => ok())
-  const { port } = await startProxy(t, { targets: [origin.target], maxBodySize: 10 })
+  const { port, events, proxy } = await startProxy(t, { targets: [origin.target], maxBodySize: 10 })
   const client = await RawClient.connect(port)
   t.teardown(() => client.destroy())
   await client.write('POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n012345\r\n')
@@ -73,6 +74,8 @@ t.test('a chunked body that grows over maxBodySize: 413, and the upstream reques
   await origin.until(() => origin.connections[0].closed, 5000, 'the upstream connection to close')
   t.equal(origin.requests.length, 0, 'the origin never saw a complete request')
   t.notMatch(upstreamBytes(origin), /678901/, 'nothing past the limit went upstream')
+  t.same(events.clientErrors.map(e => [e.error.code, e.error.status]), [['body_too_large', 413]], 'one refusal, coded as the Content-Length case is')
+  t.same(proxy.stats().errors, { body_too_large: 1 })
 })
 
 t.test('identifying response headers are removed by default, case-insensitively', async t => {
@@ -146,6 +149,25 @@ t.test('rate limit: a burst, then 429 with Retry-After, per client IP; the refus
   // another client address has a bucket of its own
   const other = await exchange(port, 'GET /4 HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 1, localAddress: '127.0.0.2' })
   t.equal(other.responses[0]?.head.line[1], '200', '127.0.0.2 is not limited by 127.0.0.1\'s requests')
+})
+
+t.test('a 429 is reported once, even when the client resets the connection rp4 ended after it', async t => {
+  const origin = await startOrigin(t, () => ok())
+  const { port, events, proxy } = await startProxy(t, { targets: [origin.target], rateLimit: { rate: 0.5, burst: 1 } })
+  const close = 'GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n'
+  t.equal((await exchange(port, close)).responses[0]?.head.line[1], '200')
+  const client = await RawClient.connect(port)
+  t.teardown(() => client.destroy())
+  // some clients close with a reset (SO_LINGER 0, or unread bytes): here as soon as the 429 comes,
+  // while rp4, having ended the connection after it, is lingering
+  client.socket.once('data', () => client.reset())
+  await client.write(close)
+  await client.waitClose()
+  t.equal(client.responses[0]?.head.line[1], '429')
+  for (let i = 0; i < 200 && proxy.stats().connections > 0; i++) await new Promise(resolve => setTimeout(resolve, 10))
+  t.equal(proxy.stats().connections, 0, 'rp4 closed its side')
+  t.same(events.clientErrors.map(e => e.error.code), ['rate_limited'], 'one clientError for one refusal')
+  t.same(proxy.stats().errors, { rate_limited: 1 })
 })
 
 t.test('an absolute-form target whose host differs from Host: 400, nothing upstream', async t => {

@@ -96,6 +96,9 @@ t.test('certificate selection, ALPN http/1.1, TLS 1.2 minimum', async t => {
   const old = await connect(port, { servername: 'a.test', minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT:@SECLEVEL=0' }).then(() => null, (err: Error) => err)
   t.ok(old !== null, 'TLS 1.1 refused')
   await events.until(() => events.clientErrors.some(e => e.error.code === 'tls_handshake_failed'), 5000, 'the failed handshake reported')
+  const failed = events.clientErrors.find(e => e.error.code === 'tls_handshake_failed')?.error.message ?? ''
+  t.match(failed, /^TLS handshake for a\.test failed: [a-z][^\n]* \(ERR_SSL_\w+\)$/, 'OpenSSL\'s reason and code')
+  t.notMatch(failed, /\n|\s$/, `one line, no trailing newline: ${JSON.stringify(failed)}`)
   const after = await connect(port, { servername: 'a.test' })
   t.equal(await get(after, '/still'), '/still https', 'other connections unaffected')
   after.destroy()

@@ -24,6 +24,7 @@ export class ProxyEventLog extends Observable {
   readonly responses: ResponseInfo[] = []
   readonly upstreamErrors: Array<{ error: ProxyError, target: string }> = []
   readonly clientErrors: Array<{ error: ProxyError, client: string }> = []
+  readonly proxyErrors: ProxyError[] = []
   closed = 0
 
   constructor (proxy: Proxy) {
@@ -33,6 +34,7 @@ export class ProxyEventLog extends Observable {
     proxy.on('response', info => { this.responses.push(info); this.changed() })
     proxy.on('upstreamError', (error, target) => { this.upstreamErrors.push({ error, target }); this.changed() })
     proxy.on('clientError', (error, client) => { this.clientErrors.push({ error, client }); this.changed() })
+    proxy.on('proxyError', error => { this.proxyErrors.push(error); this.changed() })
     proxy.on('close', () => { this.closed++; this.changed() })
   }
 }

@@ -195,3 +195,21 @@ t.test('an upgrade naming another protocol beside h2c stops the parser, the offs
   t.same(messages.map(m => `${m.head.url} ${String(m.head.upgrade)}`), ['/a false', '/ws true'])
   parser.destroy()
 })
+
+t.test('partialHead: a request refused before its head completed, as far as it was parsed', async t => {
+  const partial = (text: string, maxUrl = 65536): { method: string, url: string } => {
+    const { sink } = recorder()
+    const parser = new HttpParser(ParserType.REQUEST, sink, 65536, maxUrl)
+    parser.execute(Buffer.from(text))
+    const { method, url } = parser.partialHead()
+    parser.destroy()
+    return { method, url }
+  }
+  t.same(partial('DELETE /items/7?x'), { method: 'DELETE', url: '/items/7?x' }, 'a head still arriving')
+  t.same(partial('PATCH /a HTTP/1.1\r\nBad Header\r\n\r\n'), { method: 'PATCH', url: '/a' }, 'an error in the header fields')
+  t.same(partial('FOO / HTTP/1.1\r\n\r\n'), { method: '-', url: '-' }, 'an unknown method: nothing parsed')
+  t.same(partial('GE'), { method: '-', url: '-' }, 'the method not complete yet')
+  t.same(partial(`DELETE /${'a'.repeat(9000)} HTTP/1.1\r\n\r\n`, 8192), { method: 'DELETE', url: '/' + 'a'.repeat(255) + '...' },
+    'a target over the limit: its beginning, marked as cut')
+  t.same(partial('GET /done HTTP/1.1\r\nHost: h\r\n\r\n'), { method: '-', url: '-' }, 'no head under way')
+})
