@@ -6,7 +6,8 @@
 import net, { type Socket } from 'node:net'
 import tls from 'node:tls'
 import { clock, type Timed } from '../core/clock.js'
-import { beginBatch, deferWrites, endBatch, type WriteOwner } from '../core/batch.js'
+import { beginBatch, deferWrites, endBatch, send, type WriteOwner } from '../core/batch.js'
+import { CRLF, LAST_CHUNK, chunkHeader } from '../http1/encode.js'
 import { ProxyError } from '../core/errors.js'
 import { kOwner } from '../core/symbols.js'
 import { CB_OK, Errno, HeadersResult, ParserType } from '../http1/llhttp.js'
@@ -19,7 +20,12 @@ import type { Target } from './target.js'
 const enum State { CONNECTING, IDLE, ACTIVE, CLOSED }
 
 /** Why reading from the backend is paused: bits, so that each cause lifts only its own. */
-export const enum ReadHold { CLIENT_FULL = 1, NOT_FIRST = 2, TUNNEL = 4 }
+export const enum ReadHold {
+  /** The request being answered cannot pass more on: its client is full, or its turn has not come. */
+  DOWNSTREAM = 1,
+  /** The connection became a tunnel: its new owner reads it. */
+  TUNNEL = 4,
+}
 
 interface OwnedSocket extends Socket { [kOwner]: UpstreamConnection }
 
@@ -101,6 +107,26 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
     }
     this.#inflight.push(request)
     request.attach(this)
+  }
+
+  // ---- writing a request: HTTP/1 framing of its body ----
+
+  writeHead (head: string): void {
+    send(this.socket, head)
+  }
+
+  /** A piece of a request body, as one chunk when the body is chunked. False: the socket is full. */
+  writeBody (body: Buffer, chunked: boolean): boolean {
+    const socket = this.socket
+    if (!chunked) return send(socket, body)
+    if (body.length === 0) return true
+    send(socket, chunkHeader(body.length))
+    send(socket, body)
+    return send(socket, CRLF)
+  }
+
+  endBody (chunked: boolean): void {
+    if (chunked) send(this.socket, LAST_CHUNK)
   }
 
   /** Pooled and idle: closed by the coarse clock after the idle timeout. */

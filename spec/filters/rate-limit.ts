@@ -1,5 +1,5 @@
 import t from 'tap'
-import { RateLimiter, prefix64 } from '../../lib/proxy/rate-limit.js'
+import { RateLimiter, prefix64 } from '../../lib/filters/rate-limit.js'
 
 t.test('IPv6 clients are grouped by /64', async t => {
   t.equal(prefix64('2001:db8:0:1::5'), '2001:db8:0:1')

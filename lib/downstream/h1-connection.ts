@@ -1,0 +1,508 @@
+/**
+ * One client connection speaking HTTP/1.x: parses requests with llhttp, starts a session for
+ * each, keeps their responses in request order (pipelining), keep-alive between them, and the
+ * client's timeouts: idle, request head, request body, minimum data rate (meter.ts). When it is
+ * done the socket goes to a lingering close (linger.ts); after a 101, to a tunnel.
+ */
+import type { Socket } from 'node:net'
+import { clock, type Timed } from '../core/clock.js'
+import { beginBatch, endBatch, flush, send, sendEnd, type WriteOwner } from '../core/batch.js'
+import { ProxyError } from '../core/errors.js'
+import { kOwner } from '../core/symbols.js'
+import { CB_OK, CB_PAUSE, Errno, ParserType } from '../http1/llhttp.js'
+import { HttpParser, LimitError, type MessageSink } from '../http1/parser.js'
+import type { MessageHead } from '../http1/head.js'
+import { HeaderList } from '../http/headers.js'
+import { RequestHead } from '../http/message.js'
+import { BodyKind, inspectRequest, type RequestFacts } from '../http/validate.js'
+import { Session, type SessionHost, type SessionRoute } from '../session/session.js'
+import { ClientHold, type Downstream } from '../session/sink.js'
+import { relay } from '../tcp/relay.js'
+import { H1Response, type ResponseOwner } from './h1-response.js'
+import { linger } from './linger.js'
+import { RequestMeter, Verdict } from './meter.js'
+
+/** The HTTP engine's settings for client connections. */
+export interface H1Settings {
+  readonly maxHeaderSize: number
+  readonly maxRequestLine: number
+  readonly maxHeaders: number
+  readonly maxPipelinedRequests: number
+  /** bytes/s; 0: no minimum. */
+  readonly minDataRate: number
+  readonly timeouts: Readonly<{ clientIdle: number, requestHead: number, requestBody: number }>
+}
+
+/** What a client connection needs from the proxy around it. */
+export interface H1Host extends SessionHost {
+  readonly settings: H1Settings
+  /** The proxy is closing: answer what is in flight, read nothing more. */
+  readonly closing: boolean
+  nextId (): number
+  /** The route for a request (null: none matches). */
+  route (head: RequestHead, secure: boolean): SessionRoute | null
+  forget (conn: H1Connection): void
+}
+
+const enum Wait { NONE, IDLE, HEAD, BODY, CLOSED }
+
+interface OwnedSocket extends Socket { [kOwner]: H1Connection }
+
+const FACTS_REFUSED: RequestFacts = { invalid: 'refused', body: BodyKind.NONE, contentLength: -1, expectContinue: false, needsHost: false }
+
+export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwner, Downstream {
+  readonly #host: H1Host
+  readonly socket: OwnedSocket
+  readonly client: Readonly<{ ip: string, label: string, secure: boolean }>
+  readonly #parser: HttpParser
+  readonly #meter: RequestMeter
+  /** Responses in request order; the first one owns the socket's output. */
+  readonly #queue: H1Response[] = []
+  /** The session whose request body is being received. */
+  #receiving: Session | null = null
+  /** Bytes read but not parsed while parsing is paused. */
+  #stash: Buffer | null = null
+  #holds = 0
+  /** llhttp was paused (CB_PAUSE) and must be resumed before it parses again. */
+  #parserPaused = false
+  /** No further request will be read: the connection closes once the queue is done. */
+  #noMore = false
+  #resumeScheduled = false
+  #wait = Wait.IDLE
+  /** When the head being received must be complete. */
+  #headEnd = 0
+  #error: ProxyError | null = null
+  deadline = 0
+
+  constructor (host: H1Host, socket: Socket, secure: boolean) {
+    this.#host = host
+    this.socket = socket as OwnedSocket
+    this.socket[kOwner] = this
+    const address = socket.remoteAddress ?? ''
+    const ip = address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address
+    this.client = Object.freeze({ ip, label: (ip.includes(':') ? '[' + ip + ']' : ip) + ':' + (socket.remotePort ?? 0), secure })
+    const settings = host.settings
+    this.#parser = new HttpParser(ParserType.REQUEST, this, settings.maxHeaderSize, settings.maxRequestLine, settings.maxHeaders)
+    this.#meter = new RequestMeter(settings.minDataRate)
+    socket.setNoDelay(true)
+    socket.on('data', onData)
+    socket.on('end', onEnd)
+    socket.on('error', onError)
+    socket.on('close', onClose)
+    socket.on('drain', onDrain)
+    this.deadline = clock.after(settings.timeouts.clientIdle)
+    clock.add(this)
+  }
+
+  get label (): string { return this.client.label }
+  get first (): H1Response | undefined { return this.#queue[0] }
+  get idle (): boolean { return this.#queue.length === 0 && !this.#parser.inHead }
+
+  /**
+   * The connection stays open after `response`: its request did not ask to close, and when no
+   * further request will be read, only the last response closes it.
+   */
+  keepAliveAfter (response: H1Response): boolean {
+    if (!response.session.request.keepAlive) return false
+    if (!this.#noMore && !this.#host.closing) return true
+    return this.#queue[this.#queue.length - 1] !== response
+  }
+
+  // ---- MessageSink: the request parser's events ----
+
+  onHead (message: MessageHead): number {
+    this.#wait = Wait.NONE
+    this.deadline = 0
+    const host = this.#host
+    const request = new RequestHead(message.method, message.url, message.versionMajor, message.versionMinor,
+      new HeaderList(message.headers), message.keepAlive, message.upgrade)
+    const facts = inspectRequest(request)
+    const session = new Session(host, this, host.nextId(), request, facts)
+    const response = new H1Response(this, session)
+    this.#queue.push(response)
+    let refusal: ProxyError | null = null
+    if (facts.invalid !== '') refusal = new ProxyError('bad_request', facts.invalid, 'downstream', 400)
+    else if (request.method === 'CONNECT') refusal = new ProxyError('bad_request', 'CONNECT is not served', 'downstream', 405)
+    if (refusal !== null) {
+      // nothing after a request that cannot be framed or served is read
+      this.#noMore = true
+      session.requestComplete = true
+    } else if (facts.body !== BodyKind.NONE) {
+      this.#receiving = session
+      // the body must keep coming, fast enough (not counting while rp4 holds it back, nor while
+      // a client that sent Expect: 100-continue waits for its go-ahead: timing starts at its first byte)
+      this.#wait = Wait.BODY
+      if (facts.expectContinue) this.deadline = 0
+      else this.#startStretch()
+    }
+    session.start(response, refusal === null ? host.route(request, this.client.secure) : null, refusal)
+    // refused, or answered before its body came: nothing more is parsed; a filter at work: not yet
+    if (this.#noMore || (this.#holds & ClientHold.FILTER) !== 0) {
+      if (this.#noMore && this.#receiving === session && session.settled) this.#receiving = null
+      return CB_PAUSE
+    }
+    return CB_OK
+  }
+
+  onBody (body: Buffer): number {
+    this.#meter.touch()
+    if (this.deadline === 0 && this.#wait === Wait.BODY && this.#holds === 0) this.#startStretch()
+    this.#receiving?.onRequestBody(body)
+    return CB_OK
+  }
+
+  onMessageComplete (): number {
+    const last = this.#queue[this.#queue.length - 1]
+    this.#receiving = null
+    if (this.#wait === Wait.BODY) {
+      this.#wait = Wait.NONE
+      this.deadline = 0
+    }
+    if (last === undefined) return CB_PAUSE
+    const session = last.session
+    if (!session.requestComplete || session.facts.body !== BodyKind.NONE) session.onRequestComplete()
+    if (session.request.upgrade) return CB_OK // llhttp stops with PAUSED_UPGRADE next
+    if (!session.request.keepAlive || this.#noMore) {
+      this.#noMore = true
+      return CB_PAUSE
+    }
+    return this.#queue.length >= this.#host.settings.maxPipelinedRequests ? CB_PAUSE : CB_OK
+  }
+
+  // ---- reading ----
+
+  onData (chunk: Buffer): void {
+    this.#meter.bytes(chunk.length)
+    if (this.#stash !== null || this.#holds !== 0) {
+      // parsing is paused; keep the bytes in order (bounded: the socket is paused too)
+      this.#stash = this.#stash === null ? chunk : Buffer.concat([this.#stash, chunk])
+      return
+    }
+    this.#parse(chunk)
+  }
+
+  #parse (chunk: Buffer): void {
+    beginBatch()
+    try {
+      const ret = this.#parser.execute(chunk)
+      if (ret !== Errno.OK) this.#parseStopped(ret, chunk)
+      else if (this.#wait === Wait.IDLE && this.#parser.inHead) {
+        // a request head has begun: from now on it must complete within requestHead, fast enough
+        this.#wait = Wait.HEAD
+        const now = this.#startStretch()
+        this.#meter.bytes(chunk.length)
+        this.#headEnd = now + this.#host.settings.timeouts.requestHead
+        this.deadline = Math.min(this.deadline, this.#headEnd)
+      }
+    } catch (err) {
+      this.onInternalError(err)
+    } finally {
+      endBatch()
+    }
+  }
+
+  /** A defect of rp4's own surfaced on this connection: it is closed, the process goes on. */
+  onInternalError (err: unknown): void {
+    this.#host.clientError(new ProxyError('internal_error', `internal error: ${(err as Error).stack ?? String(err)}`, 'internal', 500, false, err), this.label)
+    this.socket.destroy()
+  }
+
+  #parseStopped (ret: number, chunk: Buffer): void {
+    const rest = chunk.subarray(this.#parser.errorOffset())
+    if (ret === Errno.PAUSED || ret === Errno.PAUSED_UPGRADE) {
+      const last = this.#queue[this.#queue.length - 1]
+      if (last !== undefined && last.session.request.upgrade && ret === Errno.PAUSED_UPGRADE) {
+        // what follows an upgrade request belongs to the new protocol: forwarded only after a 101
+        last.upgradeData = rest
+        this.#noMore = true
+        this.hold(ClientHold.UPGRADE)
+        return
+      }
+      this.#parserPaused = true
+      this.hold(ClientHold.PIPELINE)
+      if (!this.#noMore) {
+        if (rest.length > 0) this.#stash = rest
+        // responses may have completed while this chunk was parsed: there may be room already
+        if (this.#queue.length < this.#host.settings.maxPipelinedRequests) this.release(ClientHold.PIPELINE)
+      }
+      return
+    }
+    const limit = this.#parser.limitError
+    const status = limit === LimitError.HEAD_TOO_LARGE || limit === LimitError.TOO_MANY_HEADERS ? 431 : limit === LimitError.URL_TOO_LONG ? 414 : 400
+    const error = new ProxyError('bad_request', 'malformed request: ' + this.#parser.describeError(ret), 'downstream', status)
+    this.#host.clientError(error, this.label)
+    this.stopReading()
+    const receiving = this.#receiving
+    this.#receiving = null
+    if (receiving !== null) {
+      receiving.fail(error)
+      return
+    }
+    // the broken request never became a session: answer it after those before it
+    this.#respondLocally(status)
+  }
+
+  /** An error response of rp4's own for a request whose head never completed, in turn after those in flight, then close. */
+  #respondLocally (status: number): void {
+    this.#noMore = true
+    // reported as what the client sent of it, timed from its first byte
+    const partial = this.#parser.partialHead()
+    const request = new RequestHead(partial.method, partial.url, 1, 1, new HeaderList(), false, false)
+    const session = new Session(this.#host, this, this.#host.nextId(), request, FACTS_REFUSED, this.#parser.headStartedAt || undefined)
+    const response = new H1Response(this, session)
+    this.#queue.push(response)
+    session.start(response, null, new ProxyError('bad_request', 'refused', 'downstream', status), false)
+  }
+
+  /** No further request is read from this connection. */
+  stopReading (): void {
+    this.#noMore = true
+    this.#stash = null
+    this.hold(ClientHold.PIPELINE)
+  }
+
+  hold (reason: ClientHold): void {
+    if (this.#holds === 0) this.socket.pause()
+    this.#holds |= reason
+    // a body held back by rp4 is not the client's delay
+    if (this.#wait === Wait.BODY) this.deadline = 0
+  }
+
+  release (reason: ClientHold): void {
+    if ((this.#holds & reason) === 0) return
+    this.#holds &= ~reason
+    if (this.#holds === 0) {
+      if (this.#wait === Wait.BODY) this.#startStretch()
+      this.#resume()
+    }
+  }
+
+  /** Measure the head or body from now: its rate, and the time since its last byte. */
+  #startStretch (): number {
+    const now = this.#meter.start()
+    this.deadline = now + this.#checkEvery()
+    return now
+  }
+
+  #checkEvery (): number {
+    const t = this.#host.settings.timeouts
+    return Math.min(1000, t.requestBody, t.requestHead)
+  }
+
+  /** A head or body check: too slow or stalled gives 408, otherwise the next check is armed. Returns true when refused. */
+  #tooSlow (now: number, stalled: boolean): boolean {
+    const verdict = this.#meter.check(now, stalled)
+    if (verdict === Verdict.OK) return false
+    const what = this.#wait === Wait.HEAD ? 'request head' : 'request body'
+    const reason = verdict === Verdict.STALLED ? `${what} not received in time` : `${what} slower than ${this.#host.settings.minDataRate} bytes/s`
+    this.#host.clientError(new ProxyError(this.#wait === Wait.HEAD ? 'request_head_timeout' : 'request_body_timeout', reason, 'downstream', 408), this.label)
+    return true
+  }
+
+  #resume (): void {
+    if (this.#stash !== null || this.#parserPaused) {
+      // parse the held bytes outside of any llhttp callback: one parse at a time
+      if (!this.#resumeScheduled) {
+        this.#resumeScheduled = true
+        process.nextTick(resumeParsing, this)
+      }
+      return
+    }
+    if (!this.socket.destroyed) this.socket.resume()
+  }
+
+  resumeParsing (): void {
+    this.#resumeScheduled = false
+    if (this.#holds !== 0 || this.socket.destroyed || this.#wait === Wait.CLOSED) return
+    if (this.#parserPaused) {
+      this.#parserPaused = false
+      this.#parser.resume()
+    }
+    const stash = this.#stash
+    this.#stash = null
+    if (stash !== null) this.#parse(stash)
+    if (this.#holds === 0 && this.#stash === null && !this.socket.destroyed && (this.#wait as Wait) !== Wait.CLOSED) this.socket.resume()
+  }
+
+  // ---- writing ----
+
+  write (data: string | Buffer): boolean {
+    const socket = this.socket
+    if (socket.destroyed) return true
+    return send(socket, data)
+  }
+
+  /** The first response made progress: move through every response that is complete. */
+  advance (): void {
+    const queue = this.#queue
+    while (queue.length > 0) {
+      const response = queue[0]
+      if (!response.takeTurn(this.socket)) return
+      queue.shift()
+      response.session.finish()
+      if (response.upgraded) {
+        this.#startTunnel(response)
+        return
+      }
+      if (response.closeAfter) {
+        this.#noMore = true
+        for (const later of queue.splice(0)) {
+          later.session.abort()
+          later.session.finish()
+        }
+        break
+      }
+    }
+    if (queue.length > 0) return
+    if (this.#noMore || this.#host.closing) {
+      this.#closeAfterWrites()
+      return
+    }
+    this.#wait = Wait.IDLE
+    this.deadline = clock.after(this.#host.settings.timeouts.clientIdle)
+    this.release(ClientHold.PIPELINE)
+  }
+
+  #startTunnel (response: H1Response): void {
+    const upstream = response.takeUpgrade()
+    if (upstream === null) {
+      this.destroy()
+      return
+    }
+    // the 101 may still sit in this batch's output: it goes first
+    flush(this.socket)
+    const socket = this.#detach()
+    if (upstream.rest.length > 0) socket.write(upstream.rest)
+    flush(upstream.socket)
+    if (response.upgradeData !== null && response.upgradeData.length > 0) upstream.socket.write(response.upgradeData)
+    const stash = this.#stash
+    if (stash !== null) upstream.socket.write(stash)
+    relay(socket, upstream.socket)
+  }
+
+  /** Give the socket up (to a tunnel or a lingering close): no listener of ours stays on it. */
+  #detach (): Socket {
+    const socket = this.socket
+    this.#wait = Wait.CLOSED
+    clock.delete(this)
+    socket.removeListener('data', onData)
+    socket.removeListener('end', onEnd)
+    socket.removeListener('error', onError)
+    socket.removeListener('close', onClose)
+    socket.removeListener('drain', onDrain)
+    this.#parser.destroy()
+    this.#host.forget(this)
+    socket.resume()
+    return socket
+  }
+
+  /** Close now: a truncated response must show as one, so no graceful end. */
+  destroy (error?: ProxyError): void {
+    if (error !== undefined && this.#error === null) {
+      this.#error = error
+      if (error.source === 'downstream') this.#host.clientError(error, this.label)
+    }
+    this.socket.destroy()
+  }
+
+  /** Close if nothing is under way (the proxy is closing); otherwise after the current responses. */
+  closeWhenIdle (): void {
+    if (this.idle) {
+      this.#closeAfterWrites()
+      return
+    }
+    // a request body still arriving is read to its end; nothing after it is
+    this.#noMore = true
+    if (this.#receiving === null) this.hold(ClientHold.PIPELINE)
+  }
+
+  // ---- socket events ----
+
+  onEnd (): void {
+    // the client sends no more: answer what was asked, then close
+    this.#noMore = true
+    if (this.#receiving !== null) {
+      const session = this.#receiving
+      this.#receiving = null
+      session.fail(new ProxyError('client_aborted', 'client closed mid-request', 'downstream', 0))
+      return
+    }
+    if (this.#queue.length === 0) sendEnd(this.socket)
+  }
+
+  onTimeout (): void {
+    const now = clock.now
+    const timeouts = this.#host.settings.timeouts
+    if (this.#wait === Wait.BODY && this.#receiving !== null) {
+      if (!this.#tooSlow(now, now - this.#meter.lastByteAt >= timeouts.requestBody)) {
+        this.deadline = now + this.#checkEvery()
+        return
+      }
+      const session = this.#receiving
+      this.#receiving = null
+      this.#wait = Wait.NONE
+      session.fail(new ProxyError('request_body_timeout', 'request body too slow or stalled', 'downstream', 408))
+      return
+    }
+    if (this.#wait === Wait.HEAD) {
+      if (!this.#tooSlow(now, now >= this.#headEnd)) {
+        this.deadline = Math.min(now + this.#checkEvery(), this.#headEnd)
+        return
+      }
+      this.stopReading()
+      this.#respondLocally(408)
+      return
+    }
+    this.#closeAfterWrites()
+  }
+
+  /** Done with this client: the socket goes to a lingering close once the output is written. */
+  #closeAfterWrites (): void {
+    if (this.#wait === Wait.CLOSED) return
+    this.#noMore = true
+    this.#stash = null
+    this.#holds = 0
+    linger(this.#detach())
+  }
+
+  onDrain (): void {
+    this.#queue[0]?.session.onWritable()
+  }
+
+  /** A batched write left the socket over its high-water mark: stop reading the backend feeding it. */
+  onWriteBlocked (): void {
+    this.#queue[0]?.session.onBlocked()
+  }
+
+  onSocketError (err: Error): void {
+    if (this.#error === null) {
+      this.#error = new ProxyError('client_error', `client ${this.label}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, 'downstream', 0, false, err)
+    }
+  }
+
+  onClose (): void {
+    clock.delete(this)
+    this.#wait = Wait.CLOSED
+    this.#parser.destroy()
+    this.#host.forget(this)
+    const queue = this.#queue.splice(0)
+    if (queue.length > 0 && this.#error === null) {
+      this.#error = new ProxyError('client_closed', `client ${this.label} closed with a request in flight`, 'downstream', 0)
+    }
+    if (queue.length > 0 || (this.#error !== null && this.#error.code === 'client_error')) {
+      if (this.#error !== null) this.#host.clientError(this.#error, this.label)
+    }
+    for (const response of queue) {
+      response.session.abort()
+      response.session.finish()
+    }
+  }
+}
+
+// Each listener contains what a defect could throw to this connection: no exception reaches the process.
+function onData (this: OwnedSocket, chunk: Buffer): void { this[kOwner].onData(chunk) }
+function onEnd (this: OwnedSocket): void { try { this[kOwner].onEnd() } catch (err) { this[kOwner].onInternalError(err) } }
+function onError (this: OwnedSocket, err: Error): void { this[kOwner].onSocketError(err) }
+function onClose (this: OwnedSocket): void { try { this[kOwner].onClose() } catch (err) { this[kOwner].onInternalError(err) } }
+function onDrain (this: OwnedSocket): void { try { this[kOwner].onDrain() } catch (err) { this[kOwner].onInternalError(err) } }
+function resumeParsing (conn: H1Connection): void { conn.resumeParsing() }

@@ -1,0 +1,99 @@
+/**
+ * The checks a request head must pass before anything of it goes further, and the facts about its
+ * body that every later step needs. Where two parties could disagree about where a request ends
+ * or which host it is for, rp4 refuses (request smuggling feeds on such disagreements).
+ */
+import { Header, classify } from '../http1/head.js'
+import type { RequestHead } from './message.js'
+
+export const enum BodyKind {
+  /** No body at all. */
+  NONE,
+  /** Content-Length bytes, passed as they come. */
+  LENGTH,
+  /** Chunked: each piece goes out as one chunk, then the last-chunk. */
+  CHUNKED,
+  /** Until the connection closes (responses only; the client connection closes after it). */
+  UNTIL_CLOSE,
+}
+
+export interface RequestFacts {
+  /** Why the request is refused (400), or '' when it is fine. */
+  invalid: string
+  body: BodyKind
+  /** The Content-Length value, or -1 without one. */
+  contentLength: number
+  expectContinue: boolean
+  /** No Host header (an HTTP/1.0 request): the upstream hop gets the target's authority. */
+  needsHost: boolean
+}
+
+/** RFC 9112 3.2 / RFC 3986 authority without userinfo: reg-name or IPv4, or an IP literal, then an optional port. */
+const VALID_HOST = /^[ \t]*(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+;=]*)(?::[0-9]*)?[ \t]*$/
+
+export function inspectRequest (head: RequestHead): RequestFacts {
+  const headers = head.headers.raw
+  let hosts = 0
+  let host = ''
+  let contentLength = false
+  let chunked = false
+  let expectContinue = false
+  let lastCoding = ''
+  let length = -1
+
+  for (let i = 0; i < headers.length; i += 2) {
+    switch (classify(headers[i])) {
+      case Header.HOST: hosts++; host = headers[i + 1]; break
+      case Header.CONTENT_LENGTH: contentLength = true; length = Number(headers[i + 1].trim()); break
+      case Header.TRANSFER_ENCODING: chunked = true; lastCoding = headers[i + 1]; break
+      case Header.EXPECT: expectContinue = headers[i + 1].trim().toLowerCase() === '100-continue'; break
+    }
+  }
+
+  let invalid = ''
+  const http11 = head.versionMajor === 1 && head.versionMinor === 1
+  // HTTP/0.9 has no headers to check, and HTTP/2 does not come in this syntax
+  if (head.versionMajor !== 1) invalid = `HTTP/${head.versionMajor}.${head.versionMinor} request line`
+  else if (hosts > 1) invalid = 'several Host headers'
+  else if (hosts === 1 && !VALID_HOST.test(host)) invalid = 'Host is not a host[:port]'
+  else if (hosts === 0 && http11) invalid = 'HTTP/1.1 request without Host'
+  // llhttp refuses these too, but only after the head is handed over: refusing here means no
+  // backend connection is even opened for them
+  else if (hosts === 1 && !sameAuthority(head.target, host)) invalid = 'absolute-form target whose host differs from Host'
+  // RFC 9112 6.1: the framing of an HTTP/1.0 message with Transfer-Encoding is faulty (1.0 has no
+  // chunked); a 1.0 hop behind would take the chunk data for the next request
+  else if (chunked && !http11) invalid = 'Transfer-Encoding in an HTTP/1.0 request'
+  else if (chunked && contentLength) invalid = 'Content-Length with Transfer-Encoding'
+  else if (chunked && !/(?:^|,)[ \t]*chunked[ \t]*$/i.test(lastCoding)) invalid = 'Transfer-Encoding whose last coding is not chunked'
+
+  return {
+    invalid,
+    // llhttp has already refused Content-Length beside Transfer-Encoding, and a Transfer-Encoding
+    // whose last coding is not chunked, so one flag decides the framing
+    body: chunked ? BodyKind.CHUNKED : contentLength && length > 0 ? BodyKind.LENGTH : BodyKind.NONE,
+    contentLength: contentLength ? length : -1,
+    expectContinue,
+    needsHost: hosts === 0,
+  }
+}
+
+/**
+ * For an absolute-form target (`GET http://a.test/x HTTP/1.1`): its authority must be the Host
+ * header's (RFC 9112 3.2.2 lets the target win; two different answers to "which host?" between
+ * rp4 and a backend is what request smuggling feeds on, so rp4 refuses the disagreement).
+ * Origin-form targets (`/x`) always pass.
+ */
+function sameAuthority (url: string, host: string): boolean {
+  const c = url.charCodeAt(0)
+  if (c === 47 /* / */ || c === 42 /* * */) return true
+  const scheme = url.indexOf('://')
+  if (scheme === -1) return true // authority-form is CONNECT's, refused elsewhere
+  let end = url.length
+  for (let i = scheme + 3; i < url.length; i++) {
+    const ch = url[i]
+    if (ch === '/' || ch === '?' || ch === '#') { end = i; break }
+  }
+  const authority = url.slice(scheme + 3, end)
+  if (authority.includes('@')) return false // userinfo has no place in an http(s) target
+  return authority.toLowerCase() === host.trim().toLowerCase()
+}

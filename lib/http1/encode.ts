@@ -1,0 +1,93 @@
+/**
+ * Heads to HTTP/1.1 bytes, at the last moment: each head as one latin1 string written with one
+ * call, and the body framing of each hop (a body is re-framed where the two hops differ: chunked
+ * to an HTTP/1.0 client becomes raw bytes until close, a close-delimited body to an HTTP/1.1
+ * client becomes chunked).
+ */
+import { Header, classify, hasToken } from './head.js'
+import { BodyKind } from '../http/validate.js'
+import type { RequestHead, ResponseHead } from '../http/message.js'
+
+/** Request line and headers, then `Connection: upgrade` for an upgrade, and the blank line. */
+export function encodeRequestHead (head: RequestHead): string {
+  const raw = head.headers.raw
+  let out = head.method + ' ' + head.target + ' HTTP/1.1\r\n'
+  for (let i = 0; i < raw.length; i += 2) out += raw[i] + ': ' + raw[i + 1] + '\r\n'
+  if (head.upgrade) out += 'Connection: upgrade\r\n'
+  return out + '\r\n'
+}
+
+/** How a response's body crosses to the client. */
+export interface ResponseFraming {
+  body: BodyKind
+  /** The client connection closes after this response. */
+  close: boolean
+  /** The Transfer-Encoding header goes (chunked becomes raw bytes until close, or a 1xx/204 that carried one). */
+  dropTransferEncoding: boolean
+  /** `Transfer-Encoding: chunked` is added (the backend's body had no length, the client speaks 1.1). */
+  addChunked: boolean
+}
+
+/**
+ * @param requestMethod the method of the request this answers (HEAD responses carry no body)
+ * @param clientHttp11 the client speaks HTTP/1.1 (else 1.0: no chunked, keep-alive only if asked)
+ * @param keepClient the client connection may stay open after this response, as far as the request side is concerned
+ * @param untilClose the backend's body runs until it closes its connection
+ */
+export function frameResponse (head: ResponseHead, requestMethod: string, clientHttp11: boolean, keepClient: boolean, untilClose: boolean): ResponseFraming {
+  const raw = head.headers.raw
+  const status = head.status
+  let chunked = false
+  let transferEncoding = false
+  let contentLength = false
+  for (let i = 0; i < raw.length; i += 2) {
+    switch (classify(raw[i])) {
+      case Header.TRANSFER_ENCODING: transferEncoding = true; chunked = hasToken(raw[i + 1], 'chunked'); break
+      case Header.CONTENT_LENGTH: contentLength = true; break
+    }
+  }
+  const noBody = requestMethod === 'HEAD' || status < 200 || status === 204 || status === 304
+  let body: BodyKind
+  if (noBody) body = BodyKind.NONE
+  else if (chunked && !untilClose) body = clientHttp11 ? BodyKind.CHUNKED : BodyKind.UNTIL_CLOSE
+  else if (contentLength && !untilClose) body = BodyKind.LENGTH
+  else body = clientHttp11 ? BodyKind.CHUNKED : BodyKind.UNTIL_CLOSE
+  return {
+    body,
+    close: !keepClient || body === BodyKind.UNTIL_CLOSE,
+    // a HEAD or 304 response describes the body it would carry: its framing headers stay
+    dropTransferEncoding: transferEncoding && ((chunked && body === BodyKind.UNTIL_CLOSE) || status < 200 || status === 204),
+    addChunked: body === BodyKind.CHUNKED && !chunked,
+  }
+}
+
+/** Status line, headers, the framing and Connection headers of this hop, the blank line. */
+export function encodeResponseHead (head: ResponseHead, framing: ResponseFraming, clientHttp11: boolean): string {
+  const raw = head.headers.raw
+  const status = head.status
+  let out = 'HTTP/1.1 ' + status + ' ' + head.reason + '\r\n'
+  if (framing.dropTransferEncoding) {
+    for (let i = 0; i < raw.length; i += 2) {
+      if (raw[i].length === 17 && classify(raw[i]) === Header.TRANSFER_ENCODING) continue
+      out += raw[i] + ': ' + raw[i + 1] + '\r\n'
+    }
+  } else {
+    for (let i = 0; i < raw.length; i += 2) out += raw[i] + ': ' + raw[i + 1] + '\r\n'
+  }
+  if (framing.addChunked) out += 'Transfer-Encoding: chunked\r\n'
+  if (status === 101) out += 'Connection: upgrade\r\n'
+  else if (status >= 200) {
+    if (framing.close) out += 'Connection: close\r\n'
+    else if (!clientHttp11) out += 'Connection: keep-alive\r\n'
+  }
+  return out + '\r\n'
+}
+
+export const CRLF = Buffer.from('\r\n')
+/** The last-chunk and an empty trailer section. */
+export const LAST_CHUNK = Buffer.from('0\r\n\r\n')
+
+/** The size line of one chunk. The data and a CRLF follow it. */
+export function chunkHeader (size: number): string {
+  return size.toString(16) + '\r\n'
+}

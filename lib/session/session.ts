@@ -1,0 +1,561 @@
+/**
+ * One request, from its parsed head to the last byte of its response, through a fixed list of
+ * phases (phases.ts): request received → route chosen → request filters → action (proxy, respond,
+ * redirect) → upstream request → response head → response body → logged. It keeps the request's
+ * context for the filters, and one failure path (`fail`) that turns any failure into rp4's own
+ * response, or a cut connection when part of a response already went out.
+ *
+ * The session talks to a downstream (a ResponseSink, and a Downstream for holding the client's
+ * input) and to the upstream layer (it implements UpstreamRequest); it never sees a socket.
+ */
+import { clock } from '../core/clock.js'
+import { ProxyError } from '../core/errors.js'
+import { CB_ERROR, CB_OK, HeadersResult } from '../http1/llhttp.js'
+import type { MessageHead } from '../http1/head.js'
+import { encodeRequestHead } from '../http1/encode.js'
+import { errorResponse, reasonOf } from '../http/errors.js'
+import { forwardRequest, forwardResponse, HOST_PLACEHOLDER, type ForwardContext } from '../http/forwarding.js'
+import { HeaderList } from '../http/headers.js'
+import { ResponseHead, type RequestHead } from '../http/message.js'
+import { BodyKind, type RequestFacts } from '../http/validate.js'
+import { ReadHold, type UpstreamConnection } from '../upstream/connection.js'
+import type { Group } from '../upstream/group.js'
+import { DispatchState, type UpstreamRequest } from '../upstream/handler.js'
+import type { Target } from '../upstream/target.js'
+import type { FilterChain, FilterSession, HeaderInit, Verdict } from './filter.js'
+import { ClientHold, type Downstream, type ResponseSink, type UpgradedUpstream } from './sink.js'
+
+/** What a route is to a session: compiled at configuration time. */
+export interface SessionRoute {
+  readonly name: string
+  readonly action: SessionAction
+  readonly chain: FilterChain
+  /** Largest request body, bytes; 0: no limit. */
+  readonly maxBodySize: number
+  readonly responseTimeout: number
+  readonly responseTotalTimeout: number
+}
+
+export type SessionAction =
+  | Readonly<{ kind: 'proxy', group: Group }>
+  | Readonly<{ kind: 'respond', status: number, headers: ReadonlyArray<readonly [string, string]>, body: Buffer }>
+  | Readonly<{ kind: 'redirect', location: string, status: number }>
+
+/** What a session needs from the proxy around it. */
+export interface SessionHost {
+  forwardContext (ip: string, secure: boolean): ForwardContext
+  readonly via: string
+  requestStarted (session: Session): void
+  responseDone (session: Session): void
+  clientError (error: ProxyError, client: string): void
+  upstreamError (error: ProxyError, target: string): void
+}
+
+const enum Response { NONE, STREAMING, DONE }
+const enum Phase { REQUEST, UPSTREAM, RESPONSE, DONE }
+
+/** Request bytes held while no upstream connection is attached; beyond it the client is paused. */
+const PENDING_LIMIT = 64 * 1024
+
+export class Session implements UpstreamRequest, FilterSession {
+  readonly id: number
+  readonly request: RequestHead
+  readonly facts: RequestFacts
+  readonly started: number
+  readonly #host: SessionHost
+  readonly #downstream: Downstream
+  #sink: ResponseSink | null = null
+  #route: SessionRoute | null = null
+  #ctx: Record<string, unknown> | null = null
+  #phase = Phase.REQUEST
+
+  /** The connection carrying this request, once attached. */
+  upstream: UpstreamConnection | null = null
+  /** Read holds this session put on `upstream`: lifted whenever it leaves that connection. */
+  #upstreamHolds = 0
+  readonly dispatchState = new DispatchState()
+  /** The request head as bytes for the upstream hop, encoded once (a retry sends the same). */
+  #encoded = ''
+
+  /** The client has sent the whole request. */
+  requestComplete: boolean
+  /** The whole request has been written upstream. */
+  requestSent = false
+  #pending: Buffer[] | null = null
+  #pendingBytes = 0
+  #bodyBytes = 0
+
+  #response = Response.NONE
+  /** The backend's body is dropped (a filter answered in its place). */
+  #discard = false
+  /** What a filter answered with (`respond`), to be sent once the hooks are done. */
+  #local: { status: number, headers: HeaderInit | undefined, body: string | Buffer | undefined } | null = null
+  #responseHead: ResponseHead | null = null
+  status = 0
+  #finished = false
+  #logged = false
+  /** Seconds for Retry-After on a 429. */
+  #retryAfter = 0
+  #error: ProxyError | null = null
+  #tunnel: UpstreamConnection | null = null
+  #upgradeRest: Buffer | null = null
+
+  /** @param started when the request began, when that was before now (a head refused before it was complete) */
+  constructor (host: SessionHost, downstream: Downstream, id: number, request: RequestHead, facts: RequestFacts, started = clock.refresh()) {
+    this.#host = host
+    this.#downstream = downstream
+    this.id = id
+    this.request = request
+    this.facts = facts
+    this.started = started
+    this.requestComplete = facts.body === BodyKind.NONE
+  }
+
+  // ---- FilterSession ----
+
+  get client (): Readonly<{ ip: string, label: string, secure: boolean }> { return this.#downstream.client }
+  get route (): string { return this.#route?.name ?? '' }
+  get ctx (): Record<string, unknown> { return (this.#ctx ??= {}) }
+  get response (): ResponseHead | null { return this.#responseHead }
+  get target (): string | null { return this.dispatchState.target?.authority ?? null }
+  /** The error this request ended with, if any. */
+  get error (): ProxyError | null { return this.#error }
+
+  respond (status: number, headers?: HeaderInit, body?: string | Buffer): Verdict {
+    if (!Number.isInteger(status) || status < 200 || status > 999) throw new TypeError(`respond: status ${status} is not a final status`)
+    this.#local = { status, headers, body }
+    return 'responded'
+  }
+
+  // ---- UpstreamRequest ----
+
+  get pipelinable (): boolean {
+    const method = this.request.method
+    return this.facts.body === BodyKind.NONE && !this.request.upgrade && (method === 'GET' || method === 'HEAD')
+  }
+
+  get replayable (): boolean {
+    const method = this.request.method
+    return this.requestComplete && this.facts.body === BodyKind.NONE &&
+      (method === 'GET' || method === 'HEAD' || method === 'OPTIONS' || method === 'PUT' || method === 'DELETE' || method === 'TRACE')
+  }
+
+  get finished (): boolean { return this.#finished }
+  get settled (): boolean { return this.#finished || this.#response === Response.DONE }
+  get responseStarted (): boolean { return this.#response !== Response.NONE }
+  get responseTimeout (): number { return this.#route!.responseTimeout }
+  get responseTotalTimeout (): number { return this.#route!.responseTotalTimeout }
+  /** The upstream target that answers or was last tried. */
+  get upstreamTarget (): Target | null { return this.dispatchState.target }
+
+  // ---- phase: request received ----
+
+  /**
+   * The head is parsed and checked by the downstream. `route` is the route chosen (null: none
+   * matched). `refusal`: the downstream refuses the request itself (a malformed head, a method it
+   * does not serve), with that error's status; `report`: the refusal is not reported yet.
+   */
+  start (sink: ResponseSink, route: SessionRoute | null, refusal: ProxyError | null, report = true): void {
+    this.#sink = sink
+    this.#route = route
+    this.#host.requestStarted(this)
+    if (refusal !== null) {
+      if (!report) return this.fail(refusal)
+      return this.refuse(refusal)
+    }
+    if (route === null) return this.refuse(new ProxyError('no_route', `no route for ${this.request.host || '(no host)'} ${this.request.path}`, 'downstream', 404))
+    const max = route.maxBodySize
+    if (max > 0 && this.facts.contentLength > max) {
+      return this.refuse(new ProxyError('body_too_large', `request body of ${this.facts.contentLength} bytes over the limit of ${max}`, 'downstream', 413))
+    }
+    this.#requestHooks(0)
+  }
+
+  /** Run the route's request hooks from `index`; a promise holds the client until it settles. */
+  #requestHooks (index: number): void {
+    const hooks = this.#route!.chain.onRequest
+    if (hooks !== null) {
+      for (let i = index; i < hooks.length; i++) {
+        let verdict: Verdict | Promise<Verdict>
+        try {
+          verdict = hooks[i].onRequest!(this)
+        } catch (err) {
+          return this.#filterFailed(hooks[i].name, err)
+        }
+        if (verdict === 'continue') continue
+        if (verdict === 'responded') return this.#afterRequestHooks()
+        if (verdict !== null && typeof verdict === 'object' && typeof verdict.then === 'function') {
+          this.#downstream.hold(ClientHold.FILTER)
+          const name = hooks[i].name
+          verdict.then(result => {
+            this.#downstream.release(ClientHold.FILTER)
+            if (this.settled) return
+            if (result === 'continue') this.#requestHooks(i + 1)
+            else if (result === 'responded') this.#afterRequestHooks()
+            else this.#filterFailed(name, new TypeError(`onRequest resolved to ${String(result)}, not 'continue' or 'responded'`))
+          }, (err: unknown) => {
+            this.#downstream.release(ClientHold.FILTER)
+            if (!this.settled) this.#filterFailed(name, err)
+          })
+          return
+        }
+        return this.#filterFailed(hooks[i].name, new TypeError(`onRequest returned ${String(verdict)}, not 'continue' or 'responded'`))
+      }
+    }
+    this.#afterRequestHooks()
+  }
+
+  #filterFailed (name: string | undefined, err: unknown): void {
+    this.fail(new ProxyError('filter_error', `filter ${name ?? '(unnamed)'}: ${(err as Error)?.stack ?? String(err)}`, 'internal', 500, false, err))
+  }
+
+  // ---- phase: action ----
+
+  #afterRequestHooks (): void {
+    if (this.#local !== null) return this.#sendLocal()
+    const action = this.#route!.action
+    switch (action.kind) {
+      case 'proxy': return this.#proxy(action.group)
+      case 'respond':
+        this.#local = { status: action.status, headers: action.headers, body: action.body }
+        return this.#sendLocal()
+      case 'redirect':
+        this.#local = { status: action.status, headers: [['Location', this.#fillLocation(action.location)]], body: undefined }
+        return this.#sendLocal()
+    }
+  }
+
+  #fillLocation (template: string): string {
+    if (!template.includes('$')) return template
+    const request = this.request
+    return template.replace(/\$(scheme|host|path|query)/g, (_, name: string) => {
+      switch (name) {
+        case 'scheme': return this.#downstream.client.secure ? 'https' : 'http'
+        case 'host': return request.headers.get('host')?.trim() ?? ''
+        case 'path': return request.path
+        default: return request.query
+      }
+    })
+  }
+
+  // ---- phase: upstream request ----
+
+  #proxy (group: Group): void {
+    this.#phase = Phase.UPSTREAM
+    const request = this.request
+    const client = this.#downstream.client
+    forwardRequest(request, this.#host.forwardContext(client.ip, client.secure), this.facts.needsHost)
+    const hooks = this.#route!.chain.onUpstreamRequest
+    if (hooks !== null) {
+      for (let i = 0; i < hooks.length; i++) {
+        try {
+          hooks[i].onUpstreamRequest!(this, request)
+        } catch (err) {
+          return this.#filterFailed(hooks[i].name, err)
+        }
+      }
+    }
+    this.#encoded = encodeRequestHead(request)
+    group.dispatch(this)
+  }
+
+  /** Given a connection: write the request head and whatever of the body already arrived. */
+  attach (conn: UpstreamConnection): void {
+    this.upstream = conn
+    conn.writeHead(this.facts.needsHost ? this.#encoded.replace(HOST_PLACEHOLDER, conn.target.authority) : this.#encoded)
+    const pending = this.#pending
+    if (pending !== null) {
+      this.#pending = null
+      this.#pendingBytes = 0
+      const chunked = this.facts.body === BodyKind.CHUNKED
+      for (let i = 0; i < pending.length; i++) conn.writeBody(pending[i], chunked)
+      this.#downstream.release(ClientHold.PENDING)
+    }
+    if (this.requestComplete) this.#endRequest(conn)
+  }
+
+  onRequestBody (body: Buffer): void {
+    const limit = this.#route?.maxBodySize ?? 0
+    if (limit > 0 && (this.#bodyBytes += body.length) > limit) {
+      // a chunked body can only be measured as it comes: the request is cut off here
+      if (this.#response === Response.NONE) this.refuse(new ProxyError('body_too_large', `request body over the limit of ${limit} bytes`, 'downstream', 413))
+      return
+    }
+    if (this.#response === Response.DONE) return // answered early: the rest of the body is dropped
+    const conn = this.upstream
+    if (conn === null) {
+      // kept as views of the client's chunks until a connection is attached
+      (this.#pending ??= []).push(body)
+      this.#pendingBytes += body.length
+      if (this.#pendingBytes >= PENDING_LIMIT) this.#downstream.hold(ClientHold.PENDING)
+      return
+    }
+    if (!conn.writeBody(body, this.facts.body === BodyKind.CHUNKED)) this.#downstream.hold(ClientHold.UPSTREAM_FULL)
+  }
+
+  onRequestComplete (): void {
+    this.requestComplete = true
+    const conn = this.upstream
+    if (conn !== null && !this.requestSent) this.#endRequest(conn)
+  }
+
+  onUpstreamDrain (): void {
+    this.#downstream.release(ClientHold.UPSTREAM_FULL)
+  }
+
+  onUpstreamWriteBlocked (): void {
+    this.#downstream.hold(ClientHold.UPSTREAM_FULL)
+  }
+
+  #endRequest (conn: UpstreamConnection): void {
+    conn.endBody(this.facts.body === BodyKind.CHUNKED)
+    this.requestSent = true
+    this.#downstream.release(ClientHold.UPSTREAM_FULL)
+    if (this.#response === Response.NONE) conn.armResponseTimeoutIfSent()
+  }
+
+  // ---- phase: response head ----
+
+  onResponseHead (message: MessageHead, untilClose: boolean): number {
+    if (this.#finished) return CB_ERROR
+    const status = message.status
+    if (status < 200 && status !== 101) {
+      // interim responses mean something only to an HTTP/1.1 client: the sink decides
+      const head = new ResponseHead(status, message.reason, new HeaderList(message.headers), message.versionMajor, message.versionMinor)
+      forwardResponse(head, this.#host.via)
+      this.#sink!.interim(head)
+      return HeadersResult.CONTINUE
+    }
+    if (status === 101 && !this.request.upgrade) {
+      this.upstream?.destroy(new ProxyError('bad_response', 'backend switched protocols without an upgrade request', 'upstream', 502))
+      return CB_ERROR
+    }
+    const head = new ResponseHead(status, message.reason, new HeaderList(message.headers), message.versionMajor, message.versionMinor)
+    forwardResponse(head, this.#host.via)
+    this.#response = Response.STREAMING
+    this.#phase = Phase.RESPONSE
+    if (!this.#responseHooks(head)) return CB_ERROR
+    if (this.#local !== null) {
+      // a filter answered in the backend's place: its body is read and dropped
+      this.#discard = true
+      this.#sendLocal()
+      return this.request.method === 'HEAD' ? HeadersResult.SKIP_BODY : HeadersResult.CONTINUE
+    }
+    this.status = status
+    this.#responseHead = head
+    // an upgrade the backend declined: that connection cannot carry another request
+    this.#sink!.head(head, untilClose, this.request.upgrade && status !== 101)
+    if (status === 101) return HeadersResult.UPGRADE
+    return this.request.method === 'HEAD' ? HeadersResult.SKIP_BODY : HeadersResult.CONTINUE
+  }
+
+  /** The route's response hooks on `head`. False when one threw (the request has failed). */
+  #responseHooks (head: ResponseHead): boolean {
+    const hooks = this.#route?.chain.onResponse ?? null
+    if (hooks === null) return true
+    const previous = this.#responseHead
+    this.#responseHead = head
+    for (let i = 0; i < hooks.length; i++) {
+      try {
+        hooks[i].onResponse!(this, head)
+      } catch (err) {
+        this.#responseHead = previous
+        this.#response = Response.NONE
+        this.#filterFailed(hooks[i].name, err)
+        return false
+      }
+      if (this.#local !== null) break
+    }
+    return true
+  }
+
+  // ---- phase: response body ----
+
+  onResponseBody (chunk: Buffer): number {
+    // a response answered in the backend's place may be complete already: its body is still read, so that the connection can be reused
+    if (this.#discard) return CB_OK
+    if (this.#finished) return CB_ERROR
+    let body: Buffer | null = chunk
+    const hooks = this.#route!.chain.onResponseBody
+    if (hooks !== null) {
+      for (let i = 0; i < hooks.length && body !== null; i++) body = hooks[i].onResponseBody!(this, body)
+      if (body === null || body.length === 0) return CB_OK
+    }
+    if (!this.#sink!.body(body)) this.#holdUpstream(ReadHold.DOWNSTREAM)
+    return CB_OK
+  }
+
+  onResponseComplete (): void {
+    if (this.#discard) {
+      this.#leaveUpstream() // the local answer already ended the response
+      return
+    }
+    if (this.#finished) return
+    this.#leaveUpstream()
+    this.#response = Response.DONE
+    // the rest of the request cannot be skipped safely: the connection closes after this response
+    this.#sink!.end(!this.requestComplete)
+  }
+
+  /** The backend accepted the upgrade; `rest` is what it sent after the 101 head. */
+  onUpgraded (rest: Buffer): void {
+    // nothing more is parsed on that connection: the tunnel reads it once the 101 is out
+    this.upstream!.hold(ReadHold.TUNNEL)
+    this.#tunnel = this.#leaveUpstream()
+    this.#upgradeRest = rest
+    this.#response = Response.DONE
+    this.#sink!.upgrade(() => this.#takeUpgrade())
+  }
+
+  #takeUpgrade (): UpgradedUpstream | null {
+    const conn = this.#tunnel
+    const rest = this.#upgradeRest
+    this.#tunnel = null
+    if (conn === null || rest === null) return null
+    return { socket: conn.detach(), rest }
+  }
+
+  // ---- output backpressure, as the downstream reports it ----
+
+  /** The downstream can take more of this response (its turn came, or the client drained). */
+  onWritable (): void {
+    this.#releaseUpstream(ReadHold.DOWNSTREAM)
+  }
+
+  /** The client's socket went over its mark: stop reading the backend. */
+  onBlocked (): void {
+    this.#holdUpstream(ReadHold.DOWNSTREAM)
+  }
+
+  // ---- rp4's own answers ----
+
+  /** Answer with what `respond` or the route's action set: the route's response hooks see it too. */
+  #sendLocal (): void {
+    const local = this.#local!
+    this.#local = null
+    const raw: string[] = []
+    const headers = local.headers
+    if (headers !== undefined) {
+      if (Array.isArray(headers)) for (const [name, value] of headers as ReadonlyArray<readonly [string, string]>) raw.push(name, value)
+      else for (const [name, value] of Object.entries(headers)) raw.push(name, value)
+    }
+    const body = local.body === undefined ? EMPTY : typeof local.body === 'string' ? Buffer.from(local.body) : local.body
+    const head = new ResponseHead(local.status, reasonOf(local.status), new HeaderList(raw))
+    head.headers.set('Content-Length', String(body.length))
+    if (this.#phase !== Phase.RESPONSE) {
+      // hooks that answer in the response phase have had their turn; an answer from the request side goes through them now
+      this.#response = Response.STREAMING
+      if (!this.#responseHooks(head)) return
+      if (this.#local !== null) return this.#sendLocal()
+    }
+    this.#phase = Phase.DONE
+    this.#respondWith(head, body)
+  }
+
+  #respondWith (head: ResponseHead, body: Buffer, forceClose = false): void {
+    const sink = this.#sink!
+    this.status = head.status
+    this.#responseHead = head
+    this.#response = Response.DONE
+    const close = forceClose || !this.requestComplete || this.request.upgrade || !sink.keepAlive
+    sink.head(head, false, close)
+    if (body.length > 0 && this.request.method !== 'HEAD') sink.body(body)
+    sink.end(close)
+  }
+
+  /** Refuse the request with `error.status` (counted and reported as a client error). */
+  refuse (error: ProxyError, retryAfter = 0): void {
+    this.#host.clientError(error, this.#downstream.client.label)
+    this.#retryAfter = retryAfter
+    this.fail(error)
+  }
+
+  // ---- failures ----
+
+  /** The connection carrying this request closed before the response completed: the group decides what follows. */
+  detachUpstream (): boolean {
+    this.#leaveUpstream()
+    return !this.#finished
+  }
+
+  /**
+   * The one place a request fails: answer with the error's status when nothing of the response
+   * went out yet, otherwise cut the connection so that the truncation shows.
+   */
+  fail (error: ProxyError): void {
+    if (this.#finished || this.#response === Response.DONE) return
+    this.#error ??= error
+    this.#release()
+    if (this.#response === Response.NONE && error.status !== 0) {
+      const page = errorResponse(error.status, this.#retryAfter)
+      // a request that could not be framed: nothing after it can be trusted to be a request
+      if (error.status === 400 || !this.requestComplete) this.#downstream.stopReading()
+      this.#respondWith(page.head, page.body, error.status === 400)
+      return
+    }
+    this.#response = Response.DONE
+    this.#sink!.reset(error)
+  }
+
+  /** The client went away: stop whatever is under way upstream, and make sure its socket is not reused. */
+  abort (): void {
+    if (this.#finished) return
+    this.#finished = true
+    this.#release()
+  }
+
+  #release (): void {
+    const state = this.dispatchState
+    if (state.waitingIn !== null) state.waitingIn.cancel(this)
+    // a connection being opened for this request may still serve others: it joins the pool once open
+    state.connecting = null
+    const conn = this.#leaveUpstream()
+    if (conn !== null) conn.destroy()
+  }
+
+  /** The response is written (or the connection is gone): the logging phase. */
+  finish (): void {
+    if (this.#logged) return
+    this.#logged = true
+    this.#finished = true
+    this.#phase = Phase.DONE
+    const hooks = this.#route?.chain.onLog ?? null
+    if (hooks !== null) {
+      for (let i = 0; i < hooks.length; i++) {
+        try {
+          hooks[i].onLog!(this, this.#error)
+        } catch (err) {
+          this.#host.clientError(new ProxyError('filter_error', `filter ${hooks[i].name ?? '(unnamed)'} onLog: ${(err as Error)?.message ?? String(err)}`, 'internal', 0, false, err), this.#downstream.client.label)
+        }
+      }
+    }
+    this.#host.responseDone(this)
+  }
+
+  // ---- holds on the upstream connection ----
+
+  /** Pause reading the backend for this request's sake; only the request reading its response there may. */
+  #holdUpstream (reason: ReadHold): void {
+    const conn = this.upstream
+    if (conn === null || !conn.isReading(this)) return
+    this.#upstreamHolds |= reason
+    conn.hold(reason)
+  }
+
+  #releaseUpstream (reason: ReadHold): void {
+    if ((this.#upstreamHolds & reason) === 0) return
+    this.#upstreamHolds &= ~reason
+    this.upstream!.release(reason)
+  }
+
+  /** Off the connection for good (response complete, upgraded, failed, or the connection closed): its holds go with it. */
+  #leaveUpstream (): UpstreamConnection | null {
+    const conn = this.upstream
+    this.upstream = null
+    if (conn !== null && this.#upstreamHolds !== 0) conn.release(this.#upstreamHolds)
+    this.#upstreamHolds = 0
+    return conn
+  }
+}
+
+const EMPTY = Buffer.alloc(0)
