@@ -14,6 +14,7 @@ import { BodyKind, planRequest } from '../http1/serialize.js'
 import { relay } from '../tcp/relay.js'
 import { ClientHold, Exchange } from './exchange.js'
 import type { ProxyCore } from './core.js'
+import type { TimeoutOptions } from '../config/options.js'
 
 const enum Wait { NONE, IDLE, HEAD, BODY, LINGER }
 
@@ -23,6 +24,16 @@ const LINGER_MS = 1000
 const RATE_GRACE_MS = 2000
 
 interface OwnedSocket extends Socket { [kOwner]: ClientConnection }
+
+/** `bytes` in `elapsed` ms, past the grace period, is slower than `minRate` bytes/s (0: no minimum). */
+export function belowMinRate (bytes: number, elapsed: number, minRate: number): boolean {
+  return minRate > 0 && elapsed >= RATE_GRACE_MS && bytes * 1000 / elapsed < minRate
+}
+
+/** How often a head or body being received is checked for its rate and its timeout, ms. */
+export function rateCheckInterval (timeouts: Readonly<TimeoutOptions>): number {
+  return Math.min(1000, timeouts.requestBody, timeouts.requestHead)
+}
 
 export class ClientConnection implements MessageSink, Timed, WriteOwner {
   readonly core: ProxyCore
@@ -190,6 +201,18 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
     }
   }
 
+  /**
+   * The head being received began at `since`, before this connection was handed over (the
+   * listener held its first bytes to tell HTTP from another protocol): its timeout and rate count
+   * from then, and are checked at the next sweep, since that wait may already be over a limit.
+   */
+  headBeganAt (since: number): void {
+    if (this.#wait !== Wait.HEAD || since >= this.#since) return
+    this.#since = since
+    this.#headEnd = since + this.core.config.timeouts.requestHead
+    this.deadline = clock.now
+  }
+
   /** A defect of rp4's own surfaced on this connection: it is closed, the process goes on. */
   onInternalError (err: unknown): void {
     this.core.clientError(new ProxyError('internal_error', `internal error: ${(err as Error).stack ?? String(err)}`, 'internal', 500, false, err), this.label)
@@ -266,15 +289,13 @@ export class ClientConnection implements MessageSink, Timed, WriteOwner {
   }
 
   #checkEvery (): number {
-    const t = this.core.config.timeouts
-    return Math.min(1000, t.requestBody, t.requestHead)
+    return rateCheckInterval(this.core.config.timeouts)
   }
 
   /** A head or body check: too slow or stalled gives 408, otherwise the next check is armed. Returns true when refused. */
   #tooSlow (now: number, stalled: boolean): boolean {
     const minRate = this.core.config.minDataRate
-    const elapsed = now - this.#since
-    const slow = minRate > 0 && elapsed >= RATE_GRACE_MS && this.#bytes * 1000 / elapsed < minRate
+    const slow = belowMinRate(this.#bytes, now - this.#since, minRate)
     if (!stalled && !slow) return false
     const what = this.#wait === Wait.HEAD ? 'request head' : 'request body'
     const reason = stalled ? `${what} not received in time` : `${what} slower than ${minRate} bytes/s`

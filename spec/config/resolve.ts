@@ -40,8 +40,18 @@ t.test('options: each bad one is named', async t => {
     [{ listen: ':0', targets: ['a:1'], maxHeaderSize: 10 }, /maxHeaderSize/],
     [{ listen: ':0', targets: ['a:1'], via: 'has space' }, /via/],
     [{ listen: ':0', targets: ['a:1'], bogus: 1 }, /unknown option bogus/],
+    [{ listen: ':0', targets: ['a:1'], tcpFallback: [] }, /tcpFallback must be a non-empty array/],
+    [{ listen: ':0', targets: ['a:1'], tcpFallback: true }, /tcpFallback must be a non-empty array/],
+    [{ listen: ':0', targets: ['a:1'], tcpFallback: ['a:1', 'nope'] }, /tcpFallback\[1\]/],
   ]
   for (const [options, message] of bad) {
     t.throws(() => resolveConfig(options as ProxyOptions), { name: 'TypeError', message }, String(message))
   }
+})
+
+t.test('options: no TCP fallback unless one is given (not the targets)', async t => {
+  t.equal(resolveConfig({ listen: ':0', targets: ['127.0.0.1:1'] }).tcpFallback, null, 'none by default')
+  t.equal(resolveConfig({ listen: ':0', targets: ['127.0.0.1:1'], tcpFallback: false }).tcpFallback, null, 'false: none, as before')
+  const given = resolveConfig({ listen: ':0', targets: ['127.0.0.1:1'], tcpFallback: ['127.0.0.1:22', '[::1]:23'] }).tcpFallback
+  t.same(given?.map(target => target.authority), ['127.0.0.1:22', '[::1]:23'])
 })
