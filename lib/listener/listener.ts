@@ -163,8 +163,18 @@ class Detection implements Timed {
   onTimeout (): void {
     if (this.phase === Phase.HEAD) return this.#headCheck(clock.now)
     if (this.length > 0) return this.fail('tls_hello_timeout', 'no complete TLS ClientHello in time')
-    // silent: without a fallback, most likely an HTTP client that connected ahead of its first
-    // request (browsers preconnect); the engine's own timeouts apply from here
+    // silent as far as was read. A busy process runs its timers before reading the sockets that
+    // became readable while it was busy: bytes that came in time may not be read yet. The
+    // verdict waits for this turn's reads (immediates run after them), so that such bytes, not
+    // the timer, decide.
+    setImmediate(decideSilent, this)
+  }
+
+  /** Still nothing read, a turn of reads after the detect timeout. */
+  onSilent (): void {
+    if (this.length > 0 || !this.listener.detecting.has(this) || this.socket.destroyed) return
+    // without a fallback, most likely an HTTP client that connected ahead of its first request
+    // (browsers preconnect); the engine's own timeouts apply from here
     if (!this.listener.hasFallback) return this.listener.toHttp(this)
     // a server-first protocol: the backend speaks first
     this.listener.toOther(this)
@@ -203,6 +213,14 @@ class Detection implements Timed {
     socket.removeListener('error', onDetectError)
     socket.removeListener('close', onDetectClose)
     this.listener.detecting.delete(this)
+  }
+}
+
+function decideSilent (detection: Detection): void {
+  try {
+    detection.onSilent()
+  } catch (err) {
+    detection.onInternalError(err)
   }
 }
 

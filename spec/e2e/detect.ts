@@ -136,6 +136,62 @@ t.test('server-first protocol, with a fallback: nothing from the client within t
   t.equal(origin.connections.length, 0)
 })
 
+t.test('server-first protocol, with a fallback: every one of many clients at once gets its greeting, under load', async t => {
+  const GREETING = '220 ready\r\n'
+  const backend = await startTcpBackend(t, conn => conn.socket.write(GREETING))
+  const origin = await startOrigin(t, () => ok())
+  const { port } = await startProxy(t, { targets: [origin.target], tcpFallback: [backend.target], timeouts: { detect: 50 } })
+  // the event loop blocked for stretches longer than the detect timeout, as on a busy machine:
+  // sweeps of the clock come late, in bursts with reads, FINs and connects
+  const blocker = setInterval(() => { const until = Date.now() + 20 + Math.random() * 80; while (Date.now() < until); }, 40)
+  t.teardown(() => clearInterval(blocker))
+  const ROUNDS = 4
+  const CLIENTS = 50
+  let greeted = 0
+  for (let round = 0; round < ROUNDS; round++) {
+    const clients = await Promise.all(Array.from({ length: CLIENTS }, () => connectRaw(port)))
+    clients.forEach((client, i) => {
+      // a quarter half-close at once ("nothing to say"): the FIN races the detect timeout; a
+      // quarter send a binary hello first: decided by their bytes or by the timeout, the same place
+      if (i % 4 === 1) client.socket.end()
+      if (i % 4 === 2) client.socket.write('\x00\x01')
+    })
+    for (const [i, client] of clients.entries()) {
+      await client.watch.until(() => client.conn.data.length >= GREETING.length || client.conn.closed, 10_000, `round ${round}, client ${i}: the greeting`)
+      if (client.conn.data.toString() === GREETING) greeted++
+      else t.fail(`round ${round}, client ${i} (${['silent', 'FIN', 'bytes', 'silent'][i % 4]}): got ${JSON.stringify(client.conn.data.toString())}, closed ${client.conn.closed}`)
+      client.socket.destroy()
+    }
+  }
+  clearInterval(blocker)
+  t.equal(greeted, ROUNDS * CLIENTS, 'every client got the greeting')
+  t.equal(backend.conns.length, ROUNDS * CLIENTS, 'one fallback connection per client')
+  t.equal(origin.connections.length, 0, 'none was taken for HTTP')
+})
+
+t.test('with a fallback: bytes that came before the detect timeout decide, even when read after it', async t => {
+  const backend = await startTcpBackend(t, conn => conn.socket.write('220 ready\r\n'))
+  const origin = await startOrigin(t, () => ok('http'))
+  const { port, proxy } = await startProxy(t, { targets: [origin.target], tcpFallback: [backend.target], timeouts: { detect: 50 } })
+  for (let i = 0; i < 5; i++) {
+    // one connection at a time, so that the count below is this one's (polled: no event for it)
+    for (let n = 0; n < 1000 && proxy.stats().connections > 0; n++) await pause(2)
+    const client = await RawClient.connect(port)
+    t.teardown(() => client.destroy())
+    for (let n = 0; n < 1000 && proxy.stats().connections === 0; n++) await pause(2)
+    t.equal(proxy.stats().connections, 1, `${i}: accepted, its detect timeout running`)
+    client.socket.write('GET / HTTP/1.1\r\nHost: h\r\n\r\n')
+    // the process is busy past the detect timeout: the request sits unread in the kernel, and
+    // the next turn of the event loop runs the timers before the reads
+    const until = Date.now() + 200
+    while (Date.now() < until);
+    const res = await client.response()
+    t.equal(res.body.toString(), 'http', `${i}: served as HTTP, not relayed as a silent client`)
+    client.destroy()
+  }
+  t.equal(backend.conns.length, 0, 'no client was taken for silent')
+})
+
 t.test('with a fallback: bytes of another protocol then the FIN, both reach the fallback', async t => {
   const backend = await startTcpBackend(t)
   const origin = await startOrigin(t, () => ok())
