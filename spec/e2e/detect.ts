@@ -366,7 +366,7 @@ for (const fallback of [false, true]) {
     t.equal(origin.connections.length, 0)
   })
 
-  t.test(`${name}: "G" then silence: the HTTP engine's 408 at the head timeout, no relay`, async t => {
+  t.test(`${name}: the start of a request line, then silence: the HTTP engine's 408 at the head timeout, no relay`, async t => {
     const origin = await startOrigin(t, () => ok())
     const backend = await startTcpBackend(t, echo)
     const { port, events } = await startProxy(t, {
@@ -374,12 +374,14 @@ for (const fallback of [false, true]) {
       ...(fallback ? { tcpFallback: [backend.target] } : {}),
       timeouts: { detect: 50, requestHead: 300 },
     })
-    const client = await RawClient.connect(port)
-    t.teardown(() => client.destroy())
-    await client.write('G')
-    await client.waitResponses(1)
-    t.equal(client.text(), rp4Error(408, 'Request Timeout'))
-    t.ok(events.clientErrors.some(e => e.error.code === 'request_head_timeout'))
+    for (const start of ['G', 'GET /', 'GET / HTTP/1.1\r\nHost: h\r\n']) {
+      const client = await RawClient.connect(port)
+      t.teardown(() => client.destroy())
+      await client.write(start)
+      await client.waitResponses(1)
+      t.equal(client.text(), rp4Error(408, 'Request Timeout'), JSON.stringify(start))
+    }
+    t.equal(events.clientErrors.filter(e => e.error.code === 'request_head_timeout').length, 3, 'the engine\'s request_head_timeout, each time')
     t.equal(backend.conns.length, 0, 'nothing reached the fallback')
     t.equal(origin.connections.length, 0)
   })
