@@ -24,8 +24,9 @@ Usage:
 
   On one port rp4 tells protocols apart by the first bytes of each connection:
   HTTP/1.x is proxied; TLS is terminated (with --cert) or relayed untouched
-  (by --sni, or without certificates); anything else, or a client silent for
-  --detect-timeout (the server speaks first), is relayed as TCP.
+  (by --sni). Anything else is closed, unless --tcp-to names where to relay it
+  as TCP: then also TLS without a certificate, and a client silent for
+  --detect-timeout (the server speaks first), go there.
 
 Options:
   --to HOST:PORT              backend; repeat for several (round robin, failover
@@ -35,11 +36,12 @@ Options:
                               backends (no HTTP, no detection)
   --tcp-idle-timeout DUR      a relayed TCP connection with no traffic either
                               way is closed (default ${ms(DEFAULT_TIMEOUTS.tcpIdle)})
-  --detect-timeout DUR        wait for a client's first bytes, then relay as TCP
-                              (default ${ms(DEFAULT_TIMEOUTS.detect)})
-  --tcp-to HOST:PORT          where connections that are neither HTTP nor TLS go;
-                              repeat for several (default: the --to backends)
-  --no-tcp-fallback           close connections that are neither HTTP nor TLS
+  --tcp-to HOST:PORT          relay connections that are neither HTTP nor TLS
+                              there as raw TCP; repeat for several (default:
+                              none, such connections are closed)
+  --detect-timeout DUR        with --tcp-to: a client silent this long is relayed
+                              (default ${ms(DEFAULT_TIMEOUTS.detect)}); without: it is served HTTP
+  --no-tcp-fallback           no --tcp-to (the default; accepted for old command lines)
   --cert FILE --key FILE      terminate TLS with this PEM certificate and key;
                               repeat for several (chosen by SNI, the first is
                               the default); reloaded when the files change
@@ -116,6 +118,7 @@ Examples:
   rp4 listen :5432 --to 10.0.0.7:5432 --tcp
   rp4 listen :443 --to 127.0.0.1:3000 --cert site.pem --key site.key
   rp4 listen :443 --to 10.0.0.5:443 --sni db.example.com=10.0.0.9:443
+  rp4 listen :8080 --to 127.0.0.1:3000 --tcp-to 127.0.0.1:22
   rp4 listen :8080 --to https://api.internal:8443 --ca internal-ca.pem
   rp4 listen :8080 --to 127.0.0.1:3000 --allow 10.0.0.0/8 --deny 10.0.9.0/24
 `
@@ -396,7 +399,8 @@ async function main (): Promise<number> {
     const mode = config.tcp ? 'relaying TCP to' : config.tls.certificates.length > 0 ? 'terminating TLS, forwarding to' : 'forwarding to'
     const { requested, allowed, openFiles } = config.connectionLimit
     const lowered = requested > 0 ? `; --max-connections ${requested} limited to ${allowed} by the open-file limit (ulimit -n ${openFiles ?? '?'})` : ''
-    log(`rp4 ${VERSION} listening on ${host}:${address.port}, ${mode} ${config.targets.map(t => (t.tls !== null ? 'https://' : '') + t.authority).join(', ')}${lowered}`)
+    const others = config.tcpFallback === null ? '' : `, other protocols relayed to ${config.tcpFallback.map(t => t.authority).join(', ')}`
+    log(`rp4 ${VERSION} listening on ${host}:${address.port}, ${mode} ${config.targets.map(t => (t.tls !== null ? 'https://' : '') + t.authority).join(', ')}${others}${lowered}`)
   } catch (err) {
     process.stderr.write(`rp4: cannot listen on ${cli.options.listen}: ${describeSystemError(err as Error)}\n`)
     return 1 // not a usage error: the same command works once the address is free

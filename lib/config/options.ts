@@ -14,9 +14,11 @@ export interface ProxyOptions {
   /** Every connection is relayed as raw TCP to the targets: no HTTP, no protocol detection. */
   tcp?: boolean
   /**
-   * Where a connection that is neither HTTP nor TLS goes (or one that sends nothing within
-   * `timeouts.detect`: server-first protocols): `HOST:PORT` backends, the targets by default;
-   * `false` closes such connections.
+   * Where a connection that is neither HTTP nor TLS goes, relayed raw: `HOST:PORT` backends. Also
+   * a client that sends nothing within `timeouts.detect` (server-first protocols), and TLS that
+   * rp4 has no certificate or passthrough route for. None by default (`false` says so too): such
+   * bytes close the connection, a silent client is served HTTP, TLS without a certificate is
+   * refused; no connection can turn into a raw relay past the HTTP engine unless asked for here.
    */
   tcpFallback?: string[] | false
   /** TLS rp4 terminates, and TLS it relays untouched by SNI. */
@@ -102,7 +104,11 @@ export interface TimeoutOptions {
   failedTarget: number
   /** A relayed TCP connection (passthrough, relayed TLS) with no byte either way is closed after this long, ms. */
   tcpIdle: number
-  /** How long to wait for a client's first bytes before treating it as a server-first protocol, ms. */
+  /**
+   * A client silent this long is relayed to `tcpFallback` as a server-first protocol (without a
+   * fallback: handed to the HTTP engine), ms. Only silence: once a byte arrived, the HTTP head
+   * timeout (a request line) or the TLS handshake timeout (a TLS record) applies instead.
+   */
   detect: number
   /** A client has this long to complete the TLS handshake rp4 terminates, ms. */
   tlsHandshake: number

@@ -51,7 +51,7 @@ export interface Config {
   via: string
   /** Raw TCP relay for every connection. */
   tcp: boolean
-  /** Backends for connections that are neither HTTP nor TLS; null closes them. */
+  /** Backends for connections that are neither HTTP nor TLS, or silent; null (the default): none. */
   tcpFallback: readonly TargetConfig[] | null
   tls: Readonly<TlsConfig>
   /** null: every address may connect. */
@@ -358,9 +358,10 @@ export function resolveConfig (options: ProxyOptions): Config {
 
   if (options.tcp !== undefined && typeof options.tcp !== 'boolean') fail('option tcp must be a boolean')
   const tcp = options.tcp ?? false
-  let tcpFallback: readonly TargetConfig[] | null = targets
-  if (options.tcpFallback === false) tcpFallback = null
-  else if (options.tcpFallback !== undefined) {
+  // none by default: a raw relay carries bytes past every HTTP protection (X-Forwarded-For,
+  // limits, timeouts, header rules), so it exists only where the user asked for one
+  let tcpFallback: readonly TargetConfig[] | null = null
+  if (options.tcpFallback !== undefined && options.tcpFallback !== false) {
     if (!Array.isArray(options.tcpFallback) || options.tcpFallback.length === 0) fail('option tcpFallback must be a non-empty array of "HOST:PORT", or false')
     tcpFallback = Object.freeze(options.tcpFallback.map((text, i) => target(text, `tcpFallback[${i}]`, null)))
   }

@@ -20,7 +20,7 @@ import { ClientHold, type Downstream } from '../session/sink.js'
 import { relay } from '../tcp/relay.js'
 import { H1Response, type ResponseOwner } from './h1-response.js'
 import { linger } from './linger.js'
-import { RequestMeter, Verdict } from './meter.js'
+import { RequestMeter, Verdict, rateCheckInterval } from './meter.js'
 
 /** The HTTP engine's settings for client connections. */
 export interface H1Settings {
@@ -201,6 +201,17 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
     }
   }
 
+  /**
+   * The head being received began at `since`, before this connection was handed over (the
+   * listener held its first bytes to tell HTTP from another protocol): its timeout and rate count
+   * from then, and are checked at the next sweep, since that wait may already be over a limit.
+   */
+  headBeganAt (since: number): void {
+    if (this.#wait !== Wait.HEAD || !this.#meter.backdate(since)) return
+    this.#headEnd = since + this.#host.settings.timeouts.requestHead
+    this.deadline = clock.now
+  }
+
   /** A defect of rp4's own surfaced on this connection: it is closed, the process goes on. */
   onInternalError (err: unknown): void {
     this.#host.clientError(new ProxyError('internal_error', `internal error: ${(err as Error).stack ?? String(err)}`, 'internal', 500, false, err), this.label)
@@ -285,8 +296,7 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
   }
 
   #checkEvery (): number {
-    const t = this.#host.settings.timeouts
-    return Math.min(1000, t.requestBody, t.requestHead)
+    return rateCheckInterval(this.#host.settings.timeouts)
   }
 
   /** A head or body check: too slow or stalled gives 408, otherwise the next check is armed. Returns true when refused. */

@@ -11,6 +11,16 @@ const RATE_GRACE_MS = 2000
 
 export const enum Verdict { OK, STALLED, SLOW }
 
+/** `bytes` in `elapsed` ms, past the grace period, is slower than `minRate` bytes/s (0: no minimum). */
+export function belowMinRate (bytes: number, elapsed: number, minRate: number): boolean {
+  return minRate > 0 && elapsed >= RATE_GRACE_MS && bytes * 1000 / elapsed < minRate
+}
+
+/** How often a head or body being received is checked for its rate and its timeout, ms. */
+export function rateCheckInterval (timeouts: Readonly<{ requestBody: number, requestHead: number }>): number {
+  return Math.min(1000, timeouts.requestBody, timeouts.requestHead)
+}
+
 export class RequestMeter {
   readonly #minRate: number
   /** When the measured stretch began, its bytes since, the last byte's time. */
@@ -37,6 +47,13 @@ export class RequestMeter {
     this.#bytes += n
   }
 
+  /** The stretch began earlier than measured (bytes held while the protocol was detected): true when moved back. */
+  backdate (since: number): boolean {
+    if (since >= this.#since) return false
+    this.#since = since
+    return true
+  }
+
   /** A byte of the body arrived (the pause timer starts again). */
   touch (): void {
     this.#lastByteAt = clock.now
@@ -45,8 +62,6 @@ export class RequestMeter {
   /** Too slow, or stalled (`stalled` is the caller's judgement of its own deadline)? */
   check (now: number, stalled: boolean): Verdict {
     if (stalled) return Verdict.STALLED
-    const elapsed = now - this.#since
-    const min = this.#minRate
-    return min > 0 && elapsed >= RATE_GRACE_MS && this.#bytes * 1000 / elapsed < min ? Verdict.SLOW : Verdict.OK
+    return belowMinRate(this.#bytes, now - this.#since, this.#minRate) ? Verdict.SLOW : Verdict.OK
   }
 }

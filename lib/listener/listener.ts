@@ -2,15 +2,25 @@
  * The listening socket, and the path each accepted connection takes. With `tcp`, every connection
  * is relayed raw to the targets. Otherwise the first bytes decide, per connection:
  *
- *   an HTTP/1.x request line  → the HTTP engine
+ *   an HTTP/1.x request       → the HTTP engine
  *   a TLS ClientHello         → its SNI is read without terminating; a name routed by
  *                               `tls.passthrough` is relayed raw to its backend; otherwise rp4
  *                               terminates with the matching certificate (the first pair by
- *                               default) and serves HTTP inside; with no certificate at all, the
- *                               TLS stream is relayed raw to the targets
- *   anything else, or nothing within `timeouts.detect` (the client waits for a server greeting)
- *                             → relayed raw to `tcpFallback`; when it is disabled, other bytes
- *                               close the connection and a silent client goes to the HTTP engine
+ *                               default) and serves HTTP inside; with no certificate, the TLS
+ *                               stream goes to `tcpFallback` when there is one, and is refused
+ *                               (`tls_no_certificate`) when there is none
+ *   anything else             → relayed raw to `tcpFallback`; without one, closed (`unknown_protocol`)
+ *   nothing at all            → with `tcpFallback`, relayed there after `timeouts.detect` (the
+ *                               client waits for a server greeting) or at its FIN; without one,
+ *                               the HTTP engine after `timeouts.detect` (its idle timeout applies)
+ *
+ * No fallback is the default, and then the HTTP engine gets a connection at its first byte that
+ * can start a request: the engine's head timeout, minimum data rate and 400 apply from there.
+ * With a fallback, telling HTTP from a text protocol takes the whole request line (sniff.ts);
+ * while the line is a prefix of a request, the client is held under the HTTP head timeout and
+ * minimum data rate, and when either runs out the engine answers 408. The detect timeout only
+ * ever applies to a client that has sent nothing: a pause after `G` never turns HTTP into a raw
+ * relay, where no HTTP protection applies.
  *
  * Bytes read while deciding are never lost: the chosen path gets them first.
  */
@@ -21,17 +31,24 @@ import { clock, type Timed } from '../core/clock.js'
 import { ProxyError } from '../core/errors.js'
 import { kOwner } from '../core/symbols.js'
 import type { ProxyCore } from '../proxy/core.js'
+import { belowMinRate, rateCheckInterval } from '../downstream/meter.js'
 import { Passthrough, type PassthroughHost } from '../tcp/passthrough.js'
 import { Balancer } from '../upstream/balancer.js'
 import { CertificateStore } from '../tls/certificates.js'
 import { HelloStatus, parseClientHello } from '../tls/client-hello.js'
 import { Handshake, type HandshakeHost } from '../tls/terminate.js'
-import { sniff, Verdict } from './sniff.js'
+import { Sniffer, Verdict } from './sniff.js'
 import { AccessControl, parseAddress } from './access.js'
 import { Admission, ConnectionCaps } from './caps.js'
 
 /** How often an access file is checked for changes, ms. */
 const ACCESS_RELOAD_INTERVAL = 2000
+
+/**
+ * A fatal `handshake_failure` alert (TLS 1.2 record version, which TLS 1.3 also writes): a TLS
+ * client that rp4 cannot serve reports a handshake failure instead of an unexplained close.
+ */
+const HANDSHAKE_FAILURE = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28])
 
 /** Events of the listener, on top of the engine's. */
 export interface ListenerEvents {
@@ -43,7 +60,14 @@ export interface ListenerHooks {
   onCertificates (names: string[]): void
 }
 
-const enum Phase { SNIFF, HELLO }
+const enum Phase {
+  /** Nothing read yet, or a TLS record's first byte alone. */
+  SNIFF,
+  /** The start of an HTTP request line, with a fallback that the rest of the line may still choose. */
+  HEAD,
+  /** A TLS record: reading the ClientHello. */
+  HELLO,
+}
 
 interface OwnedSocket extends Socket { [kOwner]: Detection }
 
@@ -58,15 +82,23 @@ function label (socket: Socket): string {
 class Detection implements Timed {
   readonly listener: Listener
   readonly socket: OwnedSocket
-  /** Everything read so far: bounded by the sniffer's longest method, then by the ClientHello limit. */
-  data: Buffer = Buffer.alloc(0)
+  readonly #sniffer: Sniffer
+  /**
+   * Everything read so far, in order. Bounded: a request line's prefix is HTTP once its target
+   * passes the request-line limit, a ClientHello by its own limit.
+   */
+  #chunks: Buffer[] = []
+  length = 0
   phase = Phase.SNIFF
+  /** When the first byte of a request line arrived (Phase.HEAD): the head timeout counts from it. */
+  headSince = 0
   deadline = 0
 
   constructor (listener: Listener, socket: Socket, detectMs: number) {
     this.listener = listener
     this.socket = socket as OwnedSocket
     this.socket[kOwner] = this
+    this.#sniffer = new Sniffer(listener.config.maxRequestLine, listener.hasFallback)
     socket.on('data', onDetectData)
     socket.on('end', onDetectEnd)
     socket.on('error', onDetectError)
@@ -75,16 +107,44 @@ class Detection implements Timed {
     clock.add(this)
   }
 
+  /** The bytes read so far, as one buffer. */
+  get data (): Buffer {
+    if (this.#chunks.length > 1) this.#chunks = [Buffer.concat(this.#chunks, this.length)]
+    return this.#chunks.length === 0 ? Buffer.alloc(0) : this.#chunks[0]
+  }
+
   onData (chunk: Buffer): void {
-    this.data = this.data.length === 0 ? chunk : Buffer.concat([this.data, chunk])
-    if (this.phase === Phase.SNIFF) {
-      const verdict = sniff(this.data)
-      if (verdict === Verdict.MORE) return
-      if (verdict === Verdict.HTTP) return this.listener.toHttp(this)
-      if (verdict === Verdict.OTHER) return this.listener.toOther(this)
-      this.phase = Phase.HELLO
-      this.deadline = clock.after(this.listener.config.timeouts.tlsHandshake)
+    const first = this.length === 0
+    this.#chunks.push(chunk)
+    this.length += chunk.length
+    if (this.phase === Phase.HELLO) return this.#hello()
+    const verdict = this.#sniffer.feed(chunk)
+    const config = this.listener.config
+    switch (verdict) {
+      case Verdict.HTTP:
+        return this.listener.toHttp(this)
+      case Verdict.OTHER:
+        return this.listener.toOther(this)
+      case Verdict.TLS:
+        if (first) this.deadline = clock.after(config.timeouts.tlsHandshake)
+        this.phase = Phase.HELLO
+        return this.#hello()
+      case Verdict.HTTP_PREFIX:
+        // without a fallback, whatever starts like a request is the engine's from its first byte
+        if (!this.listener.hasFallback) return this.listener.toHttp(this)
+        if (this.phase !== Phase.HEAD) {
+          this.phase = Phase.HEAD
+          this.headSince = clock.refresh()
+          this.deadline = this.headSince + Math.min(rateCheckInterval(config.timeouts), config.timeouts.requestHead)
+        }
+        return
+      case Verdict.MORE:
+        // a TLS record's first byte: the handshake timeout runs from here, not the detect timeout
+        if (first) this.deadline = clock.after(config.timeouts.tlsHandshake)
     }
+  }
+
+  #hello (): void {
     const hello = parseClientHello(this.data)
     if (hello.status === HelloStatus.MORE) return
     if (hello.status === HelloStatus.INVALID) return this.fail('tls_bad_client_hello', `unusable TLS ClientHello: ${hello.reason}`)
@@ -93,34 +153,74 @@ class Detection implements Timed {
 
   /** The client half-closed before a verdict. */
   onEnd (): void {
-    if (this.phase === Phase.HELLO) return this.fail('tls_bad_client_hello', 'client closed before a complete TLS ClientHello')
-    if (this.data.length === 0) return this.listener.drop(this)
-    this.listener.toOther(this)
+    if (this.phase === Phase.HEAD) return this.listener.toHttp(this) // the engine's answer to a truncated head
+    if (this.length > 0) return this.fail('tls_bad_client_hello', 'client closed before a complete TLS ClientHello')
+    // nothing sent, nothing more to come: only a greeting can follow, as after the detect timeout
+    if (this.listener.hasFallback) return this.listener.toOther(this)
+    this.listener.drop(this)
   }
 
   onTimeout (): void {
-    if (this.phase === Phase.HELLO) return this.fail('tls_hello_timeout', 'no complete TLS ClientHello in time')
-    // silent: without a fallback, most likely an HTTP client that connected ahead of its first
-    // request (browsers preconnect); the engine's own timeouts apply from here
-    if (this.data.length === 0 && !this.listener.hasFallback) return this.listener.toHttp(this)
-    // a server-first protocol, or the beginning of something that is not finishing
+    if (this.phase === Phase.HEAD) return this.#headCheck(clock.now)
+    if (this.length > 0) return this.fail('tls_hello_timeout', 'no complete TLS ClientHello in time')
+    // silent as far as was read. A busy process runs its timers before reading the sockets that
+    // became readable while it was busy: bytes that came in time may not be read yet. The
+    // verdict waits for this turn's reads (immediates run after them), so that such bytes, not
+    // the timer, decide.
+    setImmediate(decideSilent, this)
+  }
+
+  /** Still nothing read, a turn of reads after the detect timeout. */
+  onSilent (): void {
+    if (this.length > 0 || !this.listener.detecting.has(this) || this.socket.destroyed) return
+    // without a fallback, most likely an HTTP client that connected ahead of its first request
+    // (browsers preconnect); the engine's own timeouts apply from here
+    if (!this.listener.hasFallback) return this.listener.toHttp(this)
+    // a server-first protocol: the backend speaks first
     this.listener.toOther(this)
   }
 
-  fail (code: string, message: string): void {
+  /**
+   * A request line still incomplete: held under the engine's head timeout and minimum data rate,
+   * and handed to the engine (which answers 408, counting from the first byte) once either runs out.
+   */
+  #headCheck (now: number): void {
+    const config = this.listener.config
+    const end = this.headSince + config.timeouts.requestHead
+    if (now >= end || belowMinRate(this.length, now - this.headSince, config.minDataRate)) return this.listener.toHttp(this)
+    this.deadline = Math.min(now + rateCheckInterval(config.timeouts), end)
+  }
+
+  /** A defect of rp4's own while handing over from the clock: this connection closes, nothing is left holding it. */
+  onInternalError (err: unknown): void {
+    this.listener.core.clientError(new ProxyError('internal_error', `internal error: ${(err as Error).stack ?? String(err)}`, 'internal', 0, false, err), label(this.socket))
+    this.release()
+    this.socket.destroy()
+  }
+
+  fail (code: string, message: string, last?: Buffer): void {
     this.listener.core.clientError(new ProxyError(code, message, 'downstream', 0), label(this.socket))
-    this.listener.drop(this)
+    this.listener.drop(this, last)
   }
 
   /** Hand the socket over: no listener of the detection stays on it. */
   release (): void {
     const socket = this.socket
     clock.delete(this)
+    this.deadline = 0
     socket.removeListener('data', onDetectData)
     socket.removeListener('end', onDetectEnd)
     socket.removeListener('error', onDetectError)
     socket.removeListener('close', onDetectClose)
     this.listener.detecting.delete(this)
+  }
+}
+
+function decideSilent (detection: Detection): void {
+  try {
+    detection.onSilent()
+  } catch (err) {
+    detection.onInternalError(err)
   }
 }
 
@@ -228,12 +328,12 @@ export class Listener implements PassthroughHost, HandshakeHost {
 
   toHttp (detection: Detection): void {
     detection.release()
-    this.core.acceptHttp(detection.socket, detection.data, false)
+    this.core.acceptHttp(detection.socket, detection.data, false, detection.phase === Phase.HEAD ? detection.headSince : 0)
   }
 
   toOther (detection: Detection): void {
     if (this.#fallback === null) {
-      this.core.clientError(new ProxyError('unknown_protocol', 'neither HTTP nor TLS, and TCP fallback is disabled', 'downstream', 0), label(detection.socket))
+      this.core.clientError(new ProxyError('unknown_protocol', 'neither HTTP nor TLS, and no TCP fallback (tcpFallback, --tcp-to) to relay it to', 'downstream', 0), label(detection.socket))
       this.drop(detection)
       return
     }
@@ -242,14 +342,21 @@ export class Listener implements PassthroughHost, HandshakeHost {
   }
 
   toTls (detection: Detection, serverName: string | null): void {
+    const route = serverName !== null && this.#routes.size > 0 ? this.#routes.find(serverName) : undefined
+    if (route === undefined && this.certificates === null) {
+      // rp4 cannot terminate it: relayed raw only where the user asked for raw relays
+      if (this.#fallback !== null) return this.toOther(detection)
+      const name = serverName === null ? 'without SNI' : `for "${serverName}"`
+      return detection.fail('tls_no_certificate', `TLS ClientHello ${name}, but no certificate (tls.certificates, --cert), ` +
+        'no passthrough route (tls.passthrough, --sni) and no TCP fallback (tcpFallback, --tcp-to)', HANDSHAKE_FAILURE)
+    }
     detection.release()
     const { socket, data } = detection
-    const route = serverName !== null && this.#routes.size > 0 ? this.#routes.find(serverName) : undefined
-    if (route !== undefined || this.certificates === null) {
-      this.#tunnels.add(new Passthrough(this, socket, data, route ?? this.#targets))
+    if (route !== undefined) {
+      this.#tunnels.add(new Passthrough(this, socket, data, route))
       return
     }
-    const context = this.certificates.select(serverName)
+    const context = this.certificates!.select(serverName)
     this.#handshakes.add(new Handshake(this, socket, data, context, serverName, label(socket)))
   }
 
@@ -261,11 +368,12 @@ export class Listener implements PassthroughHost, HandshakeHost {
   }
 
   /** Close a connection that goes nowhere: after a FIN, so that the client sees a clean end. */
-  drop (detection: Detection): void {
+  drop (detection: Detection, last?: Buffer): void {
     const socket = detection.socket
     detection.release()
     socket.on('error', ignore)
-    socket.end()
+    if (last === undefined) socket.end()
+    else socket.end(last)
     socket.destroySoon()
   }
 

@@ -99,10 +99,14 @@ export class ProxyCore implements H1Host {
    * Serve HTTP/1.x on an accepted socket (plain, or a TLSSocket rp4 terminated). `initial` holds
    * bytes already read from it (while detecting the protocol); they are parsed first.
    */
-  acceptHttp (socket: Socket, initial: Buffer | null, secure: boolean): H1Connection {
+  /** `headSince`: when the request head in `initial` began, when that was before this hand-over (0: now). */
+  acceptHttp (socket: Socket, initial: Buffer | null, secure: boolean, headSince = 0): H1Connection {
     const client = new H1Connection(this, socket, secure)
     this.clients.add(client)
     if (initial !== null && initial.length > 0) client.onData(initial)
+    if (headSince > 0) client.headBeganAt(headSince)
+    // a FIN read while the protocol was being told apart: its 'end' event is gone already
+    if (socket.readableEnded) client.onEnd()
     return client
   }
 

@@ -47,6 +47,9 @@ t.test('options: each bad one is named', async t => {
     [{ listen: ':0', targets: ['a:1'], interceptErrors: 'yes' }, /option interceptErrors must be true or false/],
     [{ listen: ':0', targets: ['a:1'], allowUnderscoresInHeaders: 1 }, /option allowUnderscoresInHeaders must be true or false/],
     [{ listen: ':0', targets: ['a:1'], limits: { maxConnectionsPerIp: -1 } }, /option limits\.maxConnectionsPerIp must be an integer from 0/],
+    [{ listen: ':0', targets: ['a:1'], tcpFallback: [] }, /tcpFallback must be a non-empty array/],
+    [{ listen: ':0', targets: ['a:1'], tcpFallback: true }, /tcpFallback must be a non-empty array/],
+    [{ listen: ':0', targets: ['a:1'], tcpFallback: ['a:1', 'nope'] }, /tcpFallback\[1\]/],
   ]
   for (const [options, message] of bad) {
     t.throws(() => resolveConfig(options as ProxyOptions), { name: 'TypeError', message }, String(message))
@@ -99,4 +102,11 @@ t.test('limits.maxConnections over what the open files allow is lowered to it, a
   t.equal(over.limits.maxConnections, allowed)
   t.equal(over.connectionLimit.requested, allowed + 1)
   t.ok(Object.isFrozen(over.limits))
+})
+
+t.test('options: no TCP fallback unless one is given (not the targets)', async t => {
+  t.equal(resolveConfig({ listen: ':0', targets: ['127.0.0.1:1'] }).tcpFallback, null, 'none by default')
+  t.equal(resolveConfig({ listen: ':0', targets: ['127.0.0.1:1'], tcpFallback: false }).tcpFallback, null, 'false: none, as before')
+  const given = resolveConfig({ listen: ':0', targets: ['127.0.0.1:1'], tcpFallback: ['127.0.0.1:22', '[::1]:23'] }).tcpFallback
+  t.same(given?.map(target => target.authority), ['127.0.0.1:22', '[::1]:23'])
 })

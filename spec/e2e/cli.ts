@@ -10,6 +10,7 @@ import t, { type Test } from 'tap'
 import { RawClient, exchange } from '../helpers/client.js'
 import { ok, startOrigin } from '../helpers/origin.js'
 import { ROOT, checkBuilt, hasIPv6 } from '../helpers/proxy.js'
+import { connectRaw, startTcpBackend } from '../helpers/tls-backends.js'
 import { Observable, within } from '../helpers/wait.js'
 
 const CLI = path.join(ROOT, 'dist/bin/rp4.js')
@@ -143,7 +144,39 @@ const BAD: Array<[string, string[], string]> = [
   ['--max-connections 0', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--max-connections', '0'], '--max-connections'],
   ['--intercept-errors with --backend-error-pages', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--intercept-errors', '--backend-error-pages'], '--intercept-errors and --backend-error-pages contradict each other'],
   ['bad --max-connections', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--max-connections', 'many'], '--max-connections'],
+  ['bad --tcp-to', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--tcp-to', 'nowhere'], '--tcp-to'],
+  ['--tcp-to and --no-tcp-fallback', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--tcp-to', '127.0.0.1:2', '--no-tcp-fallback'], '--tcp-to and --no-tcp-fallback'],
 ]
+
+t.test('protocols other than HTTP: closed by default (--no-tcp-fallback says so too), relayed with --tcp-to', async t => {
+  if (!checkBuilt(t, 'dist/bin/rp4.js')) return
+  const origin = await startOrigin(t, () => ok('http'))
+  const ssh = await startTcpBackend(t, conn => conn.socket.write('SSH-2.0-test\r\n'))
+  for (const flags of [[], ['--no-tcp-fallback']]) {
+    const r = run(t, ['listen', '127.0.0.1:0', '--to', origin.target, '--detect-timeout', '50ms', ...flags])
+    const { port } = await r.listening()
+    t.notMatch(r.stderr, /other protocols/, `${flags.join(' ') || 'no flag'}: no fallback on the startup line`)
+    // a PostgreSQL SSLRequest: binary from its first byte
+    const other = await exchange(port, Buffer.from([0x00, 0x00, 0x00, 0x08, 0x04, 0xd2, 0x16, 0x2f]))
+    t.equal(other.raw.length, 0, `${flags.join(' ') || 'no flag'}: closed`)
+    await r.until(() => r.stderr.includes('unknown_protocol'), 5000, 'the refusal on stderr')
+    const http = await exchange(port, 'GET / HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 1 })
+    t.equal(http.responses[0]?.body.toString(), 'http')
+    r.child.kill('SIGTERM')
+    await r.finished()
+  }
+  t.equal(ssh.conns.length, 0, 'nothing relayed without --tcp-to')
+
+  const r = run(t, ['listen', '127.0.0.1:0', '--to', origin.target, '--tcp-to', ssh.target, '--detect-timeout', '50ms'])
+  const { port } = await r.listening()
+  t.match(r.stderr, `other protocols relayed to ${ssh.target}`)
+  const client = await connectRaw(port)
+  t.teardown(() => client.socket.destroy())
+  await client.watch.until(() => client.conn.data.length > 0, 5000, 'the server-first greeting through the fallback')
+  t.equal(client.conn.data.toString(), 'SSH-2.0-test\r\n')
+  const http = await exchange(port, 'GET / HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 1 })
+  t.equal(http.responses[0]?.body.toString(), 'http', 'HTTP still proxied')
+})
 
 t.test('--deny and --max-connections-per-ip: a refused connection is closed and logged', async t => {
   if (!checkBuilt(t, 'dist/bin/rp4.js')) return

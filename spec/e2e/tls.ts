@@ -184,9 +184,10 @@ t.test('passthrough by SNI: the backend terminates the client\'s own handshake',
   own.destroy()
 })
 
-t.test('no certificate at all: TLS relayed untouched to the targets', async t => {
+t.test('no certificate, with a TCP fallback: TLS relayed untouched to the fallback', async t => {
   const backend = await startTlsBackend(t, tlsOptions(backendPair), echo)
-  const { port, proxy } = await startProxy(t, { targets: [backend.target] })
+  const origin = await startOrigin(t, () => ok())
+  const { port, proxy } = await startProxy(t, { targets: [origin.target], tcpFallback: [backend.target] })
   const socket = await connect(port, { servername: 'backend.test' })
   t.ok(socket.authorized, 'the client verified the backend\'s certificate through the proxy')
   t.equal(proxy.stats().tcp, 1, 'relayed as TCP')
@@ -196,6 +197,27 @@ t.test('no certificate at all: TLS relayed untouched to the targets', async t =>
   await within(once(socket, 'end'), 5000, 'the backend\'s close_notify and FIN')
   t.equal(text, 'half-closed', 'bytes and half-close both ways')
   t.equal(backend.conns[0].servername, 'backend.test')
+})
+
+t.test('no certificate, no passthrough route, no fallback (the default): TLS refused with a handshake_failure alert', async t => {
+  const backend = await startTlsBackend(t, tlsOptions(backendPair), echo)
+  const origin = await startOrigin(t, () => ok())
+  const { port, proxy, events } = await startProxy(t, { targets: [origin.target], tls: { passthrough: { 'x.pass.test': backend.target } } })
+  const socket = tls.connect({ host: '127.0.0.1', port, ca, servername: 'backend.test' })
+  const failed = event<[NodeJS.ErrnoException]>(socket, 'error')
+  socket.on('error', () => {})
+  const [err] = await failed
+  t.match(err.message, /alert handshake failure/, 'the client is told why, not just closed')
+  t.equal(events.clientErrors[0]?.error.code, 'tls_no_certificate')
+  t.match(events.clientErrors[0]?.error.message, /"backend\.test".*tls\.certificates.*tls\.passthrough.*tcpFallback/)
+  t.equal(proxy.stats().tcp, 0, 'nothing relayed')
+  t.equal(origin.connections.length, 0, 'the targets got nothing')
+  t.equal(backend.conns.length, 0, 'the passthrough route is for its own name only')
+  const routed = await connect(port, { servername: 'x.pass.test' })
+  t.ok(routed.authorized, 'a routed name is still relayed to its backend')
+  routed.write('through')
+  await within(once(routed, 'data'), 5000, 'echo')
+  routed.destroy()
 })
 
 t.test('certificates reloaded from disk: the next handshake gets the new one, open connections go on', async t => {
