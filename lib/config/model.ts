@@ -20,10 +20,17 @@ export interface Model {
 }
 
 export interface ConnectionLimits {
-  /** Open client connections in all, over every listener; over it, a new one is closed at once. */
+  /**
+   * Open client connections in all, over every listener; over it, a new one is closed at once.
+   * At most what the open-file limit allows (two descriptors per connection), which is also the default.
+   */
   maxConnections: number
   /** Open client connections per client IP (IPv6: per /64); 0: no cap. */
   maxConnectionsPerIp: number
+  /** The process's open-file limit, or null where it cannot be read. */
+  openFiles: number | null
+  /** `maxConnections` as configured when it was over what the open-file limit allows (and lowered); 0 otherwise. */
+  requested: number
 }
 
 /** The HTTP engine's settings for every client connection. */
@@ -61,6 +68,7 @@ export interface ListenerModel {
   upstream: string | null
   /** auto listeners: where bytes that are neither HTTP nor TLS go (and a silent client); null: refused. */
   tcpFallback: string | null
+  /** null: a TLS ClientHello is bytes of no known protocol (the fallback, or closed). */
   tls: ListenerTls | null
   /** Every request is answered with a redirect to the same URL over https (a :80 listener beside :443). */
   redirectToHttps: boolean
@@ -78,7 +86,11 @@ export interface ListenerModel {
 
 export interface ListenerTls {
   certificates: ReadonlyArray<Readonly<{ cert: string, key: string }>>
-  /** Server names relayed as raw TLS: `name` or `*.domain` (one more label) → upstream group. */
+  /**
+   * Server names relayed as raw TLS: `name` or `*.domain` (one more label) → upstream group; `*`
+   * (last when present) relays every other name, and a ClientHello without SNI, instead of
+   * terminating (the flat form without certificates: TLS relayed to the targets).
+   */
   passthrough: ReadonlyArray<Readonly<{ name: string, upstream: string }>>
   /** How often certificate files are checked for changes, ms; 0 never. */
   reloadInterval: number

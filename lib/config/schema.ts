@@ -1,0 +1,504 @@
+/**
+ * The one schema of rp4's options: what a YAML file, the library's options object and the CLI's
+ * flags may say. It is the single source of truth for validation (validate.ts), defaults and
+ * units (build.ts), the flags that map onto it and `--help` (flags.ts), and the README's
+ * reference tables (docs.ts).
+ *
+ * Two forms are accepted. The flat shorthand is today's `ProxyOptions` (lib/config/options.ts):
+ * `listen` and `targets` and their companions, meaning one listener, one catch-all route and one
+ * upstream group named `default`. The full form says `listeners`, `routes` and `upstreams`, with
+ * `http` for the HTTP engine's settings. `limits` belongs to both.
+ *
+ * Every leaf carries its help text (`description`), its default in the user's units (`default`,
+ * or `defaultText` when it is derived), its `unit`, its `min`/`max` in the user's units, and the
+ * CLI flags that set it (`flag`). The annotations ride on the JSON Schema objects that TypeBox
+ * builds; `meta()` reads them back.
+ */
+import { Kind, Type, type Static, type TSchema } from '@sinclair/typebox'
+import type { Range, UnitKind } from './units.js'
+
+/** How a string leaf is checked beyond its type (validate.ts knows each). */
+export type StringCheck =
+  /** `[HOST]:PORT`, `:PORT` or `PORT` to listen on (port 0: a free one). */
+  | 'listen'
+  /** `HOST:PORT`, `http://HOST[:PORT]` or `https://HOST[:PORT]`. */
+  | 'target'
+  /** `HOST:PORT` of a raw TCP backend. */
+  | 'hostPort'
+  | 'cidr'
+  | 'headerName'
+  /** A header value: no CR, LF or NUL. */
+  | 'headerValue'
+  /** An HTTP token (the name in Via, a method). */
+  | 'token'
+  | 'method'
+  /** A TLS server name, or `*.domain`, or `*` (every other name). */
+  | 'serverName'
+  /** A DNS name, no wildcard (the SNI sent to a backend). */
+  | 'dnsName'
+  /** A host a route matches: a name, or `*.domain`. */
+  | 'host'
+  /** A request path: starts with `/`, already normalized. */
+  | 'path'
+  | 'regex'
+  /** A redirect's `Location`, with `$scheme`, `$host`, `$path`, `$query`. */
+  | 'location'
+  /** A listener, route, upstream group or filter name. */
+  | 'name'
+  | 'file'
+
+/** A command-line flag that sets (part of) the leaf it annotates, in the flat form. */
+export interface FlagSpec {
+  /** As typed: `--connect-timeout`. */
+  name: string
+  /** The argument's placeholder in help (`DUR`, `HOST:PORT`); none for a switch. */
+  arg?: string
+  /** A switch that sets this value (`--insecure-upstream` sets `verify: false`). */
+  set?: unknown
+  /** May be given several times: each adds an item (to a list, or to a list of objects by position). */
+  repeat?: boolean
+  /** `NAME=VALUE`, one entry of a mapping per occurrence. */
+  entry?: boolean
+  /** Help text when it differs from the leaf's description. */
+  help?: string
+  /** The default as help shows it, when it differs from the leaf's. */
+  defaultText?: string
+  /** The section of `--help` it is listed in. */
+  group: FlagGroup
+}
+
+export const FLAG_GROUPS = ['Backends', 'Timeouts', 'Protocols and TCP', 'TLS', 'Limits', 'Headers and errors', 'Access control and connection caps'] as const
+export type FlagGroup = typeof FLAG_GROUPS[number]
+
+export interface Meta extends Range {
+  description: string
+  /** In the user's units (`5s`, `1g`), as a file would say it. */
+  default?: unknown
+  /** When the default is not a literal: `the targets`, `what the open-file limit allows`. */
+  defaultText?: string
+  unit?: UnitKind
+  check?: StringCheck
+  /** The type error's wording, when the kind's own would be vague (unions). */
+  expected?: string
+  flag?: FlagSpec | FlagSpec[]
+  /** Mappings: how their keys are checked. */
+  keyCheck?: StringCheck
+}
+
+type Annotations = Omit<Meta, 'description'> & { description: string }
+
+export function meta (schema: TSchema): Meta {
+  return schema as unknown as Meta
+}
+
+export function flagsOf (schema: TSchema): FlagSpec[] {
+  const flag = meta(schema).flag
+  return flag === undefined ? [] : Array.isArray(flag) ? flag : [flag]
+}
+
+export function kindOf (schema: TSchema): string {
+  return (schema as unknown as Record<symbol, string>)[Kind]
+}
+
+// Leaves. Durations and sizes take a number (ms, bytes: the library's units) or a string with a unit.
+
+function duration (a: Annotations & Range) {
+  return Type.Union([Type.Number(), Type.String()], { ...a, unit: 'duration', expected: 'must be a duration: 500ms, 5s, 2m, 1h (a number is milliseconds)' })
+}
+function size (a: Annotations & Range) {
+  return Type.Union([Type.Number(), Type.String()], { ...a, unit: 'size', expected: 'must be a size: 512, 64k, 1m, 1g (a number is bytes)' })
+}
+function count (a: Annotations & Range) {
+  return Type.Integer({ ...a, unit: 'count' })
+}
+function text (check: StringCheck, a: Annotations) {
+  return Type.String({ ...a, check })
+}
+function bool (a: Annotations) {
+  return Type.Boolean(a)
+}
+function choice<const T extends string[]> (values: [...T], a: Annotations) {
+  return Type.Union(values.map(v => Type.Literal(v)) as { [K in keyof T]: ReturnType<typeof Type.Literal<T[K]>> }, {
+    ...a, expected: `must be one of ${values.join(', ')}`,
+  })
+}
+function section<P extends Record<string, TSchema>> (properties: P, description: string, expected?: string) {
+  return Type.Object(properties, { additionalProperties: false, description, expected })
+}
+const opt = Type.Optional
+
+// ── Shared leaves: one definition for a setting that the flat form and the full form both have ──
+
+const TIMEOUT_MAX = '24h'
+
+export const ConnectTimeout = duration({ description: 'opening a connection to a backend; then the next backend, or 502', default: '5s', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--connect-timeout', arg: 'DUR', group: 'Timeouts' } })
+export const ResponseTimeout = duration({ description: 'from the request sent to the response head; then 504', default: '60s', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--timeout', arg: 'DUR', group: 'Timeouts' } })
+export const ResponseTotalTimeout = duration({ description: 'a whole response, from the request sent to its last byte; past it the client connection is closed (or 504 before the head); off by default: streams and large downloads have no natural end', default: 0, zero: 'no limit', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--response-total-timeout', arg: 'DUR', group: 'Timeouts' } })
+export const ClientIdleTimeout = duration({ description: 'an idle keep-alive client connection is closed', default: '60s', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--client-idle-timeout', arg: 'DUR', group: 'Timeouts' } })
+export const RequestHeadTimeout = duration({ description: 'a client must send a complete request head; then 408', default: '10s', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--request-head-timeout', arg: 'DUR', group: 'Timeouts' } })
+export const RequestBodyTimeout = duration({ description: 'a request body may pause this long between two pieces; then 408 (time rp4 holds the client back for a slow backend does not count)', default: '30s', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--request-body-timeout', arg: 'DUR', group: 'Timeouts' } })
+export const UpstreamIdleTimeout = duration({ description: 'an idle pooled backend connection is closed', default: '30s', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--upstream-idle-timeout', arg: 'DUR', group: 'Timeouts' } })
+export const FailedTargetTimeout = duration({ description: 'a backend that failed to connect is skipped this long', default: '10s', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--failed-target-timeout', arg: 'DUR', group: 'Timeouts' } })
+export const TcpIdleTimeout = duration({ description: 'a relayed TCP connection (raw, passthrough, fallback) with no byte either way is closed', default: '1h', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--tcp-idle-timeout', arg: 'DUR', group: 'Protocols and TCP' } })
+export const DetectTimeout = duration({ description: 'a client silent this long is relayed as TCP (server-first protocols)', default: '300ms', min: '1ms', max: '1m', flag: { name: '--detect-timeout', arg: 'DUR', group: 'Protocols and TCP' } })
+export const TlsHandshakeTimeout = duration({ description: 'a client must complete its TLS handshake (ClientHello included)', default: '10s', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--tls-handshake-timeout', arg: 'DUR', group: 'TLS' } })
+export const ReloadInterval = duration({ description: 'how often certificate files are checked for changes', default: '2s', zero: 'never', min: '100ms', max: TIMEOUT_MAX })
+
+export const MaxConnectionsPerTarget = count({ description: 'connections per backend; more requests wait in a queue', default: 256, min: 1, max: 1_000_000, flag: { name: '--max-conns', arg: 'N', group: 'Backends' } })
+export const MaxQueue = count({ description: 'requests waiting for a backend connection; beyond it 503', default: 4096, min: 0, max: 1_000_000, flag: { name: '--max-queue', arg: 'N', group: 'Backends' } })
+export const Pipelining = count({ description: 'GET/HEAD requests in flight per backend connection (1: no pipelining)', default: 1, min: 1, max: 1024, flag: { name: '--pipelining', arg: 'N', group: 'Backends' } })
+
+export const MaxPipelinedRequests = count({ description: 'requests in flight per client connection', default: 32, min: 1, max: 1024, flag: { name: '--max-pipelined', arg: 'N', group: 'Limits' } })
+export const MaxHeaderSize = size({ description: 'largest request or response head; a larger request gets 431', default: '64k', min: 256, max: '1m', flag: { name: '--max-header-size', arg: 'BYTES', group: 'Limits' } })
+export const MaxRequestLine = size({ description: 'longest request target; a longer one gets 414', default: '8k', min: 16, max: '1m', flag: { name: '--max-request-line', arg: 'BYTES', group: 'Limits' } })
+export const MaxHeaders = count({ description: 'most header fields in a request or response head; more gets 431', default: 100, min: 1, max: 10_000, flag: { name: '--max-headers', arg: 'N', group: 'Limits' } })
+export const MaxBodySize = size({ description: 'largest request body; a larger one gets 413', default: '1g', zero: 'no limit', min: 1, max: Number.MAX_SAFE_INTEGER, flag: { name: '--max-body-size', arg: 'BYTES', group: 'Limits' } })
+export const MinDataRate = size({ description: 'bytes per second below which a request head or body (after 2 s) gets 408', default: 500, zero: 'no minimum', min: 1, max: '1g', flag: { name: '--min-data-rate', arg: 'BYTES', group: 'Limits' } })
+
+export const DEFAULT_HIDDEN_HEADERS = ['Server', 'X-Powered-By', 'X-AspNet-Version', 'X-AspNetMvc-Version']
+export const HideHeaders = Type.Array(text('headerName', { description: 'a header name' }), {
+  description: 'response headers removed (any case); [] keeps all',
+  default: DEFAULT_HIDDEN_HEADERS,
+  flag: [
+    { name: '--hide-header', arg: 'NAME', repeat: true, group: 'Headers and errors', help: 'a response header to remove; repeat to give your own list' },
+    { name: '--no-hide-headers', set: [], group: 'Headers and errors', help: 'remove none of them', defaultText: '' },
+  ],
+})
+export const Via = text('token', { description: 'the name rp4 adds to Via (`1.1 NAME`)', default: 'rp4' })
+export const InterceptErrors = bool({
+  description: "a backend's 502/503/504 is answered with rp4's own page (status kept) instead of passing the backend's response; off: an API's JSON error body and its Retry-After pass",
+  default: false,
+  flag: [
+    { name: '--intercept-errors', set: true, group: 'Headers and errors', help: "answer a backend's 502/503/504 with rp4's own page (status kept) instead of passing the backend's response" },
+    { name: '--backend-error-pages', set: false, group: 'Headers and errors', help: "pass a backend's 502/503/504 as it is: the default; accepted so that existing command lines keep working (contradicts --intercept-errors)", defaultText: '' },
+  ],
+})
+export const UnderscoresInHeaders = bool({
+  description: 'pass request headers whose name contains `_` (dropped by default: many backends read `Transfer_Encoding` as `Transfer-Encoding`)',
+  default: false,
+  flag: { name: '--allow-underscores-in-headers', set: true, group: 'Headers and errors' },
+})
+
+export const UpstreamVerify = bool({ description: "verify `https://` backends' certificates (against the CA files, or Node's roots); false accepts any", default: true, flag: { name: '--insecure-upstream', set: false, group: 'Backends', help: "do not verify https:// backends' certificates", defaultText: 'off' } })
+export const Cleartext = choice(['redirect', 'refuse', 'serve'], { description: 'cleartext HTTP on this TLS port: redirected to https, refused (closed), or served', default: 'redirect' })
+export const RedirectStatus = Type.Union([301, 302, 303, 307, 308].map(v => Type.Literal(v)), { description: 'the status code', default: 302, expected: 'must be one of 301, 302, 303, 307, 308' })
+export const RespondStatus = count({ description: 'the status code', default: 200, min: 200, max: 599 })
+
+export const RateLimit = section({
+  rate: Type.Number({ description: 'requests per second per client IP (IPv6: per /64); over it 429 with Retry-After', unit: 'rate', min: 0.001, max: 1_000_000, flag: { name: '--rate-limit', arg: 'RATE', group: 'Limits', defaultText: 'off' } }),
+  burst: opt(count({ description: 'requests a client may send at once before the rate applies', defaultText: 'RATE rounded up', min: 1, max: 1_000_000, flag: { name: '--rate-burst', arg: 'N', group: 'Limits' } })),
+}, 'requests per client IP (IPv6 /64) as a token bucket; off by default: one IP may be a whole office behind NAT', 'must be a mapping { rate, burst }')
+
+export const Access = section({
+  allow: opt(Type.Array(text('cidr', { description: 'an IP or CIDR range' }), { description: 'only clients in these IPs or CIDR ranges may connect (10.0.0.0/8, 2001:db8::/32)', defaultText: 'everyone', flag: { name: '--allow', arg: 'CIDR', repeat: true, group: 'Access control and connection caps', help: 'only clients in these IPs or ranges may connect; repeat for several (10.0.0.0/8, 2001:db8::/32)' } })),
+  deny: opt(Type.Array(text('cidr', { description: 'an IP or CIDR range' }), { description: 'clients in these IPs or ranges may not connect, whatever `allow` says', defaultText: 'nobody', flag: { name: '--deny', arg: 'CIDR', repeat: true, group: 'Access control and connection caps', help: 'clients in these IPs or ranges may not connect, whatever --allow says; repeat for several' } })),
+  file: opt(text('file', { description: 'a file of `allow CIDR` / `deny CIDR` lines (# comments), added to the lists; re-read when it changes', flag: { name: '--access-file', arg: 'FILE', group: 'Access control and connection caps' } })),
+}, 'which client addresses may connect, checked when a connection is accepted')
+
+export const Limits = section({
+  maxConnections: opt(count({ description: 'open client connections in all; a new one over it is closed at once; never more than the open-file limit allows (two descriptors per connection)', defaultText: 'what the open-file limit allows', min: 1, max: 10_000_000, flag: { name: '--max-connections', arg: 'N', group: 'Access control and connection caps' } })),
+  maxConnectionsPerIp: opt(count({ description: 'open connections per client IP (IPv6: per /64); a new one over it is closed at once', default: 0, zero: 'no cap', min: 1, max: 10_000_000, flag: { name: '--max-connections-per-ip', arg: 'N', group: 'Access control and connection caps' } })),
+}, 'caps on open client connections, checked when a connection is accepted')
+
+const CertificatePair = section({
+  cert: text('file', { description: 'PEM certificate (chain) file', flag: { name: '--cert', arg: 'FILE', repeat: true, group: 'TLS', help: 'terminate TLS with this PEM certificate (and the --key given in the same position); repeat for several (chosen by SNI, the first is the default); reloaded when the files change' } }),
+  key: text('file', { description: 'PEM private key file', flag: { name: '--key', arg: 'FILE', repeat: true, group: 'TLS', help: 'the private key of the --cert in the same position' } }),
+}, 'a certificate and its key', 'must be a mapping { cert, key }')
+const Certificates = Type.Array(CertificatePair, { description: 'certificate and key files; each connection gets the pair whose names match its SNI, the first one otherwise', default: [] })
+
+const TargetAddress = text('target', { description: 'a backend: `HOST:PORT`, `http://HOST[:PORT]`, or `https://HOST[:PORT]` to speak TLS to it', expected: 'must be a backend address HOST:PORT' })
+const TcpTarget = text('hostPort', { description: 'a raw TCP backend `HOST:PORT`', expected: 'must be a backend address HOST:PORT' })
+const Name = (description: string, a: Partial<Annotations> = {}) => text('name', { description, ...a })
+
+// ── The flat shorthand: ProxyOptions ──
+
+const FlatTimeouts = section({
+  connect: opt(ConnectTimeout),
+  response: opt(ResponseTimeout),
+  responseTotal: opt(ResponseTotalTimeout),
+  clientIdle: opt(ClientIdleTimeout),
+  requestHead: opt(RequestHeadTimeout),
+  requestBody: opt(RequestBodyTimeout),
+  upstreamIdle: opt(UpstreamIdleTimeout),
+  failedTarget: opt(FailedTargetTimeout),
+  tcpIdle: opt(TcpIdleTimeout),
+  detect: opt(DetectTimeout),
+  tlsHandshake: opt(TlsHandshakeTimeout),
+}, 'timeouts (a number is milliseconds)')
+
+export const FLAT = {
+  listen: opt(Type.Union([Type.String(), Type.Integer()], { description: 'where to accept connections: `[HOST]:PORT`; `:8080` (or `8080`) is every interface, IPv4 and IPv6; port 0 picks a free one', check: 'listen', expected: 'must be an address [HOST]:PORT' })),
+  targets: opt(Type.Array(TargetAddress, { minItems: 1, description: 'the backends; several: round robin, failing over to the next when a connect fails', flag: { name: '--to', arg: 'HOST:PORT', repeat: true, group: 'Backends', help: 'a backend; repeat for several (round robin, failover to the next one when a connect fails); https://HOST[:PORT] speaks TLS to it', defaultText: '(required)' } })),
+  tcp: opt(bool({ description: 'relay every connection as raw TCP to the targets: no HTTP, no protocol detection', default: false, flag: { name: '--tcp', group: 'Protocols and TCP', set: true, defaultText: 'off' } })),
+  tcpFallback: opt(Type.Union([Type.Array(TcpTarget, { minItems: 1 }), Type.Literal(false)], {
+    description: 'where connections that are neither HTTP nor TLS go (and a client silent for the detect timeout); false closes them',
+    defaultText: 'the targets',
+    expected: 'must be a list of HOST:PORT, or false',
+    flag: [
+      { name: '--tcp-to', arg: 'HOST:PORT', repeat: true, group: 'Protocols and TCP', help: 'where connections that are neither HTTP nor TLS go; repeat for several', defaultText: 'the --to backends' },
+      { name: '--no-tcp-fallback', set: false, group: 'Protocols and TCP', help: 'close connections that are neither HTTP nor TLS', defaultText: '' },
+    ],
+  })),
+  tls: opt(section({
+    certificates: opt(Certificates),
+    passthrough: opt(Type.Record(Type.String(), TcpTarget, {
+      description: 'server names (`name` or `*.domain`) whose TLS is relayed untouched to `HOST:PORT`',
+      default: {},
+      keyCheck: 'serverName',
+      flag: { name: '--sni', arg: 'NAME=HOST:PORT', entry: true, group: 'TLS', help: 'relay TLS for server name NAME (or *.domain) untouched to HOST:PORT; repeat for several' },
+    })),
+    reloadInterval: opt(ReloadInterval),
+  }, 'TLS rp4 terminates, and TLS it relays untouched by server name; without certificates, TLS is relayed to the targets')),
+  upstreamTls: opt(section({
+    ca: opt(Type.Array(text('file', { description: 'a PEM file' }), { description: 'CA certificates (PEM files) trusted for `https://` backends instead of Node\'s bundled roots', defaultText: "Node's roots", flag: { name: '--ca', arg: 'FILE', repeat: true, group: 'Backends', help: 'trust this CA (PEM) for https:// backends instead of the bundled roots; repeat for several' } })),
+    verify: opt(UpstreamVerify),
+  }, 'how rp4 checks `https://` backends')),
+  timeouts: opt(FlatTimeouts),
+  upstream: opt(section({
+    maxConnections: opt(MaxConnectionsPerTarget),
+    maxQueue: opt(MaxQueue),
+    pipelining: opt(Pipelining),
+  }, 'the connection pool of each backend')),
+  maxPipelinedRequests: opt(MaxPipelinedRequests),
+  maxHeaderSize: opt(MaxHeaderSize),
+  maxRequestLine: opt(MaxRequestLine),
+  maxHeaders: opt(MaxHeaders),
+  maxBodySize: opt(MaxBodySize),
+  minDataRate: opt(MinDataRate),
+  hideHeaders: opt(HideHeaders),
+  interceptErrors: opt(InterceptErrors),
+  allowUnderscoresInHeaders: opt(UnderscoresInHeaders),
+  rateLimit: opt(RateLimit),
+  via: opt(Via),
+  access: opt(Access),
+}
+
+/** Where each flat key goes in the full form, for the message that refuses mixing them. */
+export const FLAT_TO_FULL: Readonly<Record<keyof typeof FLAT, string>> = {
+  listen: 'listeners[].listen',
+  targets: 'upstreams.NAME.targets',
+  tcp: 'listeners[].protocol: tcp',
+  tcpFallback: 'listeners[].tcpFallback',
+  tls: 'listeners[].tls',
+  upstreamTls: 'upstreams.NAME.tls',
+  timeouts: 'the timeouts of listeners[], routes[], upstreams.NAME and http',
+  upstream: 'upstreams.NAME (maxConnections, maxQueue, pipelining)',
+  maxPipelinedRequests: 'http.maxPipelinedRequests',
+  maxHeaderSize: 'http.maxHeaderSize',
+  maxRequestLine: 'http.maxRequestLine',
+  maxHeaders: 'http.maxHeaders',
+  maxBodySize: 'routes[].maxBodySize',
+  minDataRate: 'http.minDataRate',
+  hideHeaders: 'http.hideHeaders',
+  interceptErrors: 'routes[].interceptErrors',
+  allowUnderscoresInHeaders: 'http.underscoresInHeaders',
+  rateLimit: 'routes[].rateLimit',
+  via: 'http.via',
+  access: 'listeners[].access',
+}
+
+/** Flat keys that were renamed: a file or an options object still using one is told where it went. */
+export const RENAMED_KEYS: Readonly<Record<string, string>> = {
+  ownErrorPages: "now interceptErrors, off by default (a backend's 502/503/504 passes as it is)",
+}
+
+// ── The full form ──
+
+const Listener = section({
+  name: opt(Name('a name for logs and messages', { defaultText: 'its listen address' })),
+  listen: Type.Union([Type.String(), Type.Integer()], { description: 'where to accept connections: `[HOST]:PORT`; `:443` is every interface, IPv4 and IPv6', check: 'listen', expected: 'must be an address [HOST]:PORT' }),
+  protocol: opt(choice(['auto', 'tcp'], { description: '`auto`: the first bytes decide (HTTP, TLS, or the TCP fallback); `tcp`: every connection relayed raw to `upstream`', default: 'auto' })),
+  upstream: opt(Name('protocol tcp: the upstream group connections are relayed to')),
+  tcpFallback: opt(Name('protocol auto: the upstream group for bytes that are neither HTTP nor TLS (and a silent client)', { defaultText: 'none: closed' })),
+  tls: opt(section({
+    certificates: opt(Certificates),
+    passthrough: opt(Type.Record(Type.String(), Name('an upstream group'), {
+      description: 'server names (`name`, `*.domain`, or `*` for every other name and none) whose TLS is relayed untouched to an upstream group',
+      default: {},
+      keyCheck: 'serverName',
+    })),
+    cleartext: opt(Cleartext),
+    reloadInterval: opt(ReloadInterval),
+  }, 'TLS terminated here (certificates) or relayed by server name (passthrough); without it, TLS is handled as bytes of no known protocol')),
+  redirectToHttps: opt(bool({ description: 'answer every request with a redirect to the same URL over https (a :80 listener beside :443)', default: false })),
+  routes: opt(Type.Array(Name('a route name'), { description: 'the routes served here, by name', defaultText: 'every route' })),
+  access: opt(Access),
+  timeouts: opt(section({
+    detect: opt(DetectTimeout),
+    tlsHandshake: opt(TlsHandshakeTimeout),
+    tcpIdle: opt(TcpIdleTimeout),
+  }, 'timeouts of this listener\'s connections')),
+}, 'a listening socket', 'must be a mapping with at least listen')
+
+const HeaderValue = text('headerValue', { description: 'a header value' })
+function headerEdits (description: string) {
+  return section({
+    set: opt(Type.Record(Type.String(), HeaderValue, { description: 'headers set (replacing any of the same name)', default: {}, keyCheck: 'headerName' })),
+    add: opt(Type.Record(Type.String(), HeaderValue, { description: 'headers added (beside any of the same name)', default: {}, keyCheck: 'headerName' })),
+    remove: opt(Type.Array(text('headerName', { description: 'a header name' }), { description: 'headers removed (any case)', default: [] })),
+  }, description, 'must be a mapping { set, add, remove }')
+}
+
+const Route = section({
+  name: opt(Name('how listeners refer to it', { defaultText: 'route-N (its position, from 1)' })),
+  match: opt(section({
+    host: opt(Type.Union([text('host', { description: 'a host' }), Type.Array(text('host', { description: 'a host' }), { minItems: 1 })], { description: 'host names (`api.example.com`) or `*.example.com` (subdomains at any depth); exact names first, then the longest wildcard', defaultText: 'any host', expected: 'must be a host name or a list of them' })),
+    path: opt(text('path', { description: 'a path prefix, matching whole segments (`/api` matches `/api` and `/api/x`, not `/apix`)', defaultText: 'any path' })),
+    pathExact: opt(text('path', { description: 'the whole path (never the query)' })),
+    methods: opt(Type.Array(text('method', { description: 'a method' }), { minItems: 1, description: 'request methods (GET, POST, ...)', defaultText: 'any method' })),
+    headers: opt(Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Null()], { description: 'a header value', check: 'headerValue', expected: 'must be a header value' }), { description: 'request headers that must be present with this value (trimmed, case-sensitive); an empty value: present with any value', keyCheck: 'headerName' })),
+  }, 'which requests this route serves; every condition must hold', 'must be a mapping { host, path, pathExact, methods, headers }')),
+  proxy: opt(Name('action: forward to this upstream group')),
+  respond: opt(section({
+    status: opt(RespondStatus),
+    body: opt(Type.String({ description: 'the body', default: '', maxLength: 65_536 })),
+    headers: opt(Type.Record(Type.String(), HeaderValue, { description: 'response headers (Content-Type: text/plain; charset=utf-8 when the body is not empty and none is given)', keyCheck: 'headerName' })),
+  }, 'action: answer from rp4 itself', 'must be a mapping { status, body, headers }')),
+  redirect: opt(section({
+    to: text('location', { description: 'the Location: a URL or a path; `$scheme`, `$host`, `$path` and `$query` (with its `?`) are filled per request' }),
+    status: opt(RedirectStatus),
+  }, 'action: answer with a redirect', 'must be a mapping { to, status }')),
+  stripPrefix: opt(text('path', { description: 'a path prefix removed before forwarding (`/api/x` → `/x`)' })),
+  rewritePath: opt(section({
+    pattern: text('regex', { description: 'a regular expression (JavaScript) on the path' }),
+    replacement: Type.String({ description: 'what replaces the match: `$1` for a group' }),
+  }, 'the path rewritten before forwarding', 'must be a mapping { pattern, replacement }')),
+  requestHeaders: opt(headerEdits('request headers edited before forwarding')),
+  responseHeaders: opt(headerEdits('response headers edited before answering')),
+  filters: opt(Type.Array(Name('a filter name'), { description: 'filters the library user registered (`createProxy({ filters })`), in order, after the edits above', default: [] })),
+  timeouts: opt(section({
+    response: opt(ResponseTimeout),
+    responseTotal: opt(ResponseTotalTimeout),
+  }, 'timeouts of this route\'s requests')),
+  maxBodySize: opt(MaxBodySize),
+  interceptErrors: opt(InterceptErrors),
+  rateLimit: opt(RateLimit),
+}, 'a route: which requests, and what to do with them', 'must be a mapping with match and an action')
+
+const GroupTarget = Type.Union([
+  TargetAddress,
+  section({
+    address: TargetAddress,
+    weight: opt(count({ description: 'its share of requests', default: 1, min: 1, max: 1000 })),
+  }, 'a backend with a weight'),
+], { description: 'a backend: `HOST:PORT`, `https://HOST[:PORT]`, or `{ address, weight }`', expected: 'must be a backend address HOST:PORT, or { address, weight }' })
+
+const Group = section({
+  targets: Type.Array(GroupTarget, { minItems: 1, description: 'the backends; several: round robin, failing over to the next when a connect fails' }),
+  policy: opt(choice(['round-robin'], { description: 'how a backend is picked', default: 'round-robin' })),
+  tls: opt(section({
+    servername: opt(text('dnsName', { description: 'the server name sent (SNI) and checked in the certificate', defaultText: 'the target\'s host name (none for an IP)' })),
+    ca: opt(Type.Array(text('file', { description: 'a PEM file' }), { description: 'CA certificates (PEM files) trusted instead of Node\'s roots', defaultText: "Node's roots" })),
+    cert: opt(text('file', { description: 'client certificate (PEM) for mutual TLS' })),
+    key: opt(text('file', { description: 'its private key (PEM)' })),
+    verify: opt(UpstreamVerify),
+  }, 'TLS to this group\'s `https://` targets')),
+  maxConnections: opt(MaxConnectionsPerTarget),
+  maxQueue: opt(MaxQueue),
+  pipelining: opt(Pipelining),
+  timeouts: opt(section({
+    connect: opt(ConnectTimeout),
+    idle: opt(UpstreamIdleTimeout),
+    failedTarget: opt(FailedTargetTimeout),
+  }, 'timeouts of this group\'s connections')),
+}, 'an upstream group', 'must be a mapping with at least targets')
+
+const Http = section({
+  maxHeaderSize: opt(MaxHeaderSize),
+  maxRequestLine: opt(MaxRequestLine),
+  maxHeaders: opt(MaxHeaders),
+  maxPipelinedRequests: opt(MaxPipelinedRequests),
+  minDataRate: opt(MinDataRate),
+  timeouts: opt(section({
+    clientIdle: opt(ClientIdleTimeout),
+    requestHead: opt(RequestHeadTimeout),
+    requestBody: opt(RequestBodyTimeout),
+  }, 'timeouts of client connections')),
+  via: opt(Via),
+  hideHeaders: opt(HideHeaders),
+  underscoresInHeaders: opt(UnderscoresInHeaders),
+}, 'the HTTP engine, for every client connection')
+
+export const FULL = {
+  listeners: opt(Type.Array(Listener, { minItems: 1, description: 'where rp4 accepts connections' })),
+  routes: opt(Type.Array(Route, { description: 'which requests go where, tried in order within each host class', default: [] })),
+  upstreams: opt(Type.Record(Type.String(), Group, { description: 'upstream groups by name', default: {}, keyCheck: 'name' })),
+  http: opt(Http),
+}
+
+export const OptionsSchema = Type.Object({ ...FLAT, ...FULL, limits: opt(Limits) }, { additionalProperties: false, description: 'rp4 options' })
+
+/** A YAML file's content, or the library's options object: either form. */
+export type Options = Static<typeof OptionsSchema>
+export type FlatKey = keyof typeof FLAT
+export type FullKey = keyof typeof FULL
+
+export const FLAT_KEYS = Object.keys(FLAT) as FlatKey[]
+export const FULL_KEYS = Object.keys(FULL) as FullKey[]
+
+/** The schema of the value at `path` (keys, indices), or undefined where the schema has none. */
+export function schemaAt (path: ReadonlyArray<string | number>, root: TSchema = OptionsSchema): TSchema | undefined {
+  let node: TSchema | undefined = root
+  for (const key of path) {
+    if (node === undefined) return undefined
+    node = childSchema(node, key, undefined)
+  }
+  return node
+}
+
+/**
+ * The schema of `node[key]`. For a union, the branch that fits `value` best: the first whose kind
+ * matches it (an object for a mapping, an array for a list).
+ */
+export function childSchema (node: TSchema, key: string | number, value: unknown): TSchema | undefined {
+  switch (kindOf(node)) {
+    case 'Object': return (node.properties as Record<string, TSchema>)[key]
+    case 'Record': return Object.values(node.patternProperties as Record<string, TSchema>)[0]
+    case 'Array': return node.items as TSchema
+    case 'Union': {
+      const branch = branchFor(node, value)
+      return branch === undefined ? undefined : childSchema(branch, key, value)
+    }
+  }
+  return undefined
+}
+
+export function branchFor (union: TSchema, value: unknown): TSchema | undefined {
+  const branches = union.anyOf as TSchema[]
+  const want = Array.isArray(value) ? 'Array' : typeof value === 'object' && value !== null ? 'Object' : undefined
+  return branches.find(b => want === undefined ? kindOf(b) !== 'Array' && kindOf(b) !== 'Object' && kindOf(b) !== 'Record' : kindOf(b) === want || (want === 'Object' && kindOf(b) === 'Record')) ??
+    branches.find(b => kindOf(b) === 'Array' || kindOf(b) === 'Object')
+}
+
+/**
+ * Every leaf under `root` with its path, depth first: a mapping of named things descends as
+ * `NAME`, a list of mappings as `[]`; a list or mapping of plain values is one leaf (and so is a
+ * union, whose mapping branch is then described too, as `[]`).
+ */
+export function leaves (root: TSchema, visit: (path: string[], leaf: TSchema) => void, path: string[] = []): void {
+  switch (kindOf(root)) {
+    case 'Object':
+      for (const [key, child] of Object.entries(root.properties as Record<string, TSchema>)) leaves(child, visit, [...path, key])
+      return
+    case 'Record': {
+      const value = Object.values(root.patternProperties as Record<string, TSchema>)[0]
+      if (kindOf(value) === 'Object') leaves(value, visit, [...path, 'NAME'])
+      else visit(path, root)
+      return
+    }
+    case 'Array': {
+      const items = root.items as TSchema
+      if (kindOf(items) === 'Object') {
+        leaves(items, visit, [...path, '[]'])
+        return
+      }
+      visit(path, root)
+      if (kindOf(items) === 'Union') {
+        for (const branch of items.anyOf as TSchema[]) if (kindOf(branch) === 'Object') leaves(branch, visit, [...path, '[]'])
+      }
+      return
+    }
+    default:
+      visit(path, root)
+  }
+}
