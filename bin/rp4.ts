@@ -395,12 +395,19 @@ async function main (): Promise<number> {
   try {
     const address = await proxy.listen()
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
-    const config = proxy.config
-    const mode = config.tcp ? 'relaying TCP to' : config.tls.certificates.length > 0 ? 'terminating TLS, forwarding to' : 'forwarding to'
-    const { requested, allowed, openFiles } = config.connectionLimit
-    const lowered = requested > 0 ? `; --max-connections ${requested} limited to ${allowed} by the open-file limit (ulimit -n ${openFiles ?? '?'})` : ''
-    const others = config.tcpFallback === null ? '' : `, other protocols relayed to ${config.tcpFallback.map(t => t.authority).join(', ')}`
-    log(`rp4 ${VERSION} listening on ${host}:${address.port}, ${mode} ${config.targets.map(t => (t.tls !== null ? 'https://' : '') + t.authority).join(', ')}${others}${lowered}`)
+    const model = proxy.model
+    const listener = model.listeners[0]
+    const tcp = listener.protocol === 'tcp'
+    const terminates = listener.tls !== null && listener.tls.certificates.length > 0
+    const mode = tcp ? 'relaying TCP to' : terminates ? 'terminating TLS, forwarding to' : 'forwarding to'
+    const targets = (name: string | null): string => (name === null ? [] : model.upstreams.get(name)?.targets ?? [])
+      .map(t => (t.tls !== null && !tcp ? 'https://' : '') + t.authority).join(', ')
+    const route = model.routes[0]
+    const main = tcp ? listener.upstream : route?.action.kind === 'proxy' ? route.action.upstream : null
+    const { requested, maxConnections, openFiles } = model.limits
+    const lowered = requested > 0 ? `; --max-connections ${requested} limited to ${maxConnections} by the open-file limit (ulimit -n ${openFiles ?? '?'})` : ''
+    const others = listener.tcpFallback === null ? '' : `, other protocols relayed to ${targets(listener.tcpFallback)}`
+    log(`rp4 ${VERSION} listening on ${host}:${address.port}, ${mode} ${targets(main)}${others}${lowered}`)
   } catch (err) {
     process.stderr.write(`rp4: cannot listen on ${cli.options.listen}: ${describeSystemError(err as Error)}\n`)
     return 1 // not a usage error: the same command works once the address is free

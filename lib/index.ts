@@ -4,79 +4,137 @@
  *   const proxy = createProxy({ listen: ':8080', targets: ['127.0.0.1:3000'] })
  *   proxy.on('response', info => console.log(info.status, info.url))
  *   await proxy.listen()
+ *
+ * The options are those of a configuration file (the flat form of one proxy, or listeners,
+ * routes and upstreams), plus `filters`: the library user's own, with typed hooks.
  */
-import type { AddressInfo, Server } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import { TypedEmitter } from 'tiny-typed-emitter'
-import { resolveConfig, type Config } from './config/resolve.js'
-import type { ProxyOptions } from './config/options.js'
+import { buildModel } from './config/build.js'
+import { isFullForm } from './config/consistency.js'
+import type { Model, RouteModel } from './config/model.js'
+import type { Options } from './config/schema.js'
 import type { ProxyEvents } from './core/events.js'
 import { ProxyCore } from './proxy/core.js'
 import { ProxyError, describeSystemError } from './core/errors.js'
 import { Listener, type ListenerEvents } from './listener/listener.js'
+import type { Filter } from './session/filter.js'
 
-export type { ProxyOptions, TimeoutOptions, UpstreamOptions, TlsOptions, UpstreamTlsOptions, CertificateFiles, AccessOptions, LimitOptions } from './config/options.js'
+export type { Options } from './config/schema.js'
+export type { Model } from './config/model.js'
 export type { ProxyEvents, RequestInfo, ResponseInfo } from './core/events.js'
 export type { ListenerEvents } from './listener/listener.js'
-export type { Config } from './config/resolve.js'
+export type { Filter, FilterSession, Verdict, HeaderInit } from './session/filter.js'
+export type { RequestHead, ResponseHead } from './http/message.js'
+export type { HeaderList } from './http/headers.js'
 export { ProxyError, type ErrorSource } from './core/errors.js'
-export { resolveConfig, parseTarget, DEFAULT_TIMEOUTS, DEFAULT_UPSTREAM, DEFAULT_TLS, DEFAULT_LIMITS, DEFAULTS } from './config/resolve.js'
+export { ConfigError } from './config/problems.js'
+export { buildModel } from './config/build.js'
+export { loadConfig } from './config/load.js'
+export { parseTarget, DEFAULT_TIMEOUTS, DEFAULT_UPSTREAM, DEFAULT_TLS, DEFAULT_LIMITS, DEFAULTS } from './config/resolve.js'
 export { parseHostPort, formatHostPort } from './config/address.js'
 export { parseCidr } from './listener/access.js'
 
+/**
+ * What `createProxy` takes: a configuration (either form) and the user's filters. Routes of the
+ * full form name the filters they use (`routes[].filters: ['auth']`); in the flat form every
+ * filter given applies to the one route, in the order given.
+ */
+export type ProxyOptions = Options & {
+  /** Filters with typed hooks (see `Filter`); a filter a route names needs a `name`. */
+  filters?: readonly Filter[]
+}
+
 export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
-  readonly config: Config
+  readonly model: Model
   readonly #core: ProxyCore
-  readonly #listener: Listener
-  readonly #server: Server
+  readonly #listeners: readonly Listener[]
   #closed: Promise<void> | null = null
 
   constructor (options: ProxyOptions) {
     super()
-    this.config = resolveConfig(options)
-    this.#core = new ProxyCore(this.config, this)
-    // certificates load here: a file that cannot be used throws now, naming its option
-    this.#listener = new Listener(this.#core, { onCertificates: names => this.emit('certificates', names) })
-    this.#server = this.#listener.server
-    this.#server.on('error', err => {
-      // an error while listen() is under way is its rejection; after it resolved, errors of the
-      // listening socket (accept failures) are reported, never thrown
-      if (!this.#server.listening) return
-      this.#core.proxyError(new ProxyError('listen_error', `listening socket: ${describeSystemError(err)}`, 'internal', 0, false, err))
+    const { filters = [], ...config } = (options ?? {}) as ProxyOptions
+    if (!Array.isArray(filters)) throw new TypeError('option filters must be an array of filters (objects with hooks)')
+    const byName = new Map<string, Filter>()
+    filters.forEach((filter, i) => {
+      if (typeof filter !== 'object' || filter === null) throw new TypeError(`option filters[${i}] must be an object with hooks`)
+      const name = filter.name ?? `filter-${i + 1}`
+      if (byName.has(name)) throw new TypeError(`option filters[${i}]: a second filter named "${name}"`)
+      byName.set(name, filter)
+    })
+    let model = buildModel(config, { filters: byName.keys() })
+    if (!isFullForm(config as Record<string, unknown>) && byName.size > 0) {
+      // the flat form's one route takes every filter, in the order given
+      const user = [...byName.keys()].map(name => Object.freeze({ kind: 'user' as const, name }))
+      model = Object.freeze({
+        ...model,
+        routes: Object.freeze(model.routes.map((route): RouteModel => Object.freeze({ ...route, filters: Object.freeze([...route.filters, ...user]) }))),
+      })
+    }
+    this.model = model
+    this.#core = new ProxyCore(model, this, byName)
+    // certificates and access files load here: a file that cannot be used throws now, naming its option
+    this.#listeners = model.listeners.map(listener => {
+      const l = new Listener(this.#core, listener, { onCertificates: names => this.emit('certificates', names) })
+      l.server.on('error', err => {
+        // an error while listen() is under way is its rejection; after it resolved, errors of the
+        // listening socket (accept failures) are reported, never thrown
+        if (!l.server.listening) return
+        this.#core.proxyError(new ProxyError('listen_error', `listening socket: ${describeSystemError(err)}`, 'internal', 0, false, err))
+      })
+      return l
     })
   }
 
-  /** Start accepting. Resolves with the bound address (port 0 picks a free port). */
-  listen (): Promise<AddressInfo> {
-    const { host, port } = this.config.listen
+  /** Start accepting on every listener. Resolves with the first listener's bound address (port 0 picks a free port). */
+  async listen (): Promise<AddressInfo> {
+    const addresses: AddressInfo[] = []
+    try {
+      for (const listener of this.#listeners) addresses.push(await this.#listen(listener))
+    } catch (err) {
+      // all or nothing: the ones already listening stop
+      for (const listener of this.#listeners) if (listener.server.listening) listener.server.close()
+      throw err
+    }
+    for (const address of addresses) this.emit('listening', address)
+    return addresses[0]
+  }
+
+  #listen (listener: Listener): Promise<AddressInfo> {
+    const { host, port } = listener.model.listen
+    const server = listener.server
     return new Promise((resolve, reject) => {
-      const server = this.#server
       const onError = (err: Error): void => reject(err)
       server.once('error', onError)
       // no host: every interface, IPv6 and IPv4 (dual stack) where the system has IPv6
       server.listen(host === '' ? { port } : { host, port }, () => {
         server.removeListener('error', onError)
-        const address = server.address() as AddressInfo
-        this.emit('listening', address)
-        resolve(address)
+        resolve(server.address() as AddressInfo)
       })
     })
   }
 
+  /** The first listener's address (null before listen()). */
   address (): AddressInfo | null {
-    return this.#server.address() as AddressInfo | null
+    return this.#listeners[0]?.server.address() as AddressInfo | null
+  }
+
+  /** Every listener's address, in configuration order, by name. */
+  addresses (): Array<{ name: string, address: AddressInfo | null }> {
+    return this.#listeners.map(l => ({ name: l.model.name, address: l.server.address() as AddressInfo | null }))
   }
 
   /**
    * Open connections: every accepted client connection counted by the caps, HTTP clients, raw TCP
-   * relays (passthrough, relayed TLS), and upstream per target.
+   * relays (passthrough, relayed TLS), and upstream per target of every group.
    */
-  stats (): { connections: number, clients: number, tcp: number, errors: Record<string, number>, upstream: Array<{ target: string, open: number, idle: number }> } {
+  stats (): { connections: number, clients: number, tcp: number, errors: Record<string, number>, upstream: Array<{ group: string, target: string, open: number, idle: number }> } {
     return {
-      connections: this.#listener.connectionCount,
+      connections: this.#core.caps.open,
       clients: this.#core.clients.size,
-      tcp: this.#listener.tunnelCount,
+      tcp: this.#listeners.reduce((n, l) => n + l.tunnelCount, 0),
       errors: Object.fromEntries(this.#core.errorCounts),
-      upstream: this.#core.group.stats(),
+      upstream: [...this.#core.groups.values()].flatMap(group => group.stats().map(s => ({ group: group.settings.name, ...s }))),
     }
   }
 
@@ -84,16 +142,18 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
   close (): Promise<void> {
     if (this.#closed !== null) return this.#closed
     this.#closed = new Promise(resolve => {
-      let pending = 2
+      let pending = this.#listeners.length + 1
       const done = (): void => {
         if (--pending === 0) {
           this.emit('close')
           resolve()
         }
       }
-      if (this.#server.listening) this.#server.close(() => done())
-      else done()
-      this.#listener.close()
+      for (const listener of this.#listeners) {
+        if (listener.server.listening) listener.server.close(() => done())
+        else done()
+        listener.close()
+      }
       this.#core.shutdown(done)
     })
     return this.#closed

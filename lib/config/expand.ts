@@ -6,9 +6,9 @@
  * build.ts), so that the full form prints back as the user would write it (`rp4 config
  * --from-flags`) and loads back to the same model.
  *
- * What the flat form does implicitly is written out: without certificates, TLS is relayed to the
- * targets (passthrough `*`); on the flat listener cleartext HTTP beside TLS is served
- * (`cleartext: serve`), as it always was.
+ * What the flat form does implicitly is written out: on the flat listener cleartext HTTP beside
+ * TLS is served (`cleartext: serve`), as it always was. No TCP fallback unless `tcpFallback` names
+ * one: the targets are HTTP backends, reached only through the HTTP engine.
  */
 import type { Options } from './schema.js'
 import type { Path } from './problems.js'
@@ -70,9 +70,6 @@ export function expandFlat (o: Options): Expanded {
     tcpFallback = FALLBACK_GROUP
     upstreams[FALLBACK_GROUP] = compact({ targets: o.tcpFallback, timeouts: raw })
     from(['upstreams', FALLBACK_GROUP, 'targets'], ['tcpFallback'])
-  } else if (!tcp && o.tcpFallback === undefined) {
-    // today's default: bytes of no known protocol go to the targets
-    tcpFallback = FLAT_GROUP
   }
 
   let tls: Obj | undefined
@@ -85,7 +82,6 @@ export function expandFlat (o: Options): Expanded {
       from(['upstreams', group, 'targets', 0], ['tls', 'passthrough', name])
     })
     const certificates = o.tls?.certificates ?? []
-    if (certificates.length === 0) passthrough['*'] = FLAT_GROUP
     tls = compact({
       certificates: certificates.length > 0 ? certificates : undefined,
       passthrough,

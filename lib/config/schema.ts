@@ -142,7 +142,7 @@ export const FailedTargetTimeout = duration({ description: 'a backend that faile
 export const TcpIdleTimeout = duration({ description: 'a relayed TCP connection (raw, passthrough, fallback) with no byte either way is closed', default: '1h', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--tcp-idle-timeout', arg: 'DUR', group: 'Protocols and TCP' } })
 export const DetectTimeout = duration({ description: 'a client silent this long is relayed as TCP (server-first protocols)', default: '300ms', min: '1ms', max: '1m', flag: { name: '--detect-timeout', arg: 'DUR', group: 'Protocols and TCP' } })
 export const TlsHandshakeTimeout = duration({ description: 'a client must complete its TLS handshake (ClientHello included)', default: '10s', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--tls-handshake-timeout', arg: 'DUR', group: 'TLS' } })
-export const ReloadInterval = duration({ description: 'how often certificate files are checked for changes', default: '2s', zero: 'never', min: '100ms', max: TIMEOUT_MAX })
+export const ReloadInterval = duration({ description: 'how often certificate files are checked for changes', default: '2s', zero: 'never', min: '10ms', max: TIMEOUT_MAX })
 
 export const MaxConnectionsPerTarget = count({ description: 'connections per backend; more requests wait in a queue', default: 256, min: 1, max: 1_000_000, flag: { name: '--max-conns', arg: 'N', group: 'Backends' } })
 export const MaxQueue = count({ description: 'requests waiting for a backend connection; beyond it 503', default: 4096, min: 0, max: 1_000_000, flag: { name: '--max-queue', arg: 'N', group: 'Backends' } })

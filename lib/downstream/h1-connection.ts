@@ -15,7 +15,8 @@ import type { MessageHead } from '../http1/head.js'
 import { HeaderList } from '../http/headers.js'
 import { RequestHead } from '../http/message.js'
 import { BodyKind, inspectRequest, type RequestFacts } from '../http/validate.js'
-import { Session, type SessionHost, type SessionRoute } from '../session/session.js'
+import type { RouteTable } from '../routing/table.js'
+import { Session, type SessionHost } from '../session/session.js'
 import { ClientHold, type Downstream } from '../session/sink.js'
 import { relay } from '../tcp/relay.js'
 import { H1Response, type ResponseOwner } from './h1-response.js'
@@ -39,8 +40,6 @@ export interface H1Host extends SessionHost {
   /** The proxy is closing: answer what is in flight, read nothing more. */
   readonly closing: boolean
   nextId (): number
-  /** The route for a request (null: none matches). */
-  route (head: RequestHead, secure: boolean): SessionRoute | null
   forget (conn: H1Connection): void
 }
 
@@ -52,6 +51,8 @@ const FACTS_REFUSED: RequestFacts = { invalid: 'refused', body: BodyKind.NONE, c
 
 export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwner, Downstream {
   readonly #host: H1Host
+  /** The routes of the listener this client came through. */
+  readonly #routes: RouteTable
   readonly socket: OwnedSocket
   readonly client: Readonly<{ ip: string, label: string, secure: boolean }>
   readonly #parser: HttpParser
@@ -74,8 +75,9 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
   #error: ProxyError | null = null
   deadline = 0
 
-  constructor (host: H1Host, socket: Socket, secure: boolean) {
+  constructor (host: H1Host, socket: Socket, secure: boolean, routes: RouteTable) {
     this.#host = host
+    this.#routes = routes
     this.socket = socket as OwnedSocket
     this.socket[kOwner] = this
     const address = socket.remoteAddress ?? ''
@@ -135,7 +137,7 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
       if (facts.expectContinue) this.deadline = 0
       else this.#startStretch()
     }
-    session.start(response, refusal === null ? host.route(request, this.client.secure) : null, refusal)
+    session.start(response, refusal === null ? this.#routes.find(request) : null, refusal)
     // refused, or answered before its body came: nothing more is parsed; a filter at work: not yet
     if (this.#noMore || (this.#holds & ClientHold.FILTER) !== 0) {
       if (this.#noMore && this.#receiving === session && session.settled) this.#receiving = null

@@ -50,6 +50,7 @@ export class HeaderList {
 
   /** Add a field at the end, beside any of the same name. */
   append (name: string, value: string): void {
+    checkField(name, value)
     this.raw.push(name, value)
   }
 
@@ -58,6 +59,7 @@ export class HeaderList {
    * name's case), later ones go; absent, it is appended.
    */
   set (name: string, value: string): void {
+    checkField(name, value)
     const at = this.indexOf(name)
     if (at === -1) {
       this.raw.push(name, value)
@@ -91,6 +93,15 @@ export class HeaderList {
     const raw = this.raw
     for (let i = 0; i < raw.length; i += 2) yield [raw[i], raw[i + 1]]
   }
+}
+
+/**
+ * What a filter adds must be a field as RFC 9110 allows it: a CR or LF in a value would end the
+ * head early and smuggle the rest in as another request or response.
+ */
+function checkField (name: string, value: string): void {
+  if (!FIELD_NAME.test(name)) throw new TypeError(`header name ${JSON.stringify(name)} is not a token`)
+  if (!FIELD_VALUE.test(value)) throw new TypeError(`header value for ${name} has a character no header may hold (CR, LF, NUL or another control)`)
 }
 
 /** RFC 9110 5.1 field-name: a token. */

@@ -3,10 +3,13 @@
  * for the next hop: routes match on them, filters rewrite them, the encoder turns them into bytes
  * last. Nothing here is HTTP/1-specific beyond the version numbers.
  */
-import { HeaderList } from './headers.js'
+import { FIELD_NAME, HeaderList } from './headers.js'
+
+/** A request target as a filter may set it: visible characters, no spaces (they would end the request line). */
+const TARGET = /^[\x21-\x7e\x80-\xff]+$/
 
 export class RequestHead {
-  method: string
+  #method: string
   /** The request target as sent (origin-form `/a?b`, absolute-form `http://h/a`, `*`), or as a filter rewrote it. */
   #target: string
   versionMajor: number
@@ -20,7 +23,7 @@ export class RequestHead {
   #pathStart = -1
 
   constructor (method: string, target: string, versionMajor: number, versionMinor: number, headers: HeaderList, keepAlive = true, upgrade = false) {
-    this.method = method
+    this.#method = method
     this.#target = target
     this.versionMajor = versionMajor
     this.versionMinor = versionMinor
@@ -29,8 +32,15 @@ export class RequestHead {
     this.upgrade = upgrade
   }
 
+  get method (): string { return this.#method }
+  set method (value: string) {
+    if (!FIELD_NAME.test(value)) throw new TypeError(`method ${JSON.stringify(value)} is not a token`)
+    this.#method = value
+  }
+
   get target (): string { return this.#target }
   set target (value: string) {
+    if (!TARGET.test(value)) throw new TypeError(`request target ${JSON.stringify(value)} has a space or a control character`)
     this.#target = value
     this.#pathStart = -1
   }

@@ -26,20 +26,21 @@
  */
 import net, { type Server, type Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
-import type { Config } from '../config/resolve.js'
+import type { ListenerModel } from '../config/model.js'
 import { clock, type Timed } from '../core/clock.js'
 import { ProxyError } from '../core/errors.js'
 import { kOwner } from '../core/symbols.js'
 import type { ProxyCore } from '../proxy/core.js'
 import { belowMinRate, rateCheckInterval } from '../downstream/meter.js'
 import { Passthrough, type PassthroughHost } from '../tcp/passthrough.js'
-import { Balancer } from '../upstream/balancer.js'
+import type { Group } from '../upstream/group.js'
+import { httpsRedirectTable, type RouteTable } from '../routing/table.js'
 import { CertificateStore } from '../tls/certificates.js'
 import { HelloStatus, parseClientHello } from '../tls/client-hello.js'
 import { Handshake, type HandshakeHost } from '../tls/terminate.js'
 import { Sniffer, Verdict } from './sniff.js'
 import { AccessControl, parseAddress } from './access.js'
-import { Admission, ConnectionCaps } from './caps.js'
+import { Admission, type ConnectionCaps } from './caps.js'
 
 /** How often an access file is checked for changes, ms. */
 const ACCESS_RELOAD_INTERVAL = 2000
@@ -98,7 +99,7 @@ class Detection implements Timed {
     this.listener = listener
     this.socket = socket as OwnedSocket
     this.socket[kOwner] = this
-    this.#sniffer = new Sniffer(listener.config.maxRequestLine, listener.hasFallback)
+    this.#sniffer = new Sniffer(listener.core.settings.maxRequestLine, listener.hasFallback)
     socket.on('data', onDetectData)
     socket.on('end', onDetectEnd)
     socket.on('error', onDetectError)
@@ -119,14 +120,14 @@ class Detection implements Timed {
     this.length += chunk.length
     if (this.phase === Phase.HELLO) return this.#hello()
     const verdict = this.#sniffer.feed(chunk)
-    const config = this.listener.config
+    const listener = this.listener
     switch (verdict) {
       case Verdict.HTTP:
         return this.listener.toHttp(this)
       case Verdict.OTHER:
         return this.listener.toOther(this)
       case Verdict.TLS:
-        if (first) this.deadline = clock.after(config.timeouts.tlsHandshake)
+        if (first) this.deadline = clock.after(listener.model.timeouts.tlsHandshake)
         this.phase = Phase.HELLO
         return this.#hello()
       case Verdict.HTTP_PREFIX:
@@ -135,12 +136,13 @@ class Detection implements Timed {
         if (this.phase !== Phase.HEAD) {
           this.phase = Phase.HEAD
           this.headSince = clock.refresh()
-          this.deadline = this.headSince + Math.min(rateCheckInterval(config.timeouts), config.timeouts.requestHead)
+          const timeouts = listener.core.settings.timeouts
+          this.deadline = this.headSince + Math.min(rateCheckInterval(timeouts), timeouts.requestHead)
         }
         return
       case Verdict.MORE:
         // a TLS record's first byte: the handshake timeout runs from here, not the detect timeout
-        if (first) this.deadline = clock.after(config.timeouts.tlsHandshake)
+        if (first) this.deadline = clock.after(listener.model.timeouts.tlsHandshake)
     }
   }
 
@@ -185,10 +187,10 @@ class Detection implements Timed {
    * and handed to the engine (which answers 408, counting from the first byte) once either runs out.
    */
   #headCheck (now: number): void {
-    const config = this.listener.config
-    const end = this.headSince + config.timeouts.requestHead
-    if (now >= end || belowMinRate(this.length, now - this.headSince, config.minDataRate)) return this.listener.toHttp(this)
-    this.deadline = Math.min(now + rateCheckInterval(config.timeouts), end)
+    const settings = this.listener.core.settings
+    const end = this.headSince + settings.timeouts.requestHead
+    if (now >= end || belowMinRate(this.length, now - this.headSince, settings.minDataRate)) return this.listener.toHttp(this)
+    this.deadline = Math.min(now + rateCheckInterval(settings.timeouts), end)
   }
 
   /** A defect of rp4's own while handing over from the clock: this connection closes, nothing is left holding it. */
@@ -229,72 +231,86 @@ function onDetectEnd (this: OwnedSocket): void { this[kOwner].onEnd() }
 function onDetectError (): void { /* 'close' follows */ }
 function onDetectClose (this: OwnedSocket): void { this[kOwner].release() }
 
-/** Server names mapped to backends: exact names, and `*.domain` for one more label. */
+/**
+ * Server names relayed as raw TLS: exact names, `*.domain` for one more label, and `*` for every
+ * other name (and a ClientHello without SNI).
+ */
 class SniRoutes {
-  readonly exact = new Map<string, Balancer>()
-  readonly wildcard = new Map<string, Balancer>()
+  readonly exact = new Map<string, Group>()
+  readonly wildcard = new Map<string, Group>()
+  any: Group | null = null
 
-  constructor (config: Config) {
-    for (const route of config.tls.passthrough) {
-      const group = new Balancer([route.target], config.timeouts.failedTarget)
-      if (route.name.startsWith('*.')) this.wildcard.set(route.name.slice(2), group)
+  constructor (routes: ReadonlyArray<Readonly<{ name: string, upstream: string }>>, core: ProxyCore) {
+    for (const route of routes) {
+      const group = core.group(route.upstream)
+      if (route.name === '*') this.any = group
+      else if (route.name.startsWith('*.')) this.wildcard.set(route.name.slice(2), group)
       else this.exact.set(route.name, group)
     }
   }
 
-  get size (): number { return this.exact.size + this.wildcard.size }
+  get size (): number { return this.exact.size + this.wildcard.size + (this.any === null ? 0 : 1) }
 
-  find (name: string): Balancer | undefined {
+  find (name: string | null): Group | undefined {
+    if (name === null) return this.any ?? undefined
     const found = this.exact.get(name)
     if (found !== undefined) return found
     const dot = name.indexOf('.')
-    return dot > 0 ? this.wildcard.get(name.slice(dot + 1)) : undefined
+    return (dot > 0 ? this.wildcard.get(name.slice(dot + 1)) : undefined) ?? this.any ?? undefined
   }
 }
 
 export class Listener implements PassthroughHost, HandshakeHost {
   readonly server: Server
   readonly core: ProxyCore
-  readonly config: Config
+  readonly model: ListenerModel
   readonly certificates: CertificateStore | null
   readonly detecting = new Set<Detection>()
   readonly #handshakes = new Set<Handshake>()
   readonly #tunnels = new Set<Passthrough>()
-  readonly #targets: Balancer
-  readonly #fallback: Balancer | null
-  readonly #routes: SniRoutes
+  /** A raw TCP listener's group. */
+  readonly #upstream: Group | null
+  readonly #fallback: Group | null
+  readonly #sni: SniRoutes
+  /** The routes HTTP is served with (over TLS, and in the clear unless `cleartext` says otherwise). */
+  readonly #routes: RouteTable
+  /** Cleartext HTTP on a port with certificates: redirected (a table), refused (null), or served (`#routes`). */
+  readonly #cleartext: RouteTable | null
   readonly #access: AccessControl | null
   readonly #caps: ConnectionCaps
 
-  constructor (core: ProxyCore, hooks: ListenerHooks) {
+  constructor (core: ProxyCore, model: ListenerModel, hooks: ListenerHooks) {
     this.core = core
-    const config = this.config = core.config
-    this.#targets = new Balancer(config.targets, config.timeouts.failedTarget)
-    this.#fallback = config.tcpFallback === null ? null : new Balancer(config.tcpFallback, config.timeouts.failedTarget)
-    this.#routes = new SniRoutes(config)
-    this.certificates = config.tls.certificates.length === 0
+    this.model = model
+    this.#upstream = model.protocol === 'tcp' && model.upstream !== null ? core.group(model.upstream) : null
+    this.#fallback = model.tcpFallback === null ? null : core.group(model.tcpFallback)
+    const tls = model.tls
+    this.#sni = new SniRoutes(tls?.passthrough ?? [], core)
+    this.#routes = model.redirectToHttps ? httpsRedirectTable(false) : core.table(model.routes)
+    const terminates = tls !== null && tls.certificates.length > 0
+    this.#cleartext = !terminates || tls.cleartext === 'serve' ? this.#routes : tls.cleartext === 'redirect' ? httpsRedirectTable(true) : null
+    this.certificates = !terminates
       ? null
-      : new CertificateStore(config.tls.certificates, config.tls.reloadInterval, {
+      : new CertificateStore(tls.certificates, tls.reloadInterval, {
         onLoad: names => hooks.onCertificates(names),
         onReloadError: err => core.proxyError(new ProxyError('certificate_reload_failed',
           `certificates not reloaded, the previous ones stay: ${err.message}`, 'internal', 0)),
       })
     // the access file loads here: a line that does not parse throws now, naming the file and the line
-    this.#access = config.access === null
+    this.#access = model.access === null
       ? null
-      : new AccessControl(config.access.rules, config.access.file, ACCESS_RELOAD_INTERVAL, {
+      : new AccessControl(model.access.rules, model.access.file, ACCESS_RELOAD_INTERVAL, {
         onReload: () => {},
         onReloadError: err => core.proxyError(new ProxyError('access_reload_failed',
           `access file not reloaded, the previous lists stay: ${err.message}`, 'internal', 0)),
       })
-    this.#caps = new ConnectionCaps(config.limits.maxConnections, config.limits.maxConnectionsPerIp)
+    this.#caps = core.caps
     // half-open: a client that sends its requests then shuts down its side still gets the answers
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, socket => this.accept(socket))
   }
 
-  get connectTimeout (): number { return this.config.timeouts.connect }
-  get idleTimeout (): number { return this.config.timeouts.tcpIdle }
-  get handshakeTimeout (): number { return this.config.timeouts.tlsHandshake }
+  get idleTimeout (): number { return this.model.timeouts.tcpIdle }
+  get handshakeTimeout (): number { return this.model.timeouts.tlsHandshake }
   get hasFallback (): boolean { return this.#fallback !== null }
   /** Connections relayed raw (passthrough, fallback, relayed TLS), connecting or relaying. */
   get tunnelCount (): number { return this.#tunnels.size }
@@ -319,16 +335,20 @@ export class Listener implements PassthroughHost, HandshakeHost {
         ? `${this.#caps.max} connections open (limits.maxConnections)`
         : `${this.#caps.maxPerIp} connections open from this client (limits.maxConnectionsPerIp)`)
     }
-    if (this.config.tcp) {
-      this.#tunnels.add(new Passthrough(this, socket, null, this.#targets))
+    if (this.#upstream !== null) {
+      this.#tunnels.add(new Passthrough(this, socket, null, this.#upstream))
       return
     }
-    this.detecting.add(new Detection(this, socket, this.config.timeouts.detect))
+    this.detecting.add(new Detection(this, socket, this.model.timeouts.detect))
   }
 
   toHttp (detection: Detection): void {
+    const routes = this.#cleartext
+    if (routes === null) {
+      return detection.fail('cleartext_refused', 'cleartext HTTP on a port that serves TLS (tls.cleartext: refuse)')
+    }
     detection.release()
-    this.core.acceptHttp(detection.socket, detection.data, false, detection.phase === Phase.HEAD ? detection.headSince : 0)
+    this.core.acceptHttp(detection.socket, detection.data, false, routes, detection.phase === Phase.HEAD ? detection.headSince : 0)
   }
 
   toOther (detection: Detection): void {
@@ -342,7 +362,7 @@ export class Listener implements PassthroughHost, HandshakeHost {
   }
 
   toTls (detection: Detection, serverName: string | null): void {
-    const route = serverName !== null && this.#routes.size > 0 ? this.#routes.find(serverName) : undefined
+    const route = this.#sni.size > 0 ? this.#sni.find(serverName) : undefined
     if (route === undefined && this.certificates === null) {
       // rp4 cannot terminate it: relayed raw only where the user asked for raw relays
       if (this.#fallback !== null) return this.toOther(detection)
@@ -378,7 +398,7 @@ export class Listener implements PassthroughHost, HandshakeHost {
   }
 
   secured (socket: TLSSocket): void {
-    this.core.acceptHttp(socket, null, true)
+    this.core.acceptHttp(socket, null, true, this.#routes)
   }
 
   clientError (error: ProxyError, client: string): void {

@@ -1,20 +1,22 @@
 /**
- * What every connection of one proxy shares: the settings of the HTTP engine, the routes and the
- * upstream groups, the counters, and the doors out to the typed events (emitted only when
- * somebody listens). It is the host the downstream connections and sessions are given; they reach
- * nothing else.
+ * What every connection of one proxy shares, built from the configuration model once: the HTTP
+ * engine's settings, the upstream groups, the compiled routes, the connection caps over every
+ * listener, the counters, and the doors out to the typed events (emitted only when somebody
+ * listens). It is the host the downstream connections and sessions are given; they reach nothing
+ * else.
  */
 import type { Socket } from 'node:net'
-import type { Config } from '../config/resolve.js'
+import type { Model } from '../config/model.js'
 import { clock } from '../core/clock.js'
 import type { ProxyError } from '../core/errors.js'
 import type { ProxyEvents } from '../core/events.js'
 import { H1Connection, type H1Host, type H1Settings } from '../downstream/h1-connection.js'
-import { hideHeadersFilter, interceptErrorsFilter, rateLimitFilter } from '../filters/builtin.js'
 import type { ForwardContext } from '../http/forwarding.js'
-import type { RequestHead } from '../http/message.js'
-import { compileFilters, type Filter } from '../session/filter.js'
-import type { Session, SessionRoute } from '../session/session.js'
+import { ConnectionCaps } from '../listener/caps.js'
+import { compileRoute, type CompiledRoute } from '../routing/compile.js'
+import { RouteTable } from '../routing/table.js'
+import type { Filter } from '../session/filter.js'
+import type { Session } from '../session/session.js'
 import { Group } from '../upstream/group.js'
 
 /** The emitter side the core needs: a TypedEmitter<ProxyEvents> in practice. */
@@ -24,63 +26,66 @@ export interface EventSink {
 }
 
 export class ProxyCore implements H1Host {
-  readonly config: Config
+  readonly model: Model
   readonly settings: H1Settings
   readonly via: string
-  /** The upstream group every request goes to (routes and several groups come with the configuration file). */
-  readonly group: Group
-  readonly #route: SessionRoute
+  readonly groups: ReadonlyMap<string, Group>
+  readonly routes: ReadonlyMap<string, CompiledRoute>
+  /** Open client connections of every listener, in all and per client IP. */
+  readonly caps: ConnectionCaps
   readonly clients = new Set<H1Connection>()
   closing = false
   #ids = 0
   readonly #events: EventSink
+  readonly #underscores: boolean
   /** Forwarding contexts by client IP: one object per distinct client, not per request. */
   #contexts = new Map<string, ForwardContext>()
   #tlsContexts = new Map<string, ForwardContext>()
   #onIdle: (() => void) | null = null
 
-  constructor (config: Config, events: EventSink, userFilters: readonly Filter[] = []) {
-    this.config = config
+  constructor (model: Model, events: EventSink, userFilters: ReadonlyMap<string, Filter> = new Map()) {
+    this.model = model
     this.#events = events
-    this.via = config.via
+    const http = model.http
+    this.via = http.via
+    this.#underscores = http.underscoresInHeaders
     this.settings = {
-      maxHeaderSize: config.maxHeaderSize,
-      maxRequestLine: config.maxRequestLine,
-      maxHeaders: config.maxHeaders,
-      maxPipelinedRequests: config.maxPipelinedRequests,
-      minDataRate: config.minDataRate,
-      timeouts: { clientIdle: config.timeouts.clientIdle, requestHead: config.timeouts.requestHead, requestBody: config.timeouts.requestBody },
+      maxHeaderSize: http.maxHeaderSize,
+      maxRequestLine: http.maxRequestLine,
+      maxHeaders: http.maxHeaders,
+      maxPipelinedRequests: http.maxPipelinedRequests,
+      minDataRate: http.minDataRate,
+      timeouts: http.timeouts,
     }
-    this.group = new Group({
-      name: 'default',
-      targets: config.targets,
-      pool: { ...config.upstream, idleTimeout: config.timeouts.upstreamIdle },
-      timeouts: { connect: config.timeouts.connect, failedTarget: config.timeouts.failedTarget },
-      maxHeaderSize: config.maxHeaderSize,
-      maxHeaders: config.maxHeaders,
-    }, this)
-    // the built-in policies first, so that a refused request costs no user filter; on the way
-    // back (reverse order) the user's filters see the response before rp4 hides headers or
-    // replaces an error page
-    const filters: Filter[] = []
-    if (config.rateLimit !== null) filters.push(rateLimitFilter(config.rateLimit.rate, config.rateLimit.burst))
-    if (config.hideHeaders !== null) filters.push(hideHeadersFilter(config.hideHeaders.names))
-    if (config.interceptErrors) filters.push(interceptErrorsFilter())
-    filters.push(...userFilters)
-    this.#route = Object.freeze({
-      name: 'default',
-      action: Object.freeze({ kind: 'proxy' as const, group: this.group }),
-      chain: compileFilters(filters),
-      maxBodySize: config.maxBodySize,
-      responseTimeout: config.timeouts.response,
-      responseTotalTimeout: config.timeouts.responseTotal,
-    })
+    const groups = new Map<string, Group>()
+    for (const [name, group] of model.upstreams) {
+      groups.set(name, new Group({
+        name,
+        targets: group.targets,
+        pool: group.pool,
+        timeouts: group.timeouts,
+        maxHeaderSize: http.maxHeaderSize,
+        maxHeaders: http.maxHeaders,
+      }, this))
+    }
+    this.groups = groups
+    const context = { groups, filters: userFilters, http }
+    this.routes = new Map(model.routes.map(route => [route.name, compileRoute(route, context)]))
+    this.caps = new ConnectionCaps(model.limits.maxConnections, model.limits.maxConnectionsPerIp)
   }
 
   nextId (): number { return ++this.#ids }
 
-  route (_head: RequestHead, _secure: boolean): SessionRoute | null {
-    return this.#route
+  group (name: string): Group {
+    const group = this.groups.get(name)
+    if (group === undefined) throw new TypeError(`no upstream group named "${name}"`)
+    return group
+  }
+
+  /** The routes named (all of them, in configuration order, for null). */
+  table (names: readonly string[] | null): RouteTable {
+    const all = [...this.routes.values()]
+    return new RouteTable(names === null ? all : all.filter(route => names.includes(route.name)))
   }
 
   /** @param secure the client reached rp4 over TLS that rp4 terminated */
@@ -89,19 +94,20 @@ export class ProxyCore implements H1Host {
     let ctx = contexts.get(ip)
     if (ctx === undefined) {
       if (contexts.size > 4096) contexts.clear()
-      ctx = { clientIp: ip, proto: secure ? 'https' : 'http', via: this.config.via, underscores: this.config.allowUnderscoresInHeaders }
+      ctx = { clientIp: ip, proto: secure ? 'https' : 'http', via: this.via, underscores: this.#underscores }
       contexts.set(ip, ctx)
     }
     return ctx
   }
 
   /**
-   * Serve HTTP/1.x on an accepted socket (plain, or a TLSSocket rp4 terminated). `initial` holds
-   * bytes already read from it (while detecting the protocol); they are parsed first.
+   * Serve HTTP/1.x on an accepted socket (plain, or a TLSSocket rp4 terminated) with `routes`.
+   * `initial` holds bytes already read from it (while detecting the protocol); they are parsed
+   * first. `headSince`: when the request head in `initial` began, when that was before this
+   * hand-over (0: now).
    */
-  /** `headSince`: when the request head in `initial` began, when that was before this hand-over (0: now). */
-  acceptHttp (socket: Socket, initial: Buffer | null, secure: boolean, headSince = 0): H1Connection {
-    const client = new H1Connection(this, socket, secure)
+  acceptHttp (socket: Socket, initial: Buffer | null, secure: boolean, routes: RouteTable, headSince = 0): H1Connection {
+    const client = new H1Connection(this, socket, secure, routes)
     this.clients.add(client)
     if (initial !== null && initial.length > 0) client.onData(initial)
     if (headSince > 0) client.headBeganAt(headSince)
@@ -120,7 +126,7 @@ export class ProxyCore implements H1Host {
     this.closing = true
     this.#onIdle = onIdle
     for (const client of [...this.clients]) client.closeWhenIdle()
-    this.group.close()
+    for (const group of this.groups.values()) group.close()
     if (this.clients.size === 0) onIdle()
   }
 

@@ -228,10 +228,11 @@ export class Session implements UpstreamRequest, FilterSession {
   #fillLocation (template: string): string {
     if (!template.includes('$')) return template
     const request = this.request
-    return template.replace(/\$(scheme|host|path|query)/g, (_, name: string) => {
+    return template.replace(/\$(scheme|hostname|host|path|query)/g, (_, name: string) => {
       switch (name) {
         case 'scheme': return this.#downstream.client.secure ? 'https' : 'http'
         case 'host': return request.headers.get('host')?.trim() ?? ''
+        case 'hostname': return request.host
         case 'path': return request.path
         default: return request.query
       }
@@ -433,15 +434,20 @@ export class Session implements UpstreamRequest, FilterSession {
   #sendLocal (): void {
     const local = this.#local!
     this.#local = null
-    const raw: string[] = []
+    const list = new HeaderList()
     const headers = local.headers
-    if (headers !== undefined) {
-      if (Array.isArray(headers)) for (const [name, value] of headers as ReadonlyArray<readonly [string, string]>) raw.push(name, value)
-      else for (const [name, value] of Object.entries(headers)) raw.push(name, value)
+    try {
+      // checked as they are added: a CR or LF from a filter must not split the response
+      if (Array.isArray(headers)) for (const [name, value] of headers as ReadonlyArray<readonly [string, string]>) list.append(name, value)
+      else if (headers !== undefined) for (const [name, value] of Object.entries(headers)) list.append(name, value)
+    } catch (err) {
+      return this.#filterFailed('respond', err)
     }
     const body = local.body === undefined ? EMPTY : typeof local.body === 'string' ? Buffer.from(local.body) : local.body
-    const head = new ResponseHead(local.status, reasonOf(local.status), new HeaderList(raw))
-    head.headers.set('Content-Length', String(body.length))
+    const head = new ResponseHead(local.status, reasonOf(local.status), list)
+    // the body is what was given, whole: its length is the framing
+    list.delete('Transfer-Encoding')
+    list.set('Content-Length', String(body.length))
     if (this.#phase !== Phase.RESPONSE) {
       // hooks that answer in the response phase have had their turn; an answer from the request side goes through them now
       this.#response = Response.STREAMING

@@ -8,16 +8,15 @@
  * it: a server-first protocol's greeting comes from the backend once connected.
  */
 import net, { type Socket } from 'node:net'
-import type { TargetConfig } from '../config/resolve.js'
 import { clock, type Timed } from '../core/clock.js'
 import { ProxyError } from '../core/errors.js'
 import { kOwner } from '../core/symbols.js'
 import { relay, type Relay } from './relay.js'
-import { Balancer } from '../upstream/balancer.js'
+import type { Group } from '../upstream/group.js'
+import type { Target } from '../upstream/target.js'
 
 /** What a passthrough needs from the proxy around it. */
 export interface PassthroughHost {
-  readonly connectTimeout: number
   readonly idleTimeout: number
   upstreamError (error: ProxyError, target: string): void
   /** The passthrough is over: both sockets closed or being destroyed. */
@@ -29,7 +28,7 @@ interface OwnedSocket extends Socket { [kOwner]: Passthrough }
 export class Passthrough implements Timed {
   readonly #host: PassthroughHost
   readonly #client: OwnedSocket
-  readonly #group: Balancer
+  readonly #group: Group
   /** Bytes already read from the client, sent to the backend first (kept until one connects, for failover). */
   readonly #initial: Buffer | null
   #upstream: OwnedSocket | null = null
@@ -41,7 +40,7 @@ export class Passthrough implements Timed {
   #done = false
   deadline = 0
 
-  constructor (host: PassthroughHost, client: Socket, initial: Buffer | null, group: Balancer) {
+  constructor (host: PassthroughHost, client: Socket, initial: Buffer | null, group: Group) {
     this.#host = host
     this.#client = client as OwnedSocket
     this.#group = group
@@ -55,7 +54,7 @@ export class Passthrough implements Timed {
   }
 
   #connect (): void {
-    const index = this.#group.pick(this.#first, this.#attempt)
+    const index = this.#group.balancer.pick(this.#first, this.#attempt)
     if (index === -1) {
       this.destroy()
       return
@@ -63,24 +62,24 @@ export class Passthrough implements Timed {
     if (this.#attempt === 0) this.#first = index
     this.#index = index
     this.#error = null
-    const { host, port } = this.#group.targets[index]
+    const { host, port } = this.#group.targets[index].config
     const upstream = net.connect({ host, port, allowHalfOpen: true, noDelay: true }) as OwnedSocket
     upstream[kOwner] = this
     upstream.on('connect', onUpstreamConnect)
     upstream.on('error', onUpstreamError)
     upstream.on('close', onUpstreamClose)
     this.#upstream = upstream
-    this.deadline = clock.after(this.#host.connectTimeout)
+    this.deadline = clock.after(this.#group.settings.timeouts.connect)
   }
 
-  get target (): TargetConfig { return this.#group.targets[this.#index] }
+  get target (): Target { return this.#group.targets[this.#index] }
 
   onUpstreamConnect (): void {
     const upstream = this.#upstream!
     const client = this.#client
     clock.delete(this)
     this.deadline = 0
-    this.#group.markUp(this.#index)
+    this.#group.balancer.markUp(this.#index)
     upstream.removeListener('connect', onUpstreamConnect)
     upstream.removeListener('error', onUpstreamError)
     upstream.removeListener('close', onUpstreamClose)
@@ -105,7 +104,7 @@ export class Passthrough implements Timed {
   onUpstreamClose (): void {
     if (this.#done) return
     const error = this.#error ?? new ProxyError('connect_failed', `cannot connect to ${this.target.authority}`, 'upstream', 0, true)
-    this.#group.markDown(this.#index)
+    this.#group.balancer.markDown(this.#index)
     this.#host.upstreamError(error, this.target.authority)
     this.#upstream = null
     this.#attempt++

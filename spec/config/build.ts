@@ -28,9 +28,9 @@ t.test('the flat shorthand: one listener, one catch-all route, one group, all na
     listen: { host: '', port: 8080 },
     protocol: 'auto',
     upstream: null,
-    tcpFallback: 'default',
-    // today's behaviour written out: TLS without certificates goes to the targets, cleartext beside it is served
-    tls: { certificates: [], passthrough: [{ name: '*', upstream: 'default' }], reloadInterval: 2000, cleartext: 'serve' },
+    // no TCP fallback unless given: the targets are reached through the HTTP engine only
+    tcpFallback: null,
+    tls: { certificates: [], passthrough: [], reloadInterval: 2000, cleartext: 'serve' },
     redirectToHttps: false,
     routes: null,
     access: null,

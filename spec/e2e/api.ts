@@ -21,7 +21,7 @@ t.test('invalid options: TypeError naming the option', async t => {
     [{ ...base, targets: ['127.0.0.1:70000'] }, 'targets[0]'],
     [{ ...base, targets: ['::1:80'] }, 'targets[0]'],
     [{ ...base, listen: 'abc:def' }, 'listen'],
-    [{ ...base, listen: 42 }, 'listen'],
+    [{ ...base, listen: true }, 'listen'],
     [{ ...base, timeouts: { response: -1 } }, 'timeouts.response'],
     [{ ...base, timeouts: { connect: 'soon' } }, 'timeouts.connect'],
     [{ ...base, upstream: { maxConnections: 0 } }, 'upstream.maxConnections'],

@@ -139,7 +139,7 @@ const BAD: Array<[string, string[], string]> = [
   ['bad duration', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--timeout', 'soon'], 'soon'],
   ['bad --allow range', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--allow', '10.0.0.0/40'], '--allow: "10.0.0.0/40"'],
   ['bad --deny address', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--deny', 'nope'], '--deny: "nope"'],
-  ['missing --access-file', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--access-file', '/nonexistent/rp4-access'], '"/nonexistent/rp4-access" cannot read it'],
+  ['missing --access-file', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--access-file', '/nonexistent/rp4-access'], 'cannot read "/nonexistent/rp4-access"'],
   ['bad --max-connections-per-ip', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--max-connections-per-ip', 'few'], '--max-connections-per-ip'],
   ['--max-connections 0', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--max-connections', '0'], '--max-connections'],
   ['--intercept-errors with --backend-error-pages', ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--intercept-errors', '--backend-error-pages'], '--intercept-errors and --backend-error-pages contradict each other'],

@@ -252,7 +252,7 @@ t.test('certificates reloaded from disk: the next handshake gets the new one, op
 
 t.test('certificate files that cannot be used are named at startup', async t => {
   t.throws(() => createProxy({ listen: '127.0.0.1:0', targets: ['127.0.0.1:1'], tls: { certificates: [{ cert: '/nonexistent.pem', key: a.key }] } }),
-    { name: 'TypeError', message: /tls\.certificates\[0\]\.cert: cannot read/ })
+    { name: 'ConfigError', message: /tls\.certificates\[0\]\.cert: cannot read/ })
   t.throws(() => createProxy({ listen: '127.0.0.1:0', targets: ['127.0.0.1:1'], tls: { certificates: [{ cert: a.cert, key: wild.key }] } }),
     { name: 'TypeError', message: /tls\.certificates\[0\]/ })
 })

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { AccessList, AccessFileError, PrefixTrie, parseAccessFile, parseAddress, parseCidr, type AccessRule, type Address, type Cidr } from '../../lib/listener/access.js'
-import { resolveConfig, createProxy } from '../../lib/index.js'
+import { buildModel, createProxy } from '../../lib/index.js'
 
 /** A seeded generator: failures repeat. */
 function random (seed: number): () => number {
@@ -181,21 +181,22 @@ t.test('the access file: rules, comments, and the bad line by number', async t =
 
 t.test('options: validation names the option; a bad file names the file and the line', async t => {
   const base = { listen: '127.0.0.1:0', targets: ['127.0.0.1:1'] }
-  t.throws(() => resolveConfig({ ...base, access: { allow: ['10.0.0.0/8', 'nope'] } }), /option access\.allow\[1\]: "nope" is not an IP/)
-  t.throws(() => resolveConfig({ ...base, access: { deny: '1.2.3.4' as never } }), /option access\.deny must be an array/)
-  t.throws(() => resolveConfig({ ...base, access: { bogus: 1 } as never }), /unknown option access\.bogus/)
-  t.throws(() => resolveConfig({ ...base, access: { file: '' } }), /option access\.file must be a file name/)
-  t.throws(() => resolveConfig({ ...base, limits: { maxConnections: 0 } }), /option limits\.maxConnections must be an integer from 1/)
-  t.throws(() => resolveConfig({ ...base, limits: { maxConnectionsPerIp: 1.5 } }), /option limits\.maxConnectionsPerIp/)
-  const config = resolveConfig(base)
-  t.equal(config.access, null, 'no access option: no lists')
-  t.same(config.limits, { maxConnections: config.connectionLimit.allowed, maxConnectionsPerIp: 0 }, 'the default caps: what the open files allow, none per IP')
-  t.equal(resolveConfig({ ...base, access: { allow: [], deny: [] } }).access, null, 'empty lists: none')
+  t.throws(() => buildModel({ ...base, access: { allow: ['10.0.0.0/8', 'nope'] } }), /option access\.allow\[1\]: "nope" is not an IP/)
+  t.throws(() => buildModel({ ...base, access: { deny: '1.2.3.4' as never } }), /option access\.deny: must be a list/)
+  t.throws(() => buildModel({ ...base, access: { bogus: 1 } as never }), /option access\.bogus: unknown key/)
+  t.throws(() => buildModel({ ...base, access: { file: '' } }), /option access\.file: an empty file name/)
+  t.throws(() => buildModel({ ...base, limits: { maxConnections: 0 } }), /option limits\.maxConnections: 0: at least 1/)
+  t.throws(() => buildModel({ ...base, limits: { maxConnectionsPerIp: 1.5 } }), /option limits\.maxConnectionsPerIp/)
+  const model = buildModel(base)
+  t.equal(model.listeners[0].access, null, 'no access option: no lists')
+  t.equal(model.limits.maxConnectionsPerIp, 0, 'no cap per IP by default')
+  t.ok(model.limits.maxConnections > 0, 'a global cap: what the open files allow')
+  t.equal(buildModel({ ...base, access: { allow: [], deny: [] } }).listeners[0].access, null, 'empty lists: none')
 
   const dir = mkdtempSync(path.join(tmpdir(), 'rp4-access-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const file = path.join(dir, 'access.txt')
   writeFileSync(file, 'allow 127.0.0.0/8\n# fine so far\ndeny 10.0.0.0/99\n')
   t.throws(() => createProxy({ ...base, access: { file } }), { message: `option access.file: "${file}" line 3: "10.0.0.0/99": the prefix length must be from 0 to 32` })
-  t.throws(() => createProxy({ ...base, access: { file: path.join(dir, 'missing') } }), /option access\.file: ".*missing" cannot read it: ENOENT/)
+  t.throws(() => createProxy({ ...base, access: { file: path.join(dir, 'missing') } }), /option access\.file: cannot read ".*missing": ENOENT/)
 })

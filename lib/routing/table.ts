@@ -1,0 +1,41 @@
+/**
+ * The routes one listener serves, and the two fixed tables a listener may use instead: every
+ * request redirected to https (a :80 listener beside a :443 one, or cleartext HTTP that reached a
+ * port with certificates).
+ */
+import type { RequestHead } from '../http/message.js'
+import { EMPTY_CHAIN } from '../session/filter.js'
+import type { SessionRoute } from '../session/session.js'
+import type { CompiledRoute } from './compile.js'
+import { Router } from './router.js'
+
+export class RouteTable {
+  readonly #router: Router<SessionRoute>
+
+  constructor (routes: readonly CompiledRoute[]) {
+    this.#router = new Router(routes.map(route => ({ match: route.match, route })))
+  }
+
+  /** The route for `head`, or null when none matches (rp4 answers 404). */
+  find (head: RequestHead): SessionRoute | null {
+    return this.#router.find(head)
+  }
+}
+
+/**
+ * Every request answered with a permanent redirect to the same URL over https (308: the method
+ * and body are kept). `samePort`: the https URL keeps the Host header's port (cleartext that
+ * reached the TLS port itself); otherwise it drops it (a :80 listener, https on 443).
+ */
+export function httpsRedirectTable (samePort: boolean): RouteTable {
+  const route: CompiledRoute = Object.freeze({
+    name: samePort ? 'https-redirect-same-port' : 'https-redirect',
+    match: {},
+    action: Object.freeze({ kind: 'redirect' as const, location: samePort ? 'https://$host$path$query' : 'https://$hostname$path$query', status: 308 }),
+    chain: EMPTY_CHAIN,
+    maxBodySize: 0,
+    responseTimeout: 0,
+    responseTotalTimeout: 0,
+  })
+  return new RouteTable([route])
+}
