@@ -54,6 +54,8 @@ export interface SessionHost {
 const enum Response { NONE, STREAMING, DONE }
 const enum Phase { REQUEST, UPSTREAM, RESPONSE, DONE }
 
+/** A request body up to this size is read and dropped after rp4 answered early, keeping the connection. */
+const SKIPPABLE_BODY = 64 * 1024
 /** Request bytes held while no upstream connection is attached; beyond it the client is paused. */
 const PENDING_LIMIT = 64 * 1024
 
@@ -463,10 +465,21 @@ export class Session implements UpstreamRequest, FilterSession {
     this.status = head.status
     this.#responseHead = head
     this.#response = Response.DONE
-    const close = forceClose || !this.requestComplete || this.request.upgrade || !sink.keepAlive
+    const close = forceClose || !this.#bodyCanBeSkipped() || this.request.upgrade || !sink.keepAlive
     sink.head(head, false, close)
     if (body.length > 0 && this.request.method !== 'HEAD') sink.body(body)
     sink.end(close)
+  }
+
+  /**
+   * Answered before the request body arrived: the connection can go on if the rest of the body
+   * can be read and dropped, a bounded Content-Length body the client sends whatever we answer.
+   * A chunked or large body, or one the client holds back for a 100 Continue, closes it instead.
+   */
+  #bodyCanBeSkipped (): boolean {
+    if (this.requestComplete) return true
+    const facts = this.facts
+    return facts.body === BodyKind.LENGTH && facts.contentLength <= SKIPPABLE_BODY && !facts.expectContinue && this.upstream === null
   }
 
   /** Refuse the request with `error.status` (counted and reported as a client error). */

@@ -39,13 +39,16 @@ export class ProxyEventLog extends Observable {
   }
 }
 
-export type TestProxyOptions = Omit<ProxyOptions, 'listen'> & { listen?: string }
+export type TestProxyOptions = Omit<ProxyOptions, 'listen'> & { listen?: string | number }
 
 /** A proxy on 127.0.0.1:0 (unless `listen` says otherwise), closed when the test ends. */
 export async function startProxy (t: Test, options: TestProxyOptions): Promise<StartedProxy> {
   // a loaded machine can delay a client's first bytes past the default detect wait, which would
   // hand an HTTP spec's client to the silent-client TCP fallback: specs of that fallback set it
-  const proxy = createProxy({ listen: '127.0.0.1:0', ...options, timeouts: { detect: 30_000, ...options.timeouts } })
+  // the full form (listeners, routes, upstreams) sets its listeners' timeouts itself
+  const proxy = createProxy('listeners' in options && options.listeners !== undefined
+    ? options as ProxyOptions
+    : { listen: '127.0.0.1:0', ...options, timeouts: { detect: 30_000, ...options.timeouts } })
   const events = new ProxyEventLog(proxy)
   const address = await proxy.listen()
   t.teardown(async () => {

@@ -1,0 +1,196 @@
+/**
+ * The request pipeline end to end, on the full form of the configuration: routes by host, path,
+ * method and header; the respond and redirect actions; path and header edits; several listeners
+ * with their own routes; the library user's filters (sync and async, on every hook) and what
+ * happens when one misbehaves.
+ */
+import t, { type Test } from 'tap'
+import { exchange } from '../helpers/client.js'
+import { header } from '../helpers/framing.js'
+import { ok, startOrigin, type Origin } from '../helpers/origin.js'
+import { startProxy, type StartedProxy } from '../helpers/proxy.js'
+import type { Filter, ProxyOptions } from '../../lib/index.js'
+
+const get = (path: string, host = 'h', ...extra: string[]): string =>
+  [`GET ${path} HTTP/1.1`, `Host: ${host}`, ...extra].map(x => x + '\r\n').join('') + '\r\n'
+
+const named = (origin: Origin, name: string): void => {
+  origin.handler = req => ok(`${name} ${req.url}`)
+}
+
+async function full (t: Test, options: Omit<ProxyOptions, 'listeners'> & { listeners?: ProxyOptions['listeners'] }): Promise<StartedProxy> {
+  return await startProxy(t, {
+    listeners: [{ listen: '127.0.0.1:0', timeouts: { detect: '30s' } }],
+    ...options,
+  } as ProxyOptions)
+}
+
+t.test('routes: exact host, then the longest wildcard, then any host; path prefixes by segment; methods; headers; 404 without a route', async t => {
+  const api = await startOrigin(t, () => ok())
+  const web = await startOrigin(t, () => ok())
+  const canary = await startOrigin(t, () => ok())
+  named(api, 'api')
+  named(web, 'web')
+  named(canary, 'canary')
+  const { port, events } = await full(t, {
+    routes: [
+      { name: 'canary', match: { host: 'www.example.com', headers: { 'X-Canary': '1' } }, proxy: 'canary' },
+      { name: 'api', match: { host: ['api.example.com', '*.api.example.com'], path: '/v1' }, proxy: 'api' },
+      { name: 'api-post', match: { host: '*.example.com', methods: ['POST'] }, proxy: 'api' },
+      { name: 'www', match: { host: '*.example.com' }, proxy: 'web' },
+    ],
+    upstreams: { api: { targets: [api.target] }, web: { targets: [web.target] }, canary: { targets: [canary.target] } },
+  })
+  const body = async (request: string): Promise<string> => (await exchange(port, request, { responses: 1 })).responses[0]?.body.toString() ?? '?'
+  t.equal(await body(get('/v1/users', 'api.example.com')), 'api /v1/users')
+  t.equal(await body(get('/v1', 'EU.API.example.com:8443')), 'api /v1', 'a wildcard host, any case, port ignored')
+  t.equal(await body(get('/v10', 'api.example.com')), 'web /v10', '/v1 does not match /v10: *.example.com takes it')
+  t.equal(await body(get('/x', 'www.example.com', 'X-Canary: 1')), 'canary /x', 'a header condition')
+  t.equal(await body(get('/x', 'www.example.com', 'X-Canary: 2')), 'web /x')
+  t.equal(await body('POST /form HTTP/1.1\r\nHost: shop.example.com\r\nContent-Length: 2\r\n\r\nhi'), 'api /form', 'a method condition')
+  t.equal(await body(get('/./v1/../v1/x', 'api.example.com')), 'api /./v1/../v1/x', 'matched on the normalized path, forwarded as sent')
+  const none = await exchange(port, get('/', 'other.test'), { responses: 1 })
+  t.equal(none.text, 'HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 14\r\n\r\n404 Not Found\n', 'no route: rp4\'s 404, the connection kept')
+  t.notOk(none.closed)
+  t.ok(events.clientErrors.some(e => e.error.code === 'no_route'), 'counted as no_route')
+})
+
+t.test('respond and redirect: exact bytes, placeholders filled, no backend touched', async t => {
+  const origin = await startOrigin(t, () => ok())
+  const { port } = await full(t, {
+    routes: [
+      { match: { pathExact: '/healthz' }, respond: { status: 200, body: 'ok\n' } },
+      { match: { path: '/old' }, redirect: { to: 'https://$host/new$path$query', status: 301 } },
+      { match: { path: '/gone' }, respond: { status: 410, headers: { 'Cache-Control': 'no-store' } } },
+      { proxy: 'app' },
+    ],
+    upstreams: { app: { targets: [origin.target] } },
+  })
+  const health = await exchange(port, get('/healthz') + get('/healthz').replace('GET', 'HEAD'), { responses: 2 })
+  t.equal(health.text,
+    'HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 3\r\n\r\nok\n' +
+    'HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 3\r\n\r\n', 'GET and HEAD: no body for HEAD')
+  const moved = await exchange(port, get('/old/a?b=1', 'example.com'), { responses: 1 })
+  t.equal(moved.responses[0]?.head.line[1], '301')
+  t.equal(header(moved.responses[0]!, 'location'), 'https://example.com/new/old/a?b=1')
+  const gone = await exchange(port, get('/gone'), { responses: 1 })
+  t.equal(gone.text, 'HTTP/1.1 410 Gone\r\nCache-Control: no-store\r\nContent-Length: 0\r\n\r\n')
+  t.equal(origin.requests.length, 0, 'the backend saw none of them')
+  const post = await exchange(port, 'POST /healthz HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello' + get('/healthz'), { responses: 2 })
+  t.same(post.responses.map(r => r.head.line[1]), ['200', '200'], 'a body before a fixed response is read and dropped, the connection goes on')
+})
+
+t.test('path and header edits: stripPrefix, rewritePath, request and response headers', async t => {
+  const origin = await startOrigin(t, req => ok(`${req.url} tenant=${header(req, 'x-tenant') ?? '-'} secret=${header(req, 'x-secret') ?? '-'}`, ['X-Backend: b1', 'X-Debug: yes']))
+  const { port } = await full(t, {
+    routes: [
+      {
+        match: { path: '/api' },
+        stripPrefix: '/api',
+        requestHeaders: { set: { 'X-Tenant': 'acme' }, remove: ['X-Secret'] },
+        responseHeaders: { remove: ['X-Debug'], add: { 'X-Route': 'api' } },
+        proxy: 'app',
+      },
+      { match: { path: '/old' }, rewritePath: { pattern: '^/old/(.*)$', replacement: '/new/$1' }, proxy: 'app' },
+    ],
+    upstreams: { app: { targets: [origin.target] } },
+  })
+  const res = await exchange(port, get('/api/users?x=1', 'h', 'X-Secret: s', 'X-Tenant: spoofed') + get('/api') + get('/old/a/b?q'), { responses: 3 })
+  t.same(res.responses.map(r => r.body.toString()), ['/users?x=1 tenant=acme secret=-', '/ tenant=acme secret=-', '/new/a/b?q tenant=- secret=-'])
+  const first = res.responses[0]!
+  t.equal(header(first, 'x-debug'), undefined, 'a response header removed')
+  t.equal(header(first, 'x-route'), 'api', 'a response header added')
+  t.equal(header(first, 'x-backend'), 'b1')
+})
+
+t.test('listeners: each with its routes; a :80-style listener redirecting to https', async t => {
+  const origin = await startOrigin(t, req => ok(req.url))
+  const { proxy } = await full(t, {
+    listeners: [
+      { name: 'public', listen: '127.0.0.1:0', routes: ['site'], timeouts: { detect: '30s' } },
+      { name: 'admin', listen: '127.0.0.1:0', routes: ['admin', 'site'], timeouts: { detect: '30s' } },
+      { name: 'http', listen: '127.0.0.1:0', redirectToHttps: true, timeouts: { detect: '30s' } },
+    ],
+    routes: [
+      { name: 'admin', match: { path: '/admin' }, respond: { status: 200, body: 'admin\n' } },
+      { name: 'site', proxy: 'app' },
+    ],
+    upstreams: { app: { targets: [origin.target] } },
+  })
+  const ports = Object.fromEntries(proxy.addresses().map(({ name, address }) => [name, address!.port]))
+  t.equal((await exchange(ports.public, get('/admin'), { responses: 1 })).responses[0]?.body.toString(), '/admin', 'the public listener has no admin route')
+  t.equal((await exchange(ports.admin, get('/admin'), { responses: 1 })).responses[0]?.body.toString(), 'admin\n')
+  const redirect = await exchange(ports.http, get('/a?b', 'Example.com:80'), { responses: 1 })
+  t.equal(redirect.responses[0]?.head.line[1], '308', 'permanent, method kept')
+  t.equal(header(redirect.responses[0]!, 'location'), 'https://example.com/a?b')
+})
+
+t.test('user filters: typed hooks in order, a promise holds the client, onLog sees the end', async t => {
+  const origin = await startOrigin(t, req => ok(`${req.url} user=${header(req, 'x-user') ?? '-'}`))
+  const log: string[] = []
+  const auth: Filter = {
+    name: 'auth',
+    async onRequest (session) {
+      // an auth call: answered later, the client's next bytes wait
+      await new Promise(resolve => setTimeout(resolve, 20))
+      const token = session.request.headers.get('authorization')
+      if (token !== 'Bearer good') return session.respond(401, { 'WWW-Authenticate': 'Bearer' }, 'no\n')
+      session.ctx.user = 'alice'
+      return 'continue'
+    },
+    onUpstreamRequest (session, head) {
+      head.headers.set('X-User', String(session.ctx.user))
+      head.headers.delete('authorization')
+    },
+    onResponse (session, head) { head.headers.append('X-Served-To', String(session.ctx.user ?? 'nobody')) },
+    onLog (session, error) { log.push(`${session.request.method} ${session.request.target} ${session.response?.status ?? 0} ${error?.code ?? '-'}`) },
+  }
+  const upper: Filter = {
+    name: 'upper',
+    onResponseBody (_session, chunk) { return Buffer.from(chunk.toString('latin1').toUpperCase(), 'latin1') },
+  }
+  const { port } = await startProxy(t, { targets: [origin.target], filters: [auth, upper] })
+  const res = await exchange(port,
+    get('/a', 'h', 'Authorization: Bearer good') + get('/b', 'h', 'Authorization: Bearer bad') + get('/c', 'h', 'Authorization: Bearer good'),
+    { responses: 3 })
+  t.same(res.responses.map(r => r.head.line[1]), ['200', '401', '200'], 'in request order, though the filter answered /b at once')
+  t.equal(res.responses[0]?.body.toString(), '/A USER=ALICE', 'the upstream request carried X-User and no Authorization; the body upper-cased')
+  t.equal(header(res.responses[0]!, 'x-served-to'), 'alice')
+  t.equal(header(res.responses[1]!, 'www-authenticate'), 'Bearer')
+  t.equal(header(res.responses[1]!, 'x-served-to'), 'nobody', 'the response hooks see rp4\'s own answers too')
+  t.equal(origin.requests.length, 2, '/b never went upstream')
+  t.ok(origin.requests.every(r => header(r, 'authorization') === undefined))
+  t.same(log, ['GET /a 200 -', 'GET /b 401 -', 'GET /c 200 -'])
+})
+
+t.test('a filter that throws, rejects, answers nonsense or sets a header with CRLF: 500 for that request, the proxy goes on', async t => {
+  const origin = await startOrigin(t, req => ok(req.url))
+  const bad: Filter = {
+    name: 'bad',
+    onRequest (session) {
+      switch (session.request.path) {
+        case '/throw': throw new Error('boom')
+        case '/reject': return Promise.reject(new Error('later boom'))
+        case '/nonsense': return 'yes' as never
+        case '/crlf': session.request.headers.set('X-A', 'a\r\nX-Injected: 1'); return 'continue'
+        default: return 'continue'
+      }
+    },
+  }
+  const { port, events } = await startProxy(t, { targets: [origin.target], filters: [bad] })
+  for (const path of ['/throw', '/reject', '/nonsense', '/crlf']) {
+    const res = await exchange(port, get(path) + get('/fine'), { responses: 2 })
+    t.same(res.responses.map(r => `${r.head.line[1]} ${r.body.toString()}`), ['500 500 Internal Server Error\n', '200 /fine'], path)
+  }
+  t.equal(events.clientErrors.filter(e => e.error.code === 'filter_error').length, 0, 'reported as rp4\'s own failures, not the client\'s')
+  t.notOk(origin.requests.some(r => r.url !== '/fine'), 'nothing of the failed requests went upstream')
+})
+
+t.test('options of the full form are checked: unknown keys, a route to a missing group, a filter name nobody gave', async t => {
+  const { createProxy } = await import('../../lib/index.js')
+  const base = { listeners: [{ listen: '127.0.0.1:0' }], upstreams: { app: { targets: ['127.0.0.1:1'] } } }
+  t.throws(() => createProxy({ ...base, routes: [{ proxy: 'nope' }] } as ProxyOptions), /routes\[0\]\.proxy: no upstream named "nope"/)
+  t.throws(() => createProxy({ ...base, routes: [{ proxy: 'app', filters: ['auth'] }] } as ProxyOptions), /routes\[0\]\.filters\[0\]/)
+  t.throws(() => createProxy({ ...base, routes: [{ proxy: 'app', mtach: {} }] } as never), /routes\[0\]\.mtach: unknown key/)
+  t.throws(() => createProxy({ ...base, listen: ':1', routes: [] } as never), /listen/)
+})
