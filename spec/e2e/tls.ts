@@ -300,3 +300,59 @@ t.test('terminated TLS to a TLS backend: https both hops', async t => {
   t.equal(await get(socket, '/'), 'no-sni https')
   socket.destroy()
 })
+
+t.test('upstream group TLS: the name sent and checked, a wrong name refused, a client certificate for mutual TLS', async t => {
+  // an origin that asks for a client certificate signed by the test CA and says whose it got
+  const server = https.createServer({ ...tlsOptions(backendPair), ca: readFileSync(certs.ca.cert), requestCert: true, rejectUnauthorized: false }, (req, res) => {
+    const socket = req.socket as tls.TLSSocket
+    const peer = socket.authorized ? socket.getPeerCertificate().subject.CN : 'anonymous'
+    res.end(`${socket.servername || 'no-sni'} ${peer}`)
+  })
+  server.listen(0, '127.0.0.1')
+  await within(once(server, 'listening'), 5000, 'https origin')
+  t.teardown(() => { server.closeAllConnections(); server.close() })
+  const origin = `https://127.0.0.1:${(server.address() as AddressInfo).port}`
+  const client = await certs.issue('client', ['client.test'])
+  const options = (tlsOptions: Record<string, unknown>) => ({
+    listeners: [{ listen: '127.0.0.1:0', timeouts: { detect: '30s' } }],
+    routes: [{ proxy: 'app' }],
+    upstreams: { app: { targets: [origin], tls: { ca: [certs.ca.cert], ...tlsOptions } } },
+  })
+  const body = async (started: { port: number }): Promise<string> =>
+    (await exchange(started.port, 'GET / HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 1 })).responses[0]?.body.toString() ?? '?'
+
+  t.equal(await body(await startProxy(t, options({ servername: 'backend.test' }) as never)), 'backend.test anonymous',
+    'an IP target reached under a name: SNI sent, the certificate checked against it')
+  const wrong = await startProxy(t, options({ servername: 'other.test' }) as never)
+  t.equal(await body(wrong), '502 Bad Gateway\n', 'a certificate not valid for the name: 502')
+  t.match(wrong.events.upstreamErrors[0]?.error.message ?? '', /other\.test|altnames|ERR_TLS_CERT_ALTNAME_INVALID/i)
+  t.equal(await body(await startProxy(t, options({ servername: 'backend.test', cert: client.cert, key: client.key }) as never)), 'backend.test client.test',
+    'the client certificate is presented')
+})
+
+t.test('cleartext HTTP on a port with certificates: redirected to https by default, refused or served when asked', async t => {
+  const origin = await startOrigin(t, req => ok(`plain ${req.url}`))
+  const options = (cleartext?: string): never => ({
+    listeners: [{ listen: '127.0.0.1:0', timeouts: { detect: '30s' }, tls: { certificates: [a], ...(cleartext === undefined ? {} : { cleartext }) } }],
+    routes: [{ proxy: 'app' }],
+    upstreams: { app: { targets: [origin.target] } },
+  }) as never
+  const request = 'POST /form?x=1 HTTP/1.1\r\nHost: a.test:8443\r\nContent-Length: 2\r\n\r\nhi'
+  const redirecting = await startProxy(t, options())
+  const res = await exchange(redirecting.port, request, { responses: 1 })
+  t.equal(res.responses[0]?.head.line[1], '308', 'a permanent redirect that keeps the method')
+  t.equal(header(res.responses[0]!, 'location'), 'https://a.test:8443/form?x=1', 'same host and port, over https')
+  const socket = await connect(redirecting.port, { servername: 'a.test' })
+  t.equal(await get(socket, '/over-tls'), 'plain /over-tls', 'TLS on the same port is served')
+  socket.destroy()
+
+  const refusing = await startProxy(t, options('refuse'))
+  const refused = await exchange(refusing.port, request)
+  t.equal(refused.raw.length, 0, 'refused: closed without an answer')
+  t.equal(refused.closed, true)
+  t.ok(refusing.events.clientErrors.some(e => e.error.code === 'cleartext_refused'))
+
+  const serving = await startProxy(t, options('serve'))
+  t.equal((await exchange(serving.port, request, { responses: 1 })).responses[0]?.body.toString(), 'plain /form?x=1', 'served in the clear when asked')
+  t.equal(origin.requests.length, 2, 'only the TLS request and the served one reached the origin')
+})

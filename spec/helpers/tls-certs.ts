@@ -44,7 +44,7 @@ export async function makeCertificates (t: Test): Promise<Certificates> {
     const csr = path.join(dir, name + '.csr')
     const ext = path.join(dir, name + '.ext')
     const san = names.map(n => (/^[\d.]+$|:/.test(n) ? 'IP:' : 'DNS:') + n).join(',')
-    await writeFile(ext, `basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=${san}\n`)
+    await writeFile(ext, `basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=${san}\n`)
     await openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
       '-keyout', pair.key, '-out', csr, '-subj', `/CN=${names[0]}`], dir)
     await openssl(['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-set_serial', String(serial++),
