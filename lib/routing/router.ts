@@ -73,13 +73,14 @@ export class Router<R> {
     })
   }
 
-  /** The route for `head` (its host being `host`, lowercased, no port), or null when none matches. */
-  find (head: RequestHead, host = head.host): R | null {
-    let path: string | null = null
+  /** The route for `head`, or null when none matches. Host and path are worked out only when a route asks about them. */
+  find (head: RequestHead): R | null {
+    const lookup: Lookup = { head, path: null }
+    if (this.#byHost.size === 0 && this.#bySuffix.size === 0) return first(this.#anyHost, lookup)
+    const host = head.host
     const exact = this.#byHost.get(host)
     if (exact !== undefined) {
-      path ??= routingPath(head)
-      const found = first(exact, head, path)
+      const found = first(exact, lookup)
       if (found !== null) return found
     }
     if (this.#bySuffix.size > 0) {
@@ -91,8 +92,7 @@ export class Router<R> {
         if (depth <= this.#deepestSuffix) {
           const list = this.#bySuffix.get(host.slice(dot + 1))
           if (list !== undefined) {
-            path ??= routingPath(head)
-            const found = first(list, head, path)
+            const found = first(list, lookup)
             if (found !== null) return found
           }
         }
@@ -100,8 +100,7 @@ export class Router<R> {
         depth--
       }
     }
-    if (this.#anyHost.length === 0) return null
-    return first(this.#anyHost, head, path ?? routingPath(head))
+    return first(this.#anyHost, lookup)
   }
 }
 
@@ -111,16 +110,24 @@ function push<R> (map: Map<string, Array<Candidate<R>>>, key: string, candidate:
   else list.push(candidate)
 }
 
-function routingPath (head: RequestHead): string {
-  const path = head.path
-  return path === '' ? '/' : normalizePath(path)
+/** One request being routed: its normalized path, worked out on first need. */
+interface Lookup {
+  readonly head: RequestHead
+  path: string | null
 }
 
-function first<R> (list: ReadonlyArray<Candidate<R>>, head: RequestHead, path: string): R | null {
+function routingPath (lookup: Lookup): string {
+  if (lookup.path !== null) return lookup.path
+  const path = lookup.head.path
+  return (lookup.path = path === '' ? '/' : normalizePath(path))
+}
+
+function first<R> (list: ReadonlyArray<Candidate<R>>, lookup: Lookup): R | null {
+  const head = lookup.head
   for (let i = 0; i < list.length; i++) {
     const c = list[i]
-    if (c.exact !== null && path !== c.exact) continue
-    if (c.prefix !== null && !matchesPrefix(path, c.prefix)) continue
+    if (c.exact !== null && routingPath(lookup) !== c.exact) continue
+    if (c.prefix !== null && !matchesPrefix(routingPath(lookup), c.prefix)) continue
     if (c.methods !== null && !c.methods.includes(head.method)) continue
     if (c.headers !== null && !headersMatch(c.headers, head)) continue
     return c.route
