@@ -18,10 +18,8 @@ import { forwardRequest, forwardResponse, HOST_PLACEHOLDER, type ForwardContext 
 import { HeaderList } from '../http/headers.js'
 import { ResponseHead, type RequestHead } from '../http/message.js'
 import { BodyKind, type RequestFacts } from '../http/validate.js'
-import { ReadHold, type UpstreamConnection } from '../upstream/connection.js'
 import type { Group } from '../upstream/group.js'
-import { DispatchState, type UpstreamRequest } from '../upstream/handler.js'
-import type { Target } from '../upstream/target.js'
+import { DispatchState, ReadHold, type RequestChannel, type UpstreamRequest } from '../upstream/handler.js'
 import type { FilterChain, FilterSession, HeaderInit, Verdict } from './filter.js'
 import { ClientHold, type Downstream, type ResponseSink, type UpgradedUpstream } from './sink.js'
 
@@ -72,7 +70,7 @@ export class Session implements UpstreamRequest, FilterSession {
   #phase = Phase.REQUEST
 
   /** The connection carrying this request, once attached. */
-  upstream: UpstreamConnection | null = null
+  upstream: RequestChannel | null = null
   /** Read holds this session put on `upstream`: lifted whenever it leaves that connection. */
   #upstreamHolds = 0
   readonly dispatchState = new DispatchState()
@@ -99,7 +97,7 @@ export class Session implements UpstreamRequest, FilterSession {
   /** Seconds for Retry-After on a 429. */
   #retryAfter = 0
   #error: ProxyError | null = null
-  #tunnel: UpstreamConnection | null = null
+  #tunnel: RequestChannel | null = null
   #upgradeRest: Buffer | null = null
 
   /** @param started when the request began, when that was before now (a head refused before it was complete) */
@@ -147,8 +145,6 @@ export class Session implements UpstreamRequest, FilterSession {
   get responseStarted (): boolean { return this.#response !== Response.NONE }
   get responseTimeout (): number { return this.#route!.responseTimeout }
   get responseTotalTimeout (): number { return this.#route!.responseTotalTimeout }
-  /** The upstream target that answers or was last tried. */
-  get upstreamTarget (): Target | null { return this.dispatchState.target }
 
   // ---- phase: request received ----
 
@@ -263,7 +259,7 @@ export class Session implements UpstreamRequest, FilterSession {
   }
 
   /** Given a connection: write the request head and whatever of the body already arrived. */
-  attach (conn: UpstreamConnection): void {
+  attach (conn: RequestChannel): void {
     this.upstream = conn
     conn.writeHead(this.facts.needsHost ? this.#encoded.replace(HOST_PLACEHOLDER, conn.target.authority) : this.#encoded)
     const pending = this.#pending
@@ -310,7 +306,7 @@ export class Session implements UpstreamRequest, FilterSession {
     this.#downstream.hold(ClientHold.UPSTREAM_FULL)
   }
 
-  #endRequest (conn: UpstreamConnection): void {
+  #endRequest (conn: RequestChannel): void {
     conn.endBody(this.facts.body === BodyKind.CHUNKED)
     this.requestSent = true
     this.#downstream.release(ClientHold.UPSTREAM_FULL)
@@ -568,7 +564,7 @@ export class Session implements UpstreamRequest, FilterSession {
   }
 
   /** Off the connection for good (response complete, upgraded, failed, or the connection closed): its holds go with it. */
-  #leaveUpstream (): UpstreamConnection | null {
+  #leaveUpstream (): RequestChannel | null {
     const conn = this.upstream
     this.upstream = null
     if (conn !== null && this.#upstreamHolds !== 0) conn.release(this.#upstreamHolds)

@@ -13,25 +13,31 @@ import { kOwner } from '../core/symbols.js'
 import { CB_OK, Errno, HeadersResult, ParserType } from '../http1/llhttp.js'
 import { HttpParser, type MessageSink } from '../http1/parser.js'
 import type { MessageHead } from '../http1/head.js'
-import type { UpstreamRequest } from './handler.js'
-import type { Pool } from './pool.js'
-import type { Target } from './target.js'
+import { ReadHold, type RequestChannel, type UpstreamRequest, type UpstreamTarget } from './handler.js'
+
+export { ReadHold }
+
+/** What a connection needs from the pool it belongs to. */
+export interface ConnectionPool {
+  readonly target: UpstreamTarget
+  /** Requests in flight per connection; 1: no pipelining. */
+  readonly pipelining: number
+  /** Every request it carried is done: reuse it, or let it go. */
+  release (conn: UpstreamConnection): void
+  /** It closed (or failed to connect). */
+  forget (conn: UpstreamConnection): void
+  /** It has room for more pipelined requests. */
+  fillPipeline (conn: UpstreamConnection): void
+}
 
 const enum State { CONNECTING, IDLE, ACTIVE, CLOSED }
 
-/** Why reading from the backend is paused: bits, so that each cause lifts only its own. */
-export const enum ReadHold {
-  /** The request being answered cannot pass more on: its client is full, or its turn has not come. */
-  DOWNSTREAM = 1,
-  /** The connection became a tunnel: its new owner reads it. */
-  TUNNEL = 4,
-}
 
 interface OwnedSocket extends Socket { [kOwner]: UpstreamConnection }
 
-export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
-  readonly pool: Pool
-  readonly target: Target
+export class UpstreamConnection implements MessageSink, Timed, WriteOwner, RequestChannel {
+  readonly pool: ConnectionPool
+  readonly target: UpstreamTarget
   readonly socket: OwnedSocket
   readonly #parser: HttpParser
   #state = State.CONNECTING
@@ -55,12 +61,12 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
   #error: ProxyError | null = null
   deadline = 0
 
-  constructor (pool: Pool, opener: UpstreamRequest) {
+  constructor (pool: ConnectionPool, opener: UpstreamRequest) {
     this.pool = pool
     this.target = pool.target
     this.#opener = opener
     opener.dispatchState.connecting = this
-    const settings = pool.target.group.settings
+    const settings = pool.target.settings
     const { host, port, tls: secure } = pool.target.config
     // half-open, so that an upgraded connection can relay a FIN one way while the other keeps flowing;
     // an https:// backend: usable once its certificate is verified (a failure is a connect failure)
@@ -132,7 +138,7 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
   /** Pooled and idle: closed by the coarse clock after the idle timeout. */
   setIdle (): void {
     this.#state = State.IDLE
-    this.deadline = clock.after(this.target.group.settings.pool.idleTimeout)
+    this.deadline = clock.after(this.target.settings.pool.idleTimeout)
   }
 
   /** The oldest request still waiting for its response was written in full. */
@@ -264,7 +270,7 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
   /** A defect of rp4's own surfaced on this connection: it is closed (its exchanges fail), the process goes on. */
   onInternalError (err: unknown): void {
     const error = new ProxyError('internal_error', `internal error: ${(err as Error).stack ?? String(err)}`, 'internal', 502, false, err)
-    this.target.group.events.upstreamError(error, this.target.authority)
+    this.target.events.upstreamError(error, this.target.authority)
     this.destroy(error)
   }
 
@@ -304,13 +310,13 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
     clock.delete(this)
     this.#parser.destroy()
     this.pool.forget(this)
-    const group = this.target.group
+    const target = this.target
     const opener = this.#opener
     if (wasConnecting && opener !== null) {
       this.#opener = null
       opener.dispatchState.connecting = null
       const error = this.#error ?? new ProxyError('connect_failed', `cannot connect to ${this.target.authority}`, 'upstream', 502, true)
-      group.connectFailed(opener, this.target, error)
+      target.connectFailed(opener, error)
       return
     }
     const inflight = this.#inflight.splice(0)
@@ -318,7 +324,7 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner {
     for (let i = 0; i < inflight.length; i++) {
       const error = this.#error ?? new ProxyError('upstream_closed', `${this.target.authority} closed the connection`, 'upstream', 502)
       // the first request failed with the error; those pipelined behind it never got an answer
-      group.connectionLost(inflight[i], i === 0 ? error : new ProxyError('pipeline_aborted', error.message, 'upstream', 502, true), reused || i > 0)
+      target.connectionLost(inflight[i], i === 0 ? error : new ProxyError('pipeline_aborted', error.message, 'upstream', 502, true), reused || i > 0)
     }
   }
 

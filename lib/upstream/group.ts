@@ -4,23 +4,14 @@
  * once), one retry on a fresh connection when a reused one closed before anything of the response
  * came and the request may be replayed, otherwise a failure handed back to the request.
  */
-import type { TargetConfig } from '../config/resolve.js'
 import { ProxyError } from '../core/errors.js'
 import { Balancer } from './balancer.js'
-import type { UpstreamEvents, UpstreamRequest } from './handler.js'
-import { Target } from './target.js'
+import type { GroupSettings, UpstreamEvents, UpstreamRequest } from './handler.js'
+import { Target, type TargetGroup } from './target.js'
 
-export interface GroupSettings {
-  name: string
-  targets: readonly TargetConfig[]
-  pool: Readonly<{ maxConnections: number, maxQueue: number, pipelining: number, idleTimeout: number }>
-  timeouts: Readonly<{ connect: number, failedTarget: number }>
-  /** Limits of the response parser. */
-  maxHeaderSize: number
-  maxHeaders: number
-}
+export type { GroupSettings } from './handler.js'
 
-export class Group {
+export class Group implements TargetGroup {
   readonly settings: GroupSettings
   readonly targets: readonly Target[]
   readonly balancer: Balancer

@@ -5,16 +5,68 @@
  * hands the response over piece by piece, and reports trouble to the group, which decides between
  * another target, a retry and a failure.
  */
+import type { Socket } from 'node:net'
+import type { ConnectionOptions } from 'node:tls'
 import type { MessageHead } from '../http1/head.js'
 import type { ProxyError } from '../core/errors.js'
-import type { UpstreamConnection } from './connection.js'
-import type { Pool } from './pool.js'
-import type { Target } from './target.js'
+
+/** Why reading from the backend is paused: bits, so that each cause lifts only its own. */
+export const enum ReadHold {
+  /** The request being answered cannot pass more on: its client is full, or its turn has not come. */
+  DOWNSTREAM = 1,
+  /** The connection became a tunnel: its new owner reads it. */
+  TUNNEL = 4,
+}
+
+/** A group's settings, as its targets, pools and connections read them. */
+export interface GroupSettings {
+  name: string
+  targets: ReadonlyArray<Readonly<{ host: string, port: number, authority: string, tls: Readonly<ConnectionOptions> | null }>>
+  pool: Readonly<{ maxConnections: number, maxQueue: number, pipelining: number, idleTimeout: number }>
+  timeouts: Readonly<{ connect: number, failedTarget: number }>
+  /** Limits of the response parser. */
+  maxHeaderSize: number
+  maxHeaders: number
+}
+
+/** What pools and connections know of the target they serve (a Target, which asks its group). */
+export interface UpstreamTarget {
+  /** `HOST:PORT`. */
+  readonly authority: string
+  readonly config: Readonly<{ host: string, port: number, tls: Readonly<ConnectionOptions> | null }>
+  readonly settings: GroupSettings
+  readonly events: UpstreamEvents
+  /** The proxy is closing: connections that become idle close instead of waiting in the pool. */
+  readonly closing: boolean
+  /** A connection was made: the target is up. */
+  markUp (): void
+  /** A connection opened for `request` could not be made. */
+  connectFailed (request: UpstreamRequest, error: ProxyError): void
+  /** The connection carrying `request` closed before its response completed. */
+  connectionLost (request: UpstreamRequest, error: ProxyError, mayRetry: boolean): void
+}
+
+/** The connection a request is attached to, as the request uses it. */
+export interface RequestChannel {
+  readonly target: UpstreamTarget
+  writeHead (head: string): void
+  /** False: the socket is full (the request's sender should wait for drain). */
+  writeBody (body: Buffer, chunked: boolean): boolean
+  endBody (chunked: boolean): void
+  armResponseTimeoutIfSent (): void
+  /** `request` is the one whose response is being read now. */
+  isReading (request: UpstreamRequest): boolean
+  hold (reason: ReadHold): void
+  release (reason: number): void
+  destroy (error?: ProxyError): void
+  /** Give the socket up for good (a tunnel takes it). */
+  detach (): Socket
+}
 
 /** The upstream layer's own bookkeeping for one request, kept on the request. */
 export class DispatchState {
   /** The target being tried or that answers. */
-  target: Target | null = null
+  target: UpstreamTarget | null = null
   /** Index of the first target tried: failover goes on from it. */
   first = 0
   /** Targets tried so far after the first (failover). */
@@ -22,9 +74,9 @@ export class DispatchState {
   /** Sent again after a reused connection closed under it: once only. */
   retried = false
   /** The connection being opened for this request. */
-  connecting: UpstreamConnection | null = null
+  connecting: object | null = null
   /** The pool whose queue the request waits in. */
-  waitingIn: Pool | null = null
+  waitingIn: { cancel (request: UpstreamRequest): void } | null = null
 }
 
 export interface UpstreamRequest {
@@ -44,7 +96,7 @@ export interface UpstreamRequest {
   readonly responseTotalTimeout: number
 
   /** A connection is ready: write the request (head and whatever of the body is at hand). */
-  attach (conn: UpstreamConnection): void
+  attach (conn: RequestChannel): void
   /** A response head (an interim 1xx too). Returns a HeadersResult, or CB_ERROR. */
   onResponseHead (head: MessageHead, untilClose: boolean): number
   /** A piece of the response body. Returns CB_OK, or CB_ERROR to stop. */

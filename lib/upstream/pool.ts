@@ -4,12 +4,11 @@
  */
 import { ProxyError } from '../core/errors.js'
 import { hasPendingOutput } from '../core/batch.js'
-import { UpstreamConnection } from './connection.js'
-import type { UpstreamRequest } from './handler.js'
-import type { Target } from './target.js'
+import { UpstreamConnection, type ConnectionPool } from './connection.js'
+import type { UpstreamRequest, UpstreamTarget } from './handler.js'
 
-export class Pool {
-  readonly target: Target
+export class Pool implements ConnectionPool {
+  readonly target: UpstreamTarget
 
   readonly #idle: UpstreamConnection[] = []
   readonly #open = new Set<UpstreamConnection>()
@@ -19,9 +18,9 @@ export class Pool {
   readonly #maxQueue: number
   readonly #pipelining: number
 
-  constructor (target: Target) {
+  constructor (target: UpstreamTarget) {
     this.target = target
-    const settings = target.group.settings.pool
+    const settings = target.settings.pool
     this.#max = settings.maxConnections
     this.#maxQueue = settings.maxQueue
     this.#pipelining = settings.pipelining
@@ -82,7 +81,7 @@ export class Pool {
       // paused by someone no longer on it: whoever it went to next would never be read. A defect
       // of ours, caught here so that it costs one connection, not a request
       const error = new ProxyError('internal_error', `internal error: ${this.target.authority} connection released while paused (holds ${conn.holds})`, 'internal', 502)
-      this.target.group.events.upstreamError(error, this.target.authority)
+      this.target.events.upstreamError(error, this.target.authority)
       conn.destroy(error)
       return
     }
@@ -91,7 +90,7 @@ export class Pool {
       conn.send(next)
       return
     }
-    if (this.target.group.closing) {
+    if (this.target.closing) {
       conn.destroy()
       return
     }
@@ -112,7 +111,7 @@ export class Pool {
     this.#open.delete(conn)
     const i = this.#idle.indexOf(conn)
     if (i !== -1) this.#idle.splice(i, 1)
-    if (this.#open.size < this.#max && !this.target.group.closing) {
+    if (this.#open.size < this.#max && !this.target.closing) {
       const next = this.#nextWaiting()
       if (next !== null) this.#connect(next)
     }

@@ -1,29 +1,47 @@
 /**
- * One backend address of a group: its address and TLS settings, and its pool of HTTP connections
- * (opened on first use: a target of a raw TCP listener never needs one).
+ * One backend address of a group: its address and TLS settings, its health as the group's
+ * balancer keeps it, and its pool of HTTP connections (opened on first use: a target of a raw TCP
+ * listener never needs one). What its pool and connections ask of the group goes through here.
  */
-import type { TargetConfig } from '../config/resolve.js'
-import type { Group } from './group.js'
+import type { ProxyError } from '../core/errors.js'
+import type { Balancer } from './balancer.js'
+import type { GroupSettings, UpstreamEvents, UpstreamRequest, UpstreamTarget } from './handler.js'
 import { Pool } from './pool.js'
 
-export class Target {
-  readonly config: TargetConfig
-  readonly group: Group
+/** What a target needs from its group. */
+export interface TargetGroup {
+  readonly settings: GroupSettings
+  readonly balancer: Balancer
+  readonly events: UpstreamEvents
+  readonly closing: boolean
+  connectFailed (request: UpstreamRequest, target: Target, error: ProxyError): void
+  connectionLost (request: UpstreamRequest, error: ProxyError, mayRetry: boolean): void
+}
+
+export class Target implements UpstreamTarget {
+  readonly config: GroupSettings['targets'][number]
+  readonly group: TargetGroup
   /** Position in the group: what the balancer counts in. */
   readonly index: number
   #pool: Pool | null = null
 
-  constructor (group: Group, config: TargetConfig, index: number) {
+  constructor (group: TargetGroup, config: GroupSettings['targets'][number], index: number) {
     this.group = group
     this.config = config
     this.index = index
   }
 
   get authority (): string { return this.config.authority }
+  get settings (): GroupSettings { return this.group.settings }
+  get events (): UpstreamEvents { return this.group.events }
+  get closing (): boolean { return this.group.closing }
   get pool (): Pool { return (this.#pool ??= new Pool(this)) }
   get hasPool (): boolean { return this.#pool !== null }
 
   /** Connecting failed: skipped by the balancer for a while (passive health). */
   markDown (): void { this.group.balancer.markDown(this.index) }
   markUp (): void { this.group.balancer.markUp(this.index) }
+
+  connectFailed (request: UpstreamRequest, error: ProxyError): void { this.group.connectFailed(request, this, error) }
+  connectionLost (request: UpstreamRequest, error: ProxyError, mayRetry: boolean): void { this.group.connectionLost(request, error, mayRetry) }
 }
