@@ -6,7 +6,7 @@
  * build.ts), so that the full form prints back as the user would write it (`rp4 config
  * --from-flags`) and loads back to the same model.
  *
- * What the flat form does implicitly is written out: on the flat listener cleartext HTTP beside
+ * What the flat form does implicitly is written out: on the flat listener, cleartext HTTP beside
  * TLS is served (`cleartext: serve`), as it always was. No TCP fallback unless `tcpFallback` names
  * one: the targets are HTTP backends, reached only through the HTTP engine.
  */
@@ -82,12 +82,15 @@ export function expandFlat (o: Options): Expanded {
       from(['upstreams', group, 'targets', 0], ['tls', 'passthrough', name])
     })
     const certificates = o.tls?.certificates ?? []
-    tls = compact({
-      certificates: certificates.length > 0 ? certificates : undefined,
-      passthrough,
-      cleartext: 'serve',
-      reloadInterval: o.tls?.reloadInterval,
-    })
+    // nothing to terminate or route: TLS is bytes of no known protocol, as on a listener without tls
+    if (certificates.length > 0 || Object.keys(passthrough).length > 0) {
+      tls = compact({
+        certificates: certificates.length > 0 ? certificates : undefined,
+        passthrough: Object.keys(passthrough).length > 0 ? passthrough : undefined,
+        cleartext: 'serve',
+        reloadInterval: o.tls?.reloadInterval,
+      })
+    }
     from(['listeners', 0, 'tls'], ['tls'])
   }
 

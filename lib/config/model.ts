@@ -88,8 +88,9 @@ export interface ListenerTls {
   certificates: ReadonlyArray<Readonly<{ cert: string, key: string }>>
   /**
    * Server names relayed as raw TLS: `name` or `*.domain` (one more label) → upstream group; `*`
-   * (last when present) relays every other name, and a ClientHello without SNI, instead of
-   * terminating (the flat form without certificates: TLS relayed to the targets).
+   * (last when present, never beside certificates) relays every other name, and a ClientHello
+   * without SNI. A name nothing here matches is terminated with the certificates; with none, it
+   * is bytes of no known protocol (`tcpFallback`, or closed).
    */
   passthrough: ReadonlyArray<Readonly<{ name: string, upstream: string }>>
   /** How often certificate files are checked for changes, ms; 0 never. */

@@ -140,13 +140,13 @@ export const RequestBodyTimeout = duration({ description: 'a request body may pa
 export const UpstreamIdleTimeout = duration({ description: 'an idle pooled backend connection is closed', default: '30s', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--upstream-idle-timeout', arg: 'DUR', group: 'Timeouts' } })
 export const FailedTargetTimeout = duration({ description: 'a backend that failed to connect is skipped this long', default: '10s', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--failed-target-timeout', arg: 'DUR', group: 'Timeouts' } })
 export const TcpIdleTimeout = duration({ description: 'a relayed TCP connection (raw, passthrough, fallback) with no byte either way is closed', default: '1h', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--tcp-idle-timeout', arg: 'DUR', group: 'Protocols and TCP' } })
-export const DetectTimeout = duration({ description: 'a client silent this long is relayed as TCP (server-first protocols)', default: '300ms', min: '1ms', max: '1m', flag: { name: '--detect-timeout', arg: 'DUR', group: 'Protocols and TCP' } })
+export const DetectTimeout = duration({ description: 'with a TCP fallback, a client silent this long is relayed there (a server-first protocol); without one, it is served HTTP', default: '300ms', min: '1ms', max: '1m', flag: { name: '--detect-timeout', arg: 'DUR', group: 'Protocols and TCP', help: 'with --tcp-to: a client silent this long is relayed there (the server speaks first); without: it is served HTTP' } })
 export const TlsHandshakeTimeout = duration({ description: 'a client must complete its TLS handshake (ClientHello included)', default: '10s', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--tls-handshake-timeout', arg: 'DUR', group: 'TLS' } })
 export const ReloadInterval = duration({ description: 'how often certificate files are checked for changes', default: '2s', zero: 'never', min: '10ms', max: TIMEOUT_MAX })
 
 export const MaxConnectionsPerTarget = count({ description: 'connections per backend; more requests wait in a queue', default: 256, min: 1, max: 1_000_000, flag: { name: '--max-conns', arg: 'N', group: 'Backends' } })
 export const MaxQueue = count({ description: 'requests waiting for a backend connection; beyond it 503', default: 4096, min: 0, max: 1_000_000, flag: { name: '--max-queue', arg: 'N', group: 'Backends' } })
-export const Pipelining = count({ description: 'GET/HEAD requests in flight per backend connection (1: no pipelining)', default: 1, min: 1, max: 1024, flag: { name: '--pipelining', arg: 'N', group: 'Backends' } })
+export const Pipelining = count({ description: 'GET/HEAD requests in flight per backend connection (1: no pipelining); 8 pays for small-request traffic (see Performance)', default: 1, min: 1, max: 1024, flag: { name: '--pipelining', arg: 'N', group: 'Backends' } })
 
 export const MaxPipelinedRequests = count({ description: 'requests in flight per client connection', default: 32, min: 1, max: 1024, flag: { name: '--max-pipelined', arg: 'N', group: 'Limits' } })
 export const MaxHeaderSize = size({ description: 'largest request or response head; a larger request gets 431', default: '64k', min: 256, max: '1m', flag: { name: '--max-header-size', arg: 'BYTES', group: 'Limits' } })
@@ -231,12 +231,12 @@ export const FLAT = {
   targets: opt(Type.Array(TargetAddress, { minItems: 1, description: 'the backends; several: round robin, failing over to the next when a connect fails', flag: { name: '--to', arg: 'HOST:PORT', repeat: true, group: 'Backends', help: 'a backend; repeat for several (round robin, failover to the next one when a connect fails); https://HOST[:PORT] speaks TLS to it', defaultText: '(required)' } })),
   tcp: opt(bool({ description: 'relay every connection as raw TCP to the targets: no HTTP, no protocol detection', default: false, flag: { name: '--tcp', group: 'Protocols and TCP', set: true, defaultText: 'off' } })),
   tcpFallback: opt(Type.Union([Type.Array(TcpTarget, { minItems: 1 }), Type.Literal(false)], {
-    description: 'where connections that are neither HTTP nor TLS go (and a client silent for the detect timeout); false closes them',
-    defaultText: 'the targets',
+    description: 'where connections that are neither HTTP nor TLS are relayed as raw TCP; also a client silent for the detect timeout, and TLS with no certificate or passthrough name for it; false: none (the default: such bytes close the connection)',
+    defaultText: 'none',
     expected: 'must be a list of HOST:PORT, or false',
     flag: [
-      { name: '--tcp-to', arg: 'HOST:PORT', repeat: true, group: 'Protocols and TCP', help: 'where connections that are neither HTTP nor TLS go; repeat for several', defaultText: 'the --to backends' },
-      { name: '--no-tcp-fallback', set: false, group: 'Protocols and TCP', help: 'close connections that are neither HTTP nor TLS', defaultText: '' },
+      { name: '--tcp-to', arg: 'HOST:PORT', repeat: true, group: 'Protocols and TCP', help: 'relay connections that are neither HTTP nor TLS there as raw TCP (then also TLS without a certificate, and a client silent for --detect-timeout); repeat for several', defaultText: 'none: such connections are closed' },
+      { name: '--no-tcp-fallback', set: false, group: 'Protocols and TCP', help: 'no --tcp-to (the default; accepted for old command lines)', defaultText: '' },
     ],
   })),
   tls: opt(section({
@@ -248,7 +248,7 @@ export const FLAT = {
       flag: { name: '--sni', arg: 'NAME=HOST:PORT', entry: true, group: 'TLS', help: 'relay TLS for server name NAME (or *.domain) untouched to HOST:PORT; repeat for several' },
     })),
     reloadInterval: opt(ReloadInterval),
-  }, 'TLS rp4 terminates, and TLS it relays untouched by server name; without certificates, TLS is relayed to the targets')),
+  }, 'TLS rp4 terminates, and TLS it relays untouched by server name')),
   upstreamTls: opt(section({
     ca: opt(Type.Array(text('file', { description: 'a PEM file' }), { description: 'CA certificates (PEM files) trusted for `https://` backends instead of Node\'s bundled roots', defaultText: "Node's roots", flag: { name: '--ca', arg: 'FILE', repeat: true, group: 'Backends', help: 'trust this CA (PEM) for https:// backends instead of the bundled roots; repeat for several' } })),
     verify: opt(UpstreamVerify),

@@ -28,9 +28,9 @@ t.test('the flat shorthand: one listener, one catch-all route, one group, all na
     listen: { host: '', port: 8080 },
     protocol: 'auto',
     upstream: null,
-    // no TCP fallback unless given: the targets are reached through the HTTP engine only
+    // no TCP fallback unless asked for; no certificate or passthrough name: TLS is bytes of no known protocol
     tcpFallback: null,
-    tls: { certificates: [], passthrough: [], reloadInterval: 2000, cleartext: 'serve' },
+    tls: null,
     redirectToHttps: false,
     routes: null,
     access: null,
@@ -133,7 +133,7 @@ t.test('the flat shorthand: every key lands where the full form has it, units co
   t.equal(model.limits.maxConnectionsPerIp, 32)
 })
 
-t.test('tcp: one raw listener, no route; tcpFallback false: none', async t => {
+t.test('tcp: one raw listener, no route; tcpFallback false: none, as without it', async t => {
   const raw = buildModel({ listen: '5432', targets: ['10.0.0.7:5432'], tcp: true })
   t.equal(raw.listeners[0].protocol, 'tcp')
   t.equal(raw.listeners[0].upstream, 'default')
@@ -141,6 +141,9 @@ t.test('tcp: one raw listener, no route; tcpFallback false: none', async t => {
   t.equal(raw.listeners[0].tcpFallback, null)
   t.same(raw.routes, [])
   t.equal(buildModel({ listen: ':0', targets: ['a:1'], tcpFallback: false }).listeners[0].tcpFallback, null)
+  const passthrough = buildModel({ listen: ':0', targets: ['a:1'], tls: { passthrough: { 'db.example.com': 'b:1' }, reloadInterval: '5s' } }).listeners[0].tls
+  t.same(passthrough, { certificates: [], passthrough: [{ name: 'db.example.com', upstream: 'passthrough-1' }], reloadInterval: 5000, cleartext: 'serve' })
+  t.equal(buildModel({ listen: ':0', targets: ['a:1'], tls: { reloadInterval: '5s' } }).listeners[0].tls, null, 'nothing to terminate or relay')
 })
 
 t.test('the full form: defaults, names, matches, actions, filters in their order', async t => {
