@@ -20,7 +20,7 @@ import * as S from './schema.js'
 import { parseUnit } from './units.js'
 import { ConfigError, describe, type Path, type Problem } from './problems.js'
 import { validate, canonicalHost, type ValidateContext } from './validate.js'
-import { defaultRouteName, isFullForm, listenText } from './consistency.js'
+import { defaultRouteName, isFullForm, listenText, listenerNames } from './consistency.js'
 import { expandFlat, translatePath } from './expand.js'
 
 export interface BuildContext extends ValidateContext {
@@ -69,7 +69,8 @@ function assemble (o: Obj, files: Problem[]): Model {
     upstreams.set(name, buildGroup(name, group, ['upstreams', name], files))
   }
   const routes = ((o.routes ?? []) as Obj[]).map((route, i) => buildRoute(route, i))
-  const listeners = (o.listeners as Obj[]).map((listener, i) => buildListener(listener, ['listeners', i], files))
+  const names = listenerNames(o.listeners as Obj[])
+  const listeners = (o.listeners as Obj[]).map((listener, i) => buildListener(listener, names[i], ['listeners', i], files))
   const limits = (o.limits ?? {}) as Obj
   const allowed = DEFAULT_LIMITS.maxConnections
   const asked = (limits.maxConnections ?? allowed) as number
@@ -188,7 +189,7 @@ function buildAccess (a: Obj | undefined, at: Path, files: Problem[]): AccessMod
   return freeze({ rules: freeze(rules), file })
 }
 
-function buildListener (l: Obj, at: Path, files: Problem[]): ListenerModel {
+function buildListener (l: Obj, name: string, at: Path, files: Problem[]): ListenerModel {
   const listen = parseHostPort(listenText(l.listen), { hostRequired: false, portZero: true }) as HostPort
   const t = (l.timeouts ?? {}) as Obj
   let tls: ListenerTls | null = null
@@ -212,7 +213,7 @@ function buildListener (l: Obj, at: Path, files: Problem[]): ListenerModel {
   }
   const protocol = (l.protocol ?? 'auto') as ListenerModel['protocol']
   return freeze({
-    name: typeof l.name === 'string' ? l.name : listenText(l.listen),
+    name,
     listen: freeze(listen),
     protocol,
     upstream: protocol === 'tcp' ? l.upstream as string : null,

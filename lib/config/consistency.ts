@@ -39,9 +39,25 @@ export function defaultRouteName (index: number): string {
   return `route-${index + 1}`
 }
 
-/** The default name of a listener: its address as written. */
+/** A listener's address as written. */
 export function listenText (listen: unknown): string {
   return typeof listen === 'number' ? String(listen) : typeof listen === 'string' ? listen.trim() : '?'
+}
+
+/**
+ * The name of each listener: its own, or its address as written (`listeners[i]` when another
+ * listener has that name already, as two on port 0 may).
+ */
+export function listenerNames (listeners: readonly unknown[]): string[] {
+  const given = new Set(listeners.map(l => isObj(l) && typeof l.name === 'string' ? l.name : null).filter(n => n !== null))
+  const used = new Set<string>()
+  return listeners.map((l, i) => {
+    if (isObj(l) && typeof l.name === 'string') return l.name
+    let name = listenText(isObj(l) ? l.listen : undefined)
+    if (given.has(name) || used.has(name)) name = `listeners[${i}]`
+    used.add(name)
+    return name
+  })
 }
 
 export function isFullForm (options: Obj): boolean {
@@ -101,17 +117,18 @@ function checkFull (o: Obj, context: ValidateContext, bad: BadPaths, problems: P
     checkRoute(route, i, routeNames, filters, groupRef, bad, problems)
   })
 
-  const listenerNames = new Map<string, number>()
+  const seenNames = new Map<string, number>()
   const addresses: Array<{ address: HostPort, index: number }> = []
+  const named = listenerNames(list(o.listeners))
   list(o.listeners).forEach((listener, i) => {
     if (!isObj(listener) || bad.has(['listeners', i])) return
     const at = (...rest: Array<string | number>): Path => ['listeners', i, ...rest]
-    const name = typeof listener.name === 'string' ? listener.name : listenText(listener.listen)
-    const same = listenerNames.get(name)
+    const name = named[i]
+    const same = seenNames.get(name)
     if (same !== undefined) {
-      problems.push({ path: listener.name !== undefined ? at('name') : at(), message: `duplicate listener name "${name}" (also listeners[${same}])` })
+      problems.push({ path: at('name'), message: `duplicate listener name "${name}" (also listeners[${same}])` })
     } else {
-      listenerNames.set(name, i)
+      seenNames.set(name, i)
     }
     if (!bad.has(at('listen')) && listener.listen !== undefined) {
       const address = parseHostPort(listenText(listener.listen), { hostRequired: false, portZero: true })

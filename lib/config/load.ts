@@ -8,9 +8,11 @@
  * tags YAML 1.2 does not know. YAML 1.2 means `yes`, `on` and `no` are strings, never booleans.
  */
 import { closeSync, openSync, readSync } from 'node:fs'
+import path from 'node:path'
+import type { TSchema } from '@sinclair/typebox'
 import { Composer, Document, LineCounter, Parser, isAlias, isMap, isPair, isScalar, isSeq, visit, type CST, type Node, type YAMLError } from 'yaml'
 import type { Model } from './model.js'
-import type { Options } from './schema.js'
+import { OptionsSchema, childSchema, meta, type Options } from './schema.js'
 import { ConfigError, describe, type Path, type Problem } from './problems.js'
 import { validate, type ValidateContext } from './validate.js'
 import { buildModel } from './build.js'
@@ -222,20 +224,39 @@ export function parseOptions (text: string, name: string, context: ValidateConte
   return source.value as Options
 }
 
-/** A YAML file's options and model: every problem (files that cannot be read included) in one `ConfigError`. */
+/**
+ * A YAML file's options and model: every problem (files that cannot be read included) in one
+ * `ConfigError`. File names in it are relative to its directory; the options returned have them
+ * absolute.
+ */
 export function loadConfig (file: string, context: ValidateContext = {}): { options: Options, model: Model } {
-  return loadSource(readSource(file), context)
+  return loadSource(readSource(file), context, path.dirname(path.resolve(file)))
 }
 
-export function loadSource (source: ConfigSource, context: ValidateContext = {}): { options: Options, model: Model } {
+export function loadSource (source: ConfigSource, context: ValidateContext = {}, base?: string): { options: Options, model: Model } {
   const lines = sourceProblems(source, context)
   if (lines.length > 0) throw fileError(lines)
+  const options = base === undefined ? source.value as Options : absoluteFiles(source.value as Options, base)
   try {
-    return { options: source.value as Options, model: buildModel(source.value, context) }
+    return { options, model: buildModel(options, context) }
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err
     throw fileError(inFileOrder(source, err.problems))
   }
+}
+
+/** `options` (valid) with every relative file name made absolute against `base`: a copy. */
+export function absoluteFiles<T> (options: T, base: string): T {
+  const walk = (schema: TSchema | undefined, value: unknown): unknown => {
+    if (schema === undefined) return value
+    if (meta(schema).check === 'file') return typeof value === 'string' ? path.resolve(base, value) : value
+    if (Array.isArray(value)) return value.map(item => walk(childSchema(schema, 0, item), item))
+    if (value !== null && typeof value === 'object') {
+      return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, walk(childSchema(schema, key, item), item)]))
+    }
+    return value
+  }
+  return walk(OptionsSchema, options) as T
 }
 
 /** An error of lines already worded with their positions. */
