@@ -8,9 +8,7 @@
 import { parseArgs } from 'node:util'
 import type { TSchema } from '@sinclair/typebox'
 import { Document } from 'yaml'
-import {
-  FLAG_GROUPS, FLAT, FULL, OptionsSchema, childSchema, flagsOf, kindOf, leaves, meta, type FlagGroup, type FlagSpec, type Options,
-} from './schema.js'
+import { FLAG_GROUPS, FLAT, OptionsSchema, childSchema, flagsOf, leaves, meta, type FlagGroup, type FlagSpec, type Options } from './schema.js'
 import { formatUnit, parseUnit } from './units.js'
 import { formatPath, listProblems, type Path, type Problem } from './problems.js'
 import { validate } from './validate.js'
@@ -348,13 +346,4 @@ export function toYaml (options: Options, comment?: string): string {
   const document = new Document(prettify(OptionsSchema, full))
   if (comment !== undefined) document.commentBefore = ' ' + comment
   return document.toString({ lineWidth: 0 })
-}
-
-/** Keys of the full form, for docs: every leaf under listeners, routes, upstreams and http. */
-export function fullFormSchemas (): Record<string, TSchema> {
-  return { ...FULL, limits: (OptionsSchema.properties as Record<string, TSchema>).limits }
-}
-
-export function isSwitch (def: FlagDef): boolean {
-  return def.spec.set !== undefined || kindOf(def.leaf) === 'Boolean'
 }
