@@ -6,12 +6,12 @@
  * exit codes.
  */
 import { readFileSync } from 'node:fs'
+import type { AddressInfo } from 'node:net'
 import { runDemo } from './demo.js'
 import { describeSystemError } from '../lib/core/errors.js'
 import { createProxy, parseHostPort, type ProxyOptions, type Proxy } from '../lib/index.js'
 import { UsageError, flagsToOptions, optionsHelp, parseCommandLine, toYaml, type CommandLine } from '../lib/config/flags.js'
 import { absoluteFiles, loadConfig } from '../lib/config/load.js'
-import { inLibraryUnits, runtimeOptions } from '../lib/config/collapse.js'
 import { ConfigError } from '../lib/config/problems.js'
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
@@ -103,17 +103,12 @@ function parseCli (argv: string[]): Command {
     }
     case 'listen': {
       const options = flagsToOptions(argument(line, 'address [HOST]:PORT'), line)
-      return { kind: 'proxy', options: inLibraryUnits(options), accessLog: line.accessLog, quiet: line.quiet }
+      return { kind: 'proxy', options, accessLog: line.accessLog, quiet: line.quiet }
     }
     case 'run': {
       noOptionFlags(line, command)
-      const file = argument(line, 'FILE (a YAML configuration file)')
-      const { options } = loadConfig(file)
-      const runtime = runtimeOptions(options)
-      if (typeof runtime === 'string') {
-        throw new UsageError(`${file}: not supported by rp4 run yet: ${runtime}; for now it runs one listener with one catch-all route proxying to one upstream group (rp4 check ${file} checks the rest)`)
-      }
-      return { kind: 'proxy', options: runtime, accessLog: line.accessLog, quiet: line.quiet }
+      const { options } = loadConfig(argument(line, 'FILE (a YAML configuration file)'))
+      return { kind: 'proxy', options, accessLog: line.accessLog, quiet: line.quiet }
     }
     case 'check':
       noOptionFlags(line, command)
@@ -131,10 +126,8 @@ function parseCli (argv: string[]): Command {
 /** rp4 check: every problem of the file on stderr, as FILE:LINE:COL: ...; 0 when there is none. */
 function check (file: string): number {
   try {
-    const { options, model } = loadConfig(file)
-    const runtime = runtimeOptions(options)
+    const { model } = loadConfig(file)
     process.stdout.write(`${file}: ok: ${model.listeners.length} listener${model.listeners.length === 1 ? '' : 's'}, ${model.routes.length} route${model.routes.length === 1 ? '' : 's'}, ${model.upstreams.size} upstream group${model.upstreams.size === 1 ? '' : 's'}\n`)
-    if (typeof runtime === 'string') process.stdout.write(`${file}: rp4 run does not run it yet: ${runtime}\n`)
     return 0
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err
@@ -185,6 +178,34 @@ async function main (): Promise<number> {
   return await serve(cli.options, cli.accessLog, cli.quiet)
 }
 
+function hostPort (address: AddressInfo | null): string {
+  if (address === null) return '?'
+  return `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
+}
+
+/**
+ * What the startup line says after "listening on": for one listener, where it is and where it
+ * sends what (`[::]:8080, forwarding to 127.0.0.1:3000`); for several, each address and name.
+ */
+function startup (proxy: Proxy): string {
+  const model = proxy.model
+  const { requested, maxConnections, openFiles } = model.limits
+  const lowered = requested > 0 ? `; --max-connections ${requested} limited to ${maxConnections} by the open-file limit (ulimit -n ${openFiles ?? '?'})` : ''
+  if (model.listeners.length > 1) {
+    return proxy.addresses().map(({ name, address }) => `${hostPort(address)} (${name})`).join(', ') + lowered
+  }
+  const listener = model.listeners[0]
+  const tcp = listener.protocol === 'tcp'
+  const terminates = listener.tls !== null && listener.tls.certificates.length > 0
+  const mode = tcp ? 'relaying TCP to' : terminates ? 'terminating TLS, forwarding to' : 'forwarding to'
+  const targets = (name: string | null): string => (name === null ? [] : model.upstreams.get(name)?.targets ?? [])
+    .map(t => (t.tls !== null && !tcp ? 'https://' : '') + t.authority).join(', ')
+  const proxied = [...new Set(model.routes.flatMap(r => r.action.kind === 'proxy' ? [r.action.upstream] : []))]
+  const sent = tcp ? targets(listener.upstream) : proxied.map(targets).join(', ')
+  const others = listener.tcpFallback === null ? '' : `, other protocols relayed to ${targets(listener.tcpFallback)}`
+  return `${hostPort(proxy.address())}, ${mode} ${sent}${others}${lowered}`
+}
+
 async function serve (options: ProxyOptions, accessLog: boolean, quiet: boolean): Promise<number> {
   let proxy: Proxy
   try {
@@ -205,23 +226,12 @@ async function serve (options: ProxyOptions, accessLog: boolean, quiet: boolean)
   }
 
   try {
-    const address = await proxy.listen()
-    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
-    const model = proxy.model
-    const listener = model.listeners[0]
-    const tcp = listener.protocol === 'tcp'
-    const terminates = listener.tls !== null && listener.tls.certificates.length > 0
-    const mode = tcp ? 'relaying TCP to' : terminates ? 'terminating TLS, forwarding to' : 'forwarding to'
-    const targets = (name: string | null): string => (name === null ? [] : model.upstreams.get(name)?.targets ?? [])
-      .map(t => (t.tls !== null && !tcp ? 'https://' : '') + t.authority).join(', ')
-    const route = model.routes[0]
-    const main = tcp ? listener.upstream : route?.action.kind === 'proxy' ? route.action.upstream : null
-    const { requested, maxConnections, openFiles } = model.limits
-    const lowered = requested > 0 ? `; --max-connections ${requested} limited to ${maxConnections} by the open-file limit (ulimit -n ${openFiles ?? '?'})` : ''
-    const others = listener.tcpFallback === null ? '' : `, other protocols relayed to ${targets(listener.tcpFallback)}`
-    log(`rp4 ${VERSION} listening on ${host}:${address.port}, ${mode} ${targets(main)}${others}${lowered}`)
+    await proxy.listen()
+    log(`rp4 ${VERSION} listening on ${startup(proxy)}`)
   } catch (err) {
-    process.stderr.write(`rp4: cannot listen on ${options.listen}: ${describeSystemError(err as Error)}\n`)
+    const { address, port } = err as NodeJS.ErrnoException & { address?: string, port?: number }
+    const where = typeof options.listen === 'string' || typeof options.listen === 'number' ? String(options.listen) : `${address ?? ''}:${port ?? '?'}`
+    process.stderr.write(`rp4: cannot listen on ${where}: ${describeSystemError(err as Error)}\n`)
     return 1 // not a usage error: the same command works once the address is free
   }
 

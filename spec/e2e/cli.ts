@@ -347,16 +347,38 @@ t.test('rp4 check and rp4 run on files with problems: every one as FILE:LINE:COL
   t.equal(missing.exit, 2)
   t.equal(missing.stderr, `${path.join(dir, 'nope.yaml')}: cannot read it (ENOENT)\nrp4: ${path.join(dir, 'nope.yaml')}: 1 problem\n`)
 
-  // valid, but more than today's runtime runs
-  const full = path.join(dir, 'full.yaml')
-  writeFileSync(full, 'listeners:\n  - listen: "127.0.0.1:0"\n  - listen: "127.0.0.1:0"\nroutes:\n  - proxy: web\nupstreams:\n  web: { targets: ["127.0.0.1:1"] }\n')
-  const fine = await run(t, ['check', full]).finished()
-  t.equal(fine.exit, 0)
-  t.equal(fine.stdout, `${full}: ok: 2 listeners, 1 route, 1 upstream group\n${full}: rp4 run does not run it yet: 2 listeners (one only)\n`)
-  const unsupported = await run(t, ['run', full]).finished()
-  t.equal(unsupported.exit, 2)
-  t.match(unsupported.stderr, `rp4: ${full}: not supported by rp4 run yet: 2 listeners (one only);`)
-  t.notMatch(unsupported.stderr, /listening on/)
+})
+
+t.test('rp4 run: a full-form file with two listeners and routes by path', async t => {
+  if (!checkBuilt(t, 'dist/bin/rp4.js')) return
+  const api = await startOrigin(t, () => ok('api'))
+  const dir = mkdtempSync(path.join(tmpdir(), 'rp4-cli-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = path.join(dir, 'full.yaml')
+  writeFileSync(file, `listeners:
+  - { name: one, listen: "127.0.0.1:0" }
+  - { name: two, listen: "127.0.0.1:0", routes: [health] }
+routes:
+  - { name: health, match: { pathExact: /healthz }, respond: { body: "ok\\n" } }
+  - { name: api, match: { path: /api }, proxy: api }
+upstreams:
+  api: { targets: ["${api.target}"] }
+`)
+  const checked = await run(t, ['check', file]).finished()
+  t.equal(checked.exit, 0, checked.stderr)
+  t.equal(checked.stdout, `${file}: ok: 2 listeners, 2 routes, 1 upstream group\n`)
+  const r = run(t, ['run', file])
+  await r.until(() => /listening on/.test(r.stderr) || r.done, 10_000, 'the startup line')
+  const m = /listening on 127\.0\.0\.1:(\d+) \(one\), 127\.0\.0\.1:(\d+) \(two\)\n/.exec(r.stderr)
+  t.ok(m !== null, r.stderr)
+  const [one, two] = [Number(m?.[1]), Number(m?.[2])]
+  t.equal((await exchange(one, 'GET /api/x HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 1 })).responses[0]?.body.toString(), 'api')
+  t.equal((await exchange(one, 'GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 1 })).responses[0]?.body.toString(), 'ok\n')
+  t.equal((await exchange(two, 'GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 1 })).responses[0]?.body.toString(), 'ok\n')
+  t.equal((await exchange(two, 'GET /api/x HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 1 })).responses[0]?.head.line[1], '404', 'not a route of this listener')
+  r.child.kill('SIGTERM')
+  await r.finished()
+  t.equal(r.exit, 0)
 })
 
 t.test('rp4 --help lists every flag the README lists', async t => {
