@@ -31,8 +31,7 @@ export { ProxyError, type ErrorSource } from './core/errors.js'
 export { ConfigError } from './config/problems.js'
 export { buildModel } from './config/build.js'
 export { loadConfig } from './config/load.js'
-export { parseTarget, DEFAULT_TIMEOUTS, DEFAULT_UPSTREAM, DEFAULT_TLS, DEFAULT_LIMITS, DEFAULTS } from './config/resolve.js'
-export { parseHostPort, formatHostPort } from './config/address.js'
+export { parseHostPort, formatHostPort, parseTarget } from './config/address.js'
 export { parseCidr } from './listener/access.js'
 
 /**

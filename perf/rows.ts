@@ -105,7 +105,9 @@ export async function startRow (name: RowName, start: RowStart): Promise<Running
   const spawnOptions = { core: PROXY_CORE, nofile: start.nofile }
 
   if (name === 'rp4') {
-    const args = [RP4_PATH, 'listen', '127.0.0.1:0', '--to', `127.0.0.1:${originPort}`, ...start.rp4Args]
+    // the heap flag rp4's launcher would add in a child process (bin/rp4.ts), given here so that
+    // the process measured is the one serving
+    const args = ['--initial-heap-size=128', RP4_PATH, 'listen', '127.0.0.1:0', '--to', `127.0.0.1:${originPort}`, ...start.rp4Args]
     if (mode === 'tcp') args.push('--tcp')
     const child = group.spawn('rp4', process.execPath, args, spawnOptions)
     const match = await ready(group, child, waitForStderr(child, /listening on (\S+):(\d+)/, 10_000))

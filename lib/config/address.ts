@@ -46,3 +46,21 @@ export function parseHostPort (text: string, { hostRequired, portZero }: { hostR
 export function formatHostPort (host: string, port: number): string {
   return (host.includes(':') ? '[' + host + ']' : host) + ':' + port
 }
+
+/**
+ * `HOST:PORT`, `http://HOST[:PORT]` or `https://HOST[:PORT]` (80 and 443 by default). Returns an
+ * error message instead of throwing, as `parseHostPort` does.
+ */
+export function parseTarget (text: string): (HostPort & { secure: boolean }) | string {
+  const scheme = /^(https?):\/\//i.exec(text.trim())
+  if (scheme === null) {
+    const parsed = parseHostPort(text, { hostRequired: true, portZero: false })
+    return typeof parsed === 'string' ? parsed : { ...parsed, secure: false }
+  }
+  const secure = scheme[1].toLowerCase() === 'https'
+  let rest = text.trim().slice(scheme[0].length).replace(/\/$/, '')
+  if (rest.includes('/')) return `"${text}": a backend is a scheme, a host and a port, without a path`
+  if (!/:\d*$/.test(rest) || rest.endsWith(']')) rest += secure ? ':443' : ':80'
+  const parsed = parseHostPort(rest, { hostRequired: true, portZero: false })
+  return typeof parsed === 'string' ? parsed : { ...parsed, secure }
+}

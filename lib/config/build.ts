@@ -10,8 +10,8 @@ import { accessSync, constants, readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import type { ConnectionOptions } from 'node:tls'
 import type { TSchema } from '@sinclair/typebox'
-import { formatHostPort, parseHostPort, type HostPort } from './address.js'
-import { DEFAULT_LIMITS, parseTarget, readOpenFileLimit } from './resolve.js'
+import { formatHostPort, parseHostPort, parseTarget, type HostPort } from './address.js'
+import { MAX_CONNECTIONS, OPEN_FILES } from './open-files.js'
 import { parseCidr, type AccessRule } from '../listener/access.js'
 import type {
   AccessModel, ActionModel, FilterModel, GroupModel, HttpModel, ListenerModel, ListenerTls, Model, RouteModel, TargetModel,
@@ -29,9 +29,6 @@ export interface BuildContext extends ValidateContext {
 }
 
 type Obj = Record<string, any> // eslint-disable-line @typescript-eslint/no-explicit-any
-
-/** The process's open-file limit, read once: the ceiling of `limits.maxConnections`. */
-const OPEN_FILES = readOpenFileLimit()
 
 /** The model of `options`, or a `ConfigError` with every problem. */
 export function buildModel (options: unknown, context: BuildContext = {}): Model {
@@ -72,7 +69,7 @@ function assemble (o: Obj, files: Problem[]): Model {
   const names = listenerNames(o.listeners as Obj[])
   const listeners = (o.listeners as Obj[]).map((listener, i) => buildListener(listener, names[i], ['listeners', i], files))
   const limits = (o.limits ?? {}) as Obj
-  const allowed = DEFAULT_LIMITS.maxConnections
+  const allowed = MAX_CONNECTIONS
   const asked = (limits.maxConnections ?? allowed) as number
   // a guessed limit lowers nothing: only one read from the system does
   const requested = OPEN_FILES !== null && asked > allowed ? asked : 0

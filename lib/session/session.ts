@@ -47,6 +47,8 @@ export interface SessionHost {
   responseDone (session: Session): void
   clientError (error: ProxyError, client: string): void
   upstreamError (error: ProxyError, target: string): void
+  /** rp4's own trouble (here: a filter that failed), tied to no client's fault. */
+  proxyError (error: ProxyError): void
 }
 
 const enum Response { NONE, STREAMING, DONE }
@@ -204,7 +206,9 @@ export class Session implements UpstreamRequest, FilterSession {
   }
 
   #filterFailed (name: string | undefined, err: unknown): void {
-    this.fail(new ProxyError('filter_error', `filter ${name ?? '(unnamed)'}: ${(err as Error)?.stack ?? String(err)}`, 'internal', 500, false, err))
+    const error = new ProxyError('filter_error', `filter ${name ?? '(unnamed)'} on ${this.request.method} ${this.request.target} from ${this.#downstream.client.label}: ${(err as Error)?.message ?? String(err)}`, 'internal', 500, false, err)
+    this.#host.proxyError(error)
+    this.fail(error)
   }
 
   // ---- phase: action ----
@@ -540,7 +544,7 @@ export class Session implements UpstreamRequest, FilterSession {
         try {
           hooks[i].onLog!(this, this.#error)
         } catch (err) {
-          this.#host.clientError(new ProxyError('filter_error', `filter ${hooks[i].name ?? '(unnamed)'} onLog: ${(err as Error)?.message ?? String(err)}`, 'internal', 0, false, err), this.#downstream.client.label)
+          this.#host.proxyError(new ProxyError('filter_error', `filter ${hooks[i].name ?? '(unnamed)'} onLog: ${(err as Error)?.message ?? String(err)}`, 'internal', 0, false, err))
         }
       }
     }

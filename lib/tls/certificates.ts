@@ -11,7 +11,8 @@
 import { randomBytes, X509Certificate } from 'node:crypto'
 import { readFileSync, statSync } from 'node:fs'
 import { createSecureContext, type SecureContext } from 'node:tls'
-import type { CertificateFiles } from '../config/options.js'
+/** A certificate chain and its key, PEM file names. */
+interface CertificateFiles { readonly cert: string, readonly key: string }
 import { clock, type Timed } from '../core/clock.js'
 
 interface Entry {

@@ -4,15 +4,15 @@
  * that HTTP pools and raw TCP relays use the same one.
  */
 import { clock } from '../core/clock.js'
-import type { TargetConfig } from '../config/resolve.js'
+import type { TargetModel } from '../config/model.js'
 
 export class Balancer {
-  readonly targets: readonly TargetConfig[]
+  readonly targets: readonly Pick<TargetModel, 'authority'>[]
   readonly #downUntil: number[]
   readonly #retryAfter: number
   #next = 0
 
-  constructor (targets: readonly TargetConfig[], failedTargetMs: number) {
+  constructor (targets: readonly Pick<TargetModel, 'authority'>[], failedTargetMs: number) {
     this.targets = targets
     this.#downUntil = targets.map(() => 0)
     this.#retryAfter = failedTargetMs

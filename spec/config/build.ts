@@ -8,7 +8,7 @@ import path from 'node:path'
 import t from 'tap'
 import { buildModel } from '../../lib/config/build.js'
 import { ConfigError } from '../../lib/config/problems.js'
-import { DEFAULT_LIMITS, readOpenFileLimit } from '../../lib/config/resolve.js'
+import { MAX_CONNECTIONS, readOpenFileLimit } from '../../lib/config/open-files.js'
 import type { Options } from '../../lib/config/schema.js'
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'rp4-build-'))
@@ -66,7 +66,7 @@ t.test('the flat shorthand: one listener, one catch-all route, one group, all na
     underscoresInHeaders: false,
   })
   t.equal(model.limits.maxConnectionsPerIp, 0)
-  t.equal(model.limits.maxConnections, DEFAULT_LIMITS.maxConnections)
+  t.equal(model.limits.maxConnections, MAX_CONNECTIONS)
   t.ok(Object.isFrozen(model) && Object.isFrozen(model.listeners) && Object.isFrozen(listener.timeouts) &&
     Object.isFrozen(model.routes[0].match) && Object.isFrozen(group.targets[0]) && Object.isFrozen(model.http))
 })
@@ -229,7 +229,7 @@ t.test('the full form: defaults, names, matches, actions, filters in their order
   t.same(group.timeouts, { connect: 1000, failedTarget: 30_000 })
   t.same(model.http.hideHeaders, new Set())
   t.equal(model.http.via, '1.1 gw')
-  t.equal(model.limits.maxConnections, Math.min(100, DEFAULT_LIMITS.maxConnections))
+  t.equal(model.limits.maxConnections, Math.min(100, MAX_CONNECTIONS))
 })
 
 t.test('limits.maxConnections is never more than the open-file limit allows', async t => {
@@ -238,7 +238,7 @@ t.test('limits.maxConnections is never more than the open-file limit allows', as
     t.equal(model.limits.maxConnections, 10_000_000, 'a guessed limit lowers nothing')
     t.equal(model.limits.requested, 0)
   } else {
-    t.equal(model.limits.maxConnections, DEFAULT_LIMITS.maxConnections)
+    t.equal(model.limits.maxConnections, MAX_CONNECTIONS)
     t.equal(model.limits.requested, 10_000_000, 'what was asked for, to say so at startup')
   }
 })

@@ -15,7 +15,7 @@ import { ok, startOrigin } from '../helpers/origin.js'
 import { hasIPv6, startProxy, type StartedProxy } from '../helpers/proxy.js'
 import { makeCertificates } from '../helpers/tls-certs.js'
 import { Observable, within } from '../helpers/wait.js'
-import { readOpenFileLimit } from '../../lib/config/resolve.js'
+import { readOpenFileLimit } from '../../lib/config/open-files.js'
 
 const GET = 'GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n'
 

@@ -177,12 +177,16 @@ t.test('a filter that throws, rejects, answers nonsense or sets a header with CR
       }
     },
   }
-  const { port, events } = await startProxy(t, { targets: [origin.target], filters: [bad] })
+  const { proxy, port, events } = await startProxy(t, { targets: [origin.target], filters: [bad] })
+  const failures: string[] = []
+  proxy.on('proxyError', error => failures.push(`${error.code} ${error.message.split(':')[0]}`))
   for (const path of ['/throw', '/reject', '/nonsense', '/crlf']) {
     const res = await exchange(port, get(path) + get('/fine'), { responses: 2 })
     t.same(res.responses.map(r => `${r.head.line[1]} ${r.body.toString()}`), ['500 500 Internal Server Error\n', '200 /fine'], path)
   }
-  t.equal(events.clientErrors.filter(e => e.error.code === 'filter_error').length, 0, 'reported as rp4\'s own failures, not the client\'s')
+  t.equal(events.clientErrors.filter(e => e.error.code === 'filter_error').length, 0, 'not the client\'s fault')
+  t.same(failures, ['/throw', '/reject', '/nonsense', '/crlf'].map(path => `filter_error filter bad on GET ${path} from 127.0.0.1`), 'reported as rp4\'s own trouble (proxyError), naming the filter and the request')
+  t.equal(proxy.stats().errors.filter_error, 4)
   t.notOk(origin.requests.some(r => r.url !== '/fine'), 'nothing of the failed requests went upstream')
 })
 

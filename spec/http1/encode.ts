@@ -1,6 +1,16 @@
+/**
+ * The request and response heads as they leave for the next hop: the checks (http/validate.ts),
+ * the forwarding headers (http/forwarding.ts) and the encoding with each hop's framing
+ * (http1/encode.ts), exact bytes.
+ */
 import t from 'tap'
 import type { MessageHead } from '../../lib/http1/head.js'
-import { BodyKind, errorResponse, planRequest, planResponse } from '../../lib/http1/serialize.js'
+import { encodeRequestHead, encodeResponseHead, frameResponse } from '../../lib/http1/encode.js'
+import { errorResponse } from '../../lib/http/errors.js'
+import { forwardRequest, forwardResponse, HOST_PLACEHOLDER, type ForwardContext } from '../../lib/http/forwarding.js'
+import { HeaderList } from '../../lib/http/headers.js'
+import { RequestHead, ResponseHead } from '../../lib/http/message.js'
+import { BodyKind, inspectRequest } from '../../lib/http/validate.js'
 
 const ctx = { clientIp: '192.0.2.7', proto: 'http', via: '1.1 rp4', underscores: false }
 
@@ -10,6 +20,22 @@ function request (headers: string[], extra: Partial<MessageHead> = {}): MessageH
 
 function response (status: number, headers: string[], reason = 'OK'): MessageHead {
   return { method: '', url: '', status, reason, versionMajor: 1, versionMinor: 1, headers, keepAlive: true, upgrade: false }
+}
+
+/** What the upstream hop gets: checked, forwarded, encoded (the whole head as one string). */
+function planRequest (message: MessageHead, forward: ForwardContext): { invalid: string, body: BodyKind, needsHost: boolean, upgrade: boolean, head: string } {
+  const head = new RequestHead(message.method, message.url, message.versionMajor, message.versionMinor, new HeaderList([...message.headers]), message.keepAlive, message.upgrade)
+  const facts = inspectRequest(head)
+  forwardRequest(head, forward, facts.needsHost)
+  return { invalid: facts.invalid, body: facts.body, needsHost: facts.needsHost, upgrade: head.upgrade, head: encodeRequestHead(head) }
+}
+
+/** What the client hop gets of a backend's response head. */
+function planResponse (message: MessageHead, method: string, clientHttp11: boolean, keepClient: boolean, untilClose: boolean, via: string): { body: BodyKind, close: boolean, head: string } {
+  const head = new ResponseHead(message.status, message.reason, new HeaderList([...message.headers]))
+  forwardResponse(head, via)
+  const framing = frameResponse(head, method, clientHttp11, keepClient, untilClose)
+  return { body: framing.body, close: framing.close, head: encodeResponseHead(head, framing, clientHttp11) }
 }
 
 t.test('request: hop-by-hop removed, order and case kept, forwarding headers added', async t => {
@@ -28,7 +54,7 @@ t.test('request: hop-by-hop removed, order and case kept, forwarding headers add
   ]), ctx)
   t.equal(plan.invalid, '')
   t.equal(plan.body, BodyKind.NONE)
-  t.equal(plan.prefix + plan.suffix,
+  t.equal(plan.head,
     'GET /p?q=1 HTTP/1.1\r\nhOST: example.test\r\naccept: */*\r\n' +
     'X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: example.test\r\nVia: 1.1 rp4\r\n\r\n')
 })
@@ -42,7 +68,7 @@ t.test('request: X-Forwarded-For and Via extended in place, framing headers kept
     'X-Forwarded-For', '203.0.113.2',
   ], { method: 'POST' }), ctx)
   t.equal(plan.body, BodyKind.CHUNKED)
-  t.equal(plan.prefix + plan.suffix,
+  t.equal(plan.head,
     'POST /p?q=1 HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 203.0.113.1\r\nVia: 1.0 first, 1.1 rp4\r\nTransfer-Encoding: chunked\r\n' +
     'X-Forwarded-For: 203.0.113.2, 192.0.2.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\n\r\n')
 })
@@ -53,13 +79,15 @@ t.test('request: Host rules', async t => {
   const http10 = planRequest(request([], { versionMinor: 0 }), ctx)
   t.equal(http10.invalid, '')
   t.equal(http10.needsHost, true, 'an HTTP/1.0 request without Host gets the backend address')
-  t.notMatch(http10.suffix, /X-Forwarded-Host/)
+  t.notMatch(http10.head, /X-Forwarded-Host/)
+  t.equal(http10.head, `GET /p?q=1 HTTP/1.1\r\nHost: ${HOST_PLACEHOLDER}\r\nX-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\nVia: 1.1 rp4\r\n\r\n`,
+    'its place kept for the target\'s authority')
 })
 
 t.test('request: upgrade keeps Upgrade and asks for it again', async t => {
   const plan = planRequest(request(['Host', 'h', 'Connection', 'Upgrade', 'Upgrade', 'websocket'], { upgrade: true }), ctx)
   t.equal(plan.upgrade, true)
-  t.equal(plan.prefix + plan.suffix,
+  t.equal(plan.head,
     'GET /p?q=1 HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nX-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\n' +
     'X-Forwarded-Host: h\r\nVia: 1.1 rp4\r\nConnection: upgrade\r\n\r\n')
 })
@@ -69,9 +97,9 @@ t.test('request: header names with an underscore are dropped unless allowed', as
   const plan = planRequest(head, ctx)
   t.equal(plan.invalid, '')
   t.equal(plan.body, BodyKind.NONE, 'never taken for framing')
-  t.equal(plan.prefix, 'GET /p?q=1 HTTP/1.1\r\nHost: h\r\nX-Kept: 2\r\n')
-  t.equal(planRequest(head, { ...ctx, underscores: true }).prefix,
-    'GET /p?q=1 HTTP/1.1\r\nHost: h\r\nTransfer_Encoding: chunked\r\nX_Forwarded_For: 10.0.0.1\r\nx-a_b: 1\r\nX-Kept: 2\r\n')
+  t.match(plan.head, /^GET \/p\?q=1 HTTP\/1.1\r\nHost: h\r\nX-Kept: 2\r\nX-Forwarded-For: 192.0.2.7\r\n/)
+  t.match(planRequest(head, { ...ctx, underscores: true }).head,
+    /^GET \/p\?q=1 HTTP\/1.1\r\nHost: h\r\nTransfer_Encoding: chunked\r\nX_Forwarded_For: 10.0.0.1\r\nx-a_b: 1\r\nX-Kept: 2\r\nX-Forwarded-For: 192.0.2.7\r\n/)
 })
 
 t.test('request: Transfer-Encoding in an HTTP/1.0 request is refused', async t => {
@@ -84,12 +112,12 @@ t.test('request: h2c and HTTP2-Settings never go upstream', async t => {
   // the parser has decided: h2c alone is no upgrade
   const plain = planRequest(request(['Host', 'h', 'Upgrade', 'h2c', 'HTTP2-Settings', 'AAMA', 'Connection', 'Upgrade, HTTP2-Settings']), ctx)
   t.equal(plain.upgrade, false)
-  t.equal(plain.prefix, 'GET /p?q=1 HTTP/1.1\r\nHost: h\r\n')
-  t.notMatch(plain.suffix, /Connection/)
+  t.match(plain.head, /^GET \/p\?q=1 HTTP\/1.1\r\nHost: h\r\nX-Forwarded-For/)
+  t.notMatch(plain.head, /Connection|HTTP2-Settings|h2c/i)
   const mixed = planRequest(request(['Host', 'h', 'Upgrade', 'websocket, H2C', 'upgrade', 'h2c/1', 'http2-settings', 'AAMA', 'Connection', 'upgrade'], { upgrade: true }), ctx)
   t.equal(mixed.upgrade, true)
-  t.equal(mixed.prefix, 'GET /p?q=1 HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n', 'other protocols kept, the h2c-only line dropped')
-  t.match(mixed.suffix, /Connection: upgrade\r\n\r\n$/)
+  t.match(mixed.head, /^GET \/p\?q=1 HTTP\/1.1\r\nHost: h\r\nUpgrade: websocket\r\nX-Forwarded-For/, 'other protocols kept, the h2c-only line dropped')
+  t.match(mixed.head, /Connection: upgrade\r\n\r\n$/)
 })
 
 t.test('response: framing per client version', async t => {
@@ -106,7 +134,7 @@ t.test('response: framing per client version', async t => {
 
   const untilClose = planResponse(response(200, ['Content-Type', 'text/plain']), 'GET', true, true, true, '1.1 rp4')
   t.equal(untilClose.body, BodyKind.CHUNKED, 'close-delimited becomes chunked for HTTP/1.1')
-  t.equal(untilClose.head, 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nVia: 1.1 rp4\r\n\r\n')
+  t.equal(untilClose.head, 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nVia: 1.1 rp4\r\nTransfer-Encoding: chunked\r\n\r\n')
 
   const keepAlive10 = planResponse(response(200, ['Content-Length', '2']), 'GET', false, true, false, '1.1 rp4')
   t.equal(keepAlive10.head, 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nVia: 1.1 rp4\r\nConnection: keep-alive\r\n\r\n')
@@ -120,7 +148,13 @@ t.test('response: no-body rules', async t => {
   }
 })
 
-t.test('error responses are exact', async t => {
-  t.equal(errorResponse(502, false), 'HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 16\r\n\r\n502 Bad Gateway\n')
-  t.equal(errorResponse(400, true), 'HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 16\r\nConnection: close\r\n\r\n400 Bad Request\n')
+t.test('rp4\'s own error responses are exact', async t => {
+  const encode = (status: number, close: boolean, retryAfter = 0): string => {
+    const page = errorResponse(status, retryAfter)
+    const framing = frameResponse(page.head, 'GET', true, !close, false)
+    return encodeResponseHead(page.head, framing, true) + page.body.toString('latin1')
+  }
+  t.equal(encode(502, false), 'HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 16\r\n\r\n502 Bad Gateway\n')
+  t.equal(encode(400, true), 'HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 16\r\nConnection: close\r\n\r\n400 Bad Request\n')
+  t.equal(encode(429, false, 3), 'HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 22\r\nRetry-After: 3\r\n\r\n429 Too Many Requests\n')
 })

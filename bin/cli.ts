@@ -1,0 +1,261 @@
+/**
+ * The rp4 command: argv or a YAML file → the options `createProxy` takes → a running proxy.
+ * Nothing here knows HTTP or the options themselves: flags.ts maps flags (derived from the
+ * schema), load.ts reads files; this file dispatches commands, reports errors on stderr and sets
+ * exit codes.
+ */
+import { readFileSync } from 'node:fs'
+import type { AddressInfo } from 'node:net'
+import { runDemo } from './demo.js'
+import { describeSystemError } from '../lib/core/errors.js'
+import { createProxy, parseHostPort, type ProxyOptions, type Proxy } from '../lib/index.js'
+import { UsageError, flagsToOptions, optionsHelp, parseCommandLine, toYaml, type CommandLine } from '../lib/config/flags.js'
+import { absoluteFiles, loadConfig } from '../lib/config/load.js'
+import { ConfigError } from '../lib/config/problems.js'
+
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
+
+const USAGE = `rp4 ${VERSION} - reverse proxy, HTTP/1.1 and TCP
+
+Usage:
+  rp4 listen [HOST]:PORT --to HOST:PORT [--to HOST:PORT ...] [options]
+  rp4 listen [HOST]:PORT --to HOST:PORT --tcp [options]      raw TCP relay
+  rp4 run FILE                the proxy a YAML configuration file describes
+  rp4 check FILE              every problem of a configuration file (exit 2 if any)
+  rp4 config --from-flags [HOST]:PORT --to HOST:PORT [options]
+                              print the YAML file this command line stands for
+  rp4 demo [[HOST]:PORT]      a demo origin with rp4 in front (default 127.0.0.1:8080)
+  rp4 --help | --version
+
+  [HOST]:PORT        where to accept connections; ":8080" or "8080" = every
+                     interface (IPv4 and IPv6); "[::1]:8080" for an IPv6 address
+
+  On one port rp4 tells protocols apart by the first bytes of each connection:
+  HTTP/1.x is proxied; TLS is terminated (with --cert) or relayed untouched
+  (by --sni). Anything else is closed, unless --tcp-to names where to relay it
+  as TCP: then also TLS without a certificate, and a client silent for
+  --detect-timeout (the server speaks first), go there.
+
+${optionsHelp()}
+  DUR is a number with a unit: 500ms, 5s, 2m, 1h (a bare number means
+  milliseconds). BYTES is a number of bytes, or with a unit: 64k, 1m, 1g.
+
+Exit status:
+  0    stopped by SIGTERM or SIGINT, after requests in flight finished;
+       --help, --version; rp4 check found nothing wrong
+  1    a runtime failure: the address cannot be listened on (in use, not
+       permitted), or rp4 demo could not start
+  2    a usage or configuration error: a bad flag, value, address or file, a
+       certificate or access file that cannot be used
+  130  a second SIGTERM or SIGINT cut that wait short
+
+Examples:
+  rp4 listen :8080 --to 127.0.0.1:3000
+  rp4 listen 127.0.0.1:8080 --to 10.0.0.5:80 --to 10.0.0.6:80 --timeout 30s
+  rp4 listen :5432 --to 10.0.0.7:5432 --tcp
+  rp4 listen :443 --to 127.0.0.1:3000 --cert site.pem --key site.key
+  rp4 listen :443 --to 10.0.0.5:443 --sni db.example.com=10.0.0.9:443
+  rp4 listen :8080 --to 127.0.0.1:3000 --tcp-to 127.0.0.1:22
+  rp4 listen :8080 --to https://api.internal:8443 --ca internal-ca.pem
+  rp4 listen :8080 --to 127.0.0.1:3000 --allow 10.0.0.0/8 --deny 10.0.9.0/24
+  rp4 config --from-flags :8080 --to 127.0.0.1:3000 --timeout 5s > rp4.yaml
+  rp4 check rp4.yaml && rp4 run rp4.yaml
+`
+
+type Command =
+  | { kind: 'help' | 'version' }
+  | { kind: 'demo', listen: string }
+  | { kind: 'proxy', options: ProxyOptions, accessLog: boolean, quiet: boolean }
+  | { kind: 'check', file: string }
+  | { kind: 'print', text: string }
+
+/** The one positional argument of `command`, or a UsageError. */
+function argument (line: CommandLine, what: string): string {
+  const [command, value, extra] = line.positionals
+  if (value === undefined) throw new UsageError(`${command}: missing ${what}`)
+  if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}"`)
+  return value
+}
+
+/** Flags that set options do not mix with a file (the file says it all), nor with the demo. */
+function noOptionFlags (line: CommandLine, command: string): void {
+  if (line.given.length === 0) return
+  const flags = `${line.given.map(g => g.def.spec.name).join(', ')} ${line.given.length > 1 ? 'do' : 'does'} not apply`
+  throw new UsageError(command === 'demo' ? `rp4 demo takes no options: ${flags}` : `rp4 ${command} takes its options from the file: ${flags} (write it in the file)`)
+}
+
+/** argv (without node and the script) → what to do; a UsageError or ConfigError naming what is wrong. */
+function parseCli (argv: string[]): Command {
+  const line = parseCommandLine(argv)
+  if (line.help) return { kind: 'help' }
+  if (line.version) return { kind: 'version' }
+  const command = line.positionals[0]
+  if (command === undefined) throw new UsageError('missing command: rp4 listen [HOST]:PORT --to HOST:PORT, or rp4 run FILE')
+  if (line.fromFlags && command !== 'config') throw new UsageError(`--from-flags is for rp4 config, not rp4 ${command}`)
+  switch (command) {
+    case 'demo': {
+      noOptionFlags(line, command)
+      const listen = line.positionals[1] ?? '127.0.0.1:8080'
+      const check = parseHostPort(listen, { hostRequired: false, portZero: true })
+      if (typeof check === 'string') throw new UsageError(`demo address: ${check}`)
+      return { kind: 'demo', listen }
+    }
+    case 'listen': {
+      const options = flagsToOptions(argument(line, 'address [HOST]:PORT'), line)
+      return { kind: 'proxy', options, accessLog: line.accessLog, quiet: line.quiet }
+    }
+    case 'run': {
+      noOptionFlags(line, command)
+      const { options } = loadConfig(argument(line, 'FILE (a YAML configuration file)'))
+      return { kind: 'proxy', options, accessLog: line.accessLog, quiet: line.quiet }
+    }
+    case 'check':
+      noOptionFlags(line, command)
+      return { kind: 'check', file: argument(line, 'FILE (a YAML configuration file)') }
+    case 'config': {
+      if (!line.fromFlags) throw new UsageError('rp4 config: --from-flags [HOST]:PORT --to HOST:PORT [options] (what to print the configuration of)')
+      const options = flagsToOptions(argument(line, 'address [HOST]:PORT'), line)
+      // file names as the command line meant them: relative to here, wherever the file goes
+      return { kind: 'print', text: toYaml(absoluteFiles(options, process.cwd()), `rp4 ${argv.join(' ')}`) }
+    }
+  }
+  throw new UsageError(`unknown command "${command}" (the commands are listen, run, check, config and demo)`)
+}
+
+/** rp4 check: every problem of the file on stderr, as FILE:LINE:COL: ...; 0 when there is none. */
+function check (file: string): number {
+  try {
+    const { model } = loadConfig(file)
+    process.stdout.write(`${file}: ok: ${model.listeners.length} listener${model.listeners.length === 1 ? '' : 's'}, ${model.routes.length} route${model.routes.length === 1 ? '' : 's'}, ${model.upstreams.size} upstream group${model.upstreams.size === 1 ? '' : 's'}\n`)
+    return 0
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    process.stderr.write(err.message + '\n')
+    process.stderr.write(`rp4: ${file}: ${err.lines.length} problem${err.lines.length === 1 ? '' : 's'}\n`)
+    return 2
+  }
+}
+
+async function main (): Promise<number> {
+  let cli: Command
+  try {
+    cli = parseCli(process.argv.slice(2))
+  } catch (err) {
+    if (err instanceof UsageError) {
+      for (const line of err.message.split('\n')) process.stderr.write(`rp4: ${line}\n`)
+      process.stderr.write('Try "rp4 --help".\n')
+      return 2
+    }
+    if (err instanceof ConfigError) {
+      // a file's problems, each as FILE:LINE:COL: ...
+      process.stderr.write(err.message + '\n')
+      return 2
+    }
+    throw err
+  }
+  switch (cli.kind) {
+    case 'help':
+      process.stdout.write(USAGE)
+      return 0
+    case 'version':
+      process.stdout.write(VERSION + '\n')
+      return 0
+    case 'print':
+      process.stdout.write(cli.text)
+      return 0
+    case 'check':
+      return check(cli.file)
+    case 'demo':
+      try {
+        await runDemo(cli.listen)
+      } catch (err) {
+        process.stderr.write(`rp4 demo: ${(err as Error).message}\n`)
+        return 1
+      }
+      return 0
+  }
+  return await serve(cli.options, cli.accessLog, cli.quiet)
+}
+
+function hostPort (address: AddressInfo | null): string {
+  if (address === null) return '?'
+  return `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
+}
+
+/**
+ * What the startup line says after "listening on": for one listener, where it is and where it
+ * sends what (`[::]:8080, forwarding to 127.0.0.1:3000`); for several, each address and name.
+ */
+function startup (proxy: Proxy): string {
+  const model = proxy.model
+  const { requested, maxConnections, openFiles } = model.limits
+  const lowered = requested > 0 ? `; --max-connections ${requested} limited to ${maxConnections} by the open-file limit (ulimit -n ${openFiles ?? '?'})` : ''
+  if (model.listeners.length > 1) {
+    return proxy.addresses().map(({ name, address }) => `${hostPort(address)} (${name})`).join(', ') + lowered
+  }
+  const listener = model.listeners[0]
+  const tcp = listener.protocol === 'tcp'
+  const terminates = listener.tls !== null && listener.tls.certificates.length > 0
+  const mode = tcp ? 'relaying TCP to' : terminates ? 'terminating TLS, forwarding to' : 'forwarding to'
+  const targets = (name: string | null): string => (name === null ? [] : model.upstreams.get(name)?.targets ?? [])
+    .map(t => (t.tls !== null && !tcp ? 'https://' : '') + t.authority).join(', ')
+  const proxied = [...new Set(model.routes.flatMap(r => r.action.kind === 'proxy' ? [r.action.upstream] : []))]
+  const sent = tcp ? targets(listener.upstream) : proxied.map(targets).join(', ')
+  const others = listener.tcpFallback === null ? '' : `, other protocols relayed to ${targets(listener.tcpFallback)}`
+  return `${hostPort(proxy.address())}, ${mode} ${sent}${others}${lowered}`
+}
+
+async function serve (options: ProxyOptions, accessLog: boolean, quiet: boolean): Promise<number> {
+  let proxy: Proxy
+  try {
+    proxy = createProxy(options)
+  } catch (err) {
+    // the options validator names the option; the CLI flags map onto it one to one
+    process.stderr.write(`rp4: ${(err as Error).message}\n`)
+    return 2
+  }
+  const log = (line: string): void => { if (!quiet) process.stderr.write(line + '\n') }
+  proxy.on('upstreamError', (err, target) => log(`rp4: upstream ${target}: ${err.code}: ${err.message}`))
+  proxy.on('clientError', (err, client) => log(`rp4: client ${client}: ${err.code}: ${err.message}`))
+  proxy.on('proxyError', err => log(`rp4: ${err.message}`))
+  proxy.on('certificates', names => log(`rp4: certificates reloaded: ${names.join(', ')}`))
+  if (accessLog) {
+    proxy.on('response', info => process.stderr.write(
+      `${info.client} "${info.method} ${info.url}" ${info.status} ${info.target || '-'} ${info.duration.toFixed(1)}ms\n`))
+  }
+
+  try {
+    await proxy.listen()
+    log(`rp4 ${VERSION} listening on ${startup(proxy)}`)
+  } catch (err) {
+    const { address, port } = err as NodeJS.ErrnoException & { address?: string, port?: number }
+    const where = typeof options.listen === 'string' || typeof options.listen === 'number' ? String(options.listen) : `${address ?? ''}:${port ?? '?'}`
+    process.stderr.write(`rp4: cannot listen on ${where}: ${describeSystemError(err as Error)}\n`)
+    return 1 // not a usage error: the same command works once the address is free
+  }
+
+  return await new Promise<number>(resolve => {
+    let stopping = false
+    const stop = (signal: string): void => {
+      if (stopping) {
+        resolve(130) // a second signal: do not wait any longer
+        return
+      }
+      stopping = true
+      log(`rp4: ${signal}: closing, waiting for requests in flight`)
+      const force = setTimeout(() => {
+        log('rp4: connections still open after 10s: closing them')
+        resolve(0)
+      }, 10_000)
+      force.unref()
+      void proxy.close().then(() => resolve(0))
+    }
+    process.on('SIGINT', () => stop('SIGINT'))
+    process.on('SIGTERM', () => stop('SIGTERM'))
+  })
+}
+
+main().then(code => process.exit(code), (err: unknown) => {
+  process.stderr.write(`rp4: ${(err as Error).stack ?? String(err)}\n`)
+  process.exit(1)
+})
