@@ -73,7 +73,7 @@ export function forwardRequest (head: RequestHead, ctx: ForwardContext, needsHos
     raw[w + 1] = value
     w += 2
   }
-  raw.length = w
+  if (w !== raw.length) raw.length = w
   // an HTTP/1.0 request without Host: the target's authority, filled in when the target is known
   if (needsHost) raw.push('Host', HOST_PLACEHOLDER)
   if (lastXff === -1) raw.push('X-Forwarded-For', ctx.clientIp)
@@ -105,7 +105,7 @@ export function forwardResponse (head: ResponseHead, via: string): void {
     raw[w + 1] = raw[i + 1]
     w += 2
   }
-  raw.length = w
+  if (w !== raw.length) raw.length = w
   if (lastVia === -1) raw.push('Via', via)
   else raw[lastVia + 1] += ', ' + via
 }
@@ -121,5 +121,5 @@ export function hideHeaders (headers: HeaderList, names: ReadonlySet<string>, le
     raw[w + 1] = raw[i + 1]
     w += 2
   }
-  raw.length = w
+  if (w !== raw.length) raw.length = w
 }
