@@ -9,9 +9,9 @@ import type { AddressInfo } from 'node:net'
 import { runDemo } from './demo.js'
 import { describeSystemError } from '../lib/core/errors.js'
 import { createProxy, parseHostPort, type ProxyOptions, type Proxy } from '../lib/index.js'
-import { UsageError, flagsToOptions, optionsHelp, parseCommandLine, toYaml, type CommandLine } from '../lib/config/flags.js'
+import { UsageError, flagDefs, flagsToOptions, optionsHelp, parseCommandLine, toYaml, type CommandLine } from '../lib/config/flags.js'
 import { absoluteFiles, loadConfig } from '../lib/config/load.js'
-import { ConfigError } from '../lib/config/problems.js'
+import { ConfigError, type Problem } from '../lib/config/problems.js'
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
 
@@ -177,6 +177,14 @@ async function main (): Promise<number> {
   return await serve(cli.options, cli.accessLog, cli.quiet)
 }
 
+/** A problem of an option that a flag sets, as `--flag: message`; null when no flag sets it. */
+function asFlag (problem: Problem): string | null {
+  const path = problem.path.map(part => typeof part === 'number' ? '[]' : String(part)).join('.')
+  // a list item (--ca FILE given twice) is the flag of the list
+  const def = flagDefs().find(d => d.path.join('.') === path) ?? flagDefs().find(d => d.path.join('.') + '.[]' === path)
+  return def === undefined ? null : `${def.spec.name}: ${problem.message}`
+}
+
 function hostPort (address: AddressInfo | null): string {
   if (address === null) return '?'
   return `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
@@ -210,7 +218,11 @@ async function serve (options: ProxyOptions, accessLog: boolean, quiet: boolean)
   try {
     proxy = createProxy(options)
   } catch (err) {
-    // the options validator names the option; the CLI flags map onto it one to one
+    if (err instanceof ConfigError) {
+      // what only building the model finds (a file that cannot be read), said with the flag that set it
+      for (const problem of err.problems) process.stderr.write(`rp4: ${asFlag(problem) ?? err.lines[err.problems.indexOf(problem)]}\n`)
+      return 2
+    }
     process.stderr.write(`rp4: ${(err as Error).message}\n`)
     return 2
   }
