@@ -46,5 +46,9 @@ if (SERVING.has(command) && process.env.RP4_NO_HEAP_FLAG === undefined && !proce
     process.channel.unref()
     process.on('disconnect', () => process.exit(1))
   }
-  await import('./cli.js')
+  // not awaited: the entry module finishes evaluating, and the proxy runs from the CLI module alone
+  import('./cli.js').catch((err: unknown) => {
+    process.stderr.write(`rp4: ${(err as Error).stack ?? String(err)}\n`)
+    process.exit(1)
+  })
 }
