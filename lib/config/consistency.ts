@@ -10,7 +10,7 @@ import { parseHostPort, type HostPort } from './address.js'
 import { matchesPrefix } from '../routing/router.js'
 import { FLAT_KEYS, FLAT_TO_FULL, FULL_KEYS } from './schema.js'
 import { suggest, type Path, type Problem } from './problems.js'
-import type { BadPaths, ValidateContext } from './validate.js'
+import type { BadPaths, ValidateContext } from './problems.js'
 
 type Obj = Record<string, unknown>
 

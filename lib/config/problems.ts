@@ -101,3 +101,25 @@ function distance (a: string, b: string): number {
   }
   return d[a.length][b.length]
 }
+
+export interface ValidateContext {
+  /** Names of the filters the library user registered (`createProxy({ filters })`); none from the CLI. */
+  filters?: Iterable<string>
+}
+
+/** Paths whose value was found wrong: nothing under them is checked again. */
+export class BadPaths {
+  readonly #keys = new Set<string>()
+
+  add (path: Path): void {
+    this.#keys.add(JSON.stringify(path))
+  }
+
+  /** `path` or a path above it was found wrong. */
+  has (path: Path): boolean {
+    for (let i = path.length; i >= 0; i--) {
+      if (this.#keys.has(JSON.stringify(path.slice(0, i)))) return true
+    }
+    return false
+  }
+}

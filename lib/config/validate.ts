@@ -15,13 +15,11 @@ import { parseCidr } from '../listener/access.js'
 import { normalizePath } from '../routing/path.js'
 import { OptionsSchema, RENAMED_KEYS, branchFor, kindOf, meta, schemaAt, type StringCheck } from './schema.js'
 import { checkRange, parseUnit, showUnit } from './units.js'
-import { show, suggest, type Path, type Problem } from './problems.js'
+import { BadPaths, show, suggest, type Path, type Problem, type ValidateContext } from './problems.js'
+
+export type { ValidateContext } from './problems.js'
 import { checkConsistency } from './consistency.js'
 
-export interface ValidateContext {
-  /** Names of the filters the library user registered (`createProxy({ filters })`); none from the CLI. */
-  filters?: Iterable<string>
-}
 
 let compiled: TypeCheck<typeof OptionsSchema> | null = null
 
@@ -41,22 +39,6 @@ export function validate (options: unknown, context: ValidateContext = {}): Prob
   return problems
 }
 
-/** Paths whose value was found wrong: nothing under them is checked again. */
-export class BadPaths {
-  readonly #keys = new Set<string>()
-
-  add (path: Path): void {
-    this.#keys.add(JSON.stringify(path))
-  }
-
-  /** `path` or a path above it was found wrong. */
-  has (path: Path): boolean {
-    for (let i = path.length; i >= 0; i--) {
-      if (this.#keys.has(JSON.stringify(path.slice(0, i)))) return true
-    }
-    return false
-  }
-}
 
 /** A JSON pointer (`/routes/2/match`) as a path into `root`: indices where the value is a list. */
 function toPath (pointer: string, root: unknown): Array<string | number> {
