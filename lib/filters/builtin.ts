@@ -48,10 +48,7 @@ export function interceptErrorsFilter (): Filter {
       const status = head.status
       if ((status !== 502 && status !== 503 && status !== 504) || session.request.method === 'HEAD' || session.target === null) return
       const page = errorResponse(status)
-      session.respond(status, page.head.headers.raw.reduce<Array<[string, string]>>((out, value, i, raw) => {
-        if (i % 2 === 0) out.push([value, raw[i + 1]])
-        return out
-      }, []), page.body)
+      session.respond(status, { 'Content-Type': page.head.headers.get('content-type')! }, page.body)
     },
   }
 }

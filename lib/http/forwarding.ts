@@ -7,7 +7,7 @@
  *
  * The header list is compacted in place: no array is allocated per request.
  */
-import { Header, classify, connectionOptions, withoutH2c } from '../http1/head.js'
+import { Header, classify, connectionOptions, isHopByHop, withoutH2c } from '../http1/head.js'
 import type { HeaderList } from './headers.js'
 import type { RequestHead, ResponseHead } from './message.js'
 
@@ -48,8 +48,7 @@ export function forwardRequest (head: RequestHead, ctx: ForwardContext, needsHos
     let value = raw[i + 1]
     const kind = classify(name)
     if (kind !== Header.OTHER) {
-      if (kind === Header.CONNECTION || kind === Header.KEEP_ALIVE || kind === Header.PROXY_CONNECTION || kind === Header.TE ||
-        kind === Header.TRAILER || kind === Header.X_FORWARDED_PROTO || kind === Header.X_FORWARDED_HOST || kind === Header.HTTP2_SETTINGS) continue
+      if (isHopByHop(kind) || kind === Header.X_FORWARDED_PROTO || kind === Header.X_FORWARDED_HOST || kind === Header.HTTP2_SETTINGS) continue
       if (kind === Header.UPGRADE) {
         // the parser has already decided that an Upgrade naming h2c alone is no upgrade
         if (!upgrade) continue
@@ -95,7 +94,7 @@ export function forwardResponse (head: ResponseHead, via: string): void {
     const name = raw[i]
     const kind = classify(name)
     if (kind !== Header.OTHER) {
-      if (kind === Header.CONNECTION || kind === Header.KEEP_ALIVE || kind === Header.PROXY_CONNECTION || kind === Header.TE || kind === Header.TRAILER) continue
+      if (isHopByHop(kind)) continue
       if (kind === Header.UPGRADE && !upgraded) continue
       if (kind === Header.VIA) lastVia = w
     } else if (named !== null && named.has(name.toLowerCase())) {

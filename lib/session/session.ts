@@ -526,8 +526,7 @@ export class Session implements UpstreamRequest, FilterSession {
   #release (): void {
     const state = this.dispatchState
     if (state.waitingIn !== null) state.waitingIn.cancel(this)
-    // a connection being opened for this request may still serve others: it joins the pool once open
-    state.connecting = null
+    // a connection being opened for this request is left to open: it serves others from the pool
     const conn = this.#leaveUpstream()
     if (conn !== null) conn.destroy()
   }

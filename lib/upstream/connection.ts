@@ -65,7 +65,6 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner, Reque
     this.pool = pool
     this.target = pool.target
     this.#opener = opener
-    opener.dispatchState.connecting = this
     const settings = pool.target.settings
     const { host, port, tls: secure } = pool.target.config
     // half-open, so that an upgraded connection can relay a FIN one way while the other keeps flowing;
@@ -236,7 +235,6 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner, Reque
   onConnect (): void {
     const opener = this.#opener!
     this.#opener = null
-    opener.dispatchState.connecting = null
     this.target.markUp()
     if (opener.settled) {
       // its client went away or it failed meanwhile: the new connection serves someone else
@@ -314,7 +312,6 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner, Reque
     const opener = this.#opener
     if (wasConnecting && opener !== null) {
       this.#opener = null
-      opener.dispatchState.connecting = null
       const error = this.#error ?? new ProxyError('connect_failed', `cannot connect to ${this.target.authority}`, 'upstream', 502, true)
       target.connectFailed(opener, error)
       return

@@ -73,8 +73,6 @@ export class DispatchState {
   attempt = 0
   /** Sent again after a reused connection closed under it: once only. */
   retried = false
-  /** The connection being opened for this request. */
-  connecting: object | null = null
   /** The pool whose queue the request waits in. */
   waitingIn: { cancel (request: UpstreamRequest): void } | null = null
 }
