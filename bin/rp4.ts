@@ -1,30 +1,23 @@
 #!/usr/bin/env node
 /**
- * The rp4 command's entry: serving commands run in a Node started with a larger initial heap,
- * everything else in this process (cli.ts has the commands).
- *
- * Why: V8 counts the socket read buffers in flight toward its old generation's limit once they
- * survive a scavenge; with the code rp4 loads (the configuration schema and YAML parser among it)
- * the default initial heap leaves so little room under that limit that 1 MiB transfers set off a
- * mark-compact every few dozen milliseconds: `node --trace-gc` shows ~50 of them in 3 s of the
- * harness's 1 MiB scenario, and rp4 moves 35% fewer bytes for 60% more CPU. 128 MiB of initial
- * heap (a starting size, not a cap) brings that back to none. The flag cannot be set from inside
- * a running process (v8.setFlagsFromString comes too late for heap sizing, NODE_OPTIONS refuses
- * it), hence one child process. RP4_NO_HEAP_FLAG=1, or starting node with an
- * --initial-heap-size of your own, keeps everything in this process.
+ * The rp4 command's entry: serving commands run in a child Node started with a larger initial
+ * heap and malloc tuned not to give memory back on every free (serving.ts says why, with the
+ * measurements), everything else in this process (cli.ts has the commands). RP4_NO_HEAP_FLAG=1,
+ * or starting node with an --initial-heap-size of your own, keeps everything in this process.
  */
 import { spawn } from 'node:child_process'
 import { constants } from 'node:os'
 import { fileURLToPath } from 'node:url'
+import { HEAP_ARG, HEAP_FLAG, servingEnv } from './serving.js'
 
-const HEAP_FLAG = '--initial-heap-size'
 const SERVING = new Set(['listen', 'run', 'demo'])
 
 const command = process.argv[2] ?? ''
 if (SERVING.has(command) && process.env.RP4_NO_HEAP_FLAG === undefined && !process.execArgv.some(arg => arg.startsWith(HEAP_FLAG))) {
-  const child = spawn(process.execPath, [...process.execArgv, `${HEAP_FLAG}=128`, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
+  const child = spawn(process.execPath, [...process.execArgv, HEAP_ARG, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
     // the IPC channel closes when this process dies, however it dies: the child follows (below)
     stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
+    env: servingEnv(process.env),
     // its own process group: a terminal's Ctrl-C reaches this process only, which passes it on once
     detached: true,
   })

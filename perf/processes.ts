@@ -36,6 +36,8 @@ export interface SpawnOptions {
   captureStdout?: boolean
   /** Raise the soft open-files limit first (idle-connection tests). */
   nofile?: number
+  /** The environment (default: this process's). */
+  env?: NodeJS.ProcessEnv
 }
 
 const TAIL_LINES = 40
@@ -64,7 +66,7 @@ export class ProcessGroup {
     if (options.core !== undefined && hasTaskset) argv = ['taskset', '-c', String(options.core), ...argv]
     // `exec` keeps the PID: the one we hold is the program's, not a wrapper's
     if (options.nofile !== undefined) argv = ['sh', '-c', `ulimit -n ${options.nofile} 2>/dev/null; exec "$@"`, 'sh', ...argv]
-    const proc = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
+    const proc = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env })
     if (proc.pid === undefined) throw new Error(`cannot start ${name} (${command})`)
     let resolveExit: (value: number | string) => void = () => {}
     const child: Child = {

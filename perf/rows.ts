@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { haproxyConfig, nginxConfig, nginxStreamModule, type ProxyMode } from './configs.js'
+import { HEAP_ARG, servingEnv } from '../bin/serving.js'
 import { PROXY_CORE, freePort, waitForPort, waitForStderr, type Child, type ProcessGroup } from './processes.js'
 
 export type RowName = 'direct' | 'rp4' | 'nginx' | 'haproxy'
@@ -105,11 +106,11 @@ export async function startRow (name: RowName, start: RowStart): Promise<Running
   const spawnOptions = { core: PROXY_CORE, nofile: start.nofile }
 
   if (name === 'rp4') {
-    // the heap flag rp4's launcher would add in a child process (bin/rp4.ts), given here so that
-    // the process measured is the one serving
-    const args = ['--initial-heap-size=128', RP4_PATH, 'listen', '127.0.0.1:0', '--to', `127.0.0.1:${originPort}`, ...start.rp4Args]
+    // the heap flag and environment rp4's launcher would give its child process (bin/serving.ts),
+    // given here so that the process measured is the one serving
+    const args = [HEAP_ARG, RP4_PATH, 'listen', '127.0.0.1:0', '--to', `127.0.0.1:${originPort}`, ...start.rp4Args]
     if (mode === 'tcp') args.push('--tcp')
-    const child = group.spawn('rp4', process.execPath, args, spawnOptions)
+    const child = group.spawn('rp4', process.execPath, args, { ...spawnOptions, env: servingEnv(process.env) })
     const match = await ready(group, child, waitForStderr(child, /listening on (\S+):(\d+)/, 10_000))
     return { name, port: Number(match[2]), pid: child.pid, stop: async () => await group.stop(child) }
   }

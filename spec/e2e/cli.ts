@@ -25,11 +25,11 @@ class Run extends Observable {
   done = false
 
   /** @param openFiles run under this open-file limit (`ulimit -n`, soft and hard) */
-  constructor (args: string[], openFiles?: number) {
+  constructor (args: string[], openFiles?: number, env: NodeJS.ProcessEnv = process.env) {
     super()
     this.child = openFiles === undefined
-      ? spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-      : spawn('/bin/sh', ['-c', `ulimit -n ${openFiles} && exec "$0" "$@"`, process.execPath, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+      ? spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env })
+      : spawn('/bin/sh', ['-c', `ulimit -n ${openFiles} && exec "$0" "$@"`, process.execPath, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env })
     this.child.stdout!.on('data', (d: Buffer) => { this.stdout += d.toString(); this.changed() })
     this.child.stderr!.on('data', (d: Buffer) => { this.stderr += d.toString(); this.changed() })
     this.child.on('close', (code, signal) => {
@@ -54,8 +54,8 @@ class Run extends Observable {
   }
 }
 
-function run (t: Test, args: string[], openFiles?: number): Run {
-  const r = new Run(args, openFiles)
+function run (t: Test, args: string[], openFiles?: number, env?: NodeJS.ProcessEnv): Run {
+  const r = new Run(args, openFiles, env)
   t.teardown(() => { if (!r.done) r.child.kill('SIGKILL') })
   return r
 }
@@ -124,6 +124,46 @@ t.test('listen :0 accepts IPv4 and IPv6; several --to are balanced', async t => 
   r.child.kill('SIGTERM')
   await r.finished()
   t.equal(r.exit, 0)
+})
+
+/** The serving process under a launcher's PID, from /proc: its argv and environment. */
+function servingProcess (launcher: number): { pid: number, argv: string[], env: Map<string, string> } | null {
+  const children = readFileSync(`/proc/${launcher}/task/${launcher}/children`, 'utf8').trim()
+  if (children === '') return null
+  const pid = Number(children.split(' ')[0])
+  const argv = readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0').filter(a => a !== '')
+  const env = new Map(readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').filter(e => e !== '').map(e => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)] as [string, string]))
+  return { pid, argv, env }
+}
+
+t.test('listen serves from a child with the initial-heap flag and malloc tunables; the user\'s own are kept; RP4_NO_HEAP_FLAG serves in-process', { skip: process.platform !== 'linux' && 'reads /proc' }, async t => {
+  if (!checkBuilt(t, 'dist/bin/rp4.js')) return
+  const origin = await startOrigin(t, () => ok('served'))
+  const cases: Array<[string, NodeJS.ProcessEnv, string | null]> = [
+    ['default', {}, 'glibc.malloc.trim_threshold=67108864'],
+    ['GLIBC_TUNABLES of the user', { GLIBC_TUNABLES: 'glibc.malloc.arena_max=2' }, 'glibc.malloc.arena_max=2'],
+    ['RP4_NO_HEAP_FLAG=1', { RP4_NO_HEAP_FLAG: '1' }, null],
+  ]
+  for (const [name, extra, tunables] of cases) {
+    const env = { ...process.env, ...extra }
+    delete env.GLIBC_TUNABLES
+    Object.assign(env, extra)
+    const r = run(t, ['listen', '127.0.0.1:0', '--to', origin.target], undefined, env)
+    const { port } = await r.listening()
+    const res = await exchange(port, 'GET / HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 1 })
+    t.equal(res.responses[0]?.body.toString(), 'served', `${name}: serves`)
+    const serving = servingProcess(r.child.pid!)
+    if (tunables === null) {
+      t.equal(serving, null, `${name}: no child process`)
+    } else {
+      t.not(serving, null, `${name}: a child serves`)
+      t.ok(serving?.argv.includes('--initial-heap-size=128'), `${name}: the heap flag (${serving?.argv.join(' ')})`)
+      t.equal(serving?.env.get('GLIBC_TUNABLES'), tunables, `${name}: GLIBC_TUNABLES`)
+    }
+    r.child.kill('SIGTERM')
+    await r.finished()
+    t.equal(r.exit, 0, `${name}: exit 0`)
+  }
 })
 
 const BAD: Array<[string, string[], string]> = [
