@@ -1,10 +1,8 @@
 import { isIP } from 'node:net'
 
-/** A parsed `[HOST]:PORT`. `host` is '' for "every interface"; IPv6 literals are kept without brackets. */
-export interface HostPort {
-  host: string
-  port: number
-}
+import type { HostPort } from '../model/model.js'
+
+export type { HostPort }
 
 /**
  * Parse `[HOST]:PORT`, `HOST:PORT`, `:PORT` or `PORT`. Returns an error message naming the bad

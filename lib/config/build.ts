@@ -12,10 +12,8 @@ import type { ConnectionOptions } from 'node:tls'
 import type { TSchema } from '@sinclair/typebox'
 import { formatHostPort, parseHostPort, parseTarget, type HostPort } from './address.js'
 import { MAX_CONNECTIONS, OPEN_FILES } from './open-files.js'
-import { parseCidr, type AccessRule } from '../listener/access.js'
-import type {
-  AccessModel, ActionModel, FilterModel, GroupModel, HttpModel, ListenerModel, ListenerTls, Model, RouteModel, TargetModel,
-} from './model.js'
+import { parseCidr, type AccessRule } from '../admission/access.js'
+import type { AccessModel, ActionModel, FilterModel, GroupModel, HttpModel, ListenerModel, ListenerTls, Model, RouteModel, TargetModel } from '../model/model.js'
 import * as S from './schema.js'
 import { parseUnit } from './units.js'
 import { ConfigError, describe, type Path, type Problem } from './problems.js'

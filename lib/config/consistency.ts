@@ -7,7 +7,7 @@
  * key that is wrong, not at what it refers to.
  */
 import { parseHostPort, type HostPort } from './address.js'
-import { matchesPrefix } from '../routing/router.js'
+import { matchesPrefix } from '../http/path.js'
 import { FLAT_KEYS, FLAT_TO_FULL, FULL_KEYS } from './schema.js'
 import { suggest, type Path, type Problem } from './problems.js'
 import type { BadPaths, ValidateContext } from './problems.js'

@@ -3,8 +3,7 @@
  * and headers set, added or removed on the request to the backend or on the response to the client.
  */
 import type { HeaderList } from '../http/headers.js'
-import { normalizePath } from '../routing/path.js'
-import { matchesPrefix } from '../routing/router.js'
+import { matchesPrefix, normalizePath } from '../http/path.js'
 import type { Filter, Verdict } from '../session/filter.js'
 
 /**

@@ -7,7 +7,7 @@
  *
  * The header list is compacted in place: no array is allocated per request.
  */
-import { Header, classify, connectionOptions, isHopByHop, withoutH2c } from '../http1/head.js'
+import { Header, classify, connectionOptions, isHopByHop, withoutH2c } from './fields.js'
 import type { HeaderList } from './headers.js'
 import type { RequestHead, ResponseHead } from './message.js'
 

@@ -3,7 +3,7 @@
  * body that every later step needs. Where two parties could disagree about where a request ends
  * or which host it is for, rp4 refuses (request smuggling feeds on such disagreements).
  */
-import { Header, classify } from '../http1/head.js'
+import { Header, classify } from './fields.js'
 import type { RequestHead } from './message.js'
 
 export const enum BodyKind {

@@ -4,7 +4,7 @@
  * to an HTTP/1.0 client becomes raw bytes until close, a close-delimited body to an HTTP/1.1
  * client becomes chunked).
  */
-import { Header, classify, hasToken } from './head.js'
+import { Header, classify, hasToken } from '../http/fields.js'
 import { BodyKind } from '../http/validate.js'
 import type { RequestHead, ResponseHead } from '../http/message.js'
 

@@ -5,7 +5,8 @@
  */
 import { clock } from '../core/clock.js'
 import { CB_ERROR, CB_OK, Errno, Llhttp, ParserType, type ParserCallbacks } from './llhttp.js'
-import { upgradesOnlyToH2c, type MessageHead } from './head.js'
+import { upgradesOnlyToH2c } from '../http/fields.js'
+import { type MessageHead } from './head.js'
 
 export interface MessageSink {
   /** The head is complete. Returns a HeadersResult, CB_PAUSE or CB_ERROR. */

@@ -26,7 +26,7 @@
  */
 import net, { type Server, type Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
-import type { ListenerModel } from '../config/model.js'
+import type { ListenerModel } from '../model/model.js'
 import { clock, type Timed } from '../core/clock.js'
 import { ProxyError } from '../core/errors.js'
 import { kOwner } from '../core/symbols.js'
@@ -39,8 +39,8 @@ import { CertificateStore } from '../tls/certificates.js'
 import { HelloStatus, parseClientHello } from '../tls/client-hello.js'
 import { Handshake, type HandshakeHost } from '../tls/terminate.js'
 import { Sniffer, Verdict } from './sniff.js'
-import { AccessControl, parseAddress } from './access.js'
-import { Admission, type ConnectionCaps } from './caps.js'
+import { AccessControl, parseAddress } from '../admission/access.js'
+import { Admission, type ConnectionCaps } from '../admission/caps.js'
 
 /** How often an access file is checked for changes, ms. */
 const ACCESS_RELOAD_INTERVAL = 2000

@@ -6,13 +6,13 @@
  * else.
  */
 import type { Socket } from 'node:net'
-import type { Model } from '../config/model.js'
+import type { Model } from '../model/model.js'
 import { clock } from '../core/clock.js'
 import type { ProxyError } from '../core/errors.js'
 import type { ProxyEvents } from '../core/events.js'
 import { H1Connection, type H1Host, type H1Settings } from '../downstream/h1-connection.js'
 import type { ForwardContext } from '../http/forwarding.js'
-import { ConnectionCaps } from '../listener/caps.js'
+import { ConnectionCaps } from '../admission/caps.js'
 import { compileRoute, type CompiledRoute } from '../routing/compile.js'
 import { RouteTable } from '../routing/table.js'
 import type { Filter } from '../session/filter.js'

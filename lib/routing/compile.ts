@@ -3,13 +3,13 @@
  * the body of a fixed response encoded, and the filters (rp4's built-in policies, the route's own
  * rewrites, the library user's filters by name) compiled into one array per hook.
  */
-import type { HttpModel, RouteModel } from '../config/model.js'
+import type { HttpModel, RouteModel } from '../model/model.js'
 import { hideHeadersFilter, interceptErrorsFilter, rateLimitFilter } from '../filters/builtin.js'
 import { requestHeadersFilter, responseHeadersFilter, rewritePathFilter, stripPrefixFilter } from '../filters/rewrite.js'
 import { compileFilters, type Filter } from '../session/filter.js'
 import type { SessionAction, SessionRoute } from '../session/session.js'
 import type { Group } from '../upstream/group.js'
-import type { RouteMatch } from './router.js'
+import type { RouteMatch } from '../model/model.js'
 
 export interface CompiledRoute extends SessionRoute {
   readonly match: RouteMatch

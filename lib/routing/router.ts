@@ -13,23 +13,8 @@
  * normalized path (see path.ts), never the query.
  */
 import type { RequestHead } from '../http/message.js'
-import { normalizePath } from './path.js'
-
-export interface HeaderCondition {
-  /** Field name, any case. */
-  name: string
-  /** The field's value must equal this (case-sensitive, after trimming); undefined: present with any value. */
-  value?: string
-}
-
-export interface RouteMatch {
-  /** Lowercased names, `*.example.com` for subdomains at any depth; null or empty: any host. */
-  hosts?: readonly string[] | null
-  path?: { exact: string } | { prefix: string } | null
-  /** Uppercase method names; null or empty: any method. */
-  methods?: readonly string[] | null
-  headers?: readonly HeaderCondition[] | null
-}
+import type { HeaderCondition, RouteMatch } from '../model/model.js'
+import { matchesPrefix, normalizePath } from '../http/path.js'
 
 interface Candidate<R> {
   route: R
@@ -133,12 +118,6 @@ function first<R> (list: ReadonlyArray<Candidate<R>>, lookup: Lookup): R | null 
     return c.route
   }
   return null
-}
-
-export function matchesPrefix (path: string, prefix: string): boolean {
-  if (!path.startsWith(prefix)) return false
-  if (path.length === prefix.length || prefix.endsWith('/')) return true
-  return path.charCodeAt(prefix.length) === 47 /* / */
 }
 
 function headersMatch (conditions: readonly HeaderCondition[], head: RequestHead): boolean {

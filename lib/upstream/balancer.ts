@@ -4,7 +4,7 @@
  * that HTTP pools and raw TCP relays use the same one.
  */
 import { clock } from '../core/clock.js'
-import type { TargetModel } from '../config/model.js'
+import type { TargetModel } from '../model/model.js'
 
 export class Balancer {
   readonly targets: readonly Pick<TargetModel, 'authority'>[]

@@ -1,8 +1,9 @@
 import t from 'tap'
 import { HeaderList } from '../../lib/http/headers.js'
 import { RequestHead } from '../../lib/http/message.js'
-import { normalizePath } from '../../lib/routing/path.js'
-import { Router, matchesPrefix, type RouteMatch } from '../../lib/routing/router.js'
+import { matchesPrefix, normalizePath } from '../../lib/http/path.js'
+import type { RouteMatch } from '../../lib/model/model.js'
+import { Router } from '../../lib/routing/router.js'
 
 const request = (host: string, target: string, method = 'GET', headers: string[] = []): RequestHead =>
   new RequestHead(method, target, 1, 1, new HeaderList(['Host', host, ...headers]))

@@ -73,3 +73,10 @@ export function normalizePath (path: string): string {
   }
   return '/' + out.join('/')
 }
+
+/** True when `path` starts with `prefix` at a segment boundary: `/api` covers `/api` and `/api/x`, not `/apix`; a prefix ending in `/` covers what starts with it. */
+export function matchesPrefix (path: string, prefix: string): boolean {
+  if (!path.startsWith(prefix)) return false
+  if (path.length === prefix.length || prefix.endsWith('/')) return true
+  return path.charCodeAt(prefix.length) === 47 /* / */
+}

@@ -5,9 +5,7 @@
  * checked; the objects are frozen. Nothing here is parsed again on the hot path.
  */
 import type { ConnectionOptions } from 'node:tls'
-import type { HostPort } from './address.js'
-import type { AccessRule } from '../listener/access.js'
-import type { RouteMatch } from '../routing/router.js'
+import type { AccessRule } from '../admission/access.js'
 
 export interface Model {
   listeners: readonly ListenerModel[]
@@ -163,4 +161,27 @@ export interface TargetModel extends HostPort {
   weight: number
   /** What `tls.connect` needs besides host and port (servername, ca, cert/key, verification); null: cleartext. */
   tls: Readonly<ConnectionOptions> | null
+}
+
+/** A parsed `[HOST]:PORT`. `host` is '' for "every interface"; IPv6 literals are kept without brackets. */
+export interface HostPort {
+  host: string
+  port: number
+}
+
+/** A condition on one request header. */
+export interface HeaderCondition {
+  /** Field name, any case. */
+  name: string
+  /** The field's value must equal this (case-sensitive, after trimming); undefined: present with any value. */
+  value?: string
+}
+
+export interface RouteMatch {
+  /** Lowercased names, `*.example.com` for subdomains at any depth; null or empty: any host. */
+  hosts?: readonly string[] | null
+  path?: { exact: string } | { prefix: string } | null
+  /** Uppercase method names; null or empty: any method. */
+  methods?: readonly string[] | null
+  headers?: readonly HeaderCondition[] | null
 }

@@ -7,7 +7,7 @@ import { isIP } from 'node:net'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { AccessList, AccessFileError, PrefixTrie, parseAccessFile, parseAddress, parseCidr, type AccessRule, type Address, type Cidr } from '../../lib/listener/access.js'
+import { AccessList, AccessFileError, PrefixTrie, parseAccessFile, parseAddress, parseCidr, type AccessRule, type Address, type Cidr } from '../../lib/admission/access.js'
 import { buildModel, createProxy } from '../../lib/index.js'
 
 /** A seeded generator: failures repeat. */
