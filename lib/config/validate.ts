@@ -12,7 +12,7 @@ import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors'
 import { parseHostPort } from './address.js'
 import { parseTarget } from './address.js'
 import { parseCidr } from '../admission/access.js'
-import { normalizePath } from '../http/path.js'
+import { matchingPath } from '../http/path.js'
 import { OptionsSchema, RENAMED_KEYS, branchFor, kindOf, meta, schemaAt, type StringCheck } from './schema.js'
 import { checkRange, parseUnit, showUnit } from './units.js'
 import { BadPaths, show, suggest, type Path, type Problem, type ValidateContext } from './problems.js'
@@ -205,8 +205,8 @@ export function checkString (check: StringCheck, value: unknown): string | null 
     case 'dnsName': return DNS_NAME.test(canonicalHost(value)) ? null : `"${value}" is not a DNS name`
     case 'path': {
       if (!value.startsWith('/')) return `"${value}" must start with /`
-      if (/[\s?#\0]/.test(value)) return `"${value}": a path without spaces, query (?) or fragment (#)`
-      const normal = normalizePath(value)
+      if (/[\s?#\0;]/.test(value)) return `"${value}": a path without spaces, query (?), fragment (#) or parameters (;)`
+      const normal = matchingPath(value)
       return normal === value ? null : `"${value}" would never match a normalized request path: write "${normal}"`
     }
     case 'regex':

@@ -3,12 +3,14 @@
  * and headers set, added or removed on the request to the backend or on the response to the client.
  */
 import type { HeaderList } from '../http/headers.js'
-import { matchesPrefix, normalizePath } from '../http/path.js'
+import { matchesPrefix, matchingPath, normalizePath } from '../http/path.js'
 import type { Filter, Verdict } from '../session/filter.js'
 
 /**
  * `/api/users?x` with prefix `/api` goes upstream as `/users?x` (`/api` alone as `/`). The prefix
- * is matched on the normalized path, as routes are, and the rest is sent normalized.
+ * is matched as routes match it, and the rest is sent normalized with its `%2F` kept encoded
+ * (an API may carry `a%2Fb` as one segment); only where the prefix itself matched through a
+ * decoded `%2F` or a dropped `;parameter` is the rest taken from the matching form.
  */
 export function stripPrefixFilter (prefix: string): Filter {
   const bare = prefix.endsWith('/') ? prefix.slice(0, -1) : prefix
@@ -16,11 +18,13 @@ export function stripPrefixFilter (prefix: string): Filter {
     name: 'stripPrefix',
     onRequest (session): Verdict {
       const request = session.request
-      const path = normalizePath(request.path)
-      if (matchesPrefix(path, prefix)) {
-        const rest = path.slice(bare.length)
-        request.path = rest === '' ? '/' : rest
+      let path = normalizePath(request.path)
+      if (!matchesPrefix(path, prefix)) {
+        path = matchingPath(request.path)
+        if (!matchesPrefix(path, prefix)) return 'continue'
       }
+      const rest = path.slice(bare.length)
+      request.path = rest === '' ? '/' : rest
       return 'continue'
     },
   }

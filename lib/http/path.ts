@@ -1,10 +1,18 @@
 /**
- * The path a route is matched on: what a backend will most likely take the request's path to be,
- * so that `/./admin`, `//admin` or `/%61dmin` cannot slip past a route written for `/admin`.
- * Percent-encoded unreserved characters are decoded (RFC 3986 2.3: they mean the same thing
- * either way), dot segments removed (5.2.4), and runs of slashes merged. Reserved characters stay
- * encoded (`%2F` is not a separator). The request is forwarded with its target as sent unless a
- * filter rewrites it.
+ * Paths in two normal forms.
+ *
+ * `normalizePath`: the same resource, written one way. Percent-encoded unreserved characters are
+ * decoded (RFC 3986 2.3: they mean the same thing either way), dot segments removed (5.2.4), runs
+ * of slashes merged; reserved characters stay encoded (`%2F` is data, not a separator). What a
+ * rewritten path is sent upstream in.
+ *
+ * `matchingPath`: what a route is matched on, i.e. the widest reading a backend may give the path,
+ * so that `/./admin`, `//admin`, `/%61dmin`, `/admin%2Fx` (a backend that decodes %2F before
+ * routing sees `/admin/x`, as nginx's own locations do) or `/admin;x` and `/x/..;/admin` (Tomcat and
+ * other servlet containers drop `;parameters` from segments) cannot slip past a route written for
+ * `/admin`. A route that denies is never narrower than the backend's reading; a route that
+ * proxies sees the same request as the backend would. The request itself is forwarded with its
+ * target as sent unless a filter rewrites it.
  */
 
 function isUnreserved (code: number): boolean {
@@ -20,11 +28,12 @@ function hex (code: number): number {
 }
 
 /** True when `path` needs no work: the common case costs one scan. */
-function isPlain (path: string): boolean {
+function isPlain (path: string, matching: boolean): boolean {
   let previous = 0
   for (let i = 0; i < path.length; i++) {
     const c = path.charCodeAt(i)
     if (c === 0x25 /* % */) return false
+    if (c === 0x3b /* ; */ && matching) return false
     if (c === 0x2f /* / */ && previous === 0x2f) return false
     if (c === 0x2e /* . */ && previous === 0x2f) return false
     previous = c
@@ -33,7 +42,15 @@ function isPlain (path: string): boolean {
 }
 
 export function normalizePath (path: string): string {
-  if (path === '*' || isPlain(path)) return path
+  return normalize(path, false)
+}
+
+export function matchingPath (path: string): string {
+  return normalize(path, true)
+}
+
+function normalize (path: string, matching: boolean): string {
+  if (path === '*' || isPlain(path, matching)) return path
   let decoded = ''
   for (let i = 0; i < path.length; i++) {
     const c = path.charCodeAt(i)
@@ -42,7 +59,7 @@ export function normalizePath (path: string): string {
       const lo = hex(path.charCodeAt(i + 2))
       if (hi !== -1 && lo !== -1) {
         const byte = hi * 16 + lo
-        if (isUnreserved(byte)) {
+        if (isUnreserved(byte) || (matching && byte === 0x2f)) {
           decoded += String.fromCharCode(byte)
           i += 2
           continue
@@ -58,7 +75,11 @@ export function normalizePath (path: string): string {
   const out: string[] = []
   const segments = decoded.split('/')
   for (let i = 0; i < segments.length; i++) {
-    const segment = segments[i]
+    let segment = segments[i]
+    if (matching) {
+      const parameters = segment.indexOf(';')
+      if (parameters !== -1) segment = segment.slice(0, parameters)
+    }
     const last = i === segments.length - 1
     if (segment === '.' || segment === '') {
       if (last) out.push('')

@@ -54,6 +54,10 @@ export function inspectRequest (head: RequestHead): RequestFacts {
   const http11 = head.versionMajor === 1 && head.versionMinor === 1
   // HTTP/0.9 has no headers to check, and HTTP/2 does not come in this syntax
   if (head.versionMajor !== 1) invalid = `HTTP/${head.versionMajor}.${head.versionMinor} request line`
+  // RFC 9112 3.2.4: the asterisk form is OPTIONS's alone; a backend may take `GET *` for anything
+  else if (head.target === '*' && head.method !== 'OPTIONS') invalid = `${head.method} with the asterisk form (*)`
+  else if (head.target.indexOf('#') !== -1) invalid = 'a fragment (#) in the request target'
+  else if (hasEncodedNul(head.target)) invalid = 'an encoded NUL (%00) in the request target'
   else if (hosts > 1) invalid = 'several Host headers'
   else if (hosts === 1 && !VALID_HOST.test(host)) invalid = 'Host is not a host[:port]'
   else if (hosts === 0 && http11) invalid = 'HTTP/1.1 request without Host'
@@ -75,6 +79,19 @@ export function inspectRequest (head: RequestHead): RequestFacts {
     expectContinue,
     needsHost: hosts === 0,
   }
+}
+
+/*
+ * A fragment never belongs in a request target (RFC 9112 3.2: a client strips it). A backend that
+ * cuts the path at `#` serves `/admin` for `/admin#x`, which no route for `/admin` saw coming
+ * (HAProxy refuses it since CVE-2023-45539). A backend that decodes the path may cut it at a NUL
+ * (`/admin%00.png`); nginx refuses `%00` too.
+ */
+function hasEncodedNul (target: string): boolean {
+  for (let at = target.indexOf('%'); at !== -1; at = target.indexOf('%', at + 1)) {
+    if (target.charCodeAt(at + 1) === 0x30 && target.charCodeAt(at + 2) === 0x30) return true
+  }
+  return false
 }
 
 /**

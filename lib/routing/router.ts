@@ -14,7 +14,7 @@
  */
 import type { RequestHead } from '../http/message.js'
 import type { HeaderCondition, RouteMatch } from '../model/model.js'
-import { matchesPrefix, normalizePath } from '../http/path.js'
+import { matchesPrefix, matchingPath } from '../http/path.js'
 
 interface Candidate<R> {
   route: R
@@ -104,7 +104,7 @@ interface Lookup {
 function routingPath (lookup: Lookup): string {
   if (lookup.path !== null) return lookup.path
   const path = lookup.head.path
-  return (lookup.path = path === '' ? '/' : normalizePath(path))
+  return (lookup.path = path === '' ? '/' : matchingPath(path))
 }
 
 function first<R> (list: ReadonlyArray<Candidate<R>>, lookup: Lookup): R | null {

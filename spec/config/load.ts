@@ -260,3 +260,18 @@ t.test('parseOptions: the options of a text, or a ConfigError', async t => {
   t.same(parseOptions('listen: ":8080"\ntargets: [127.0.0.1:3000]\n', 'x.yaml'), { listen: ':8080', targets: ['127.0.0.1:3000'] })
   t.throws(() => parseOptions('listen: ":8080"\n', 'x.yaml'), { name: 'ConfigError', message: 'x.yaml:1:1: missing targets (the backend to forward to)' })
 })
+
+t.test('route paths are written as requests are matched: no ;parameters, no %2F, no dot segments', async t => {
+  const text = `listeners: [{ listen: ":8080" }]
+routes:
+  - { match: { path: "/a;b" }, respond: { body: x } }
+  - { match: { pathExact: /a%2Fb }, respond: { body: x } }
+  - { match: { path: /x/../a }, respond: { body: x } }
+  - { match: { path: /ok/path }, respond: { body: x } }
+`
+  t.same(problems(text), [
+    'rp4.yaml:3:22: routes[0].match.path: "/a;b": a path without spaces, query (?), fragment (#) or parameters (;)',
+    'rp4.yaml:4:27: routes[1].match.pathExact: "/a%2Fb" would never match a normalized request path: write "/a/b"',
+    'rp4.yaml:5:22: routes[2].match.path: "/x/../a" would never match a normalized request path: write "/a"',
+  ])
+})

@@ -198,3 +198,43 @@ t.test('options of the full form are checked: unknown keys, a route to a missing
   t.throws(() => createProxy({ ...base, routes: [{ proxy: 'app', mtach: {} }] } as never), /routes\[0\]\.mtach: unknown key/)
   t.throws(() => createProxy({ ...base, listen: ':1', routes: [] } as never), /listen/)
 })
+
+t.test('a route written for /admin holds against every other spelling of it; targets a backend could cut short are refused', async t => {
+  const origin = await startOrigin(t, req => ok(`app ${req.url}`))
+  const { port } = await full(t, {
+    routes: [
+      { name: 'admin', match: { path: '/admin' }, respond: { status: 403, body: 'denied\n' } },
+      { name: 'api', match: { path: '/api' }, proxy: 'app', stripPrefix: '/api' },
+      { name: 'all', proxy: 'app' },
+    ],
+    upstreams: { app: { targets: [origin.target] } },
+  })
+  const denied = ['/admin', '/admin/', '/%61dmin', '/x/../admin', '/x/%2e%2e/admin', '//admin', '/./admin', '/admin?x',
+    // a backend that decodes %2F before routing sees /admin/x
+    '/admin%2fx', '/%2Fadmin', '/api%2f..%2fadmin', '/api/..%2fadmin',
+    // servlet containers drop ;parameters from segments
+    '/admin;x', '/admin;jsessionid=1/x', '/x/..;/admin', '/api/..;/admin',
+    'http://h/admin']
+  for (const path of denied) {
+    const res = await exchange(port, get(path), { responses: 1 })
+    t.equal(res.responses[0]?.head.line[1], '403', `${path}: the admin route`)
+  }
+  const refused: Array<[string, string]> = [['GET /admin#x HTTP/1.1', 'a fragment'], ['GET /x#/../admin HTTP/1.1', 'a fragment'],
+    ['GET /admin%00.png HTTP/1.1', 'an encoded NUL'], ['GET /a%00 HTTP/1.1', 'an encoded NUL'], ['GET * HTTP/1.1', 'the asterisk form with GET']]
+  for (const [line, why] of refused) {
+    const res = await exchange(port, `${line}\r\nHost: h\r\n\r\n`, { responses: 1 })
+    t.equal(res.responses[0]?.head.line[1], '400', `${line}: 400 (${why})`)
+  }
+  t.equal(origin.requests.length, 0, 'none of them reached the backend')
+
+  const passed: Array<[string, string]> = [
+    ['/apix', 'app /apix'], ['/api/a%2Fb', 'app /a%2Fb'], ['/api%2Fx', 'app /x'], ['/api', 'app /'], ['/api/x?q=%2F', 'app /x?q=%2F'],
+    ['/files/a;b', 'app /files/a;b'], ['/%2561dmin', 'app /%2561dmin'],
+  ]
+  for (const [path, body] of passed) {
+    const res = await exchange(port, get(path), { responses: 1 })
+    t.equal(res.responses[0]?.body.toString(), body, `${path}: proxied as ${body.slice(4)}`)
+  }
+  const options = await exchange(port, 'OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 1 })
+  t.equal(options.responses[0]?.body.toString(), 'app *', 'OPTIONS * is proxied')
+})

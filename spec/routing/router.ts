@@ -1,7 +1,7 @@
 import t from 'tap'
 import { HeaderList } from '../../lib/http/headers.js'
 import { RequestHead } from '../../lib/http/message.js'
-import { matchesPrefix, normalizePath } from '../../lib/http/path.js'
+import { matchesPrefix, matchingPath, normalizePath } from '../../lib/http/path.js'
 import type { RouteMatch } from '../../lib/model/model.js'
 import { Router } from '../../lib/routing/router.js'
 
@@ -15,6 +15,15 @@ t.test('normalizePath: what a backend would take the path to be', async t => {
     ['/%2e%2e/admin', '/admin'], ['/a//b//', '/a/b/'], ['/%7euser', '/~user'], ['/x/..', '/'], ['/100%', '/100%'],
   ]
   for (const [input, output] of cases) t.equal(normalizePath(input), output, input)
+})
+
+t.test('matchingPath: the widest reading a backend may give the path (%2F decoded, ;parameters dropped)', async t => {
+  const cases: Array<[string, string]> = [
+    ['/', '/'], ['/a/b', '/a/b'], ['/a%2fb', '/a/b'], ['/a%2Fb', '/a/b'], ['/%2F%2Fadmin', '/admin'], ['/x%2f..%2fadmin', '/admin'],
+    ['/admin;x', '/admin'], ['/a;b/c;d', '/a/c'], ['/x/..;/admin', '/admin'], ['/x/.;/y', '/x/y'], [';', '/'], ['/a%3bb', '/a%3Bb'],
+    ['/%61dmin', '/admin'], ['/a/b/', '/a/b/'], ['/a;x/', '/a/'], ['/100%', '/100%'],
+  ]
+  for (const [input, output] of cases) t.equal(matchingPath(input), output, input)
 })
 
 t.test('prefixes match whole segments', async t => {
