@@ -21,6 +21,7 @@ import { BodyKind, type RequestFacts } from '../http/validate.js'
 import type { Group } from '../upstream/group.js'
 import { DispatchState, ReadHold, type RequestChannel, type UpstreamRequest } from '../upstream/handler.js'
 import type { FilterChain, FilterSession, HeaderInit, Verdict } from './filter.js'
+import { Phase } from './phases.js'
 import { ClientHold, type Downstream, type ResponseSink, type UpgradedUpstream } from './sink.js'
 
 /** What a route is to a session: compiled at configuration time. */
@@ -52,7 +53,6 @@ export interface SessionHost {
 }
 
 const enum Response { NONE, STREAMING, DONE }
-const enum Phase { REQUEST, UPSTREAM, RESPONSE, DONE }
 
 /** A request body up to this size is read and dropped after rp4 answered early, keeping the connection. */
 const SKIPPABLE_BODY = 64 * 1024
