@@ -5,6 +5,7 @@
  */
 import type { HttpModel, RouteModel } from '../model/model.js'
 import { hideHeadersFilter, interceptErrorsFilter, rateLimitFilter } from '../filters/builtin.js'
+import { forwardedFilter } from '../filters/forwarded.js'
 import { requestHeadersFilter, responseHeadersFilter, rewritePathFilter, stripPrefixFilter } from '../filters/rewrite.js'
 import { compileFilters, type Filter } from '../session/filter.js'
 import type { SessionAction, SessionRoute } from '../session/session.js'
@@ -23,6 +24,7 @@ export interface CompileContext {
 }
 
 export function compileRoute (route: RouteModel, context: CompileContext): CompiledRoute {
+  const hop = [forwardedFilter(context.http.via)]
   const filters: Filter[] = []
   // rp4's policies first: a refused request costs no other filter, and on the way back (reverse
   // order) they see the response last, after the user's filters
@@ -47,7 +49,7 @@ export function compileRoute (route: RouteModel, context: CompileContext): Compi
     name: route.name,
     match: route.match,
     action: compileAction(route, context),
-    chain: compileFilters(filters),
+    chain: compileFilters(filters, hop),
     maxBodySize: route.maxBodySize,
     responseTimeout: route.timeouts.response,
     responseTotalTimeout: route.timeouts.responseTotal,

@@ -45,9 +45,9 @@ export interface Filter {
   readonly name?: string
   /** The request head arrived and the route was chosen: inspect, rewrite, or answer. */
   onRequest? (session: FilterSession): Verdict | Promise<Verdict>
-  /** The request is about to be encoded for the backend: rp4's forwarding headers are already in `head`. */
+  /** The request is about to be encoded for the backend: hop-by-hop headers are gone and rp4's forwarding headers are in `head`. */
   onUpstreamRequest? (session: FilterSession, head: RequestHead): void
-  /** A final response head (the backend's or rp4's own) before it is encoded for the client. */
+  /** A final response head (the backend's, its hop-by-hop headers gone and Via added, or rp4's own) before it is encoded for the client. */
   onResponse? (session: FilterSession, head: ResponseHead): void
   /** A piece of the response body: return it, something in its place, or null to drop it. */
   onResponseBody? (session: FilterSession, chunk: Buffer): Buffer | null
@@ -65,10 +65,14 @@ export interface FilterChain {
   readonly onLog: readonly Filter[] | null
 }
 
-/** Compile a filter list into per-hook arrays. */
-export function compileFilters (filters: readonly Filter[]): FilterChain {
+/**
+ * Compile a filter list into per-hook arrays. `hop`: filters that stand for the hop between rp4
+ * and the backend (the forwarding headers): first on every hook in both directions, before the
+ * list's own, so that what the others see on either side is what crosses the hop.
+ */
+export function compileFilters (filters: readonly Filter[], hop: readonly Filter[] = []): FilterChain {
   const pick = (hook: keyof Filter, list: readonly Filter[]): readonly Filter[] | null => {
-    const out = list.filter(f => typeof f[hook] === 'function')
+    const out = [...hop, ...list].filter(f => typeof f[hook] === 'function')
     return out.length === 0 ? null : Object.freeze(out)
   }
   const reversed = [...filters].reverse()

@@ -13,13 +13,14 @@
  *    A hook returning a promise holds the client's input until it settles.
  * 4. **Action.** The route's terminal action: `respond` and `redirect` answer locally (on to
  *    phase 6 with rp4's own head), `proxy` goes on.
- * 5. **Upstream request** — `onUpstreamRequest`, after the protocol's own edits (hop-by-hop
- *    headers removed, X-Forwarded-For/-Proto/-Host and Via set: http/forwarding.ts), so a filter
- *    sees and may change exactly what the backend will get. The head is encoded once; the upstream
+ * 5. **Upstream request** — `onUpstreamRequest`, first the hop's own filter (filters/forwarded.ts:
+ *    hop-by-hop headers removed, X-Forwarded-For/-Proto/-Host and Via set), then the others, so a
+ *    filter sees and may change exactly what the backend will get. The head is encoded once; the upstream
  *    group picks a target, and may retry on another before any response byte arrived.
- * 6. **Response head** — `onResponse`, in reverse filter order (the last filter to see the
- *    request is the first to see its response), on the backend's head (hop-by-hop removed, Via
- *    added) or rp4's own. A hook may edit the head or replace the response (`respond`).
+ * 6. **Response head** — `onResponse`: first the hop's filter (on the backend's head: its
+ *    hop-by-hop headers removed, Via added), then the others in reverse filter order (the last
+ *    filter to see the request is the first to see its response), on the backend's head or rp4's
+ *    own. A hook may edit the head or replace the response (`respond`).
  * 7. **Response body** — `onResponseBody` per chunk, in the same order; a hook returns the chunk,
  *    another in its place, or null to drop it.
  * 8. **Logged** — `onLog`, once, whatever happened: answered, refused or failed (with the error).

@@ -14,7 +14,7 @@ import { CB_ERROR, CB_OK, HeadersResult } from '../http1/llhttp.js'
 import type { MessageHead } from '../http1/head.js'
 import { encodeRequestHead } from '../http1/encode.js'
 import { errorResponse, reasonOf } from '../http/errors.js'
-import { forwardRequest, forwardResponse, HOST_PLACEHOLDER, type ForwardContext } from '../http/forwarding.js'
+import { forwardResponse, HOST_PLACEHOLDER, type ForwardContext } from '../http/forwarding.js'
 import { HeaderList } from '../http/headers.js'
 import { ResponseHead, type RequestHead } from '../http/message.js'
 import { BodyKind, type RequestFacts } from '../http/validate.js'
@@ -79,6 +79,8 @@ export class Session implements UpstreamRequest, FilterSession {
   /** The request head as bytes for the upstream hop, encoded once (a retry sends the same). */
   #encoded = ''
 
+  #fromBackend = false
+
   /** The client has sent the whole request. */
   requestComplete: boolean
   /** The whole request has been written upstream. */
@@ -122,6 +124,15 @@ export class Session implements UpstreamRequest, FilterSession {
   get target (): string | null { return this.dispatchState.target?.authority ?? null }
   /** The error this request ended with, if any. */
   get error (): ProxyError | null { return this.#error }
+
+  /** True while the response hooks run on the backend's own head (not on an answer of rp4's). */
+  get responseFromBackend (): boolean { return this.#fromBackend }
+
+  /** The forwarding headers' facts for this request's client. */
+  forwardContext (): ForwardContext {
+    const client = this.#downstream.client
+    return this.#host.forwardContext(client.ip, client.secure)
+  }
 
   respond (status: number, headers?: HeaderInit, body?: string | Buffer): Verdict {
     if (!Number.isInteger(status) || status < 200 || status > 999) throw new TypeError(`respond: status ${status} is not a final status`)
@@ -246,8 +257,6 @@ export class Session implements UpstreamRequest, FilterSession {
   #proxy (group: Group): void {
     this.#phase = Phase.UPSTREAM
     const request = this.request
-    const client = this.#downstream.client
-    forwardRequest(request, this.#host.forwardContext(client.ip, client.secure), this.facts.needsHost)
     const hooks = this.#route!.chain.onUpstreamRequest
     if (hooks !== null) {
       for (let i = 0; i < hooks.length; i++) {
@@ -334,10 +343,12 @@ export class Session implements UpstreamRequest, FilterSession {
       return CB_ERROR
     }
     const head = new ResponseHead(status, message.reason, new HeaderList(message.headers), message.versionMajor, message.versionMinor)
-    forwardResponse(head, this.#host.via)
     this.#response = Response.STREAMING
     this.#phase = Phase.RESPONSE
-    if (!this.#responseHooks(head)) return CB_ERROR
+    this.#fromBackend = true
+    const passed = this.#responseHooks(head)
+    this.#fromBackend = false
+    if (!passed) return CB_ERROR
     if (this.#local !== null) {
       // a filter answered in the backend's place: its body is read and dropped
       this.#discard = true

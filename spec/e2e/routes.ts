@@ -238,3 +238,21 @@ t.test('a route written for /admin holds against every other spelling of it; tar
   const options = await exchange(port, 'OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 1 })
   t.equal(options.responses[0]?.body.toString(), 'app *', 'OPTIONS * is proxied')
 })
+
+t.test('the forwarding headers are a filter at the hop: other filters see what the backend gets and what it sent, hop-by-hop gone', async t => {
+  const origin = await startOrigin(t, () => ok('x', ['Connection: keep-alive, X-Hop', 'X-Hop: secret', 'Keep-Alive: timeout=5', 'X-Kept: 1']))
+  const seen: { upstream: string[], response: string[] } = { upstream: [], response: [] }
+  const watch: Filter = {
+    name: 'watch',
+    onUpstreamRequest (_session, head) { seen.upstream = head.headers.raw.filter((_, i) => i % 2 === 0).map(n => n.toLowerCase()) },
+    onResponse (_session, head) { seen.response = head.headers.raw.filter((_, i) => i % 2 === 0).map(n => n.toLowerCase()) },
+  }
+  const { port } = await startProxy(t, { targets: [origin.target], filters: [watch] })
+  const res = await exchange(port, get('/', 'h', 'Connection: keep-alive, X-Client-Hop', 'X-Client-Hop: 1', 'X-Forwarded-Proto: https', 'Keep-Alive: 5'), { responses: 1 })
+  t.equal(res.responses[0]?.body.toString(), 'x')
+  t.same(seen.upstream.sort(), ['host', 'via', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto'].sort(), 'the upstream request as the backend gets it')
+  t.same(seen.response.sort(), ['content-length', 'via', 'x-kept'].sort(), 'the backend\'s response without its hop-by-hop headers, with Via')
+  const sent = origin.requests[0]!
+  t.equal(header(sent, 'x-forwarded-proto'), 'http', 'the client\'s X-Forwarded-Proto replaced')
+  t.equal(header(sent, 'x-client-hop'), undefined)
+})
