@@ -5,7 +5,8 @@
  * costs one null check.
  *
  * Hooks are synchronous unless they return a promise (an auth call, a cache lookup): while one is
- * pending, rp4 reads nothing more from that client.
+ * pending, rp4 reads nothing more from that client, for at most the route's response timeout
+ * (then 504, `filter_timeout`).
  */
 import type { ProxyError } from '../core/errors.js'
 import type { RequestHead, ResponseHead } from '../http/message.js'

@@ -8,7 +8,7 @@
  * The session talks to a downstream (a ResponseSink, and a Downstream for holding the client's
  * input) and to the upstream layer (it implements UpstreamRequest); it never sees a socket.
  */
-import { clock } from '../core/clock.js'
+import { clock, type Timed } from '../core/clock.js'
 import { ProxyError } from '../core/errors.js'
 import { CB_ERROR, CB_OK, HeadersResult } from '../http1/llhttp.js'
 import type { MessageHead } from '../http1/head.js'
@@ -198,13 +198,23 @@ export class Session implements UpstreamRequest, FilterSession {
         if (verdict !== null && typeof verdict === 'object' && typeof verdict.then === 'function') {
           this.#downstream.hold(ClientHold.FILTER)
           const name = hooks[i].name
+          const wait = new FilterWait(this.#route!.responseTimeout, () => {
+            // a hook's I/O that never answers must not hold the client forever
+            this.#downstream.release(ClientHold.FILTER)
+            if (this.settled) return
+            const error = new ProxyError('filter_timeout', `filter ${name ?? '(unnamed)'} on ${this.request.method} ${this.request.target}: no answer within ${this.#route!.responseTimeout} ms`, 'internal', 504)
+            this.#host.proxyError(error)
+            this.fail(error)
+          })
           verdict.then(result => {
+            if (!wait.settle()) return
             this.#downstream.release(ClientHold.FILTER)
             if (this.settled) return
             if (result === 'continue') this.#requestHooks(i + 1)
             else if (result === 'responded') this.#afterRequestHooks()
             else this.#filterFailed(name, new TypeError(`onRequest resolved to ${String(result)}, not 'continue' or 'responded'`))
           }, (err: unknown) => {
+            if (!wait.settle()) return
             this.#downstream.release(ClientHold.FILTER)
             if (!this.settled) this.#filterFailed(name, err)
           })
@@ -588,3 +598,30 @@ export class Session implements UpstreamRequest, FilterSession {
 }
 
 const EMPTY = Buffer.alloc(0)
+
+/** A filter's pending promise, bounded by the route's response timeout on the coarse clock. */
+class FilterWait implements Timed {
+  deadline: number
+  #onTimeout: (() => void) | null
+
+  constructor (ms: number, onTimeout: () => void) {
+    this.#onTimeout = onTimeout
+    this.deadline = clock.after(ms)
+    clock.add(this)
+  }
+
+  /** The promise settled: false when it came too late (the request has moved on). */
+  settle (): boolean {
+    if (this.#onTimeout === null) return false
+    this.#onTimeout = null
+    clock.delete(this)
+    return true
+  }
+
+  onTimeout (): void {
+    const onTimeout = this.#onTimeout
+    this.#onTimeout = null
+    clock.delete(this)
+    onTimeout?.()
+  }
+}

@@ -256,3 +256,25 @@ t.test('the forwarding headers are a filter at the hop: other filters see what t
   t.equal(header(sent, 'x-forwarded-proto'), 'http', 'the client\'s X-Forwarded-Proto replaced')
   t.equal(header(sent, 'x-client-hop'), undefined)
 })
+
+t.test('a filter promise that never settles: 504 after the route\'s response timeout, the proxy and the connection go on; settling late changes nothing', async t => {
+  const origin = await startOrigin(t, req => ok(`app ${req.url}`))
+  let release: (verdict: 'continue') => void = () => {}
+  const hang: Filter = {
+    name: 'hang',
+    async onRequest (session) {
+      if (session.request.path !== '/hang') return 'continue'
+      return await new Promise(resolve => { release = resolve })
+    },
+  }
+  const { port, events } = await startProxy(t, { targets: [origin.target], filters: [hang], timeouts: { response: '300ms' } })
+  const started = Date.now()
+  const res = await exchange(port, get('/hang') + get('/after'), { responses: 2 })
+  t.equal(res.responses[0]?.head.line[1], '504', 'the hung filter: 504')
+  t.ok(Date.now() - started >= 250, 'not before the timeout')
+  t.equal(res.responses[1]?.body.toString(), 'app /after', 'the next request on the connection is served')
+  t.ok(events.proxyErrors.some(e => e.code === 'filter_timeout'), 'reported as filter_timeout')
+  release('continue')
+  await new Promise(resolve => setImmediate(resolve))
+  t.same(origin.requests.map(r => r.url), ['/after'], 'the late verdict sent nothing upstream')
+})
