@@ -11,6 +11,7 @@ import { ok, startOrigin } from '../helpers/origin.js'
 import { startProxy } from '../helpers/proxy.js'
 import { deferred, poll } from '../helpers/wait.js'
 import { runTorture, startTortureOrigin } from '../../perf/torture.js'
+import type { Filter } from '../../lib/index.js'
 
 const get = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: h\r\n\r\n`
 
@@ -56,5 +57,30 @@ t.test('mixed pipelined traffic with uploads and downloads up to 4 MiB: every re
   t.equal(result.stalled, null, 'no stall')
   t.same(result.failures, [], 'no response out of order, lost, or with a different SHA-256')
   t.equal(result.completed, 1000, 'all 1000 answered')
+  t.same(started.proxy.stats().errors, {}, 'no error of any kind in rp4')
+})
+
+t.test('the same traffic through filters on every hook, a third of them answering onRequest later: still every response, in order, every byte', async t => {
+  const origin = await startTortureOrigin()
+  t.teardown(() => origin.close())
+  let seen = 0
+  const jitter: Filter = {
+    name: 'jitter',
+    onRequest () {
+      // pending promises interleave with pipelining, slow readers and body backpressure
+      seen++
+      if (seen % 3 === 0) return 'continue'
+      return new Promise(resolve => setTimeout(() => resolve('continue'), seen % 7))
+    },
+    onUpstreamRequest (_session, head) { head.headers.set('X-Jitter', String(seen)) },
+    onResponse (_session, head) { head.headers.append('X-Jitter', '1') },
+    onResponseBody (_session, chunk) { return chunk },
+  }
+  const started = await startProxy(t, { targets: [`127.0.0.1:${origin.port}`], filters: [jitter] })
+  const result = await runTorture({ port: started.port, requests: 600, seed: 7, stallMs: 10_000, timeoutMs: 90_000 })
+  t.equal(result.stalled, null, 'no stall')
+  t.same(result.failures, [], 'no response out of order, lost, or with a different SHA-256')
+  t.equal(result.completed, 600, 'all 600 answered')
+  t.equal(seen, 600, 'every request went through the filter')
   t.same(started.proxy.stats().errors, {}, 'no error of any kind in rp4')
 })
