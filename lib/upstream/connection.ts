@@ -195,7 +195,8 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner, Reque
       this.#totalRunning = total > 0 && head.status !== 101
       this.deadline = this.#totalRunning ? this.#sentAt + total : 0
     }
-    if (!head.keepAlive) this.#noReuse = true
+    // after a 101 the connection speaks another protocol, whether or not the request takes it
+    if (!head.keepAlive || head.status === 101) this.#noReuse = true
     const result = request.onResponseHead(head, this.#parser.needsEof)
     this.#switching = result === HeadersResult.UPGRADE
     return result
@@ -253,7 +254,10 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner, Reque
       if (ret === Errno.OK) {
         if (this.#inflight.length === 0 && this.#state === State.ACTIVE && !this.#noReuse && !this.socket.destroyed) this.pool.release(this)
       } else if (ret === Errno.PAUSED_UPGRADE) {
-        this.#inflight[0].onUpgraded(chunk.subarray(this.#parser.errorOffset()))
+        // a 101 its request declined (a filter answered in its place) was completed above, and the
+        // connection closed with it
+        if (this.#switching) this.#inflight[0].onUpgraded(chunk.subarray(this.#parser.errorOffset()))
+        else if (!this.socket.destroyed) this.socket.destroy()
       } else if (!this.socket.destroyed) {
         this.destroy(this.#error ?? new ProxyError('bad_response',
           `${this.target.authority} sent a malformed response (${this.#parser.describeError(ret)})`, 'upstream', 502))

@@ -8,6 +8,7 @@ import { header } from '../helpers/framing.js'
 import { randomBody, sha256 } from '../helpers/bodies.js'
 import { ok, startOrigin, type Origin } from '../helpers/origin.js'
 import { startProxy } from '../helpers/proxy.js'
+import type { Filter } from '../../lib/index.js'
 
 const lines = (...l: string[]): string => l.map(x => x + '\r\n').join('') + '\r\n'
 
@@ -141,4 +142,23 @@ t.test('a plain request after an upgrade on another connection still works', asy
   await plain.write('GET /plain HTTP/1.1\r\nHost: h\r\n\r\n')
   t.equal((await plain.response(0)).body.toString(), 'plain')
   t.equal(origin.connections.length, 2, 'the upgraded upstream connection is not pooled')
+})
+
+t.test('a filter that answers in place of the backend\'s 101: the client gets that answer, the switched backend connection is closed, nothing fails', async t => {
+  const origin = await startOrigin(t, req => req.url === '/chat' ? { bytes: SWITCHING + 'early tunnel bytes', tunnel: () => {} } : ok('plain'))
+  const deny: Filter = { name: 'deny', onResponse (session, head) { if (head.status === 101) session.respond(403, { 'Content-Type': 'text/plain' }, 'no\n') } }
+  const { port, proxy } = await startProxy(t, { targets: [origin.target], filters: [deny] })
+  const client = await RawClient.connect(port)
+  t.teardown(() => client.destroy())
+  await client.write(UPGRADE)
+  await client.response(0)
+  await client.waitClose()
+  t.equal(client.text(), 'HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nno\n', 'the filter\'s answer, byte for byte, and close (the upgrade request\'s connection cannot go on)')
+  await origin.until(() => origin.connections[0]?.released === true, 5000, 'the switched backend connection to close')
+  t.pass('the backend connection that switched protocols is closed, not pooled')
+  const plain = await RawClient.connect(port)
+  t.teardown(() => plain.destroy())
+  await plain.write(lines('GET /x HTTP/1.1', 'Host: h'))
+  t.equal((await plain.response(0)).body.toString(), 'plain', 'the next request goes on a fresh connection')
+  t.same(proxy.stats().errors, {}, 'no error counted (before: internal_error from a 101 nobody took)')
 })
