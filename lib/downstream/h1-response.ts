@@ -25,12 +25,16 @@ export interface ResponseOwner {
   destroy (error?: ProxyError): void
 }
 
-const INTERIM: ResponseFraming = { body: BodyKind.NONE, close: false, dropTransferEncoding: true, addChunked: false }
+const INTERIM: ResponseFraming = { body: BodyKind.NONE, close: false, dropTransferEncoding: true, addChunked: false, length: -1, dropContentLength: false }
 
 export class H1Response implements ResponseSink {
   readonly #owner: ResponseOwner
   readonly session: Session
   #body = BodyKind.NONE
+  /** Body bytes still owed under Content-Length (LENGTH framing). */
+  #remaining = 0
+  /** Bytes offered beyond the declared length: dropped. */
+  #excess = 0
   /** Output produced while an earlier response still has the connection. */
   #held: Array<string | Buffer> | null = null
   #started = false
@@ -63,12 +67,22 @@ export class H1Response implements ResponseSink {
     const http11 = request.http11
     const framing = frameResponse(head, request.method, http11, !close && this.#owner.keepAliveAfter(this), untilClose)
     this.#body = framing.body
+    this.#remaining = framing.length
     this.#started = true
     this.closeAfter = framing.close || head.status === 101
     this.#emit(encodeResponseHead(head, framing, http11))
   }
 
   body (chunk: Buffer): boolean {
+    if (this.#body === BodyKind.LENGTH) {
+      // never more than the head declared: bytes past it would be read as the next response
+      if (chunk.length > this.#remaining) {
+        this.#excess += chunk.length - this.#remaining
+        chunk = chunk.subarray(0, this.#remaining)
+      }
+      this.#remaining -= chunk.length
+      return chunk.length === 0 ? true : this.#emit(chunk)
+    }
     if (this.#body !== BodyKind.CHUNKED) return this.#emit(chunk)
     this.#emit(chunkHeader(chunk.length))
     this.#emit(chunk)
@@ -76,6 +90,12 @@ export class H1Response implements ResponseSink {
   }
 
   end (close: boolean): void {
+    if (this.#body === BodyKind.LENGTH && (this.#remaining !== 0 || this.#excess !== 0)) {
+      // a body filter changed the length and left Content-Length as it was
+      // short: the close after the bytes written is how the client sees the truncation
+      this.session.lengthMismatch(this.#remaining, this.#excess)
+      close = true
+    }
     if (this.#body === BodyKind.CHUNKED) this.#emit(LAST_CHUNK)
     if (close) this.closeAfter = true
     this.#done = true

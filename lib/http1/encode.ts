@@ -26,6 +26,21 @@ export interface ResponseFraming {
   dropTransferEncoding: boolean
   /** `Transfer-Encoding: chunked` is added (the backend's body had no length, the client speaks 1.1). */
   addChunked: boolean
+  /** The body's length when it is framed by Content-Length (`body` is LENGTH), else -1. */
+  length: number
+  /** Content-Length goes: a filter set one that is no length (not digits, or several that differ). */
+  dropContentLength: boolean
+}
+
+/** A Content-Length value: digits only (no sign, no hex, no blank), at most 15 of them; else -1. */
+function parseLength (value: string): number {
+  const v = value.trim()
+  if (v.length === 0 || v.length > 15) return -1
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i)
+    if (c < 0x30 || c > 0x39) return -1
+  }
+  return Number(v)
 }
 
 /**
@@ -40,12 +55,22 @@ export function frameResponse (head: ResponseHead, requestMethod: string, client
   let chunked = false
   let transferEncoding = false
   let contentLength = false
+  let length = -1
+  let badLength = false
   for (let i = 0; i < raw.length; i += 2) {
     switch (classify(raw[i])) {
       case Header.TRANSFER_ENCODING: transferEncoding = true; chunked = hasToken(raw[i + 1], 'chunked'); break
-      case Header.CONTENT_LENGTH: contentLength = true; break
+      case Header.CONTENT_LENGTH: {
+        // a backend's was checked by llhttp; one a filter set is checked here
+        const value = parseLength(raw[i + 1])
+        if (value === -1 || (contentLength && value !== length)) badLength = true
+        contentLength = true
+        length = value
+        break
+      }
     }
   }
+  if (badLength) contentLength = false
   const noBody = requestMethod === 'HEAD' || status < 200 || status === 204 || status === 304
   let body: BodyKind
   if (noBody) body = BodyKind.NONE
@@ -58,6 +83,8 @@ export function frameResponse (head: ResponseHead, requestMethod: string, client
     // a HEAD or 304 response describes the body it would carry: its framing headers stay
     dropTransferEncoding: transferEncoding && ((chunked && body === BodyKind.UNTIL_CLOSE) || status < 200 || status === 204),
     addChunked: body === BodyKind.CHUNKED && !chunked,
+    length: body === BodyKind.LENGTH ? length : -1,
+    dropContentLength: badLength,
   }
 }
 
@@ -66,9 +93,10 @@ export function encodeResponseHead (head: ResponseHead, framing: ResponseFraming
   const raw = head.headers.raw
   const status = head.status
   let out = 'HTTP/1.1 ' + status + ' ' + head.reason + '\r\n'
-  if (framing.dropTransferEncoding) {
+  if (framing.dropTransferEncoding || framing.dropContentLength) {
     for (let i = 0; i < raw.length; i += 2) {
-      if (raw[i].length === 17 && classify(raw[i]) === Header.TRANSFER_ENCODING) continue
+      if (framing.dropTransferEncoding && raw[i].length === 17 && classify(raw[i]) === Header.TRANSFER_ENCODING) continue
+      if (framing.dropContentLength && raw[i].length === 14 && classify(raw[i]) === Header.CONTENT_LENGTH) continue
       out += raw[i] + ': ' + raw[i + 1] + '\r\n'
     }
   } else {

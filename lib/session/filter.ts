@@ -50,7 +50,12 @@ export interface Filter {
   onUpstreamRequest? (session: FilterSession, head: RequestHead): void
   /** A final response head (the backend's, its hop-by-hop headers gone and Via added, or rp4's own) before it is encoded for the client. */
   onResponse? (session: FilterSession, head: ResponseHead): void
-  /** A piece of the response body: return it, something in its place, or null to drop it. */
+  /**
+   * A piece of the response body: return it, something in its place, or null to drop it. A filter
+   * that changes the body's length removes Content-Length in `onResponse` (the body is then
+   * chunked, or sent until close to an HTTP/1.0 client); rp4 never sends bytes past a declared
+   * length, and closes the connection when the body does not add up to it.
+   */
   onResponseBody? (session: FilterSession, chunk: Buffer): Buffer | null
   /** The request is over: answered (`session.response`), refused or failed (`error`). */
   onLog? (session: FilterSession, error: ProxyError | null): void

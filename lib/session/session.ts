@@ -125,6 +125,17 @@ export class Session implements UpstreamRequest, FilterSession {
   /** The error this request ended with, if any. */
   get error (): ProxyError | null { return this.#error }
 
+  /**
+   * The downstream found the response body's length different from its Content-Length (`short`
+   * bytes missing, `excess` bytes dropped): a body filter changed the body and left the header.
+   * Reported as that route's filters' failure; the downstream closes the connection.
+   */
+  lengthMismatch (short: number, excess: number): void {
+    const names = this.#route?.chain.onResponseBody?.map(f => f.name ?? '(unnamed)').join(', ') ?? '(none)'
+    const error = new ProxyError('filter_error', `response to ${this.request.method} ${this.request.target}: the body ${short > 0 ? `ended ${short} bytes short of` : `ran ${excess} bytes past`} its Content-Length (body filters: ${names}; one that changes the length must remove Content-Length in onResponse)`, 'internal', 0)
+    this.#host.proxyError(error)
+  }
+
   /** True while the response hooks run on the backend's own head (not on an answer of rp4's). */
   get responseFromBackend (): boolean { return this.#fromBackend }
 

@@ -278,3 +278,45 @@ t.test('a filter promise that never settles: 504 after the route\'s response tim
   await new Promise(resolve => setImmediate(resolve))
   t.same(origin.requests.map(r => r.url), ['/after'], 'the late verdict sent nothing upstream')
 })
+
+t.test('a body filter that changes the length: framed by what it declares, never by bytes past the head\'s Content-Length', async t => {
+  const origin = await startOrigin(t, req => req.url === '/bad-length' ? ok('hello', ['X-Set-Length: abc']) : ok('hello'))
+  const grow = (s: string): string => s + ' world'
+  const filter: Filter = {
+    name: 'rewrite',
+    onResponse (session, head) {
+      const path = session.request.path
+      if (path === '/declared') head.headers.delete('Content-Length')
+      if (path === '/bad-length') head.headers.set('Content-Length', 'abc')
+      if (path === '/two-lengths') head.headers.append('Content-Length', '7')
+    },
+    onResponseBody (session, chunk) {
+      const path = session.request.path
+      if (path === '/short') return chunk.subarray(0, 2)
+      if (path === '/two-lengths') return chunk
+      return Buffer.from(grow(chunk.toString('latin1')), 'latin1')
+    },
+  }
+  const { port, events } = await startProxy(t, { targets: [origin.target], filters: [filter] })
+
+  const grown = await exchange(port, get('/undeclared') + get('/after'))
+  t.equal(grown.text, 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nVia: 1.1 rp4\r\n\r\nhello', 'five bytes as declared, nothing after them')
+  t.ok(grown.closed, 'and the connection closed: the pipelined /after is not answered from leftover bytes')
+  t.equal(grown.responses.length, 1)
+  t.ok(events.proxyErrors.some(e => e.code === 'filter_error' && /ran 6 bytes past its Content-Length \(body filters: rewrite;/.test(e.message)), 'reported, naming the filter')
+
+  const short = await exchange(port, get('/short'))
+  t.equal(short.text, 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nVia: 1.1 rp4\r\n\r\nhe', 'two of five bytes')
+  t.ok(short.closed, 'then closed: the client sees the truncation')
+
+  const declared = await exchange(port, get('/declared') + get('/declared'), { responses: 2 })
+  t.equal(declared.text, 'HTTP/1.1 200 OK\r\nVia: 1.1 rp4\r\nTransfer-Encoding: chunked\r\n\r\nb\r\nhello world\r\n0\r\n\r\n'.repeat(2), 'Content-Length removed by the filter: chunked')
+  t.notOk(declared.closed, 'kept alive')
+  const old = await exchange(port, 'GET /declared HTTP/1.0\r\nHost: h\r\n\r\n', { responses: 1 })
+  t.equal(old.text, 'HTTP/1.1 200 OK\r\nVia: 1.1 rp4\r\nConnection: close\r\n\r\nhello world', 'to HTTP/1.0: until close')
+
+  const bad = await exchange(port, get('/bad-length'), { responses: 1 })
+  t.equal(bad.text, 'HTTP/1.1 200 OK\r\nX-Set-Length: abc\r\nVia: 1.1 rp4\r\nTransfer-Encoding: chunked\r\n\r\nb\r\nhello world\r\n0\r\n\r\n', 'a Content-Length that is no length is dropped: chunked')
+  const two = await exchange(port, get('/two-lengths'), { responses: 1 })
+  t.equal(two.text, 'HTTP/1.1 200 OK\r\nVia: 1.1 rp4\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n', 'two different Content-Lengths: both dropped, chunked')
+})
