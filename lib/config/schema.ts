@@ -360,7 +360,7 @@ const Route = section({
   }, 'action: answer with a redirect', 'must be a mapping { to, status }')),
   stripPrefix: opt(text('path', { description: 'a path prefix removed before forwarding (`/api/x` → `/x`)' })),
   rewritePath: opt(section({
-    pattern: text('regex', { description: 'a regular expression (JavaScript) on the path' }),
+    pattern: text('regex', { description: 'a regular expression (JavaScript) on the normalized path' }),
     replacement: Type.String({ description: 'what replaces the match: `$1` for a group' }),
   }, 'the path rewritten before forwarding', 'must be a mapping { pattern, replacement }')),
   requestHeaders: opt(headerEdits('request headers edited before forwarding')),

@@ -30,13 +30,18 @@ export function stripPrefixFilter (prefix: string): Filter {
   }
 }
 
-/** The path replaced by `replacement` (with `$1`… for the pattern's groups) where `pattern` matches; the query stays. */
+/**
+ * The path replaced by `replacement` (with `$1`… for the pattern's groups) where `pattern` matches;
+ * the query stays. The pattern sees the normalized path (as stripPrefix does), so that `//api/x`
+ * or `/./api/x`, which the route took for `/api/x`, are rewritten as `/api/x` would be rather
+ * than slipping past the pattern unchanged.
+ */
 export function rewritePathFilter (pattern: RegExp, replacement: string): Filter {
   return {
     name: 'rewritePath',
     onRequest (session): Verdict {
       const request = session.request
-      const path = request.path
+      const path = normalizePath(request.path)
       if (pattern.test(path)) {
         pattern.lastIndex = 0
         const rewritten = path.replace(pattern, replacement)

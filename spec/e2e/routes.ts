@@ -101,6 +101,8 @@ t.test('path and header edits: stripPrefix, rewritePath, request and response he
   t.equal(header(first, 'x-debug'), undefined, 'a response header removed')
   t.equal(header(first, 'x-route'), 'api', 'a response header added')
   t.equal(header(first, 'x-backend'), 'b1')
+  const odd = await exchange(port, get('//old/a') + get('/./old/%61/b') + get('/x/../old/c'), { responses: 3 })
+  t.same(odd.responses.map(r => r.body.toString().split(' ')[0]), ['/new/a', '/new/a/b', '/new/c'], 'spellings the route took for /old are rewritten too, not passed on unchanged')
 })
 
 t.test('listeners: each with its routes; a :80-style listener redirecting to https', async t => {
