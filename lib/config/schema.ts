@@ -235,7 +235,7 @@ export const FLAT = {
     defaultText: 'none',
     expected: 'must be a list of HOST:PORT, or false',
     flag: [
-      { name: '--tcp-to', arg: 'HOST:PORT', repeat: true, group: 'Protocols and TCP', help: 'relay connections that are neither HTTP nor TLS there as raw TCP (then also TLS without a certificate, and a client silent for --detect-timeout); repeat for several', defaultText: 'none: such connections are closed' },
+      { name: '--tcp-to', arg: 'HOST:PORT', repeat: true, group: 'Protocols and TCP', help: 'relay connections that are neither HTTP nor TLS there as raw TCP (then also TLS without a certificate, and a client silent for --detect-timeout); repeat for several', defaultText: 'none: such connections get 400 (text) or are closed (binary)' },
       { name: '--no-tcp-fallback', set: false, group: 'Protocols and TCP', help: 'no --tcp-to (the default; accepted for old command lines)', defaultText: '' },
     ],
   })),

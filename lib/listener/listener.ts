@@ -9,7 +9,9 @@
  *                               default) and serves HTTP inside; with no certificate, the TLS
  *                               stream goes to `tcpFallback` when there is one, and is refused
  *                               (`tls_no_certificate`) when there is none
- *   anything else             → relayed raw to `tcpFallback`; without one, closed (`unknown_protocol`)
+ *   anything else             → relayed raw to `tcpFallback`; without one, text (a first byte that
+ *                               is printable ASCII) gets the HTTP engine's 400 and binary bytes
+ *                               are closed on (`unknown_protocol`)
  *   nothing at all            → with `tcpFallback`, relayed there after `timeouts.detect` (the
  *                               client waits for a server greeting) or at its FIN; without one,
  *                               the HTTP engine after `timeouts.detect` (its idle timeout applies)
@@ -353,6 +355,10 @@ export class Listener implements PassthroughHost, HandshakeHost {
 
   toOther (detection: Detection): void {
     if (this.#fallback === null) {
+      // text that is no request (`get / HTTP/1.1`, a typo, a line of another protocol) gets the
+      // engine's 400, as nginx and HAProxy answer it; binary bytes are closed on
+      const first = detection.data[0]
+      if (first !== undefined && first >= 0x21 && first <= 0x7e) return this.toHttp(detection)
       this.core.clientError(new ProxyError('unknown_protocol', 'neither HTTP nor TLS, and no TCP fallback (tcpFallback, --tcp-to) to relay it to', 'downstream', 0), label(detection.socket))
       this.drop(detection)
       return

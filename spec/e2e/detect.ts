@@ -259,13 +259,17 @@ t.test('default (no fallback): other bytes close the connection, HTTP still serv
   t.equal(origin.connections.length, 1, 'the origin saw only the HTTP request')
 })
 
-t.test('tcpFallback: false is the default spelled out', async t => {
+t.test('tcpFallback: false is the default spelled out; text that is no request gets the engine\'s 400, binary is closed on', async t => {
   const origin = await startOrigin(t, () => ok())
   const { port, events } = await startProxy(t, { targets: [origin.target], tcpFallback: false })
-  const res = await exchange(port, 'get key\r\n')
-  t.equal(res.raw.length, 0)
-  t.equal(events.clientErrors[0]?.error.code, 'unknown_protocol')
-  t.equal(origin.connections.length, 0)
+  for (const text of ['get key\r\n', 'get / HTTP/1.1\r\nHost: h\r\n\r\n', '*1\r\n$4\r\nPING\r\n', '{"jsonrpc":"2.0"}\n']) {
+    const res = await exchange(port, text)
+    t.equal(res.text, 'HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 16\r\nConnection: close\r\n\r\n400 Bad Request\n', `${JSON.stringify(text)}: 400 and close`)
+  }
+  const binary = await exchange(port, Buffer.from([0x00, 0x00, 0x00, 0x08, 0x04, 0xd2, 0x16, 0x2f]))
+  t.equal(binary.raw.length, 0, 'binary: closed, nothing answered')
+  t.ok(events.clientErrors.some(e => e.error.code === 'unknown_protocol'), 'binary: unknown_protocol')
+  t.equal(origin.connections.length, 0, 'nothing reached the backend')
 })
 
 t.test('default (no fallback): a line like Redis\'s SET gets the HTTP engine\'s 400 however it is cut', async t => {
