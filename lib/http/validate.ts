@@ -39,13 +39,14 @@ export function inspectRequest (head: RequestHead): RequestFacts {
   let chunked = false
   let expectContinue = false
   let lastCoding = ''
+  let codings = 0
   let length = -1
 
   for (let i = 0; i < headers.length; i += 2) {
     switch (classify(headers[i])) {
       case Header.HOST: hosts++; host = headers[i + 1]; break
       case Header.CONTENT_LENGTH: contentLength = true; length = Number(headers[i + 1].trim()); break
-      case Header.TRANSFER_ENCODING: chunked = true; lastCoding = headers[i + 1]; break
+      case Header.TRANSFER_ENCODING: codings++; chunked = true; lastCoding = headers[i + 1]; break
       case Header.EXPECT: expectContinue = headers[i + 1].trim().toLowerCase() === '100-continue'; break
     }
   }
@@ -69,6 +70,10 @@ export function inspectRequest (head: RequestHead): RequestFacts {
   else if (chunked && !http11) invalid = 'Transfer-Encoding in an HTTP/1.0 request'
   else if (chunked && contentLength) invalid = 'Content-Length with Transfer-Encoding'
   else if (chunked && !/(?:^|,)[ \t]*chunked[ \t]*$/i.test(lastCoding)) invalid = 'Transfer-Encoding whose last coding is not chunked'
+  // `gzip, chunked` is valid HTTP, but a backend that reads only the first of two Transfer-Encoding
+  // headers, or does not know a coding, frames the body differently from rp4 (nginx answers 501)
+  else if (codings > 1) invalid = 'several Transfer-Encoding headers'
+  else if (chunked && lastCoding.trim().toLowerCase() !== 'chunked') invalid = 'a transfer coding other than chunked'
 
   return {
     invalid,

@@ -88,6 +88,10 @@ const CASES: Case[] = [
   { name: 'TE: \\vchunked (vertical tab)', send: post('Transfer-Encoding: \u000bchunked\r\n', '0\r\n\r\n'), expect: REJECT },
   { name: 'two TE headers: chunked, chunked', send: post('Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n', '0\r\n\r\n'), expect: REJECT },
   { name: 'two TE headers: chunked, identity', send: post('Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n', '0\r\n\r\n'), expect: REJECT },
+  // valid HTTP, but read differently by a backend that takes the first header only or knows no gzip coding
+  { name: 'TE: gzip, chunked', send: post('Transfer-Encoding: gzip, chunked\r\n', `${CHUNKED_HIDDEN}`), expect: REJECT_EARLY },
+  { name: 'two TE headers: gzip, then chunked', send: post('Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n', `${CHUNKED_HIDDEN}`), expect: REJECT_EARLY },
+  { name: 'TE: Chunked (any case) is chunked', send: post('Transfer-Encoding: Chunked\r\n', '5\r\nhello\r\n0\r\n\r\n'), expect: fwd([{ method: 'POST', url: '/', body: 'hello' }]) },
   // RFC 9112 6.1: the framing of an HTTP/1.0 message with Transfer-Encoding is faulty; read as
   // chunked on a kept-alive connection, what follows the body would be served as the next request
   { name: 'TE: chunked on an HTTP/1.0 request', send: `POST / HTTP/1.0\r\n${H}Transfer-Encoding: chunked\r\n\r\n${CHUNKED_HIDDEN}`, expect: REJECT_EARLY },
