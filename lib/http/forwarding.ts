@@ -1,5 +1,5 @@
 /**
- * What a proxy owes both hops: the request loses the hop-by-hop headers (RFC 9110 7.6.1: those
+ * What a proxy owes both hops: an absolute-form target becomes origin-form; the request loses the hop-by-hop headers (RFC 9110 7.6.1: those
  * named by Connection too), the X-Forwarded-Proto and -Host the client sent (rp4 states them
  * itself), `HTTP2-Settings` and any h2c in Upgrade, and header names with `_` unless allowed; it
  * gains X-Forwarded-For (appended to the last one the client sent), X-Forwarded-Proto,
@@ -35,6 +35,10 @@ function namedByConnection (raw: string[]): Set<string> | null {
 }
 
 export function forwardRequest (head: RequestHead, ctx: ForwardContext, needsHost: boolean): void {
+  // RFC 9112 3.2.1: to an origin server, only the path and query. An absolute-form target's
+  // scheme (`https://` over cleartext) and authority are rp4's to act on, not the backend's.
+  const target = head.target
+  if (target.charCodeAt(0) !== 47 /* / */ && target !== '*') head.target = (head.path === '' ? '/' : head.path) + head.query
   const raw = head.headers.raw
   const named = namedByConnection(raw)
   const upgrade = head.upgrade

@@ -4,6 +4,7 @@
  */
 import t from 'tap'
 import { exchange } from '../helpers/client.js'
+import { header } from '../helpers/framing.js'
 import { ok, startOrigin } from '../helpers/origin.js'
 import { startProxy } from '../helpers/proxy.js'
 
@@ -38,12 +39,24 @@ t.test('the request target goes upstream exactly as the client sent it', async t
   const origin = await startOrigin(t, () => ok())
   const { port } = await startProxy(t, { targets: [origin.target] })
   // an absolute-form target must name the Host header's host (a different one is refused: spec/e2e/limits.ts)
-  const targets = ['/a%20b/../c/./d?x=%zz&y=&&z', '/', '*', 'http://h/abs?x=1', '/%E2%82%AC//double//slash']
+  const targets = ['/a%20b/../c/./d?x=%zz&y=&&z', '/', '*', '/%E2%82%AC//double//slash']
   for (const target of targets) {
     const method = target === '*' ? 'OPTIONS' : 'GET'
     const res = await exchange(port, `${method} ${target} HTTP/1.1\r\nHost: h\r\n\r\n`, { responses: 1 })
     t.equal(res.responses[0]?.head.line[1], '200', `${target}: answered`)
     t.equal(origin.requests.at(-1)?.head.line.join(' '), `${method} ${target} HTTP/1.1`, `${target}: request line`)
+  }
+})
+
+t.test('an absolute-form target goes upstream in origin-form (RFC 9112 3.2.1): path and query only', async t => {
+  const origin = await startOrigin(t, () => ok())
+  const { port } = await startProxy(t, { targets: [origin.target] })
+  const cases: Array<[string, string]> = [['http://h/abs?x=1', '/abs?x=1'], ['https://h/p', '/p'], ['http://h', '/'], ['http://h?q=1', '/?q=1'], ['HTTP://H/Up', '/Up']]
+  for (const [target, sent] of cases) {
+    const res = await exchange(port, `GET ${target} HTTP/1.1\r\nHost: ${target.includes('H/') ? 'H' : 'h'}\r\n\r\n`, { responses: 1 })
+    t.equal(res.responses[0]?.head.line[1], '200', `${target}: answered`)
+    t.equal(origin.requests.at(-1)?.head.line.join(' '), `GET ${sent} HTTP/1.1`, `${target}: sent as ${sent}`)
+    t.equal(header(origin.requests.at(-1)!, 'x-forwarded-proto'), 'http', `${target}: the scheme of the client's connection, not of its target`)
   }
 })
 

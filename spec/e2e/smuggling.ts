@@ -210,7 +210,7 @@ const CASES: Case[] = [
   { name: 'absolute-form whose port differs from Host', send: 'GET http://h:81/ HTTP/1.1\r\nHost: h\r\n\r\n', expect: REJECT },
   { name: 'absolute-form with userinfo', send: 'GET http://u@h/ HTTP/1.1\r\nHost: h\r\n\r\n', expect: REJECT },
   { name: 'absolute-form without Host, host differs from nothing', send: 'GET http://other.test/ HTTP/1.1\r\n\r\n', expect: REJECT },
-  { name: 'absolute-form matching Host is forwarded', send: 'GET http://h/p HTTP/1.1\r\nHost: h\r\n\r\n', expect: fwd([{ method: 'GET', url: ['http://h/p', '/p'] }]) },
+  { name: 'absolute-form matching Host is forwarded', send: 'GET http://h/p HTTP/1.1\r\nHost: h\r\n\r\n', expect: fwd([{ method: 'GET', url: '/p' }]) },
 
   // --- a second request hidden in a body -----------------------------------------------------------
   {
