@@ -352,6 +352,11 @@ export class Session implements UpstreamRequest, FilterSession {
   onResponseHead (message: MessageHead, untilClose: boolean): number {
     if (this.#finished) return CB_ERROR
     const status = message.status
+    if (status < 100) {
+      // `099` parses, but is no status: as an interim response it would leave the client waiting
+      this.upstream?.destroy(new ProxyError('bad_response', `backend answered with status ${status}`, 'upstream', 502))
+      return CB_ERROR
+    }
     if (status < 200 && status !== 101) {
       // interim responses mean something only to an HTTP/1.1 client: the sink decides
       const head = new ResponseHead(status, message.reason, new HeaderList(message.headers), message.versionMajor, message.versionMinor)

@@ -379,6 +379,10 @@ const BAD_RESPONSES: Array<{ name: string, reply: string, todo?: string }> = [
   { name: 'two different Content-Lengths', reply: 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!' },
   { name: 'Content-Length: -1', reply: 'HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\nhello' },
   { name: 'Content-Length: 5, 6', reply: 'HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\nhello!' },
+  // three digits, but no status: passed on as an interim response, it left the client waiting
+  { name: 'status 099', reply: 'HTTP/1.1 099 Weird\r\nContent-Length: 2\r\n\r\nok' },
+  { name: 'obs-fold in a response header', reply: 'HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 2\r\n\r\nok' },
+  { name: 'a 101 to a request that asked for no upgrade', reply: 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\nraw bytes' },
 ]
 
 t.test('response side: an ambiguous backend response is never passed on, and its connection is not reused', async t => {
