@@ -355,7 +355,7 @@ const Route = section({
     headers: opt(Type.Record(Type.String(), HeaderValue, { description: 'response headers (Content-Type: text/plain; charset=utf-8 when the body is not empty and none is given)', keyCheck: 'headerName' })),
   }, 'action: answer from rp4 itself', 'must be a mapping { status, body, headers }')),
   redirect: opt(section({
-    to: text('location', { description: 'the Location: a URL or a path; `$scheme`, `$host`, `$path` and `$query` (with its `?`) are filled per request' }),
+    to: text('location', { description: 'the Location: a URL or a path; `$scheme`, `$host` (with its port), `$hostname` (without), `$path` and `$query` (with its `?`) are filled per request' }),
     status: opt(RedirectStatus),
   }, 'action: answer with a redirect', 'must be a mapping { to, status }')),
   stripPrefix: opt(text('path', { description: 'a path prefix removed before forwarding (`/api/x` → `/x`)' })),

@@ -171,7 +171,7 @@ function walk (schema: TSchema, value: unknown, path: Path, problems: Problem[],
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/
 const DNS_NAME = /^[a-z0-9_]([a-z0-9_-]{0,62})?(\.[a-z0-9_]([a-z0-9_-]{0,62})?)*$/
-const LOCATION_VARIABLES = ['scheme', 'host', 'path', 'query']
+const LOCATION_VARIABLES = ['scheme', 'host', 'hostname', 'path', 'query']
 
 /** A server or host name as it is compared: lowercased, without a trailing dot. */
 export function canonicalHost (name: string): string {

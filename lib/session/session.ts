@@ -253,24 +253,39 @@ export class Session implements UpstreamRequest, FilterSession {
       case 'respond':
         this.#local = { status: action.status, headers: action.headers, body: action.body }
         return this.#sendLocal()
-      case 'redirect':
-        this.#local = { status: action.status, headers: [['Location', this.#fillLocation(action.location)]], body: undefined }
+      case 'redirect': {
+        const location = this.#fillLocation(action.location)
+        // an HTTP/1.0 request without Host: `https:///path` would be no URL at all
+        if (location === null) return this.refuse(new ProxyError('bad_request', 'a redirect to $host for a request without Host', 'downstream', 400))
+        this.#local = { status: action.status, headers: [['Location', location]], body: undefined }
         return this.#sendLocal()
+      }
     }
   }
 
-  #fillLocation (template: string): string {
+  /** The redirect target with its placeholders filled in; null when it needs a host the request did not give. */
+  #fillLocation (template: string): string | null {
     if (!template.includes('$')) return template
     const request = this.request
-    return template.replace(/\$(scheme|hostname|host|path|query)/g, (_, name: string) => {
+    let missing = false
+    const location = template.replace(/\$(scheme|hostname|host|path|query)/g, (_, name: string) => {
       switch (name) {
         case 'scheme': return this.#downstream.client.secure ? 'https' : 'http'
-        case 'host': return request.headers.get('host')?.trim() ?? ''
-        case 'hostname': return request.host
+        case 'host': {
+          const host = request.headers.get('host')?.trim() ?? ''
+          if (host === '') missing = true
+          return host
+        }
+        case 'hostname': {
+          const host = request.host
+          if (host === '') missing = true
+          return host
+        }
         case 'path': return request.path
         default: return request.query
       }
     })
+    return missing ? null : location
   }
 
   // ---- phase: upstream request ----

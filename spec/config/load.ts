@@ -153,7 +153,7 @@ upstreams:
     'rp4.yaml:18:11: routes[2].name: duplicate route name "a" (also routes[0])',
     'rp4.yaml:20:5: routes[2].stripPrefix: applies to proxy routes only (this one has redirect)',
     'rp4.yaml:21:15: routes[2].filters[0]: no filter named "auth" (registered: audit)',
-    'rp4.yaml:22:21: routes[3].redirect.to: unknown variable $uri (known: $scheme, $host, $path, $query)',
+    'rp4.yaml:22:21: routes[3].redirect.to: unknown variable $uri (known: $scheme, $host, $hostname, $path, $query)',
     'rp4.yaml:23:40: routes[4].respond.headers.Content-Length: "Content-Length" frames the message or belongs to one hop: rp4 writes it itself',
     'rp4.yaml:24:5: routes[4].requestHeaders: applies to proxy routes only (this one has respond)',
     'rp4.yaml:24:30: routes[4].requestHeaders.set.Transfer-Encoding: "Transfer-Encoding" frames the message or belongs to one hop: rp4 writes it itself',

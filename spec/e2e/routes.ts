@@ -61,6 +61,7 @@ t.test('respond and redirect: exact bytes, placeholders filled, no backend touch
     routes: [
       { match: { pathExact: '/healthz' }, respond: { status: 200, body: 'ok\n' } },
       { match: { path: '/old' }, redirect: { to: 'https://$host/new$path$query', status: 301 } },
+      { match: { path: '/secure' }, redirect: { to: 'https://$hostname$path$query', status: 301 } },
       { match: { path: '/gone' }, respond: { status: 410, headers: { 'Cache-Control': 'no-store' } } },
       { proxy: 'app' },
     ],
@@ -73,6 +74,10 @@ t.test('respond and redirect: exact bytes, placeholders filled, no backend touch
   const moved = await exchange(port, get('/old/a?b=1', 'example.com'), { responses: 1 })
   t.equal(moved.responses[0]?.head.line[1], '301')
   t.equal(header(moved.responses[0]!, 'location'), 'https://example.com/new/old/a?b=1')
+  const secure = await exchange(port, get('/secure/x?y', 'Example.com:8080'), { responses: 1 })
+  t.equal(header(secure.responses[0]!, 'location'), 'https://example.com/secure/x?y', '$hostname: the host without the cleartext port')
+  const noHost = await exchange(port, 'GET /old HTTP/1.0\r\n\r\n')
+  t.equal(noHost.text, 'HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 16\r\nConnection: close\r\n\r\n400 Bad Request\n', 'no Host to redirect to: 400, not https:///new/old')
   const gone = await exchange(port, get('/gone'), { responses: 1 })
   t.equal(gone.text, 'HTTP/1.1 410 Gone\r\nCache-Control: no-store\r\nContent-Length: 0\r\n\r\n')
   t.equal(origin.requests.length, 0, 'the backend saw none of them')
