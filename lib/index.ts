@@ -22,7 +22,7 @@ import type { Filter } from './session/filter.js'
 
 export type { Options } from './config/schema.js'
 export type { Model } from './model/model.js'
-export type { ProxyEvents, RequestInfo, ResponseInfo } from './core/events.js'
+export type { ProxyEvents, RequestInfo, ResponseInfo, TargetHealthEvent } from './core/events.js'
 export type { ListenerEvents } from './listener/listener.js'
 export type { Filter, FilterSession, Verdict, HeaderInit } from './session/filter.js'
 export type { RequestHead, ResponseHead } from './http/message.js'
@@ -125,14 +125,17 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
 
   /**
    * Open connections: every accepted client connection counted by the caps, HTTP clients, raw TCP
-   * relays (passthrough, relayed TLS), and upstream per target of every group.
+   * relays (passthrough, relayed TLS), and upstream per target of every group: its connections,
+   * what it carries now (`active`: requests or relays) and whether it is in rotation (`up`).
+   * `health`: the targets' transitions out of and back into rotation since start, by reason.
    */
-  stats (): { connections: number, clients: number, tcp: number, errors: Record<string, number>, upstream: Array<{ group: string, target: string, open: number, idle: number }> } {
+  stats (): { connections: number, clients: number, tcp: number, errors: Record<string, number>, health: Record<string, number>, upstream: Array<{ group: string, target: string, open: number, idle: number, active: number, up: boolean }> } {
     return {
       connections: this.#core.caps.open,
       clients: this.#core.clients.size,
       tcp: this.#listeners.reduce((n, l) => n + l.tunnelCount, 0),
       errors: Object.fromEntries(this.#core.errorCounts),
+      health: Object.fromEntries(this.#core.healthCounts),
       upstream: [...this.#core.groups.values()].flatMap(group => group.stats().map(s => ({ group: group.settings.name, ...s }))),
     }
   }

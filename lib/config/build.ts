@@ -10,6 +10,7 @@ import { accessSync, constants, readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import type { ConnectionOptions } from 'node:tls'
 import type { TSchema } from '@sinclair/typebox'
+import { parseBalance } from './balance.js'
 import { formatHostPort, parseHostPort, parseTarget, type HostPort } from './address.js'
 import { MAX_CONNECTIONS, OPEN_FILES } from './open-files.js'
 import { parseCidr, type AccessRule } from '../admission/access.js'
@@ -133,6 +134,7 @@ function buildGroup (name: string, g: Obj, at: Path, files: Problem[]): GroupMod
   const targets = (g.targets as unknown[]).map((item): TargetModel => {
     const address = typeof item === 'string' ? item : (item as Obj).address as string
     const weight = typeof item === 'string' ? 1 : ((item as Obj).weight ?? 1) as number
+    const backup = typeof item === 'string' ? false : (item as Obj).backup === true
     const parsed = parseTarget(address)
     if (typeof parsed === 'string') throw new Error(`unchecked target ${address}: ${parsed}`)
     const { host, port, secure } = parsed
@@ -148,13 +150,17 @@ function buildGroup (name: string, g: Obj, at: Path, files: Problem[]): GroupMod
         ALPNProtocols: ['http/1.1'],
       })
     }
-    return freeze({ host, port, authority: formatHostPort(host, port), weight, tls: options })
+    return freeze({ host, port, authority: formatHostPort(host, port), weight, backup, tls: options })
   })
   const t = (g.timeouts ?? {}) as Obj
+  const policy = parseBalance((g.policy ?? S.meta(S.Balance).default) as string, unit(g.hashLoadFactor, S.HashLoadFactor))
+  if (typeof policy === 'string') throw new Error(`unchecked policy: ${policy}`)
   return freeze({
     name,
     targets: freeze(targets),
-    policy: 'round-robin',
+    policy: freeze(policy),
+    slowStart: unit(g.slowStart, S.SlowStart),
+    panicThreshold: unit(g.panicThreshold, S.PanicThreshold),
     pool: freeze({
       maxConnections: unit(g.maxConnections, S.MaxConnectionsPerTarget),
       maxQueue: unit(g.maxQueue, S.MaxQueue),

@@ -23,6 +23,10 @@ export type StringCheck =
   | 'listen'
   /** `HOST:PORT`, `http://HOST[:PORT]` or `https://HOST[:PORT]`. */
   | 'target'
+  /** A target with the command line's options: `HOST:PORT[,weight=N][,backup]`. */
+  | 'targetSpec'
+  /** A balancing policy: round-robin, least-conn, p2c, p2c-latency, hash:ip, hash:uri, hash:header:NAME, hash:cookie:NAME. */
+  | 'balance'
   /** `HOST:PORT` of a raw TCP backend. */
   | 'hostPort'
   | 'cidr'
@@ -67,7 +71,7 @@ export interface FlagSpec {
   group: FlagGroup
 }
 
-export const FLAG_GROUPS = ['Backends', 'Timeouts', 'Protocols and TCP', 'TLS', 'Limits', 'Headers and errors', 'Access control and connection caps'] as const
+export const FLAG_GROUPS = ['Backends', 'Balancing and health', 'Timeouts', 'Protocols and TCP', 'TLS', 'Limits', 'Headers and errors', 'Access control and connection caps'] as const
 export type FlagGroup = typeof FLAG_GROUPS[number]
 
 export interface Meta extends Range {
@@ -184,6 +188,15 @@ export const Cleartext = choice(['redirect', 'refuse', 'serve'], { description: 
 export const RedirectStatus = Type.Union([301, 302, 303, 307, 308].map(v => Type.Literal(v)), { description: 'the status code', default: 302, expected: 'must be one of 301, 302, 303, 307, 308' })
 export const RespondStatus = count({ description: 'the status code', default: 200, min: 200, max: 599 })
 
+export const Balance = text('balance', {
+  description: 'how a backend is picked: `round-robin` (smooth, weighted), `least-conn` (fewest requests or connections in flight per weight), `p2c` (the less loaded of two at random; `p2c-latency` weighs in response times), `hash:ip`, `hash:uri`, `hash:header:NAME`, `hash:cookie:NAME` (consistent hashing with bounded loads; a request without the key goes round robin)',
+  default: 'round-robin',
+  flag: { name: '--balance', arg: 'POLICY', group: 'Balancing and health', help: 'round-robin | least-conn | p2c | p2c-latency | hash:ip | hash:uri | hash:header:NAME | hash:cookie:NAME' },
+})
+export const HashLoadFactor = Type.Number({ description: 'hash policies: no backend takes more than this times the mean load of those up (bounded loads); the next one round the ring takes the request', default: 1.25, unit: 'rate', min: 1, max: 100, flag: { name: '--hash-load-factor', arg: 'C', group: 'Balancing and health' } })
+export const SlowStart = duration({ description: 'a backend that comes back (connect succeeded again, checks pass, ejection over) gets a share rising from 10% to its full weight over this long', default: 0, zero: 'off', min: '1s', max: '1h', flag: { name: '--slow-start', arg: 'DUR', group: 'Balancing and health' } })
+export const PanicThreshold = count({ description: 'when fewer than this percent of the primary backends are up, spread over all of them rather than crush the few left', default: 0, zero: 'off', min: 1, max: 100, flag: { name: '--panic-threshold', arg: 'PERCENT', group: 'Balancing and health' } })
+
 export const RateLimit = section({
   rate: Type.Number({ description: 'requests per second per client IP (IPv6: per /64); over it 429 with Retry-After', unit: 'rate', min: 0.001, max: 1_000_000, flag: { name: '--rate-limit', arg: 'RATE', group: 'Limits', defaultText: 'off' } }),
   burst: opt(count({ description: 'requests a client may send at once before the rate applies', defaultText: 'RATE rounded up', min: 1, max: 1_000_000, flag: { name: '--rate-burst', arg: 'N', group: 'Limits' } })),
@@ -207,6 +220,7 @@ const CertificatePair = section({
 const Certificates = Type.Array(CertificatePair, { description: 'certificate and key files; each connection gets the pair whose names match its SNI, the first one otherwise', default: [] })
 
 const TargetAddress = text('target', { description: 'a backend: `HOST:PORT`, `http://HOST[:PORT]`, or `https://HOST[:PORT]` to speak TLS to it', expected: 'must be a backend address HOST:PORT' })
+const FlatTarget = text('targetSpec', { description: 'a backend: `HOST:PORT`, `http://HOST[:PORT]`, or `https://HOST[:PORT]` to speak TLS to it; `,weight=N` and `,backup` after it', expected: 'must be a backend address HOST:PORT[,weight=N][,backup]' })
 const TcpTarget = text('hostPort', { description: 'a raw TCP backend `HOST:PORT`', expected: 'must be a backend address HOST:PORT' })
 const Name = (description: string, a: Partial<Annotations> = {}) => text('name', { description, ...a })
 
@@ -228,7 +242,11 @@ const FlatTimeouts = section({
 
 export const FLAT = {
   listen: opt(Type.Union([Type.String(), Type.Integer()], { description: 'where to accept connections: `[HOST]:PORT`; `:8080` (or `8080`) is every interface, IPv4 and IPv6; port 0 picks a free one', check: 'listen', expected: 'must be an address [HOST]:PORT' })),
-  targets: opt(Type.Array(TargetAddress, { minItems: 1, description: 'the backends; several: round robin, failing over to the next when a connect fails', flag: { name: '--to', arg: 'HOST:PORT', repeat: true, group: 'Backends', help: 'a backend; repeat for several (round robin, failover to the next one when a connect fails); https://HOST[:PORT] speaks TLS to it', defaultText: '(required)' } })),
+  targets: opt(Type.Array(FlatTarget, { minItems: 1, description: 'the backends; several: balanced by `balance`, failing over to the next when a connect fails', flag: { name: '--to', arg: 'HOST:PORT[,weight=N][,backup]', repeat: true, group: 'Backends', help: 'a backend; repeat for several (balanced by --balance, failover to another when a connect fails); https://HOST[:PORT] speaks TLS to it; weight=N gives it N shares, backup uses it only while no other is up', defaultText: '(required)' } })),
+  balance: opt(Balance),
+  hashLoadFactor: opt(HashLoadFactor),
+  slowStart: opt(SlowStart),
+  panicThreshold: opt(PanicThreshold),
   tcp: opt(bool({ description: 'relay every connection as raw TCP to the targets: no HTTP, no protocol detection', default: false, flag: { name: '--tcp', group: 'Protocols and TCP', set: true, defaultText: 'off' } })),
   tcpFallback: opt(Type.Union([Type.Array(TcpTarget, { minItems: 1 }), Type.Literal(false)], {
     description: 'where connections that are neither HTTP nor TLS are relayed as raw TCP; also a client silent for the detect timeout, and TLS with no certificate or passthrough name for it; false: none (the default: such bytes close the connection)',
@@ -277,6 +295,10 @@ export const FLAT = {
 export const FLAT_TO_FULL: Readonly<Record<keyof typeof FLAT, string>> = {
   listen: 'listeners[].listen',
   targets: 'upstreams.NAME.targets',
+  balance: 'upstreams.NAME.policy',
+  hashLoadFactor: 'upstreams.NAME.hashLoadFactor',
+  slowStart: 'upstreams.NAME.slowStart',
+  panicThreshold: 'upstreams.NAME.panicThreshold',
   tcp: 'listeners[].protocol: tcp',
   tcpFallback: 'listeners[].tcpFallback',
   tls: 'listeners[].tls',
@@ -380,12 +402,16 @@ const GroupTarget = Type.Union([
   section({
     address: TargetAddress,
     weight: opt(count({ description: 'its share of requests', default: 1, min: 1, max: 1000 })),
-  }, 'a backend with a weight'),
-], { description: 'a backend: `HOST:PORT`, `https://HOST[:PORT]`, or `{ address, weight }`', expected: 'must be a backend address HOST:PORT, or { address, weight }' })
+    backup: opt(bool({ description: 'used only while no other (primary) backend is up', default: false })),
+  }, 'a backend with options'),
+], { description: 'a backend: `HOST:PORT`, `https://HOST[:PORT]`, or `{ address, weight, backup }`', expected: 'must be a backend address HOST:PORT, or { address, weight, backup }' })
 
 const Group = section({
-  targets: Type.Array(GroupTarget, { minItems: 1, description: 'the backends; several: round robin, failing over to the next when a connect fails' }),
-  policy: opt(choice(['round-robin'], { description: 'how a backend is picked', default: 'round-robin' })),
+  targets: Type.Array(GroupTarget, { minItems: 1, description: 'the backends; several: balanced by `policy`, failing over to another when a connect fails' }),
+  policy: opt(Balance),
+  hashLoadFactor: opt(HashLoadFactor),
+  slowStart: opt(SlowStart),
+  panicThreshold: opt(PanicThreshold),
   tls: opt(section({
     servername: opt(text('dnsName', { description: 'the server name sent (SNI) and checked in the certificate', defaultText: 'the target\'s host name (none for an IP)' })),
     ca: opt(Type.Array(text('file', { description: 'a PEM file' }), { description: 'CA certificates (PEM files) trusted instead of Node\'s roots', defaultText: "Node's roots" })),

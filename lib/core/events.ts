@@ -25,6 +25,16 @@ export interface ResponseInfo extends RequestInfo {
   duration: number
 }
 
+/** A target went out of rotation or came back, and why. */
+export interface TargetHealthEvent {
+  group: string
+  target: string
+  up: boolean
+  reason: 'connect_failed' | 'connected' | 'check_failed' | 'check_passed' | 'ejected' | 'ejection_ended'
+  /** What the check or detector saw (a status, an error code), when there is more to say. */
+  detail?: string
+}
+
 export interface ProxyEvents {
   listening: (address: AddressInfo) => void
   request: (info: RequestInfo) => void
@@ -39,5 +49,7 @@ export interface ProxyEvents {
    * reloaded (`certificate_reload_failed`, `access_reload_failed`: the previous ones stay).
    */
   proxyError: (error: ProxyError) => void
+  /** A target of an upstream group left the rotation or came back (connect failures, active checks, outlier detection). */
+  targetHealth: (event: TargetHealthEvent) => void
   close: () => void
 }

@@ -139,7 +139,11 @@ export interface RouteModel {
 export interface GroupModel {
   name: string
   targets: readonly TargetModel[]
-  policy: 'round-robin'
+  policy: BalanceModel
+  /** A target that comes back (or is added) ramps its share up over this long, ms; 0: at once. */
+  slowStart: number
+  /** Percent of primaries up below which every primary is chosen from again; 0: never. */
+  panicThreshold: number
   pool: Readonly<{
     maxConnections: number
     maxQueue: number
@@ -155,10 +159,24 @@ export interface GroupModel {
   }>
 }
 
+/** How a group picks a target among those that are up. */
+export type BalanceModel =
+  | Readonly<{ kind: 'round-robin' }>
+  /** Fewest requests (HTTP) or connections (TCP) in flight per unit of weight. */
+  | Readonly<{ kind: 'least-conn' }>
+  /** Power of two choices over requests in flight, times the smoothed latency with `latency`. */
+  | Readonly<{ kind: 'p2c', latency: boolean }>
+  /** Consistent hashing with bounded loads; `name` is the header or cookie name for those. */
+  | Readonly<{ kind: 'hash', by: HashBy, name: string, loadFactor: number }>
+
+export type HashBy = 'ip' | 'uri' | 'header' | 'cookie'
+
 export interface TargetModel extends HostPort {
   /** `HOST:PORT`, as logs and events show it and as Host for an HTTP/1.0 request without one. */
   authority: string
   weight: number
+  /** Chosen only while no primary target is up. */
+  backup: boolean
   /** What `tls.connect` needs besides host and port (servername, ca, cert/key, verification); null: cleartext. */
   tls: Readonly<ConnectionOptions> | null
 }

@@ -9,7 +9,7 @@ import type { Socket } from 'node:net'
 import type { Model } from '../model/model.js'
 import { clock } from '../core/clock.js'
 import type { ProxyError } from '../core/errors.js'
-import type { ProxyEvents } from '../core/events.js'
+import type { ProxyEvents, TargetHealthEvent } from '../core/events.js'
 import { H1Connection, type H1Host, type H1Settings } from '../downstream/h1-connection.js'
 import type { ForwardContext } from '../http/forwarding.js'
 import { ConnectionCaps } from '../admission/caps.js'
@@ -62,6 +62,9 @@ export class ProxyCore implements H1Host {
       groups.set(name, new Group({
         name,
         targets: group.targets,
+        balance: group.policy,
+        slowStart: group.slowStart,
+        panicThreshold: group.panicThreshold,
         pool: group.pool,
         timeouts: group.timeouts,
         maxHeaderSize: http.maxHeaderSize,
@@ -156,6 +159,14 @@ export class ProxyCore implements H1Host {
   upstreamError (error: ProxyError, target: string): void {
     this.errorCounts.set(error.code, (this.errorCounts.get(error.code) ?? 0) + 1)
     if (this.#events.listenerCount('upstreamError') > 0) this.#events.emit('upstreamError', error, target)
+  }
+
+  /** Health transitions by reason, since the proxy started. */
+  readonly healthCounts = new Map<string, number>()
+
+  targetHealth (event: TargetHealthEvent): void {
+    this.healthCounts.set(event.reason, (this.healthCounts.get(event.reason) ?? 0) + 1)
+    if (this.#events.listenerCount('targetHealth') > 0) this.#events.emit('targetHealth', event)
   }
 
   clientError (error: ProxyError, client: string): void {

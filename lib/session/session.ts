@@ -16,9 +16,11 @@ import { encodeRequestHead } from '../http1/encode.js'
 import { errorResponse, reasonOf } from '../http/errors.js'
 import { forwardRequest, forwardResponse, HOST_PLACEHOLDER, type ForwardContext } from '../http/forwarding.js'
 import { HeaderList } from '../http/headers.js'
+import { cookieValue } from '../http/fields.js'
 import { ResponseHead, type RequestHead } from '../http/message.js'
 import { BodyKind, type RequestFacts } from '../http/validate.js'
 import type { Group } from '../upstream/group.js'
+import type { HashBy } from '../model/model.js'
 import { DispatchState, ReadHold, type RequestChannel, type UpstreamRequest } from '../upstream/handler.js'
 import type { FilterChain, FilterSession, HeaderInit, Verdict } from './filter.js'
 import { ClientHold, type Downstream, type ResponseSink, type UpgradedUpstream } from './sink.js'
@@ -262,6 +264,16 @@ export class Session implements UpstreamRequest, FilterSession {
     group.dispatch(this)
   }
 
+  /** The hash policy's key: the client's IP, the request target, a header's value or a cookie's; null when absent. */
+  hashKey (by: HashBy, name: string): string | null {
+    switch (by) {
+      case 'ip': return this.#downstream.client.ip
+      case 'uri': return this.request.target
+      case 'header': return this.request.headers.get(name) ?? null
+      case 'cookie': return cookieValue(this.request.headers, name)
+    }
+  }
+
   /** Given a connection: write the request head and whatever of the body already arrived. */
   attach (conn: RequestChannel): void {
     this.upstream = conn
@@ -333,6 +345,7 @@ export class Session implements UpstreamRequest, FilterSession {
       this.upstream?.destroy(new ProxyError('bad_response', 'backend switched protocols without an upgrade request', 'upstream', 502))
       return CB_ERROR
     }
+    this.dispatchState.responded(status, clock.now)
     const head = new ResponseHead(status, message.reason, new HeaderList(message.headers), message.versionMajor, message.versionMinor)
     forwardResponse(head, this.#host.via)
     this.#response = Response.STREAMING
@@ -521,6 +534,7 @@ export class Session implements UpstreamRequest, FilterSession {
     if (this.#finished) return
     this.#finished = true
     this.#release()
+    this.dispatchState.done()
   }
 
   #release (): void {
@@ -537,6 +551,7 @@ export class Session implements UpstreamRequest, FilterSession {
     this.#logged = true
     this.#finished = true
     this.#phase = Phase.DONE
+    this.dispatchState.done()
     const hooks = this.#route?.chain.onLog ?? null
     if (hooks !== null) {
       for (let i = 0; i < hooks.length; i++) {

@@ -9,6 +9,8 @@ import type { Socket } from 'node:net'
 import type { ConnectionOptions } from 'node:tls'
 import type { MessageHead } from '../http1/head.js'
 import type { ProxyError } from '../core/errors.js'
+import type { TargetHealthEvent } from '../core/events.js'
+import type { BalanceModel, HashBy } from '../model/model.js'
 
 /** Why reading from the backend is paused: bits, so that each cause lifts only its own. */
 export const enum ReadHold {
@@ -21,7 +23,12 @@ export const enum ReadHold {
 /** A group's settings, as its targets, pools and connections read them. */
 export interface GroupSettings {
   name: string
-  targets: ReadonlyArray<Readonly<{ host: string, port: number, authority: string, tls: Readonly<ConnectionOptions> | null }>>
+  targets: ReadonlyArray<Readonly<{ host: string, port: number, authority: string, weight: number, backup: boolean, tls: Readonly<ConnectionOptions> | null }>>
+  balance: BalanceModel
+  /** A target that comes back ramps up over this long, ms; 0: at once. */
+  slowStart: number
+  /** Percent of primaries up below which every primary is chosen from; 0: never. */
+  panicThreshold: number
   pool: Readonly<{ maxConnections: number, maxQueue: number, pipelining: number, idleTimeout: number }>
   timeouts: Readonly<{ connect: number, failedTarget: number }>
   /** Limits of the response parser. */
@@ -63,18 +70,41 @@ export interface RequestChannel {
   detach (): Socket
 }
 
+/** What a request's dispatch state reports to the group that placed it. */
+export interface DispatchOwner {
+  /** The request left target `index` (done, failed, or moved to another). */
+  release (index: number): void
+  /** Target `index` answered with `status` after `ms`. */
+  observe (index: number, status: number, ms: number): void
+}
+
 /** The upstream layer's own bookkeeping for one request, kept on the request. */
 export class DispatchState {
   /** The target being tried or that answers. */
   target: UpstreamTarget | null = null
-  /** Index of the first target tried: failover goes on from it. */
-  first = 0
-  /** Targets tried so far after the first (failover). */
-  attempt = 0
+  /** Indices of the targets tried before the current one (failover, retries); null: none. */
+  tried: number[] | null = null
+  /** The target this request counts against (its load), -1: none. */
+  counted = -1
+  owner: DispatchOwner | null = null
+  /** When the request was given to its target (clock ms). */
+  sentAt = 0
   /** Sent again after a reused connection closed under it: once only. */
   retried = false
   /** The pool whose queue the request waits in. */
   waitingIn: { cancel (request: UpstreamRequest): void } | null = null
+
+  /** The request is over: it no longer loads its target. */
+  done (): void {
+    if (this.counted === -1) return
+    this.owner!.release(this.counted)
+    this.counted = -1
+  }
+
+  /** The final response head came with `status`. */
+  responded (status: number, now: number): void {
+    if (this.counted !== -1) this.owner!.observe(this.counted, status, now - this.sentAt)
+  }
 }
 
 export interface UpstreamRequest {
@@ -93,6 +123,8 @@ export interface UpstreamRequest {
   /** From the request written until the whole response, ms; 0: no limit. */
   readonly responseTotalTimeout: number
 
+  /** The request's hash key for the hash policy (client IP, URI, a header or cookie); null: it has none. */
+  hashKey (by: HashBy, name: string): string | null
   /** A connection is ready: write the request (head and whatever of the body is at hand). */
   attach (conn: RequestChannel): void
   /** A response head (an interim 1xx too). Returns a HeadersResult, or CB_ERROR. */
@@ -112,7 +144,10 @@ export interface UpstreamRequest {
   fail (error: ProxyError): void
 }
 
-/** Where the upstream layer reports backend failures. */
+/** Where the upstream layer reports backend failures and health transitions. */
+export type { TargetHealthEvent }
+
 export interface UpstreamEvents {
   upstreamError (error: ProxyError, target: string): void
+  targetHealth? (event: TargetHealthEvent): void
 }
