@@ -128,8 +128,10 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
    * relays (passthrough, relayed TLS), and upstream per target of every group: its connections,
    * what it carries now (`active`: requests or relays) and whether it is in rotation (`up`).
    * `health`: the targets' transitions out of and back into rotation since start, by reason.
+   * `groups`: per group since start, retries sent, retries the budget refused, requests the
+   * circuit breaker answered with 503.
    */
-  stats (): { connections: number, clients: number, tcp: number, errors: Record<string, number>, health: Record<string, number>, upstream: Array<{ group: string, target: string, open: number, idle: number, active: number, up: boolean }> } {
+  stats (): { connections: number, clients: number, tcp: number, errors: Record<string, number>, health: Record<string, number>, upstream: Array<{ group: string, target: string, open: number, idle: number, active: number, up: boolean }>, groups: Array<{ group: string, retries: number, budgetExhausted: number, circuitOpen: number }> } {
     return {
       connections: this.#core.caps.open,
       clients: this.#core.clients.size,
@@ -137,6 +139,7 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
       errors: Object.fromEntries(this.#core.errorCounts),
       health: Object.fromEntries(this.#core.healthCounts),
       upstream: [...this.#core.groups.values()].flatMap(group => group.stats().map(s => ({ group: group.settings.name, ...s }))),
+      groups: [...this.#core.groups.values()].map(group => ({ group: group.settings.name, ...group.counts })),
     }
   }
 

@@ -62,3 +62,23 @@ export function parseTargetSpec (text: string): TargetSpec | string {
   }
   return spec
 }
+
+/** `200-399,404`: inclusive ranges of statuses, or why not. */
+export function parseStatusRanges (text: string): Array<[number, number]> | string {
+  const ranges: Array<[number, number]> = []
+  for (const part of text.split(',')) {
+    const m = /^\s*(\d{3})\s*(?:-\s*(\d{3})\s*)?$/.exec(part)
+    if (m === null) return `"${part.trim()}" in "${text}" is not a status or a range of them (200-399)`
+    const low = Number(m[1])
+    const high = m[2] === undefined ? low : Number(m[2])
+    if (low < 100 || high > 599 || high < low) return `"${part.trim()}" in "${text}" is not a range of statuses between 100 and 599`
+    ranges.push([low, high])
+  }
+  return ranges
+}
+
+/** `--health-check`: a path, or `tcp`. */
+export function checkHealthShorthand (text: string): string | null {
+  if (text === 'tcp') return null
+  return text.startsWith('/') && !/[\s\0]/.test(text) ? null : `"${text}" is neither a path (/healthz) nor tcp`
+}

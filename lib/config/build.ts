@@ -10,11 +10,11 @@ import { accessSync, constants, readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import type { ConnectionOptions } from 'node:tls'
 import type { TSchema } from '@sinclair/typebox'
-import { parseBalance } from './balance.js'
+import { parseBalance, parseStatusRanges } from './balance.js'
 import { formatHostPort, parseHostPort, parseTarget, type HostPort } from './address.js'
 import { MAX_CONNECTIONS, OPEN_FILES } from './open-files.js'
 import { parseCidr, type AccessRule } from '../admission/access.js'
-import type { AccessModel, ActionModel, FilterModel, GroupModel, HttpModel, ListenerModel, ListenerTls, Model, RouteModel, TargetModel } from '../model/model.js'
+import type { AccessModel, ActionModel, FilterModel, GroupModel, HealthCheckModel, HttpModel, OutlierModel, RetryModel, ListenerModel, ListenerTls, Model, RouteModel, TargetModel } from '../model/model.js'
 import * as S from './schema.js'
 import { parseUnit } from './units.js'
 import { ConfigError, describe, type Path, type Problem } from './problems.js'
@@ -171,6 +171,63 @@ function buildGroup (name: string, g: Obj, at: Path, files: Problem[]): GroupMod
       connect: unit(t.connect, S.ConnectTimeout),
       failedTarget: unit(t.failedTarget, S.FailedTargetTimeout),
     }),
+    healthCheck: buildHealthCheck(g.healthCheck as Obj | undefined),
+    outlier: buildOutlier(g.outlierDetection as Obj | undefined),
+    retries: buildRetries((g.retries ?? {}) as Obj),
+    limits: freeze({ maxRequests: unit(g.maxRequests, S.MaxGroupRequests), maxPending: unit(g.maxPending, S.MaxGroupPending) }),
+  })
+}
+
+/** A leaf of a section's schema, by key. */
+function leaf (section: TSchema, key: string): TSchema {
+  return (section.properties as Record<string, TSchema>)[key]
+}
+
+function buildHealthCheck (h: Obj | undefined): HealthCheckModel | null {
+  if (h === undefined) return null
+  const L = (key: string): TSchema => leaf(S.HealthCheck, key)
+  const statuses = parseStatusRanges((h.expectStatus ?? S.meta(L('expectStatus')).default) as string)
+  if (typeof statuses === 'string') throw new Error(`unchecked statuses: ${statuses}`)
+  return freeze({
+    kind: (h.type ?? 'http') as 'http' | 'tcp',
+    method: ((h.method ?? 'GET') as string).toUpperCase(),
+    path: (h.path ?? '/') as string,
+    host: typeof h.host === 'string' ? h.host : null,
+    statuses: freeze(statuses.map(r => freeze(r))),
+    body: typeof h.expectBody === 'string' ? h.expectBody : null,
+    tls: typeof h.tls === 'boolean' ? h.tls : null,
+    interval: unit(h.interval, L('interval')),
+    timeout: unit(h.timeout, L('timeout')),
+    jitter: unit(h.jitter, L('jitter')) / 100,
+    rise: unit(h.rise, L('rise')),
+    fall: unit(h.fall, L('fall')),
+  })
+}
+
+function buildOutlier (o: Obj | undefined): OutlierModel | null {
+  if (o === undefined) return null
+  const L = (key: string): TSchema => leaf(S.OutlierDetection, key)
+  return freeze({
+    consecutiveFailures: unit(o.consecutiveFailures, L('consecutiveFailures')),
+    consecutive5xx: unit(o.consecutive5xx, L('consecutive5xx')),
+    successRate: flag(o.successRate, L('successRate'))
+      ? freeze({ minRequests: unit(o.successRateMinRequests, L('successRateMinRequests')), stdevFactor: unit(o.successRateStdev, L('successRateStdev')), interval: unit(o.interval, L('interval')) })
+      : null,
+    baseEjection: unit(o.baseEjection, L('baseEjection')),
+    maxEjection: unit(o.maxEjection, L('maxEjection')),
+    maxEjectedPercent: unit(o.maxEjectedPercent, L('maxEjectedPercent')),
+  })
+}
+
+function buildRetries (r: Obj): RetryModel {
+  const L = (key: string): TSchema => leaf(S.Retries, key)
+  return freeze({
+    count: unit(r.count, S.RetryCount),
+    statuses: freeze([...((r.on ?? S.meta(L('on')).default) as number[])]),
+    perTryTimeout: r.perTryTimeout === undefined ? 0 : unit(r.perTryTimeout, L('perTryTimeout')),
+    budgetPercent: unit(r.budgetPercent, L('budgetPercent')),
+    budgetMinConcurrency: unit(r.budgetMinConcurrency, L('budgetMinConcurrency')),
+    nonIdempotent: flag(r.nonIdempotent, L('nonIdempotent')),
   })
 }
 

@@ -25,6 +25,10 @@ export type StringCheck =
   | 'target'
   /** A target with the command line's options: `HOST:PORT[,weight=N][,backup]`. */
   | 'targetSpec'
+  /** The CLI's health check: a path, or `tcp`. */
+  | 'healthCheck'
+  /** Status codes and ranges: `200-399`, `200,204`. */
+  | 'statusRanges'
   /** A balancing policy: round-robin, least-conn, p2c, p2c-latency, hash:ip, hash:uri, hash:header:NAME, hash:cookie:NAME. */
   | 'balance'
   /** `HOST:PORT` of a raw TCP backend. */
@@ -197,6 +201,49 @@ export const HashLoadFactor = Type.Number({ description: 'hash policies: no back
 export const SlowStart = duration({ description: 'a backend that comes back (connect succeeded again, checks pass, ejection over) gets a share rising from 10% to its full weight over this long', default: 0, zero: 'off', min: '1s', max: '1h', flag: { name: '--slow-start', arg: 'DUR', group: 'Balancing and health' } })
 export const PanicThreshold = count({ description: 'when fewer than this percent of the primary backends are up, spread over all of them rather than crush the few left', default: 0, zero: 'off', min: 1, max: 100, flag: { name: '--panic-threshold', arg: 'PERCENT', group: 'Balancing and health' } })
 
+export const HealthCheckPath = text('healthCheck', { description: 'active checks with the defaults below: a path (`/healthz`) is an HTTP GET expecting 200-399; `tcp` a connect check', flag: { name: '--health-check', arg: 'PATH', group: 'Balancing and health', defaultText: 'none', help: 'check every backend actively: an HTTP GET of PATH expecting 200-399 (every 5s, out after 3 failures, back after 2 passes); tcp instead of a path: a connect check' } })
+
+export const HealthCheck = section({
+  type: opt(choice(['http', 'tcp'], { description: '`http`: a request, the response checked; `tcp`: a connection (a TLS handshake with `tls`)', default: 'http' })),
+  path: opt(text('path', { description: 'HTTP: the path requested', default: '/' })),
+  method: opt(text('method', { description: 'HTTP: the method', default: 'GET' })),
+  host: opt(text('headerValue', { description: 'HTTP: the Host header', defaultText: 'the target\'s HOST:PORT' })),
+  expectStatus: opt(text('statusRanges', { description: 'HTTP: statuses that pass, as ranges and codes (`200-299,302`)', default: '200-399' })),
+  expectBody: opt(Type.String({ description: 'HTTP: text the response body must contain (its first 64 KiB)', defaultText: 'any body', minLength: 1, maxLength: 1024 })),
+  tls: opt(bool({ description: 'check over TLS (for `tcp`: a completed handshake)', defaultText: 'as the target: `https://` targets' })),
+  interval: opt(duration({ description: 'time between two checks of a target', default: '5s', min: '100ms', max: '1h' })),
+  jitter: opt(count({ description: 'each interval varies by up to this percent either way, so that checks of many targets do not go out together', default: 10, min: 0, max: 50 })),
+  timeout: opt(duration({ description: 'a check not done by then failed', default: '2s', min: '10ms', max: '1m' })),
+  rise: opt(count({ description: 'checks passed in a row that put a failing target back', default: 2, min: 1, max: 100 })),
+  fall: opt(count({ description: 'checks failed in a row that take a target out', default: 3, min: 1, max: 100 })),
+}, 'active health checks of every target, on connections of their own', 'must be a mapping { type, path, method, host, expectStatus, expectBody, tls, interval, jitter, timeout, rise, fall }')
+
+export const OutlierDetection = section({
+  consecutiveFailures: opt(count({ description: 'connect failures and resets in a row that eject a target', default: 5, zero: 'not counted', min: 1, max: 10_000 })),
+  consecutive5xx: opt(count({ description: '5xx responses in a row that eject a target', default: 5, zero: 'not counted', min: 1, max: 10_000 })),
+  successRate: opt(bool({ description: 'also eject a target whose success rate (non-5xx) over `interval` is more than `successRateStdev` standard deviations below the group\'s mean (targets with at least `successRateMinRequests`)', default: false })),
+  successRateMinRequests: opt(count({ description: 'requests a target needs in an interval to be judged by success rate', default: 100, min: 1, max: 1_000_000 })),
+  successRateStdev: opt(Type.Number({ description: 'how many standard deviations below the mean ejects', default: 1.9, unit: 'rate', min: 0.1, max: 10 })),
+  interval: opt(duration({ description: 'the success-rate window', default: '10s', min: '100ms', max: '1h' })),
+  baseEjection: opt(duration({ description: 'how long the first ejection lasts; each further one of the same target adds as much', default: '30s', min: '10ms', max: '1h' })),
+  maxEjection: opt(duration({ description: 'the longest an ejection lasts', default: '5m', min: '10ms', max: '24h' })),
+  maxEjectedPercent: opt(count({ description: 'never more than this percent of the group ejected at once', default: 50, min: 1, max: 100 })),
+}, 'passive outlier detection: targets that fail real requests are ejected for a while', 'must be a mapping of outlier detection settings')
+
+export const RetryCount = count({ description: 'tries after the first, each on another target: after a reset or a timeout before any response byte, or a status in `on`; only idempotent requests without a body (GET, HEAD, OPTIONS, PUT, DELETE) unless `nonIdempotent`; never once a response byte reached the client. Failover after a refused connect (nothing was sent) happens whatever this says', default: 0, zero: 'none', min: 1, max: 10, flag: { name: '--retries', arg: 'N', group: 'Balancing and health' } })
+
+export const Retries = section({
+  count: opt(RetryCount),
+  on: opt(Type.Array(count({ description: 'a status', min: 500, max: 599 }), { description: 'response statuses retried', default: [502, 503, 504] })),
+  perTryTimeout: opt(duration({ description: 'each try\'s wait for the response head', defaultText: 'the route\'s response timeout', min: '1ms', max: '24h' })),
+  budgetPercent: opt(count({ description: 'retries in flight may add at most this percent to the group\'s active requests (a retry budget: a slowdown does not become a retry storm)', default: 20, min: 1, max: 1000 })),
+  budgetMinConcurrency: opt(count({ description: 'retries in flight always allowed, whatever the budget says (a quiet group can still retry)', default: 3, min: 0, max: 100_000 })),
+  nonIdempotent: opt(bool({ description: 'retry requests that are not idempotent (POST, PATCH) too, when they have no body', default: false })),
+}, 'retries of failed requests on other targets', 'must be a mapping { count, on, perTryTimeout, budgetPercent, budgetMinConcurrency, nonIdempotent }')
+
+export const MaxGroupRequests = count({ description: 'circuit breaking: requests in flight to the group; over it 503 at once', default: 0, zero: 'no cap', min: 1, max: 10_000_000 })
+export const MaxGroupPending = count({ description: 'circuit breaking: requests waiting for a connection in the group\'s pools; over it 503 at once', default: 0, zero: 'no cap', min: 1, max: 10_000_000 })
+
 export const RateLimit = section({
   rate: Type.Number({ description: 'requests per second per client IP (IPv6: per /64); over it 429 with Retry-After', unit: 'rate', min: 0.001, max: 1_000_000, flag: { name: '--rate-limit', arg: 'RATE', group: 'Limits', defaultText: 'off' } }),
   burst: opt(count({ description: 'requests a client may send at once before the rate applies', defaultText: 'RATE rounded up', min: 1, max: 1_000_000, flag: { name: '--rate-burst', arg: 'N', group: 'Limits' } })),
@@ -242,11 +289,13 @@ const FlatTimeouts = section({
 
 export const FLAT = {
   listen: opt(Type.Union([Type.String(), Type.Integer()], { description: 'where to accept connections: `[HOST]:PORT`; `:8080` (or `8080`) is every interface, IPv4 and IPv6; port 0 picks a free one', check: 'listen', expected: 'must be an address [HOST]:PORT' })),
-  targets: opt(Type.Array(FlatTarget, { minItems: 1, description: 'the backends; several: balanced by `balance`, failing over to the next when a connect fails', flag: { name: '--to', arg: 'HOST:PORT[,weight=N][,backup]', repeat: true, group: 'Backends', help: 'a backend; repeat for several (balanced by --balance, failover to another when a connect fails); https://HOST[:PORT] speaks TLS to it; weight=N gives it N shares, backup uses it only while no other is up', defaultText: '(required)' } })),
+  targets: opt(Type.Array(FlatTarget, { minItems: 1, description: 'the backends; several: balanced by `balance`, failing over to the next when a connect fails', flag: { name: '--to', arg: 'HOST:PORT', repeat: true, group: 'Backends', help: 'a backend; repeat for several (balanced by --balance, failover to another when a connect fails); https://HOST[:PORT] speaks TLS to it; HOST:PORT,weight=N gives it N shares, HOST:PORT,backup uses it only while no other is up', defaultText: '(required)' } })),
   balance: opt(Balance),
   hashLoadFactor: opt(HashLoadFactor),
   slowStart: opt(SlowStart),
   panicThreshold: opt(PanicThreshold),
+  healthCheck: opt(HealthCheckPath),
+  retries: opt(RetryCount),
   tcp: opt(bool({ description: 'relay every connection as raw TCP to the targets: no HTTP, no protocol detection', default: false, flag: { name: '--tcp', group: 'Protocols and TCP', set: true, defaultText: 'off' } })),
   tcpFallback: opt(Type.Union([Type.Array(TcpTarget, { minItems: 1 }), Type.Literal(false)], {
     description: 'where connections that are neither HTTP nor TLS are relayed as raw TCP; also a client silent for the detect timeout, and TLS with no certificate or passthrough name for it; false: none (the default: such bytes close the connection)',
@@ -299,6 +348,8 @@ export const FLAT_TO_FULL: Readonly<Record<keyof typeof FLAT, string>> = {
   hashLoadFactor: 'upstreams.NAME.hashLoadFactor',
   slowStart: 'upstreams.NAME.slowStart',
   panicThreshold: 'upstreams.NAME.panicThreshold',
+  healthCheck: 'upstreams.NAME.healthCheck',
+  retries: 'upstreams.NAME.retries.count',
   tcp: 'listeners[].protocol: tcp',
   tcpFallback: 'listeners[].tcpFallback',
   tls: 'listeners[].tls',
@@ -412,6 +463,11 @@ const Group = section({
   hashLoadFactor: opt(HashLoadFactor),
   slowStart: opt(SlowStart),
   panicThreshold: opt(PanicThreshold),
+  healthCheck: opt(HealthCheck),
+  outlierDetection: opt(OutlierDetection),
+  retries: opt(Retries),
+  maxRequests: opt(MaxGroupRequests),
+  maxPending: opt(MaxGroupPending),
   tls: opt(section({
     servername: opt(text('dnsName', { description: 'the server name sent (SNI) and checked in the certificate', defaultText: 'the target\'s host name (none for an IP)' })),
     ca: opt(Type.Array(text('file', { description: 'a PEM file' }), { description: 'CA certificates (PEM files) trusted instead of Node\'s roots', defaultText: "Node's roots" })),

@@ -157,6 +157,62 @@ export interface GroupModel {
     /** A target that failed to connect is skipped this long, ms. */
     failedTarget: number
   }>
+  /** Active checks of every target; null: none. */
+  healthCheck: HealthCheckModel | null
+  /** Passive outlier detection; null: none. */
+  outlier: OutlierModel | null
+  retries: RetryModel
+  /** Circuit breaking: requests over these are answered 503 at once. 0: no cap. */
+  limits: Readonly<{ maxRequests: number, maxPending: number }>
+}
+
+export interface HealthCheckModel {
+  kind: 'http' | 'tcp'
+  method: string
+  path: string
+  /** Host header; null: the target's HOST:PORT. */
+  host: string | null
+  /** Inclusive ranges of the statuses that pass. */
+  statuses: ReadonlyArray<readonly [number, number]>
+  /** Text the body must contain (first 64 KiB); null: any body. */
+  body: string | null
+  /** Check over TLS (a TCP check: the handshake too); null: as the target speaks (https:// targets). */
+  tls: boolean | null
+  interval: number
+  timeout: number
+  /** Each interval varies by up to this fraction either way. */
+  jitter: number
+  rise: number
+  fall: number
+}
+
+export interface OutlierModel {
+  /** Connect failures and resets in a row that eject; 0: not counted. */
+  consecutiveFailures: number
+  /** 5xx responses in a row that eject; 0: not counted. */
+  consecutive5xx: number
+  /** Targets with at least `minRequests` in an interval whose success rate is below the mean by `stdevFactor` standard deviations are ejected; null: off. */
+  successRate: Readonly<{ minRequests: number, stdevFactor: number, interval: number }> | null
+  /** First ejection's length; each further one of the same target adds as much, up to `maxEjection`, ms. */
+  baseEjection: number
+  maxEjection: number
+  /** Never more than this percent of the group ejected at once. */
+  maxEjectedPercent: number
+}
+
+export interface RetryModel {
+  /** Tries after the first, on other targets; 0: none beyond failover after a failed connect. */
+  count: number
+  /** Response statuses retried (idempotent requests, before anything reached the client). */
+  statuses: readonly number[]
+  /** Each try's wait for a response head, ms; 0: the route's response timeout. */
+  perTryTimeout: number
+  /** Retries may add at most this percent to the group's active requests... */
+  budgetPercent: number
+  /** ...but this many retries at once are always allowed. */
+  budgetMinConcurrency: number
+  /** Requests that are not idempotent (POST, PATCH) are retried too, when their body is all at hand. */
+  nonIdempotent: boolean
 }
 
 /** How a group picks a target among those that are up. */

@@ -18,6 +18,7 @@ import { RouteTable } from '../routing/table.js'
 import type { Filter } from '../session/filter.js'
 import type { Session } from '../session/session.js'
 import { Group } from '../upstream/group.js'
+import { HealthScheduler } from '../upstream/health/active.js'
 
 /** The emitter side the core needs: a TypedEmitter<ProxyEvents> in practice. */
 export interface EventSink {
@@ -30,6 +31,8 @@ export class ProxyCore implements H1Host {
   readonly settings: H1Settings
   readonly via: string
   readonly groups: ReadonlyMap<string, Group>
+  /** The active health checks of every group. */
+  readonly health: HealthScheduler
   readonly routes: ReadonlyMap<string, CompiledRoute>
   /** Open client connections of every listener, in all and per client IP. */
   readonly caps: ConnectionCaps
@@ -58,6 +61,7 @@ export class ProxyCore implements H1Host {
       timeouts: http.timeouts,
     }
     const groups = new Map<string, Group>()
+    this.health = new HealthScheduler()
     for (const [name, group] of model.upstreams) {
       groups.set(name, new Group({
         name,
@@ -67,9 +71,13 @@ export class ProxyCore implements H1Host {
         panicThreshold: group.panicThreshold,
         pool: group.pool,
         timeouts: group.timeouts,
+        healthCheck: group.healthCheck,
+        outlier: group.outlier,
+        retries: group.retries,
+        limits: group.limits,
         maxHeaderSize: http.maxHeaderSize,
         maxHeaders: http.maxHeaders,
-      }, this))
+      }, this, { scheduler: this.health }))
     }
     this.groups = groups
     const context = { groups, filters: userFilters, http }
@@ -129,6 +137,7 @@ export class ProxyCore implements H1Host {
     this.closing = true
     this.#onIdle = onIdle
     for (const client of [...this.clients]) client.closeWhenIdle()
+    this.health.close()
     for (const group of this.groups.values()) group.close()
     if (this.clients.size === 0) onIdle()
   }

@@ -144,10 +144,16 @@ export class Session implements UpstreamRequest, FilterSession {
       (method === 'GET' || method === 'HEAD' || method === 'OPTIONS' || method === 'PUT' || method === 'DELETE' || method === 'TRACE')
   }
 
+  get resendable (): boolean { return this.requestComplete && this.facts.body === BodyKind.NONE && !this.request.upgrade }
+
   get finished (): boolean { return this.#finished }
   get settled (): boolean { return this.#finished || this.#response === Response.DONE }
   get responseStarted (): boolean { return this.#response !== Response.NONE }
-  get responseTimeout (): number { return this.#route!.responseTimeout }
+  get responseTimeout (): number {
+    const route = this.#route!.responseTimeout
+    const perTry = this.dispatchState.perTryTimeout
+    return perTry > 0 && perTry < route ? perTry : route
+  }
   get responseTotalTimeout (): number { return this.#route!.responseTotalTimeout }
 
   // ---- phase: request received ----
@@ -345,7 +351,10 @@ export class Session implements UpstreamRequest, FilterSession {
       this.upstream?.destroy(new ProxyError('bad_response', 'backend switched protocols without an upgrade request', 'upstream', 502))
       return CB_ERROR
     }
-    this.dispatchState.responded(status, clock.now)
+    const state = this.dispatchState
+    state.responded(status, clock.now)
+    // given up for another target: the connection closes under this request and the group sends it again
+    if (status >= 500 && state.owner !== null && state.owner.retryOnStatus(this, status)) return CB_ERROR
     const head = new ResponseHead(status, message.reason, new HeaderList(message.headers), message.versionMajor, message.versionMinor)
     forwardResponse(head, this.#host.via)
     this.#response = Response.STREAMING

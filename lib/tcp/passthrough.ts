@@ -110,7 +110,7 @@ export class Passthrough implements Timed {
   onUpstreamClose (): void {
     if (this.#done) return
     const error = this.#error ?? new ProxyError('connect_failed', `cannot connect to ${this.target.authority}`, 'upstream', 0, true)
-    this.#group.balancer.markDown(this.#index)
+    this.#group.relayFailed(this.#index)
     this.#host.upstreamError(error, this.target.authority)
     this.#upstream = null
     ;(this.#tried ??= []).push(this.#index)

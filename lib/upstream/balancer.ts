@@ -69,7 +69,7 @@ export class Balancer implements PickView {
   readonly candidates: Int32Array
   count = 0
   /** Told when a target stops or starts being chosen (not when a skip time merely runs out). */
-  onTransition: ((index: number, up: boolean, reason: TransitionReason) => void) | null = null
+  onTransition: ((index: number, up: boolean, reason: TransitionReason, detail?: string) => void) | null = null
 
   constructor (targets: readonly BalancedTarget[], options: BalancerOptions) {
     const n = targets.length
@@ -195,7 +195,7 @@ export class Balancer implements PickView {
   }
 
   /** The active checks' verdict changed. */
-  setChecked (index: number, passing: boolean): void {
+  setChecked (index: number, passing: boolean, detail?: string): void {
     const failing = passing ? 0 : 1
     if (this.#failing[index] === failing) return
     const wasUp = this.isUp(index)
@@ -206,14 +206,19 @@ export class Balancer implements PickView {
       this.#downUntil[index] = 0
     }
     const isUp = this.isUp(index)
-    if (wasUp !== isUp) this.onTransition?.(index, isUp, passing ? 'check_passed' : 'check_failed')
+    if (wasUp !== isUp) this.onTransition?.(index, isUp, passing ? 'check_passed' : 'check_failed', detail)
   }
 
   /** Ejected by outlier detection until `until` (ms on the balancer's clock). */
-  eject (index: number, until: number): void {
+  eject (index: number, until: number, detail?: string): void {
     const wasUp = this.isUp(index)
     this.#ejectedUntil[index] = until
-    if (wasUp) this.onTransition?.(index, false, 'ejected')
+    if (wasUp) this.onTransition?.(index, false, 'ejected', detail)
+  }
+
+  /** An ejection's time ran out. */
+  ejectionEnded (index: number): void {
+    if (this.#isUp(index, this.#fresh())) this.onTransition?.(index, true, 'ejection_ended')
   }
 
   ejectedUntil (index: number): number { return this.#ejectedUntil[index] }

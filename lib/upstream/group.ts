@@ -1,28 +1,49 @@
 /**
- * An upstream group: targets, the balancer that picks among them, and the decisions that follow
- * a failure: another target after a failed connect (each tried once), one retry on a fresh
- * connection when a reused one closed before anything of the response came and the request may
- * be replayed, otherwise a failure handed back to the request. HTTP sessions and raw TCP relays
- * (listeners, SNI passthrough) all pick through here, so every policy serves all three.
+ * An upstream group: targets, the balancer that picks among them, their health (active checks,
+ * outlier detection), and the decisions that follow a failure: another target after a failed
+ * connect (each tried once), a retry on another target when the group allows one (which
+ * failures, how many, within the retry budget), one retry on a fresh connection when a reused one
+ * closed before anything of the response came, otherwise a failure handed back to the request.
+ * HTTP sessions and raw TCP relays (listeners, SNI passthrough) all pick through here, so every
+ * policy and health signal serves all three.
  */
 import { clock } from '../core/clock.js'
 import { ProxyError } from '../core/errors.js'
 import { Balancer, type TransitionReason } from './balancer.js'
 import type { DispatchOwner, GroupSettings, UpstreamEvents, UpstreamRequest } from './handler.js'
+import type { HealthScheduler } from './health/active.js'
+import { OutlierDetector } from './health/outlier.js'
 import { Target, type TargetGroup } from './target.js'
 
 export type { GroupSettings } from './handler.js'
 export type { TransitionReason } from './balancer.js'
+
+/** Failures of a sent request that another target may not share. */
+const RETRYABLE = new Set(['upstream_reset', 'upstream_closed', 'response_timeout', 'bad_response', 'truncated_response'])
+
+export interface GroupOptions {
+  /** Runs the active checks of every group of a proxy. */
+  scheduler?: HealthScheduler
+  /** P2C's seed (fixed in specs). */
+  seed?: number
+}
 
 export class Group implements TargetGroup, DispatchOwner {
   readonly settings: GroupSettings
   readonly targets: readonly Target[]
   readonly balancer: Balancer
   readonly events: UpstreamEvents
+  readonly #outlier: OutlierDetector | null
   /** The proxy is closing: connections that become idle close instead of waiting in the pool. */
   closing = false
+  /** Requests in flight over every target. */
+  #active = 0
+  /** Requests in flight that are retries (the budget counts them). */
+  #retrying = 0
+  /** Since start: retries sent, retries refused by the budget, requests refused by the circuit breaker. */
+  readonly counts = { retries: 0, budgetExhausted: 0, circuitOpen: 0 }
 
-  constructor (settings: GroupSettings, events: UpstreamEvents, options: { seed?: number, now?: () => number } = {}) {
+  constructor (settings: GroupSettings, events: UpstreamEvents, options: GroupOptions = {}) {
     this.settings = settings
     this.events = events
     this.targets = settings.targets.map((config, i) => new Target(this, config, i))
@@ -32,13 +53,16 @@ export class Group implements TargetGroup, DispatchOwner {
       slowStart: settings.slowStart,
       panicThreshold: settings.panicThreshold,
       seed: options.seed,
-      now: options.now,
     })
     this.balancer.onTransition = this.#transition
+    this.#outlier = settings.outlier === null ? null : new OutlierDetector(settings.outlier, this.balancer, clockFresh)
+    if (settings.healthCheck !== null && options.scheduler !== undefined) {
+      for (const target of this.targets) options.scheduler.add(target)
+    }
   }
 
-  readonly #transition = (index: number, up: boolean, reason: TransitionReason): void => {
-    this.events.targetHealth?.({ group: this.settings.name, target: this.targets[index].authority, up, reason })
+  readonly #transition = (index: number, up: boolean, reason: TransitionReason, detail?: string): void => {
+    this.events.targetHealth?.({ group: this.settings.name, target: this.targets[index].authority, up, reason, detail })
   }
 
   /**
@@ -53,6 +77,11 @@ export class Group implements TargetGroup, DispatchOwner {
   dispatch (request: UpstreamRequest, fresh = false): void {
     const state = request.dispatchState
     const balancer = this.balancer
+    if (state.counted === -1 && state.tried === null && this.#overLimits()) {
+      this.counts.circuitOpen++
+      request.fail(new ProxyError('circuit_open', `upstream group ${this.settings.name} is at its cap of requests`, 'upstream', 503))
+      return
+    }
     const policy = balancer.policy
     const key = policy.kind === 'hash' ? request.hashKey(policy.by, policy.name) : null
     const index = balancer.pick(key, state.tried)
@@ -61,24 +90,44 @@ export class Group implements TargetGroup, DispatchOwner {
       return
     }
     if (state.counted !== -1) balancer.release(state.counted)
+    else this.#active++
     balancer.acquire(index)
     state.counted = index
     state.owner = this
     state.sentAt = clock.now
+    state.perTryTimeout = this.settings.retries.perTryTimeout
     const target = this.targets[index]
     state.target = target
     target.pool.acquire(request, fresh)
+  }
+
+  #overLimits (): boolean {
+    const { maxRequests, maxPending } = this.settings.limits
+    if (maxRequests > 0 && this.#active >= maxRequests) return true
+    if (maxPending > 0) {
+      let pending = 0
+      for (const target of this.targets) if (target.hasPool) pending += target.pool.waitingCount
+      if (pending >= maxPending) return true
+    }
+    return false
   }
 
   /** A connection opened for `request` could not be made: that target is skipped for a while, the next one is tried. */
   connectFailed (request: UpstreamRequest, target: Target, error: ProxyError): void {
     this.events.upstreamError(error, target.authority)
     target.markDown()
+    this.#outlier?.failure(target.index)
     // answered or abandoned meanwhile: nothing to fail over
     if (request.settled) return
     const state = request.dispatchState
     ;(state.tried ??= []).push(target.index)
     this.dispatch(request)
+  }
+
+  /** A relayed TCP connection could not be made to target `index`. */
+  relayFailed (index: number): void {
+    this.balancer.markDown(index)
+    this.#outlier?.failure(index)
   }
 
   /**
@@ -89,9 +138,21 @@ export class Group implements TargetGroup, DispatchOwner {
   connectionLost (request: UpstreamRequest, error: ProxyError, mayRetry: boolean): void {
     if (!request.detachUpstream()) return
     const state = request.dispatchState
+    if (state.retryPending) {
+      // the session gave up a retryable response on this connection: on to another target
+      state.retryPending = false
+      this.#retry(request)
+      return
+    }
     if (mayRetry && !state.retried && !request.responseStarted && request.replayable) {
       state.retried = true
       this.dispatch(request, true)
+      return
+    }
+    if (state.counted !== -1 && error.code !== 'pipeline_aborted') this.#outlier?.failure(state.counted)
+    if (RETRYABLE.has(error.code) && !request.responseStarted && this.#mayRetry(request)) {
+      this.events.upstreamError(error, state.target?.authority ?? '')
+      this.#retry(request)
       return
     }
     if (error.code !== 'pipeline_aborted' || request.responseStarted) {
@@ -100,17 +161,57 @@ export class Group implements TargetGroup, DispatchOwner {
     request.fail(error)
   }
 
+  /** Another try is allowed: retries left, the request may be sent again, and the budget has room. */
+  #mayRetry (request: UpstreamRequest): boolean {
+    const retries = this.settings.retries
+    const state = request.dispatchState
+    if (state.retries >= retries.count) return false
+    if (!request.replayable && !(retries.nonIdempotent && request.resendable)) return false
+    // another target must be left to try
+    if ((state.tried?.length ?? 0) + 1 >= this.targets.length) return false
+    if (state.retries === 0) {
+      const budget = Math.max(retries.budgetMinConcurrency, Math.floor(this.#active * retries.budgetPercent / 100))
+      if (this.#retrying >= budget) {
+        this.counts.budgetExhausted++
+        return false
+      }
+    }
+    return true
+  }
+
+  #retry (request: UpstreamRequest): void {
+    const state = request.dispatchState
+    if (state.retries === 0) this.#retrying++
+    state.retries++
+    this.counts.retries++
+    if (state.counted !== -1) (state.tried ??= []).push(state.counted)
+    this.dispatch(request, true)
+  }
+
   // ---- DispatchOwner ----
 
   release (index: number): void { this.balancer.release(index) }
 
-  observe (index: number, _status: number, ms: number): void {
+  finished (retried: boolean): void {
+    this.#active--
+    if (retried) this.#retrying--
+  }
+
+  observe (index: number, status: number, ms: number): void {
     this.balancer.observeLatency(index, ms)
+    this.#outlier?.response(index, status)
+  }
+
+  retryOnStatus (request: UpstreamRequest, status: number): boolean {
+    if (!this.settings.retries.statuses.includes(status) || !this.#mayRetry(request)) return false
+    request.dispatchState.retryPending = true
+    return true
   }
 
   /** Stop pooling: idle connections close now, busy ones when their requests are done. */
   close (): void {
     this.closing = true
+    this.#outlier?.close()
     for (const target of this.targets) if (target.hasPool) target.pool.closeIdle()
   }
 
@@ -125,3 +226,5 @@ export class Group implements TargetGroup, DispatchOwner {
     }))
   }
 }
+
+function clockFresh (): number { return clock.refresh() }

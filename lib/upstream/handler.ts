@@ -10,7 +10,7 @@ import type { ConnectionOptions } from 'node:tls'
 import type { MessageHead } from '../http1/head.js'
 import type { ProxyError } from '../core/errors.js'
 import type { TargetHealthEvent } from '../core/events.js'
-import type { BalanceModel, HashBy } from '../model/model.js'
+import type { BalanceModel, HashBy, HealthCheckModel, OutlierModel, RetryModel } from '../model/model.js'
 
 /** Why reading from the backend is paused: bits, so that each cause lifts only its own. */
 export const enum ReadHold {
@@ -31,6 +31,10 @@ export interface GroupSettings {
   panicThreshold: number
   pool: Readonly<{ maxConnections: number, maxQueue: number, pipelining: number, idleTimeout: number }>
   timeouts: Readonly<{ connect: number, failedTarget: number }>
+  healthCheck: HealthCheckModel | null
+  outlier: OutlierModel | null
+  retries: RetryModel
+  limits: Readonly<{ maxRequests: number, maxPending: number }>
   /** Limits of the response parser. */
   maxHeaderSize: number
   maxHeaders: number
@@ -76,6 +80,10 @@ export interface DispatchOwner {
   release (index: number): void
   /** Target `index` answered with `status` after `ms`. */
   observe (index: number, status: number, ms: number): void
+  /** The response head with `status` is worth another try elsewhere, and one is allowed: the request gives this one up. */
+  retryOnStatus (request: UpstreamRequest, status: number): boolean
+  /** The request is over: `retried` if it was sent more than once (the retry budget's count). */
+  finished (retried: boolean): void
 }
 
 /** The upstream layer's own bookkeeping for one request, kept on the request. */
@@ -89,6 +97,12 @@ export class DispatchState {
   owner: DispatchOwner | null = null
   /** When the request was given to its target (clock ms). */
   sentAt = 0
+  /** Tries after the first (retries, not failovers after a failed connect). */
+  retries = 0
+  /** The response head of the current try was given up for a retry: the connection's loss is expected. */
+  retryPending = false
+  /** This try's wait for a response head, ms; 0: the route's. */
+  perTryTimeout = 0
   /** Sent again after a reused connection closed under it: once only. */
   retried = false
   /** The pool whose queue the request waits in. */
@@ -98,6 +112,7 @@ export class DispatchState {
   done (): void {
     if (this.counted === -1) return
     this.owner!.release(this.counted)
+    this.owner!.finished(this.retries > 0)
     this.counted = -1
   }
 
@@ -113,6 +128,8 @@ export interface UpstreamRequest {
   readonly pipelinable: boolean
   /** Safe to send again on another connection when nothing of the response came (idempotent, no body or all of it at hand). */
   readonly replayable: boolean
+  /** Could be sent again whatever its method: no body (a retry of a non-idempotent request needs the user's consent). */
+  readonly resendable: boolean
   /** The whole request has been written upstream. */
   readonly requestSent: boolean
   readonly responseStarted: boolean
