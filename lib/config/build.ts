@@ -174,6 +174,7 @@ function buildGroup (name: string, g: Obj, at: Path, files: Problem[]): GroupMod
     healthCheck: buildHealthCheck(g.healthCheck as Obj | undefined),
     outlier: buildOutlier(g.outlierDetection as Obj | undefined),
     retries: buildRetries((g.retries ?? {}) as Obj),
+    sticky: g.sticky === undefined ? null : freeze({ cookie: (g.sticky as Obj).cookie as string, maxAge: unit((g.sticky as Obj).maxAge, leaf(S.Sticky, 'maxAge')) }),
     limits: freeze({ maxRequests: unit(g.maxRequests, S.MaxGroupRequests), maxPending: unit(g.maxPending, S.MaxGroupPending) }),
   })
 }

@@ -68,6 +68,7 @@ export function expandFlat (o: Options): Expanded {
     panicThreshold: o.panicThreshold,
     healthCheck: o.healthCheck === undefined ? undefined : o.healthCheck === 'tcp' ? { type: 'tcp' } : { path: o.healthCheck },
     retries: o.retries === undefined ? undefined : { count: o.retries },
+    sticky: o.stickyCookie === undefined ? undefined : { cookie: o.stickyCookie },
     // the flat form has always accepted upstreamTls beside plain targets, where it does nothing
     tls: targets.some(isSecure) && o.upstreamTls !== undefined ? compact({ ca: o.upstreamTls.ca, verify: o.upstreamTls.verify }) : undefined,
     maxConnections: o.upstream?.maxConnections,
@@ -79,6 +80,7 @@ export function expandFlat (o: Options): Expanded {
   from(['upstreams', FLAT_GROUP, 'policy'], ['balance'])
   for (const key of ['hashLoadFactor', 'slowStart', 'panicThreshold', 'healthCheck'] as const) from(['upstreams', FLAT_GROUP, key], [key])
   from(['upstreams', FLAT_GROUP, 'retries', 'count'], ['retries'])
+  from(['upstreams', FLAT_GROUP, 'sticky', 'cookie'], ['stickyCookie'])
   from(['upstreams', FLAT_GROUP, 'tls'], ['upstreamTls'])
   from(['upstreams', FLAT_GROUP], ['upstream'])
 

@@ -241,6 +241,13 @@ export const Retries = section({
   nonIdempotent: opt(bool({ description: 'retry requests that are not idempotent (POST, PATCH) too, when they have no body', default: false })),
 }, 'retries of failed requests on other targets', 'must be a mapping { count, on, perTryTimeout, budgetPercent, budgetMinConcurrency, nonIdempotent }')
 
+export const StickyCookie = text('token', { description: 'sticky sessions: rp4 sets this cookie on responses to name (opaquely) the backend that answered, and sends later requests carrying it to that backend while it is up; otherwise the policy picks, and the cookie is set anew', flag: { name: '--sticky-cookie', arg: 'NAME', group: 'Balancing and health', defaultText: 'off' } })
+
+export const Sticky = section({
+  cookie: StickyCookie,
+  maxAge: opt(duration({ description: 'the cookie\'s Max-Age', default: 0, zero: 'a session cookie', min: '1s', max: '8760h' })),
+}, 'sticky sessions by a cookie rp4 sets (off by default)', 'must be a mapping { cookie, maxAge }')
+
 export const MaxGroupRequests = count({ description: 'circuit breaking: requests in flight to the group; over it 503 at once', default: 0, zero: 'no cap', min: 1, max: 10_000_000 })
 export const MaxGroupPending = count({ description: 'circuit breaking: requests waiting for a connection in the group\'s pools; over it 503 at once', default: 0, zero: 'no cap', min: 1, max: 10_000_000 })
 
@@ -296,6 +303,7 @@ export const FLAT = {
   panicThreshold: opt(PanicThreshold),
   healthCheck: opt(HealthCheckPath),
   retries: opt(RetryCount),
+  stickyCookie: opt(StickyCookie),
   tcp: opt(bool({ description: 'relay every connection as raw TCP to the targets: no HTTP, no protocol detection', default: false, flag: { name: '--tcp', group: 'Protocols and TCP', set: true, defaultText: 'off' } })),
   tcpFallback: opt(Type.Union([Type.Array(TcpTarget, { minItems: 1 }), Type.Literal(false)], {
     description: 'where connections that are neither HTTP nor TLS are relayed as raw TCP; also a client silent for the detect timeout, and TLS with no certificate or passthrough name for it; false: none (the default: such bytes close the connection)',
@@ -350,6 +358,7 @@ export const FLAT_TO_FULL: Readonly<Record<keyof typeof FLAT, string>> = {
   panicThreshold: 'upstreams.NAME.panicThreshold',
   healthCheck: 'upstreams.NAME.healthCheck',
   retries: 'upstreams.NAME.retries.count',
+  stickyCookie: 'upstreams.NAME.sticky.cookie',
   tcp: 'listeners[].protocol: tcp',
   tcpFallback: 'listeners[].tcpFallback',
   tls: 'listeners[].tls',
@@ -466,6 +475,7 @@ const Group = section({
   healthCheck: opt(HealthCheck),
   outlierDetection: opt(OutlierDetection),
   retries: opt(Retries),
+  sticky: opt(Sticky),
   maxRequests: opt(MaxGroupRequests),
   maxPending: opt(MaxGroupPending),
   tls: opt(section({

@@ -162,6 +162,8 @@ export interface GroupModel {
   /** Passive outlier detection; null: none. */
   outlier: OutlierModel | null
   retries: RetryModel
+  /** Sticky sessions: rp4 sets this cookie to name the target that answered; null: off. */
+  sticky: Readonly<{ cookie: string, maxAge: number }> | null
   /** Circuit breaking: requests over these are answered 503 at once. 0: no cap. */
   limits: Readonly<{ maxRequests: number, maxPending: number }>
 }

@@ -75,6 +75,7 @@ export class ProxyCore implements H1Host {
         outlier: group.outlier,
         retries: group.retries,
         limits: group.limits,
+        sticky: group.sticky,
         maxHeaderSize: http.maxHeaderSize,
         maxHeaders: http.maxHeaders,
       }, this, { scheduler: this.health }))

@@ -357,6 +357,7 @@ export class Session implements UpstreamRequest, FilterSession {
     if (status >= 500 && state.owner !== null && state.owner.retryOnStatus(this, status)) return CB_ERROR
     const head = new ResponseHead(status, message.reason, new HeaderList(message.headers), message.versionMajor, message.versionMinor)
     forwardResponse(head, this.#host.via)
+    if (state.setCookie !== null) head.headers.append('Set-Cookie', this.#downstream.client.secure ? state.setCookie + '; Secure' : state.setCookie)
     this.#response = Response.STREAMING
     this.#phase = Phase.RESPONSE
     if (!this.#responseHooks(head)) return CB_ERROR

@@ -10,6 +10,7 @@
 import { clock } from '../core/clock.js'
 import { ProxyError } from '../core/errors.js'
 import { Balancer, type TransitionReason } from './balancer.js'
+import { hashKey } from './balance/hash.js'
 import type { DispatchOwner, GroupSettings, UpstreamEvents, UpstreamRequest } from './handler.js'
 import type { HealthScheduler } from './health/active.js'
 import { OutlierDetector } from './health/outlier.js'
@@ -40,6 +41,9 @@ export class Group implements TargetGroup, DispatchOwner {
   #active = 0
   /** Requests in flight that are retries (the budget counts them). */
   #retrying = 0
+  /** Sticky sessions: target by cookie value, and each target's Set-Cookie value. */
+  readonly #stickyIds: Map<string, number> | null = null
+  readonly #stickyCookies: string[] | null = null
   /** Since start: retries sent, retries refused by the budget, requests refused by the circuit breaker. */
   readonly counts = { retries: 0, budgetExhausted: 0, circuitOpen: 0 }
 
@@ -55,6 +59,13 @@ export class Group implements TargetGroup, DispatchOwner {
       seed: options.seed,
     })
     this.balancer.onTransition = this.#transition
+    const sticky = settings.sticky
+    if (sticky !== null) {
+      // an opaque id per target: the cookie must not tell clients the backends' addresses
+      const ids = this.targets.map(t => hashKey(`${settings.name}/${t.authority}`).toString(36))
+      this.#stickyIds = new Map(ids.map((id, i) => [id, i]))
+      this.#stickyCookies = ids.map(id => `${sticky.cookie}=${id}; Path=/; HttpOnly; SameSite=Lax${sticky.maxAge > 0 ? `; Max-Age=${Math.floor(sticky.maxAge / 1000)}` : ''}`)
+    }
     this.#outlier = settings.outlier === null ? null : new OutlierDetector(settings.outlier, this.balancer, clockFresh)
     if (settings.healthCheck !== null && options.scheduler !== undefined) {
       for (const target of this.targets) options.scheduler.add(target)
@@ -82,13 +93,24 @@ export class Group implements TargetGroup, DispatchOwner {
       request.fail(new ProxyError('circuit_open', `upstream group ${this.settings.name} is at its cap of requests`, 'upstream', 503))
       return
     }
-    const policy = balancer.policy
-    const key = policy.kind === 'hash' ? request.hashKey(policy.by, policy.name) : null
-    const index = balancer.pick(key, state.tried)
-    if (index === -1) {
-      request.fail(new ProxyError('no_target', 'every target failed', 'upstream', 502))
-      return
+    let index = -1
+    let stuck = -1
+    if (this.#stickyIds !== null) {
+      const id = request.hashKey('cookie', this.settings.sticky!.cookie)
+      stuck = id === null ? -1 : this.#stickyIds.get(id) ?? -1
+      // the cookie's target while it is up and not tried yet; otherwise the policy decides
+      if (stuck !== -1 && balancer.isUp(stuck) && (state.tried === null || !state.tried.includes(stuck))) index = stuck
     }
+    if (index === -1) {
+      const policy = balancer.policy
+      const key = policy.kind === 'hash' ? request.hashKey(policy.by, policy.name) : null
+      index = balancer.pick(key, state.tried)
+      if (index === -1) {
+        request.fail(new ProxyError('no_target', 'every target failed', 'upstream', 502))
+        return
+      }
+    }
+    if (this.#stickyCookies !== null) state.setCookie = index === stuck ? null : this.#stickyCookies[index]
     if (state.counted !== -1) balancer.release(state.counted)
     else this.#active++
     balancer.acquire(index)

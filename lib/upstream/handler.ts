@@ -35,6 +35,7 @@ export interface GroupSettings {
   outlier: OutlierModel | null
   retries: RetryModel
   limits: Readonly<{ maxRequests: number, maxPending: number }>
+  sticky: Readonly<{ cookie: string, maxAge: number }> | null
   /** Limits of the response parser. */
   maxHeaderSize: number
   maxHeaders: number
@@ -103,6 +104,8 @@ export class DispatchState {
   retryPending = false
   /** This try's wait for a response head, ms; 0: the route's. */
   perTryTimeout = 0
+  /** Sticky sessions: the Set-Cookie value naming the target chosen, when the request did not already carry it. */
+  setCookie: string | null = null
   /** Sent again after a reused connection closed under it: once only. */
   retried = false
   /** The pool whose queue the request waits in. */

@@ -209,3 +209,10 @@ t.test('balancing and health flags: the model they stand for, and their mistakes
   t.same(problems('listen', ':0', '--to', 'a:1', '--hash-load-factor', '0.5'), ['--hash-load-factor 0.5: at least 1'])
   t.same(problems('listen', ':0', '--to', 'a:1', '--panic-threshold', '101'), ['--panic-threshold 101: at most 100'])
 })
+
+t.test('--sticky-cookie: the sticky section it stands for', async t => {
+  const group = buildModel(options('listen', ':0', '--to', 'a:1', '--sticky-cookie', 'lb')).upstreams.get('default')!
+  t.same(group.sticky, { cookie: 'lb', maxAge: 0 })
+  t.equal(buildModel(options('listen', ':0', '--to', 'a:1')).upstreams.get('default')!.sticky, null, 'off by default')
+  t.same(problems('listen', ':0', '--to', 'a:1', '--sticky-cookie', 'a b'), ['--sticky-cookie: "a b" is not an HTTP token (letters, digits and !#$%&\'*+-.^_`|~)'])
+})

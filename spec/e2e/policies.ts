@@ -313,3 +313,31 @@ t.test('least-conn over a raw TCP listener counts open relays', async t => {
   t.same(proxy.stats().upstream.map(u => u.active), [2, 2])
 })
 
+
+t.test('sticky cookie: set once, followed while its target is up, replaced when it is not', async t => {
+  const a = await startOrigin(t, () => ok('A', ['Set-Cookie: app=1']))
+  const b = await startOrigin(t, () => ok('B'))
+  const c = await startOrigin(t, () => ok('C'))
+  const { port } = await startProxy(t, { targets: [a.target, b.target, c.target], stickyCookie: 'lb' })
+  const first = (await exchange(port, GET, { responses: 1 })).responses[0]
+  t.equal(first.body.toString(), 'A')
+  const cookies = first.head.headers.filter(([name]) => name.toLowerCase() === 'set-cookie').map(([, value]) => value)
+  t.equal(cookies.length, 2, 'the backend\'s own cookie passes beside rp4\'s')
+  t.equal(cookies[0], 'app=1')
+  const set = /^lb=([a-z0-9]+); Path=\/; HttpOnly; SameSite=Lax$/.exec(cookies[1])
+  t.ok(set !== null, `rp4's cookie: ${cookies[1]}`)
+  t.notMatch(cookies[1], String(a.port), 'the cookie does not tell the backend\'s address')
+  const withCookie = `GET / HTTP/1.1\r\nHost: h\r\nCookie: other=x; lb=${set![1]}\r\n\r\n`
+  for (let i = 0; i < 5; i++) {
+    const res = (await exchange(port, withCookie, { responses: 1 })).responses[0]
+    t.equal(res.body.toString(), 'A', `request ${i} follows the cookie`)
+    t.notOk(res.head.headers.some(([name, value]) => name.toLowerCase() === 'set-cookie' && value.startsWith('lb=')), 'not set again')
+  }
+  await a.close()
+  const moved = (await exchange(port, withCookie, { responses: 1 })).responses[0]
+  t.not(moved.body.toString(), 'A')
+  t.match(header(moved, 'set-cookie'), /^lb=[a-z0-9]+; /, 'a new cookie for the new target')
+  t.not(header(moved, 'set-cookie'), cookies[1])
+  const forged = (await exchange(port, 'GET / HTTP/1.1\r\nHost: h\r\nCookie: lb=nonsense\r\n\r\n', { responses: 1 })).responses[0]
+  t.equal(forged.head.line[1], '200', 'an unknown value: the policy picks')
+})
