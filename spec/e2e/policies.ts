@@ -341,3 +341,16 @@ t.test('sticky cookie: set once, followed while its target is up, replaced when 
   const forged = (await exchange(port, 'GET / HTTP/1.1\r\nHost: h\r\nCookie: lb=nonsense\r\n\r\n', { responses: 1 })).responses[0]
   t.equal(forged.head.line[1], '200', 'an unknown value: the policy picks')
 })
+
+t.test('retries.nonIdempotent: a bodiless POST is retried only when the user says so', async t => {
+  const busy = await startOrigin(t, () => UNAVAILABLE)
+  const good = await startOrigin(t, () => ok('good'))
+  const { port } = await startProxy(t, {
+    listeners: [{ listen: '127.0.0.1:0' }],
+    routes: [{ proxy: 'app' }],
+    upstreams: { app: { targets: [busy.target, good.target], retries: { count: 1, nonIdempotent: true } } },
+  })
+  t.same(tally(await bodies(port, 4, 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n')), { good: 4 })
+  const withBody = await bodies(port, 2, 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello')
+  t.same(tally(withBody), { busy: 1, good: 1 }, 'a body that left is not sent again')
+})
