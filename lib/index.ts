@@ -15,6 +15,7 @@ import { isFullForm } from './config/consistency.js'
 import type { Model, RouteModel } from './model/model.js'
 import type { Options } from './config/schema.js'
 import type { ProxyEvents } from './core/events.js'
+import type { DnsResolver } from './upstream/discovery.js'
 import { ProxyCore } from './proxy/core.js'
 import { ProxyError, describeSystemError } from './core/errors.js'
 import { Listener, type ListenerEvents } from './listener/listener.js'
@@ -22,7 +23,8 @@ import type { Filter } from './session/filter.js'
 
 export type { Options } from './config/schema.js'
 export type { Model } from './model/model.js'
-export type { ProxyEvents, RequestInfo, ResponseInfo, TargetHealthEvent } from './core/events.js'
+export type { DiscoveryEvent, ProxyEvents, RequestInfo, ResponseInfo, TargetHealthEvent } from './core/events.js'
+export type { DnsResolver } from './upstream/discovery.js'
 export type { ListenerEvents } from './listener/listener.js'
 export type { Filter, FilterSession, Verdict, HeaderInit } from './session/filter.js'
 export type { RequestHead, ResponseHead } from './http/message.js'
@@ -42,6 +44,8 @@ export { parseCidr } from './admission/access.js'
 export type ProxyOptions = Options & {
   /** Filters with typed hooks (see `Filter`); a filter a route names needs a `name`. */
   filters?: readonly Filter[]
+  /** The DNS that service discovery asks (`discovery` in an upstream group); a `dns.promises.Resolver` by default. */
+  resolver?: DnsResolver
 }
 
 export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
@@ -52,7 +56,7 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
 
   constructor (options: ProxyOptions) {
     super()
-    const { filters = [], ...config } = (options ?? {}) as ProxyOptions
+    const { filters = [], resolver, ...config } = (options ?? {}) as ProxyOptions
     if (!Array.isArray(filters)) throw new TypeError('option filters must be an array of filters (objects with hooks)')
     const byName = new Map<string, Filter>()
     filters.forEach((filter, i) => {
@@ -71,7 +75,7 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
       })
     }
     this.model = model
-    this.#core = new ProxyCore(model, this, byName)
+    this.#core = new ProxyCore(model, this, byName, resolver)
     // certificates and access files load here: a file that cannot be used throws now, naming its option
     this.#listeners = model.listeners.map(listener => {
       const l = new Listener(this.#core, listener, { onCertificates: names => this.emit('certificates', names) })

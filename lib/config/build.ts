@@ -14,7 +14,7 @@ import { parseBalance, parseStatusRanges } from './balance.js'
 import { formatHostPort, parseHostPort, parseTarget, type HostPort } from './address.js'
 import { MAX_CONNECTIONS, OPEN_FILES } from './open-files.js'
 import { parseCidr, type AccessRule } from '../admission/access.js'
-import type { AccessModel, ActionModel, FilterModel, GroupModel, HealthCheckModel, HttpModel, OutlierModel, RetryModel, ListenerModel, ListenerTls, Model, RouteModel, TargetModel } from '../model/model.js'
+import type { AccessModel, ActionModel, FilterModel, DiscoveryModel, GroupModel, HealthCheckModel, HttpModel, OutlierModel, RetryModel, ListenerModel, ListenerTls, Model, RouteModel, TargetModel } from '../model/model.js'
 import * as S from './schema.js'
 import { parseUnit } from './units.js'
 import { ConfigError, describe, type Path, type Problem } from './problems.js'
@@ -138,6 +138,7 @@ function buildGroup (name: string, g: Obj, at: Path, files: Problem[]): GroupMod
     const parsed = parseTarget(address)
     if (typeof parsed === 'string') throw new Error(`unchecked target ${address}: ${parsed}`)
     const { host, port, secure } = parsed
+    const srv = parsed.srv === true
     let options: ConnectionOptions | null = null
     if (secure) {
       options = freeze({
@@ -150,7 +151,7 @@ function buildGroup (name: string, g: Obj, at: Path, files: Problem[]): GroupMod
         ALPNProtocols: ['http/1.1'],
       })
     }
-    return freeze({ host, port, authority: formatHostPort(host, port), weight, backup, tls: options })
+    return freeze({ host, port, authority: srv ? `srv://${host}` : formatHostPort(host, port), weight, backup, srv, tls: options })
   })
   const t = (g.timeouts ?? {}) as Obj
   const policy = parseBalance((g.policy ?? S.meta(S.Balance).default) as string, unit(g.hashLoadFactor, S.HashLoadFactor))
@@ -174,6 +175,7 @@ function buildGroup (name: string, g: Obj, at: Path, files: Problem[]): GroupMod
     healthCheck: buildHealthCheck(g.healthCheck as Obj | undefined),
     outlier: buildOutlier(g.outlierDetection as Obj | undefined),
     retries: buildRetries((g.retries ?? {}) as Obj),
+    discovery: buildDiscovery(g.discovery as Obj | undefined, targets.some(x => x.srv)),
     sticky: g.sticky === undefined ? null : freeze({ cookie: (g.sticky as Obj).cookie as string, maxAge: unit((g.sticky as Obj).maxAge, leaf(S.Sticky, 'maxAge')) }),
     limits: freeze({ maxRequests: unit(g.maxRequests, S.MaxGroupRequests), maxPending: unit(g.maxPending, S.MaxGroupPending) }),
   })
@@ -217,6 +219,18 @@ function buildOutlier (o: Obj | undefined): OutlierModel | null {
     baseEjection: unit(o.baseEjection, L('baseEjection')),
     maxEjection: unit(o.maxEjection, L('maxEjection')),
     maxEjectedPercent: unit(o.maxEjectedPercent, L('maxEjectedPercent')),
+  })
+}
+
+function buildDiscovery (d: Obj | undefined, srv: boolean): DiscoveryModel | null {
+  if (d === undefined && !srv) return null
+  const o = d ?? {}
+  const L = (key: string): TSchema => leaf(S.Discovery, key)
+  return freeze({
+    minTtl: unit(o.minTtl, L('minTtl')),
+    maxTtl: unit(o.maxTtl, L('maxTtl')),
+    keepStale: unit(o.keepStale, L('keepStale')),
+    servers: freeze([...((o.servers ?? []) as string[])]),
   })
 }
 

@@ -248,6 +248,13 @@ export const Sticky = section({
   maxAge: opt(duration({ description: 'the cookie\'s Max-Age', default: 0, zero: 'a session cookie', min: '1s', max: '8760h' })),
 }, 'sticky sessions by a cookie rp4 sets (off by default)', 'must be a mapping { cookie, maxAge }')
 
+export const Discovery = section({
+  minTtl: opt(duration({ description: 'an answer is kept at least this long, whatever its TTL', default: '1s', min: '100ms', max: '1h' })),
+  maxTtl: opt(duration({ description: 'and at most this long', default: '5m', min: '1s', max: '24h' })),
+  keepStale: opt(duration({ description: 'a name that stops resolving keeps its last answer this long (and says so)', default: '5m', min: 0, max: '24h' })),
+  servers: opt(Type.Array(text('hostPort', { description: 'a DNS server IP:PORT' }), { description: 'DNS servers asked instead of the system\'s', defaultText: 'the system\'s' })),
+}, 'service discovery: targets given by DNS name (`HOST:PORT`) are re-resolved in the background and every A/AAAA answer becomes a target; `srv://NAME` targets take hosts, ports and weights from SRV records (on when a group has an `srv://` target)', 'must be a mapping { minTtl, maxTtl, keepStale, servers }')
+
 export const MaxGroupRequests = count({ description: 'circuit breaking: requests in flight to the group; over it 503 at once', default: 0, zero: 'no cap', min: 1, max: 10_000_000 })
 export const MaxGroupPending = count({ description: 'circuit breaking: requests waiting for a connection in the group\'s pools; over it 503 at once', default: 0, zero: 'no cap', min: 1, max: 10_000_000 })
 
@@ -273,7 +280,7 @@ const CertificatePair = section({
 }, 'a certificate and its key', 'must be a mapping { cert, key }')
 const Certificates = Type.Array(CertificatePair, { description: 'certificate and key files; each connection gets the pair whose names match its SNI, the first one otherwise', default: [] })
 
-const TargetAddress = text('target', { description: 'a backend: `HOST:PORT`, `http://HOST[:PORT]`, or `https://HOST[:PORT]` to speak TLS to it', expected: 'must be a backend address HOST:PORT' })
+const TargetAddress = text('target', { description: 'a backend: `HOST:PORT`, `http://HOST[:PORT]`, or `https://HOST[:PORT]` to speak TLS to it; in an upstream group, `srv://NAME` for the targets an SRV record gives', expected: 'must be a backend address HOST:PORT' })
 const FlatTarget = text('targetSpec', { description: 'a backend: `HOST:PORT`, `http://HOST[:PORT]`, or `https://HOST[:PORT]` to speak TLS to it; `,weight=N` and `,backup` after it', expected: 'must be a backend address HOST:PORT[,weight=N][,backup]' })
 const TcpTarget = text('hostPort', { description: 'a raw TCP backend `HOST:PORT`', expected: 'must be a backend address HOST:PORT' })
 const Name = (description: string, a: Partial<Annotations> = {}) => text('name', { description, ...a })
@@ -476,6 +483,7 @@ const Group = section({
   outlierDetection: opt(OutlierDetection),
   retries: opt(Retries),
   sticky: opt(Sticky),
+  discovery: opt(Discovery),
   maxRequests: opt(MaxGroupRequests),
   maxPending: opt(MaxGroupPending),
   tls: opt(section({

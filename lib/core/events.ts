@@ -35,6 +35,17 @@ export interface TargetHealthEvent {
   detail?: string
 }
 
+/** What discovery tells about a name (the `discovery` event). */
+export interface DiscoveryEvent {
+  group: string
+  name: string
+  /** The targets it stands for now, `HOST:PORT`. */
+  targets: string[]
+  /** Resolution failed: the last answer is kept (`stale`) or, past keepStale, dropped. */
+  error?: string
+  stale?: boolean
+}
+
 export interface ProxyEvents {
   listening: (address: AddressInfo) => void
   request: (info: RequestInfo) => void
@@ -51,5 +62,7 @@ export interface ProxyEvents {
   proxyError: (error: ProxyError) => void
   /** A target of an upstream group left the rotation or came back (connect failures, active checks, outlier detection). */
   targetHealth: (event: TargetHealthEvent) => void
+  /** A DNS name of an upstream group resolved to a new answer, or failed to resolve (its last answer kept or dropped). */
+  discovery: (event: DiscoveryEvent) => void
   close: () => void
 }

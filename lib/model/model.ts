@@ -162,10 +162,22 @@ export interface GroupModel {
   /** Passive outlier detection; null: none. */
   outlier: OutlierModel | null
   retries: RetryModel
+  /** Targets given by DNS name (and `srv://` ones) are re-resolved in the background; null: names are resolved per connection. */
+  discovery: DiscoveryModel | null
   /** Sticky sessions: rp4 sets this cookie to name the target that answered; null: off. */
   sticky: Readonly<{ cookie: string, maxAge: number }> | null
   /** Circuit breaking: requests over these are answered 503 at once. 0: no cap. */
   limits: Readonly<{ maxRequests: number, maxPending: number }>
+}
+
+export interface DiscoveryModel {
+  /** A name's answer is kept at least / at most this long whatever its TTL says, ms. */
+  minTtl: number
+  maxTtl: number
+  /** A name that stops resolving keeps its last answer this long, ms. */
+  keepStale: number
+  /** DNS servers (`IP` or `IP:PORT`) asked instead of the system's; empty: the system's. */
+  servers: readonly string[]
 }
 
 export interface HealthCheckModel {
@@ -235,6 +247,8 @@ export interface TargetModel extends HostPort {
   weight: number
   /** Chosen only while no primary target is up. */
   backup: boolean
+  /** `srv://NAME`: `host` is an SRV name whose records give the targets (port 0 here). */
+  srv: boolean
   /** What `tls.connect` needs besides host and port (servername, ca, cert/key, verification); null: cleartext. */
   tls: Readonly<ConnectionOptions> | null
 }

@@ -9,7 +9,10 @@ import type { Socket } from 'node:net'
 import type { Model } from '../model/model.js'
 import { clock } from '../core/clock.js'
 import type { ProxyError } from '../core/errors.js'
-import type { ProxyEvents, TargetHealthEvent } from '../core/events.js'
+import type { DiscoveryEvent, ProxyEvents, TargetHealthEvent } from '../core/events.js'
+import { Resolver } from 'node:dns/promises'
+import type { DnsResolver } from '../upstream/discovery.js'
+import type { DiscoveryModel } from '../model/model.js'
 import { H1Connection, type H1Host, type H1Settings } from '../downstream/h1-connection.js'
 import type { ForwardContext } from '../http/forwarding.js'
 import { ConnectionCaps } from '../admission/caps.js'
@@ -46,7 +49,8 @@ export class ProxyCore implements H1Host {
   #tlsContexts = new Map<string, ForwardContext>()
   #onIdle: (() => void) | null = null
 
-  constructor (model: Model, events: EventSink, userFilters: ReadonlyMap<string, Filter> = new Map()) {
+  /** @param resolver service discovery's DNS for every group (the library's option); by default each group's `discovery.servers`, or the system's */
+  constructor (model: Model, events: EventSink, userFilters: ReadonlyMap<string, Filter> = new Map(), resolver?: DnsResolver) {
     this.model = model
     this.#events = events
     const http = model.http
@@ -76,9 +80,10 @@ export class ProxyCore implements H1Host {
         retries: group.retries,
         limits: group.limits,
         sticky: group.sticky,
+        discovery: group.discovery,
         maxHeaderSize: http.maxHeaderSize,
         maxHeaders: http.maxHeaders,
-      }, this, { scheduler: this.health }))
+      }, this, { scheduler: this.health, resolver: group.discovery === null ? undefined : this.#resolverFor(group.discovery, resolver) }))
     }
     this.groups = groups
     const context = { groups, filters: userFilters, http }
@@ -140,6 +145,8 @@ export class ProxyCore implements H1Host {
     for (const client of [...this.clients]) client.closeWhenIdle()
     this.health.close()
     for (const group of this.groups.values()) group.close()
+    // a query in flight would keep the process alive through its retries
+    for (const resolver of this.#resolvers) resolver.cancel()
     if (this.clients.size === 0) onIdle()
   }
 
@@ -174,6 +181,22 @@ export class ProxyCore implements H1Host {
   /** Health transitions by reason, since the proxy started. */
   readonly healthCounts = new Map<string, number>()
 
+  /** Resolvers made for groups' discovery (a resolver the library user gave is theirs to cancel). */
+  readonly #resolvers: Resolver[] = []
+
+  /** The resolver a group's discovery asks: the one given, or one of its own (its servers, or the system's). */
+  #resolverFor (model: DiscoveryModel, given: DnsResolver | undefined): DnsResolver {
+    if (given !== undefined) return given
+    const resolver = new Resolver()
+    if (model.servers.length > 0) resolver.setServers([...model.servers])
+    this.#resolvers.push(resolver)
+    return resolver
+  }
+
+  discovery (event: DiscoveryEvent): void {
+    if (this.#events.listenerCount('discovery') > 0) this.#events.emit('discovery', event)
+  }
+
   targetHealth (event: TargetHealthEvent): void {
     this.healthCounts.set(event.reason, (this.healthCounts.get(event.reason) ?? 0) + 1)
     if (this.#events.listenerCount('targetHealth') > 0) this.#events.emit('targetHealth', event)
@@ -189,3 +212,4 @@ export class ProxyCore implements H1Host {
     if (this.#events.listenerCount('proxyError') > 0) this.#events.emit('proxyError', error)
   }
 }
+

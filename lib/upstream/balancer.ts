@@ -50,23 +50,25 @@ const SLOW_START_FLOOR = 0.1
 const EWMA_ALPHA = 0.3
 
 export class Balancer implements PickView {
-  readonly targets: readonly BalancedTarget[]
+  targets: readonly BalancedTarget[]
   readonly #options: BalancerOptions
-  readonly #policy: Policy
+  #policy: Policy
   /** Requests without a hash key, and the hash policy's fallback. */
-  readonly #roundRobin: RoundRobin
+  #roundRobin: RoundRobin
   readonly #now: () => number
   /** A fresh reading, for deadlines set now. */
   readonly #fresh: () => number
-  readonly #downUntil: Float64Array
-  readonly #ejectedUntil: Float64Array
-  readonly #failing: Uint8Array
-  readonly #recoveredAt: Float64Array
-  readonly #active: Int32Array
-  readonly #latency: Float64Array
-  readonly #primaries: number
+  #downUntil: Float64Array
+  #ejectedUntil: Float64Array
+  #failing: Uint8Array
+  #recoveredAt: Float64Array
+  #active: Int32Array
+  #latency: Float64Array
+  /** Gone from the group (service discovery): never chosen, its index kept should it come back. */
+  #removed: Uint8Array
+  #primaries: number
   /** Scratch list of the current pick's candidates (picks are synchronous: one is enough). */
-  readonly candidates: Int32Array
+  candidates: Int32Array
   count = 0
   /** Told when a target stops or starts being chosen (not when a skip time merely runs out). */
   onTransition: ((index: number, up: boolean, reason: TransitionReason, detail?: string) => void) | null = null
@@ -83,6 +85,7 @@ export class Balancer implements PickView {
     this.#recoveredAt = new Float64Array(n)
     this.#active = new Int32Array(n)
     this.#latency = new Float64Array(n)
+    this.#removed = new Uint8Array(n)
     this.candidates = new Int32Array(n)
     this.#primaries = targets.filter(t => !t.backup).length
     this.#roundRobin = new RoundRobin(n)
@@ -91,9 +94,56 @@ export class Balancer implements PickView {
       case 'round-robin': this.#policy = this.#roundRobin; break
       case 'least-conn': this.#policy = new LeastActive(); break
       case 'p2c': this.#policy = new PowerOfTwo(options.seed ?? 0x5eed, policy.latency); break
-      case 'hash': this.#policy = new HashRing(targets, policy.loadFactor); break
+      case 'hash': this.#policy = new HashRing(targets, policy.loadFactor, () => true); break
     }
   }
+
+  /**
+   * The group's targets changed (service discovery, a reload): `targets` is the same list grown
+   * by the new ones at the end (indices never move: requests in flight hold them), `removed`
+   * says which are gone. What a staying target has (load, health, latency) stays; a new one
+   * starts its slow start now.
+   */
+  update (targets: readonly BalancedTarget[], removed: readonly boolean[]): void {
+    const old = this.#active.length
+    const n = targets.length
+    this.targets = targets
+    if (n > old) {
+      const grow = <T extends Float64Array | Int32Array | Uint8Array>(from: T, make: (n: number) => T): T => {
+        const to = make(n)
+        to.set(from)
+        return to
+      }
+      this.#downUntil = grow(this.#downUntil, k => new Float64Array(k))
+      this.#ejectedUntil = grow(this.#ejectedUntil, k => new Float64Array(k))
+      this.#failing = grow(this.#failing, k => new Uint8Array(k))
+      this.#recoveredAt = grow(this.#recoveredAt, k => new Float64Array(k))
+      this.#active = grow(this.#active, k => new Int32Array(k))
+      this.#latency = grow(this.#latency, k => new Float64Array(k))
+      this.#removed = grow(this.#removed, k => new Uint8Array(k))
+      this.candidates = new Int32Array(n)
+      const now = this.#now()
+      for (let i = old; i < n; i++) this.#recoveredAt[i] = now
+    }
+    let primaries = 0
+    for (let i = 0; i < n; i++) {
+      const gone = removed[i] ? 1 : 0
+      // back after being gone: its share ramps up again
+      if (this.#removed[i] === 1 && gone === 0) this.#recoveredAt[i] = this.#now()
+      this.#removed[i] = gone
+      if (gone === 0 && !targets[i].backup) primaries++
+    }
+    this.#primaries = primaries
+    this.#roundRobin = new RoundRobin(n)
+    const policy = this.#options.policy
+    if (policy.kind === 'round-robin') this.#policy = this.#roundRobin
+    // the ring is rebuilt over who is present; points depend only on each target's name, so a
+    // key moves only when its own target came or went
+    else if (policy.kind === 'hash') this.#policy = new HashRing(targets, policy.loadFactor, i => this.#removed[i] === 0)
+  }
+
+  /** Gone from the group. */
+  isRemoved (index: number): boolean { return this.#removed[index] === 1 }
 
   get policy (): BalanceModel { return this.#options.policy }
   /** The request's hash key is wanted (hash policy). */
@@ -138,13 +188,13 @@ export class Balancer implements PickView {
   #untried (tried: readonly number[] | null, backup: boolean): number {
     let count = 0
     for (let i = 0; i < this.targets.length; i++) {
-      if (this.targets[i].backup === backup && (tried === null || !tried.includes(i))) this.candidates[count++] = i
+      if (this.targets[i].backup === backup && this.#removed[i] === 0 && (tried === null || !tried.includes(i))) this.candidates[count++] = i
     }
     return count
   }
 
   #isUp (index: number, now: number): boolean {
-    return this.#failing[index] === 0 && this.#downUntil[index] <= now && this.#ejectedUntil[index] <= now
+    return this.#failing[index] === 0 && this.#downUntil[index] <= now && this.#ejectedUntil[index] <= now && this.#removed[index] === 0
   }
 
   /** May be chosen now (not down, failing its checks or ejected). */

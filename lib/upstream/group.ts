@@ -14,6 +14,8 @@ import { hashKey } from './balance/hash.js'
 import type { DispatchOwner, GroupSettings, UpstreamEvents, UpstreamRequest } from './handler.js'
 import type { HealthScheduler } from './health/active.js'
 import { OutlierDetector } from './health/outlier.js'
+import { Discovery, type DiscoveredGroup, type DnsResolver } from './discovery.js'
+import type { DiscoveryEvent } from '../core/events.js'
 import { Target, type TargetGroup } from './target.js'
 
 export type { GroupSettings } from './handler.js'
@@ -25,13 +27,19 @@ const RETRYABLE = new Set(['upstream_reset', 'upstream_closed', 'response_timeou
 export interface GroupOptions {
   /** Runs the active checks of every group of a proxy. */
   scheduler?: HealthScheduler
+  /** Service discovery's DNS (needed when the group has `discovery`). */
+  resolver?: DnsResolver
   /** P2C's seed (fixed in specs). */
   seed?: number
 }
 
-export class Group implements TargetGroup, DispatchOwner {
+export class Group implements TargetGroup, DispatchOwner, DiscoveredGroup {
   readonly settings: GroupSettings
-  readonly targets: readonly Target[]
+  /** Every target the group ever had, by index (indices never move: requests hold them); gone ones are marked in the balancer. */
+  readonly targets: Target[]
+  readonly #configs: Array<GroupSettings['targets'][number]>
+  readonly #scheduler: HealthScheduler | null
+  readonly #discovery: Discovery | null
   readonly balancer: Balancer
   readonly events: UpstreamEvents
   readonly #outlier: OutlierDetector | null
@@ -51,7 +59,9 @@ export class Group implements TargetGroup, DispatchOwner {
     this.settings = settings
     this.events = events
     this.targets = settings.targets.map((config, i) => new Target(this, config, i))
-    this.balancer = new Balancer(settings.targets, {
+    this.#configs = [...settings.targets]
+    this.#scheduler = options.scheduler ?? null
+    this.balancer = new Balancer(this.#configs, {
       policy: settings.balance,
       failedTarget: settings.timeouts.failedTarget,
       slowStart: settings.slowStart,
@@ -67,9 +77,50 @@ export class Group implements TargetGroup, DispatchOwner {
       this.#stickyCookies = ids.map(id => `${sticky.cookie}=${id}; Path=/; HttpOnly; SameSite=Lax${sticky.maxAge > 0 ? `; Max-Age=${Math.floor(sticky.maxAge / 1000)}` : ''}`)
     }
     this.#outlier = settings.outlier === null ? null : new OutlierDetector(settings.outlier, this.balancer, clockFresh)
-    if (settings.healthCheck !== null && options.scheduler !== undefined) {
-      for (const target of this.targets) options.scheduler.add(target)
+    if (settings.discovery !== null && options.resolver !== undefined) {
+      this.#discovery = new Discovery(this, settings.discovery, options.resolver)
+      // an SRV name is no address: nothing to send to until it is answered
+      if (this.targets.some(t => t.config.srv)) this.balancer.update(this.#configs, this.#configs.map(c => c.srv))
+      this.#discovery.start()
+    } else {
+      this.#discovery = null
     }
+    if (settings.healthCheck !== null && this.#scheduler !== null) {
+      for (const target of this.targets) if (!target.config.srv) this.#scheduler.add(target)
+    }
+  }
+
+  /**
+   * The targets are now `list` (discovery's answer). Those that stay keep their index, pool and
+   * health; new ones are added at the end (checked, and slow-started); those gone are never
+   * picked again, their idle connections close, busy ones finish.
+   */
+  updateTargets (list: ReadonlyArray<GroupSettings['targets'][number]>): void {
+    const byAuthority = new Map(this.targets.map(t => [t.authority, t.index]))
+    const present = new Set<number>()
+    for (const config of list) {
+      let index = byAuthority.get(config.authority)
+      if (index === undefined) {
+        index = this.targets.length
+        const target = new Target(this, config, index)
+        this.targets.push(target)
+        this.#configs.push(config)
+        byAuthority.set(config.authority, index)
+        if (this.settings.healthCheck !== null) this.#scheduler?.add(target)
+      } else {
+        this.#configs[index] = config
+        this.targets[index].config = config
+      }
+      present.add(index)
+    }
+    const removed = this.targets.map(t => !present.has(t.index))
+    this.balancer.update(this.#configs, removed)
+    this.#outlier?.resize(this.targets.length)
+    for (const target of this.targets) if (removed[target.index] && target.hasPool) target.pool.closeIdle()
+  }
+
+  discovered (event: DiscoveryEvent): void {
+    this.events.discovery?.(event)
   }
 
   readonly #transition = (index: number, up: boolean, reason: TransitionReason, detail?: string): void => {
@@ -234,12 +285,13 @@ export class Group implements TargetGroup, DispatchOwner {
   close (): void {
     this.closing = true
     this.#outlier?.close()
+    this.#discovery?.close()
     for (const target of this.targets) if (target.hasPool) target.pool.closeIdle()
   }
 
   stats (): Array<{ target: string, open: number, idle: number, active: number, up: boolean }> {
     const balancer = this.balancer
-    return this.targets.map(t => ({
+    return this.targets.filter(t => !balancer.isRemoved(t.index)).map(t => ({
       target: t.authority,
       open: t.hasPool ? t.pool.openCount : 0,
       idle: t.hasPool ? t.pool.idleCount : 0,

@@ -9,8 +9,8 @@ import type { Socket } from 'node:net'
 import type { ConnectionOptions } from 'node:tls'
 import type { MessageHead } from '../http1/head.js'
 import type { ProxyError } from '../core/errors.js'
-import type { TargetHealthEvent } from '../core/events.js'
-import type { BalanceModel, HashBy, HealthCheckModel, OutlierModel, RetryModel } from '../model/model.js'
+import type { DiscoveryEvent, TargetHealthEvent } from '../core/events.js'
+import type { BalanceModel, DiscoveryModel, HashBy, HealthCheckModel, OutlierModel, RetryModel } from '../model/model.js'
 
 /** Why reading from the backend is paused: bits, so that each cause lifts only its own. */
 export const enum ReadHold {
@@ -23,7 +23,7 @@ export const enum ReadHold {
 /** A group's settings, as its targets, pools and connections read them. */
 export interface GroupSettings {
   name: string
-  targets: ReadonlyArray<Readonly<{ host: string, port: number, authority: string, weight: number, backup: boolean, tls: Readonly<ConnectionOptions> | null }>>
+  targets: ReadonlyArray<Readonly<{ host: string, port: number, authority: string, weight: number, backup: boolean, srv: boolean, tls: Readonly<ConnectionOptions> | null }>>
   balance: BalanceModel
   /** A target that comes back ramps up over this long, ms; 0: at once. */
   slowStart: number
@@ -36,6 +36,7 @@ export interface GroupSettings {
   retries: RetryModel
   limits: Readonly<{ maxRequests: number, maxPending: number }>
   sticky: Readonly<{ cookie: string, maxAge: number }> | null
+  discovery: DiscoveryModel | null
   /** Limits of the response parser. */
   maxHeaderSize: number
   maxHeaders: number
@@ -170,4 +171,5 @@ export type { TargetHealthEvent }
 export interface UpstreamEvents {
   upstreamError (error: ProxyError, target: string): void
   targetHealth? (event: TargetHealthEvent): void
+  discovery? (event: DiscoveryEvent): void
 }

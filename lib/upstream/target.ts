@@ -21,7 +21,8 @@ export interface TargetGroup {
 }
 
 export class Target implements UpstreamTarget, CheckedTarget {
-  readonly config: GroupSettings['targets'][number]
+  /** Replaced when discovery finds the same address with other settings (a weight from SRV). */
+  config: GroupSettings['targets'][number]
   readonly group: TargetGroup
   /** Position in the group: what the balancer counts in. */
   readonly index: number
@@ -42,6 +43,8 @@ export class Target implements UpstreamTarget, CheckedTarget {
 
   /** The active check of this target (CheckedTarget): only asked when the group has one. */
   get check (): HealthCheckModel { return this.group.settings.healthCheck! }
+  /** Gone from the group (discovery): its checks pause. */
+  get removed (): boolean { return this.group.balancer.isRemoved(this.index) }
   checked (passing: boolean, detail: string): void { this.group.balancer.setChecked(this.index, passing, detail) }
 
   /** Connecting failed: skipped by the balancer for a while (passive health). */

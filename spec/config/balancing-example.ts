@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
 import { loadConfig, parseOptions } from '../../lib/config/load.js'
+import { buildModel } from '../../lib/config/build.js'
 import { ROOT } from '../helpers/proxy.js'
 
 const file = path.join(ROOT, 'examples/balancing.yaml')
@@ -51,4 +52,24 @@ t.test('mistakes in the balancing keys are named by file:line:col', async t => {
   t.match(message, /bad\.yaml:7:34: upstreams\.app\.healthCheck\.expectStatus: "200-99" in "200-99" is not a status or a range of them \(200-399\)/)
   t.match(message, /bad\.yaml:7:50: upstreams\.app\.healthCheck\.rise: 0: at least 1/)
   t.match(message, /bad\.yaml:8:23: upstreams\.app\.retries\.count: 20: at most 10/)
+})
+
+t.test('discovery: the README example loads; srv:// targets turn it on; bad names are refused', async t => {
+  const { model } = loadConfig(path.join(ROOT, 'examples/balancing.yaml'))
+  t.equal(model.upstreams.get('api')!.discovery, null, 'addresses only: no discovery')
+  const text = 'listeners: [{ listen: ":0" }]\nroutes: [{ proxy: api }]\nupstreams:\n  api:\n    targets: ["api.internal:8080", "srv://_http._tcp.search.internal"]\n    discovery: { minTtl: 5s, maxTtl: 1m, keepStale: 10m }\n'
+  const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8')
+  t.ok(readme.includes(text.slice(text.indexOf('upstreams:'))), 'the README shows this example')
+  const group = buildModel(parseOptions(text, 'discovery.yaml')).upstreams.get('api')!
+  t.same(group.discovery, { minTtl: 5000, maxTtl: 60_000, keepStale: 600_000, servers: [] })
+  t.same(group.targets.map(x => [x.authority, x.srv]), [['api.internal:8080', false], ['srv://_http._tcp.search.internal', true]])
+  const auto = buildModel(parseOptions('listeners: [{ listen: ":0" }]\nroutes: [{ proxy: a }]\nupstreams:\n  a: { targets: ["srv://_x._tcp.example.com"] }\n', 'srv.yaml')).upstreams.get('a')!
+  t.match(auto.discovery, { minTtl: 1000, maxTtl: 300_000, keepStale: 300_000 })
+  let message = ''
+  try {
+    parseOptions('listeners: [{ listen: ":0" }]\nroutes: [{ proxy: a }]\nupstreams:\n  a: { targets: ["srv://nodots"] }\n', 'bad.yaml')
+  } catch (err) {
+    message = (err as Error).message
+  }
+  t.match(message, /bad\.yaml:4:18: upstreams\.a\.targets\[0\]: "srv:\/\/nodots": write srv:\/\/_service\._proto\.example\.com/)
 })

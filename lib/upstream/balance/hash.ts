@@ -35,10 +35,14 @@ export class HashRing implements Policy {
   /** Which targets are candidates in the pick under way, by target index. */
   readonly #candidate: Uint8Array
 
-  /** @param targets each target's name (what its points are derived from: stable across restarts and reorderings) and weight */
-  constructor (targets: ReadonlyArray<{ authority: string, weight: number }>, loadFactor: number) {
+  /**
+   * @param targets each target's name (what its points are derived from: stable across restarts and reorderings) and weight
+   * @param present whether target `index` is in the group (gone ones own no points)
+   */
+  constructor (targets: ReadonlyArray<{ authority: string, weight: number }>, loadFactor: number, present: (index: number) => boolean) {
     const points: Array<[number, number]> = []
     targets.forEach((t, index) => {
+      if (!present(index)) return
       const n = POINTS_PER_WEIGHT * t.weight
       for (let i = 0; i < n; i++) points.push([hashKey(`${t.authority}-${i}`), index])
     })

@@ -20,6 +20,8 @@ export interface CheckedTarget {
   readonly authority: string
   readonly config: Readonly<{ host: string, port: number, tls: Readonly<ConnectionOptions> | null }>
   readonly check: HealthCheckModel
+  /** Gone from its group (service discovery): not checked while gone. */
+  readonly removed: boolean
   /** `rise` or `fall` was reached: the target is in or out of rotation. */
   checked (passing: boolean, detail: string): void
 }
@@ -88,7 +90,9 @@ export class HealthScheduler {
     this.#timer = null
     const now = clock.refresh()
     for (const entry of this.#entries) {
-      if (entry.running === null && entry.due <= now) entry.running = new Probe(this, entry)
+      if (entry.running !== null || entry.due > now) continue
+      if (entry.target.removed) entry.due = now + entry.target.check.interval
+      else entry.running = new Probe(this, entry)
     }
     this.#arm()
   }

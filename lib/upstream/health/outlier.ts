@@ -22,11 +22,11 @@ export class OutlierDetector {
   readonly #model: OutlierModel
   readonly #target: Ejectable
   readonly #now: () => number
-  readonly #failures: Int32Array
-  readonly #errors5xx: Int32Array
-  readonly #ejections: Int32Array
-  readonly #windowTotal: Int32Array
-  readonly #windowOk: Int32Array
+  #failures: Int32Array
+  #errors5xx: Int32Array
+  #ejections: Int32Array
+  #windowTotal: Int32Array
+  #windowOk: Int32Array
   #windowStart: number
   readonly #timers: Array<NodeJS.Timeout | null>
 
@@ -42,6 +42,23 @@ export class OutlierDetector {
     this.#windowOk = new Int32Array(n)
     this.#windowStart = now()
     this.#timers = new Array(n).fill(null)
+  }
+
+  /** The group has `n` targets now (discovery added some): counters for the new ones. */
+  resize (n: number): void {
+    const old = this.#failures.length
+    if (n <= old) return
+    const grow = (from: Int32Array): Int32Array => {
+      const to = new Int32Array(n)
+      to.set(from)
+      return to
+    }
+    this.#failures = grow(this.#failures)
+    this.#errors5xx = grow(this.#errors5xx)
+    this.#ejections = grow(this.#ejections)
+    this.#windowTotal = grow(this.#windowTotal)
+    this.#windowOk = grow(this.#windowOk)
+    for (let i = old; i < n; i++) this.#timers.push(null)
   }
 
   /** A connect failure, or a reset before the response completed. */
