@@ -4,7 +4,9 @@
  * active checks (HTTP and TCP) with rise/fall, outlier ejection, retries and their budget, per-try
  * timeouts, circuit breaking, and a raw TCP listener hashed by client IP.
  */
+import { readFileSync } from 'node:fs'
 import net from 'node:net'
+import tls from 'node:tls'
 import t from 'tap'
 import { exchange } from '../helpers/client.js'
 import { header } from '../helpers/framing.js'
@@ -353,4 +355,42 @@ t.test('retries.nonIdempotent: a bodiless POST is retried only when the user say
   t.same(tally(await bodies(port, 4, 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n')), { good: 4 })
   const withBody = await bodies(port, 2, 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello')
   t.same(tally(withBody), { busy: 1, good: 1 }, 'a body that left is not sent again')
+})
+
+t.test('a TCP check with tls: a backend that accepts connections but no TLS handshake is out', async t => {
+  const { makeCertificates } = await import('../helpers/tls-certs.js')
+  const certs = await makeCertificates(t)
+  const pair = await certs.issue('backend', ['127.0.0.1'])
+  const handshakes: string[] = []
+  const good = tls.createServer({ cert: readFileSync(pair.cert), key: readFileSync(pair.key) }, socket => { socket.on('error', () => {}); socket.destroy() })
+  // the check hangs up as soon as its own side of the handshake is done: the server may see a reset
+  good.on('tlsClientError', err => handshakes.push((err as NodeJS.ErrnoException).code ?? 'error'))
+  const held: net.Socket[] = []
+  // accepts, reads, never answers a ClientHello
+  const plain = net.createServer(socket => { held.push(socket); socket.on('error', () => {}); socket.resume() })
+  for (const server of [good, plain]) await new Promise<void>(resolve => server.listen(0, '127.0.0.1', () => resolve()))
+  t.teardown(() => { for (const s of held) s.destroy(); good.close(); plain.close() })
+  const address = (server: net.Server): string => `127.0.0.1:${(server.address() as net.AddressInfo).port}`
+  const { proxy } = await startProxy(t, {
+    listeners: [{ listen: '127.0.0.1:0', protocol: 'tcp', upstream: 'tls' }],
+    upstreams: { tls: { targets: [address(good), address(plain)], healthCheck: { type: 'tcp', tls: true, interval: '100ms', timeout: '300ms', fall: 1 } } },
+  })
+  const log = healthLog(proxy)
+  await log.until(() => log.events.length >= 1, 5000, 'the handshake check to fail')
+  t.match(log.events[0], { target: address(plain), up: false, reason: 'check_failed', detail: 'timed out' })
+  t.same(proxy.stats().upstream.map(u => u.up), [true, false], 'the TLS backend passes its handshake checks')
+  await proxy.close()
+})
+
+t.test('retries: at most `count` more tries, each on a target not tried yet', async t => {
+  const busy = await Promise.all([0, 1, 2, 3].map(async () => await startOrigin(t, () => UNAVAILABLE)))
+  for (const count of [1, 2, 3]) {
+    const before = busy.map(o => o.requests.length)
+    const { port } = await startProxy(t, { targets: busy.map(o => o.target), retries: count })
+    const res = await exchange(port, GET, { responses: 1 })
+    t.equal(res.responses[0].head.line[1], '503', `retries ${count}: the last answer passes as it is`)
+    const delta = busy.map((o, i) => o.requests.length - before[i])
+    t.equal(delta.reduce((a, n) => a + n, 0), count + 1, `retries ${count}: ${count + 1} tries in all`)
+    t.ok(delta.every(n => n <= 1), `no target tried twice for one request: ${delta}`)
+  }
 })
