@@ -438,23 +438,3 @@ t.test('rp4 --help lists every flag the README lists', async t => {
   t.ok(flags.length > 40, `${flags.length} flags in the README`)
   for (const flag of flags) t.match(help, flag)
 })
-
-t.test('health transitions are logged: a backend failing its checks, and back', async t => {
-  if (!checkBuilt(t, 'dist/bin/rp4.js')) return
-  let healthy = false
-  const a = await startOrigin(t, req => req.url === '/healthz' ? (healthy ? ok('ok') : 'HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n') : ok('A'))
-  const b = await startOrigin(t, () => ok('B'))
-  const dir = mkdtempSync(path.join(tmpdir(), 'rp4-cli-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const file = path.join(dir, 'health.yaml')
-  writeFileSync(file, `listeners: [{ listen: "127.0.0.1:0" }]\nroutes: [{ proxy: app }]\nupstreams:\n  app:\n    targets: ["${a.target}", "${b.target}"]\n    healthCheck: { path: /healthz, interval: 100ms, rise: 1, fall: 1 }\n`)
-  const r = run(t, ['run', file])
-  await r.listening()
-  await r.until(() => r.stderr.includes('down ('), 10_000, 'the down line')
-  t.match(r.stderr, `rp4: upstream app ${a.target}: down (check_failed: status 503)\n`)
-  healthy = true
-  await r.until(() => r.stderr.includes('up ('), 10_000, 'the up line')
-  t.match(r.stderr, `rp4: upstream app ${a.target}: up (check_passed: status 200)\n`)
-  r.child.kill('SIGTERM')
-  await r.finished()
-})
