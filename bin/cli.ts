@@ -230,6 +230,10 @@ async function serve (options: ProxyOptions, accessLog: boolean, quiet: boolean)
   proxy.on('upstreamError', (err, target) => log(`rp4: upstream ${target}: ${err.code}: ${err.message}`))
   proxy.on('clientError', (err, client) => log(`rp4: client ${client}: ${err.code}: ${err.message}`))
   proxy.on('proxyError', err => log(`rp4: ${err.message}`))
+  proxy.on('discovery', e => log(e.error === undefined
+    ? `rp4: upstream ${e.group}: ${e.name} resolved to ${e.targets.join(', ') || 'nothing'}`
+    : `rp4: upstream ${e.group}: ${e.name} does not resolve (${e.error}); ${e.stale === true ? `keeping its last answer: ${e.targets.join(', ')}` : 'no targets from it'}`))
+  proxy.on('targetHealth', e => log(`rp4: upstream ${e.group} ${e.target}: ${e.up ? 'up' : 'down'} (${e.reason}${e.detail !== undefined ? ': ' + e.detail : ''})`))
   proxy.on('certificates', names => log(`rp4: certificates reloaded: ${names.join(', ')}`))
   if (accessLog) {
     proxy.on('response', info => process.stderr.write(

@@ -15,6 +15,7 @@ import { isFullForm } from './config/consistency.js'
 import type { Model, RouteModel } from './model/model.js'
 import type { Options } from './config/schema.js'
 import type { ProxyEvents } from './core/events.js'
+import type { DnsResolver } from './upstream/discovery.js'
 import { ProxyCore } from './proxy/core.js'
 import { ProxyError, describeSystemError } from './core/errors.js'
 import { Listener, type ListenerEvents } from './listener/listener.js'
@@ -22,7 +23,8 @@ import type { Filter } from './session/filter.js'
 
 export type { Options } from './config/schema.js'
 export type { Model } from './model/model.js'
-export type { ProxyEvents, RequestInfo, ResponseInfo } from './core/events.js'
+export type { DiscoveryEvent, ProxyEvents, RequestInfo, ResponseInfo, TargetHealthEvent } from './core/events.js'
+export type { DnsResolver } from './upstream/discovery.js'
 export type { ListenerEvents } from './listener/listener.js'
 export type { Filter, FilterSession, Verdict, HeaderInit } from './session/filter.js'
 export type { RequestHead, ResponseHead } from './http/message.js'
@@ -42,6 +44,8 @@ export { parseCidr } from './admission/access.js'
 export type ProxyOptions = Options & {
   /** Filters with typed hooks (see `Filter`); a filter a route names needs a `name`. */
   filters?: readonly Filter[]
+  /** The DNS that service discovery asks (`discovery` in an upstream group); a `dns.promises.Resolver` by default. */
+  resolver?: DnsResolver
 }
 
 export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
@@ -52,7 +56,7 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
 
   constructor (options: ProxyOptions) {
     super()
-    const { filters = [], ...config } = (options ?? {}) as ProxyOptions
+    const { filters = [], resolver, ...config } = (options ?? {}) as ProxyOptions
     if (!Array.isArray(filters)) throw new TypeError('option filters must be an array of filters (objects with hooks)')
     const byName = new Map<string, Filter>()
     filters.forEach((filter, i) => {
@@ -71,7 +75,7 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
       })
     }
     this.model = model
-    this.#core = new ProxyCore(model, this, byName)
+    this.#core = new ProxyCore(model, this, byName, resolver)
     // certificates and access files load here: a file that cannot be used throws now, naming its option
     this.#listeners = model.listeners.map(listener => {
       const l = new Listener(this.#core, listener, { onCertificates: names => this.emit('certificates', names) })
@@ -125,15 +129,21 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
 
   /**
    * Open connections: every accepted client connection counted by the caps, HTTP clients, raw TCP
-   * relays (passthrough, relayed TLS), and upstream per target of every group.
+   * relays (passthrough, relayed TLS), and upstream per target of every group: its connections,
+   * what it carries now (`active`: requests or relays) and whether it is in rotation (`up`).
+   * `health`: the targets' transitions out of and back into rotation since start, by reason.
+   * `groups`: per group since start, retries sent, retries the budget refused, requests the
+   * circuit breaker answered with 503.
    */
-  stats (): { connections: number, clients: number, tcp: number, errors: Record<string, number>, upstream: Array<{ group: string, target: string, open: number, idle: number }> } {
+  stats (): { connections: number, clients: number, tcp: number, errors: Record<string, number>, health: Record<string, number>, upstream: Array<{ group: string, target: string, open: number, idle: number, active: number, up: boolean }>, groups: Array<{ group: string, retries: number, budgetExhausted: number, circuitOpen: number }> } {
     return {
       connections: this.#core.caps.open,
       clients: this.#core.clients.size,
       tcp: this.#listeners.reduce((n, l) => n + l.tunnelCount, 0),
       errors: Object.fromEntries(this.#core.errorCounts),
+      health: Object.fromEntries(this.#core.healthCounts),
       upstream: [...this.#core.groups.values()].flatMap(group => group.stats().map(s => ({ group: group.settings.name, ...s }))),
+      groups: [...this.#core.groups.values()].map(group => ({ group: group.settings.name, ...group.counts })),
     }
   }
 

@@ -7,8 +7,10 @@
  *   POST /upload  body read and discarded (Content-Length or chunked), small answer
  *
  * Keep-alive and pipelining: every complete request in a read is answered in order, corked
- * into one write. Usage: node origin.js [--port N] [--host 127.0.0.1]; prints
- * "origin listening on HOST:PORT" on stderr once it accepts connections.
+ * into one write. Usage: node origin.js [--port N] [--host 127.0.0.1] [--delay MS] [--status CODE];
+ * prints "origin listening on HOST:PORT" on stderr once it accepts connections. `--delay` holds
+ * every answer that long (a slow backend, for the balancing scenario); `--status` answers every
+ * request with that status and a small body (a failing one).
  */
 import net from 'node:net'
 import { parseArgs } from 'node:util'
@@ -63,6 +65,10 @@ function pick (head: Head): Canned {
   return RESPONSES.notFound
 }
 
+/** Set from the command line in main(): a slow or failing origin for the balancing scenario. */
+let delayMs = 0
+let forced: Canned | null = null
+
 function serve (socket: net.Socket): void {
   socket.setNoDelay(true)
   let current: Head | null = null
@@ -77,7 +83,7 @@ function serve (socket: net.Socket): void {
       const head = current
       current = null
       if (head === null || closeAfter) return
-      const response = pick(head)
+      const response = forced ?? pick(head)
       for (const buffer of head.close ? response.close : response.keepAlive) pending.push(buffer)
       if (head.close) closeAfter = true
     },
@@ -110,15 +116,23 @@ function serve (socket: net.Socket): void {
       pending.push(RESPONSES.badRequest.close[0])
       closeAfter = true
     }
-    flush()
+    if (delayMs > 0) setTimeout(flush, delayMs)
+    else flush()
   })
   socket.on('error', () => { /* peers reset connections at the end of every run */ })
 }
 
 function main (): void {
   const { values } = parseArgs({
-    options: { port: { type: 'string', default: '0' }, host: { type: 'string', default: '127.0.0.1' } },
+    options: {
+      port: { type: 'string', default: '0' },
+      host: { type: 'string', default: '127.0.0.1' },
+      delay: { type: 'string', default: '0' },
+      status: { type: 'string' },
+    },
   })
+  delayMs = Number(values.delay)
+  if (values.status !== undefined) forced = canned(`${values.status} Forced`, NOT_FOUND_BODY)
   const server = net.createServer({ noDelay: true }, serve)
   server.maxConnections = 100_000
   server.on('error', err => {

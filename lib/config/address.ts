@@ -49,7 +49,14 @@ export function formatHostPort (host: string, port: number): string {
  * `HOST:PORT`, `http://HOST[:PORT]` or `https://HOST[:PORT]` (80 and 443 by default). Returns an
  * error message instead of throwing, as `parseHostPort` does.
  */
-export function parseTarget (text: string): (HostPort & { secure: boolean }) | string {
+export function parseTarget (text: string): (HostPort & { secure: boolean, srv?: boolean }) | string {
+  const srv = /^srv:\/\/(.*)$/i.exec(text.trim())
+  if (srv !== null) {
+    // a DNS name (service discovery): its SRV records give hosts, ports and weights
+    const name = srv[1].replace(/\.$/, '')
+    if (!/^[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})?)+$/.test(name)) return `"${text}": write srv://_service._proto.example.com`
+    return { host: name, port: 0, secure: false, srv: true }
+  }
   const scheme = /^(https?):\/\//i.exec(text.trim())
   if (scheme === null) {
     const parsed = parseHostPort(text, { hostRequired: true, portZero: false })

@@ -10,10 +10,11 @@ import { accessSync, constants, readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import type { ConnectionOptions } from 'node:tls'
 import type { TSchema } from '@sinclair/typebox'
+import { parseBalance, parseStatusRanges } from './balance.js'
 import { formatHostPort, parseHostPort, parseTarget, type HostPort } from './address.js'
 import { MAX_CONNECTIONS, OPEN_FILES } from './open-files.js'
 import { parseCidr, type AccessRule } from '../admission/access.js'
-import type { AccessModel, ActionModel, FilterModel, GroupModel, HttpModel, ListenerModel, ListenerTls, Model, RouteModel, TargetModel } from '../model/model.js'
+import type { AccessModel, ActionModel, FilterModel, DiscoveryModel, GroupModel, HealthCheckModel, HttpModel, OutlierModel, RetryModel, ListenerModel, ListenerTls, Model, RouteModel, TargetModel } from '../model/model.js'
 import * as S from './schema.js'
 import { parseUnit } from './units.js'
 import { ConfigError, describe, type Path, type Problem } from './problems.js'
@@ -133,9 +134,11 @@ function buildGroup (name: string, g: Obj, at: Path, files: Problem[]): GroupMod
   const targets = (g.targets as unknown[]).map((item): TargetModel => {
     const address = typeof item === 'string' ? item : (item as Obj).address as string
     const weight = typeof item === 'string' ? 1 : ((item as Obj).weight ?? 1) as number
+    const backup = typeof item === 'string' ? false : (item as Obj).backup === true
     const parsed = parseTarget(address)
     if (typeof parsed === 'string') throw new Error(`unchecked target ${address}: ${parsed}`)
     const { host, port, secure } = parsed
+    const srv = parsed.srv === true
     let options: ConnectionOptions | null = null
     if (secure) {
       options = freeze({
@@ -148,13 +151,17 @@ function buildGroup (name: string, g: Obj, at: Path, files: Problem[]): GroupMod
         ALPNProtocols: ['http/1.1'],
       })
     }
-    return freeze({ host, port, authority: formatHostPort(host, port), weight, tls: options })
+    return freeze({ host, port, authority: srv ? `srv://${host}` : formatHostPort(host, port), weight, backup, srv, tls: options })
   })
   const t = (g.timeouts ?? {}) as Obj
+  const policy = parseBalance((g.policy ?? S.meta(S.Balance).default) as string, unit(g.hashLoadFactor, S.HashLoadFactor))
+  if (typeof policy === 'string') throw new Error(`unchecked policy: ${policy}`)
   return freeze({
     name,
     targets: freeze(targets),
-    policy: 'round-robin',
+    policy: freeze(policy),
+    slowStart: unit(g.slowStart, S.SlowStart),
+    panicThreshold: unit(g.panicThreshold, S.PanicThreshold),
     pool: freeze({
       maxConnections: unit(g.maxConnections, S.MaxConnectionsPerTarget),
       maxQueue: unit(g.maxQueue, S.MaxQueue),
@@ -165,6 +172,77 @@ function buildGroup (name: string, g: Obj, at: Path, files: Problem[]): GroupMod
       connect: unit(t.connect, S.ConnectTimeout),
       failedTarget: unit(t.failedTarget, S.FailedTargetTimeout),
     }),
+    healthCheck: buildHealthCheck(g.healthCheck as Obj | undefined),
+    outlier: buildOutlier(g.outlierDetection as Obj | undefined),
+    retries: buildRetries((g.retries ?? {}) as Obj),
+    discovery: buildDiscovery(g.discovery as Obj | undefined, targets.some(x => x.srv)),
+    sticky: g.sticky === undefined ? null : freeze({ cookie: (g.sticky as Obj).cookie as string, maxAge: unit((g.sticky as Obj).maxAge, leaf(S.Sticky, 'maxAge')) }),
+    limits: freeze({ maxRequests: unit(g.maxRequests, S.MaxGroupRequests), maxPending: unit(g.maxPending, S.MaxGroupPending) }),
+  })
+}
+
+/** A leaf of a section's schema, by key. */
+function leaf (section: TSchema, key: string): TSchema {
+  return (section.properties as Record<string, TSchema>)[key]
+}
+
+function buildHealthCheck (h: Obj | undefined): HealthCheckModel | null {
+  if (h === undefined) return null
+  const L = (key: string): TSchema => leaf(S.HealthCheck, key)
+  const statuses = parseStatusRanges((h.expectStatus ?? S.meta(L('expectStatus')).default) as string)
+  if (typeof statuses === 'string') throw new Error(`unchecked statuses: ${statuses}`)
+  return freeze({
+    kind: (h.type ?? 'http') as 'http' | 'tcp',
+    method: ((h.method ?? 'GET') as string).toUpperCase(),
+    path: (h.path ?? '/') as string,
+    host: typeof h.host === 'string' ? h.host : null,
+    statuses: freeze(statuses.map(r => freeze(r))),
+    body: typeof h.expectBody === 'string' ? h.expectBody : null,
+    tls: typeof h.tls === 'boolean' ? h.tls : null,
+    interval: unit(h.interval, L('interval')),
+    timeout: unit(h.timeout, L('timeout')),
+    jitter: unit(h.jitter, L('jitter')) / 100,
+    rise: unit(h.rise, L('rise')),
+    fall: unit(h.fall, L('fall')),
+  })
+}
+
+function buildOutlier (o: Obj | undefined): OutlierModel | null {
+  if (o === undefined) return null
+  const L = (key: string): TSchema => leaf(S.OutlierDetection, key)
+  return freeze({
+    consecutiveFailures: unit(o.consecutiveFailures, L('consecutiveFailures')),
+    consecutive5xx: unit(o.consecutive5xx, L('consecutive5xx')),
+    successRate: flag(o.successRate, L('successRate'))
+      ? freeze({ minRequests: unit(o.successRateMinRequests, L('successRateMinRequests')), stdevFactor: unit(o.successRateStdev, L('successRateStdev')), interval: unit(o.interval, L('interval')) })
+      : null,
+    baseEjection: unit(o.baseEjection, L('baseEjection')),
+    maxEjection: unit(o.maxEjection, L('maxEjection')),
+    maxEjectedPercent: unit(o.maxEjectedPercent, L('maxEjectedPercent')),
+  })
+}
+
+function buildDiscovery (d: Obj | undefined, srv: boolean): DiscoveryModel | null {
+  if (d === undefined && !srv) return null
+  const o = d ?? {}
+  const L = (key: string): TSchema => leaf(S.Discovery, key)
+  return freeze({
+    minTtl: unit(o.minTtl, L('minTtl')),
+    maxTtl: unit(o.maxTtl, L('maxTtl')),
+    keepStale: unit(o.keepStale, L('keepStale')),
+    servers: freeze([...((o.servers ?? []) as string[])]),
+  })
+}
+
+function buildRetries (r: Obj): RetryModel {
+  const L = (key: string): TSchema => leaf(S.Retries, key)
+  return freeze({
+    count: unit(r.count, S.RetryCount),
+    statuses: freeze([...((r.on ?? S.meta(L('on')).default) as number[])]),
+    perTryTimeout: r.perTryTimeout === undefined ? 0 : unit(r.perTryTimeout, L('perTryTimeout')),
+    budgetPercent: unit(r.budgetPercent, L('budgetPercent')),
+    budgetMinConcurrency: unit(r.budgetMinConcurrency, L('budgetMinConcurrency')),
+    nonIdempotent: flag(r.nonIdempotent, L('nonIdempotent')),
   })
 }
 

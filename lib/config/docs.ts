@@ -45,6 +45,7 @@ function valueText (leaf: TSchema): string {
     listen: '[HOST]:PORT', target: 'HOST:PORT or https://HOST[:PORT]', hostPort: 'HOST:PORT', cidr: 'IP or CIDR', headerName: 'header name',
     headerValue: 'header value', token: 'token', method: 'method', serverName: 'server name', dnsName: 'DNS name', host: 'host name',
     path: 'path', regex: 'regular expression', location: 'URL or path', name: 'name', file: 'file',
+    targetSpec: 'HOST:PORT[,weight=N][,backup]', balance: 'policy', healthCheck: 'path or tcp', statusRanges: 'statuses (200-399,404)',
   }
   if (m.check !== undefined) return checks[m.check]
   switch (kindOf(leaf)) {

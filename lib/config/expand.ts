@@ -12,6 +12,7 @@
  */
 import type { Options } from './schema.js'
 import type { Path } from './problems.js'
+import { parseTargetSpec } from './balance.js'
 
 export const FLAT_LISTENER = 'default'
 export const FLAT_ROUTE = 'default'
@@ -43,6 +44,13 @@ function isSecure (target: unknown): boolean {
   return typeof target === 'string' && /^\s*https:\/\//i.test(target)
 }
 
+/** A flat target with options (`HOST:PORT,weight=3`) as the full form's `{ address, weight }`; a plain one as it is. */
+function fullTarget (text: string): unknown {
+  if (!text.includes(',')) return text
+  const spec = parseTargetSpec(text)
+  return typeof spec === 'string' ? text : spec
+}
+
 export function expandFlat (o: Options): Expanded {
   const origins: Array<[Path, Path]> = []
   const from = (full: Path, flat: Path): void => { origins.push([full, flat]) }
@@ -53,7 +61,14 @@ export function expandFlat (o: Options): Expanded {
   const upstreams: Obj = {}
   const targets = o.targets ?? []
   upstreams[FLAT_GROUP] = compact({
-    targets,
+    targets: targets.map(fullTarget),
+    policy: o.balance,
+    hashLoadFactor: o.hashLoadFactor,
+    slowStart: o.slowStart,
+    panicThreshold: o.panicThreshold,
+    healthCheck: o.healthCheck === undefined ? undefined : o.healthCheck === 'tcp' ? { type: 'tcp' } : { path: o.healthCheck },
+    retries: o.retries === undefined ? undefined : { count: o.retries },
+    sticky: o.stickyCookie === undefined ? undefined : { cookie: o.stickyCookie },
     // the flat form has always accepted upstreamTls beside plain targets, where it does nothing
     tls: targets.some(isSecure) && o.upstreamTls !== undefined ? compact({ ca: o.upstreamTls.ca, verify: o.upstreamTls.verify }) : undefined,
     maxConnections: o.upstream?.maxConnections,
@@ -62,6 +77,10 @@ export function expandFlat (o: Options): Expanded {
     timeouts: compact({ connect: t.connect, idle: t.upstreamIdle, failedTarget: t.failedTarget }),
   })
   from(['upstreams', FLAT_GROUP, 'targets'], ['targets'])
+  from(['upstreams', FLAT_GROUP, 'policy'], ['balance'])
+  for (const key of ['hashLoadFactor', 'slowStart', 'panicThreshold', 'healthCheck'] as const) from(['upstreams', FLAT_GROUP, key], [key])
+  from(['upstreams', FLAT_GROUP, 'retries', 'count'], ['retries'])
+  from(['upstreams', FLAT_GROUP, 'sticky', 'cookie'], ['stickyCookie'])
   from(['upstreams', FLAT_GROUP, 'tls'], ['upstreamTls'])
   from(['upstreams', FLAT_GROUP], ['upstream'])
 

@@ -23,6 +23,14 @@ export type StringCheck =
   | 'listen'
   /** `HOST:PORT`, `http://HOST[:PORT]` or `https://HOST[:PORT]`. */
   | 'target'
+  /** A target with the command line's options: `HOST:PORT[,weight=N][,backup]`. */
+  | 'targetSpec'
+  /** The CLI's health check: a path, or `tcp`. */
+  | 'healthCheck'
+  /** Status codes and ranges: `200-399`, `200,204`. */
+  | 'statusRanges'
+  /** A balancing policy: round-robin, least-conn, p2c, p2c-latency, hash:ip, hash:uri, hash:header:NAME, hash:cookie:NAME. */
+  | 'balance'
   /** `HOST:PORT` of a raw TCP backend. */
   | 'hostPort'
   | 'cidr'
@@ -67,7 +75,7 @@ export interface FlagSpec {
   group: FlagGroup
 }
 
-export const FLAG_GROUPS = ['Backends', 'Timeouts', 'Protocols and TCP', 'TLS', 'Limits', 'Headers and errors', 'Access control and connection caps'] as const
+export const FLAG_GROUPS = ['Backends', 'Balancing and health', 'Timeouts', 'Protocols and TCP', 'TLS', 'Limits', 'Headers and errors', 'Access control and connection caps'] as const
 export type FlagGroup = typeof FLAG_GROUPS[number]
 
 export interface Meta extends Range {
@@ -184,6 +192,72 @@ export const Cleartext = choice(['redirect', 'refuse', 'serve'], { description: 
 export const RedirectStatus = Type.Union([301, 302, 303, 307, 308].map(v => Type.Literal(v)), { description: 'the status code', default: 302, expected: 'must be one of 301, 302, 303, 307, 308' })
 export const RespondStatus = count({ description: 'the status code', default: 200, min: 200, max: 599 })
 
+export const Balance = text('balance', {
+  description: 'how a backend is picked: `round-robin` (smooth, weighted), `least-conn` (fewest requests or connections in flight per weight), `p2c` (the less loaded of two at random; `p2c-latency` weighs in response times), `hash:ip`, `hash:uri`, `hash:header:NAME`, `hash:cookie:NAME` (consistent hashing with bounded loads; a request without the key goes round robin)',
+  default: 'round-robin',
+  flag: { name: '--balance', arg: 'POLICY', group: 'Balancing and health', help: 'round-robin | least-conn | p2c | p2c-latency | hash:ip | hash:uri | hash:header:NAME | hash:cookie:NAME' },
+})
+export const HashLoadFactor = Type.Number({ description: 'hash policies: no backend takes more than this times the mean load of those up (bounded loads); the next one round the ring takes the request', default: 1.25, unit: 'rate', min: 1, max: 100, flag: { name: '--hash-load-factor', arg: 'C', group: 'Balancing and health' } })
+export const SlowStart = duration({ description: 'a backend that comes back (connect succeeded again, checks pass, ejection over) gets a share rising from 10% to its full weight over this long', default: 0, zero: 'off', min: '1s', max: '1h', flag: { name: '--slow-start', arg: 'DUR', group: 'Balancing and health' } })
+export const PanicThreshold = count({ description: 'when fewer than this percent of the primary backends are up, spread over all of them rather than crush the few left', default: 0, zero: 'off', min: 1, max: 100, flag: { name: '--panic-threshold', arg: 'PERCENT', group: 'Balancing and health' } })
+
+export const HealthCheckPath = text('healthCheck', { description: 'active checks with the defaults below: a path (`/healthz`) is an HTTP GET expecting 200-399; `tcp` a connect check', flag: { name: '--health-check', arg: 'PATH', group: 'Balancing and health', defaultText: 'none', help: 'check every backend actively: an HTTP GET of PATH expecting 200-399 (every 5s, out after 3 failures, back after 2 passes); tcp instead of a path: a connect check' } })
+
+export const HealthCheck = section({
+  type: opt(choice(['http', 'tcp'], { description: '`http`: a request, the response checked; `tcp`: a connection (a TLS handshake with `tls`)', default: 'http' })),
+  path: opt(text('path', { description: 'HTTP: the path requested', default: '/' })),
+  method: opt(text('method', { description: 'HTTP: the method', default: 'GET' })),
+  host: opt(text('headerValue', { description: 'HTTP: the Host header', defaultText: 'the target\'s HOST:PORT' })),
+  expectStatus: opt(text('statusRanges', { description: 'HTTP: statuses that pass, as ranges and codes (`200-299,302`)', default: '200-399' })),
+  expectBody: opt(Type.String({ description: 'HTTP: text the response body must contain (its first 64 KiB)', defaultText: 'any body', minLength: 1, maxLength: 1024 })),
+  tls: opt(bool({ description: 'check over TLS (for `tcp`: a completed handshake)', defaultText: 'as the target: `https://` targets' })),
+  interval: opt(duration({ description: 'time between two checks of a target', default: '5s', min: '100ms', max: '1h' })),
+  jitter: opt(count({ description: 'each interval varies by up to this percent either way, so that checks of many targets do not go out together', default: 10, min: 0, max: 50 })),
+  timeout: opt(duration({ description: 'a check not done by then failed', default: '2s', min: '10ms', max: '1m' })),
+  rise: opt(count({ description: 'checks passed in a row that put a failing target back', default: 2, min: 1, max: 100 })),
+  fall: opt(count({ description: 'checks failed in a row that take a target out', default: 3, min: 1, max: 100 })),
+}, 'active health checks of every target, on connections of their own', 'must be a mapping { type, path, method, host, expectStatus, expectBody, tls, interval, jitter, timeout, rise, fall }')
+
+export const OutlierDetection = section({
+  consecutiveFailures: opt(count({ description: 'connect failures and resets in a row that eject a target', default: 5, zero: 'not counted', min: 1, max: 10_000 })),
+  consecutive5xx: opt(count({ description: '5xx responses in a row that eject a target', default: 5, zero: 'not counted', min: 1, max: 10_000 })),
+  successRate: opt(bool({ description: 'also eject a target whose success rate (non-5xx) over `interval` is more than `successRateStdev` standard deviations below the group\'s mean (targets with at least `successRateMinRequests`)', default: false })),
+  successRateMinRequests: opt(count({ description: 'requests a target needs in an interval to be judged by success rate', default: 100, min: 1, max: 1_000_000 })),
+  successRateStdev: opt(Type.Number({ description: 'how many standard deviations below the mean ejects', default: 1.9, unit: 'rate', min: 0.1, max: 10 })),
+  interval: opt(duration({ description: 'the success-rate window', default: '10s', min: '100ms', max: '1h' })),
+  baseEjection: opt(duration({ description: 'how long the first ejection lasts; each further one of the same target adds as much', default: '30s', min: '10ms', max: '1h' })),
+  maxEjection: opt(duration({ description: 'the longest an ejection lasts', default: '5m', min: '10ms', max: '24h' })),
+  maxEjectedPercent: opt(count({ description: 'never more than this percent of the group ejected at once', default: 50, min: 1, max: 100 })),
+}, 'passive outlier detection: targets that fail real requests are ejected for a while', 'must be a mapping of outlier detection settings')
+
+export const RetryCount = count({ description: 'tries after the first, each on another target: after a reset or a timeout before any response byte, or a status in `on`; only idempotent requests without a body (GET, HEAD, OPTIONS, PUT, DELETE) unless `nonIdempotent`; never once a response byte reached the client. Failover after a refused connect (nothing was sent) happens whatever this says', default: 0, zero: 'none', min: 1, max: 10, flag: { name: '--retries', arg: 'N', group: 'Balancing and health' } })
+
+export const Retries = section({
+  count: opt(RetryCount),
+  on: opt(Type.Array(count({ description: 'a status', min: 500, max: 599 }), { description: 'response statuses retried', default: [502, 503, 504] })),
+  perTryTimeout: opt(duration({ description: 'each try\'s wait for the response head', defaultText: 'the route\'s response timeout', min: '1ms', max: '24h' })),
+  budgetPercent: opt(count({ description: 'retries in flight may add at most this percent to the group\'s active requests (a retry budget: a slowdown does not become a retry storm)', default: 20, min: 1, max: 1000 })),
+  budgetMinConcurrency: opt(count({ description: 'retries in flight always allowed, whatever the budget says (a quiet group can still retry)', default: 3, min: 0, max: 100_000 })),
+  nonIdempotent: opt(bool({ description: 'retry requests that are not idempotent (POST, PATCH) too, when they have no body', default: false })),
+}, 'retries of failed requests on other targets', 'must be a mapping { count, on, perTryTimeout, budgetPercent, budgetMinConcurrency, nonIdempotent }')
+
+export const StickyCookie = text('token', { description: 'sticky sessions: rp4 sets this cookie on responses to name (opaquely) the backend that answered, and sends later requests carrying it to that backend while it is up; otherwise the policy picks, and the cookie is set anew', flag: { name: '--sticky-cookie', arg: 'NAME', group: 'Balancing and health', defaultText: 'off' } })
+
+export const Sticky = section({
+  cookie: StickyCookie,
+  maxAge: opt(duration({ description: 'the cookie\'s Max-Age', default: 0, zero: 'a session cookie', min: '1s', max: '8760h' })),
+}, 'sticky sessions by a cookie rp4 sets (off by default)', 'must be a mapping { cookie, maxAge }')
+
+export const Discovery = section({
+  minTtl: opt(duration({ description: 'an answer is kept at least this long, whatever its TTL', default: '1s', min: '100ms', max: '1h' })),
+  maxTtl: opt(duration({ description: 'and at most this long', default: '5m', min: '1s', max: '24h' })),
+  keepStale: opt(duration({ description: 'a name that stops resolving keeps its last answer this long (and says so)', default: '5m', min: 0, max: '24h' })),
+  servers: opt(Type.Array(text('hostPort', { description: 'a DNS server IP:PORT' }), { description: 'DNS servers asked instead of the system\'s', defaultText: 'the system\'s' })),
+}, 'service discovery: targets given by DNS name (`HOST:PORT`) are re-resolved in the background and every A/AAAA answer becomes a target; `srv://NAME` targets take hosts, ports and weights from SRV records (on when a group has an `srv://` target)', 'must be a mapping { minTtl, maxTtl, keepStale, servers }')
+
+export const MaxGroupRequests = count({ description: 'circuit breaking: requests in flight to the group; over it 503 at once', default: 0, zero: 'no cap', min: 1, max: 10_000_000 })
+export const MaxGroupPending = count({ description: 'circuit breaking: requests waiting for a connection in the group\'s pools; over it 503 at once', default: 0, zero: 'no cap', min: 1, max: 10_000_000 })
+
 export const RateLimit = section({
   rate: Type.Number({ description: 'requests per second per client IP (IPv6: per /64); over it 429 with Retry-After', unit: 'rate', min: 0.001, max: 1_000_000, flag: { name: '--rate-limit', arg: 'RATE', group: 'Limits', defaultText: 'off' } }),
   burst: opt(count({ description: 'requests a client may send at once before the rate applies', defaultText: 'RATE rounded up', min: 1, max: 1_000_000, flag: { name: '--rate-burst', arg: 'N', group: 'Limits' } })),
@@ -206,7 +280,8 @@ const CertificatePair = section({
 }, 'a certificate and its key', 'must be a mapping { cert, key }')
 const Certificates = Type.Array(CertificatePair, { description: 'certificate and key files; each connection gets the pair whose names match its SNI, the first one otherwise', default: [] })
 
-const TargetAddress = text('target', { description: 'a backend: `HOST:PORT`, `http://HOST[:PORT]`, or `https://HOST[:PORT]` to speak TLS to it', expected: 'must be a backend address HOST:PORT' })
+const TargetAddress = text('target', { description: 'a backend: `HOST:PORT`, `http://HOST[:PORT]`, or `https://HOST[:PORT]` to speak TLS to it; in an upstream group, `srv://NAME` for the targets an SRV record gives', expected: 'must be a backend address HOST:PORT' })
+const FlatTarget = text('targetSpec', { description: 'a backend: `HOST:PORT`, `http://HOST[:PORT]`, or `https://HOST[:PORT]` to speak TLS to it; `,weight=N` and `,backup` after it', expected: 'must be a backend address HOST:PORT[,weight=N][,backup]' })
 const TcpTarget = text('hostPort', { description: 'a raw TCP backend `HOST:PORT`', expected: 'must be a backend address HOST:PORT' })
 const Name = (description: string, a: Partial<Annotations> = {}) => text('name', { description, ...a })
 
@@ -228,7 +303,14 @@ const FlatTimeouts = section({
 
 export const FLAT = {
   listen: opt(Type.Union([Type.String(), Type.Integer()], { description: 'where to accept connections: `[HOST]:PORT`; `:8080` (or `8080`) is every interface, IPv4 and IPv6; port 0 picks a free one', check: 'listen', expected: 'must be an address [HOST]:PORT' })),
-  targets: opt(Type.Array(TargetAddress, { minItems: 1, description: 'the backends; several: round robin, failing over to the next when a connect fails', flag: { name: '--to', arg: 'HOST:PORT', repeat: true, group: 'Backends', help: 'a backend; repeat for several (round robin, failover to the next one when a connect fails); https://HOST[:PORT] speaks TLS to it', defaultText: '(required)' } })),
+  targets: opt(Type.Array(FlatTarget, { minItems: 1, description: 'the backends; several: balanced by `balance`, failing over to the next when a connect fails', flag: { name: '--to', arg: 'HOST:PORT', repeat: true, group: 'Backends', help: 'a backend; repeat for several (balanced by --balance, failover to another when a connect fails); https://HOST[:PORT] speaks TLS to it; HOST:PORT,weight=N gives it N shares, HOST:PORT,backup uses it only while no other is up', defaultText: '(required)' } })),
+  balance: opt(Balance),
+  hashLoadFactor: opt(HashLoadFactor),
+  slowStart: opt(SlowStart),
+  panicThreshold: opt(PanicThreshold),
+  healthCheck: opt(HealthCheckPath),
+  retries: opt(RetryCount),
+  stickyCookie: opt(StickyCookie),
   tcp: opt(bool({ description: 'relay every connection as raw TCP to the targets: no HTTP, no protocol detection', default: false, flag: { name: '--tcp', group: 'Protocols and TCP', set: true, defaultText: 'off' } })),
   tcpFallback: opt(Type.Union([Type.Array(TcpTarget, { minItems: 1 }), Type.Literal(false)], {
     description: 'where connections that are neither HTTP nor TLS are relayed as raw TCP; also a client silent for the detect timeout, and TLS with no certificate or passthrough name for it; false: none (the default: such bytes close the connection)',
@@ -277,6 +359,13 @@ export const FLAT = {
 export const FLAT_TO_FULL: Readonly<Record<keyof typeof FLAT, string>> = {
   listen: 'listeners[].listen',
   targets: 'upstreams.NAME.targets',
+  balance: 'upstreams.NAME.policy',
+  hashLoadFactor: 'upstreams.NAME.hashLoadFactor',
+  slowStart: 'upstreams.NAME.slowStart',
+  panicThreshold: 'upstreams.NAME.panicThreshold',
+  healthCheck: 'upstreams.NAME.healthCheck',
+  retries: 'upstreams.NAME.retries.count',
+  stickyCookie: 'upstreams.NAME.sticky.cookie',
   tcp: 'listeners[].protocol: tcp',
   tcpFallback: 'listeners[].tcpFallback',
   tls: 'listeners[].tls',
@@ -380,12 +469,23 @@ const GroupTarget = Type.Union([
   section({
     address: TargetAddress,
     weight: opt(count({ description: 'its share of requests', default: 1, min: 1, max: 1000 })),
-  }, 'a backend with a weight'),
-], { description: 'a backend: `HOST:PORT`, `https://HOST[:PORT]`, or `{ address, weight }`', expected: 'must be a backend address HOST:PORT, or { address, weight }' })
+    backup: opt(bool({ description: 'used only while no other (primary) backend is up', default: false })),
+  }, 'a backend with options'),
+], { description: 'a backend: `HOST:PORT`, `https://HOST[:PORT]`, or `{ address, weight, backup }`', expected: 'must be a backend address HOST:PORT, or { address, weight, backup }' })
 
 const Group = section({
-  targets: Type.Array(GroupTarget, { minItems: 1, description: 'the backends; several: round robin, failing over to the next when a connect fails' }),
-  policy: opt(choice(['round-robin'], { description: 'how a backend is picked', default: 'round-robin' })),
+  targets: Type.Array(GroupTarget, { minItems: 1, description: 'the backends; several: balanced by `policy`, failing over to another when a connect fails' }),
+  policy: opt(Balance),
+  hashLoadFactor: opt(HashLoadFactor),
+  slowStart: opt(SlowStart),
+  panicThreshold: opt(PanicThreshold),
+  healthCheck: opt(HealthCheck),
+  outlierDetection: opt(OutlierDetection),
+  retries: opt(Retries),
+  sticky: opt(Sticky),
+  discovery: opt(Discovery),
+  maxRequests: opt(MaxGroupRequests),
+  maxPending: opt(MaxGroupPending),
   tls: opt(section({
     servername: opt(text('dnsName', { description: 'the server name sent (SNI) and checked in the certificate', defaultText: 'the target\'s host name (none for an IP)' })),
     ca: opt(Type.Array(text('file', { description: 'a PEM file' }), { description: 'CA certificates (PEM files) trusted instead of Node\'s roots', defaultText: "Node's roots" })),

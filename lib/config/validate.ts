@@ -9,6 +9,7 @@
 import type { TSchema } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors'
+import { checkHealthShorthand, parseBalance, parseStatusRanges, parseTargetSpec } from './balance.js'
 import { parseHostPort } from './address.js'
 import { parseTarget } from './address.js'
 import { parseCidr } from '../admission/access.js'
@@ -185,6 +186,10 @@ export function checkString (check: StringCheck, value: unknown): string | null 
   switch (check) {
     case 'listen': return orNull(parseHostPort(value, { hostRequired: false, portZero: true }))
     case 'target': return orNull(parseTarget(value))
+    case 'targetSpec': return orNull(parseTargetSpec(value))
+    case 'balance': return orNull(parseBalance(value, 1))
+    case 'statusRanges': return orNull(parseStatusRanges(value))
+    case 'healthCheck': return checkHealthShorthand(value)
     case 'hostPort':
       if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value.trim())) return `"${value}": a raw TCP backend is HOST:PORT, without a scheme`
       return orNull(parseHostPort(value, { hostRequired: true, portZero: false }))

@@ -25,6 +25,27 @@ export interface ResponseInfo extends RequestInfo {
   duration: number
 }
 
+/** A target went out of rotation or came back, and why. */
+export interface TargetHealthEvent {
+  group: string
+  target: string
+  up: boolean
+  reason: 'connect_failed' | 'connected' | 'check_failed' | 'check_passed' | 'ejected' | 'ejection_ended'
+  /** What the check or detector saw (a status, an error code), when there is more to say. */
+  detail?: string
+}
+
+/** What discovery tells about a name (the `discovery` event). */
+export interface DiscoveryEvent {
+  group: string
+  name: string
+  /** The targets it stands for now, `HOST:PORT`. */
+  targets: string[]
+  /** Resolution failed: the last answer is kept (`stale`) or, past keepStale, dropped. */
+  error?: string
+  stale?: boolean
+}
+
 export interface ProxyEvents {
   listening: (address: AddressInfo) => void
   request: (info: RequestInfo) => void
@@ -39,5 +60,9 @@ export interface ProxyEvents {
    * reloaded (`certificate_reload_failed`, `access_reload_failed`: the previous ones stay).
    */
   proxyError: (error: ProxyError) => void
+  /** A target of an upstream group left the rotation or came back (connect failures, active checks, outlier detection). */
+  targetHealth: (event: TargetHealthEvent) => void
+  /** A DNS name of an upstream group resolved to a new answer, or failed to resolve (its last answer kept or dropped). */
+  discovery: (event: DiscoveryEvent) => void
   close: () => void
 }

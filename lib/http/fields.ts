@@ -2,6 +2,8 @@
  * Header fields by meaning, for any HTTP version: the ones the engine acts on, which of them are
  * hop-by-hop, and the token lists inside Connection and Upgrade values.
  */
+import type { HeaderList } from './headers.js'
+
 /** The headers the engine acts on; everything else is `OTHER` and passes through untouched. */
 export const enum Header {
   OTHER,
@@ -127,4 +129,27 @@ export function upgradesOnlyToH2c (headers: string[]): boolean {
     if (value.trim() !== '') h2c = true
   }
   return h2c
+}
+
+/**
+ * The value of cookie `name` in a request's Cookie headers (RFC 6265 §5.4: `a=1; b=2`, possibly
+ * several Cookie fields), the first one when repeated; null when absent. Names are case-sensitive.
+ */
+export function cookieValue (headers: HeaderList, name: string): string | null {
+  for (let at = headers.indexOf('cookie'); at !== -1; at = headers.indexOf('cookie', at + 1)) {
+    const value = headers.valueAt(at)
+    let start = 0
+    while (start < value.length) {
+      let end = value.indexOf(';', start)
+      if (end === -1) end = value.length
+      const eq = value.indexOf('=', start)
+      if (eq !== -1 && eq < end && value.slice(start, eq).trim() === name) {
+        let v = value.slice(eq + 1, end).trim()
+        if (v.length >= 2 && v.startsWith('"') && v.endsWith('"')) v = v.slice(1, -1)
+        return v
+      }
+      start = end + 1
+    }
+  }
+  return null
 }

@@ -139,7 +139,11 @@ export interface RouteModel {
 export interface GroupModel {
   name: string
   targets: readonly TargetModel[]
-  policy: 'round-robin'
+  policy: BalanceModel
+  /** A target that comes back (or is added) ramps its share up over this long, ms; 0: at once. */
+  slowStart: number
+  /** Percent of primaries up below which every primary is chosen from again; 0: never. */
+  panicThreshold: number
   pool: Readonly<{
     maxConnections: number
     maxQueue: number
@@ -153,12 +157,98 @@ export interface GroupModel {
     /** A target that failed to connect is skipped this long, ms. */
     failedTarget: number
   }>
+  /** Active checks of every target; null: none. */
+  healthCheck: HealthCheckModel | null
+  /** Passive outlier detection; null: none. */
+  outlier: OutlierModel | null
+  retries: RetryModel
+  /** Targets given by DNS name (and `srv://` ones) are re-resolved in the background; null: names are resolved per connection. */
+  discovery: DiscoveryModel | null
+  /** Sticky sessions: rp4 sets this cookie to name the target that answered; null: off. */
+  sticky: Readonly<{ cookie: string, maxAge: number }> | null
+  /** Circuit breaking: requests over these are answered 503 at once. 0: no cap. */
+  limits: Readonly<{ maxRequests: number, maxPending: number }>
 }
+
+export interface DiscoveryModel {
+  /** A name's answer is kept at least / at most this long whatever its TTL says, ms. */
+  minTtl: number
+  maxTtl: number
+  /** A name that stops resolving keeps its last answer this long, ms. */
+  keepStale: number
+  /** DNS servers (`IP` or `IP:PORT`) asked instead of the system's; empty: the system's. */
+  servers: readonly string[]
+}
+
+export interface HealthCheckModel {
+  kind: 'http' | 'tcp'
+  method: string
+  path: string
+  /** Host header; null: the target's HOST:PORT. */
+  host: string | null
+  /** Inclusive ranges of the statuses that pass. */
+  statuses: ReadonlyArray<readonly [number, number]>
+  /** Text the body must contain (first 64 KiB); null: any body. */
+  body: string | null
+  /** Check over TLS (a TCP check: the handshake too); null: as the target speaks (https:// targets). */
+  tls: boolean | null
+  interval: number
+  timeout: number
+  /** Each interval varies by up to this fraction either way. */
+  jitter: number
+  rise: number
+  fall: number
+}
+
+export interface OutlierModel {
+  /** Connect failures and resets in a row that eject; 0: not counted. */
+  consecutiveFailures: number
+  /** 5xx responses in a row that eject; 0: not counted. */
+  consecutive5xx: number
+  /** Targets with at least `minRequests` in an interval whose success rate is below the mean by `stdevFactor` standard deviations are ejected; null: off. */
+  successRate: Readonly<{ minRequests: number, stdevFactor: number, interval: number }> | null
+  /** First ejection's length; each further one of the same target adds as much, up to `maxEjection`, ms. */
+  baseEjection: number
+  maxEjection: number
+  /** Never more than this percent of the group ejected at once. */
+  maxEjectedPercent: number
+}
+
+export interface RetryModel {
+  /** Tries after the first, on other targets; 0: none beyond failover after a failed connect. */
+  count: number
+  /** Response statuses retried (idempotent requests, before anything reached the client). */
+  statuses: readonly number[]
+  /** Each try's wait for a response head, ms; 0: the route's response timeout. */
+  perTryTimeout: number
+  /** Retries may add at most this percent to the group's active requests... */
+  budgetPercent: number
+  /** ...but this many retries at once are always allowed. */
+  budgetMinConcurrency: number
+  /** Requests that are not idempotent (POST, PATCH) are retried too, when their body is all at hand. */
+  nonIdempotent: boolean
+}
+
+/** How a group picks a target among those that are up. */
+export type BalanceModel =
+  | Readonly<{ kind: 'round-robin' }>
+  /** Fewest requests (HTTP) or connections (TCP) in flight per unit of weight. */
+  | Readonly<{ kind: 'least-conn' }>
+  /** Power of two choices over requests in flight, times the smoothed latency with `latency`. */
+  | Readonly<{ kind: 'p2c', latency: boolean }>
+  /** Consistent hashing with bounded loads; `name` is the header or cookie name for those. */
+  | Readonly<{ kind: 'hash', by: HashBy, name: string, loadFactor: number }>
+
+export type HashBy = 'ip' | 'uri' | 'header' | 'cookie'
 
 export interface TargetModel extends HostPort {
   /** `HOST:PORT`, as logs and events show it and as Host for an HTTP/1.0 request without one. */
   authority: string
   weight: number
+  /** Chosen only while no primary target is up. */
+  backup: boolean
+  /** `srv://NAME`: `host` is an SRV name whose records give the targets (port 0 here). */
+  srv: boolean
   /** What `tls.connect` needs besides host and port (servername, ca, cert/key, verification); null: cleartext. */
   tls: Readonly<ConnectionOptions> | null
 }

@@ -9,7 +9,10 @@ import type { Socket } from 'node:net'
 import type { Model } from '../model/model.js'
 import { clock } from '../core/clock.js'
 import type { ProxyError } from '../core/errors.js'
-import type { ProxyEvents } from '../core/events.js'
+import type { DiscoveryEvent, ProxyEvents, TargetHealthEvent } from '../core/events.js'
+import { Resolver } from 'node:dns/promises'
+import type { DnsResolver } from '../upstream/discovery.js'
+import type { DiscoveryModel } from '../model/model.js'
 import { H1Connection, type H1Host, type H1Settings } from '../downstream/h1-connection.js'
 import type { ForwardContext } from '../http/forwarding.js'
 import { ConnectionCaps } from '../admission/caps.js'
@@ -18,6 +21,7 @@ import { RouteTable } from '../routing/table.js'
 import type { Filter } from '../session/filter.js'
 import type { Session } from '../session/session.js'
 import { Group } from '../upstream/group.js'
+import { HealthScheduler } from '../upstream/health/active.js'
 
 /** The emitter side the core needs: a TypedEmitter<ProxyEvents> in practice. */
 export interface EventSink {
@@ -30,6 +34,8 @@ export class ProxyCore implements H1Host {
   readonly settings: H1Settings
   readonly via: string
   readonly groups: ReadonlyMap<string, Group>
+  /** The active health checks of every group. */
+  readonly health: HealthScheduler
   readonly routes: ReadonlyMap<string, CompiledRoute>
   /** Open client connections of every listener, in all and per client IP. */
   readonly caps: ConnectionCaps
@@ -43,7 +49,8 @@ export class ProxyCore implements H1Host {
   #tlsContexts = new Map<string, ForwardContext>()
   #onIdle: (() => void) | null = null
 
-  constructor (model: Model, events: EventSink, userFilters: ReadonlyMap<string, Filter> = new Map()) {
+  /** @param resolver service discovery's DNS for every group (the library's option); by default each group's `discovery.servers`, or the system's */
+  constructor (model: Model, events: EventSink, userFilters: ReadonlyMap<string, Filter> = new Map(), resolver?: DnsResolver) {
     this.model = model
     this.#events = events
     const http = model.http
@@ -58,15 +65,25 @@ export class ProxyCore implements H1Host {
       timeouts: http.timeouts,
     }
     const groups = new Map<string, Group>()
+    this.health = new HealthScheduler()
     for (const [name, group] of model.upstreams) {
       groups.set(name, new Group({
         name,
         targets: group.targets,
+        balance: group.policy,
+        slowStart: group.slowStart,
+        panicThreshold: group.panicThreshold,
         pool: group.pool,
         timeouts: group.timeouts,
+        healthCheck: group.healthCheck,
+        outlier: group.outlier,
+        retries: group.retries,
+        limits: group.limits,
+        sticky: group.sticky,
+        discovery: group.discovery,
         maxHeaderSize: http.maxHeaderSize,
         maxHeaders: http.maxHeaders,
-      }, this))
+      }, this, { scheduler: this.health, resolver: group.discovery === null ? undefined : this.#resolverFor(group.discovery, resolver) }))
     }
     this.groups = groups
     const context = { groups, filters: userFilters, http }
@@ -126,7 +143,10 @@ export class ProxyCore implements H1Host {
     this.closing = true
     this.#onIdle = onIdle
     for (const client of [...this.clients]) client.closeWhenIdle()
+    this.health.close()
     for (const group of this.groups.values()) group.close()
+    // a query in flight would keep the process alive through its retries
+    for (const resolver of this.#resolvers) resolver.cancel()
     if (this.clients.size === 0) onIdle()
   }
 
@@ -158,6 +178,30 @@ export class ProxyCore implements H1Host {
     if (this.#events.listenerCount('upstreamError') > 0) this.#events.emit('upstreamError', error, target)
   }
 
+  /** Health transitions by reason, since the proxy started. */
+  readonly healthCounts = new Map<string, number>()
+
+  /** Resolvers made for groups' discovery (a resolver the library user gave is theirs to cancel). */
+  readonly #resolvers: Resolver[] = []
+
+  /** The resolver a group's discovery asks: the one given, or one of its own (its servers, or the system's). */
+  #resolverFor (model: DiscoveryModel, given: DnsResolver | undefined): DnsResolver {
+    if (given !== undefined) return given
+    const resolver = new Resolver()
+    if (model.servers.length > 0) resolver.setServers([...model.servers])
+    this.#resolvers.push(resolver)
+    return resolver
+  }
+
+  discovery (event: DiscoveryEvent): void {
+    if (this.#events.listenerCount('discovery') > 0) this.#events.emit('discovery', event)
+  }
+
+  targetHealth (event: TargetHealthEvent): void {
+    this.healthCounts.set(event.reason, (this.healthCounts.get(event.reason) ?? 0) + 1)
+    if (this.#events.listenerCount('targetHealth') > 0) this.#events.emit('targetHealth', event)
+  }
+
   clientError (error: ProxyError, client: string): void {
     this.errorCounts.set(error.code, (this.errorCounts.get(error.code) ?? 0) + 1)
     if (this.#events.listenerCount('clientError') > 0) this.#events.emit('clientError', error, client)
@@ -168,3 +212,4 @@ export class ProxyCore implements H1Host {
     if (this.#events.listenerCount('proxyError') > 0) this.#events.emit('proxyError', error)
   }
 }
+

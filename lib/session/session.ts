@@ -16,9 +16,11 @@ import { encodeRequestHead } from '../http1/encode.js'
 import { errorResponse, reasonOf } from '../http/errors.js'
 import { forwardResponse, HOST_PLACEHOLDER, type ForwardContext } from '../http/forwarding.js'
 import { HeaderList } from '../http/headers.js'
+import { cookieValue } from '../http/fields.js'
 import { ResponseHead, type RequestHead } from '../http/message.js'
 import { BodyKind, type RequestFacts } from '../http/validate.js'
 import type { Group } from '../upstream/group.js'
+import type { HashBy } from '../model/model.js'
 import { DispatchState, ReadHold, type RequestChannel, type UpstreamRequest } from '../upstream/handler.js'
 import type { FilterChain, FilterSession, HeaderInit, Verdict } from './filter.js'
 import { Phase } from './phases.js'
@@ -164,10 +166,16 @@ export class Session implements UpstreamRequest, FilterSession {
       (method === 'GET' || method === 'HEAD' || method === 'OPTIONS' || method === 'PUT' || method === 'DELETE' || method === 'TRACE')
   }
 
+  get resendable (): boolean { return this.requestComplete && this.facts.body === BodyKind.NONE && !this.request.upgrade }
+
   get finished (): boolean { return this.#finished }
   get settled (): boolean { return this.#finished || this.#response === Response.DONE }
   get responseStarted (): boolean { return this.#response !== Response.NONE }
-  get responseTimeout (): number { return this.#route!.responseTimeout }
+  get responseTimeout (): number {
+    const route = this.#route!.responseTimeout
+    const perTry = this.dispatchState.perTryTimeout
+    return perTry > 0 && perTry < route ? perTry : route
+  }
   get responseTotalTimeout (): number { return this.#route!.responseTotalTimeout }
 
   // ---- phase: request received ----
@@ -307,6 +315,16 @@ export class Session implements UpstreamRequest, FilterSession {
     group.dispatch(this)
   }
 
+  /** The hash policy's key: the client's IP, the request target, a header's value or a cookie's; null when absent. */
+  hashKey (by: HashBy, name: string): string | null {
+    switch (by) {
+      case 'ip': return this.#downstream.client.ip
+      case 'uri': return this.request.target
+      case 'header': return this.request.headers.get(name) ?? null
+      case 'cookie': return cookieValue(this.request.headers, name)
+    }
+  }
+
   /** Given a connection: write the request head and whatever of the body already arrived. */
   attach (conn: RequestChannel): void {
     this.upstream = conn
@@ -383,7 +401,12 @@ export class Session implements UpstreamRequest, FilterSession {
       this.upstream?.destroy(new ProxyError('bad_response', 'backend switched protocols without an upgrade request', 'upstream', 502))
       return CB_ERROR
     }
+    const state = this.dispatchState
+    state.responded(status, clock.now)
+    // given up for another target: the connection closes under this request and the group sends it again
+    if (status >= 500 && state.owner !== null && state.owner.retryOnStatus(this, status)) return CB_ERROR
     const head = new ResponseHead(status, message.reason, new HeaderList(message.headers), message.versionMajor, message.versionMinor)
+    if (state.setCookie !== null) head.headers.append('Set-Cookie', this.#downstream.client.secure ? state.setCookie + '; Secure' : state.setCookie)
     this.#response = Response.STREAMING
     this.#phase = Phase.RESPONSE
     this.#fromBackend = true
@@ -573,6 +596,7 @@ export class Session implements UpstreamRequest, FilterSession {
     if (this.#finished) return
     this.#finished = true
     this.#release()
+    this.dispatchState.done()
   }
 
   #release (): void {
@@ -589,6 +613,7 @@ export class Session implements UpstreamRequest, FilterSession {
     this.#logged = true
     this.#finished = true
     this.#phase = Phase.DONE
+    this.dispatchState.done()
     const hooks = this.#route?.chain.onLog ?? null
     if (hooks !== null) {
       for (let i = 0; i < hooks.length; i++) {

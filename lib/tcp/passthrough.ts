@@ -32,9 +32,11 @@ export class Passthrough implements Timed {
   /** Bytes already read from the client, sent to the backend first (kept until one connects, for failover). */
   readonly #initial: Buffer | null
   #upstream: OwnedSocket | null = null
-  #first = -1
-  #attempt = 0
+  /** Targets tried before the current one; null: none. */
+  #tried: number[] | null = null
   #index = -1
+  /** The target this connection counts against (least-conn, bounded hash loads). */
+  #counted = -1
   #error: ProxyError | null = null
   #relay: Relay | null = null
   #done = false
@@ -54,12 +56,16 @@ export class Passthrough implements Timed {
   }
 
   #connect (): void {
-    const index = this.#group.balancer.pick(this.#first, this.#attempt)
+    const group = this.#group
+    const policy = group.balancer.policy
+    // only the client's address is known of a relayed connection: other keys fall back to round robin
+    const key = policy.kind === 'hash' && policy.by === 'ip' ? this.#client.remoteAddress ?? null : null
+    const index = group.pick(key, this.#tried)
     if (index === -1) {
       this.destroy()
       return
     }
-    if (this.#attempt === 0) this.#first = index
+    this.#count(index)
     this.#index = index
     this.#error = null
     const { host, port } = this.#group.targets[index].config
@@ -104,10 +110,10 @@ export class Passthrough implements Timed {
   onUpstreamClose (): void {
     if (this.#done) return
     const error = this.#error ?? new ProxyError('connect_failed', `cannot connect to ${this.target.authority}`, 'upstream', 0, true)
-    this.#group.balancer.markDown(this.#index)
+    this.#group.relayFailed(this.#index)
     this.#host.upstreamError(error, this.target.authority)
     this.#upstream = null
-    this.#attempt++
+    ;(this.#tried ??= []).push(this.#index)
     this.#connect()
   }
 
@@ -133,9 +139,20 @@ export class Passthrough implements Timed {
     this.#upstream?.destroy()
   }
 
+  #count (index: number): void {
+    const balancer = this.#group.balancer
+    if (this.#counted !== -1) balancer.release(this.#counted)
+    balancer.acquire(index)
+    this.#counted = index
+  }
+
   #finish (): void {
     if (this.#done) return
     this.#done = true
+    if (this.#counted !== -1) {
+      this.#group.balancer.release(this.#counted)
+      this.#counted = -1
+    }
     clock.delete(this)
     this.#host.forget(this)
   }

@@ -9,6 +9,8 @@ import type { Socket } from 'node:net'
 import type { ConnectionOptions } from 'node:tls'
 import type { MessageHead } from '../http1/head.js'
 import type { ProxyError } from '../core/errors.js'
+import type { DiscoveryEvent, TargetHealthEvent } from '../core/events.js'
+import type { BalanceModel, DiscoveryModel, HashBy, HealthCheckModel, OutlierModel, RetryModel } from '../model/model.js'
 
 /** Why reading from the backend is paused: bits, so that each cause lifts only its own. */
 export const enum ReadHold {
@@ -21,9 +23,20 @@ export const enum ReadHold {
 /** A group's settings, as its targets, pools and connections read them. */
 export interface GroupSettings {
   name: string
-  targets: ReadonlyArray<Readonly<{ host: string, port: number, authority: string, tls: Readonly<ConnectionOptions> | null }>>
+  targets: ReadonlyArray<Readonly<{ host: string, port: number, authority: string, weight: number, backup: boolean, srv: boolean, tls: Readonly<ConnectionOptions> | null }>>
+  balance: BalanceModel
+  /** A target that comes back ramps up over this long, ms; 0: at once. */
+  slowStart: number
+  /** Percent of primaries up below which every primary is chosen from; 0: never. */
+  panicThreshold: number
   pool: Readonly<{ maxConnections: number, maxQueue: number, pipelining: number, idleTimeout: number }>
   timeouts: Readonly<{ connect: number, failedTarget: number }>
+  healthCheck: HealthCheckModel | null
+  outlier: OutlierModel | null
+  retries: RetryModel
+  limits: Readonly<{ maxRequests: number, maxPending: number }>
+  sticky: Readonly<{ cookie: string, maxAge: number }> | null
+  discovery: DiscoveryModel | null
   /** Limits of the response parser. */
   maxHeaderSize: number
   maxHeaders: number
@@ -63,18 +76,54 @@ export interface RequestChannel {
   detach (): Socket
 }
 
+/** What a request's dispatch state reports to the group that placed it. */
+export interface DispatchOwner {
+  /** The request left target `index` (done, failed, or moved to another). */
+  release (index: number): void
+  /** Target `index` answered with `status` after `ms`. */
+  observe (index: number, status: number, ms: number): void
+  /** The response head with `status` is worth another try elsewhere, and one is allowed: the request gives this one up. */
+  retryOnStatus (request: UpstreamRequest, status: number): boolean
+  /** The request is over: `retried` if it was sent more than once (the retry budget's count). */
+  finished (retried: boolean): void
+}
+
 /** The upstream layer's own bookkeeping for one request, kept on the request. */
 export class DispatchState {
   /** The target being tried or that answers. */
   target: UpstreamTarget | null = null
-  /** Index of the first target tried: failover goes on from it. */
-  first = 0
-  /** Targets tried so far after the first (failover). */
-  attempt = 0
+  /** Indices of the targets tried before the current one (failover, retries); null: none. */
+  tried: number[] | null = null
+  /** The target this request counts against (its load), -1: none. */
+  counted = -1
+  owner: DispatchOwner | null = null
+  /** When the request was given to its target (clock ms). */
+  sentAt = 0
+  /** Tries after the first (retries, not failovers after a failed connect). */
+  retries = 0
+  /** The response head of the current try was given up for a retry: the connection's loss is expected. */
+  retryPending = false
+  /** This try's wait for a response head, ms; 0: the route's. */
+  perTryTimeout = 0
+  /** Sticky sessions: the Set-Cookie value naming the target chosen, when the request did not already carry it. */
+  setCookie: string | null = null
   /** Sent again after a reused connection closed under it: once only. */
   retried = false
   /** The pool whose queue the request waits in. */
   waitingIn: { cancel (request: UpstreamRequest): void } | null = null
+
+  /** The request is over: it no longer loads its target. */
+  done (): void {
+    if (this.counted === -1) return
+    this.owner!.release(this.counted)
+    this.owner!.finished(this.retries > 0)
+    this.counted = -1
+  }
+
+  /** The final response head came with `status`. */
+  responded (status: number, now: number): void {
+    if (this.counted !== -1) this.owner!.observe(this.counted, status, now - this.sentAt)
+  }
 }
 
 export interface UpstreamRequest {
@@ -83,6 +132,8 @@ export interface UpstreamRequest {
   readonly pipelinable: boolean
   /** Safe to send again on another connection when nothing of the response came (idempotent, no body or all of it at hand). */
   readonly replayable: boolean
+  /** Could be sent again whatever its method: no body (a retry of a non-idempotent request needs the user's consent). */
+  readonly resendable: boolean
   /** The whole request has been written upstream. */
   readonly requestSent: boolean
   readonly responseStarted: boolean
@@ -93,6 +144,8 @@ export interface UpstreamRequest {
   /** From the request written until the whole response, ms; 0: no limit. */
   readonly responseTotalTimeout: number
 
+  /** The request's hash key for the hash policy (client IP, URI, a header or cookie); null: it has none. */
+  hashKey (by: HashBy, name: string): string | null
   /** A connection is ready: write the request (head and whatever of the body is at hand). */
   attach (conn: RequestChannel): void
   /** A response head (an interim 1xx too). Returns a HeadersResult, or CB_ERROR. */
@@ -112,7 +165,11 @@ export interface UpstreamRequest {
   fail (error: ProxyError): void
 }
 
-/** Where the upstream layer reports backend failures. */
+/** Where the upstream layer reports backend failures and health transitions. */
+export type { TargetHealthEvent }
+
 export interface UpstreamEvents {
   upstreamError (error: ProxyError, target: string): void
+  targetHealth? (event: TargetHealthEvent): void
+  discovery? (event: DiscoveryEvent): void
 }

@@ -5,7 +5,9 @@
  */
 import type { ProxyError } from '../core/errors.js'
 import type { Balancer } from './balancer.js'
+import type { HealthCheckModel } from '../model/model.js'
 import type { GroupSettings, UpstreamEvents, UpstreamRequest, UpstreamTarget } from './handler.js'
+import type { CheckedTarget } from './health/active.js'
 import { Pool } from './pool.js'
 
 /** What a target needs from its group. */
@@ -18,8 +20,9 @@ export interface TargetGroup {
   connectionLost (request: UpstreamRequest, error: ProxyError, mayRetry: boolean): void
 }
 
-export class Target implements UpstreamTarget {
-  readonly config: GroupSettings['targets'][number]
+export class Target implements UpstreamTarget, CheckedTarget {
+  /** Replaced when discovery finds the same address with other settings (a weight from SRV). */
+  config: GroupSettings['targets'][number]
   readonly group: TargetGroup
   /** Position in the group: what the balancer counts in. */
   readonly index: number
@@ -37,6 +40,12 @@ export class Target implements UpstreamTarget {
   get closing (): boolean { return this.group.closing }
   get pool (): Pool { return (this.#pool ??= new Pool(this)) }
   get hasPool (): boolean { return this.#pool !== null }
+
+  /** The active check of this target (CheckedTarget): only asked when the group has one. */
+  get check (): HealthCheckModel { return this.group.settings.healthCheck! }
+  /** Gone from the group (discovery): its checks pause. */
+  get removed (): boolean { return this.group.balancer.isRemoved(this.index) }
+  checked (passing: boolean, detail: string): void { this.group.balancer.setChecked(this.index, passing, detail) }
 
   /** Connecting failed: skipped by the balancer for a while (passive health). */
   markDown (): void { this.group.balancer.markDown(this.index) }

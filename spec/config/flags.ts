@@ -182,3 +182,37 @@ http:
     t.ok(isDeepStrictEqual(buildModel(back), buildModel(flat)), argv.join(' '))
   }
 })
+
+t.test('balancing and health flags: the model they stand for, and their mistakes', async t => {
+  const argv = ['listen', ':0', '--to', '10.0.0.1:80,weight=3', '--to', '10.0.0.2:80', '--to', '10.0.0.3:80,backup', '--balance', 'hash:header:X-User',
+    '--hash-load-factor', '1.5', '--slow-start', '30s', '--panic-threshold', '40', '--health-check', '/healthz', '--retries', '2']
+  const model = buildModel(options(...argv))
+  const group = model.upstreams.get('default')!
+  t.same(group.targets.map(x => [x.authority, x.weight, x.backup]), [['10.0.0.1:80', 3, false], ['10.0.0.2:80', 1, false], ['10.0.0.3:80', 1, true]])
+  t.same(group.policy, { kind: 'hash', by: 'header', name: 'X-User', loadFactor: 1.5 })
+  t.equal(group.slowStart, 30_000)
+  t.equal(group.panicThreshold, 40)
+  t.match(group.healthCheck, { kind: 'http', method: 'GET', path: '/healthz', statuses: [[200, 399]], interval: 5000, timeout: 2000, rise: 2, fall: 3, jitter: 0.1 })
+  t.match(group.retries, { count: 2, statuses: [502, 503, 504], budgetPercent: 20, budgetMinConcurrency: 3, nonIdempotent: false })
+  t.equal(buildModel(options('listen', ':0', '--to', 'a:1', '--health-check', 'tcp')).upstreams.get('default')!.healthCheck!.kind, 'tcp')
+  t.same(buildModel(options('listen', ':0', '--to', 'a:1')).upstreams.get('default')!.policy, { kind: 'round-robin' }, 'round robin by default')
+  // what the command line stands for loads back to the same model
+  const back = buildModel(parseOptions(toYaml(options(...argv) as never), 'generated.yaml'))
+  t.same(back.upstreams.get('default'), group)
+
+  t.same(problems('listen', ':0', '--to', 'a:1', '--balance', 'fastest'), ['--balance: "fastest" is not a balancing policy (round-robin, least-conn, p2c, p2c-latency, hash:ip, hash:uri, hash:header:NAME, hash:cookie:NAME)'])
+  t.same(problems('listen', ':0', '--to', 'a:1', '--balance', 'hash:header:'), ['--balance: "hash:header:" names no header: write hash:header:NAME'])
+  t.same(problems('listen', ':0', '--to', 'a:1,weight=0'), ['--to: weight 0 in "a:1,weight=0" is out of range (1-1000)'])
+  t.same(problems('listen', ':0', '--to', 'a:1,heavy'), ['--to: "heavy" in "a:1,heavy" is not a backend option (weight=N, backup)'])
+  t.same(problems('listen', ':0', '--to', 'a:1', '--health-check', 'healthz'), ['--health-check: "healthz" is neither a path (/healthz) nor tcp'])
+  t.same(problems('listen', ':0', '--to', 'a:1', '--retries', '11'), ['--retries 11: at most 10'])
+  t.same(problems('listen', ':0', '--to', 'a:1', '--hash-load-factor', '0.5'), ['--hash-load-factor 0.5: at least 1'])
+  t.same(problems('listen', ':0', '--to', 'a:1', '--panic-threshold', '101'), ['--panic-threshold 101: at most 100'])
+})
+
+t.test('--sticky-cookie: the sticky section it stands for', async t => {
+  const group = buildModel(options('listen', ':0', '--to', 'a:1', '--sticky-cookie', 'lb')).upstreams.get('default')!
+  t.same(group.sticky, { cookie: 'lb', maxAge: 0 })
+  t.equal(buildModel(options('listen', ':0', '--to', 'a:1')).upstreams.get('default')!.sticky, null, 'off by default')
+  t.same(problems('listen', ':0', '--to', 'a:1', '--sticky-cookie', 'a b'), ['--sticky-cookie: "a b" is not an HTTP token (letters, digits and !#$%&\'*+-.^_`|~)'])
+})

@@ -38,6 +38,8 @@ export type Handler = (request: OriginRequest) => Reply | Promise<Reply>
 
 export interface OriginOptions {
   host?: string
+  /** Listen on this port (another address's origin on the same port: one DNS name, several A records); 0 by default. */
+  port?: number
   /** Bytes to write as soon as a request head arrives (e.g. `100 Continue`), before its body. */
   interim?: (request: Message) => string | undefined
   /** Read at most this many bytes per second (a slow reader: uploads must back up to the client). */
@@ -106,7 +108,7 @@ export class Origin extends Observable {
   async listen (): Promise<this> {
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject)
-      this.server.listen(0, this.#options.host ?? '127.0.0.1', () => resolve())
+      this.server.listen(this.#options.port ?? 0, this.#options.host ?? '127.0.0.1', () => resolve())
     })
     this.port = (this.server.address() as net.AddressInfo).port
     return this

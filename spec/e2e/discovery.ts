@@ -1,0 +1,116 @@
+/**
+ * Service discovery against a real DNS server (spec/helpers/dns.ts, UDP on 127.0.0.1) that rp4's
+ * resolver is pointed at: A answers become targets and follow the answer as it changes (targets
+ * that stay keep their pooled connections), a name that stops resolving keeps its last answer for
+ * keepStale and says so, then loses it; SRV records give hosts, ports, weights and backups.
+ */
+import t, { type Test } from 'tap'
+import { exchange } from '../helpers/client.js'
+import { startDns } from '../helpers/dns.js'
+import { ok, startOrigin, type Origin } from '../helpers/origin.js'
+import { startProxy } from '../helpers/proxy.js'
+import { Observable } from '../helpers/wait.js'
+import type { DiscoveryEvent, Proxy } from '../../lib/index.js'
+
+const GET = 'GET / HTTP/1.1\r\nHost: h\r\n\r\n'
+
+async function bodies (port: number, n: number): Promise<string[]> {
+  const out: string[] = []
+  for (let i = 0; i < n; i++) {
+    const res = await exchange(port, GET, { responses: 1 })
+    out.push(res.responses[0]?.body.toString() ?? '?')
+  }
+  return out
+}
+
+function tally (list: string[]): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const x of list) out[x] = (out[x] ?? 0) + 1
+  return out
+}
+
+function discoveryLog (proxy: Proxy): Observable & { events: DiscoveryEvent[] } {
+  const log = Object.assign(new Observable(), { events: [] as DiscoveryEvent[] })
+  proxy.on('discovery', e => { log.events.push(e); log.changed() })
+  return log
+}
+
+/** Origins on 127.0.0.1, .2 and .3, all on one port: what one name with three A records stands for. */
+async function fleet (t: Test): Promise<{ port: number, origins: Origin[] }> {
+  const first = await startOrigin(t, () => ok('1'), { host: '127.0.0.1' })
+  const origins = [first]
+  for (const n of [2, 3]) origins.push(await startOrigin(t, () => ok(String(n)), { host: `127.0.0.${n}`, port: first.port }))
+  return { port: first.port, origins }
+}
+
+t.test('A records: every address a target; the set follows the answer, staying targets keep their connections', async t => {
+  const dns = await startDns(t)
+  const { port: originPort, origins } = await fleet(t)
+  dns.zone.set('svc.test', { a: [['127.0.0.1', 0], ['127.0.0.2', 0]] })
+  const { proxy, port } = await startProxy(t, {
+    listeners: [{ listen: '127.0.0.1:0' }],
+    routes: [{ proxy: 'app' }],
+    upstreams: { app: { targets: [`svc.test:${originPort}`], discovery: { servers: [dns.server], minTtl: '100ms' } } },
+  })
+  const log = discoveryLog(proxy)
+  await log.until(() => log.events.length >= 1, 5000, 'the first answer')
+  t.same(log.events[0], { group: 'app', name: `svc.test:${originPort}`, targets: [`127.0.0.1:${originPort}`, `127.0.0.2:${originPort}`] })
+  t.same(tally(await bodies(port, 4)), { 1: 2, 2: 2 })
+  const connectionsOf2 = origins[1].connections.length
+  dns.zone.set('svc.test', { a: [['127.0.0.2', 0], ['127.0.0.3', 0]] })
+  await log.until(() => log.events.length >= 2, 5000, 'the new answer')
+  t.same(log.events[1].targets, [`127.0.0.2:${originPort}`, `127.0.0.3:${originPort}`])
+  t.same(tally(await bodies(port, 4)), { 2: 2, 3: 2 }, 'the departed address gets nothing, the new one its share')
+  t.equal(origins[1].connections.length, connectionsOf2, 'the staying target kept its pooled connection')
+  t.same(proxy.stats().upstream.map(u => u.target).sort(), [`127.0.0.2:${originPort}`, `127.0.0.3:${originPort}`])
+})
+
+t.test('a name that stops resolving keeps its last answer for keepStale, says so, then loses it', async t => {
+  const dns = await startDns(t)
+  const origin = await startOrigin(t, () => ok('1'))
+  dns.zone.set('svc.test', { a: [['127.0.0.1', 0]] })
+  const { proxy, port } = await startProxy(t, {
+    listeners: [{ listen: '127.0.0.1:0' }],
+    routes: [{ proxy: 'app' }],
+    upstreams: { app: { targets: [`svc.test:${origin.port}`], discovery: { servers: [dns.server], minTtl: '100ms', keepStale: '400ms' } } },
+  })
+  const log = discoveryLog(proxy)
+  await log.until(() => log.events.length >= 1, 5000, 'the first answer')
+  dns.zone.set('svc.test', { fail: true })
+  await log.until(() => log.events.some(e => e.error !== undefined), 5000, 'the failure')
+  const stale = log.events.find(e => e.error !== undefined)!
+  t.match(stale, { name: `svc.test:${origin.port}`, stale: true, targets: [`127.0.0.1:${origin.port}`], error: /ESERVFAIL|SERVFAIL/ })
+  t.same(await bodies(port, 2), ['1', '1'], 'still served from the last answer')
+  await log.until(() => log.events.some(e => e.stale === false), 5000, 'the answer to be dropped')
+  t.match(log.events.find(e => e.stale === false), { targets: [] })
+  const res = await exchange(port, GET, { responses: 1 })
+  t.equal(res.responses[0].head.line[1], '502', 'nothing left to send to')
+  dns.zone.set('svc.test', { a: [['127.0.0.1', 0]] })
+  await log.until(() => log.events.length > 0 && log.events[log.events.length - 1].error === undefined && log.events[log.events.length - 1].targets.length === 1, 5000, 'the name to resolve again')
+  t.same(await bodies(port, 1), ['1'])
+})
+
+t.test('SRV: hosts, ports and weights from the records; a higher priority number is a backup', async t => {
+  const dns = await startDns(t)
+  const a = await startOrigin(t, () => ok('A'))
+  const b = await startOrigin(t, () => ok('B'))
+  const c = await startOrigin(t, () => ok('C'))
+  dns.zone.set('_http._tcp.svc.test', {
+    srv: [
+      { priority: 10, weight: 3, port: a.port, target: 'a.svc.test', ttl: 0 },
+      { priority: 10, weight: 1, port: b.port, target: 'b.svc.test', ttl: 0 },
+      { priority: 20, weight: 1, port: c.port, target: 'c.svc.test', ttl: 0 },
+    ],
+  })
+  for (const host of ['a', 'b', 'c']) dns.zone.set(`${host}.svc.test`, { a: [['127.0.0.1', 30]] })
+  const { proxy, port } = await startProxy(t, {
+    listeners: [{ listen: '127.0.0.1:0' }],
+    routes: [{ proxy: 'app' }],
+    upstreams: { app: { targets: ['srv://_http._tcp.svc.test'], discovery: { servers: [dns.server] } } },
+  })
+  const log = discoveryLog(proxy)
+  await log.until(() => log.events.length >= 1, 5000, 'the SRV answer')
+  t.same(log.events[0].targets, [a.target, b.target, c.target])
+  t.same(tally(await bodies(port, 8)), { A: 6, B: 2 }, '3:1, the backup idle')
+  t.ok(dns.questions.includes('_http._tcp.svc.test SRV') && dns.questions.includes('a.svc.test A'), `asked: ${dns.questions.join(', ')}`)
+})
