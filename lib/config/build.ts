@@ -16,6 +16,7 @@ import { parseCidr, type AccessRule } from '../admission/access.js'
 import type { AccessModel, ActionModel, FilterModel, GroupModel, HttpModel, ListenerModel, ListenerTls, Model, RouteModel, TargetModel } from '../model/model.js'
 import * as S from './schema.js'
 import { parseUnit } from './units.js'
+import { cipherListProblem } from '../tls/profile.js'
 import { ConfigError, describe, type Path, type Problem } from './problems.js'
 import { validate, canonicalHost, type ValidateContext } from './validate.js'
 import { defaultRouteName, isFullForm, listenText, listenerNames } from './consistency.js'
@@ -204,7 +205,13 @@ function buildListener (l: Obj, name: string, at: Path, files: Problem[]): Liste
       passthrough: freeze(passthrough),
       reloadInterval: unit(given.reloadInterval, S.ReloadInterval),
       cleartext: (given.cleartext ?? S.meta(S.Cleartext).default) as ListenerTls['cleartext'],
+      profile: (given.profile ?? S.meta(S.TlsProfile).default) as ListenerTls['profile'],
+      ciphers: typeof given.ciphers === 'string' ? given.ciphers : null,
     })
+    if (typeof given.ciphers === 'string') {
+      const problem = cipherListProblem(given.ciphers)
+      if (problem !== null) files.push({ path: [...at, 'tls', 'ciphers'], message: `OpenSSL cannot use this cipher list: ${problem}` })
+    }
   }
   const protocol = (l.protocol ?? 'auto') as ListenerModel['protocol']
   return freeze({

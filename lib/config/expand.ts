@@ -89,6 +89,8 @@ export function expandFlat (o: Options): Expanded {
         passthrough: Object.keys(passthrough).length > 0 ? passthrough : undefined,
         cleartext: 'serve',
         reloadInterval: o.tls?.reloadInterval,
+        profile: o.tls?.profile,
+        ciphers: o.tls?.ciphers,
       })
     }
     from(['listeners', 0, 'tls'], ['tls'])

@@ -181,6 +181,8 @@ export const UnderscoresInHeaders = bool({
 
 export const UpstreamVerify = bool({ description: "verify `https://` backends' certificates (against the CA files, or Node's roots); false accepts any", default: true, flag: { name: '--insecure-upstream', set: false, group: 'Backends', help: "do not verify https:// backends' certificates", defaultText: 'off' } })
 export const Cleartext = choice(['redirect', 'refuse', 'serve'], { description: 'cleartext HTTP on this TLS port: redirected to https, refused (closed), or served', default: 'redirect' })
+export const TlsProfile = choice(['intermediate', 'modern'], { description: "Mozilla's server-side TLS profile: `intermediate` is TLS 1.2 and 1.3 with ECDHE and AEAD suites only (AES-GCM, ChaCha20-Poly1305), `modern` is TLS 1.3 only; renegotiation by the client is refused and 0-RTT is off in both", default: 'intermediate', flag: { name: '--tls-profile', arg: 'NAME', group: 'TLS', help: 'intermediate (TLS 1.2+1.3, ECDHE and AEAD suites only) or modern (TLS 1.3 only)' } })
+export const TlsCiphers = Type.String({ description: 'an OpenSSL cipher list used instead of the profile\'s (TLS 1.3 suites by their `TLS_` names, TLS 1.2 ones by OpenSSL\'s, separated by `:`)', defaultText: "the profile's", minLength: 1 })
 export const RedirectStatus = Type.Union([301, 302, 303, 307, 308].map(v => Type.Literal(v)), { description: 'the status code', default: 302, expected: 'must be one of 301, 302, 303, 307, 308' })
 export const RespondStatus = count({ description: 'the status code', default: 200, min: 200, max: 599 })
 
@@ -248,6 +250,8 @@ export const FLAT = {
       flag: { name: '--sni', arg: 'NAME=HOST:PORT', entry: true, group: 'TLS', help: 'relay TLS for server name NAME (or *.domain) untouched to HOST:PORT; repeat for several' },
     })),
     reloadInterval: opt(ReloadInterval),
+    profile: opt(TlsProfile),
+    ciphers: opt(TlsCiphers),
   }, 'TLS rp4 terminates, and TLS it relays untouched by server name')),
   upstreamTls: opt(section({
     ca: opt(Type.Array(text('file', { description: 'a PEM file' }), { description: 'CA certificates (PEM files) trusted for `https://` backends instead of Node\'s bundled roots', defaultText: "Node's roots", flag: { name: '--ca', arg: 'FILE', repeat: true, group: 'Backends', help: 'trust this CA (PEM) for https:// backends instead of the bundled roots; repeat for several' } })),
@@ -319,6 +323,8 @@ const Listener = section({
     })),
     cleartext: opt(Cleartext),
     reloadInterval: opt(ReloadInterval),
+    profile: opt(TlsProfile),
+    ciphers: opt(TlsCiphers),
   }, 'TLS terminated here (certificates) or relayed by server name (passthrough); without it, TLS is handled as bytes of no known protocol')),
   redirectToHttps: opt(bool({ description: 'answer every request with a redirect to the same URL over https (a :80 listener beside :443)', default: false })),
   routes: opt(Type.Array(Name('a route name'), { description: 'the routes served here, by name', defaultText: 'every route' })),

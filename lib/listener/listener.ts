@@ -36,6 +36,7 @@ import { Passthrough, type PassthroughHost } from '../tcp/passthrough.js'
 import type { Group } from '../upstream/group.js'
 import { httpsRedirectTable, type RouteTable } from '../routing/table.js'
 import { CertificateStore } from '../tls/certificates.js'
+import { profileOptions } from '../tls/profile.js'
 import { HelloStatus, parseClientHello } from '../tls/client-hello.js'
 import { Handshake, type HandshakeHost } from '../tls/terminate.js'
 import { Sniffer, Verdict } from './sniff.js'
@@ -295,7 +296,7 @@ export class Listener implements PassthroughHost, HandshakeHost {
         onLoad: names => hooks.onCertificates(names),
         onReloadError: err => core.proxyError(new ProxyError('certificate_reload_failed',
           `certificates not reloaded, the previous ones stay: ${err.message}`, 'internal', 0)),
-      })
+      }, profileOptions(tls.profile, tls.ciphers))
     // the access file loads here: a line that does not parse throws now, naming the file and the line
     this.#access = model.access === null
       ? null

@@ -95,6 +95,10 @@ export interface ListenerTls {
   reloadInterval: number
   /** Cleartext HTTP on this port: a redirect to https (default), refused (closed), or served. */
   cleartext: 'redirect' | 'refuse' | 'serve'
+  /** Mozilla's profile handshakes are made with (tls/profile.ts). */
+  profile: 'intermediate' | 'modern'
+  /** A custom OpenSSL cipher list instead of the profile's; null: the profile's. */
+  ciphers: string | null
 }
 
 export interface AccessModel {

@@ -10,7 +10,7 @@
  */
 import { randomBytes, X509Certificate } from 'node:crypto'
 import { readFileSync, statSync } from 'node:fs'
-import { createSecureContext, type SecureContext } from 'node:tls'
+import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls'
 /** A certificate chain and its key, PEM file names. */
 interface CertificateFiles { readonly cert: string, readonly key: string }
 import { clock, type Timed } from '../core/clock.js'
@@ -60,14 +60,19 @@ export class CertificateStore implements Timed {
   readonly #files: readonly CertificateFiles[]
   readonly #interval: number
   readonly #hooks: CertificateHooks
+  readonly #options: SecureContextOptions
   readonly #ticketKeys = randomBytes(48)
   #loaded: Loaded
   #stamps: string[]
   deadline = 0
 
-  /** Loads every pair now; throws a TypeError naming the option when one cannot be used. */
-  constructor (files: readonly CertificateFiles[], reloadInterval: number, hooks: CertificateHooks) {
+  /**
+   * Loads every pair now; throws a TypeError naming the option when one cannot be used.
+   * @param options what every context is made with besides its pair (the profile: tls/profile.ts)
+   */
+  constructor (files: readonly CertificateFiles[], reloadInterval: number, hooks: CertificateHooks, options: SecureContextOptions = {}) {
     this.#files = files
+    this.#options = options
     this.#interval = reloadInterval
     this.#hooks = hooks
     this.#stamps = this.#currentStamps()
@@ -144,7 +149,7 @@ export class CertificateStore implements Timed {
       let context: SecureContext
       try {
         names = certificateNames(cert)
-        context = createSecureContext({ cert, key, minVersion: 'TLSv1.2', ticketKeys: this.#ticketKeys })
+        context = createSecureContext({ ...this.#options, cert, key, ticketKeys: this.#ticketKeys })
       } catch (err) {
         throw new Error(`tls.certificates[${i}] (${pair.cert}, ${pair.key}): ${(err as Error).message}`)
       }
