@@ -13,7 +13,7 @@ import type { TSchema } from '@sinclair/typebox'
 import { formatHostPort, parseHostPort, parseTarget, type HostPort } from './address.js'
 import { MAX_CONNECTIONS, OPEN_FILES } from './open-files.js'
 import { parseCidr, type AccessRule } from '../admission/access.js'
-import type { AccessModel, ActionModel, FilterModel, GroupModel, HttpModel, ListenerModel, ListenerTls, Model, RouteModel, TargetModel } from '../model/model.js'
+import type { AccessModel, ActionModel, ClientCertificatesModel, FilterModel, GroupModel, HttpModel, ListenerModel, ListenerTls, Model, RouteModel, TargetModel } from '../model/model.js'
 import * as S from './schema.js'
 import { parseUnit } from './units.js'
 import { cipherListProblem } from '../tls/profile.js'
@@ -64,7 +64,7 @@ function assemble (o: Obj, files: Problem[]): Model {
   for (const [name, group] of Object.entries((o.upstreams ?? {}) as Obj)) {
     upstreams.set(name, buildGroup(name, group, ['upstreams', name], files))
   }
-  const routes = ((o.routes ?? []) as Obj[]).map((route, i) => buildRoute(route, i))
+  const routes = ((o.routes ?? []) as Obj[]).map((route, i) => buildRoute(route, i, ['routes', i], files))
   const names = listenerNames(o.listeners as Obj[])
   const listeners = (o.listeners as Obj[]).map((listener, i) => buildListener(listener, names[i], ['listeners', i], files))
   const limits = (o.limits ?? {}) as Obj
@@ -185,6 +185,32 @@ function buildAccess (a: Obj | undefined, at: Path, files: Problem[]): AccessMod
   return freeze({ rules: freeze(rules), file })
 }
 
+/** The header value; preload's own requirements (hstspreload.org) are checked, since the list refuses a host without them. */
+function buildHsts (h: Obj | undefined, at: Path, files: Problem[]): string | null {
+  if (h === undefined) return null
+  const maxAge = h.maxAge as number
+  const includeSubDomains = h.includeSubDomains === true
+  const preload = h.preload === true
+  if (preload && (!includeSubDomains || maxAge < 31_536_000)) {
+    files.push({ path: [...at, 'preload'], at: 'key', message: 'preload needs includeSubDomains: true and a maxAge of at least 31536000 (a year)' })
+  }
+  return `max-age=${maxAge}` + (includeSubDomains ? '; includeSubDomains' : '') + (preload ? '; preload' : '')
+}
+
+function buildClientCertificates (c: Obj | undefined, at: Path, files: Problem[]): ClientCertificatesModel | null {
+  if (c === undefined) return null
+  const caFiles = (c.ca ?? []) as string[]
+  const ca = caFiles.map((file, i) => readFile(file, [...at, 'ca', i], files)).filter(b => b !== undefined)
+  return freeze({
+    caFiles: freeze([...caFiles]),
+    ca: freeze(ca),
+    mode: (c.mode ?? 'require') as ClientCertificatesModel['mode'],
+    onFailure: (c.onFailure ?? 'handshake') as ClientCertificatesModel['onFailure'],
+    subjectHeader: typeof c.subjectHeader === 'string' ? c.subjectHeader : null,
+    fingerprintHeader: typeof c.fingerprintHeader === 'string' ? c.fingerprintHeader : null,
+  })
+}
+
 function buildListener (l: Obj, name: string, at: Path, files: Problem[]): ListenerModel {
   const listen = parseHostPort(listenText(l.listen), { hostRequired: false, portZero: true }) as HostPort
   const t = (l.timeouts ?? {}) as Obj
@@ -207,6 +233,8 @@ function buildListener (l: Obj, name: string, at: Path, files: Problem[]): Liste
       cleartext: (given.cleartext ?? S.meta(S.Cleartext).default) as ListenerTls['cleartext'],
       profile: (given.profile ?? S.meta(S.TlsProfile).default) as ListenerTls['profile'],
       ciphers: typeof given.ciphers === 'string' ? given.ciphers : null,
+      hsts: buildHsts(given.hsts as Obj | undefined, [...at, 'tls', 'hsts'], files),
+      clientCertificates: buildClientCertificates(given.clientCertificates as Obj | undefined, [...at, 'tls', 'clientCertificates'], files),
     })
     if (typeof given.ciphers === 'string') {
       const problem = cipherListProblem(given.ciphers)
@@ -273,7 +301,7 @@ function buildFilters (r: Obj): FilterModel[] {
   return filters
 }
 
-function buildRoute (r: Obj, index: number): RouteModel {
+function buildRoute (r: Obj, index: number, at: Path, files: Problem[]): RouteModel {
   const m = (r.match ?? {}) as Obj
   const hosts = m.host === undefined ? null : [...new Set((Array.isArray(m.host) ? m.host : [m.host] as string[]).map(canonicalHost))]
   const path = typeof m.pathExact === 'string' ? { exact: m.pathExact } : typeof m.path === 'string' ? { prefix: m.path } : null
@@ -301,5 +329,7 @@ function buildRoute (r: Obj, index: number): RouteModel {
     }),
     interceptErrors: flag(r.interceptErrors, S.InterceptErrors),
     rateLimit: rate === undefined ? null : freeze({ rate: rate.rate, burst: rate.burst ?? Math.max(1, Math.ceil(rate.rate)) }),
+    hsts: buildHsts(r.hsts as Obj | undefined, [...at, 'hsts'], files),
+    requireClientCertificate: r.requireClientCertificate === true,
   })
 }

@@ -87,10 +87,13 @@ export function expandFlat (o: Options): Expanded {
       tls = compact({
         certificates: certificates.length > 0 ? certificates : undefined,
         passthrough: Object.keys(passthrough).length > 0 ? passthrough : undefined,
-        cleartext: 'serve',
+        // as it always was, except where a client certificate is required: cleartext would walk around it
+        cleartext: o.tls?.clientCertificates !== undefined && (o.tls.clientCertificates.mode ?? 'require') === 'require' ? 'redirect' : 'serve',
         reloadInterval: o.tls?.reloadInterval,
         profile: o.tls?.profile,
         ciphers: o.tls?.ciphers,
+        hsts: o.tls?.hsts,
+        clientCertificates: o.tls?.clientCertificates,
       })
     }
     from(['listeners', 0, 'tls'], ['tls'])

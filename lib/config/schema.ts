@@ -183,6 +183,18 @@ export const UpstreamVerify = bool({ description: "verify `https://` backends' c
 export const Cleartext = choice(['redirect', 'refuse', 'serve'], { description: 'cleartext HTTP on this TLS port: redirected to https, refused (closed), or served', default: 'redirect' })
 export const TlsProfile = choice(['intermediate', 'modern'], { description: "Mozilla's server-side TLS profile: `intermediate` is TLS 1.2 and 1.3 with ECDHE and AEAD suites only (AES-GCM, ChaCha20-Poly1305), `modern` is TLS 1.3 only; renegotiation by the client is refused and 0-RTT is off in both", default: 'intermediate', flag: { name: '--tls-profile', arg: 'NAME', group: 'TLS', help: 'intermediate (TLS 1.2+1.3, ECDHE and AEAD suites only) or modern (TLS 1.3 only)' } })
 export const TlsCiphers = Type.String({ description: 'an OpenSSL cipher list used instead of the profile\'s (TLS 1.3 suites by their `TLS_` names, TLS 1.2 ones by OpenSSL\'s, separated by `:`)', defaultText: "the profile's", minLength: 1 })
+export const Hsts = section({
+  maxAge: count({ description: 'seconds a browser keeps to https only for this host (`max-age`); 31536000 (a year) is the usual value once every page of the host works over https; 0 tells browsers to forget the policy', min: 0, max: 1_000_000_000, flag: { name: '--hsts', arg: 'SECONDS', group: 'TLS', help: 'send Strict-Transport-Security: max-age=SECONDS on responses over TLS (31536000 once every page works over https)', defaultText: 'off' } }),
+  includeSubDomains: opt(bool({ description: 'the policy covers every subdomain of the host too', default: false })),
+  preload: opt(bool({ description: "ask to be in browsers' built-in lists (hstspreload.org): needs includeSubDomains and a maxAge of a year or more", default: false })),
+}, 'Strict-Transport-Security on responses over TLS (never over cleartext; a backend\'s own header is kept); off by default', 'must be a mapping { maxAge, includeSubDomains, preload }')
+export const ClientCertificates = section({
+  ca: Type.Array(text('file', { description: 'a PEM file' }), { minItems: 1, description: 'CA certificates (PEM files) a client certificate must be signed by', flag: { name: '--client-ca', arg: 'FILE', repeat: true, group: 'TLS', help: 'require a client certificate signed by this CA (PEM); repeat for several' } }),
+  mode: opt(choice(['require', 'request'], { description: '`require`: a client without a verified certificate is refused (as `onFailure` says); `request`: one is asked for, and a client without one is served with no identity', default: 'require', flag: { name: '--client-ca-optional', set: 'request', group: 'TLS', help: 'with --client-ca: ask for a client certificate without requiring one', defaultText: '' } })),
+  onFailure: opt(choice(['handshake', 'forbidden'], { description: 'a certificate that does not verify (or none, with `require`): the TLS handshake fails, or every request on that connection is answered 403', default: 'handshake' })),
+  subjectHeader: opt(text('headerName', { description: "request header the verified certificate's subject is forwarded in (`CN=client, O=Example`); a client's own copy is always removed", defaultText: 'not forwarded' })),
+  fingerprintHeader: opt(text('headerName', { description: "request header the verified certificate's SHA-256 fingerprint is forwarded in; a client's own copy is always removed", defaultText: 'not forwarded' })),
+}, 'client certificates (mutual TLS): asked for in the handshake and verified against a CA bundle', 'must be a mapping with at least ca')
 export const RedirectStatus = Type.Union([301, 302, 303, 307, 308].map(v => Type.Literal(v)), { description: 'the status code', default: 302, expected: 'must be one of 301, 302, 303, 307, 308' })
 export const RespondStatus = count({ description: 'the status code', default: 200, min: 200, max: 599 })
 
@@ -252,6 +264,8 @@ export const FLAT = {
     reloadInterval: opt(ReloadInterval),
     profile: opt(TlsProfile),
     ciphers: opt(TlsCiphers),
+    hsts: opt(Hsts),
+    clientCertificates: opt(ClientCertificates),
   }, 'TLS rp4 terminates, and TLS it relays untouched by server name')),
   upstreamTls: opt(section({
     ca: opt(Type.Array(text('file', { description: 'a PEM file' }), { description: 'CA certificates (PEM files) trusted for `https://` backends instead of Node\'s bundled roots', defaultText: "Node's roots", flag: { name: '--ca', arg: 'FILE', repeat: true, group: 'Backends', help: 'trust this CA (PEM) for https:// backends instead of the bundled roots; repeat for several' } })),
@@ -325,6 +339,8 @@ const Listener = section({
     reloadInterval: opt(ReloadInterval),
     profile: opt(TlsProfile),
     ciphers: opt(TlsCiphers),
+    hsts: opt(Hsts),
+    clientCertificates: opt(ClientCertificates),
   }, 'TLS terminated here (certificates) or relayed by server name (passthrough); without it, TLS is handled as bytes of no known protocol')),
   redirectToHttps: opt(bool({ description: 'answer every request with a redirect to the same URL over https (a :80 listener beside :443)', default: false })),
   routes: opt(Type.Array(Name('a route name'), { description: 'the routes served here, by name', defaultText: 'every route' })),
@@ -379,6 +395,8 @@ const Route = section({
   maxBodySize: opt(MaxBodySize),
   interceptErrors: opt(InterceptErrors),
   rateLimit: opt(RateLimit),
+  hsts: opt(Hsts),
+  requireClientCertificate: opt(bool({ description: "only clients with a verified certificate (the listener's tls.clientCertificates, mode request or require) are served; others get 403", default: false })),
 }, 'a route: which requests, and what to do with them', 'must be a mapping with match and an action')
 
 const GroupTarget = Type.Union([

@@ -25,8 +25,8 @@
  * Bytes read while deciding are never lost: the chosen path gets them first.
  */
 import net, { type Server, type Socket } from 'node:net'
-import type { TLSSocket } from 'node:tls'
-import type { ListenerModel } from '../model/model.js'
+import type { SecureContextOptions, TLSSocket } from 'node:tls'
+import type { ListenerModel, ListenerTls } from '../model/model.js'
 import { clock, type Timed } from '../core/clock.js'
 import { ProxyError } from '../core/errors.js'
 import { kOwner } from '../core/symbols.js'
@@ -38,7 +38,10 @@ import { httpsRedirectTable, type RouteTable } from '../routing/table.js'
 import { CertificateStore } from '../tls/certificates.js'
 import { profileOptions } from '../tls/profile.js'
 import { HelloStatus, parseClientHello } from '../tls/client-hello.js'
-import { Handshake, type HandshakeHost } from '../tls/terminate.js'
+import { Handshake, type ClientAuth, type HandshakeHost } from '../tls/terminate.js'
+import { peerCertificate } from '../tls/client-certificate.js'
+import type { TlsClient } from '../session/filter.js'
+import type { IdentityHeaders } from '../session/sink.js'
 import { Sniffer, Verdict } from './sniff.js'
 import { AccessControl, parseAddress } from '../admission/access.js'
 import { Admission, type ConnectionCaps } from '../admission/caps.js'
@@ -279,6 +282,11 @@ export class Listener implements PassthroughHost, HandshakeHost {
   readonly #cleartext: RouteTable | null
   readonly #access: AccessControl | null
   readonly #caps: ConnectionCaps
+  /** What every TLS connection here shares when no client certificate is asked for (HSTS only). */
+  readonly #tlsClient: TlsClient
+  readonly #clientAuth: ClientAuth | null
+  /** Headers the verified client certificate goes in (client copies removed, cleartext too); null: none. */
+  readonly #identity: IdentityHeaders | null
 
   constructor (core: ProxyCore, model: ListenerModel, hooks: ListenerHooks) {
     this.core = core
@@ -296,7 +304,7 @@ export class Listener implements PassthroughHost, HandshakeHost {
         onLoad: names => hooks.onCertificates(names),
         onReloadError: err => core.proxyError(new ProxyError('certificate_reload_failed',
           `certificates not reloaded, the previous ones stay: ${err.message}`, 'internal', 0)),
-      }, profileOptions(tls.profile, tls.ciphers))
+      }, contextOptions(tls))
     // the access file loads here: a line that does not parse throws now, naming the file and the line
     this.#access = model.access === null
       ? null
@@ -306,6 +314,14 @@ export class Listener implements PassthroughHost, HandshakeHost {
           `access file not reloaded, the previous lists stay: ${err.message}`, 'internal', 0)),
       })
     this.#caps = core.caps
+    this.#tlsClient = Object.freeze({ hsts: tls?.hsts ?? null, certificate: null, refusal: null })
+    const clientCertificates = tls?.clientCertificates ?? null
+    this.#clientAuth = clientCertificates === null
+      ? null
+      : Object.freeze({ rejectUnauthorized: clientCertificates.mode === 'require' && clientCertificates.onFailure === 'handshake' })
+    this.#identity = clientCertificates === null || (clientCertificates.subjectHeader === null && clientCertificates.fingerprintHeader === null)
+      ? null
+      : Object.freeze({ subject: clientCertificates.subjectHeader, fingerprint: clientCertificates.fingerprintHeader })
     // half-open: a client that sends its requests then shuts down its side still gets the answers
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, socket => this.accept(socket))
   }
@@ -349,7 +365,7 @@ export class Listener implements PassthroughHost, HandshakeHost {
       return detection.fail('cleartext_refused', 'cleartext HTTP on a port that serves TLS (tls.cleartext: refuse)')
     }
     detection.release()
-    this.core.acceptHttp(detection.socket, detection.data, false, routes, detection.phase === Phase.HEAD ? detection.headSince : 0)
+    this.core.acceptHttp(detection.socket, detection.data, null, routes, detection.phase === Phase.HEAD ? detection.headSince : 0, this.#identity)
   }
 
   toOther (detection: Detection): void {
@@ -378,7 +394,7 @@ export class Listener implements PassthroughHost, HandshakeHost {
       return
     }
     const context = this.certificates!.select(serverName)
-    this.#handshakes.add(new Handshake(this, socket, data, context, serverName, label(socket)))
+    this.#handshakes.add(new Handshake(this, socket, data, context, serverName, label(socket), this.#clientAuth))
   }
 
   #refuse (socket: Socket, code: string, message: string): void {
@@ -399,7 +415,25 @@ export class Listener implements PassthroughHost, HandshakeHost {
   }
 
   secured (socket: TLSSocket): void {
-    this.core.acceptHttp(socket, null, true, this.#routes)
+    const clientCertificates = this.model.tls!.clientCertificates
+    if (clientCertificates === null) {
+      this.core.acceptHttp(socket, null, this.#tlsClient, this.#routes)
+      return
+    }
+    const peer = peerCertificate(socket)
+    const refusal = peer.error !== null
+      ? `client certificate not verified: ${peer.error}`
+      : peer.certificate === null && clientCertificates.mode === 'require' ? 'no client certificate' : null
+    if (refusal !== null && clientCertificates.onFailure === 'handshake') {
+      // only a certificate that fails to verify gets here (OpenSSL refuses a missing one itself):
+      // Node verifies once OpenSSL accepted the handshake, so the connection closes right after it
+      this.core.clientError(new ProxyError('tls_client_certificate_refused', `TLS handshake refused: ${refusal}`, 'downstream', 0), label(socket))
+      socket.on('error', ignore)
+      socket.destroy()
+      return
+    }
+    const tls: TlsClient = Object.freeze({ hsts: this.#tlsClient.hsts, certificate: peer.certificate, refusal })
+    this.core.acceptHttp(socket, null, tls, this.#routes, 0, this.#identity)
   }
 
   clientError (error: ProxyError, client: string): void {
@@ -429,3 +463,10 @@ export class Listener implements PassthroughHost, HandshakeHost {
 }
 
 function ignore (): void {}
+
+/** What every certificate context of a listener is made with besides its pair. */
+function contextOptions (tls: ListenerTls): SecureContextOptions {
+  const profile = profileOptions(tls.profile, tls.ciphers)
+  const clientCertificates = tls.clientCertificates
+  return clientCertificates === null ? profile : { ...profile, ca: [...clientCertificates.ca] }
+}

@@ -99,6 +99,23 @@ export interface ListenerTls {
   profile: 'intermediate' | 'modern'
   /** A custom OpenSSL cipher list instead of the profile's; null: the profile's. */
   ciphers: string | null
+  /** The `Strict-Transport-Security` value sent on responses over TLS here; null: none. */
+  hsts: string | null
+  clientCertificates: ClientCertificatesModel | null
+}
+
+/** Mutual TLS on a listener. */
+export interface ClientCertificatesModel {
+  /** The CA bundle's files, and their PEM contents (read at load). */
+  caFiles: readonly string[]
+  ca: readonly Buffer[]
+  /** `require`: a connection without a verified certificate is refused; `request`: it is served without an identity. */
+  mode: 'require' | 'request'
+  /** How a refusal shows: the handshake fails, or every request on the connection is answered 403. */
+  onFailure: 'handshake' | 'forbidden'
+  /** Request headers the verified subject and fingerprint are forwarded in; null: not forwarded. */
+  subjectHeader: string | null
+  fingerprintHeader: string | null
 }
 
 export interface AccessModel {
@@ -138,6 +155,10 @@ export interface RouteModel {
   interceptErrors: boolean
   /** Requests per client IP (IPv6 /64); null: none. */
   rateLimit: Readonly<{ rate: number, burst: number }> | null
+  /** `Strict-Transport-Security` over TLS, instead of the listener's; null: the listener's. */
+  hsts: string | null
+  /** Only clients with a verified certificate (the listener's tls.clientCertificates) are served; others get 403. */
+  requireClientCertificate: boolean
 }
 
 export interface GroupModel {

@@ -15,7 +15,8 @@ import type { ForwardContext } from '../http/forwarding.js'
 import { ConnectionCaps } from '../admission/caps.js'
 import { compileRoute, type CompiledRoute } from '../routing/compile.js'
 import { RouteTable } from '../routing/table.js'
-import type { Filter } from '../session/filter.js'
+import type { Filter, TlsClient } from '../session/filter.js'
+import type { IdentityHeaders } from '../session/sink.js'
 import type { Session } from '../session/session.js'
 import { Group } from '../upstream/group.js'
 
@@ -101,13 +102,13 @@ export class ProxyCore implements H1Host {
   }
 
   /**
-   * Serve HTTP/1.x on an accepted socket (plain, or a TLSSocket rp4 terminated) with `routes`.
+   * Serve HTTP/1.x on an accepted socket (plain, or a TLSSocket rp4 terminated: `tls`) with `routes`.
    * `initial` holds bytes already read from it (while detecting the protocol); they are parsed
    * first. `headSince`: when the request head in `initial` began, when that was before this
    * hand-over (0: now).
    */
-  acceptHttp (socket: Socket, initial: Buffer | null, secure: boolean, routes: RouteTable, headSince = 0): H1Connection {
-    const client = new H1Connection(this, socket, secure, routes)
+  acceptHttp (socket: Socket, initial: Buffer | null, tls: TlsClient | null, routes: RouteTable, headSince = 0, identity: IdentityHeaders | null = null): H1Connection {
+    const client = new H1Connection(this, socket, tls, routes, identity)
     this.clients.add(client)
     if (initial !== null && initial.length > 0) client.onData(initial)
     if (headSince > 0) client.headBeganAt(headSince)

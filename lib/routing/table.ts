@@ -36,6 +36,8 @@ export function httpsRedirectTable (samePort: boolean): RouteTable {
     maxBodySize: 0,
     responseTimeout: 0,
     responseTotalTimeout: 0,
+    hsts: null,
+    requireClientCertificate: false,
   })
   return new RouteTable([route])
 }

@@ -15,6 +15,10 @@ import { createSecureContext, type SecureContext, type SecureContextOptions } fr
 interface CertificateFiles { readonly cert: string, readonly key: string }
 import { clock, type Timed } from '../core/clock.js'
 
+/** Node's native context behind a SecureContext: what tls.Server calls for the session id context. */
+interface NativeContext { context: { setSessionIdContext (id: string): void } }
+const SESSION_ID_CONTEXT = 'rp4'
+
 interface Entry {
   names: string[]
   context: SecureContext
@@ -150,6 +154,9 @@ export class CertificateStore implements Timed {
       try {
         names = certificateNames(cert)
         context = createSecureContext({ ...this.#options, cert, key, ticketKeys: this.#ticketKeys })
+        // OpenSSL refuses to resume a session whose client certificate it verified unless the
+        // context names the application (tls.Server sets one; a bare context has none)
+        if (this.#options.ca !== undefined) (context as unknown as NativeContext).context.setSessionIdContext(SESSION_ID_CONTEXT)
       } catch (err) {
         throw new Error(`tls.certificates[${i}] (${pair.cert}, ${pair.key}): ${(err as Error).message}`)
       }

@@ -27,6 +27,8 @@ const ALPN = ['http/1.1']
 
 interface OwnedSocket extends TLSSocket { [kOwner]: Handshake }
 
+export interface ClientAuth { readonly rejectUnauthorized: boolean }
+
 export class Handshake implements Timed {
   readonly #host: HandshakeHost
   readonly #socket: OwnedSocket
@@ -35,7 +37,11 @@ export class Handshake implements Timed {
   #done = false
   deadline = 0
 
-  constructor (host: HandshakeHost, raw: Socket, hello: Buffer, context: SecureContext, serverName: string | null, label: string) {
+  /**
+   * @param clientAuth client certificates asked for (`requestCert`), and whether OpenSSL refuses
+   *   the handshake without a verified one (`rejectUnauthorized`); null: none asked for
+   */
+  constructor (host: HandshakeHost, raw: Socket, hello: Buffer, context: SecureContext, serverName: string | null, label: string, clientAuth: ClientAuth | null = null) {
     this.#host = host
     this.#label = label
     this.#serverName = serverName
@@ -43,7 +49,9 @@ export class Handshake implements Timed {
     raw.pause()
     raw.unshift(hello)
     raw.on('error', ignore)
-    const socket = new TLSSocket(raw, { isServer: true, secureContext: context, ALPNProtocols: ALPN }) as OwnedSocket
+    const socket = new TLSSocket(raw, clientAuth === null
+      ? { isServer: true, secureContext: context, ALPNProtocols: ALPN }
+      : { isServer: true, secureContext: context, ALPNProtocols: ALPN, requestCert: true, rejectUnauthorized: clientAuth.rejectUnauthorized }) as OwnedSocket
     socket[kOwner] = this
     socket.on('secure', onSecure)
     socket.on('error', onError)
