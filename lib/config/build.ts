@@ -234,6 +234,7 @@ function buildListener (l: Obj, name: string, at: Path, files: Problem[]): Liste
       profile: (given.profile ?? S.meta(S.TlsProfile).default) as ListenerTls['profile'],
       ciphers: typeof given.ciphers === 'string' ? given.ciphers : null,
       hsts: buildHsts(given.hsts as Obj | undefined, [...at, 'tls', 'hsts'], files),
+      ticketKeyRotation: unit(given.ticketKeyRotation, S.TicketKeyRotation),
       clientCertificates: buildClientCertificates(given.clientCertificates as Obj | undefined, [...at, 'tls', 'clientCertificates'], files),
     })
     if (typeof given.ciphers === 'string') {

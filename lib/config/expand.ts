@@ -94,6 +94,7 @@ export function expandFlat (o: Options): Expanded {
         ciphers: o.tls?.ciphers,
         hsts: o.tls?.hsts,
         clientCertificates: o.tls?.clientCertificates,
+        ticketKeyRotation: o.tls?.ticketKeyRotation,
       })
     }
     from(['listeners', 0, 'tls'], ['tls'])

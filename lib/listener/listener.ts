@@ -37,6 +37,7 @@ import type { Group } from '../upstream/group.js'
 import { httpsRedirectTable, type RouteTable } from '../routing/table.js'
 import { CertificateStore } from '../tls/certificates.js'
 import { profileOptions } from '../tls/profile.js'
+import { TicketKeys } from '../tls/ticket-keys.js'
 import { HelloStatus, parseClientHello } from '../tls/client-hello.js'
 import { Handshake, type ClientAuth, type HandshakeHost } from '../tls/terminate.js'
 import { peerCertificate } from '../tls/client-certificate.js'
@@ -304,7 +305,7 @@ export class Listener implements PassthroughHost, HandshakeHost {
         onLoad: names => hooks.onCertificates(names),
         onReloadError: err => core.proxyError(new ProxyError('certificate_reload_failed',
           `certificates not reloaded, the previous ones stay: ${err.message}`, 'internal', 0)),
-      }, contextOptions(tls))
+      }, contextOptions(tls), new TicketKeys(tls.ticketKeyRotation))
     // the access file loads here: a line that does not parse throws now, naming the file and the line
     this.#access = model.access === null
       ? null
@@ -455,6 +456,7 @@ export class Listener implements PassthroughHost, HandshakeHost {
    */
   close (): void {
     this.certificates?.close()
+    this.certificates?.tickets.close()
     this.#access?.close()
     for (const detection of [...this.detecting]) detection.socket.destroy()
     for (const handshake of [...this.#handshakes]) handshake.destroy()

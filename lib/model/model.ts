@@ -102,6 +102,8 @@ export interface ListenerTls {
   /** The `Strict-Transport-Security` value sent on responses over TLS here; null: none. */
   hsts: string | null
   clientCertificates: ClientCertificatesModel | null
+  /** ms between replacements of the session ticket keys; 0: never. */
+  ticketKeyRotation: number
 }
 
 /** Mutual TLS on a listener. */

@@ -5,18 +5,18 @@
  * were handshaken with; the next handshake gets the new one. A set that fails to load (a key that
  * does not match its certificate, a file half written) is reported and the previous set stays.
  *
- * Every context shares one ticket key, kept across reloads, so that session tickets (resumption
- * without a full handshake) stay valid whichever certificate issued them and after a renewal.
+ * Every context shares the listener's ticket keys (ticket-keys.ts), kept across reloads, so that
+ * session tickets (resumption without a full handshake) stay valid whichever certificate issued
+ * them and after a renewal, until the keys rotate.
  */
-import { randomBytes, X509Certificate } from 'node:crypto'
+import { X509Certificate } from 'node:crypto'
 import { readFileSync, statSync } from 'node:fs'
 import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls'
 /** A certificate chain and its key, PEM file names. */
 interface CertificateFiles { readonly cert: string, readonly key: string }
 import { clock, type Timed } from '../core/clock.js'
+import { installTicketKey, TicketKeys, type TicketKeyUser } from './ticket-keys.js'
 
-/** Node's native context behind a SecureContext: what tls.Server calls for the session id context. */
-interface NativeContext { context: { setSessionIdContext (id: string): void } }
 const SESSION_ID_CONTEXT = 'rp4'
 
 interface Entry {
@@ -60,12 +60,12 @@ function stamp (file: string): string {
   }
 }
 
-export class CertificateStore implements Timed {
+export class CertificateStore implements Timed, TicketKeyUser {
   readonly #files: readonly CertificateFiles[]
   readonly #interval: number
   readonly #hooks: CertificateHooks
   readonly #options: SecureContextOptions
-  readonly #ticketKeys = randomBytes(48)
+  readonly #tickets: TicketKeys
   #loaded: Loaded
   #stamps: string[]
   deadline = 0
@@ -74,9 +74,10 @@ export class CertificateStore implements Timed {
    * Loads every pair now; throws a TypeError naming the option when one cannot be used.
    * @param options what every context is made with besides its pair (the profile: tls/profile.ts)
    */
-  constructor (files: readonly CertificateFiles[], reloadInterval: number, hooks: CertificateHooks, options: SecureContextOptions = {}) {
+  constructor (files: readonly CertificateFiles[], reloadInterval: number, hooks: CertificateHooks, options: SecureContextOptions = {}, tickets: TicketKeys = new TicketKeys(0)) {
     this.#files = files
     this.#options = options
+    this.#tickets = tickets
     this.#interval = reloadInterval
     this.#hooks = hooks
     this.#stamps = this.#currentStamps()
@@ -86,11 +87,15 @@ export class CertificateStore implements Timed {
       throw new TypeError(`option ${(err as Error).message}`)
     }
     hooks.onLoad(this.names())
+    tickets.use(this)
     if (reloadInterval > 0) {
       this.deadline = clock.after(reloadInterval)
       clock.add(this)
     }
   }
+
+  /** The ticket keys every context here issues and accepts tickets with (their owner closes them). */
+  get tickets (): TicketKeys { return this.#tickets }
 
   names (): string[] {
     return this.#loaded.entries.flatMap(entry => entry.names)
@@ -136,8 +141,13 @@ export class CertificateStore implements Timed {
     this.deadline = clock.after(this.#interval)
   }
 
+  ticketKeysChanged (key: Buffer): void {
+    for (const entry of this.#loaded.entries) installTicketKey(entry.context, key)
+  }
+
   close (): void {
     clock.delete(this)
+    this.#tickets.release(this)
   }
 
   #currentStamps (): string[] {
@@ -153,10 +163,16 @@ export class CertificateStore implements Timed {
       let context: SecureContext
       try {
         names = certificateNames(cert)
-        context = createSecureContext({ ...this.#options, cert, key, ticketKeys: this.#ticketKeys })
-        // OpenSSL refuses to resume a session whose client certificate it verified unless the
-        // context names the application (tls.Server sets one; a bare context has none)
-        if (this.#options.ca !== undefined) (context as unknown as NativeContext).context.setSessionIdContext(SESSION_ID_CONTEXT)
+        // sessionIdContext: OpenSSL refuses to resume a session whose client certificate it
+        // verified unless the context names the application (tls.Server sets one; a bare context has none)
+        context = createSecureContext({
+          ...this.#options,
+          cert,
+          key,
+          ticketKeys: this.#tickets.current,
+          sessionTimeout: this.#tickets.lifetime,
+          sessionIdContext: SESSION_ID_CONTEXT,
+        })
       } catch (err) {
         throw new Error(`tls.certificates[${i}] (${pair.cert}, ${pair.key}): ${(err as Error).message}`)
       }

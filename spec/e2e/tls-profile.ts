@@ -1,7 +1,8 @@
 /**
  * The TLS profile of terminated handshakes, as a scanner would probe it with `openssl s_client`:
  * Mozilla intermediate by default (no CBC, no TLS 1.1), modern (TLS 1.3 only), a custom cipher
- * list; client-initiated renegotiation refused; no 0-RTT in the tickets; the flag and its errors.
+ * list; client-initiated renegotiation refused; no 0-RTT in the tickets; the flag and its errors;
+ * session tickets resumed, their keys rotated on schedule.
  */
 import t, { type Test } from 'tap'
 import { spawn } from 'node:child_process'
@@ -21,7 +22,7 @@ const certs = await makeCertificates(t)
 const a = await certs.issue('a', ['a.test'])
 const ca = readFileSync(certs.ca.cert)
 
-async function serving (t: Test, tlsExtra: { profile?: 'intermediate' | 'modern', ciphers?: string } = {}) {
+async function serving (t: Test, tlsExtra: { profile?: 'intermediate' | 'modern', ciphers?: string, ticketKeyRotation?: string } = {}) {
   const origin = await startOrigin(t, req => ok(`${req.url} ${header(req, 'x-forwarded-proto')}`))
   return await startProxy(t, { targets: [origin.target], tls: { certificates: [a], ...tlsExtra } })
 }
@@ -136,4 +137,42 @@ t.test('no 0-RTT: tickets allow no early data', async t => {
   const { out } = await sClient(port, ['-tls1_3', '-sess_in', sess, '-early_data', early])
   t.notMatch(out, /Early data was accepted/, 'no early data accepted')
   t.match(out, /Reused, TLSv1\.3/, 'resumed without it')
+})
+
+/** A ticket from a full handshake, and whether resuming with it right away works (retried: a rotation may fall in between). */
+async function freshTicket (port: number, maxVersion: 'TLSv1.2' | 'TLSv1.3'): Promise<Buffer> {
+  const first = tls.connect({ host: '127.0.0.1', port, servername: 'a.test', ca, maxVersion })
+  const session = once(first, 'session')
+  await within(once(first, 'secureConnect'), 5000, 'full handshake')
+  // TLS 1.3 sends its tickets after the handshake: a request makes sure they were read
+  first.write('GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n')
+  const [ticket] = await within(session, 5000, 'a session ticket') as [Buffer]
+  first.destroy()
+  return ticket
+}
+
+async function resumes (port: number, ticket: Buffer, maxVersion: 'TLSv1.2' | 'TLSv1.3'): Promise<boolean> {
+  const socket = tls.connect({ host: '127.0.0.1', port, servername: 'a.test', ca, maxVersion, session: ticket })
+  await within(once(socket, 'secureConnect'), 5000, 'handshake')
+  const reused = socket.isSessionReused()
+  socket.destroy()
+  return reused
+}
+
+t.test('session tickets: resumed, and the keys rotate on schedule (an old ticket then needs a full handshake)', async t => {
+  const { port } = await serving(t, { ticketKeyRotation: '1s' })
+  for (const maxVersion of ['TLSv1.2', 'TLSv1.3'] as const) {
+    let ticket = await freshTicket(port, maxVersion)
+    let resumed = false
+    // a rotation between the two connections would fail this once: three tries, a second apart at worst
+    for (let i = 0; i < 3 && !(resumed = await resumes(port, ticket, maxVersion)); i++) ticket = await freshTicket(port, maxVersion)
+    t.ok(resumed, `${maxVersion}: a fresh ticket resumes`)
+    let rotated = false
+    for (let i = 0; i < 60 && !rotated; i++) {
+      await new Promise(resolve => setTimeout(resolve, 100))
+      rotated = !await resumes(port, ticket, maxVersion)
+    }
+    t.ok(rotated, `${maxVersion}: within 6 s the keys rotated and the old ticket no longer resumes`)
+  }
+  t.throws(() => buildModel({ listen: ':0', targets: ['127.0.0.1:1'], tls: { certificates: [a], ticketKeyRotation: '10ms' } }), /tls\.ticketKeyRotation: 10ms: at least 1s/)
 })
