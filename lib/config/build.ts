@@ -235,6 +235,7 @@ function buildListener (l: Obj, name: string, at: Path, files: Problem[]): Liste
       ciphers: typeof given.ciphers === 'string' ? given.ciphers : null,
       hsts: buildHsts(given.hsts as Obj | undefined, [...at, 'tls', 'hsts'], files),
       ticketKeyRotation: unit(given.ticketKeyRotation, S.TicketKeyRotation),
+      ocspStapling: flag(given.ocspStapling, S.OcspStapling),
       clientCertificates: buildClientCertificates(given.clientCertificates as Obj | undefined, [...at, 'tls', 'clientCertificates'], files),
     })
     if (typeof given.ciphers === 'string') {

@@ -95,6 +95,7 @@ export function expandFlat (o: Options): Expanded {
         hsts: o.tls?.hsts,
         clientCertificates: o.tls?.clientCertificates,
         ticketKeyRotation: o.tls?.ticketKeyRotation,
+        ocspStapling: o.tls?.ocspStapling,
       })
     }
     from(['listeners', 0, 'tls'], ['tls'])

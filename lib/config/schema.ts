@@ -143,6 +143,7 @@ export const TcpIdleTimeout = duration({ description: 'a relayed TCP connection 
 export const DetectTimeout = duration({ description: 'with a TCP fallback, a client silent this long is relayed there (a server-first protocol); without one, it is served HTTP', default: '300ms', min: '1ms', max: '1m', flag: { name: '--detect-timeout', arg: 'DUR', group: 'Protocols and TCP', help: 'with --tcp-to: a client silent this long is relayed there (the server speaks first); without: it is served HTTP' } })
 export const TlsHandshakeTimeout = duration({ description: 'a client must complete its TLS handshake (ClientHello included)', default: '10s', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--tls-handshake-timeout', arg: 'DUR', group: 'TLS' } })
 export const TicketKeyRotation = duration({ description: 'how often the keys that encrypt session tickets are replaced (tickets last as long; one made before a rotation needs a full handshake after it)', default: '12h', zero: 'never', min: '1s', max: TIMEOUT_MAX })
+export const OcspStapling = bool({ description: 'staple OCSP responses for certificates that name a responder (their file must hold the issuer after the leaf): fetched in the background, refreshed before they expire, never waited for in a handshake', default: true })
 export const ReloadInterval = duration({ description: 'how often certificate files are checked for changes', default: '2s', zero: 'never', min: '10ms', max: TIMEOUT_MAX })
 
 export const MaxConnectionsPerTarget = count({ description: 'connections per backend; more requests wait in a queue', default: 256, min: 1, max: 1_000_000, flag: { name: '--max-conns', arg: 'N', group: 'Backends' } })
@@ -268,6 +269,7 @@ export const FLAT = {
     hsts: opt(Hsts),
     clientCertificates: opt(ClientCertificates),
     ticketKeyRotation: opt(TicketKeyRotation),
+    ocspStapling: opt(OcspStapling),
   }, 'TLS rp4 terminates, and TLS it relays untouched by server name')),
   upstreamTls: opt(section({
     ca: opt(Type.Array(text('file', { description: 'a PEM file' }), { description: 'CA certificates (PEM files) trusted for `https://` backends instead of Node\'s bundled roots', defaultText: "Node's roots", flag: { name: '--ca', arg: 'FILE', repeat: true, group: 'Backends', help: 'trust this CA (PEM) for https:// backends instead of the bundled roots; repeat for several' } })),
@@ -344,6 +346,7 @@ const Listener = section({
     hsts: opt(Hsts),
     clientCertificates: opt(ClientCertificates),
     ticketKeyRotation: opt(TicketKeyRotation),
+    ocspStapling: opt(OcspStapling),
   }, 'TLS terminated here (certificates) or relayed by server name (passthrough); without it, TLS is handled as bytes of no known protocol')),
   redirectToHttps: opt(bool({ description: 'answer every request with a redirect to the same URL over https (a :80 listener beside :443)', default: false })),
   routes: opt(Type.Array(Name('a route name'), { description: 'the routes served here, by name', defaultText: 'every route' })),

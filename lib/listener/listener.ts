@@ -305,6 +305,9 @@ export class Listener implements PassthroughHost, HandshakeHost {
         onLoad: names => hooks.onCertificates(names),
         onReloadError: err => core.proxyError(new ProxyError('certificate_reload_failed',
           `certificates not reloaded, the previous ones stay: ${err.message}`, 'internal', 0)),
+        ocsp: !tls.ocspStapling
+          ? null
+          : { onError: message => core.proxyError(new ProxyError('ocsp_failed', message, 'internal', 0)) },
       }, contextOptions(tls), new TicketKeys(tls.ticketKeyRotation))
     // the access file loads here: a line that does not parse throws now, naming the file and the line
     this.#access = model.access === null
@@ -394,8 +397,10 @@ export class Listener implements PassthroughHost, HandshakeHost {
       this.#tunnels.add(new Passthrough(this, socket, data, route))
       return
     }
-    const context = this.certificates!.select(serverName)
-    this.#handshakes.add(new Handshake(this, socket, data, context, serverName, label(socket), this.#clientAuth))
+    const certificates = this.certificates!
+    const context = certificates.select(serverName)
+    const staple = certificates.stapling ? certificates.staple(context) : null
+    this.#handshakes.add(new Handshake(this, socket, data, context, serverName, label(socket), this.#clientAuth, staple))
   }
 
   #refuse (socket: Socket, code: string, message: string): void {

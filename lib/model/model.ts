@@ -104,6 +104,8 @@ export interface ListenerTls {
   clientCertificates: ClientCertificatesModel | null
   /** ms between replacements of the session ticket keys; 0: never. */
   ticketKeyRotation: number
+  /** Certificates that name an OCSP responder get their responses stapled. */
+  ocspStapling: boolean
 }
 
 /** Mutual TLS on a listener. */

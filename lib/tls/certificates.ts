@@ -16,17 +16,22 @@ import { createSecureContext, type SecureContext, type SecureContextOptions } fr
 interface CertificateFiles { readonly cert: string, readonly key: string }
 import { clock, type Timed } from '../core/clock.js'
 import { installTicketKey, TicketKeys, type TicketKeyUser } from './ticket-keys.js'
+import { ocspEntryFor, type OcspEntry, type OcspHooks } from './ocsp.js'
 
 const SESSION_ID_CONTEXT = 'rp4'
 
 interface Entry {
   names: string[]
   context: SecureContext
+  /** OCSP stapling for this certificate; null: it names no responder, or stapling is off. */
+  ocsp: OcspEntry | null
 }
 
 interface Loaded {
   entries: Entry[]
   exact: Map<string, SecureContext>
+  /** The entries by context: what a handshake staples. */
+  byContext: Map<SecureContext, Entry>
   /** `*.b.test` under `b.test`: the name with its first label removed is looked up here. */
   wildcard: Map<string, SecureContext>
 }
@@ -35,6 +40,8 @@ export interface CertificateHooks {
   /** After the initial load and after each successful reload: every name, in file order. */
   onLoad (names: string[]): void
   onReloadError (error: Error): void
+  /** OCSP stapling: given, certificates that name a responder are stapled (tls.ocspStapling); null: off. */
+  ocsp?: OcspHooks | null
 }
 
 /** Names a certificate is valid for: its subjectAltName DNS entries, or else its subject CN. */
@@ -66,6 +73,8 @@ export class CertificateStore implements Timed, TicketKeyUser {
   readonly #hooks: CertificateHooks
   readonly #options: SecureContextOptions
   readonly #tickets: TicketKeys
+  /** OCSP state by certificate fingerprint, kept across reloads. */
+  #stapling = new Map<string, OcspEntry>()
   #loaded: Loaded
   #stamps: string[]
   deadline = 0
@@ -148,6 +157,7 @@ export class CertificateStore implements Timed, TicketKeyUser {
   close (): void {
     clock.delete(this)
     this.#tickets.release(this)
+    for (const entry of this.#stapling.values()) entry.close()
   }
 
   #currentStamps (): string[] {
@@ -155,7 +165,8 @@ export class CertificateStore implements Timed, TicketKeyUser {
   }
 
   #load (): Loaded {
-    const loaded: Loaded = { entries: [], exact: new Map(), wildcard: new Map() }
+    const loaded: Loaded = { entries: [], exact: new Map(), wildcard: new Map(), byContext: new Map() }
+    const stapling = new Map<string, OcspEntry>()
     this.#files.forEach((pair, i) => {
       const cert = read(pair.cert, `tls.certificates[${i}].cert`)
       const key = read(pair.key, `tls.certificates[${i}].key`)
@@ -176,7 +187,10 @@ export class CertificateStore implements Timed, TicketKeyUser {
       } catch (err) {
         throw new Error(`tls.certificates[${i}] (${pair.cert}, ${pair.key}): ${(err as Error).message}`)
       }
-      loaded.entries.push({ names, context })
+      const ocsp = this.#stapler(cert, stapling)
+      const entry = { names, context, ocsp }
+      loaded.entries.push(entry)
+      loaded.byContext.set(context, entry)
       for (const name of names) {
         // the first pair naming a host wins, as in the order given
         if (name.startsWith('*.')) {
@@ -186,8 +200,30 @@ export class CertificateStore implements Timed, TicketKeyUser {
         }
       }
     })
+    // responses already fetched are kept for certificates still here; the others stop
+    for (const [fingerprint, entry] of this.#stapling) if (!stapling.has(fingerprint)) entry.close()
+    for (const [fingerprint, entry] of stapling) if (!this.#stapling.has(fingerprint)) entry.start()
+    this.#stapling = stapling
     return loaded
   }
+
+  /** The OCSP state of the certificate in `chain`: the one already kept for it, or a new one. */
+  #stapler (chain: Buffer, into: Map<string, OcspEntry>): OcspEntry | null {
+    const hooks = this.#hooks.ocsp
+    if (hooks == null) return null
+    const fingerprint = new X509Certificate(chain).fingerprint256
+    const entry = this.#stapling.get(fingerprint) ?? into.get(fingerprint) ?? ocspEntryFor(chain, hooks)
+    if (entry !== null) into.set(fingerprint, entry)
+    return entry
+  }
+
+  /** The OCSP response to staple in a handshake made with `context` (from `select`); null: none. */
+  staple (context: SecureContext): Buffer | null {
+    return this.#loaded.byContext.get(context)?.ocsp?.response ?? null
+  }
+
+  /** Whether any certificate here is stapled (a handshake then looks for a response). */
+  get stapling (): boolean { return this.#stapling.size > 0 }
 }
 
 function read (file: string, name: string): Buffer {
