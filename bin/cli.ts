@@ -203,7 +203,7 @@ function startup (proxy: Proxy): string {
   }
   const listener = model.listeners[0]
   const tcp = listener.protocol === 'tcp'
-  const terminates = listener.tls !== null && listener.tls.certificates.length > 0
+  const terminates = listener.tls !== null && (listener.tls.certificates.length > 0 || listener.tls.acme !== null)
   const mode = tcp ? 'relaying TCP to' : terminates ? 'terminating TLS, forwarding to' : 'forwarding to'
   const targets = (name: string | null): string => (name === null ? [] : model.upstreams.get(name)?.targets ?? [])
     .map(t => (t.tls !== null && !tcp ? 'https://' : '') + t.authority).join(', ')
@@ -231,6 +231,7 @@ async function serve (options: ProxyOptions, accessLog: boolean, quiet: boolean)
   proxy.on('clientError', (err, client) => log(`rp4: client ${client}: ${err.code}: ${err.message}`))
   proxy.on('proxyError', err => log(`rp4: ${err.message}`))
   proxy.on('certificates', names => log(`rp4: certificates reloaded: ${names.join(', ')}`))
+  proxy.on('acme', message => log(`rp4: ${message}`))
   if (accessLog) {
     proxy.on('response', info => process.stderr.write(
       `${info.client} "${info.method} ${info.url}" ${info.status} ${info.target || '-'} ${info.duration.toFixed(1)}ms\n`))

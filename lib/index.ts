@@ -42,6 +42,12 @@ export { parseCidr } from './admission/access.js'
 export type ProxyOptions = Options & {
   /** Filters with typed hooks (see `Filter`); a filter a route names needs a `name`. */
   filters?: readonly Filter[]
+  /**
+   * ACME on first use: a handshake asked for `name`, which one of a listener's tls.acme.patterns
+   * matches and no certificate covers yet. Return true to obtain one (the next handshakes get it).
+   * Without this hook, patterns obtain nothing: a stranger's SNI never makes rp4 ask a CA.
+   */
+  acmeAsk?: (name: string) => boolean | Promise<boolean>
 }
 
 export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
@@ -52,7 +58,7 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
 
   constructor (options: ProxyOptions) {
     super()
-    const { filters = [], ...config } = (options ?? {}) as ProxyOptions
+    const { filters = [], acmeAsk, ...config } = (options ?? {}) as ProxyOptions
     if (!Array.isArray(filters)) throw new TypeError('option filters must be an array of filters (objects with hooks)')
     const byName = new Map<string, Filter>()
     filters.forEach((filter, i) => {
@@ -74,7 +80,11 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
     this.#core = new ProxyCore(model, this, byName)
     // certificates and access files load here: a file that cannot be used throws now, naming its option
     this.#listeners = model.listeners.map(listener => {
-      const l = new Listener(this.#core, listener, { onCertificates: names => this.emit('certificates', names) })
+      const l = new Listener(this.#core, listener, {
+        onCertificates: names => this.emit('certificates', names),
+        onAcme: message => this.emit('acme', message),
+        acmeAsk,
+      })
       l.server.on('error', err => {
         // an error while listen() is under way is its rejection; after it resolved, errors of the
         // listening socket (accept failures) are reported, never thrown
@@ -96,6 +106,8 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
       throw err
     }
     for (const address of addresses) this.emit('listening', address)
+    // ACME needs the listeners up: a CA validates a challenge as soon as it is told to
+    for (const listener of this.#listeners) listener.started()
     return addresses[0]
   }
 

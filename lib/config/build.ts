@@ -8,12 +8,14 @@
  */
 import { accessSync, constants, readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
 import type { ConnectionOptions } from 'node:tls'
 import type { TSchema } from '@sinclair/typebox'
 import { formatHostPort, parseHostPort, parseTarget, type HostPort } from './address.js'
 import { MAX_CONNECTIONS, OPEN_FILES } from './open-files.js'
 import { parseCidr, type AccessRule } from '../admission/access.js'
-import type { AccessModel, ActionModel, ClientCertificatesModel, FilterModel, GroupModel, HttpModel, ListenerModel, ListenerTls, Model, RouteModel, TargetModel } from '../model/model.js'
+import type { AccessModel, AcmeModel, ActionModel, ClientCertificatesModel, FilterModel, GroupModel, HttpModel, ListenerModel, ListenerTls, Model, RouteModel, TargetModel } from '../model/model.js'
 import * as S from './schema.js'
 import { parseUnit } from './units.js'
 import { cipherListProblem } from '../tls/profile.js'
@@ -197,6 +199,28 @@ function buildHsts (h: Obj | undefined, at: Path, files: Problem[]): string | nu
   return `max-age=${maxAge}` + (includeSubDomains ? '; includeSubDomains' : '') + (preload ? '; preload' : '')
 }
 
+function buildAcme (a: Obj | undefined, at: Path, files: Problem[]): AcmeModel | null {
+  if (a === undefined) return null
+  const directory = typeof a.directory === 'string' ? a.directory : S.ACME_LETS_ENCRYPT
+  let url: URL | null = null
+  try {
+    url = new URL(directory)
+  } catch {}
+  if (url === null || (url.protocol !== 'https:' && url.protocol !== 'http:')) files.push({ path: [...at, 'directory'], value: directory, message: 'must be an http(s) URL' })
+  const names = ((a.names ?? []) as string[]).map(canonicalHost)
+  const patterns = ((a.patterns ?? []) as string[]).map(canonicalHost)
+  if (names.length === 0 && patterns.length === 0) files.push({ path: [...at, 'names'], at: 'key', message: 'give the names to obtain certificates for (names, or patterns with the acmeAsk hook)' })
+  const dataHome = process.env.XDG_DATA_HOME ?? path.join(os.homedir(), '.local', 'share')
+  return freeze({
+    names: freeze(names),
+    patterns: freeze(patterns),
+    email: typeof a.email === 'string' ? a.email : null,
+    directory,
+    storage: path.resolve(typeof a.storage === 'string' ? a.storage : path.join(dataHome, 'rp4', 'acme')),
+    challenges: freeze([...((a.challenges ?? ['tls-alpn-01', 'http-01']) as string[])]),
+  })
+}
+
 function buildClientCertificates (c: Obj | undefined, at: Path, files: Problem[]): ClientCertificatesModel | null {
   if (c === undefined) return null
   const caFiles = (c.ca ?? []) as string[]
@@ -236,6 +260,7 @@ function buildListener (l: Obj, name: string, at: Path, files: Problem[]): Liste
       hsts: buildHsts(given.hsts as Obj | undefined, [...at, 'tls', 'hsts'], files),
       ticketKeyRotation: unit(given.ticketKeyRotation, S.TicketKeyRotation),
       ocspStapling: flag(given.ocspStapling, S.OcspStapling),
+      acme: buildAcme(given.acme as Obj | undefined, [...at, 'tls', 'acme'], files),
       clientCertificates: buildClientCertificates(given.clientCertificates as Obj | undefined, [...at, 'tls', 'clientCertificates'], files),
     })
     if (typeof given.ciphers === 'string') {

@@ -273,11 +273,11 @@ function checkListener (listener: Obj, at: (...rest: Array<string | number>) => 
         }
       }
     }
-    if (list(tls.certificates).length === 0 && passthrough === 0 && !bad.has(at('tls', 'certificates'))) {
+    if (list(tls.certificates).length === 0 && passthrough === 0 && tls.acme === undefined && !bad.has(at('tls', 'certificates'))) {
       problems.push({ path: at('tls'), at: 'key', message: 'give certificates (to terminate TLS here) or passthrough (to relay it by server name)' })
     }
     const clientCertificates = tls.clientCertificates
-    if (isObj(clientCertificates) && list(tls.certificates).length === 0 && !bad.has(at('tls', 'clientCertificates'))) {
+    if (isObj(clientCertificates) && list(tls.certificates).length === 0 && tls.acme === undefined && !bad.has(at('tls', 'clientCertificates'))) {
       problems.push({ path: at('tls', 'clientCertificates'), at: 'key', message: 'asks for client certificates in handshakes rp4 makes: give certificates too' })
     }
     // a required certificate that plain HTTP on the same port would walk around

@@ -83,7 +83,7 @@ export function expandFlat (o: Options): Expanded {
     })
     const certificates = o.tls?.certificates ?? []
     // nothing to terminate or route: TLS is bytes of no known protocol, as on a listener without tls
-    if (certificates.length > 0 || Object.keys(passthrough).length > 0) {
+    if (certificates.length > 0 || Object.keys(passthrough).length > 0 || o.tls?.acme !== undefined) {
       tls = compact({
         certificates: certificates.length > 0 ? certificates : undefined,
         passthrough: Object.keys(passthrough).length > 0 ? passthrough : undefined,
@@ -96,6 +96,7 @@ export function expandFlat (o: Options): Expanded {
         clientCertificates: o.tls?.clientCertificates,
         ticketKeyRotation: o.tls?.ticketKeyRotation,
         ocspStapling: o.tls?.ocspStapling,
+        acme: o.tls?.acme,
       })
     }
     from(['listeners', 0, 'tls'], ['tls'])

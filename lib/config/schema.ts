@@ -197,6 +197,15 @@ export const ClientCertificates = section({
   subjectHeader: opt(text('headerName', { description: "request header the verified certificate's subject is forwarded in (`CN=client, O=Example`); a client's own copy is always removed", defaultText: 'not forwarded' })),
   fingerprintHeader: opt(text('headerName', { description: "request header the verified certificate's SHA-256 fingerprint is forwarded in; a client's own copy is always removed", defaultText: 'not forwarded' })),
 }, 'client certificates (mutual TLS): asked for in the handshake and verified against a CA bundle', 'must be a mapping with at least ca')
+export const ACME_LETS_ENCRYPT = 'https://acme-v02.api.letsencrypt.org/directory'
+export const Acme = section({
+  names: opt(Type.Array(text('dnsName', { description: 'a DNS name' }), { description: 'names a certificate is obtained for at start (one certificate each), and renewed once a third of its lifetime is left', default: [], flag: { name: '--acme', arg: 'NAME', repeat: true, group: 'TLS', help: 'obtain and renew a certificate for NAME by ACME (Let\'s Encrypt unless --acme-directory); repeat for several' } })),
+  patterns: opt(Type.Array(text('serverName', { description: '`*.example.com` or a name' }), { description: 'names obtained on first use (a handshake asking for one) when the library\'s `acmeAsk` hook allows it; without the hook, none', default: [] })),
+  email: opt(Type.String({ description: 'the ACME account\'s contact (expiry and incident mail from the CA)', defaultText: 'none', minLength: 3, flag: { name: '--acme-email', arg: 'EMAIL', group: 'TLS' } })),
+  directory: opt(Type.String({ description: 'the CA\'s ACME directory URL (its TLS certificate may be trusted through NODE_EXTRA_CA_CERTS)', default: ACME_LETS_ENCRYPT, flag: { name: '--acme-directory', arg: 'URL', group: 'TLS', help: 'the ACME directory URL (a staging, test or internal CA)' } })),
+  storage: opt(text('file', { description: 'where the account key and the certificates are kept (directories 0700, keys 0600)', defaultText: '$XDG_DATA_HOME/rp4/acme (~/.local/share/rp4/acme)', flag: { name: '--acme-storage', arg: 'DIR', group: 'TLS' } })),
+  challenges: opt(Type.Array(choice(['tls-alpn-01', 'http-01'], { description: 'a challenge type' }), { minItems: 1, description: 'challenge types, preferred first: `tls-alpn-01` is answered on this TLS port (443 for the CA), `http-01` by any cleartext listener (80 for the CA)', default: ['tls-alpn-01', 'http-01'] })),
+}, 'certificates obtained and renewed automatically (ACME, RFC 8555), served beside `certificates`', 'must be a mapping { names, patterns, email, directory, storage, challenges }')
 export const RedirectStatus = Type.Union([301, 302, 303, 307, 308].map(v => Type.Literal(v)), { description: 'the status code', default: 302, expected: 'must be one of 301, 302, 303, 307, 308' })
 export const RespondStatus = count({ description: 'the status code', default: 200, min: 200, max: 599 })
 
@@ -270,6 +279,7 @@ export const FLAT = {
     clientCertificates: opt(ClientCertificates),
     ticketKeyRotation: opt(TicketKeyRotation),
     ocspStapling: opt(OcspStapling),
+    acme: opt(Acme),
   }, 'TLS rp4 terminates, and TLS it relays untouched by server name')),
   upstreamTls: opt(section({
     ca: opt(Type.Array(text('file', { description: 'a PEM file' }), { description: 'CA certificates (PEM files) trusted for `https://` backends instead of Node\'s bundled roots', defaultText: "Node's roots", flag: { name: '--ca', arg: 'FILE', repeat: true, group: 'Backends', help: 'trust this CA (PEM) for https:// backends instead of the bundled roots; repeat for several' } })),
@@ -347,6 +357,7 @@ const Listener = section({
     clientCertificates: opt(ClientCertificates),
     ticketKeyRotation: opt(TicketKeyRotation),
     ocspStapling: opt(OcspStapling),
+    acme: opt(Acme),
   }, 'TLS terminated here (certificates) or relayed by server name (passthrough); without it, TLS is handled as bytes of no known protocol')),
   redirectToHttps: opt(bool({ description: 'answer every request with a redirect to the same URL over https (a :80 listener beside :443)', default: false })),
   routes: opt(Type.Array(Name('a route name'), { description: 'the routes served here, by name', defaultText: 'every route' })),

@@ -106,6 +106,19 @@ export interface ListenerTls {
   ticketKeyRotation: number
   /** Certificates that name an OCSP responder get their responses stapled. */
   ocspStapling: boolean
+  acme: AcmeModel | null
+}
+
+/** Certificates obtained by ACME for a listener. */
+export interface AcmeModel {
+  names: readonly string[]
+  /** `*.domain` or names: obtained on first use when the library's ask hook allows. */
+  patterns: readonly string[]
+  email: string | null
+  directory: string
+  /** An absolute directory. */
+  storage: string
+  challenges: readonly string[]
 }
 
 /** Mutual TLS on a listener. */

@@ -15,6 +15,8 @@ import type { ForwardContext } from '../http/forwarding.js'
 import { ConnectionCaps } from '../admission/caps.js'
 import { compileRoute, type CompiledRoute } from '../routing/compile.js'
 import { RouteTable } from '../routing/table.js'
+import { acmeChallengeRoute } from '../routing/acme.js'
+import { AcmeChallenges } from '../tls/acme-challenges.js'
 import type { Filter, TlsClient } from '../session/filter.js'
 import type { IdentityHeaders } from '../session/sink.js'
 import type { Session } from '../session/session.js'
@@ -34,6 +36,9 @@ export class ProxyCore implements H1Host {
   readonly routes: ReadonlyMap<string, CompiledRoute>
   /** Open client connections of every listener, in all and per client IP. */
   readonly caps: ConnectionCaps
+  /** The ACME challenges being answered, shared by every listener; null: no listener uses ACME. */
+  readonly acmeChallenges: AcmeChallenges | null
+  readonly acmeRoute: CompiledRoute | null
   readonly clients = new Set<H1Connection>()
   closing = false
   #ids = 0
@@ -73,6 +78,9 @@ export class ProxyCore implements H1Host {
     const context = { groups, filters: userFilters, http }
     this.routes = new Map(model.routes.map(route => [route.name, compileRoute(route, context)]))
     this.caps = new ConnectionCaps(model.limits.maxConnections, model.limits.maxConnectionsPerIp)
+    const acme = model.listeners.some(listener => listener.tls?.acme != null)
+    this.acmeChallenges = acme ? new AcmeChallenges() : null
+    this.acmeRoute = this.acmeChallenges === null ? null : acmeChallengeRoute(this.acmeChallenges)
   }
 
   nextId (): number { return ++this.#ids }
@@ -83,10 +91,10 @@ export class ProxyCore implements H1Host {
     return group
   }
 
-  /** The routes named (all of them, in configuration order, for null). */
-  table (names: readonly string[] | null): RouteTable {
+  /** The routes named (all of them, in configuration order, for null); `acme`: HTTP-01 challenges answered first. */
+  table (names: readonly string[] | null, acme = false): RouteTable {
     const all = [...this.routes.values()]
-    return new RouteTable(names === null ? all : all.filter(route => names.includes(route.name)))
+    return new RouteTable(names === null ? all : all.filter(route => names.includes(route.name)), acme ? this.acmeRoute : null)
   }
 
   /** @param secure the client reached rp4 over TLS that rp4 terminated */

@@ -68,7 +68,7 @@ function stamp (file: string): string {
 }
 
 export class CertificateStore implements Timed, TicketKeyUser {
-  readonly #files: readonly CertificateFiles[]
+  readonly #files: CertificateFiles[]
   readonly #interval: number
   readonly #hooks: CertificateHooks
   readonly #options: SecureContextOptions
@@ -84,7 +84,7 @@ export class CertificateStore implements Timed, TicketKeyUser {
    * @param options what every context is made with besides its pair (the profile: tls/profile.ts)
    */
   constructor (files: readonly CertificateFiles[], reloadInterval: number, hooks: CertificateHooks, options: SecureContextOptions = {}, tickets: TicketKeys = new TicketKeys(0)) {
-    this.#files = files
+    this.#files = [...files]
     this.#options = options
     this.#tickets = tickets
     this.#interval = reloadInterval
@@ -115,9 +115,18 @@ export class CertificateStore implements Timed, TicketKeyUser {
     return this.#match(name) !== undefined
   }
 
-  /** The context for a handshake asking for `name` (null: no SNI): the matching certificate, else the first. */
-  select (name: string | null): SecureContext {
-    return (name === null ? undefined : this.#match(name)) ?? this.#loaded.entries[0].context
+  /**
+   * The context for a handshake asking for `name` (null: no SNI): the matching certificate, else
+   * the first; null when there is none at all (ACME has not obtained one yet).
+   */
+  select (name: string | null): SecureContext | null {
+    return (name === null ? undefined : this.#match(name)) ?? this.#loaded.entries[0]?.context ?? null
+  }
+
+  /** A pair that came into being (an ACME certificate): loaded now, and watched from now on. */
+  add (pair: CertificateFiles): void {
+    if (!this.#files.some(f => f.cert === pair.cert && f.key === pair.key)) this.#files.push(pair)
+    this.check()
   }
 
   #match (name: string): SecureContext | undefined {

@@ -70,7 +70,7 @@ export class Handshake implements Timed {
    * @param clientAuth client certificates asked for (`requestCert`), and whether OpenSSL refuses
    *   the handshake without a verified one (`rejectUnauthorized`); null: none asked for
    */
-  constructor (host: HandshakeHost, raw: Socket, hello: Buffer, context: SecureContext, serverName: string | null, label: string, clientAuth: ClientAuth | null = null, staple: Buffer | null = null) {
+  constructor (host: HandshakeHost, raw: Socket, hello: Buffer, context: SecureContext, serverName: string | null, label: string, clientAuth: ClientAuth | null = null, staple: Buffer | null = null, alpn: string[] = ALPN) {
     this.#host = host
     this.#label = label
     this.#serverName = serverName
@@ -79,8 +79,8 @@ export class Handshake implements Timed {
     raw.unshift(hello)
     raw.on('error', ignore)
     const options: TLSSocketOptions = clientAuth === null
-      ? { isServer: true, secureContext: context, ALPNProtocols: ALPN }
-      : { isServer: true, secureContext: context, ALPNProtocols: ALPN, requestCert: true, rejectUnauthorized: clientAuth.rejectUnauthorized }
+      ? { isServer: true, secureContext: context, ALPNProtocols: alpn }
+      : { isServer: true, secureContext: context, ALPNProtocols: alpn, requestCert: true, rejectUnauthorized: clientAuth.rejectUnauthorized }
     if (staple !== null) options.server = new StapleServer(staple, context) as unknown as Server
     const socket = new TLSSocket(raw, options) as OwnedSocket
     socket[kOwner] = this
