@@ -17,9 +17,9 @@
  *   STORAGE/HOST_OF_DIRECTORY/NAME/cert.pem          the certificate chain (leaf first)
  *   STORAGE/HOST_OF_DIRECTORY/NAME/key.pem           its private key
  */
-import * as acme from 'acme-client'
+import type * as Acme from 'acme-client'
 import { X509Certificate } from 'node:crypto'
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { clock, type Timed } from '../core/clock.js'
 import { ACME_TLS_ALPN, type AcmeChallenges } from './acme-challenges.js'
@@ -56,12 +56,24 @@ function caDirectory (settings: Pick<AcmeSettings, 'storage' | 'directory'>): st
   return path.join(settings.storage, (url.host + url.pathname).replace(/[^A-Za-z0-9.-]+/g, '_').replace(/_+$/, ''))
 }
 
-// acme-client retries a failed request itself, up to 5 times 5 s apart and more: rp4 has its own
-// backoff per name (and says when it failed), so one quick retry for a blip is enough
-const settings = (acme.axios.defaults as unknown as { acmeSettings?: { retryMaxAttempts: number, retryDefaultDelay: number } }).acmeSettings
-if (settings !== undefined) {
-  settings.retryMaxAttempts = 1
-  settings.retryDefaultDelay = 2
+let library: typeof Acme | null = null
+
+/**
+ * acme-client, loaded on first use: it brings axios and node-forge, seconds of start-up on a busy
+ * machine that a proxy without ACME must not pay.
+ */
+async function acmeClient (): Promise<typeof Acme> {
+  if (library !== null) return library
+  const acme = await import('acme-client')
+  // it retries a failed request itself, up to 5 times 5 s apart and more: rp4 has its own backoff
+  // per name (and says when it failed), so one quick retry for a blip is enough
+  const settings = (acme.axios.defaults as unknown as { acmeSettings?: { retryMaxAttempts: number, retryDefaultDelay: number } }).acmeSettings
+  if (settings !== undefined) {
+    settings.retryMaxAttempts = 1
+    settings.retryDefaultDelay = 2
+  }
+  library = acme
+  return acme
 }
 
 const RETRY_MIN = 60_000
@@ -107,7 +119,7 @@ export class AcmeManager {
   readonly #names = new Map<string, Name>()
   /** Names `ask` refused, until when (ms since the epoch). */
   readonly #refused = new Map<string, number>()
-  #client: acme.Client | null = null
+  #client: Acme.Client | null = null
   #closed = false
 
   constructor (settings: AcmeSettings, challenges: AcmeChallenges, hooks: AcmeHooks) {
@@ -116,15 +128,26 @@ export class AcmeManager {
     this.#hooks = hooks
   }
 
-  /** The certificate files of every name already stored (what the store loads at start). */
-  storedFiles (): Array<{ cert: string, key: string }> {
-    return this.settings.names.map(name => certificateFiles(this.settings, name)).filter(files => existsSync(files.cert) && existsSync(files.key))
+  /** Names with a stored certificate that the configuration still allows: the listed ones, and those a pattern matches (obtained on first use before). */
+  #storedNames (): string[] {
+    const listed = this.settings.names.filter(name => existsSync(certificateFiles(this.settings, name).cert))
+    let onDemand: string[] = []
+    try {
+      onDemand = readdirSync(caDirectory(this.settings))
+        .filter(name => !listed.includes(name) && this.settings.patterns.some(pattern => matches(pattern, name)) && existsSync(certificateFiles(this.settings, name).cert))
+    } catch {}
+    return [...listed, ...onDemand]
   }
 
-  /** Every configured name: stored ones scheduled for renewal, missing ones obtained now. */
+  /** The certificate files of every name already stored (what the store loads at start). */
+  storedFiles (): Array<{ cert: string, key: string }> {
+    return this.#storedNames().map(name => certificateFiles(this.settings, name)).filter(files => existsSync(files.key))
+  }
+
+  /** Every configured name, and every stored one a pattern allowed: stored ones scheduled for renewal, missing ones obtained now. */
   start (): void {
     mkdirSync(this.settings.storage, { recursive: true, mode: 0o700 })
-    for (const name of this.settings.names) this.#schedule(this.#entry(name))
+    for (const name of new Set([...this.settings.names, ...this.#storedNames()])) this.#schedule(this.#entry(name))
   }
 
   /** A handshake asked for `name`, which no certificate covers: obtain one if it is allowed. */
@@ -140,11 +163,11 @@ export class AcmeManager {
     Promise.resolve().then(() => ask(name)).then(allowed => {
       entry.busy = false
       if (allowed === true) return this.obtain(entry)
-      this.#names.delete(name)
+      this.#forget(entry)
       this.#refused.set(name, Date.now() + ASK_REFUSED_FOR)
     }, (err: unknown) => {
       entry.busy = false
-      this.#names.delete(name)
+      this.#forget(entry)
       this.#refused.set(name, Date.now() + ASK_REFUSED_FOR)
       this.#hooks.onError(`ACME: the ask hook failed for ${name}: ${(err as Error)?.message ?? String(err)}`)
     })
@@ -153,6 +176,11 @@ export class AcmeManager {
   close (): void {
     this.#closed = true
     for (const entry of this.#names.values()) clock.delete(entry)
+  }
+
+  #forget (entry: Name): void {
+    this.#names.delete(entry.name)
+    clock.delete(entry)
   }
 
   #entry (name: string): Name {
@@ -205,8 +233,9 @@ export class AcmeManager {
     }
   }
 
-  async #account (): Promise<acme.Client> {
+  async #account (): Promise<Acme.Client> {
     if (this.#client !== null) return this.#client
+    const acme = await acmeClient()
     const dir = caDirectory(this.settings)
     mkdirSync(dir, { recursive: true, mode: 0o700 })
     const keyFile = path.join(dir, 'account.key')
@@ -228,6 +257,7 @@ export class AcmeManager {
 
   async #order (name: string): Promise<{ cert: string, key: string }> {
     const client = await this.#account()
+    const acme = await acmeClient()
     const key = await acme.crypto.createPrivateEcdsaKey()
     const [, csr] = await acme.crypto.createCsr({ commonName: name, altNames: [name] }, key)
     const challenges = this.#challenges

@@ -13,10 +13,17 @@
  * The issuer certificate is the one after the leaf in the certificate file (the chain the
  * handshake sends anyway); without it there is nothing to ask about.
  */
-import * as asn1js from 'asn1js'
+import type * as Asn1js from 'asn1js'
 import { X509Certificate } from 'node:crypto'
-import * as pkijs from 'pkijs'
+import type * as Pkijs from 'pkijs'
 import { clock, type Timed } from '../core/clock.js'
+
+/** pkijs and asn1js, loaded at the first fetch: a proxy whose certificates name no responder never pays their start-up. */
+let libraries: { pkijs: typeof Pkijs, asn1js: typeof Asn1js } | null = null
+async function load (): Promise<{ pkijs: typeof Pkijs, asn1js: typeof Asn1js }> {
+  libraries ??= { pkijs: await import('pkijs'), asn1js: await import('asn1js') }
+  return libraries
+}
 
 /** What the stapler needs from the proxy around it. */
 export interface OcspHooks {
@@ -43,16 +50,13 @@ export function responderUrl (x509: X509Certificate): string | null {
   return match === null ? null : match[1]
 }
 
-function toPkijs (x509: X509Certificate): pkijs.Certificate {
-  return pkijs.Certificate.fromBER(new Uint8Array(x509.raw))
-}
 
 /** The OCSP state of one certificate (leaf and issuer from one file). */
 export class OcspEntry implements Timed {
   readonly subject: string
   readonly #url: string
-  readonly #leaf: pkijs.Certificate
-  readonly #issuer: pkijs.Certificate
+  readonly #leaf: X509Certificate
+  readonly #issuer: X509Certificate
   readonly #hooks: OcspHooks
   /** The DER response handshakes staple; null: none valid. */
   #response: Buffer | null = null
@@ -66,8 +70,8 @@ export class OcspEntry implements Timed {
   constructor (leaf: X509Certificate, issuer: X509Certificate, url: string, hooks: OcspHooks) {
     this.subject = leaf.subject.replace(/\n/g, ', ')
     this.#url = url
-    this.#leaf = toPkijs(leaf)
-    this.#issuer = toPkijs(issuer)
+    this.#leaf = leaf
+    this.#issuer = issuer
     this.#hooks = hooks
   }
 
@@ -122,8 +126,11 @@ export class OcspEntry implements Timed {
   }
 
   async #fetch (): Promise<{ der: Buffer, thisUpdate: number, nextUpdate: number | null }> {
+    const { pkijs, asn1js } = await load()
+    const leaf = pkijs.Certificate.fromBER(new Uint8Array(this.#leaf.raw))
+    const issuer = pkijs.Certificate.fromBER(new Uint8Array(this.#issuer.raw))
     const request = new pkijs.OCSPRequest()
-    await request.createForCertificate(this.#leaf, { hashAlgorithm: 'SHA-1', issuerCertificate: this.#issuer })
+    await request.createForCertificate(leaf, { hashAlgorithm: 'SHA-1', issuerCertificate: issuer })
     const body = Buffer.from(request.toSchema(true).toBER())
     const answer = await fetch(this.#url, {
       method: 'POST',
@@ -140,13 +147,13 @@ export class OcspEntry implements Timed {
     if (status !== OCSP_RESPONSE_SUCCESSFUL) throw new Error(`the responder refused (OCSPResponseStatus ${status})`)
     if (response.responseBytes === undefined || response.responseBytes.responseType !== ID_PKIX_OCSP_BASIC) throw new Error('not a basic OCSP response')
     const basic = pkijs.BasicOCSPResponse.fromBER(response.responseBytes.response.valueBlock.valueHexView)
-    if (!await basic.verify({ trustedCerts: [this.#issuer], issuerCerts: [this.#issuer] })) throw new Error('the response\'s signature does not verify against the issuer')
-    const single = await basic.getCertificateStatus(this.#leaf, this.#issuer)
+    if (!await basic.verify({ trustedCerts: [issuer], issuerCerts: [issuer] })) throw new Error('the response\'s signature does not verify against the issuer')
+    const single = await basic.getCertificateStatus(leaf, issuer)
     if (!single.isForCertificate) throw new Error('the response is about another certificate')
     // 0 good, 1 revoked, 2 unknown: a revoked certificate's response is stapled all the same (clients must see it)
     if (single.status === 2) throw new Error('the responder does not know this certificate')
     if (single.status === 1) this.#hooks.onError(`OCSP: the certificate ${this.subject} is REVOKED according to ${this.#url}`)
-    const data = basic.tbsResponseData.responses.find(r => r.certID.serialNumber.isEqual(this.#leaf.serialNumber))!
+    const data = basic.tbsResponseData.responses.find(r => r.certID.serialNumber.isEqual(leaf.serialNumber))!
     const thisUpdate = data.thisUpdate.getTime()
     const nextUpdate = data.nextUpdate?.getTime() ?? null
     const now = Date.now()
