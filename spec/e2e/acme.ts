@@ -80,12 +80,25 @@ interface Pebble { directory: string, roots: () => Promise<string>, stop: () => 
  * answers every A query with it), issuing certificates valid `validity` seconds.
  */
 async function startPebble (t: Test, httpPort: number, tlsPort: number, validity: number): Promise<Pebble> {
+  // a port found free may be taken again before pebble binds it: a few fresh tries
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await tryPebble(t, httpPort, tlsPort, validity)
+    } catch (err) {
+      if (attempt === 3) throw err
+      t.comment(`pebble attempt ${attempt}: ${(err as Error).message}`)
+    }
+  }
+}
+
+async function tryPebble (t: Test, httpPort: number, tlsPort: number, validity: number): Promise<Pebble> {
   const dns = await freePort()
   const api = await freePort()
   const management = await freePort()
   const dnsServer = start(t, '/usr/bin/pebble-challtestsrv', ['-defaultIPv4', '127.0.0.1', '-defaultIPv6', '', '-dns01', `127.0.0.1:${dns}`,
     '-http01', '', '-https01', '', '-tlsalpn01', '', '-management', `127.0.0.1:${await freePort()}`])
-  await until('challtestsrv started', () => /Starting challenge servers|dns/i.test(dnsServer.output()), 10_000)
+  await until('challtestsrv started', () => /Starting challenge servers|dns/i.test(dnsServer.output()) || dnsServer.child.exitCode !== null, 30_000)
+  if (dnsServer.child.exitCode !== null) throw new Error(`pebble-challtestsrv exited: ${dnsServer.output()}`)
   const config = path.join(dir, `pebble-${api}.json`)
   writeFileSync(config, JSON.stringify({
     pebble: {
@@ -102,7 +115,11 @@ async function startPebble (t: Test, httpPort: number, tlsPort: number, validity
   }))
   const pebble = start(t, '/usr/bin/pebble', ['-config', config, '-dnsserver', `127.0.0.1:${dns}`],
     { PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0', PEBBLE_AUTHZREUSE: '0' })
-  await until('pebble started', () => pebble.output().includes('Listening on'), 10_000)
+  await until('pebble started', () => pebble.output().includes('Listening on') || pebble.child.exitCode !== null, 30_000)
+  if (pebble.child.exitCode !== null) {
+    dnsServer.child.kill()
+    throw new Error(`pebble exited: ${pebble.output()}`)
+  }
   const agent = new https.Agent({ ca: readFileSync(pebbleCert) })
   const roots = async (): Promise<string> => await new Promise((resolve, reject) => {
     https.get(`https://127.0.0.1:${management}/roots/0`, { agent }, res => {
