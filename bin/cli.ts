@@ -203,7 +203,7 @@ function startup (proxy: Proxy): string {
   }
   const listener = model.listeners[0]
   const tcp = listener.protocol === 'tcp'
-  const terminates = listener.tls !== null && listener.tls.certificates.length > 0
+  const terminates = listener.tls !== null && (listener.tls.certificates.length > 0 || listener.tls.acme !== null)
   const mode = tcp ? 'relaying TCP to' : terminates ? 'terminating TLS, forwarding to' : 'forwarding to'
   const targets = (name: string | null): string => (name === null ? [] : model.upstreams.get(name)?.targets ?? [])
     .map(t => (t.tls !== null && !tcp ? 'https://' : '') + t.authority).join(', ')
@@ -235,6 +235,7 @@ async function serve (options: ProxyOptions, accessLog: boolean, quiet: boolean)
     : `rp4: upstream ${e.group}: ${e.name} does not resolve (${e.error}); ${e.stale === true ? `keeping its last answer: ${e.targets.join(', ')}` : 'no targets from it'}`))
   proxy.on('targetHealth', e => log(`rp4: upstream ${e.group} ${e.target}: ${e.up ? 'up' : 'down'} (${e.reason}${e.detail !== undefined ? ': ' + e.detail : ''})`))
   proxy.on('certificates', names => log(`rp4: certificates reloaded: ${names.join(', ')}`))
+  proxy.on('acme', message => log(`rp4: ${message}`))
   if (accessLog) {
     proxy.on('response', info => process.stderr.write(
       `${info.client} "${info.method} ${info.url}" ${info.status} ${info.target || '-'} ${info.duration.toFixed(1)}ms\n`))

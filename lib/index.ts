@@ -46,6 +46,12 @@ export type ProxyOptions = Options & {
   filters?: readonly Filter[]
   /** The DNS that service discovery asks (`discovery` in an upstream group); a `dns.promises.Resolver` by default. */
   resolver?: DnsResolver
+  /**
+   * ACME on first use: a handshake asked for `name`, which one of a listener's tls.acme.patterns
+   * matches and no certificate covers yet. Return true to obtain one (the next handshakes get it).
+   * Without this hook, patterns obtain nothing: a stranger's SNI never makes rp4 ask a CA.
+   */
+  acmeAsk?: (name: string) => boolean | Promise<boolean>
 }
 
 export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
@@ -56,7 +62,7 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
 
   constructor (options: ProxyOptions) {
     super()
-    const { filters = [], resolver, ...config } = (options ?? {}) as ProxyOptions
+    const { filters = [], resolver, acmeAsk, ...config } = (options ?? {}) as ProxyOptions
     if (!Array.isArray(filters)) throw new TypeError('option filters must be an array of filters (objects with hooks)')
     const byName = new Map<string, Filter>()
     filters.forEach((filter, i) => {
@@ -78,7 +84,11 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
     this.#core = new ProxyCore(model, this, byName, resolver)
     // certificates and access files load here: a file that cannot be used throws now, naming its option
     this.#listeners = model.listeners.map(listener => {
-      const l = new Listener(this.#core, listener, { onCertificates: names => this.emit('certificates', names) })
+      const l = new Listener(this.#core, listener, {
+        onCertificates: names => this.emit('certificates', names),
+        onAcme: message => this.emit('acme', message),
+        acmeAsk,
+      })
       l.server.on('error', err => {
         // an error while listen() is under way is its rejection; after it resolved, errors of the
         // listening socket (accept failures) are reported, never thrown
@@ -100,6 +110,8 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
       throw err
     }
     for (const address of addresses) this.emit('listening', address)
+    // ACME needs the listeners up: a CA validates a challenge as soon as it is told to
+    for (const listener of this.#listeners) listener.started()
     return addresses[0]
   }
 

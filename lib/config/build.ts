@@ -8,15 +8,18 @@
  */
 import { accessSync, constants, readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
 import type { ConnectionOptions } from 'node:tls'
 import type { TSchema } from '@sinclair/typebox'
 import { parseBalance, parseStatusRanges } from './balance.js'
 import { formatHostPort, parseHostPort, parseTarget, type HostPort } from './address.js'
 import { MAX_CONNECTIONS, OPEN_FILES } from './open-files.js'
 import { parseCidr, type AccessRule } from '../admission/access.js'
-import type { AccessModel, ActionModel, FilterModel, DiscoveryModel, GroupModel, HealthCheckModel, HttpModel, OutlierModel, RetryModel, ListenerModel, ListenerTls, Model, RouteModel, TargetModel } from '../model/model.js'
+import type { AccessModel, AcmeModel, ActionModel, ClientCertificatesModel, FilterModel, DiscoveryModel, GroupModel, HealthCheckModel, HttpModel, OutlierModel, RetryModel, ListenerModel, ListenerTls, Model, RouteModel, TargetModel } from '../model/model.js'
 import * as S from './schema.js'
 import { parseUnit } from './units.js'
+import { cipherListProblem } from '../tls/profile.js'
 import { ConfigError, describe, type Path, type Problem } from './problems.js'
 import { validate, canonicalHost, type ValidateContext } from './validate.js'
 import { defaultRouteName, isFullForm, listenText, listenerNames } from './consistency.js'
@@ -64,7 +67,7 @@ function assemble (o: Obj, files: Problem[]): Model {
   for (const [name, group] of Object.entries((o.upstreams ?? {}) as Obj)) {
     upstreams.set(name, buildGroup(name, group, ['upstreams', name], files))
   }
-  const routes = ((o.routes ?? []) as Obj[]).map((route, i) => buildRoute(route, i))
+  const routes = ((o.routes ?? []) as Obj[]).map((route, i) => buildRoute(route, i, ['routes', i], files))
   const names = listenerNames(o.listeners as Obj[])
   const listeners = (o.listeners as Obj[]).map((listener, i) => buildListener(listener, names[i], ['listeners', i], files))
   const limits = (o.limits ?? {}) as Obj
@@ -262,6 +265,54 @@ function buildAccess (a: Obj | undefined, at: Path, files: Problem[]): AccessMod
   return freeze({ rules: freeze(rules), file })
 }
 
+/** The header value; preload's own requirements (hstspreload.org) are checked, since the list refuses a host without them. */
+function buildHsts (h: Obj | undefined, at: Path, files: Problem[]): string | null {
+  if (h === undefined) return null
+  const maxAge = h.maxAge as number
+  const includeSubDomains = h.includeSubDomains === true
+  const preload = h.preload === true
+  if (preload && (!includeSubDomains || maxAge < 31_536_000)) {
+    files.push({ path: [...at, 'preload'], at: 'key', message: 'preload needs includeSubDomains: true and a maxAge of at least 31536000 (a year)' })
+  }
+  return `max-age=${maxAge}` + (includeSubDomains ? '; includeSubDomains' : '') + (preload ? '; preload' : '')
+}
+
+function buildAcme (a: Obj | undefined, at: Path, files: Problem[]): AcmeModel | null {
+  if (a === undefined) return null
+  const directory = typeof a.directory === 'string' ? a.directory : S.ACME_LETS_ENCRYPT
+  let url: URL | null = null
+  try {
+    url = new URL(directory)
+  } catch {}
+  if (url === null || (url.protocol !== 'https:' && url.protocol !== 'http:')) files.push({ path: [...at, 'directory'], value: directory, message: 'must be an http(s) URL' })
+  const names = ((a.names ?? []) as string[]).map(canonicalHost)
+  const patterns = ((a.patterns ?? []) as string[]).map(canonicalHost)
+  if (names.length === 0 && patterns.length === 0) files.push({ path: [...at, 'names'], at: 'key', message: 'give the names to obtain certificates for (names, or patterns with the acmeAsk hook)' })
+  const dataHome = process.env.XDG_DATA_HOME ?? path.join(os.homedir(), '.local', 'share')
+  return freeze({
+    names: freeze(names),
+    patterns: freeze(patterns),
+    email: typeof a.email === 'string' ? a.email : null,
+    directory,
+    storage: path.resolve(typeof a.storage === 'string' ? a.storage : path.join(dataHome, 'rp4', 'acme')),
+    challenges: freeze([...((a.challenges ?? ['tls-alpn-01', 'http-01']) as string[])]),
+  })
+}
+
+function buildClientCertificates (c: Obj | undefined, at: Path, files: Problem[]): ClientCertificatesModel | null {
+  if (c === undefined) return null
+  const caFiles = (c.ca ?? []) as string[]
+  const ca = caFiles.map((file, i) => readFile(file, [...at, 'ca', i], files)).filter(b => b !== undefined)
+  return freeze({
+    caFiles: freeze([...caFiles]),
+    ca: freeze(ca),
+    mode: (c.mode ?? 'require') as ClientCertificatesModel['mode'],
+    onFailure: (c.onFailure ?? 'handshake') as ClientCertificatesModel['onFailure'],
+    subjectHeader: typeof c.subjectHeader === 'string' ? c.subjectHeader : null,
+    fingerprintHeader: typeof c.fingerprintHeader === 'string' ? c.fingerprintHeader : null,
+  })
+}
+
 function buildListener (l: Obj, name: string, at: Path, files: Problem[]): ListenerModel {
   const listen = parseHostPort(listenText(l.listen), { hostRequired: false, portZero: true }) as HostPort
   const t = (l.timeouts ?? {}) as Obj
@@ -282,7 +333,18 @@ function buildListener (l: Obj, name: string, at: Path, files: Problem[]): Liste
       passthrough: freeze(passthrough),
       reloadInterval: unit(given.reloadInterval, S.ReloadInterval),
       cleartext: (given.cleartext ?? S.meta(S.Cleartext).default) as ListenerTls['cleartext'],
+      profile: (given.profile ?? S.meta(S.TlsProfile).default) as ListenerTls['profile'],
+      ciphers: typeof given.ciphers === 'string' ? given.ciphers : null,
+      hsts: buildHsts(given.hsts as Obj | undefined, [...at, 'tls', 'hsts'], files),
+      ticketKeyRotation: unit(given.ticketKeyRotation, S.TicketKeyRotation),
+      ocspStapling: flag(given.ocspStapling, S.OcspStapling),
+      acme: buildAcme(given.acme as Obj | undefined, [...at, 'tls', 'acme'], files),
+      clientCertificates: buildClientCertificates(given.clientCertificates as Obj | undefined, [...at, 'tls', 'clientCertificates'], files),
     })
+    if (typeof given.ciphers === 'string') {
+      const problem = cipherListProblem(given.ciphers)
+      if (problem !== null) files.push({ path: [...at, 'tls', 'ciphers'], message: `OpenSSL cannot use this cipher list: ${problem}` })
+    }
   }
   const protocol = (l.protocol ?? 'auto') as ListenerModel['protocol']
   return freeze({
@@ -344,7 +406,7 @@ function buildFilters (r: Obj): FilterModel[] {
   return filters
 }
 
-function buildRoute (r: Obj, index: number): RouteModel {
+function buildRoute (r: Obj, index: number, at: Path, files: Problem[]): RouteModel {
   const m = (r.match ?? {}) as Obj
   const hosts = m.host === undefined ? null : [...new Set((Array.isArray(m.host) ? m.host : [m.host] as string[]).map(canonicalHost))]
   const path = typeof m.pathExact === 'string' ? { exact: m.pathExact } : typeof m.path === 'string' ? { prefix: m.path } : null
@@ -372,5 +434,7 @@ function buildRoute (r: Obj, index: number): RouteModel {
     }),
     interceptErrors: flag(r.interceptErrors, S.InterceptErrors),
     rateLimit: rate === undefined ? null : freeze({ rate: rate.rate, burst: rate.burst ?? Math.max(1, Math.ceil(rate.rate)) }),
+    hsts: buildHsts(r.hsts as Obj | undefined, [...at, 'hsts'], files),
+    requireClientCertificate: r.requireClientCertificate === true,
   })
 }

@@ -273,8 +273,16 @@ function checkListener (listener: Obj, at: (...rest: Array<string | number>) => 
         }
       }
     }
-    if (list(tls.certificates).length === 0 && passthrough === 0 && !bad.has(at('tls', 'certificates'))) {
+    if (list(tls.certificates).length === 0 && passthrough === 0 && tls.acme === undefined && !bad.has(at('tls', 'certificates'))) {
       problems.push({ path: at('tls'), at: 'key', message: 'give certificates (to terminate TLS here) or passthrough (to relay it by server name)' })
+    }
+    const clientCertificates = tls.clientCertificates
+    if (isObj(clientCertificates) && list(tls.certificates).length === 0 && tls.acme === undefined && !bad.has(at('tls', 'clientCertificates'))) {
+      problems.push({ path: at('tls', 'clientCertificates'), at: 'key', message: 'asks for client certificates in handshakes rp4 makes: give certificates too' })
+    }
+    // a required certificate that plain HTTP on the same port would walk around
+    if (isObj(clientCertificates) && (clientCertificates.mode ?? 'require') === 'require' && tls.cleartext === 'serve') {
+      problems.push({ path: at('tls', 'cleartext'), at: 'value', with: at('tls', 'clientCertificates'), message: 'serve beside {with} (mode require): cleartext requests would be served without a certificate; use redirect or refuse' })
     }
   }
 

@@ -102,12 +102,20 @@ export function expandFlat (o: Options): Expanded {
     })
     const certificates = o.tls?.certificates ?? []
     // nothing to terminate or route: TLS is bytes of no known protocol, as on a listener without tls
-    if (certificates.length > 0 || Object.keys(passthrough).length > 0) {
+    if (certificates.length > 0 || Object.keys(passthrough).length > 0 || o.tls?.acme !== undefined) {
       tls = compact({
         certificates: certificates.length > 0 ? certificates : undefined,
         passthrough: Object.keys(passthrough).length > 0 ? passthrough : undefined,
-        cleartext: 'serve',
+        // as it always was, except where a client certificate is required: cleartext would walk around it
+        cleartext: o.tls?.clientCertificates !== undefined && (o.tls.clientCertificates.mode ?? 'require') === 'require' ? 'redirect' : 'serve',
         reloadInterval: o.tls?.reloadInterval,
+        profile: o.tls?.profile,
+        ciphers: o.tls?.ciphers,
+        hsts: o.tls?.hsts,
+        clientCertificates: o.tls?.clientCertificates,
+        ticketKeyRotation: o.tls?.ticketKeyRotation,
+        ocspStapling: o.tls?.ocspStapling,
+        acme: o.tls?.acme,
       })
     }
     from(['listeners', 0, 'tls'], ['tls'])

@@ -150,6 +150,8 @@ export const FailedTargetTimeout = duration({ description: 'a backend that faile
 export const TcpIdleTimeout = duration({ description: 'a relayed TCP connection (raw, passthrough, fallback) with no byte either way is closed', default: '1h', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--tcp-idle-timeout', arg: 'DUR', group: 'Protocols and TCP' } })
 export const DetectTimeout = duration({ description: 'with a TCP fallback, a client silent this long is relayed there (a server-first protocol); without one, it is served HTTP', default: '300ms', min: '1ms', max: '1m', flag: { name: '--detect-timeout', arg: 'DUR', group: 'Protocols and TCP', help: 'with --tcp-to: a client silent this long is relayed there (the server speaks first); without: it is served HTTP' } })
 export const TlsHandshakeTimeout = duration({ description: 'a client must complete its TLS handshake (ClientHello included)', default: '10s', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--tls-handshake-timeout', arg: 'DUR', group: 'TLS' } })
+export const TicketKeyRotation = duration({ description: 'how often the keys that encrypt session tickets are replaced (tickets last as long; one made before a rotation needs a full handshake after it)', default: '12h', zero: 'never', min: '1s', max: TIMEOUT_MAX })
+export const OcspStapling = bool({ description: 'staple OCSP responses for certificates that name a responder (their file must hold the issuer after the leaf): fetched in the background, refreshed before they expire, never waited for in a handshake', default: true })
 export const ReloadInterval = duration({ description: 'how often certificate files are checked for changes', default: '2s', zero: 'never', min: '10ms', max: TIMEOUT_MAX })
 
 export const MaxConnectionsPerTarget = count({ description: 'connections per backend; more requests wait in a queue', default: 256, min: 1, max: 1_000_000, flag: { name: '--max-conns', arg: 'N', group: 'Backends' } })
@@ -189,6 +191,29 @@ export const UnderscoresInHeaders = bool({
 
 export const UpstreamVerify = bool({ description: "verify `https://` backends' certificates (against the CA files, or Node's roots); false accepts any", default: true, flag: { name: '--insecure-upstream', set: false, group: 'Backends', help: "do not verify https:// backends' certificates", defaultText: 'off' } })
 export const Cleartext = choice(['redirect', 'refuse', 'serve'], { description: 'cleartext HTTP on this TLS port: redirected to https, refused (closed), or served', default: 'redirect' })
+export const TlsProfile = choice(['intermediate', 'modern'], { description: "Mozilla's server-side TLS profile: `intermediate` is TLS 1.2 and 1.3 with ECDHE and AEAD suites only (AES-GCM, ChaCha20-Poly1305), `modern` is TLS 1.3 only; renegotiation by the client is refused and 0-RTT is off in both", default: 'intermediate', flag: { name: '--tls-profile', arg: 'NAME', group: 'TLS', help: 'intermediate (TLS 1.2+1.3, ECDHE and AEAD suites only) or modern (TLS 1.3 only)' } })
+export const TlsCiphers = Type.String({ description: 'an OpenSSL cipher list used instead of the profile\'s (TLS 1.3 suites by their `TLS_` names, TLS 1.2 ones by OpenSSL\'s, separated by `:`)', defaultText: "the profile's", minLength: 1 })
+export const Hsts = section({
+  maxAge: count({ description: 'seconds a browser keeps to https only for this host (`max-age`); 31536000 (a year) is the usual value once every page of the host works over https; 0 tells browsers to forget the policy', min: 0, max: 1_000_000_000, flag: { name: '--hsts', arg: 'SECONDS', group: 'TLS', help: 'send Strict-Transport-Security: max-age=SECONDS on responses over TLS (31536000 once every page works over https)', defaultText: 'off' } }),
+  includeSubDomains: opt(bool({ description: 'the policy covers every subdomain of the host too', default: false })),
+  preload: opt(bool({ description: "ask to be in browsers' built-in lists (hstspreload.org): needs includeSubDomains and a maxAge of a year or more", default: false })),
+}, 'Strict-Transport-Security on responses over TLS (never over cleartext; a backend\'s own header is kept); off by default', 'must be a mapping { maxAge, includeSubDomains, preload }')
+export const ClientCertificates = section({
+  ca: Type.Array(text('file', { description: 'a PEM file' }), { minItems: 1, description: 'CA certificates (PEM files) a client certificate must be signed by', flag: { name: '--client-ca', arg: 'FILE', repeat: true, group: 'TLS', help: 'require a client certificate signed by this CA (PEM); repeat for several' } }),
+  mode: opt(choice(['require', 'request'], { description: '`require`: a client without a verified certificate is refused (as `onFailure` says); `request`: one is asked for, and a client without one is served with no identity', default: 'require', flag: { name: '--client-ca-optional', set: 'request', group: 'TLS', help: 'with --client-ca: ask for a client certificate without requiring one', defaultText: '' } })),
+  onFailure: opt(choice(['handshake', 'forbidden'], { description: 'a certificate that does not verify (or none, with `require`): the TLS handshake fails, or every request on that connection is answered 403', default: 'handshake' })),
+  subjectHeader: opt(text('headerName', { description: "request header the verified certificate's subject is forwarded in (`CN=client, O=Example`); a client's own copy is always removed", defaultText: 'not forwarded' })),
+  fingerprintHeader: opt(text('headerName', { description: "request header the verified certificate's SHA-256 fingerprint is forwarded in; a client's own copy is always removed", defaultText: 'not forwarded' })),
+}, 'client certificates (mutual TLS): asked for in the handshake and verified against a CA bundle', 'must be a mapping with at least ca')
+export const ACME_LETS_ENCRYPT = 'https://acme-v02.api.letsencrypt.org/directory'
+export const Acme = section({
+  names: opt(Type.Array(text('dnsName', { description: 'a DNS name' }), { description: 'names a certificate is obtained for at start (one certificate each), and renewed once a third of its lifetime is left', default: [], flag: { name: '--acme', arg: 'NAME', repeat: true, group: 'TLS', help: 'obtain and renew a certificate for NAME by ACME (Let\'s Encrypt unless --acme-directory); repeat for several' } })),
+  patterns: opt(Type.Array(text('serverName', { description: '`*.example.com` or a name' }), { description: 'names obtained on first use (a handshake asking for one) when the library\'s `acmeAsk` hook allows it; without the hook, none', default: [] })),
+  email: opt(Type.String({ description: 'the ACME account\'s contact (expiry and incident mail from the CA)', defaultText: 'none', minLength: 3, flag: { name: '--acme-email', arg: 'EMAIL', group: 'TLS' } })),
+  directory: opt(Type.String({ description: 'the CA\'s ACME directory URL (its TLS certificate may be trusted through NODE_EXTRA_CA_CERTS)', default: ACME_LETS_ENCRYPT, flag: { name: '--acme-directory', arg: 'URL', group: 'TLS', help: 'the ACME directory URL (a staging, test or internal CA)' } })),
+  storage: opt(text('file', { description: 'where the account key and the certificates are kept (directories 0700, keys 0600)', defaultText: '$XDG_DATA_HOME/rp4/acme (~/.local/share/rp4/acme)', flag: { name: '--acme-storage', arg: 'DIR', group: 'TLS' } })),
+  challenges: opt(Type.Array(choice(['tls-alpn-01', 'http-01'], { description: 'a challenge type' }), { minItems: 1, description: 'challenge types, preferred first: `tls-alpn-01` is answered on this TLS port (443 for the CA), `http-01` by any cleartext listener (80 for the CA)', default: ['tls-alpn-01', 'http-01'] })),
+}, 'certificates obtained and renewed automatically (ACME, RFC 8555), served beside `certificates`', 'must be a mapping { names, patterns, email, directory, storage, challenges }')
 export const RedirectStatus = Type.Union([301, 302, 303, 307, 308].map(v => Type.Literal(v)), { description: 'the status code', default: 302, expected: 'must be one of 301, 302, 303, 307, 308' })
 export const RespondStatus = count({ description: 'the status code', default: 200, min: 200, max: 599 })
 
@@ -330,6 +355,13 @@ export const FLAT = {
       flag: { name: '--sni', arg: 'NAME=HOST:PORT', entry: true, group: 'TLS', help: 'relay TLS for server name NAME (or *.domain) untouched to HOST:PORT; repeat for several' },
     })),
     reloadInterval: opt(ReloadInterval),
+    profile: opt(TlsProfile),
+    ciphers: opt(TlsCiphers),
+    hsts: opt(Hsts),
+    clientCertificates: opt(ClientCertificates),
+    ticketKeyRotation: opt(TicketKeyRotation),
+    ocspStapling: opt(OcspStapling),
+    acme: opt(Acme),
   }, 'TLS rp4 terminates, and TLS it relays untouched by server name')),
   upstreamTls: opt(section({
     ca: opt(Type.Array(text('file', { description: 'a PEM file' }), { description: 'CA certificates (PEM files) trusted for `https://` backends instead of Node\'s bundled roots', defaultText: "Node's roots", flag: { name: '--ca', arg: 'FILE', repeat: true, group: 'Backends', help: 'trust this CA (PEM) for https:// backends instead of the bundled roots; repeat for several' } })),
@@ -408,6 +440,13 @@ const Listener = section({
     })),
     cleartext: opt(Cleartext),
     reloadInterval: opt(ReloadInterval),
+    profile: opt(TlsProfile),
+    ciphers: opt(TlsCiphers),
+    hsts: opt(Hsts),
+    clientCertificates: opt(ClientCertificates),
+    ticketKeyRotation: opt(TicketKeyRotation),
+    ocspStapling: opt(OcspStapling),
+    acme: opt(Acme),
   }, 'TLS terminated here (certificates) or relayed by server name (passthrough); without it, TLS is handled as bytes of no known protocol')),
   redirectToHttps: opt(bool({ description: 'answer every request with a redirect to the same URL over https (a :80 listener beside :443)', default: false })),
   routes: opt(Type.Array(Name('a route name'), { description: 'the routes served here, by name', defaultText: 'every route' })),
@@ -462,6 +501,8 @@ const Route = section({
   maxBodySize: opt(MaxBodySize),
   interceptErrors: opt(InterceptErrors),
   rateLimit: opt(RateLimit),
+  hsts: opt(Hsts),
+  requireClientCertificate: opt(bool({ description: "only clients with a verified certificate (the listener's tls.clientCertificates, mode request or require) are served; others get 403", default: false })),
 }, 'a route: which requests, and what to do with them', 'must be a mapping with match and an action')
 
 const GroupTarget = Type.Union([

@@ -17,7 +17,8 @@ import { RequestHead } from '../http/message.js'
 import { BodyKind, inspectRequest, type RequestFacts } from '../http/validate.js'
 import type { RouteTable } from '../routing/table.js'
 import { Session, type SessionHost } from '../session/session.js'
-import { ClientHold, type Downstream } from '../session/sink.js'
+import { ClientHold, type Downstream, type IdentityHeaders } from '../session/sink.js'
+import type { ClientInfo, TlsClient } from '../session/filter.js'
 import { relay } from '../tcp/relay.js'
 import { H1Response, type ResponseOwner } from './h1-response.js'
 import { linger } from './linger.js'
@@ -54,7 +55,8 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
   /** The routes of the listener this client came through. */
   readonly #routes: RouteTable
   readonly socket: OwnedSocket
-  readonly client: Readonly<{ ip: string, label: string, secure: boolean }>
+  readonly client: ClientInfo
+  readonly identityHeaders: IdentityHeaders | null
   readonly #parser: HttpParser
   readonly #meter: RequestMeter
   /** Responses in request order; the first one owns the socket's output. */
@@ -75,14 +77,19 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
   #error: ProxyError | null = null
   deadline = 0
 
-  constructor (host: H1Host, socket: Socket, secure: boolean, routes: RouteTable) {
+  /**
+   * @param tls what rp4's TLS termination learned (null: cleartext)
+   * @param identity the listener's client-certificate headers (null: none)
+   */
+  constructor (host: H1Host, socket: Socket, tls: TlsClient | null, routes: RouteTable, identity: IdentityHeaders | null = null) {
     this.#host = host
     this.#routes = routes
+    this.identityHeaders = identity
     this.socket = socket as OwnedSocket
     this.socket[kOwner] = this
     const address = socket.remoteAddress ?? ''
     const ip = address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address
-    this.client = Object.freeze({ ip, label: (ip.includes(':') ? '[' + ip + ']' : ip) + ':' + (socket.remotePort ?? 0), secure })
+    this.client = Object.freeze({ ip, label: (ip.includes(':') ? '[' + ip + ']' : ip) + ':' + (socket.remotePort ?? 0), secure: tls !== null, tls })
     const settings = host.settings
     this.#parser = new HttpParser(ParserType.REQUEST, this, settings.maxHeaderSize, settings.maxRequestLine, settings.maxHeaders)
     this.#meter = new RequestMeter(settings.minDataRate)

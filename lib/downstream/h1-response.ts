@@ -65,6 +65,9 @@ export class H1Response implements ResponseSink {
   head (head: ResponseHead, untilClose: boolean, close: boolean): void {
     const request = this.session.request
     const http11 = request.http11
+    const hsts = this.session.hsts
+    // the backend's own policy, when it sends one, is the host's to state
+    if (hsts !== null && !head.headers.has('strict-transport-security')) head.headers.append('Strict-Transport-Security', hsts)
     const framing = frameResponse(head, request.method, http11, !close && this.#owner.keepAliveAfter(this), untilClose)
     this.#body = framing.body
     this.#remaining = framing.length

@@ -27,8 +27,8 @@
  * Bytes read while deciding are never lost: the chosen path gets them first.
  */
 import net, { type Server, type Socket } from 'node:net'
-import type { TLSSocket } from 'node:tls'
-import type { ListenerModel } from '../model/model.js'
+import type { SecureContextOptions, TLSSocket } from 'node:tls'
+import type { ListenerModel, ListenerTls } from '../model/model.js'
 import { clock, type Timed } from '../core/clock.js'
 import { ProxyError } from '../core/errors.js'
 import { kOwner } from '../core/symbols.js'
@@ -38,11 +38,21 @@ import { Passthrough, type PassthroughHost } from '../tcp/passthrough.js'
 import type { Group } from '../upstream/group.js'
 import { httpsRedirectTable, type RouteTable } from '../routing/table.js'
 import { CertificateStore } from '../tls/certificates.js'
+import { profileOptions } from '../tls/profile.js'
+import { TicketKeys } from '../tls/ticket-keys.js'
+import { AcmeManager } from '../tls/acme.js'
+import { ACME_TLS_ALPN } from '../tls/acme-challenges.js'
 import { HelloStatus, parseClientHello } from '../tls/client-hello.js'
-import { Handshake, type HandshakeHost } from '../tls/terminate.js'
+import { Handshake, type ClientAuth, type HandshakeHost } from '../tls/terminate.js'
+import { peerCertificate } from '../tls/client-certificate.js'
+import type { TlsClient } from '../session/filter.js'
+import type { IdentityHeaders } from '../session/sink.js'
 import { Sniffer, Verdict } from './sniff.js'
 import { AccessControl, parseAddress } from '../admission/access.js'
 import { Admission, type ConnectionCaps } from '../admission/caps.js'
+
+/** The only protocol a TLS-ALPN-01 validation handshake may agree on (RFC 8737). */
+const ACME_ALPN = [ACME_TLS_ALPN]
 
 /** How often an access file is checked for changes, ms. */
 const ACCESS_RELOAD_INTERVAL = 2000
@@ -57,10 +67,16 @@ const HANDSHAKE_FAILURE = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]
 export interface ListenerEvents {
   /** Certificates were loaded (at start) or reloaded from disk: every name they cover. */
   certificates: (names: string[]) => void
+  /** ACME progress: a certificate obtained, or loaded from storage with its renewal date (failures are proxyErrors, code acme_failed). */
+  acme: (message: string) => void
 }
 
 export interface ListenerHooks {
   onCertificates (names: string[]): void
+  /** ACME progress worth a log line (a certificate obtained, loaded from storage). */
+  onAcme? (message: string): void
+  /** Library API: may ACME obtain a certificate for `name` (matched by tls.acme.patterns)? */
+  acmeAsk? (name: string): boolean | Promise<boolean>
 }
 
 const enum Phase {
@@ -152,7 +168,7 @@ class Detection implements Timed {
     const hello = parseClientHello(this.data)
     if (hello.status === HelloStatus.MORE) return
     if (hello.status === HelloStatus.INVALID) return this.fail('tls_bad_client_hello', `unusable TLS ClientHello: ${hello.reason}`)
-    this.listener.toTls(this, hello.serverName)
+    this.listener.toTls(this, hello.serverName, hello.acme)
   }
 
   /** The client half-closed before a verdict. */
@@ -267,6 +283,8 @@ export class Listener implements PassthroughHost, HandshakeHost {
   readonly core: ProxyCore
   readonly model: ListenerModel
   readonly certificates: CertificateStore | null
+  /** Certificates obtained by ACME (tls.acme); started once the proxy listens. */
+  readonly acme: AcmeManager | null
   readonly detecting = new Set<Detection>()
   readonly #handshakes = new Set<Handshake>()
   readonly #tunnels = new Set<Passthrough>()
@@ -280,6 +298,11 @@ export class Listener implements PassthroughHost, HandshakeHost {
   readonly #cleartext: RouteTable | null
   readonly #access: AccessControl | null
   readonly #caps: ConnectionCaps
+  /** What every TLS connection here shares when no client certificate is asked for (HSTS only). */
+  readonly #tlsClient: TlsClient
+  readonly #clientAuth: ClientAuth | null
+  /** Headers the verified client certificate goes in (client copies removed, cleartext too); null: none. */
+  readonly #identity: IdentityHeaders | null
 
   constructor (core: ProxyCore, model: ListenerModel, hooks: ListenerHooks) {
     this.core = core
@@ -288,16 +311,29 @@ export class Listener implements PassthroughHost, HandshakeHost {
     this.#fallback = model.tcpFallback === null ? null : core.group(model.tcpFallback)
     const tls = model.tls
     this.#sni = new SniRoutes(tls?.passthrough ?? [], core)
-    this.#routes = model.redirectToHttps ? httpsRedirectTable(false) : core.table(model.routes)
-    const terminates = tls !== null && tls.certificates.length > 0
-    this.#cleartext = !terminates || tls.cleartext === 'serve' ? this.#routes : tls.cleartext === 'redirect' ? httpsRedirectTable(true) : null
+    const acmeRoute = core.acmeRoute
+    this.#routes = model.redirectToHttps ? httpsRedirectTable(false, acmeRoute) : core.table(model.routes, acmeRoute !== null)
+    const terminates = tls !== null && (tls.certificates.length > 0 || tls.acme !== null)
+    this.#cleartext = !terminates || tls.cleartext === 'serve' ? this.#routes : tls.cleartext === 'redirect' ? httpsRedirectTable(true, acmeRoute) : null
+    const acme = tls?.acme ?? null
+    this.acme = acme === null
+      ? null
+      : new AcmeManager(acme, core.acmeChallenges!, {
+        onCertificate: (_name, files) => this.certificates?.add(files),
+        onError: message => core.proxyError(new ProxyError('acme_failed', message, 'internal', 0)),
+        onInfo: message => hooks.onAcme?.(message),
+        ask: hooks.acmeAsk,
+      })
     this.certificates = !terminates
       ? null
-      : new CertificateStore(tls.certificates, tls.reloadInterval, {
+      : new CertificateStore([...tls.certificates, ...(this.acme?.storedFiles() ?? [])], tls.reloadInterval, {
         onLoad: names => hooks.onCertificates(names),
         onReloadError: err => core.proxyError(new ProxyError('certificate_reload_failed',
           `certificates not reloaded, the previous ones stay: ${err.message}`, 'internal', 0)),
-      })
+        ocsp: !tls.ocspStapling
+          ? null
+          : { onError: message => core.proxyError(new ProxyError('ocsp_failed', message, 'internal', 0)) },
+      }, contextOptions(tls), new TicketKeys(tls.ticketKeyRotation))
     // the access file loads here: a line that does not parse throws now, naming the file and the line
     this.#access = model.access === null
       ? null
@@ -307,8 +343,21 @@ export class Listener implements PassthroughHost, HandshakeHost {
           `access file not reloaded, the previous lists stay: ${err.message}`, 'internal', 0)),
       })
     this.#caps = core.caps
+    this.#tlsClient = Object.freeze({ hsts: tls?.hsts ?? null, certificate: null, refusal: null })
+    const clientCertificates = tls?.clientCertificates ?? null
+    this.#clientAuth = clientCertificates === null
+      ? null
+      : Object.freeze({ rejectUnauthorized: clientCertificates.mode === 'require' && clientCertificates.onFailure === 'handshake' })
+    this.#identity = clientCertificates === null || (clientCertificates.subjectHeader === null && clientCertificates.fingerprintHeader === null)
+      ? null
+      : Object.freeze({ subject: clientCertificates.subjectHeader, fingerprint: clientCertificates.fingerprintHeader })
     // half-open: a client that sends its requests then shuts down its side still gets the answers
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, socket => this.accept(socket))
+  }
+
+  /** The proxy listens: ACME obtains what is missing and schedules renewals. */
+  started (): void {
+    this.acme?.start()
   }
 
   get idleTimeout (): number { return this.model.timeouts.tcpIdle }
@@ -350,7 +399,7 @@ export class Listener implements PassthroughHost, HandshakeHost {
       return detection.fail('cleartext_refused', 'cleartext HTTP on a port that serves TLS (tls.cleartext: refuse)')
     }
     detection.release()
-    this.core.acceptHttp(detection.socket, detection.data, false, routes, detection.phase === Phase.HEAD ? detection.headSince : 0)
+    this.core.acceptHttp(detection.socket, detection.data, null, routes, detection.phase === Phase.HEAD ? detection.headSince : 0, this.#identity)
   }
 
   toOther (detection: Detection): void {
@@ -367,7 +416,7 @@ export class Listener implements PassthroughHost, HandshakeHost {
     this.#tunnels.add(new Passthrough(this, detection.socket, detection.data, this.#fallback))
   }
 
-  toTls (detection: Detection, serverName: string | null): void {
+  toTls (detection: Detection, serverName: string | null, acme = false): void {
     const route = this.#sni.size > 0 ? this.#sni.find(serverName) : undefined
     if (route === undefined && this.certificates === null) {
       // rp4 cannot terminate it: relayed raw only where the user asked for raw relays
@@ -382,8 +431,28 @@ export class Listener implements PassthroughHost, HandshakeHost {
       this.#tunnels.add(new Passthrough(this, socket, data, route))
       return
     }
-    const context = this.certificates!.select(serverName)
-    this.#handshakes.add(new Handshake(this, socket, data, context, serverName, label(socket)))
+    const challenges = this.core.acmeChallenges
+    if (acme && challenges !== null && serverName !== null) {
+      // a CA validating TLS-ALPN-01: its own certificate, and nothing else on this connection
+      const challenge = challenges.tlsAlpn01(serverName)
+      if (challenge !== undefined) {
+        this.#handshakes.add(new Handshake(this, socket, data, challenge, serverName, label(socket), null, null, ACME_ALPN))
+        return
+      }
+    }
+    const certificates = this.certificates!
+    if (this.acme !== null && serverName !== null && !certificates.covers(serverName)) this.acme.onUnknownName(serverName)
+    const context = certificates.select(serverName)
+    if (context === null) {
+      const name = serverName === null ? 'without SNI' : `for "${serverName}"`
+      this.core.clientError(new ProxyError('tls_no_certificate', `TLS ClientHello ${name}: no certificate obtained yet (tls.acme)`, 'downstream', 0), label(socket))
+      socket.on('error', ignore)
+      socket.end(HANDSHAKE_FAILURE)
+      socket.destroySoon()
+      return
+    }
+    const staple = certificates.stapling ? certificates.staple(context) : null
+    this.#handshakes.add(new Handshake(this, socket, data, context, serverName, label(socket), this.#clientAuth, staple))
   }
 
   #refuse (socket: Socket, code: string, message: string): void {
@@ -404,7 +473,31 @@ export class Listener implements PassthroughHost, HandshakeHost {
   }
 
   secured (socket: TLSSocket): void {
-    this.core.acceptHttp(socket, null, true, this.#routes)
+    if (socket.alpnProtocol === ACME_TLS_ALPN) {
+      // the CA saw the challenge certificate: that was the whole exchange
+      socket.on('error', ignore)
+      socket.end()
+      return
+    }
+    const clientCertificates = this.model.tls!.clientCertificates
+    if (clientCertificates === null) {
+      this.core.acceptHttp(socket, null, this.#tlsClient, this.#routes)
+      return
+    }
+    const peer = peerCertificate(socket)
+    const refusal = peer.error !== null
+      ? `client certificate not verified: ${peer.error}`
+      : peer.certificate === null && clientCertificates.mode === 'require' ? 'no client certificate' : null
+    if (refusal !== null && clientCertificates.onFailure === 'handshake') {
+      // only a certificate that fails to verify gets here (OpenSSL refuses a missing one itself):
+      // Node verifies once OpenSSL accepted the handshake, so the connection closes right after it
+      this.core.clientError(new ProxyError('tls_client_certificate_refused', `TLS handshake refused: ${refusal}`, 'downstream', 0), label(socket))
+      socket.on('error', ignore)
+      socket.destroy()
+      return
+    }
+    const tls: TlsClient = Object.freeze({ hsts: this.#tlsClient.hsts, certificate: peer.certificate, refusal })
+    this.core.acceptHttp(socket, null, tls, this.#routes, 0, this.#identity)
   }
 
   clientError (error: ProxyError, client: string): void {
@@ -426,6 +519,8 @@ export class Listener implements PassthroughHost, HandshakeHost {
    */
   close (): void {
     this.certificates?.close()
+    this.certificates?.tickets.close()
+    this.acme?.close()
     this.#access?.close()
     for (const detection of [...this.detecting]) detection.socket.destroy()
     for (const handshake of [...this.#handshakes]) handshake.destroy()
@@ -434,3 +529,10 @@ export class Listener implements PassthroughHost, HandshakeHost {
 }
 
 function ignore (): void {}
+
+/** What every certificate context of a listener is made with besides its pair. */
+function contextOptions (tls: ListenerTls): SecureContextOptions {
+  const profile = profileOptions(tls.profile, tls.ciphers)
+  const clientCertificates = tls.clientCertificates
+  return clientCertificates === null ? profile : { ...profile, ca: [...clientCertificates.ca] }
+}

@@ -95,6 +95,44 @@ export interface ListenerTls {
   reloadInterval: number
   /** Cleartext HTTP on this port: a redirect to https (default), refused (closed), or served. */
   cleartext: 'redirect' | 'refuse' | 'serve'
+  /** Mozilla's profile handshakes are made with (tls/profile.ts). */
+  profile: 'intermediate' | 'modern'
+  /** A custom OpenSSL cipher list instead of the profile's; null: the profile's. */
+  ciphers: string | null
+  /** The `Strict-Transport-Security` value sent on responses over TLS here; null: none. */
+  hsts: string | null
+  clientCertificates: ClientCertificatesModel | null
+  /** ms between replacements of the session ticket keys; 0: never. */
+  ticketKeyRotation: number
+  /** Certificates that name an OCSP responder get their responses stapled. */
+  ocspStapling: boolean
+  acme: AcmeModel | null
+}
+
+/** Certificates obtained by ACME for a listener. */
+export interface AcmeModel {
+  names: readonly string[]
+  /** `*.domain` or names: obtained on first use when the library's ask hook allows. */
+  patterns: readonly string[]
+  email: string | null
+  directory: string
+  /** An absolute directory. */
+  storage: string
+  challenges: readonly string[]
+}
+
+/** Mutual TLS on a listener. */
+export interface ClientCertificatesModel {
+  /** The CA bundle's files, and their PEM contents (read at load). */
+  caFiles: readonly string[]
+  ca: readonly Buffer[]
+  /** `require`: a connection without a verified certificate is refused; `request`: it is served without an identity. */
+  mode: 'require' | 'request'
+  /** How a refusal shows: the handshake fails, or every request on the connection is answered 403. */
+  onFailure: 'handshake' | 'forbidden'
+  /** Request headers the verified subject and fingerprint are forwarded in; null: not forwarded. */
+  subjectHeader: string | null
+  fingerprintHeader: string | null
 }
 
 export interface AccessModel {
@@ -134,6 +172,10 @@ export interface RouteModel {
   interceptErrors: boolean
   /** Requests per client IP (IPv6 /64); null: none. */
   rateLimit: Readonly<{ rate: number, burst: number }> | null
+  /** `Strict-Transport-Security` over TLS, instead of the listener's; null: the listener's. */
+  hsts: string | null
+  /** Only clients with a verified certificate (the listener's tls.clientCertificates) are served; others get 403. */
+  requireClientCertificate: boolean
 }
 
 export interface GroupModel {

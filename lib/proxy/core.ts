@@ -18,7 +18,10 @@ import type { ForwardContext } from '../http/forwarding.js'
 import { ConnectionCaps } from '../admission/caps.js'
 import { compileRoute, type CompiledRoute } from '../routing/compile.js'
 import { RouteTable } from '../routing/table.js'
-import type { Filter } from '../session/filter.js'
+import { acmeChallengeRoute } from '../routing/acme.js'
+import { AcmeChallenges } from '../tls/acme-challenges.js'
+import type { Filter, TlsClient } from '../session/filter.js'
+import type { IdentityHeaders } from '../session/sink.js'
 import type { Session } from '../session/session.js'
 import { Group } from '../upstream/group.js'
 import { HealthScheduler } from '../upstream/health/active.js'
@@ -39,6 +42,9 @@ export class ProxyCore implements H1Host {
   readonly routes: ReadonlyMap<string, CompiledRoute>
   /** Open client connections of every listener, in all and per client IP. */
   readonly caps: ConnectionCaps
+  /** The ACME challenges being answered, shared by every listener; null: no listener uses ACME. */
+  readonly acmeChallenges: AcmeChallenges | null
+  readonly acmeRoute: CompiledRoute | null
   readonly clients = new Set<H1Connection>()
   closing = false
   #ids = 0
@@ -89,6 +95,9 @@ export class ProxyCore implements H1Host {
     const context = { groups, filters: userFilters, http }
     this.routes = new Map(model.routes.map(route => [route.name, compileRoute(route, context)]))
     this.caps = new ConnectionCaps(model.limits.maxConnections, model.limits.maxConnectionsPerIp)
+    const acme = model.listeners.some(listener => listener.tls?.acme != null)
+    this.acmeChallenges = acme ? new AcmeChallenges() : null
+    this.acmeRoute = this.acmeChallenges === null ? null : acmeChallengeRoute(this.acmeChallenges)
   }
 
   nextId (): number { return ++this.#ids }
@@ -99,10 +108,10 @@ export class ProxyCore implements H1Host {
     return group
   }
 
-  /** The routes named (all of them, in configuration order, for null). */
-  table (names: readonly string[] | null): RouteTable {
+  /** The routes named (all of them, in configuration order, for null); `acme`: HTTP-01 challenges answered first. */
+  table (names: readonly string[] | null, acme = false): RouteTable {
     const all = [...this.routes.values()]
-    return new RouteTable(names === null ? all : all.filter(route => names.includes(route.name)))
+    return new RouteTable(names === null ? all : all.filter(route => names.includes(route.name)), acme ? this.acmeRoute : null)
   }
 
   /** @param secure the client reached rp4 over TLS that rp4 terminated */
@@ -118,13 +127,13 @@ export class ProxyCore implements H1Host {
   }
 
   /**
-   * Serve HTTP/1.x on an accepted socket (plain, or a TLSSocket rp4 terminated) with `routes`.
+   * Serve HTTP/1.x on an accepted socket (plain, or a TLSSocket rp4 terminated: `tls`) with `routes`.
    * `initial` holds bytes already read from it (while detecting the protocol); they are parsed
    * first. `headSince`: when the request head in `initial` began, when that was before this
    * hand-over (0: now).
    */
-  acceptHttp (socket: Socket, initial: Buffer | null, secure: boolean, routes: RouteTable, headSince = 0): H1Connection {
-    const client = new H1Connection(this, socket, secure, routes)
+  acceptHttp (socket: Socket, initial: Buffer | null, tls: TlsClient | null, routes: RouteTable, headSince = 0, identity: IdentityHeaders | null = null): H1Connection {
+    const client = new H1Connection(this, socket, tls, routes, identity)
     this.clients.add(client)
     if (initial !== null && initial.length > 0) client.onData(initial)
     if (headSince > 0) client.headBeganAt(headSince)

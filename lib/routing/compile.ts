@@ -53,6 +53,8 @@ export function compileRoute (route: RouteModel, context: CompileContext): Compi
     maxBodySize: route.maxBodySize,
     responseTimeout: route.timeouts.response,
     responseTotalTimeout: route.timeouts.responseTotal,
+    hsts: route.hsts,
+    requireClientCertificate: route.requireClientCertificate,
   })
 }
 

@@ -10,6 +10,31 @@
  */
 import type { ProxyError } from '../core/errors.js'
 import type { RequestHead, ResponseHead } from '../http/message.js'
+import type { ClientCertificate } from '../tls/client-certificate.js'
+
+export type { ClientCertificate }
+
+/** What rp4 knows of a client connection's TLS (rp4 terminated it), fixed once its handshake is done. */
+export interface TlsClient {
+  /** `Strict-Transport-Security` for responses on this connection (the listener's); null: none. */
+  readonly hsts: string | null
+  /** The client certificate, verified against the listener's CA bundle (tls.clientCertificates); null: none. */
+  readonly certificate: ClientCertificate | null
+  /** Why every request on this connection is answered 403 (tls.clientCertificates.onFailure: forbidden); null: served. */
+  readonly refusal: string | null
+}
+
+/** The client of a request. */
+export interface ClientInfo {
+  /** Its IP, as X-Forwarded-For shows it. */
+  readonly ip: string
+  /** `IP:PORT`, as logs show it. */
+  readonly label: string
+  /** rp4 terminated TLS for it. */
+  readonly secure: boolean
+  /** What its TLS says (null: cleartext). */
+  readonly tls: TlsClient | null
+}
 
 /** A request hook's explicit answer: go on, or the hook has answered the request itself. */
 export type Verdict = 'continue' | 'responded'
@@ -23,8 +48,8 @@ export interface FilterSession {
   readonly id: number
   /** The request head: change it in place (method, target, path, headers) in `onRequest`. */
   readonly request: RequestHead
-  /** The client: its IP (as X-Forwarded-For shows it), `IP:PORT`, and whether rp4 terminated TLS for it. */
-  readonly client: Readonly<{ ip: string, label: string, secure: boolean }>
+  /** The client: its IP (as X-Forwarded-For shows it), `IP:PORT`, whether rp4 terminated TLS for it, and its verified certificate. */
+  readonly client: ClientInfo
   /** Name of the route that matched. */
   readonly route: string
   /** State of this request for the filters' own use: nothing of rp4 reads or writes it. */

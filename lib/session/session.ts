@@ -15,6 +15,7 @@ import type { MessageHead } from '../http1/head.js'
 import { encodeRequestHead } from '../http1/encode.js'
 import { errorResponse, reasonOf } from '../http/errors.js'
 import { forwardResponse, HOST_PLACEHOLDER, type ForwardContext } from '../http/forwarding.js'
+import { forwardIdentity } from './identity.js'
 import { HeaderList } from '../http/headers.js'
 import { cookieValue } from '../http/fields.js'
 import { ResponseHead, type RequestHead } from '../http/message.js'
@@ -22,7 +23,7 @@ import { BodyKind, type RequestFacts } from '../http/validate.js'
 import type { Group } from '../upstream/group.js'
 import type { HashBy } from '../model/model.js'
 import { DispatchState, ReadHold, type RequestChannel, type UpstreamRequest } from '../upstream/handler.js'
-import type { FilterChain, FilterSession, HeaderInit, Verdict } from './filter.js'
+import type { ClientInfo, FilterChain, FilterSession, HeaderInit, Verdict } from './filter.js'
 import { Phase } from './phases.js'
 import { ClientHold, type Downstream, type ResponseSink, type UpgradedUpstream } from './sink.js'
 
@@ -35,6 +36,10 @@ export interface SessionRoute {
   readonly maxBodySize: number
   readonly responseTimeout: number
   readonly responseTotalTimeout: number
+  /** `Strict-Transport-Security` over TLS, instead of the listener's; null: the listener's. */
+  readonly hsts: string | null
+  /** Only a client with a verified certificate is served; others get 403. */
+  readonly requireClientCertificate: boolean
 }
 
 export type SessionAction =
@@ -119,7 +124,12 @@ export class Session implements UpstreamRequest, FilterSession {
 
   // ---- FilterSession ----
 
-  get client (): Readonly<{ ip: string, label: string, secure: boolean }> { return this.#downstream.client }
+  get client (): ClientInfo { return this.#downstream.client }
+  /** `Strict-Transport-Security` for this request's response: the route's, else the listener's; never over cleartext. */
+  get hsts (): string | null {
+    const tls = this.#downstream.client.tls
+    return tls === null ? null : this.#route?.hsts ?? tls.hsts
+  }
   get route (): string { return this.#route?.name ?? '' }
   get ctx (): Record<string, unknown> { return (this.#ctx ??= {}) }
   get response (): ResponseHead | null { return this.#responseHead }
@@ -145,6 +155,12 @@ export class Session implements UpstreamRequest, FilterSession {
   forwardContext (): ForwardContext {
     const client = this.#downstream.client
     return this.#host.forwardContext(client.ip, client.secure)
+  }
+
+  /** The client certificate's identity headers on the upstream request, where the listener asks for them (identity.ts). */
+  forwardIdentity (head: RequestHead): void {
+    const identity = this.#downstream.identityHeaders
+    if (identity !== null) forwardIdentity(head.headers, identity, this.#downstream.client.tls?.certificate ?? null)
   }
 
   respond (status: number, headers?: HeaderInit, body?: string | Buffer): Verdict {
@@ -193,7 +209,14 @@ export class Session implements UpstreamRequest, FilterSession {
       if (!report) return this.fail(refusal)
       return this.refuse(refusal)
     }
+    const tls = this.#downstream.client.tls
+    if (tls !== null && tls.refusal !== null) {
+      return this.refuse(new ProxyError('client_certificate_refused', `no verified client certificate: ${tls.refusal}`, 'downstream', 403))
+    }
     if (route === null) return this.refuse(new ProxyError('no_route', `no route for ${this.request.host || '(no host)'} ${this.request.path}`, 'downstream', 404))
+    if (route.requireClientCertificate && tls?.certificate == null) {
+      return this.refuse(new ProxyError('client_certificate_required', `route ${route.name} requires a verified client certificate`, 'downstream', 403))
+    }
     const max = route.maxBodySize
     if (max > 0 && this.facts.contentLength > max) {
       return this.refuse(new ProxyError('body_too_large', `request body of ${this.facts.contentLength} bytes over the limit of ${max}`, 'downstream', 413))

@@ -5,6 +5,13 @@
  */
 import type { ProxyError } from '../core/errors.js'
 import type { ResponseHead } from '../http/message.js'
+import type { ClientInfo } from './filter.js'
+
+/** Request headers a listener sets from the verified client certificate; null: not set. */
+export interface IdentityHeaders {
+  readonly subject: string | null
+  readonly fingerprint: string | null
+}
 
 /** Why reading from the client is paused: bits, so that each cause lifts only its own. */
 export const enum ClientHold {
@@ -51,8 +58,10 @@ export interface ResponseSink {
 
 /** What the downstream connection offers a session beyond its response sink. */
 export interface Downstream {
-  /** The client's IP (X-Forwarded-For), `IP:PORT` (logs), and whether rp4 terminated TLS. */
-  readonly client: Readonly<{ ip: string, label: string, secure: boolean }>
+  /** The client's IP (X-Forwarded-For), `IP:PORT` (logs), and what its TLS says. */
+  readonly client: ClientInfo
+  /** The listener forwards client certificates in these headers (client copies removed first); null: it does not. */
+  readonly identityHeaders: IdentityHeaders | null
   hold (reason: ClientHold): void
   release (reason: ClientHold): void
   /** No further request is read from this connection. */

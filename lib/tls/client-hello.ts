@@ -21,6 +21,8 @@ export interface ClientHello {
   serverName: string | null
   /** Why the bytes were refused (INVALID). */
   reason: string
+  /** The client offers ALPN `acme-tls/1`: a CA validating a TLS-ALPN-01 challenge (RFC 8737). */
+  acme: boolean
 }
 
 /** Largest ClientHello accepted: far above real ones (a few hundred bytes to ~2 KiB with post-quantum key shares). */
@@ -34,10 +36,13 @@ const NAME_TYPE_HOST = 0x00
 /** A TLSPlaintext fragment is at most 2^14 bytes. */
 const MAX_FRAGMENT = 16_384
 
-const MORE: ClientHello = Object.freeze({ status: HelloStatus.MORE, serverName: null, reason: '' })
+const EXTENSION_ALPN = 0x0010
+const ACME_TLS_1 = Buffer.from('acme-tls/1')
+
+const MORE: ClientHello = Object.freeze({ status: HelloStatus.MORE, serverName: null, reason: '', acme: false })
 
 function invalid (reason: string): ClientHello {
-  return { status: HelloStatus.INVALID, serverName: null, reason }
+  return { status: HelloStatus.INVALID, serverName: null, reason, acme: false }
 }
 
 /**
@@ -140,16 +145,36 @@ function parseBody (body: Buffer): ClientHello {
   c.skip(compression)
   if (!c.ok) return invalid('truncated ClientHello')
   // before extensions existed (SSL 3.0 era) a ClientHello could end here: no SNI
-  if (c.left === 0) return { status: HelloStatus.OK, serverName: null, reason: '' }
+  if (c.left === 0) return { status: HelloStatus.OK, serverName: null, reason: '', acme: false }
   const extensions = c.take(c.u16())
   if (!c.ok || c.left !== 0) return invalid('bad extension block length')
+  let result: ClientHello = { status: HelloStatus.OK, serverName: null, reason: '', acme: false }
+  let acme = false
   while (extensions.left > 0) {
     const type = extensions.u16()
     const ext = extensions.take(extensions.u16())
     if (!extensions.ok) return invalid('truncated extension')
-    if (type === EXTENSION_SERVER_NAME) return serverName(ext)
+    if (type === EXTENSION_SERVER_NAME) {
+      result = serverName(ext)
+      if (result.status !== HelloStatus.OK) return result
+    } else if (type === EXTENSION_ALPN) {
+      acme = offersAcme(ext)
+    }
   }
-  return { status: HelloStatus.OK, serverName: null, reason: '' }
+  result.acme = acme
+  return result
+}
+
+/** Whether an ALPN extension's protocol list holds `acme-tls/1` (malformed: no). */
+function offersAcme (ext: Cursor): boolean {
+  const list = ext.take(ext.u16())
+  while (list.ok && list.left > 0) {
+    const size = list.u8()
+    const start = list.pos
+    list.skip(size)
+    if (list.ok && size === ACME_TLS_1.length && ACME_TLS_1.equals(list.buf.subarray(start, start + size))) return true
+  }
+  return false
 }
 
 function serverName (ext: Cursor): ClientHello {
@@ -164,7 +189,7 @@ function serverName (ext: Cursor): ClientHello {
     if (type !== NAME_TYPE_HOST) continue
     const name = list.buf.toString('latin1', start, start + size).toLowerCase().replace(/\.$/, '')
     if (name.length === 0 || name.length > 253 || !/^[a-z0-9_.-]+$/.test(name)) return invalid('server name is not a DNS name')
-    return { status: HelloStatus.OK, serverName: name, reason: '' }
+    return { status: HelloStatus.OK, serverName: name, reason: '', acme: false }
   }
-  return { status: HelloStatus.OK, serverName: null, reason: '' }
+  return { status: HelloStatus.OK, serverName: null, reason: '', acme: false }
 }

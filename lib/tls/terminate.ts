@@ -8,7 +8,7 @@
  * fails or takes too long is reported and closes that connection only.
  */
 import type { Socket } from 'node:net'
-import { TLSSocket, type SecureContext } from 'node:tls'
+import { TLSSocket, type SecureContext, type Server, type TLSSocketOptions } from 'node:tls'
 import { clock, type Timed } from '../core/clock.js'
 import { ProxyError, describeSystemError } from '../core/errors.js'
 import { kOwner } from '../core/symbols.js'
@@ -27,6 +27,37 @@ const ALPN = ['http/1.1']
 
 interface OwnedSocket extends TLSSocket { [kOwner]: Handshake }
 
+export interface ClientAuth { readonly rejectUnauthorized: boolean }
+
+/**
+ * What a TLSSocket asks of its server to staple an OCSP response: Node staples only through a
+ * tls.Server's 'OCSPRequest' event, and rp4 makes its TLSSockets around sockets it accepted
+ * itself. The answer is ready (cached) before the handshake starts: it never waits on a responder.
+ * Only a client that asks (status_request) is given it; nothing else of a server is used.
+ */
+class StapleServer {
+  readonly #response: Buffer
+  /** The handshake's context: Node reads its certificate and issuer to pass along with the event. */
+  readonly _sharedCreds: SecureContext
+  readonly _contexts: unknown[] = []
+
+  constructor (response: Buffer, context: SecureContext) {
+    this.#response = response
+    this._sharedCreds = context
+  }
+
+  listenerCount (event: string): number {
+    return event === 'OCSPRequest' ? 1 : 0
+  }
+
+  emit (event: string, ...args: unknown[]): boolean {
+    if (event !== 'OCSPRequest') return false
+    const done = args[2] as (err: Error | null, response: Buffer) => void
+    done(null, this.#response)
+    return true
+  }
+}
+
 export class Handshake implements Timed {
   readonly #host: HandshakeHost
   readonly #socket: OwnedSocket
@@ -35,7 +66,11 @@ export class Handshake implements Timed {
   #done = false
   deadline = 0
 
-  constructor (host: HandshakeHost, raw: Socket, hello: Buffer, context: SecureContext, serverName: string | null, label: string) {
+  /**
+   * @param clientAuth client certificates asked for (`requestCert`), and whether OpenSSL refuses
+   *   the handshake without a verified one (`rejectUnauthorized`); null: none asked for
+   */
+  constructor (host: HandshakeHost, raw: Socket, hello: Buffer, context: SecureContext, serverName: string | null, label: string, clientAuth: ClientAuth | null = null, staple: Buffer | null = null, alpn: string[] = ALPN) {
     this.#host = host
     this.#label = label
     this.#serverName = serverName
@@ -43,7 +78,11 @@ export class Handshake implements Timed {
     raw.pause()
     raw.unshift(hello)
     raw.on('error', ignore)
-    const socket = new TLSSocket(raw, { isServer: true, secureContext: context, ALPNProtocols: ALPN }) as OwnedSocket
+    const options: TLSSocketOptions = clientAuth === null
+      ? { isServer: true, secureContext: context, ALPNProtocols: alpn }
+      : { isServer: true, secureContext: context, ALPNProtocols: alpn, requestCert: true, rejectUnauthorized: clientAuth.rejectUnauthorized }
+    if (staple !== null) options.server = new StapleServer(staple, context) as unknown as Server
+    const socket = new TLSSocket(raw, options) as OwnedSocket
     socket[kOwner] = this
     socket.on('secure', onSecure)
     socket.on('error', onError)

@@ -45,6 +45,8 @@ t.test('the flat shorthand: one listener, one catch-all route, one group, all na
     timeouts: { response: 60_000, responseTotal: 0 },
     interceptErrors: false,
     rateLimit: null,
+    hsts: null,
+    requireClientCertificate: false,
   }])
   const group = model.upstreams.get('default')!
   t.same([...model.upstreams.keys()], ['default'])
@@ -103,6 +105,13 @@ t.test('the flat shorthand: every key lands where the full form has it, units co
     passthrough: [{ name: 'db.example.com', upstream: 'passthrough-1' }, { name: '*.internal.example.com', upstream: 'passthrough-2' }],
     reloadInterval: 10_000,
     cleartext: 'serve',
+    profile: 'intermediate',
+    ciphers: null,
+    hsts: null,
+    clientCertificates: null,
+    ticketKeyRotation: 43_200_000,
+    ocspStapling: true,
+    acme: null,
   })
   t.same(listener.timeouts, { detect: 1000, tlsHandshake: 3000, tcpIdle: 600_000 })
   t.same(listener.access?.rules.map(rule => rule.action), ['allow', 'deny'])
@@ -142,7 +151,7 @@ t.test('tcp: one raw listener, no route; tcpFallback false: none, as without it'
   t.same(raw.routes, [])
   t.equal(buildModel({ listen: ':0', targets: ['a:1'], tcpFallback: false }).listeners[0].tcpFallback, null)
   const passthrough = buildModel({ listen: ':0', targets: ['a:1'], tls: { passthrough: { 'db.example.com': 'b:1' }, reloadInterval: '5s' } }).listeners[0].tls
-  t.same(passthrough, { certificates: [], passthrough: [{ name: 'db.example.com', upstream: 'passthrough-1' }], reloadInterval: 5000, cleartext: 'serve' })
+  t.same(passthrough, { certificates: [], passthrough: [{ name: 'db.example.com', upstream: 'passthrough-1' }], reloadInterval: 5000, cleartext: 'serve', profile: 'intermediate', ciphers: null, hsts: null, clientCertificates: null, ticketKeyRotation: 43_200_000, ocspStapling: true, acme: null })
   t.equal(buildModel({ listen: ':0', targets: ['a:1'], tls: { reloadInterval: '5s' } }).listeners[0].tls, null, 'nothing to terminate or relay')
 })
 

@@ -163,6 +163,18 @@ t.test('the ClientHello parser never throws: truncations and random corruption',
   t.equal(parseClientHello(Buffer.alloc(40_000, 0x16)).status, HelloStatus.INVALID, 'a flood of handshake bytes is refused, not buffered')
 })
 
+t.test('the ClientHello parser tells a TLS-ALPN-01 validation (ALPN acme-tls/1) from other ALPN offers', async t => {
+  const cases: Array<[string[] | undefined, boolean]> = [[['acme-tls/1'], true], [['h2', 'acme-tls/1'], true], [['http/1.1'], false], [['acme-tls/10'], false], [undefined, false]]
+  for (const [i, [alpn, acme]] of cases.entries()) {
+    const capture = await startTcpBackend(t)
+    const client = tls.connect({ port: capture.port, host: '127.0.0.1', servername: 'acme.test', ALPNProtocols: alpn })
+    client.on('error', () => {})
+    const hello = parseClientHello((await capture.conn(0, c => parseClientHello(c.data).status === HelloStatus.OK, 5000, `ClientHello ${i}`)).data)
+    client.destroy()
+    t.same([hello.serverName, hello.acme], ['acme.test', acme], JSON.stringify(alpn ?? 'no ALPN'))
+  }
+})
+
 t.test('passthrough by SNI: the backend terminates the client\'s own handshake', async t => {
   const backend = await startTlsBackend(t, tlsOptions(backendPair), echo)
   const origin = await startOrigin(t, () => ok())
