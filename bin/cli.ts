@@ -65,7 +65,7 @@ Examples:
 type Command =
   | { kind: 'help' | 'version' }
   | { kind: 'demo', listen: string }
-  | { kind: 'proxy', options: ProxyOptions, accessLog: boolean, quiet: boolean }
+  | { kind: 'proxy', options: ProxyOptions, quiet: boolean }
   | { kind: 'check', file: string }
   | { kind: 'print', text: string }
 
@@ -102,12 +102,12 @@ function parseCli (argv: string[]): Command {
     }
     case 'listen': {
       const options = flagsToOptions(argument(line, 'address [HOST]:PORT'), line)
-      return { kind: 'proxy', options, accessLog: line.accessLog, quiet: line.quiet }
+      return { kind: 'proxy', options, quiet: line.quiet }
     }
     case 'run': {
       noOptionFlags(line, command)
       const { options } = loadConfig(argument(line, 'FILE (a YAML configuration file)'))
-      return { kind: 'proxy', options, accessLog: line.accessLog, quiet: line.quiet }
+      return { kind: 'proxy', options, quiet: line.quiet }
     }
     case 'check':
       noOptionFlags(line, command)
@@ -174,7 +174,7 @@ async function main (): Promise<number> {
       }
       return 0
   }
-  return await serve(cli.options, cli.accessLog, cli.quiet)
+  return await serve(cli.options, cli.quiet)
 }
 
 /** A problem of an option that a flag sets, as `--flag: message`; null when no flag sets it. */
@@ -213,7 +213,7 @@ function startup (proxy: Proxy): string {
   return `${hostPort(proxy.address())}, ${mode} ${sent}${others}${lowered}`
 }
 
-async function serve (options: ProxyOptions, accessLog: boolean, quiet: boolean): Promise<number> {
+async function serve (options: ProxyOptions, quiet: boolean): Promise<number> {
   let proxy: Proxy
   try {
     proxy = createProxy(options)
@@ -231,10 +231,8 @@ async function serve (options: ProxyOptions, accessLog: boolean, quiet: boolean)
   proxy.on('clientError', (err, client) => log(`rp4: client ${client}: ${err.code}: ${err.message}`))
   proxy.on('proxyError', err => log(`rp4: ${err.message}`))
   proxy.on('certificates', names => log(`rp4: certificates reloaded: ${names.join(', ')}`))
-  if (accessLog) {
-    proxy.on('response', info => process.stderr.write(
-      `${info.client} "${info.method} ${info.url}" ${info.status} ${info.target || '-'} ${info.duration.toFixed(1)}ms\n`))
-  }
+  // logrotate moved the access log away: write to a new file of the same name
+  process.on('SIGUSR1', () => proxy.reopenLogs())
 
   try {
     await proxy.listen()

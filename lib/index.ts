@@ -19,10 +19,11 @@ import { ProxyCore } from './proxy/core.js'
 import { ProxyError, describeSystemError } from './core/errors.js'
 import { Listener, type ListenerEvents } from './listener/listener.js'
 import type { Filter } from './session/filter.js'
+import { AccessLog } from './observe/access-log.js'
 
 export type { Options } from './config/schema.js'
 export type { Model } from './model/model.js'
-export type { ProxyEvents, RequestInfo, ResponseInfo } from './core/events.js'
+export type { ProxyEvents, RequestInfo, ResponseInfo, TcpSessionInfo } from './core/events.js'
 export type { ListenerEvents } from './listener/listener.js'
 export type { Filter, FilterSession, Verdict, HeaderInit } from './session/filter.js'
 export type { RequestHead, ResponseHead } from './http/message.js'
@@ -48,6 +49,7 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
   readonly model: Model
   readonly #core: ProxyCore
   readonly #listeners: readonly Listener[]
+  readonly #accessLog: AccessLog | null = null
   #closed: Promise<void> | null = null
 
   constructor (options: ProxyOptions) {
@@ -83,6 +85,17 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
       })
       return l
     })
+    if (model.accessLog !== null) {
+      const log = this.#accessLog = new AccessLog(model.accessLog)
+      log.onError = err => this.#core.proxyError(new ProxyError('access_log_failed', `access log ${model.accessLog!.file}: ${describeSystemError(err)}`, 'internal', 0, false, err))
+      this.on('response', log.response)
+      this.on('tcpSession', log.tcpSession)
+    }
+  }
+
+  /** Open the access log file again under its name (after logrotate moved it: SIGUSR1). */
+  reopenLogs (): void {
+    this.#accessLog?.reopen()
   }
 
   /** Start accepting on every listener. Resolves with the first listener's bound address (port 0 picks a free port). */
@@ -127,8 +140,10 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
    * Open connections: every accepted client connection counted by the caps, HTTP clients, raw TCP
    * relays (passthrough, relayed TLS), and upstream per target of every group.
    */
-  stats (): { connections: number, clients: number, tcp: number, errors: Record<string, number>, upstream: Array<{ group: string, target: string, open: number, idle: number }> } {
+  stats (): { connections: number, clients: number, tcp: number, errors: Record<string, number>, upstream: Array<{ group: string, target: string, open: number, idle: number }>, accessLog: { written: number, dropped: number } | null } {
+    const log = this.#accessLog
     return {
+      accessLog: log === null ? null : { written: log.written, dropped: log.dropped },
       connections: this.#core.caps.open,
       clients: this.#core.clients.size,
       tcp: this.#listeners.reduce((n, l) => n + l.tunnelCount, 0),
@@ -145,7 +160,9 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
       const done = (): void => {
         if (--pending === 0) {
           this.emit('close')
-          resolve()
+          // the last lines (those of the requests just finished) are written before close() resolves
+          if (this.#accessLog === null) resolve()
+          else void this.#accessLog.close().then(() => resolve())
         }
       }
       for (const listener of this.#listeners) {

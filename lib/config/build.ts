@@ -8,12 +8,13 @@
  */
 import { accessSync, constants, readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
+import { dirname } from 'node:path'
 import type { ConnectionOptions } from 'node:tls'
 import type { TSchema } from '@sinclair/typebox'
 import { formatHostPort, parseHostPort, parseTarget, type HostPort } from './address.js'
 import { MAX_CONNECTIONS, OPEN_FILES } from './open-files.js'
 import { parseCidr, type AccessRule } from '../admission/access.js'
-import type { AccessModel, ActionModel, FilterModel, GroupModel, HttpModel, ListenerModel, ListenerTls, Model, RouteModel, TargetModel } from '../model/model.js'
+import type { AccessLogModel, AccessModel, ActionModel, FilterModel, GroupModel, HttpModel, ListenerModel, ListenerTls, Model, RouteModel, TargetModel } from '../model/model.js'
 import * as S from './schema.js'
 import { parseUnit } from './units.js'
 import { ConfigError, describe, type Path, type Problem } from './problems.js'
@@ -82,6 +83,19 @@ function assemble (o: Obj, files: Problem[]): Model {
       openFiles: OPEN_FILES,
       requested,
     }),
+    accessLog: buildAccessLog(o.accessLog as Obj | undefined, files),
+    drainTimeout: unit(o.drainTimeout, S.DrainTimeout),
+  })
+}
+
+function buildAccessLog (a: Obj | undefined, files: Problem[]): AccessLogModel | null {
+  if (a?.file === undefined) return null
+  const props = S.AccessLog.properties
+  if (a.file !== '-') writable(a.file as string, ['accessLog', 'file'], files)
+  return freeze({
+    file: a.file as string,
+    format: (a.format ?? S.meta(props.format).default) as AccessLogModel['format'],
+    buffer: unit(a.buffer, props.buffer),
   })
 }
 
@@ -119,6 +133,25 @@ function readable (file: string, path: Path, files: Problem[]): void {
     accessSync(file, constants.R_OK)
   } catch (err) {
     files.push({ path, message: `cannot read "${file}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` })
+  }
+}
+
+/** A file rp4 appends to: it exists and may be written, or its folder lets it be created. */
+function writable (file: string, path: Path, files: Problem[]): void {
+  try {
+    accessSync(file, constants.W_OK)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') {
+      try {
+        accessSync(dirname(file), constants.W_OK)
+        return
+      } catch (dirErr) {
+        files.push({ path, message: `cannot create "${file}": ${(dirErr as NodeJS.ErrnoException).code ?? (dirErr as Error).message}` })
+        return
+      }
+    }
+    files.push({ path, message: `cannot write "${file}": ${code ?? (err as Error).message}` })
   }
 }
 

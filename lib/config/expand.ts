@@ -139,7 +139,7 @@ export function expandFlat (o: Options): Expanded {
     from(['http', key], [key])
   }
 
-  const options = compact({ listeners: [listener], routes, upstreams, http, limits: o.limits }) as Options
+  const options = compact({ listeners: [listener], routes, upstreams, http, limits: o.limits, accessLog: o.accessLog, drainTimeout: o.drainTimeout }) as Options
   return { options, origins }
 }
 

@@ -59,6 +59,8 @@ export interface FlagSpec {
   repeat?: boolean
   /** `NAME=VALUE`, one entry of a mapping per occurrence. */
   entry?: boolean
+  /** The value a bare flag stands for: its argument is optional (`--access-log` alone: `-`, stderr). */
+  bare?: string
   /** Help text when it differs from the leaf's description. */
   help?: string
   /** The default as help shows it, when it differs from the leaf's. */
@@ -67,7 +69,7 @@ export interface FlagSpec {
   group: FlagGroup
 }
 
-export const FLAG_GROUPS = ['Backends', 'Timeouts', 'Protocols and TCP', 'TLS', 'Limits', 'Headers and errors', 'Access control and connection caps'] as const
+export const FLAG_GROUPS = ['Backends', 'Timeouts', 'Protocols and TCP', 'TLS', 'Limits', 'Headers and errors', 'Access control and connection caps', 'Operations'] as const
 export type FlagGroup = typeof FLAG_GROUPS[number]
 
 export interface Meta extends Range {
@@ -199,6 +201,16 @@ export const Limits = section({
   maxConnections: opt(count({ description: 'open client connections in all; a new one over it is closed at once; never more than the open-file limit allows (two descriptors per connection)', defaultText: 'what the open-file limit allows', min: 1, max: 10_000_000, flag: { name: '--max-connections', arg: 'N', group: 'Access control and connection caps' } })),
   maxConnectionsPerIp: opt(count({ description: 'open connections per client IP (IPv6: per /64); a new one over it is closed at once', default: 0, zero: 'no cap', min: 1, max: 10_000_000, flag: { name: '--max-connections-per-ip', arg: 'N', group: 'Access control and connection caps' } })),
 }, 'caps on open client connections, checked when a connection is accepted')
+
+// ── Operations: keys of both forms, about the process rather than the traffic ──
+
+export const AccessLog = section({
+  file: opt(text('file', { description: 'where the access log goes: a file (appended to, reopened on SIGUSR1 for logrotate), or `-` for stderr', defaultText: 'no access log', flag: { name: '--access-log', arg: 'FILE', bare: '-', group: 'Operations', help: 'one line per request and per TCP session, to FILE (reopened on SIGUSR1), or stderr without FILE (or with -)' } })),
+  format: opt(choice(['combined', 'json'], { description: '`combined` (Apache/nginx combined, then rp4\'s fields as key=value) or `json` (one JSON object per line)', default: 'combined', flag: { name: '--log-format', arg: 'FORMAT', group: 'Operations', help: 'the access log\'s format: combined or json' } })),
+  buffer: opt(size({ description: 'bytes of log lines waiting for a slow disk; beyond it lines are dropped and counted (rp4_access_log_dropped_total), never waited for', default: '4m', min: '4k', max: '1g' })),
+}, 'the access log: one line per request and per TCP session, written without blocking', 'must be a mapping { file, format, buffer }')
+
+export const DrainTimeout = duration({ description: 'on SIGTERM/SIGINT (or the admin drain): requests in flight may finish this long before the remaining connections are closed', default: '10s', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--drain-timeout', arg: 'DUR', group: 'Operations' } })
 
 const CertificatePair = section({
   cert: text('file', { description: 'PEM certificate (chain) file', flag: { name: '--cert', arg: 'FILE', repeat: true, group: 'TLS', help: 'terminate TLS with this PEM certificate (and the --key given in the same position); repeat for several (chosen by SNI, the first is the default); reloaded when the files change' } }),
@@ -426,7 +438,14 @@ export const FULL = {
   http: opt(Http),
 }
 
-export const OptionsSchema = Type.Object({ ...FLAT, ...FULL, limits: opt(Limits) }, { additionalProperties: false, description: 'rp4 options' })
+/** Keys of both forms, flat and full. */
+export const SHARED = {
+  limits: opt(Limits),
+  accessLog: opt(AccessLog),
+  drainTimeout: opt(DrainTimeout),
+}
+
+export const OptionsSchema = Type.Object({ ...FLAT, ...FULL, ...SHARED }, { additionalProperties: false, description: 'rp4 options' })
 
 /** A YAML file's content, or the library's options object: either form. */
 export type Options = Static<typeof OptionsSchema>

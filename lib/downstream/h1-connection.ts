@@ -47,6 +47,8 @@ const enum Wait { NONE, IDLE, HEAD, BODY, CLOSED }
 
 interface OwnedSocket extends Socket { [kOwner]: H1Connection }
 
+const NO_TLS = Object.freeze({ version: '', sni: '' })
+
 const FACTS_REFUSED: RequestFacts = { invalid: 'refused', body: BodyKind.NONE, contentLength: -1, expectContinue: false, needsHost: false }
 
 export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwner, Downstream {
@@ -97,6 +99,12 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
   }
 
   get label (): string { return this.client.label }
+
+  tlsInfo (): Readonly<{ version: string, sni: string }> {
+    if (!this.client.secure) return NO_TLS
+    const socket = this.socket as Socket & { getProtocol?: () => string | null, servername?: string | false }
+    return { version: socket.getProtocol?.() ?? '', sni: typeof socket.servername === 'string' ? socket.servername : '' }
+  }
   get first (): H1Response | undefined { return this.#queue[0] }
   get idle (): boolean { return this.#queue.length === 0 && !this.#parser.inHead }
 

@@ -373,7 +373,7 @@ export class Listener implements PassthroughHost, HandshakeHost {
     detection.release()
     const { socket, data } = detection
     if (route !== undefined) {
-      this.#tunnels.add(new Passthrough(this, socket, data, route))
+      this.#tunnels.add(new Passthrough(this, socket, data, route, serverName ?? ''))
       return
     }
     const context = this.certificates!.select(serverName)
@@ -410,8 +410,10 @@ export class Listener implements PassthroughHost, HandshakeHost {
   }
 
   forget (item: Passthrough | Handshake): void {
-    if (item instanceof Passthrough) this.#tunnels.delete(item)
-    else this.#handshakes.delete(item)
+    if (item instanceof Passthrough) {
+      this.#tunnels.delete(item)
+      this.core.tcpSessionDone(item, this.model.name)
+    } else this.#handshakes.delete(item)
   }
 
   /**

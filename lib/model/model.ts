@@ -15,6 +15,18 @@ export interface Model {
   upstreams: ReadonlyMap<string, GroupModel>
   http: HttpModel
   limits: Readonly<ConnectionLimits>
+  /** null: no access log. */
+  accessLog: Readonly<AccessLogModel> | null
+  /** ms requests in flight may take to finish on SIGTERM/SIGINT or a drain, before connections are closed. */
+  drainTimeout: number
+}
+
+export interface AccessLogModel {
+  /** A file name, or `-` for stderr. */
+  file: string
+  format: 'combined' | 'json'
+  /** Bytes of lines that may wait for the disk; beyond it lines are dropped (and counted). */
+  buffer: number
 }
 
 export interface ConnectionLimits {

@@ -18,6 +18,7 @@ import { RouteTable } from '../routing/table.js'
 import type { Filter } from '../session/filter.js'
 import type { Session } from '../session/session.js'
 import { Group } from '../upstream/group.js'
+import type { Passthrough } from '../tcp/passthrough.js'
 
 /** The emitter side the core needs: a TypedEmitter<ProxyEvents> in practice. */
 export interface EventSink {
@@ -136,9 +137,15 @@ export class ProxyCore implements H1Host {
     this.#events.emit('request', { id, method: request.method, url: request.target, client: client.label })
   }
 
+  /** Upstream timings are taken only for somebody who reads them. */
+  get timing (): boolean { return this.#events.listenerCount('response') > 0 }
+
   responseDone (session: Session): void {
     if (this.#events.listenerCount('response') === 0) return
     const { id, request, client } = session
+    const duration = clock.refresh() - session.started
+    const headers = request.headers
+    const tls = session.tlsInfo()
     this.#events.emit('response', {
       id,
       method: request.method,
@@ -146,7 +153,38 @@ export class ProxyCore implements H1Host {
       client: client.label,
       status: session.status,
       target: session.status !== 0 && session.target !== null ? session.target : '',
-      duration: clock.refresh() - session.started,
+      duration,
+      time: Date.now() - duration,
+      protocol: `HTTP/${request.versionMajor}.${request.versionMinor}`,
+      host: headers.get('host') ?? '',
+      referer: headers.get('referer') ?? '',
+      userAgent: headers.get('user-agent') ?? '',
+      route: session.route,
+      bytesIn: session.bytesIn,
+      bytesOut: session.bytesOut,
+      upstreamConnect: session.upstreamConnect,
+      upstreamFirstByte: session.upstreamFirstByte,
+      retries: session.retries,
+      tls: tls.version,
+      sni: tls.sni,
+    })
+  }
+
+  tcpSessionDone (relay: Passthrough, listener: string): void {
+    if (this.#events.listenerCount('tcpSession') === 0) return
+    const client = relay.client
+    const now = Date.now()
+    const address = client.remoteAddress ?? ''
+    const ip = address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address
+    this.#events.emit('tcpSession', {
+      time: relay.started,
+      client: (ip.includes(':') ? '[' + ip + ']' : ip) + ':' + (client.remotePort ?? 0),
+      listener,
+      target: relay.relayedTo,
+      bytesIn: client.bytesRead,
+      bytesOut: client.bytesWritten,
+      duration: now - relay.started,
+      sni: relay.sni,
     })
   }
 

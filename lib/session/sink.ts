@@ -53,6 +53,8 @@ export interface ResponseSink {
 export interface Downstream {
   /** The client's IP (X-Forwarded-For), `IP:PORT` (logs), and whether rp4 terminated TLS. */
   readonly client: Readonly<{ ip: string, label: string, secure: boolean }>
+  /** The TLS version and server name of the client's handshake ('' for cleartext, or no SNI): read for logs only. */
+  tlsInfo (): Readonly<{ version: string, sni: string }>
   hold (reason: ClientHold): void
   release (reason: ClientHold): void
   /** No further request is read from this connection. */

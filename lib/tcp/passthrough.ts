@@ -39,9 +39,14 @@ export class Passthrough implements Timed {
   #relay: Relay | null = null
   #done = false
   deadline = 0
+  /** When it was accepted, ms since the epoch (for the access log). */
+  readonly started = Date.now()
+  /** The server name of the ClientHello it is relayed by, '' otherwise. */
+  readonly sni: string
 
-  constructor (host: PassthroughHost, client: Socket, initial: Buffer | null, group: Group) {
+  constructor (host: PassthroughHost, client: Socket, initial: Buffer | null, group: Group, sni = '') {
     this.#host = host
+    this.sni = sni
     this.#client = client as OwnedSocket
     this.#group = group
     this.#initial = initial !== null && initial.length > 0 ? initial : null
@@ -73,6 +78,9 @@ export class Passthrough implements Timed {
   }
 
   get target (): Target { return this.#group.targets[this.#index] }
+  /** The backend it was relayed to ('' when none could be reached). */
+  get relayedTo (): string { return this.#relay === null ? '' : this.target.authority }
+  get client (): Socket { return this.#client }
 
   onUpstreamConnect (): void {
     const upstream = this.#upstream!

@@ -3,7 +3,7 @@
  * starts and forwards, errors that name what is wrong, and a graceful exit on SIGTERM / SIGINT.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t, { type Test } from 'tap'
@@ -11,7 +11,7 @@ import { RawClient, exchange } from '../helpers/client.js'
 import { ok, startOrigin } from '../helpers/origin.js'
 import { ROOT, checkBuilt, hasIPv6 } from '../helpers/proxy.js'
 import { connectRaw, startTcpBackend } from '../helpers/tls-backends.js'
-import { Observable, within } from '../helpers/wait.js'
+import { Observable, poll, within } from '../helpers/wait.js'
 
 const CLI = path.join(ROOT, 'dist/bin/rp4.js')
 const VERSION = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version
@@ -313,7 +313,7 @@ t.test('an access file reload that fails: one line of its own, no client prefix'
   t.same(lines, [`rp4: access file not reloaded, the previous lists stay: "${file}" line 2: "what" is not an IP address or CIDR range (e.g. 10.0.0.0/8, 2001:db8::/32)`])
 })
 
-t.test('--access-log: a refused request is logged as the client sent it', async t => {
+t.test('--access-log: a refused request is logged as the client sent it (combined, on stderr)', async t => {
   if (!checkBuilt(t, 'dist/bin/rp4.js')) return
   const origin = await startOrigin(t, () => ok())
   const r = run(t, ['listen', '127.0.0.1:0', '--to', origin.target, '--access-log'])
@@ -323,8 +323,33 @@ t.test('--access-log: a refused request is logged as the client sent it', async 
   await client.write(`DELETE /${'a'.repeat(9000)} HTTP/1.1\r\nHost: h\r\n\r\n`)
   await client.waitResponses(1)
   const local = `127.0.0.1:${client.socket.localPort}`
-  await r.until(() => r.stderr.includes(`${local} "`), 5000, 'the access log line')
-  t.match(r.stderr, new RegExp(`^${local} "DELETE /a{255}\\.\\.\\." 414 - \\d+\\.\\dms\n$`, 'm'))
+  await r.until(() => r.stderr.includes(`client=${local} `), 5000, 'the access log line')
+  t.match(r.stderr, new RegExp(`^127\\.0\\.0\\.1 - - \\[[^\\]]+\\] "DELETE /a{255}\\.\\.\\. HTTP/1\\.1" 414 \\d+ "-" "-" client=${local} route=- target=- in=0 time=\\d+\\.\\d connect=- first_byte=- retries=0 cache=- tls=- sni=-\n`, 'm'))
+})
+
+t.test('--access-log FILE --log-format json; SIGUSR1 reopens the file after logrotate moved it', async t => {
+  if (!checkBuilt(t, 'dist/bin/rp4.js')) return
+  const origin = await startOrigin(t, () => ok())
+  const dir = mkdtempSync(path.join(tmpdir(), 'rp4-cli-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = path.join(dir, 'access.log')
+  const r = run(t, ['listen', '127.0.0.1:0', '--to', origin.target, '--access-log', file, '--log-format', 'json'])
+  const { port } = await r.listening()
+  const read = (name: string): string => { try { return readFileSync(name, 'utf8') } catch { return '' } }
+  await exchange(port, 'GET /before HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 1 })
+  // the file is written asynchronously and no event says when: looked at again until the line is there (bounded)
+  await poll(() => read(file).includes('/before'), 'the first line')
+  t.match(read(file), /"url":"\/before"/)
+  renameSync(file, file + '.1')
+  r.child.kill('SIGUSR1')
+  await poll(() => existsSync(file), 'SIGUSR1 to create the file again')
+  await exchange(port, 'GET /after HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 1 })
+  await poll(() => read(file).includes('/after'), 'the line after the reopen')
+  t.match(read(file), /^\{"time":"[^"]+","type":"http".*"url":"\/after"/, 'the new file has the new line')
+  t.notMatch(read(file + '.1'), /\/after/, 'the moved file does not')
+  r.child.kill('SIGTERM')
+  await r.finished()
+  t.equal(r.exit, 0)
 })
 
 t.test('rp4 config --from-flags → a file; rp4 check accepts it; rp4 run serves what the command line did', async t => {

@@ -1,0 +1,42 @@
+/**
+ * The configuration examples of the README's Operations section load, and mean what the text
+ * around them says.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import t from 'tap'
+import { loadConfig } from '../../lib/config/load.js'
+import type { Model } from '../../lib/model/model.js'
+import { ROOT } from '../helpers/proxy.js'
+
+const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8')
+const from = readme.indexOf('\n## Operations\n')
+const to = readme.indexOf('\n## ', from + 1)
+const section = readme.slice(from, to)
+const blocks = [...section.matchAll(/```yaml\n([^]*?)```\n/g)].map(m => m[1])
+
+/** What each example must resolve to, by the comment on its first line. */
+const expected: Record<string, (model: Model, dir: string) => Array<[unknown, unknown]>> = {
+  '# accessLog belongs to both forms': (model, dir) => [
+    [model.accessLog, { file: path.join(dir, 'access.log'), format: 'combined', buffer: 4 * 1024 * 1024 }],
+  ],
+}
+
+t.test('the Operations section has its examples', async t => {
+  t.ok(from !== -1, 'README.md has ## Operations')
+  t.same(blocks.map(block => block.split('\n')[0]).sort(), Object.keys(expected).sort(), 'one expectation per example')
+})
+
+for (const block of blocks) {
+  const title = block.split('\n')[0]
+  t.test(`README example "${title}" loads`, async t => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'rp4-readme-'))
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+    const file = path.join(dir, 'rp4.yaml')
+    // the examples' files live under /var/log/rp4 and /etc/rp4: here, in a scratch folder
+    writeFileSync(file, block.replaceAll('/var/log/rp4/', dir + '/').replaceAll('/etc/rp4/', dir + '/'))
+    const { model } = loadConfig(file)
+    for (const [actual, wanted] of expected[title]?.(model, dir) ?? []) t.same(actual, wanted)
+  })
+}
