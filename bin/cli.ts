@@ -41,7 +41,8 @@ ${optionsHelp()}
   milliseconds). BYTES is a number of bytes, or with a unit: 64k, 1m, 1g.
 
 Exit status:
-  0    stopped by SIGTERM or SIGINT, after requests in flight finished;
+  0    stopped by SIGTERM or SIGINT, after requests in flight finished
+       (or --drain-timeout ran out);
        --help, --version; rp4 check found nothing wrong
   1    a runtime failure: the address cannot be listened on (in use, not
        permitted), or rp4 demo could not start
@@ -252,13 +253,12 @@ async function serve (options: ProxyOptions, quiet: boolean): Promise<number> {
         return
       }
       stopping = true
-      log(`rp4: ${signal}: closing, waiting for requests in flight`)
-      const force = setTimeout(() => {
-        log('rp4: connections still open after 10s: closing them')
+      const seconds = proxy.model.drainTimeout / 1000
+      log(`rp4: ${signal}: draining: not accepting, waiting up to ${seconds}s for requests in flight (a second ${signal} exits at once)`)
+      void proxy.drain().then(({ cut }) => {
+        if (cut > 0) log(`rp4: ${cut} connection${cut === 1 ? '' : 's'} still open after ${seconds}s (drainTimeout): closed`)
         resolve(0)
-      }, 10_000)
-      force.unref()
-      void proxy.close().then(() => resolve(0))
+      })
     }
     process.on('SIGINT', () => stop('SIGINT'))
     process.on('SIGTERM', () => stop('SIGTERM'))

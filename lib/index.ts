@@ -51,6 +51,8 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
   readonly #listeners: readonly Listener[]
   readonly #accessLog: AccessLog | null = null
   #closed: Promise<void> | null = null
+  #drained: Promise<{ cut: number }> | null = null
+  #listening = false
 
   constructor (options: ProxyOptions) {
     super()
@@ -108,6 +110,7 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
       for (const listener of this.#listeners) if (listener.server.listening) listener.server.close()
       throw err
     }
+    this.#listening = true
     for (const address of addresses) this.emit('listening', address)
     return addresses[0]
   }
@@ -150,6 +153,46 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
       errors: Object.fromEntries(this.#core.errorCounts),
       upstream: [...this.#core.groups.values()].flatMap(group => group.stats().map(s => ({ group: group.settings.name, ...s }))),
     }
+  }
+
+  /**
+   * Ready for traffic: listening, and neither draining nor closing. What /readyz answers, so that
+   * an outer balancer stops sending at the first moment of a drain.
+   */
+  get ready (): boolean {
+    return this.#listening && this.#drained === null && this.#closed === null
+  }
+
+  /** A drain or close has begun. */
+  get draining (): boolean {
+    return this.#drained !== null || this.#closed !== null
+  }
+
+  /**
+   * Drain (SIGTERM): stop accepting at once, answer every request still coming on open
+   * connections with `Connection: close`, and give requests in flight `timeout` ms (the
+   * `drainTimeout` option by default) to finish; then close, cutting what is still open.
+   * Resolves with how many client connections had to be cut.
+   */
+  drain (timeout = this.model.drainTimeout): Promise<{ cut: number }> {
+    if (this.#drained !== null) return this.#drained
+    this.#drained = new Promise(resolve => {
+      for (const listener of this.#listeners) {
+        if (listener.server.listening) listener.server.close()
+      }
+      this.#core.drain()
+      const core = this.#core
+      let timer: NodeJS.Timeout | null = null
+      const finish = (cut: number): void => {
+        if (timer !== null) clearTimeout(timer)
+        core.drainWatch = null
+        void this.close().then(() => resolve({ cut }))
+      }
+      if (core.clients.size === 0) return finish(0)
+      core.drainWatch = () => { if (core.clients.size === 0) finish(0) }
+      timer = setTimeout(() => finish(core.cut()), timeout)
+    })
+    return this.#drained
   }
 
   /** Stop accepting; requests in flight finish, idle connections close. Resolves once all are closed. */

@@ -39,6 +39,8 @@ export interface H1Host extends SessionHost {
   readonly settings: H1Settings
   /** The proxy is closing: answer what is in flight, read nothing more. */
   readonly closing: boolean
+  /** The proxy is draining: each connection's next response says `Connection: close`, and is its last. */
+  readonly draining: boolean
   nextId (): number
   forget (conn: H1Connection): void
 }
@@ -130,6 +132,7 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
     const session = new Session(host, this, host.nextId(), request, facts)
     const response = new H1Response(this, session)
     this.#queue.push(response)
+    if (host.draining) this.#noMore = true
     let refusal: ProxyError | null = null
     if (facts.invalid !== '') refusal = new ProxyError('bad_request', facts.invalid, 'downstream', 400)
     else if (request.method === 'CONNECT') refusal = new ProxyError('bad_request', 'CONNECT is not served', 'downstream', 405)
@@ -423,6 +426,16 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
       if (error.source === 'downstream') this.#host.clientError(error, this.label)
     }
     this.socket.destroy()
+  }
+
+  /**
+   * The proxy drains: a connection with a request under way ends after its response (which says
+   * `Connection: close`); an idle one stays open, so that a request its client is sending right
+   * now is answered rather than met by a closed socket, and its next request gets that answer.
+   */
+  drain (): void {
+    if (this.idle) return
+    this.#noMore = true
   }
 
   /** Close if nothing is under way (the proxy is closing); otherwise after the current responses. */

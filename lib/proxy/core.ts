@@ -8,7 +8,7 @@
 import type { Socket } from 'node:net'
 import type { Model } from '../model/model.js'
 import { clock } from '../core/clock.js'
-import type { ProxyError } from '../core/errors.js'
+import { ProxyError } from '../core/errors.js'
 import type { ProxyEvents } from '../core/events.js'
 import { H1Connection, type H1Host, type H1Settings } from '../downstream/h1-connection.js'
 import type { ForwardContext } from '../http/forwarding.js'
@@ -36,6 +36,7 @@ export class ProxyCore implements H1Host {
   readonly caps: ConnectionCaps
   readonly clients = new Set<H1Connection>()
   closing = false
+  draining = false
   #ids = 0
   readonly #events: EventSink
   readonly #underscores: boolean
@@ -117,9 +118,28 @@ export class ProxyCore implements H1Host {
     return client
   }
 
+  /** Told each time a client connection is forgotten while a drain waits for the last one. */
+  drainWatch: (() => void) | null = null
+
   forget (client: H1Connection): void {
     this.clients.delete(client)
+    this.drainWatch?.()
     if (this.closing && this.clients.size === 0) this.#onIdle?.()
+  }
+
+  /** Every client connection's next response is its last; idle ones stay open for it. */
+  drain (): void {
+    this.draining = true
+    for (const client of this.clients) client.drain()
+  }
+
+  /** Cut every client connection still open (a drain ran out of time). Returns how many there were. */
+  cut (): number {
+    const n = this.clients.size
+    for (const client of [...this.clients]) {
+      client.destroy(new ProxyError('drain_timeout', 'closed by rp4 with a request in flight: the drain time (drainTimeout) ran out', 'internal', 0))
+    }
+    return n
   }
 
   /** Stop taking requests: idle clients close now, busy ones after their current responses. */

@@ -21,6 +21,7 @@ const expected: Record<string, (model: Model, dir: string) => Array<[unknown, un
   '# accessLog belongs to both forms': (model, dir) => [
     [model.accessLog, { file: path.join(dir, 'access.log'), format: 'combined', buffer: 4 * 1024 * 1024 }],
   ],
+  '# drainTimeout: how long SIGTERM waits': model => [[model.drainTimeout, 30_000], [model.accessLog, null]],
 }
 
 t.test('the Operations section has its examples', async t => {

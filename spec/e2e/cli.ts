@@ -98,6 +98,33 @@ t.test('listen and forward; SIGTERM: a request in flight finishes, exit 0', asyn
   t.equal(r.exit, 0, `exit 0 (stderr: ${r.stderr})`)
 })
 
+t.test('SIGTERM drains for --drain-timeout, then cuts what is left (exit 0); a second SIGTERM exits at once (130)', async t => {
+  if (!checkBuilt(t, 'dist/bin/rp4.js')) return
+  const origin = await startOrigin(t, () => ({ bytes: ok('late'), delay: 30_000 }))
+  const r = run(t, ['listen', '127.0.0.1:0', '--to', origin.target, '--drain-timeout', '300ms'])
+  const { port } = await r.listening()
+  const client = await RawClient.connect(port)
+  t.teardown(() => client.destroy())
+  await client.write('GET / HTTP/1.1\r\nHost: h\r\n\r\n')
+  await origin.until(() => origin.requests.length === 1, 5000, 'the request at the origin')
+  r.child.kill('SIGTERM')
+  await r.finished()
+  t.equal(r.exit, 0)
+  t.match(r.stderr, /rp4: SIGTERM: draining: not accepting, waiting up to 0\.3s for requests in flight \(a second SIGTERM exits at once\)\nrp4: client 127\.0\.0\.1:\d+: drain_timeout: closed by rp4 with a request in flight: the drain time \(drainTimeout\) ran out\nrp4: 1 connection still open after 0\.3s \(drainTimeout\): closed\n/)
+
+  const second = run(t, ['listen', '127.0.0.1:0', '--to', origin.target])
+  const address = await second.listening()
+  const held = await RawClient.connect(address.port)
+  t.teardown(() => held.destroy())
+  await held.write('GET / HTTP/1.1\r\nHost: h\r\n\r\n')
+  await origin.until(() => origin.requests.length === 2, 5000, 'the second request at the origin')
+  second.child.kill('SIGTERM')
+  await second.until(() => second.stderr.includes('draining'), 5000, 'the drain to begin')
+  second.child.kill('SIGTERM')
+  await second.finished(3000)
+  t.equal(second.exit, 130, 'the second signal: exit 130 without waiting the 10s drain')
+})
+
 t.test('SIGINT: graceful exit 0', async t => {
   if (!checkBuilt(t, 'dist/bin/rp4.js')) return
   const origin = await startOrigin(t, () => ok())
