@@ -237,10 +237,13 @@ async function serve (options: ProxyOptions, quiet: boolean): Promise<number> {
 
   try {
     await proxy.listen()
-    log(`rp4 ${VERSION} listening on ${startup(proxy)}`)
+    const admin = proxy.adminAddress()
+    log(`rp4 ${VERSION} listening on ${startup(proxy)}${admin === null ? '' : `; admin endpoint on ${hostPort(admin)}`}`)
   } catch (err) {
     const { address, port } = err as NodeJS.ErrnoException & { address?: string, port?: number }
-    const where = typeof options.listen === 'string' || typeof options.listen === 'number' ? String(options.listen) : `${address ?? ''}:${port ?? '?'}`
+    // the address that failed (the admin endpoint's may be the one), as the system reports it
+    const where = address !== undefined && port !== undefined ? `${address.includes(':') ? `[${address}]` : address}:${port}`
+      : typeof options.listen === 'string' || typeof options.listen === 'number' ? String(options.listen) : '?'
     process.stderr.write(`rp4: cannot listen on ${where}: ${describeSystemError(err as Error)}\n`)
     return 1 // not a usage error: the same command works once the address is free
   }
@@ -260,6 +263,8 @@ async function serve (options: ProxyOptions, quiet: boolean): Promise<number> {
         resolve(0)
       })
     }
+    // a drain asked for through the admin endpoint ends the process as SIGTERM's does
+    proxy.once('close', () => resolve(0))
     process.on('SIGINT', () => stop('SIGINT'))
     process.on('SIGTERM', () => stop('SIGTERM'))
   })

@@ -20,6 +20,7 @@ import { ProxyError, describeSystemError } from './core/errors.js'
 import { Listener, type ListenerEvents } from './listener/listener.js'
 import type { Filter } from './session/filter.js'
 import { AccessLog } from './observe/access-log.js'
+import { AdminEndpoint } from './admin/admin.js'
 
 export type { Options } from './config/schema.js'
 export type { Model } from './model/model.js'
@@ -50,6 +51,9 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
   readonly #core: ProxyCore
   readonly #listeners: readonly Listener[]
   readonly #accessLog: AccessLog | null = null
+  readonly #admin: AdminEndpoint | null = null
+  /** Read the configuration again (the CLI's `rp4 run FILE` sets it); null: nothing to read. */
+  reload: (() => Promise<{ ok: true } | { ok: false, problems: string[] }>) | null = null
   #closed: Promise<void> | null = null
   #drained: Promise<{ cut: number }> | null = null
   #listening = false
@@ -93,6 +97,24 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
       this.on('response', log.response)
       this.on('tcpSession', log.tcpSession)
     }
+    if (model.admin !== null) {
+      const admin = this.#admin = new AdminEndpoint(this, model.admin)
+      this.on('response', admin.metrics.response)
+      this.on('tcpSession', admin.metrics.tcpSession)
+    }
+  }
+
+  /** The admin endpoint's address (null without one, or before listen()). */
+  adminAddress (): AddressInfo | null {
+    return this.#admin?.address() ?? null
+  }
+
+  /** Every target of every upstream group: weight, health, connections, requests waiting for one. */
+  upstreams (): Array<{ group: string, target: string, weight: number, open: number, idle: number, waiting: number, up: boolean }> {
+    return [...this.#core.groups.values()].flatMap(group => {
+      const targets = this.model.upstreams.get(group.settings.name)?.targets ?? []
+      return group.health().map((h, i) => ({ group: group.settings.name, weight: targets[i]?.weight ?? 1, ...h }))
+    })
   }
 
   /** Open the access log file again under its name (after logrotate moved it: SIGUSR1). */
@@ -105,6 +127,7 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
     const addresses: AddressInfo[] = []
     try {
       for (const listener of this.#listeners) addresses.push(await this.#listen(listener))
+      if (this.#admin !== null) await this.#admin.listen()
     } catch (err) {
       // all or nothing: the ones already listening stop
       for (const listener of this.#listeners) if (listener.server.listening) listener.server.close()
@@ -202,10 +225,14 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
       let pending = this.#listeners.length + 1
       const done = (): void => {
         if (--pending === 0) {
-          this.emit('close')
+          // the admin endpoint answers /readyz (503) until the proxy has closed
+          const admin = this.#admin === null ? Promise.resolve() : this.#admin.close()
           // the last lines (those of the requests just finished) are written before close() resolves
-          if (this.#accessLog === null) resolve()
-          else void this.#accessLog.close().then(() => resolve())
+          const log = this.#accessLog === null ? Promise.resolve() : this.#accessLog.close()
+          void Promise.all([admin, log]).then(() => {
+            this.emit('close')
+            resolve()
+          })
         }
       }
       for (const listener of this.#listeners) {

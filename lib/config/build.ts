@@ -14,7 +14,7 @@ import type { TSchema } from '@sinclair/typebox'
 import { formatHostPort, parseHostPort, parseTarget, type HostPort } from './address.js'
 import { MAX_CONNECTIONS, OPEN_FILES } from './open-files.js'
 import { parseCidr, type AccessRule } from '../admission/access.js'
-import type { AccessLogModel, AccessModel, ActionModel, FilterModel, GroupModel, HttpModel, ListenerModel, ListenerTls, Model, RouteModel, TargetModel } from '../model/model.js'
+import type { AccessLogModel, AccessModel, AdminModel, ActionModel, FilterModel, GroupModel, HttpModel, ListenerModel, ListenerTls, Model, RouteModel, TargetModel } from '../model/model.js'
 import * as S from './schema.js'
 import { parseUnit } from './units.js'
 import { ConfigError, describe, type Path, type Problem } from './problems.js'
@@ -85,7 +85,21 @@ function assemble (o: Obj, files: Problem[]): Model {
     }),
     accessLog: buildAccessLog(o.accessLog as Obj | undefined, files),
     drainTimeout: unit(o.drainTimeout, S.DrainTimeout),
+    admin: buildAdmin(o.admin as Obj | undefined, files),
   })
+}
+
+function buildAdmin (a: Obj | undefined, files: Problem[]): AdminModel | null {
+  if (a === undefined) return null
+  const parsed = parseHostPort(String(a.listen), { hostRequired: false, portZero: true }) as HostPort
+  let token = (a.token ?? null) as string | null
+  if (a.tokenFile !== undefined && token !== null) files.push({ path: ['admin', 'tokenFile'], message: 'admin.token and admin.tokenFile both give the token: keep one' })
+  else if (a.tokenFile !== undefined) {
+    const text = readFile(a.tokenFile as string, ['admin', 'tokenFile'], files)?.toString('utf8').split('\n')[0].trim()
+    if (text !== undefined && text.length < 16) files.push({ path: ['admin', 'tokenFile'], message: `the token in "${a.tokenFile as string}" is shorter than 16 characters` })
+    else if (text !== undefined) token = text
+  }
+  return freeze({ listen: freeze({ host: parsed.host === '' ? '127.0.0.1' : parsed.host, port: parsed.port }), token })
 }
 
 function buildAccessLog (a: Obj | undefined, files: Problem[]): AccessLogModel | null {

@@ -139,7 +139,7 @@ export function expandFlat (o: Options): Expanded {
     from(['http', key], [key])
   }
 
-  const options = compact({ listeners: [listener], routes, upstreams, http, limits: o.limits, accessLog: o.accessLog, drainTimeout: o.drainTimeout }) as Options
+  const options = compact({ listeners: [listener], routes, upstreams, http, limits: o.limits, accessLog: o.accessLog, drainTimeout: o.drainTimeout, admin: o.admin }) as Options
   return { options, origins }
 }
 

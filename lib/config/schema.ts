@@ -210,6 +210,12 @@ export const AccessLog = section({
   buffer: opt(size({ description: 'bytes of log lines waiting for a slow disk; beyond it lines are dropped and counted (rp4_access_log_dropped_total), never waited for', default: '4m', min: '4k', max: '1g' })),
 }, 'the access log: one line per request and per TCP session, written without blocking', 'must be a mapping { file, format, buffer }')
 
+export const Admin = section({
+  listen: Type.Union([Type.String(), Type.Integer()], { description: 'where the admin endpoint (/healthz, /readyz, /metrics, /config, /upstreams, /drain, /reload) listens; `:9901` or `9901` is 127.0.0.1 here, not every interface: give an address to open it wider', check: 'listen', expected: 'must be an address [HOST]:PORT', flag: { name: '--admin', arg: 'HOST:PORT', group: 'Operations', help: 'serve /healthz, /readyz, /metrics, /config, /upstreams, /drain and /reload there (9901 alone: 127.0.0.1:9901)' } }),
+  token: opt(Type.String({ description: 'a bearer token every admin request but /healthz and /readyz must carry (`Authorization: Bearer TOKEN`); at least 16 characters', minLength: 16, maxLength: 4096, expected: 'must be a string of at least 16 characters', defaultText: 'none: anyone who can connect' })),
+  tokenFile: opt(text('file', { description: 'a file holding the token (its first line), instead of writing it in the configuration', flag: { name: '--admin-token-file', arg: 'FILE', group: 'Operations', help: 'the admin endpoint asks for this bearer token (the first line of FILE) on all but /healthz and /readyz' } })),
+}, 'the admin endpoint: a listener of its own, served by rp4\'s engine, loopback unless told otherwise', 'must be a mapping with at least listen')
+
 export const DrainTimeout = duration({ description: 'on SIGTERM/SIGINT (or the admin drain): requests in flight may finish this long before the remaining connections are closed', default: '10s', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--drain-timeout', arg: 'DUR', group: 'Operations' } })
 
 const CertificatePair = section({
@@ -443,6 +449,7 @@ export const SHARED = {
   limits: opt(Limits),
   accessLog: opt(AccessLog),
   drainTimeout: opt(DrainTimeout),
+  admin: opt(Admin),
 }
 
 export const OptionsSchema = Type.Object({ ...FLAT, ...FULL, ...SHARED }, { additionalProperties: false, description: 'rp4 options' })

@@ -19,6 +19,15 @@ export interface Model {
   accessLog: Readonly<AccessLogModel> | null
   /** ms requests in flight may take to finish on SIGTERM/SIGINT or a drain, before connections are closed. */
   drainTimeout: number
+  /** null: no admin endpoint. */
+  admin: Readonly<AdminModel> | null
+}
+
+export interface AdminModel {
+  /** Never every interface: an address without a host is 127.0.0.1. */
+  listen: Readonly<HostPort>
+  /** The bearer token admin requests must carry (all but /healthz and /readyz); null: none. */
+  token: string | null
 }
 
 export interface AccessLogModel {

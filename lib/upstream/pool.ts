@@ -28,6 +28,8 @@ export class Pool implements ConnectionPool {
 
   get openCount (): number { return this.#open.size }
   get idleCount (): number { return this.#idle.length }
+  /** Requests waiting for a connection. */
+  get waitingCount (): number { return this.#waiting.length - this.#waitingHead }
   get pipelining (): number { return this.#pipelining }
 
   /**

@@ -21,6 +21,7 @@ const expected: Record<string, (model: Model, dir: string) => Array<[unknown, un
   '# accessLog belongs to both forms': (model, dir) => [
     [model.accessLog, { file: path.join(dir, 'access.log'), format: 'combined', buffer: 4 * 1024 * 1024 }],
   ],
+  '# admin: health, readiness, metrics, config, upstreams, drain': model => [[model.admin, { listen: { host: '127.0.0.1', port: 9901 }, token: 'a-token-from-the-file-0123' }]],
   '# drainTimeout: how long SIGTERM waits': model => [[model.drainTimeout, 30_000], [model.accessLog, null]],
 }
 
@@ -37,6 +38,7 @@ for (const block of blocks) {
     const file = path.join(dir, 'rp4.yaml')
     // the examples' files live under /var/log/rp4 and /etc/rp4: here, in a scratch folder
     writeFileSync(file, block.replaceAll('/var/log/rp4/', dir + '/').replaceAll('/etc/rp4/', dir + '/'))
+    writeFileSync(path.join(dir, 'admin-token'), 'a-token-from-the-file-0123\n')
     const { model } = loadConfig(file)
     for (const [actual, wanted] of expected[title]?.(model, dir) ?? []) t.same(actual, wanted)
   })

@@ -125,6 +125,27 @@ t.test('SIGTERM drains for --drain-timeout, then cuts what is left (exit 0); a s
   t.equal(second.exit, 130, 'the second signal: exit 130 without waiting the 10s drain')
 })
 
+t.test('--admin PORT: loopback; /readyz, /metrics with --admin-token-file; POST /drain ends the process with exit 0', async t => {
+  if (!checkBuilt(t, 'dist/bin/rp4.js')) return
+  const origin = await startOrigin(t, () => ok())
+  const dir = mkdtempSync(path.join(tmpdir(), 'rp4-cli-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const tokenFile = path.join(dir, 'token')
+  writeFileSync(tokenFile, 'sixteen-chars-or-more\n')
+  const r = run(t, ['listen', '127.0.0.1:0', '--to', origin.target, '--admin', '0', '--admin-token-file', tokenFile])
+  await r.listening()
+  const m = /; admin endpoint on 127\.0\.0\.1:(\d+)\n/.exec(r.stderr)
+  t.ok(m !== null, `the startup line names the admin endpoint on 127.0.0.1 (${r.stderr})`)
+  const admin = Number(m?.[1])
+  const ask = async (request: string): Promise<string> => (await exchange(admin, request, { responses: 1 })).responses[0]?.raw.toString('latin1') ?? ''
+  t.match(await ask('GET /readyz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n'), /^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\nready\n$/)
+  t.match(await ask('GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n'), /^HTTP\/1\.1 401 /)
+  t.match(await ask('GET /metrics HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer sixteen-chars-or-more\r\nConnection: close\r\n\r\n'), /\nrp4_ready 1\n/)
+  t.match(await ask('POST /drain HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer sixteen-chars-or-more\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'), /^HTTP\/1\.1 202 /)
+  await r.finished()
+  t.equal(r.exit, 0)
+})
+
 t.test('SIGINT: graceful exit 0', async t => {
   if (!checkBuilt(t, 'dist/bin/rp4.js')) return
   const origin = await startOrigin(t, () => ok())
