@@ -261,7 +261,7 @@ class SniRoutes {
 }
 
 export class Listener implements PassthroughHost, HandshakeHost {
-  readonly server: Server
+  server: Server
   readonly core: ProxyCore
   readonly model: ListenerModel
   readonly certificates: CertificateStore | null
@@ -308,6 +308,29 @@ export class Listener implements PassthroughHost, HandshakeHost {
     // half-open: a client that sends its requests then shuts down its side still gets the answers
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, socket => this.accept(socket))
   }
+
+  /**
+   * Take over a running listener's socket (a reload keeps the socket of a listener whose address
+   * stays, so that no connection is refused meanwhile): what it accepts from now on is served
+   * here, with this configuration. Its error listener goes with it.
+   */
+  adopt (server: Server): void {
+    server.removeAllListeners('connection')
+    server.on('connection', socket => this.accept(socket))
+    this.server = server
+  }
+
+  /**
+   * A reload replaced this listener: its connections still being told apart, handshaken or
+   * relayed go on under it; only its file watchers stop. `close()` still cuts them at shutdown.
+   */
+  retire (): void {
+    this.certificates?.close()
+    this.#access?.close()
+  }
+
+  /** Connections still under this listener's care (told apart, handshaken, relayed). */
+  get pending (): number { return this.detecting.size + this.#handshakes.size + this.#tunnels.size }
 
   get idleTimeout (): number { return this.model.timeouts.tcpIdle }
   get handshakeTimeout (): number { return this.model.timeouts.tlsHandshake }

@@ -6,6 +6,7 @@
  * else.
  */
 import type { Socket } from 'node:net'
+import { isDeepStrictEqual } from 'node:util'
 import type { Model } from '../model/model.js'
 import { clock } from '../core/clock.js'
 import { ProxyError } from '../core/errors.js'
@@ -37,7 +38,8 @@ export class ProxyCore implements H1Host {
   readonly clients = new Set<H1Connection>()
   closing = false
   draining = false
-  #ids = 0
+  readonly #ids: { n: number }
+  #onRetired: (() => void) | null = null
   readonly #events: EventSink
   readonly #underscores: boolean
   /** Forwarding contexts by client IP: one object per distinct client, not per request. */
@@ -45,9 +47,18 @@ export class ProxyCore implements H1Host {
   #tlsContexts = new Map<string, ForwardContext>()
   #onIdle: (() => void) | null = null
 
-  constructor (model: Model, events: EventSink, userFilters: ReadonlyMap<string, Filter> = new Map()) {
+  /**
+   * @param previous the generation this one replaces on a reload: its counters, caps and request
+   * ids go on here, and its upstream groups whose configuration did not change are taken over
+   * whole (pools, idle connections, health); a changed group starts new pools but keeps the
+   * health of the targets that stay.
+   */
+  constructor (model: Model, events: EventSink, userFilters: ReadonlyMap<string, Filter> = new Map(), previous: ProxyCore | null = null) {
     this.model = model
     this.#events = events
+    this.errorCounts = previous?.errorCounts ?? new Map()
+    // one sequence over every generation: a request of the old one still being read gets its own number
+    this.#ids = previous === null ? { n: 0 } : previous.#ids
     const http = model.http
     this.via = http.via
     this.#underscores = http.underscoresInHeaders
@@ -61,22 +72,35 @@ export class ProxyCore implements H1Host {
     }
     const groups = new Map<string, Group>()
     for (const [name, group] of model.upstreams) {
-      groups.set(name, new Group({
+      const old = previous?.groups.get(name)
+      if (old !== undefined && previous !== null && isDeepStrictEqual(previous.model.upstreams.get(name), group) &&
+        previous.model.http.maxHeaderSize === http.maxHeaderSize && previous.model.http.maxHeaders === http.maxHeaders) {
+        groups.set(name, old)
+        continue
+      }
+      const created = new Group({
         name,
         targets: group.targets,
         pool: group.pool,
         timeouts: group.timeouts,
         maxHeaderSize: http.maxHeaderSize,
         maxHeaders: http.maxHeaders,
-      }, this))
+      }, this)
+      if (old !== undefined) created.balancer.takeHealth(old.balancer)
+      groups.set(name, created)
     }
     this.groups = groups
     const context = { groups, filters: userFilters, http }
     this.routes = new Map(model.routes.map(route => [route.name, compileRoute(route, context)]))
-    this.caps = new ConnectionCaps(model.limits.maxConnections, model.limits.maxConnectionsPerIp)
+    if (previous !== null) {
+      this.caps = previous.caps
+      this.caps.update(model.limits.maxConnections, model.limits.maxConnectionsPerIp)
+    } else {
+      this.caps = new ConnectionCaps(model.limits.maxConnections, model.limits.maxConnectionsPerIp)
+    }
   }
 
-  nextId (): number { return ++this.#ids }
+  nextId (): number { return ++this.#ids.n }
 
   group (name: string): Group {
     const group = this.groups.get(name)
@@ -124,6 +148,7 @@ export class ProxyCore implements H1Host {
   forget (client: H1Connection): void {
     this.clients.delete(client)
     this.drainWatch?.()
+    if (this.#onRetired !== null && this.clients.size === 0) this.#retired()
     if (this.closing && this.clients.size === 0) this.#onIdle?.()
   }
 
@@ -131,6 +156,29 @@ export class ProxyCore implements H1Host {
   drain (): void {
     this.draining = true
     for (const client of this.clients) client.drain()
+  }
+
+  /**
+   * A reload replaced this generation: its connections finish what they are doing, each after
+   * one more response at most (Connection: close), then its groups that `next` did not take over
+   * close their pools. `onRetired` is called once its last client connection is gone.
+   */
+  retire (next: ProxyCore, onRetired: () => void): void {
+    this.#handedOver = next
+    this.#onRetired = onRetired
+    this.drain()
+    if (this.clients.size === 0) this.#retired()
+  }
+
+  #handedOver: ProxyCore | null = null
+
+  #retired (): void {
+    const done = this.#onRetired
+    this.#onRetired = null
+    for (const group of this.groups.values()) {
+      if (this.#handedOver?.groups.get(group.settings.name) !== group) group.close()
+    }
+    done?.()
   }
 
   /** Cut every client connection still open (a drain ran out of time). Returns how many there were. */
@@ -147,7 +195,7 @@ export class ProxyCore implements H1Host {
     this.closing = true
     this.#onIdle = onIdle
     for (const client of [...this.clients]) client.closeWhenIdle()
-    for (const group of this.groups.values()) group.close()
+    for (const group of this.groups.values()) if (this.#handedOver?.groups.get(group.settings.name) !== group) group.close()
     if (this.clients.size === 0) onIdle()
   }
 
@@ -209,7 +257,7 @@ export class ProxyCore implements H1Host {
   }
 
   /** Every failure and refusal by error code, since the proxy started (client and upstream side). */
-  readonly errorCounts = new Map<string, number>()
+  readonly errorCounts: Map<string, number>
 
   upstreamError (error: ProxyError, target: string): void {
     this.errorCounts.set(error.code, (this.errorCounts.get(error.code) ?? 0) + 1)

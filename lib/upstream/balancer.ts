@@ -43,6 +43,14 @@ export class Balancer {
 
   markDown (index: number): void { this.#downUntil[index] = clock.after(this.#retryAfter) }
   markUp (index: number): void { this.#downUntil[index] = 0 }
+  /** A reload replaced the group: the targets that stay keep their health. */
+  takeHealth (old: Balancer): void {
+    this.targets.forEach((target, i) => {
+      const j = old.targets.findIndex(t => t.authority === target.authority)
+      if (j !== -1) this.#downUntil[i] = old.#downUntil[j]
+    })
+  }
+
   /** Skipped for now: it failed to connect within the failed-target time. */
   isDown (index: number): boolean { return this.#downUntil[index] > clock.refresh() }
 }

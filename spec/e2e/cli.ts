@@ -146,6 +146,44 @@ t.test('--admin PORT: loopback; /readyz, /metrics with --admin-token-file; POST 
   t.equal(r.exit, 0)
 })
 
+t.test('rp4 run FILE: SIGHUP and rp4 reload read FILE again; a bad file keeps the running configuration and says why', async t => {
+  if (!checkBuilt(t, 'dist/bin/rp4.js')) return
+  const origin = await startOrigin(t, () => ok())
+  const dir = mkdtempSync(path.join(tmpdir(), 'rp4-cli-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = path.join(dir, 'rp4.yaml')
+  const config = (body: string): string => `listeners:\n  - listen: 127.0.0.1:0\nroutes:\n  - match: { pathExact: /v }\n    respond: { body: ${body} }\n  - proxy: web\nupstreams:\n  web: { targets: ["${origin.target}"] }\nadmin:\n  listen: 0\n`
+  writeFileSync(file, config('one'))
+  const r = run(t, ['run', file])
+  const { port } = await r.listening()
+  const admin = Number(/admin endpoint on 127\.0\.0\.1:(\d+)/.exec(r.stderr)?.[1])
+  const body = async (): Promise<string> => (await exchange(port, 'GET /v HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n', { responses: 1 })).responses[0]?.body.toString() ?? ''
+  t.equal(await body(), 'one')
+
+  writeFileSync(file, config('two'))
+  r.child.kill('SIGHUP')
+  await r.until(() => r.stderr.includes(`rp4: ${file} reloaded\n`), 5000, 'the reload line')
+  t.equal(await body(), 'two', 'SIGHUP: the new file serves')
+
+  writeFileSync(file, config('three').replace('proxy: web', 'proxy: nowhere'))
+  r.child.kill('SIGHUP')
+  await r.until(() => /not reloaded[^]*proxy/.test(r.stderr), 5000, 'the refusal and its problem')
+  t.match(r.stderr, new RegExp(`rp4: ${file} not reloaded, the running configuration stays:\nrp4: {3}${file}:6:12: routes\\[1\\]\\.proxy`))
+  t.equal(await body(), 'two', 'the running configuration stayed')
+
+  writeFileSync(file, config('four'))
+  const reload = await run(t, ['reload', String(admin)]).finished()
+  t.same([reload.exit, reload.stdout], [0, 'reloaded\n'], 'rp4 reload PORT')
+  t.equal(await body(), 'four')
+  writeFileSync(file, 'listeners: [')
+  const refused = await run(t, ['reload', String(admin)]).finished()
+  t.equal(refused.exit, 1)
+  t.match(refused.stderr, /^not reloaded, the running configuration stays:\n/)
+  r.child.kill('SIGTERM')
+  await r.finished()
+  t.equal(r.exit, 0)
+})
+
 t.test('SIGINT: graceful exit 0', async t => {
   if (!checkBuilt(t, 'dist/bin/rp4.js')) return
   const origin = await startOrigin(t, () => ok())
