@@ -102,6 +102,13 @@ function buildAdmin (a: Obj | undefined, files: Problem[]): AdminModel | null {
   return freeze({ listen: freeze({ host: parsed.host === '' ? '127.0.0.1' : parsed.host, port: parsed.port }), token })
 }
 
+/** A PROXY header goes before any byte of the connection: before TLS too, which rp4 cannot do for https:// targets yet. */
+function sendProxyOf (g: Obj, targets: TargetModel[], at: Path, files: Problem[]): GroupModel['sendProxy'] {
+  if (g.sendProxy === undefined) return null
+  if (targets.some(t => t.tls !== null)) files.push({ path: [...at, 'sendProxy'], message: 'a PROXY header cannot be sent to https:// targets (it would have to go before TLS): use HOST:PORT targets, or TCP relaying' })
+  return g.sendProxy as 'v1' | 'v2'
+}
+
 function buildAccessLog (a: Obj | undefined, files: Problem[]): AccessLogModel | null {
   if (a?.file === undefined) return null
   const props = S.AccessLog.properties
@@ -202,6 +209,7 @@ function buildGroup (name: string, g: Obj, at: Path, files: Problem[]): GroupMod
     name,
     targets: freeze(targets),
     policy: 'round-robin',
+    sendProxy: sendProxyOf(g, targets, at, files),
     pool: freeze({
       maxConnections: unit(g.maxConnections, S.MaxConnectionsPerTarget),
       maxQueue: unit(g.maxQueue, S.MaxQueue),
@@ -264,6 +272,12 @@ function buildListener (l: Obj, name: string, at: Path, files: Problem[]): Liste
     redirectToHttps: l.redirectToHttps === true,
     routes: Array.isArray(l.routes) ? freeze([...l.routes as string[]]) : null,
     access: buildAccess(l.access as Obj | undefined, [...at, 'access'], files),
+    acceptProxy: l.acceptProxy === undefined
+      ? null
+      : freeze({
+        from: freeze(((l.acceptProxy as Obj).from as string[]).map((cidr): AccessRule => freeze({ action: 'allow', range: parseCidr(cidr) as AccessRule['range'] }))),
+        timeout: unit((l.acceptProxy as Obj).timeout, S.AcceptProxy.properties.timeout),
+      }),
     timeouts: freeze({
       detect: unit(t.detect, S.DetectTimeout),
       tlsHandshake: unit(t.tlsHandshake, S.TlsHandshakeTimeout),

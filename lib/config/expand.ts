@@ -59,8 +59,10 @@ export function expandFlat (o: Options): Expanded {
     maxConnections: o.upstream?.maxConnections,
     maxQueue: o.upstream?.maxQueue,
     pipelining: o.upstream?.pipelining,
+    sendProxy: o.sendProxy,
     timeouts: compact({ connect: t.connect, idle: t.upstreamIdle, failedTarget: t.failedTarget }),
   })
+  from(['upstreams', FLAT_GROUP, 'sendProxy'], ['sendProxy'])
   from(['upstreams', FLAT_GROUP, 'targets'], ['targets'])
   from(['upstreams', FLAT_GROUP, 'tls'], ['upstreamTls'])
   from(['upstreams', FLAT_GROUP], ['upstream'])
@@ -102,10 +104,12 @@ export function expandFlat (o: Options): Expanded {
     tcpFallback,
     tls,
     access: o.access,
+    acceptProxy: o.acceptProxy,
     timeouts: compact({ detect: t.detect, tlsHandshake: t.tlsHandshake, tcpIdle: t.tcpIdle }),
   })
   from(['listeners', 0, 'listen'], ['listen'])
   from(['listeners', 0, 'access'], ['access'])
+  from(['listeners', 0, 'acceptProxy'], ['acceptProxy'])
   from(['listeners', 0, 'timeouts'], ['timeouts'])
 
   const routes = tcp

@@ -197,6 +197,13 @@ export const Access = section({
   file: opt(text('file', { description: 'a file of `allow CIDR` / `deny CIDR` lines (# comments), added to the lists; re-read when it changes', flag: { name: '--access-file', arg: 'FILE', group: 'Access control and connection caps' } })),
 }, 'which client addresses may connect, checked when a connection is accepted')
 
+export const AcceptProxy = section({
+  from: Type.Array(text('cidr', { description: 'an IP or CIDR range' }), { minItems: 1, description: 'the senders trusted to send a PROXY protocol header (v1 or v2): each connection from them must start with one, and the client address it carries is the one access lists, caps, rate limits, X-Forwarded-For and the access log see; a PROXY header from any other address is refused', flag: { name: '--accept-proxy', arg: 'CIDR', repeat: true, group: 'Operations', help: 'connections from CIDR (a load balancer) start with a PROXY protocol header (v1 or v2) naming the real client; repeat for several; a header from anyone else is refused' } }),
+  timeout: opt(duration({ description: 'a trusted sender must have sent its whole PROXY header by then', default: '5s', min: '1ms', max: '1m' })),
+}, 'the PROXY protocol on this listener: which senders may say who the client is', 'must be a mapping { from, timeout }')
+
+export const SendProxy = choice(['v1', 'v2'], { description: 'send a PROXY protocol header (v1 text, v2 binary with ALPN and authority TLVs) to the targets on each new connection, naming the client; for HTTP, such a connection carries one client\'s requests only', defaultText: 'none', flag: { name: '--send-proxy', arg: 'v1|v2', group: 'Operations' } })
+
 export const Limits = section({
   maxConnections: opt(count({ description: 'open client connections in all; a new one over it is closed at once; never more than the open-file limit allows (two descriptors per connection)', defaultText: 'what the open-file limit allows', min: 1, max: 10_000_000, flag: { name: '--max-connections', arg: 'N', group: 'Access control and connection caps' } })),
   maxConnectionsPerIp: opt(count({ description: 'open connections per client IP (IPv6: per /64); a new one over it is closed at once', default: 0, zero: 'no cap', min: 1, max: 10_000_000, flag: { name: '--max-connections-per-ip', arg: 'N', group: 'Access control and connection caps' } })),
@@ -289,6 +296,8 @@ export const FLAT = {
   rateLimit: opt(RateLimit),
   via: opt(Via),
   access: opt(Access),
+  acceptProxy: opt(AcceptProxy),
+  sendProxy: opt(SendProxy),
 }
 
 /** Where each flat key goes in the full form, for the message that refuses mixing them. */
@@ -313,6 +322,8 @@ export const FLAT_TO_FULL: Readonly<Record<keyof typeof FLAT, string>> = {
   rateLimit: 'routes[].rateLimit',
   via: 'http.via',
   access: 'listeners[].access',
+  acceptProxy: 'listeners[].acceptProxy',
+  sendProxy: 'upstreams.NAME.sendProxy',
 }
 
 /** Flat keys that were renamed: a file or an options object still using one is told where it went. */
@@ -341,6 +352,7 @@ const Listener = section({
   redirectToHttps: opt(bool({ description: 'answer every request with a redirect to the same URL over https (a :80 listener beside :443)', default: false })),
   routes: opt(Type.Array(Name('a route name'), { description: 'the routes served here, by name', defaultText: 'every route' })),
   access: opt(Access),
+  acceptProxy: opt(AcceptProxy),
   timeouts: opt(section({
     detect: opt(DetectTimeout),
     tlsHandshake: opt(TlsHandshakeTimeout),
@@ -414,6 +426,7 @@ const Group = section({
   maxConnections: opt(MaxConnectionsPerTarget),
   maxQueue: opt(MaxQueue),
   pipelining: opt(Pipelining),
+  sendProxy: opt(SendProxy),
   timeouts: opt(section({
     connect: opt(ConnectTimeout),
     idle: opt(UpstreamIdleTimeout),

@@ -8,7 +8,7 @@ import type { Socket } from 'node:net'
 import { clock, type Timed } from '../core/clock.js'
 import { beginBatch, endBatch, flush, send, sendEnd, type WriteOwner } from '../core/batch.js'
 import { ProxyError } from '../core/errors.js'
-import { kOwner } from '../core/symbols.js'
+import { kOwner, peerLabel, peerOf } from '../core/symbols.js'
 import { CB_OK, CB_PAUSE, Errno, ParserType } from '../http1/llhttp.js'
 import { HttpParser, LimitError, type MessageSink } from '../http1/parser.js'
 import type { MessageHead } from '../http1/head.js'
@@ -49,7 +49,7 @@ const enum Wait { NONE, IDLE, HEAD, BODY, CLOSED }
 
 interface OwnedSocket extends Socket { [kOwner]: H1Connection }
 
-const NO_TLS = Object.freeze({ version: '', sni: '' })
+const NO_TLS = Object.freeze({ version: '', sni: '', alpn: '' })
 
 const FACTS_REFUSED: RequestFacts = { invalid: 'refused', body: BodyKind.NONE, contentLength: -1, expectContinue: false, needsHost: false }
 
@@ -84,9 +84,8 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
     this.#routes = routes
     this.socket = socket as OwnedSocket
     this.socket[kOwner] = this
-    const address = socket.remoteAddress ?? ''
-    const ip = address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address
-    this.client = Object.freeze({ ip, label: (ip.includes(':') ? '[' + ip + ']' : ip) + ':' + (socket.remotePort ?? 0), secure })
+    const peer = peerOf(socket)
+    this.client = Object.freeze({ ip: peer.ip, label: peerLabel(peer), secure })
     const settings = host.settings
     this.#parser = new HttpParser(ParserType.REQUEST, this, settings.maxHeaderSize, settings.maxRequestLine, settings.maxHeaders)
     this.#meter = new RequestMeter(settings.minDataRate)
@@ -102,10 +101,23 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
 
   get label (): string { return this.client.label }
 
-  tlsInfo (): Readonly<{ version: string, sni: string }> {
+  addresses (): Readonly<{ source: Readonly<{ ip: string, port: number }>, destination: Readonly<{ ip: string, port: number }> }> {
+    const socket = this.socket
+    const local = socket.localAddress ?? ''
+    return {
+      source: peerOf(socket),
+      destination: { ip: local.startsWith('::ffff:') && local.includes('.') ? local.slice(7) : local, port: socket.localPort ?? 0 },
+    }
+  }
+
+  tlsInfo (): Readonly<{ version: string, sni: string, alpn: string }> {
     if (!this.client.secure) return NO_TLS
-    const socket = this.socket as Socket & { getProtocol?: () => string | null, servername?: string | false }
-    return { version: socket.getProtocol?.() ?? '', sni: typeof socket.servername === 'string' ? socket.servername : '' }
+    const socket = this.socket as Socket & { getProtocol?: () => string | null, servername?: string | false, alpnProtocol?: string | false }
+    return {
+      version: socket.getProtocol?.() ?? '',
+      sni: typeof socket.servername === 'string' ? socket.servername : '',
+      alpn: typeof socket.alpnProtocol === 'string' ? socket.alpnProtocol : '',
+    }
   }
   get first (): H1Response | undefined { return this.#queue[0] }
   get idle (): boolean { return this.#queue.length === 0 && !this.#parser.inHead }

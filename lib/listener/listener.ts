@@ -29,7 +29,7 @@ import type { TLSSocket } from 'node:tls'
 import type { ListenerModel } from '../model/model.js'
 import { clock, type Timed } from '../core/clock.js'
 import { ProxyError } from '../core/errors.js'
-import { kOwner } from '../core/symbols.js'
+import { kOwner, peerLabel, peerOf } from '../core/symbols.js'
 import type { ProxyCore } from '../proxy/core.js'
 import { belowMinRate, rateCheckInterval } from '../downstream/meter.js'
 import { Passthrough, type PassthroughHost } from '../tcp/passthrough.js'
@@ -39,7 +39,9 @@ import { CertificateStore } from '../tls/certificates.js'
 import { HelloStatus, parseClientHello } from '../tls/client-hello.js'
 import { Handshake, type HandshakeHost } from '../tls/terminate.js'
 import { Sniffer, Verdict } from './sniff.js'
-import { AccessControl, parseAddress } from '../admission/access.js'
+import { AccessControl, AccessList, parseAddress, type Address } from '../admission/access.js'
+import { ProxyHeaderRead, type ProxyAcceptHost } from './proxy-accept.js'
+import { looksLikeProxyHeader } from '../http/proxy-header.js'
 import { Admission, type ConnectionCaps } from '../admission/caps.js'
 
 /** How often an access file is checked for changes, ms. */
@@ -72,11 +74,9 @@ const enum Phase {
 
 interface OwnedSocket extends Socket { [kOwner]: Detection }
 
-/** `IP:PORT` of a client, as the HTTP engine labels it in events. */
+/** `IP:PORT` of a client (the one a PROXY header named), as the HTTP engine labels it in events. */
 function label (socket: Socket): string {
-  const address = socket.remoteAddress ?? ''
-  const ip = address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address
-  return (ip.includes(':') ? '[' + ip + ']' : ip) + ':' + (socket.remotePort ?? 0)
+  return peerLabel(peerOf(socket))
 }
 
 /** One accepted connection whose protocol is not known yet. */
@@ -95,7 +95,8 @@ class Detection implements Timed {
   headSince = 0
   deadline = 0
 
-  constructor (listener: Listener, socket: Socket, detectMs: number) {
+  /** @param initial bytes already read (after a PROXY header), looked at first */
+  constructor (listener: Listener, socket: Socket, detectMs: number, initial: Buffer | null = null) {
     this.listener = listener
     this.socket = socket as OwnedSocket
     this.socket[kOwner] = this
@@ -106,6 +107,10 @@ class Detection implements Timed {
     socket.on('close', onDetectClose)
     this.deadline = clock.after(detectMs)
     clock.add(this)
+    if (initial !== null) {
+      socket.resume()
+      this.onData(initial)
+    }
   }
 
   /** The bytes read so far, as one buffer. */
@@ -260,7 +265,7 @@ class SniRoutes {
   }
 }
 
-export class Listener implements PassthroughHost, HandshakeHost {
+export class Listener implements PassthroughHost, HandshakeHost, ProxyAcceptHost {
   server: Server
   readonly core: ProxyCore
   readonly model: ListenerModel
@@ -278,6 +283,9 @@ export class Listener implements PassthroughHost, HandshakeHost {
   readonly #cleartext: RouteTable | null
   readonly #access: AccessControl | null
   readonly #caps: ConnectionCaps
+  /** Senders whose PROXY headers are taken (null: none expected). */
+  readonly #proxySenders: AccessList | null
+  readonly #proxyReads = new Set<ProxyHeaderRead>()
 
   constructor (core: ProxyCore, model: ListenerModel, hooks: ListenerHooks) {
     this.core = core
@@ -305,6 +313,7 @@ export class Listener implements PassthroughHost, HandshakeHost {
           `access file not reloaded, the previous lists stay: ${err.message}`, 'internal', 0)),
       })
     this.#caps = core.caps
+    this.#proxySenders = model.acceptProxy === null ? null : new AccessList(model.acceptProxy.from)
     // half-open: a client that sends its requests then shuts down its side still gets the answers
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, socket => this.accept(socket))
   }
@@ -330,7 +339,7 @@ export class Listener implements PassthroughHost, HandshakeHost {
   }
 
   /** Connections still under this listener's care (told apart, handshaken, relayed). */
-  get pending (): number { return this.detecting.size + this.#handshakes.size + this.#tunnels.size }
+  get pending (): number { return this.#proxyReads.size + this.detecting.size + this.#handshakes.size + this.#tunnels.size }
 
   get idleTimeout (): number { return this.model.timeouts.tcpIdle }
   get handshakeTimeout (): number { return this.model.timeouts.tlsHandshake }
@@ -349,6 +358,28 @@ export class Listener implements PassthroughHost, HandshakeHost {
       socket.destroy()
       return
     }
+    if (this.#proxySenders !== null && this.#proxySenders.accepts(address)) {
+      // a balancer in front: the client its header names is the one judged and served
+      this.#proxyReads.add(new ProxyHeaderRead(this, socket, this.model.acceptProxy!.timeout))
+      return
+    }
+    this.#admit(socket, address, null)
+  }
+
+  proxied (socket: Socket, rest: Buffer | null): void {
+    const address = parseAddress(peerOf(socket).ip)
+    if (address === null) {
+      socket.destroy()
+      return
+    }
+    this.#admit(socket, address, rest)
+  }
+
+  forgetProxyRead (read: ProxyHeaderRead): void {
+    this.#proxyReads.delete(read)
+  }
+
+  #admit (socket: Socket, address: Address, initial: Buffer | null): void {
     if (this.#access !== null && !this.#access.list.accepts(address)) {
       return this.#refuse(socket, 'access_denied', 'client address refused by the access lists')
     }
@@ -359,10 +390,10 @@ export class Listener implements PassthroughHost, HandshakeHost {
         : `${this.#caps.maxPerIp} connections open from this client (limits.maxConnectionsPerIp)`)
     }
     if (this.#upstream !== null) {
-      this.#tunnels.add(new Passthrough(this, socket, null, this.#upstream))
+      this.#tunnels.add(new Passthrough(this, socket, initial, this.#upstream))
       return
     }
-    this.detecting.add(new Detection(this, socket, this.model.timeouts.detect))
+    this.detecting.add(new Detection(this, socket, this.model.timeouts.detect, initial))
   }
 
   toHttp (detection: Detection): void {
@@ -375,6 +406,10 @@ export class Listener implements PassthroughHost, HandshakeHost {
   }
 
   toOther (detection: Detection): void {
+    if (isProxyHeader(detection.data)) {
+      // only a trusted sender may say who the client is; relayed raw, the header would say it to the backend
+      return detection.fail('proxy_untrusted', 'a PROXY protocol header from a sender not in acceptProxy.from', Buffer.alloc(0))
+    }
     if (this.#fallback === null) {
       this.core.clientError(new ProxyError('unknown_protocol', 'neither HTTP nor TLS, and no TCP fallback (tcpFallback, --tcp-to) to relay it to', 'downstream', 0), label(detection.socket))
       this.drop(detection)
@@ -446,6 +481,7 @@ export class Listener implements PassthroughHost, HandshakeHost {
   close (): void {
     this.certificates?.close()
     this.#access?.close()
+    for (const read of [...this.#proxyReads]) read.destroy()
     for (const detection of [...this.detecting]) detection.socket.destroy()
     for (const handshake of [...this.#handshakes]) handshake.destroy()
     for (const tunnel of [...this.#tunnels]) tunnel.destroy()
@@ -453,3 +489,8 @@ export class Listener implements PassthroughHost, HandshakeHost {
 }
 
 function ignore (): void {}
+
+/** Enough of a PROXY protocol header (v1 `PROXY `, or v2's signature) to know it for one. */
+function isProxyHeader (data: Buffer): boolean {
+  return data.length >= 6 && looksLikeProxyHeader(data)
+}

@@ -94,6 +94,8 @@ export interface ListenerModel {
   /** Names of the routes served here, in the routes' configuration order; null: every route. */
   routes: readonly string[] | null
   access: AccessModel | null
+  /** PROXY protocol from these senders (their headers required, anyone else's refused); null: none expected. */
+  acceptProxy: Readonly<{ from: readonly AccessRule[], timeout: number }> | null
   timeouts: Readonly<{
     /** A client that sends nothing this long goes to the fallback (only with one), ms. */
     detect: number
@@ -161,6 +163,8 @@ export interface GroupModel {
   name: string
   targets: readonly TargetModel[]
   policy: 'round-robin'
+  /** A PROXY protocol header sent on each new connection to a target; null: none. */
+  sendProxy: 'v1' | 'v2' | null
   pool: Readonly<{
     maxConnections: number
     maxQueue: number

@@ -7,6 +7,7 @@
  */
 import type { Socket } from 'node:net'
 import { isDeepStrictEqual } from 'node:util'
+import { peerLabel, peerOf } from '../core/symbols.js'
 import type { Model } from '../model/model.js'
 import { clock } from '../core/clock.js'
 import { ProxyError } from '../core/errors.js'
@@ -83,6 +84,7 @@ export class ProxyCore implements H1Host {
         targets: group.targets,
         pool: group.pool,
         timeouts: group.timeouts,
+        sendProxy: group.sendProxy,
         maxHeaderSize: http.maxHeaderSize,
         maxHeaders: http.maxHeaders,
       }, this)
@@ -242,11 +244,9 @@ export class ProxyCore implements H1Host {
     if (this.#events.listenerCount('tcpSession') === 0) return
     const client = relay.client
     const now = Date.now()
-    const address = client.remoteAddress ?? ''
-    const ip = address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address
     this.#events.emit('tcpSession', {
       time: relay.started,
-      client: (ip.includes(':') ? '[' + ip + ']' : ip) + ':' + (client.remotePort ?? 0),
+      client: peerLabel(peerOf(client)),
       listener,
       target: relay.relayedTo,
       bytesIn: client.bytesRead,

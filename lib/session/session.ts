@@ -13,6 +13,7 @@ import { ProxyError } from '../core/errors.js'
 import { CB_ERROR, CB_OK, HeadersResult } from '../http1/llhttp.js'
 import type { MessageHead } from '../http1/head.js'
 import { encodeRequestHead } from '../http1/encode.js'
+import { encodeProxyHeader } from '../http/proxy-header.js'
 import { errorResponse, reasonOf } from '../http/errors.js'
 import { forwardRequest, forwardResponse, HOST_PLACEHOLDER, type ForwardContext } from '../http/forwarding.js'
 import { HeaderList } from '../http/headers.js'
@@ -136,7 +137,13 @@ export class Session implements UpstreamRequest, FilterSession {
   /** ms from dispatch to a connection attached, and to the response head; -1 when it did not happen or timing is off. */
   get upstreamConnect (): number { return this.#attachedAt === 0 ? -1 : this.#attachedAt - this.#dispatchedAt }
   get upstreamFirstByte (): number { return this.#headAt === 0 ? -1 : this.#headAt - this.#dispatchedAt }
-  tlsInfo (): Readonly<{ version: string, sni: string }> { return this.#downstream.tlsInfo() }
+  tlsInfo (): Readonly<{ version: string, sni: string, alpn: string }> { return this.#downstream.tlsInfo() }
+
+  proxyHeader (version: 'v1' | 'v2'): Buffer {
+    const { source, destination } = this.#downstream.addresses()
+    const tls = this.#downstream.tlsInfo()
+    return encodeProxyHeader(version === 'v1' ? 1 : 2, source, destination, { alpn: tls.alpn, authority: tls.sni })
+  }
 
   respond (status: number, headers?: HeaderInit, body?: string | Buffer): Verdict {
     if (!Number.isInteger(status) || status < 200 || status > 999) throw new TypeError(`respond: status ${status} is not a final status`)

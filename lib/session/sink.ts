@@ -53,8 +53,10 @@ export interface ResponseSink {
 export interface Downstream {
   /** The client's IP (X-Forwarded-For), `IP:PORT` (logs), and whether rp4 terminated TLS. */
   readonly client: Readonly<{ ip: string, label: string, secure: boolean }>
+  /** The client (as a PROXY header named it, if one did) and the address it reached rp4 at. */
+  addresses (): Readonly<{ source: Readonly<{ ip: string, port: number }>, destination: Readonly<{ ip: string, port: number }> }>
   /** The TLS version and server name of the client's handshake ('' for cleartext, or no SNI): read for logs only. */
-  tlsInfo (): Readonly<{ version: string, sni: string }>
+  tlsInfo (): Readonly<{ version: string, sni: string, alpn: string }>
   hold (reason: ClientHold): void
   release (reason: ClientHold): void
   /** No further request is read from this connection. */

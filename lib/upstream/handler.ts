@@ -24,6 +24,8 @@ export interface GroupSettings {
   targets: ReadonlyArray<Readonly<{ host: string, port: number, authority: string, tls: Readonly<ConnectionOptions> | null }>>
   pool: Readonly<{ maxConnections: number, maxQueue: number, pipelining: number, idleTimeout: number }>
   timeouts: Readonly<{ connect: number, failedTarget: number }>
+  /** A PROXY protocol header opens each connection (one client's requests only: never pooled); null: none. */
+  sendProxy: 'v1' | 'v2' | null
   /** Limits of the response parser. */
   maxHeaderSize: number
   maxHeaders: number
@@ -93,6 +95,8 @@ export interface UpstreamRequest {
   /** From the request written until the whole response, ms; 0: no limit. */
   readonly responseTotalTimeout: number
 
+  /** The PROXY protocol header naming this request's client, for a group that sends one. */
+  proxyHeader (version: 'v1' | 'v2'): Buffer
   /** A connection is ready: write the request (head and whatever of the body is at hand). */
   attach (conn: RequestChannel): void
   /** A response head (an interim 1xx too). Returns a HeadersResult, or CB_ERROR. */

@@ -56,6 +56,12 @@ t.test('argv → flat options, in the library units', async t => {
   t.same(options('listen', ':0', '--to', 'a:1', '--access-log', '/var/log/rp4.log', '--log-format', 'json').accessLog, { file: '/var/log/rp4.log', format: 'json' })
   t.same(options('listen', ':0', '--to', 'a:1', '--access-log=-x.log').accessLog, { file: '-x.log' }, '--access-log=FILE: any name')
   t.same(options('listen', ':0', '--to', 'a:1', '--drain-timeout', '30s').drainTimeout, 30_000)
+  const proxied = options('listen', ':0', '--to', 'a:1', '--accept-proxy', '10.0.0.0/8', '--accept-proxy', '192.0.2.1', '--send-proxy', 'v2', '--admin', '9901')
+  t.same([proxied.acceptProxy, proxied.sendProxy, proxied.admin], [{ from: ['10.0.0.0/8', '192.0.2.1'] }, 'v2', { listen: '9901' }])
+  t.same(problems('listen', ':0', '--to', 'a:1', '--send-proxy', 'v3', '--accept-proxy', '10.0.0.0/33'), [
+    '--send-proxy: must be one of v1, v2, got "v3"',
+    '--accept-proxy: "10.0.0.0/33": the prefix length must be from 0 to 32',
+  ], 'each named by its flag, with the value as written')
   t.same((options('listen', ':0', '--to', 'a:1', '--timeout', '1s', '--timeout', '2s') as { timeouts: unknown }).timeouts, { response: 2000 }, 'given twice: the last one counts')
 })
 

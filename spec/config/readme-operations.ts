@@ -22,6 +22,11 @@ const expected: Record<string, (model: Model, dir: string) => Array<[unknown, un
     [model.accessLog, { file: path.join(dir, 'access.log'), format: 'combined', buffer: 4 * 1024 * 1024 }],
   ],
   '# admin: health, readiness, metrics, config, upstreams, drain': model => [[model.admin, { listen: { host: '127.0.0.1', port: 9901 }, token: 'a-token-from-the-file-0123' }]],
+  '# acceptProxy and sendProxy': model => [
+    [model.listeners[0].acceptProxy?.timeout, 5000],
+    [model.listeners[0].acceptProxy?.from.length, 1],
+    [model.upstreams.get('app')?.sendProxy, 'v2'],
+  ],
   '# drainTimeout: how long SIGTERM waits': model => [[model.drainTimeout, 30_000], [model.accessLog, null]],
 }
 
