@@ -280,23 +280,32 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
   drain (timeout = this.model.drainTimeout): Promise<{ cut: number }> {
     if (this.#drained !== null) return this.#drained
     this.#drained = new Promise(resolve => {
-      for (const listener of this.#listeners) {
-        if (listener.server.listening) listener.server.close()
-      }
       const cores = this.#cores()
       for (const core of cores) core.drain()
-      const open = (): number => cores.reduce((n, core) => n + core.clients.size, 0)
-      let timer: NodeJS.Timeout | null = null
-      const finish = (cut: number): void => {
-        if (timer !== null) clearTimeout(timer)
-        for (const core of cores) core.drainWatch = null
-        void this.close().then(() => resolve({ cut }))
-      }
-      if (open() === 0) return finish(0)
-      for (const core of cores) core.drainWatch = () => { if (open() === 0) finish(0) }
-      timer = setTimeout(() => finish(cores.reduce((n, core) => n + core.cut(), 0)), timeout)
+      const delay = this.model.drainDelay
+      if (delay > 0) setTimeout(() => this.#stopAccepting(cores, timeout, resolve), delay)
+      else this.#stopAccepting(cores, timeout, resolve)
     })
     return this.#drained
+  }
+
+  /** The second half of a drain: the listeners close, the connections get `timeout` to finish. */
+  #stopAccepting (cores: ProxyCore[], timeout: number, resolve: (result: { cut: number }) => void): void {
+    for (const listener of this.#listeners) {
+      if (listener.server.listening) listener.server.close()
+    }
+    // connections accepted during the delay belong to the current generation, draining too
+    if (!cores.includes(this.#core)) cores.push(this.#core)
+    const open = (): number => cores.reduce((n, core) => n + core.clients.size, 0)
+    let timer: NodeJS.Timeout | null = null
+    const finish = (cut: number): void => {
+      if (timer !== null) clearTimeout(timer)
+      for (const core of cores) core.drainWatch = null
+      void this.close().then(() => resolve({ cut }))
+    }
+    if (open() === 0) return finish(0)
+    for (const core of cores) core.drainWatch = () => { if (open() === 0) finish(0) }
+    timer = setTimeout(() => finish(cores.reduce((n, core) => n + core.cut(), 0)), timeout)
   }
 
   /** The configuration in effect first, then those replaced by reloads whose connections are still finishing. */

@@ -85,6 +85,7 @@ function assemble (o: Obj, files: Problem[]): Model {
     }),
     accessLog: buildAccessLog(o.accessLog as Obj | undefined, files),
     drainTimeout: unit(o.drainTimeout, S.DrainTimeout),
+    drainDelay: unit(o.drainDelay, S.DrainDelay),
     admin: buildAdmin(o.admin as Obj | undefined, files),
   })
 }

@@ -202,7 +202,7 @@ export const AcceptProxy = section({
   timeout: opt(duration({ description: 'a trusted sender must have sent its whole PROXY header by then', default: '5s', min: '1ms', max: '1m' })),
 }, 'the PROXY protocol on this listener: which senders may say who the client is', 'must be a mapping { from, timeout }')
 
-export const SendProxy = choice(['v1', 'v2'], { description: 'send a PROXY protocol header (v1 text, v2 binary with ALPN and authority TLVs) to the targets on each new connection, naming the client; for HTTP, such a connection carries one client\'s requests only', defaultText: 'none', flag: { name: '--send-proxy', arg: 'v1|v2', group: 'Operations' } })
+export const SendProxy = choice(['v1', 'v2'], { description: 'send a PROXY protocol header (v1 text, v2 binary with ALPN and authority TLVs) to the targets on each new connection, naming the client; for HTTP, such a connection carries one client\'s requests only', defaultText: 'none', flag: { name: '--send-proxy', arg: 'VERSION', group: 'Operations', help: 'send a PROXY protocol header, v1 or v2 (with ALPN and authority TLVs), to the targets on each new connection; for HTTP, such a connection carries one client\'s requests only' } })
 
 export const Limits = section({
   maxConnections: opt(count({ description: 'open client connections in all; a new one over it is closed at once; never more than the open-file limit allows (two descriptors per connection)', defaultText: 'what the open-file limit allows', min: 1, max: 10_000_000, flag: { name: '--max-connections', arg: 'N', group: 'Access control and connection caps' } })),
@@ -222,6 +222,8 @@ export const Admin = section({
   token: opt(Type.String({ description: 'a bearer token every admin request but /healthz and /readyz must carry (`Authorization: Bearer TOKEN`); at least 16 characters', minLength: 16, maxLength: 4096, expected: 'must be a string of at least 16 characters', defaultText: 'none: anyone who can connect' })),
   tokenFile: opt(text('file', { description: 'a file holding the token (its first line), instead of writing it in the configuration', flag: { name: '--admin-token-file', arg: 'FILE', group: 'Operations', help: 'the admin endpoint asks for this bearer token (the first line of FILE) on all but /healthz and /readyz' } })),
 }, 'the admin endpoint: a listener of its own, served by rp4\'s engine, loopback unless told otherwise', 'must be a mapping with at least listen')
+
+export const DrainDelay = duration({ description: 'on a drain, how long rp4 goes on accepting (every answer saying Connection: close) while /readyz already says 503, so that an outer balancer notices before the port closes: a connection its kernel accepted just as the port closed would be reset; set it to the balancer\'s check interval times its fall count', default: 0, zero: 'stop accepting at once', min: '1ms', max: '10m', flag: { name: '--drain-delay', arg: 'DUR', group: 'Operations' } })
 
 export const DrainTimeout = duration({ description: 'on SIGTERM/SIGINT (or the admin drain): requests in flight may finish this long before the remaining connections are closed', default: '10s', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--drain-timeout', arg: 'DUR', group: 'Operations' } })
 
@@ -462,6 +464,7 @@ export const SHARED = {
   limits: opt(Limits),
   accessLog: opt(AccessLog),
   drainTimeout: opt(DrainTimeout),
+  drainDelay: opt(DrainDelay),
   admin: opt(Admin),
 }
 

@@ -107,10 +107,7 @@ class Detection implements Timed {
     socket.on('close', onDetectClose)
     this.deadline = clock.after(detectMs)
     clock.add(this)
-    if (initial !== null) {
-      socket.resume()
-      this.onData(initial)
-    }
+    if (initial !== null) this.onData(initial)
   }
 
   /** The bytes read so far, as one buffer. */

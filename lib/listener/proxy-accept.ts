@@ -84,8 +84,7 @@ export class ProxyHeaderRead implements Timed {
     socket.removeListener('end', onEnd)
     socket.removeListener('error', onError)
     socket.removeListener('close', onClose)
-    // the next owner attaches its own listeners; until then nothing is read
-    socket.pause()
+    // the next owner attaches its listeners in this same turn (proxied): no byte is read meanwhile
     this.#host.forgetProxyRead(this)
     return true
   }

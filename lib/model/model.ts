@@ -19,6 +19,8 @@ export interface Model {
   accessLog: Readonly<AccessLogModel> | null
   /** ms requests in flight may take to finish on SIGTERM/SIGINT or a drain, before connections are closed. */
   drainTimeout: number
+  /** ms a drain goes on accepting (readiness already false) before the listeners close; 0: at once. */
+  drainDelay: number
   /** null: no admin endpoint. */
   admin: Readonly<AdminModel> | null
 }

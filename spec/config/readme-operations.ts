@@ -27,7 +27,7 @@ const expected: Record<string, (model: Model, dir: string) => Array<[unknown, un
     [model.listeners[0].acceptProxy?.from.length, 1],
     [model.upstreams.get('app')?.sendProxy, 'v2'],
   ],
-  '# drainTimeout: how long SIGTERM waits': model => [[model.drainTimeout, 30_000], [model.accessLog, null]],
+  '# drainTimeout: how long SIGTERM waits': model => [[model.drainTimeout, 30_000], [model.drainDelay, 2000], [model.accessLog, null]],
 }
 
 t.test('the Operations section has its examples', async t => {

@@ -63,6 +63,23 @@ t.test('drain: refuse new connections, finish what is in flight with Connection:
   t.same(await within(draining, 5000, 'drain() once every connection closed'), { cut: 0 })
 })
 
+t.test('drainDelay: readiness false at once, connections still accepted (and closed after their answer), then refused', async t => {
+  const origin = await startOrigin(t, () => ok('served'))
+  const proxy = createProxy({ listen: '127.0.0.1:0', targets: [origin.target], drainDelay: '300ms' })
+  t.teardown(() => proxy.close())
+  const { port } = await proxy.listen()
+  const draining = proxy.drain()
+  t.equal(proxy.ready, false, 'not ready from the first moment')
+  const late = await RawClient.connect(port)
+  t.teardown(() => late.destroy())
+  await late.write(GET)
+  const res = await late.response(0)
+  t.equal(res.body.toString(), 'served', 'a connection made during the delay is served')
+  t.equal(header(res.raw, 'Connection'), 'close', 'and closed after its answer')
+  t.same(await within(draining, 5000, 'the drain'), { cut: 0 })
+  t.equal(await refused(port), true, 'refused once the delay is over')
+})
+
 t.test('drain with nothing open resolves at once; the drain time cuts a request that outlives it', async t => {
   const origin = await startOrigin(t, () => ({ bytes: ok('late'), delay: 5000 }))
   const quiet = createProxy({ listen: '127.0.0.1:0', targets: [origin.target] })

@@ -15,7 +15,7 @@ import { RawClient } from '../helpers/client.js'
 import { ok, startOrigin } from '../helpers/origin.js'
 import { startProxy, unusedPort } from '../helpers/proxy.js'
 import { connectRaw, startTcpBackend } from '../helpers/tls-backends.js'
-import { within } from '../helpers/wait.js'
+import { tick, within } from '../helpers/wait.js'
 
 const GET = 'GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n'
 
@@ -33,6 +33,16 @@ t.test('a trusted sender\'s v1 and v2 headers name the client: X-Forwarded-For, 
   await v1.write('PROXY TCP4 198.51.100.7 127.0.0.1 40001 80\r\n' + GET)
   t.equal((await v1.response(0)).body.toString(), 'hi')
   t.equal(xff(origin.requests[0]?.raw), '198.51.100.7', 'X-Forwarded-For: the client the header named')
+
+  // the header alone first (a balancer sends it on connect, before the client's first byte)
+  const alone = await RawClient.connect(port)
+  t.teardown(() => alone.destroy())
+  await alone.write('PROXY TCP4 198.51.100.8 127.0.0.1 40009 80\r\n')
+  await tick()
+  await alone.write(GET)
+  t.equal((await alone.response(0)).body.toString(), 'hi', 'a header alone, the request later')
+  origin.requests.splice(1)
+  events.responses.splice(1)
 
   const v2 = await RawClient.connect(port)
   t.teardown(() => v2.destroy())
