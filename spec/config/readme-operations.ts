@@ -2,6 +2,7 @@
  * The configuration examples of the README's Operations section load, and mean what the text
  * around them says.
  */
+import { spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -48,3 +49,20 @@ for (const block of blocks) {
     for (const [actual, wanted] of expected[title]?.(model, dir) ?? []) t.same(actual, wanted)
   })
 }
+
+const systemdAnalyze = spawnSync('systemd-analyze', ['--version'], { encoding: 'utf8' })
+
+t.test('the README\'s systemd unit passes systemd-analyze verify', { skip: systemdAnalyze.error === undefined && systemdAnalyze.status === 0 ? false : 'systemd-analyze is not installed' }, async t => {
+  const unit = /```ini\n([^]*?)```/.exec(section)?.[1]
+  if (unit === undefined) return t.fail('no ini block in the Operations section')
+  t.match(unit, /\nExecReload=\/bin\/kill -HUP \$MAINPID\n/)
+  t.match(unit, /\nLimitNOFILE=\d+\n/)
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'rp4-unit-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = path.join(dir, 'rp4.service')
+  // the command as installed here: node and the built entry (verify checks the program exists)
+  writeFileSync(file, unit.replace('/usr/bin/rp4 ', `${process.execPath} ${path.join(ROOT, 'dist/bin/rp4.js')} `))
+  const verified = spawnSync('systemd-analyze', ['verify', '--man=no', file], { encoding: 'utf8', timeout: 20_000 })
+  t.equal(verified.status, 0)
+  t.equal(verified.stderr, '', 'no unknown key, no value it ignores')
+})
