@@ -20,7 +20,11 @@ const USAGE = `rp4 ${VERSION} - reverse proxy, HTTP/1.1 and TCP
 Usage:
   rp4 listen [HOST]:PORT --to HOST:PORT [--to HOST:PORT ...] [options]
   rp4 listen [HOST]:PORT --to HOST:PORT --tcp [options]      raw TCP relay
-  rp4 run FILE                the proxy a YAML configuration file describes
+  rp4 run FILE                the proxy a YAML configuration file describes;
+                              SIGHUP reads FILE again (a bad file changes nothing)
+  rp4 reload [HOST:]PORT [--admin-token-file FILE]
+                              make a running rp4 (rp4 run FILE, with an admin
+                              endpoint there) read its file again; kill -HUP too
   rp4 check FILE              every problem of a configuration file (exit 2 if any)
   rp4 config --from-flags [HOST]:PORT --to HOST:PORT [options]
                               print the YAML file this command line stands for
@@ -41,7 +45,8 @@ ${optionsHelp()}
   milliseconds). BYTES is a number of bytes, or with a unit: 64k, 1m, 1g.
 
 Exit status:
-  0    stopped by SIGTERM or SIGINT, after requests in flight finished;
+  0    stopped by SIGTERM or SIGINT, after requests in flight finished
+       (or --drain-timeout ran out);
        --help, --version; rp4 check found nothing wrong
   1    a runtime failure: the address cannot be listened on (in use, not
        permitted), or rp4 demo could not start
@@ -65,7 +70,8 @@ Examples:
 type Command =
   | { kind: 'help' | 'version' }
   | { kind: 'demo', listen: string }
-  | { kind: 'proxy', options: ProxyOptions, accessLog: boolean, quiet: boolean }
+  | { kind: 'proxy', options: ProxyOptions, quiet: boolean, file: string | null }
+  | { kind: 'reload', admin: string, tokenFile: string | null }
   | { kind: 'check', file: string }
   | { kind: 'print', text: string }
 
@@ -102,12 +108,21 @@ function parseCli (argv: string[]): Command {
     }
     case 'listen': {
       const options = flagsToOptions(argument(line, 'address [HOST]:PORT'), line)
-      return { kind: 'proxy', options, accessLog: line.accessLog, quiet: line.quiet }
+      return { kind: 'proxy', options, quiet: line.quiet, file: null }
     }
     case 'run': {
       noOptionFlags(line, command)
-      const { options } = loadConfig(argument(line, 'FILE (a YAML configuration file)'))
-      return { kind: 'proxy', options, accessLog: line.accessLog, quiet: line.quiet }
+      const file = argument(line, 'FILE (a YAML configuration file)')
+      const { options } = loadConfig(file)
+      return { kind: 'proxy', options, quiet: line.quiet, file }
+    }
+    case 'reload': {
+      const tokenFile = line.given.find(g => g.def.spec.name === '--admin-token-file')
+      if (line.given.length > (tokenFile === undefined ? 0 : 1)) throw new UsageError('rp4 reload takes only --admin-token-file')
+      const admin = argument(line, 'the admin endpoint [HOST:]PORT (admin.listen, --admin)')
+      const check = parseHostPort(admin, { hostRequired: false, portZero: false })
+      if (typeof check === 'string') throw new UsageError(`reload: admin endpoint ${admin}: ${check}`)
+      return { kind: 'reload', admin, tokenFile: tokenFile === undefined ? null : String(tokenFile.values[tokenFile.values.length - 1]) }
     }
     case 'check':
       noOptionFlags(line, command)
@@ -119,7 +134,7 @@ function parseCli (argv: string[]): Command {
       return { kind: 'print', text: toYaml(absoluteFiles(options, process.cwd()), `rp4 ${argv.join(' ')}`) }
     }
   }
-  throw new UsageError(`unknown command "${command}" (the commands are listen, run, check, config and demo)`)
+  throw new UsageError(`unknown command "${command}" (the commands are listen, run, reload, check, config and demo)`)
 }
 
 /** rp4 check: every problem of the file on stderr, as FILE:LINE:COL: ...; 0 when there is none. */
@@ -165,6 +180,8 @@ async function main (): Promise<number> {
       return 0
     case 'check':
       return check(cli.file)
+    case 'reload':
+      return await askReload(cli.admin, cli.tokenFile)
     case 'demo':
       try {
         await runDemo(cli.listen)
@@ -174,7 +191,34 @@ async function main (): Promise<number> {
       }
       return 0
   }
-  return await serve(cli.options, cli.accessLog, cli.quiet)
+  return await serve(cli.options, cli.quiet, cli.file)
+}
+
+/**
+ * rp4 reload [HOST:]PORT: POST /reload to a running rp4's admin endpoint (127.0.0.1 when no host
+ * is given), print its answer; 0 when it reloaded. `kill -HUP` does the same without the endpoint.
+ */
+async function askReload (admin: string, tokenFile: string | null): Promise<number> {
+  const { host, port } = parseHostPort(admin, { hostRequired: false, portZero: false }) as { host: string, port: number }
+  const headers: Record<string, string> = {}
+  if (tokenFile !== null) {
+    try {
+      headers.authorization = `Bearer ${readFileSync(tokenFile, 'utf8').split('\n')[0].trim()}`
+    } catch (err) {
+      process.stderr.write(`rp4: --admin-token-file ${tokenFile}: ${describeSystemError(err as Error)}\n`)
+      return 2
+    }
+  }
+  const url = `http://${host === '' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host}:${port}/reload`
+  try {
+    const res = await fetch(url, { method: 'POST', headers })
+    const text = await res.text()
+    ;(res.ok ? process.stdout : process.stderr).write(text)
+    return res.ok ? 0 : 1
+  } catch (err) {
+    process.stderr.write(`rp4: reload: cannot reach the admin endpoint at ${url}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}\n`)
+    return 1
+  }
 }
 
 /** A problem of an option that a flag sets, as `--flag: message`; null when no flag sets it. */
@@ -213,7 +257,7 @@ function startup (proxy: Proxy): string {
   return `${hostPort(proxy.address())}, ${mode} ${sent}${others}${lowered}`
 }
 
-async function serve (options: ProxyOptions, accessLog: boolean, quiet: boolean): Promise<number> {
+async function serve (options: ProxyOptions, quiet: boolean, file: string | null): Promise<number> {
   let proxy: Proxy
   try {
     proxy = createProxy(options)
@@ -236,17 +280,38 @@ async function serve (options: ProxyOptions, accessLog: boolean, quiet: boolean)
   proxy.on('targetHealth', e => log(`rp4: upstream ${e.group} ${e.target}: ${e.up ? 'up' : 'down'} (${e.reason}${e.detail !== undefined ? ': ' + e.detail : ''})`))
   proxy.on('certificates', names => log(`rp4: certificates reloaded: ${names.join(', ')}`))
   proxy.on('acme', message => log(`rp4: ${message}`))
-  if (accessLog) {
-    proxy.on('response', info => process.stderr.write(
-      `${info.client} "${info.method} ${info.url}" ${info.status} ${info.target || '-'} ${info.duration.toFixed(1)}ms\n`))
+  // logrotate moved the access log away: write to a new file of the same name
+  process.on('SIGUSR1', () => proxy.reopenLogs())
+  if (file !== null) {
+    // the file is read and checked whole; any problem keeps the running configuration
+    proxy.reload = async () => {
+      try {
+        const { notes } = await proxy.update(loadConfig(file).options)
+        log(`rp4: ${file} reloaded${notes.map(note => `; ${note}`).join('')}`)
+        return { ok: true }
+      } catch (err) {
+        const problems = err instanceof ConfigError ? [...err.lines] : [`${describeSystemError(err as Error)}`]
+        log(`rp4: ${file} not reloaded, the running configuration stays:`)
+        for (const problem of problems) log(`rp4:   ${problem}`)
+        return { ok: false, problems }
+      }
+    }
   }
+  // SIGHUP would end the process by default: here it reloads, or says why it cannot
+  process.on('SIGHUP', () => {
+    if (proxy.reload === null) log('rp4: SIGHUP: rp4 listen has no file to read again (rp4 run FILE reloads FILE)')
+    else void proxy.reload()
+  })
 
   try {
     await proxy.listen()
-    log(`rp4 ${VERSION} listening on ${startup(proxy)}`)
+    const admin = proxy.adminAddress()
+    log(`rp4 ${VERSION} listening on ${startup(proxy)}${admin === null ? '' : `; admin endpoint on ${hostPort(admin)}`}`)
   } catch (err) {
     const { address, port } = err as NodeJS.ErrnoException & { address?: string, port?: number }
-    const where = typeof options.listen === 'string' || typeof options.listen === 'number' ? String(options.listen) : `${address ?? ''}:${port ?? '?'}`
+    // the address that failed (the admin endpoint's may be the one), as the system reports it
+    const where = address !== undefined && port !== undefined ? `${address.includes(':') ? `[${address}]` : address}:${port}`
+      : typeof options.listen === 'string' || typeof options.listen === 'number' ? String(options.listen) : '?'
     process.stderr.write(`rp4: cannot listen on ${where}: ${describeSystemError(err as Error)}\n`)
     return 1 // not a usage error: the same command works once the address is free
   }
@@ -259,14 +324,15 @@ async function serve (options: ProxyOptions, accessLog: boolean, quiet: boolean)
         return
       }
       stopping = true
-      log(`rp4: ${signal}: closing, waiting for requests in flight`)
-      const force = setTimeout(() => {
-        log('rp4: connections still open after 10s: closing them')
+      const seconds = proxy.model.drainTimeout / 1000
+      log(`rp4: ${signal}: draining: not accepting, waiting up to ${seconds}s for requests in flight (a second ${signal} exits at once)`)
+      void proxy.drain().then(({ cut }) => {
+        if (cut > 0) log(`rp4: ${cut} connection${cut === 1 ? '' : 's'} still open after ${seconds}s (drainTimeout): closed`)
         resolve(0)
-      }, 10_000)
-      force.unref()
-      void proxy.close().then(() => resolve(0))
+      })
     }
+    // a drain asked for through the admin endpoint ends the process as SIGTERM's does
+    proxy.once('close', () => resolve(0))
     process.on('SIGINT', () => stop('SIGINT'))
     process.on('SIGTERM', () => stop('SIGTERM'))
   })

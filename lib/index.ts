@@ -12,7 +12,8 @@ import type { AddressInfo } from 'node:net'
 import { TypedEmitter } from 'tiny-typed-emitter'
 import { buildModel } from './config/build.js'
 import { isFullForm } from './config/consistency.js'
-import type { Model, RouteModel } from './model/model.js'
+import { isDeepStrictEqual } from 'node:util'
+import type { ListenerModel, Model, RouteModel } from './model/model.js'
 import type { Options } from './config/schema.js'
 import type { ProxyEvents } from './core/events.js'
 import type { DnsResolver } from './upstream/discovery.js'
@@ -20,10 +21,12 @@ import { ProxyCore } from './proxy/core.js'
 import { ProxyError, describeSystemError } from './core/errors.js'
 import { Listener, type ListenerEvents } from './listener/listener.js'
 import type { Filter } from './session/filter.js'
+import { AccessLog } from './observe/access-log.js'
+import { AdminEndpoint } from './admin/admin.js'
 
 export type { Options } from './config/schema.js'
 export type { Model } from './model/model.js'
-export type { DiscoveryEvent, ProxyEvents, RequestInfo, ResponseInfo, TargetHealthEvent } from './core/events.js'
+export type { DiscoveryEvent, ProxyEvents, RequestInfo, ResponseInfo, TargetHealthEvent, TcpSessionInfo } from './core/events.js'
 export type { DnsResolver } from './upstream/discovery.js'
 export type { ListenerEvents } from './listener/listener.js'
 export type { Filter, FilterSession, Verdict, HeaderInit } from './session/filter.js'
@@ -54,11 +57,28 @@ export type ProxyOptions = Options & {
   acmeAsk?: (name: string) => boolean | Promise<boolean>
 }
 
+/** A configuration replaced by a reload, whose connections are still finishing. */
+interface Generation {
+  core: ProxyCore
+  listeners: readonly Listener[]
+}
+
 export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
-  readonly model: Model
-  readonly #core: ProxyCore
-  readonly #listeners: readonly Listener[]
+  #core: ProxyCore
+  #listeners: readonly Listener[]
+  readonly #filters: ReadonlyMap<string, Filter>
+  /** The library's DNS for service discovery and ACME's ask hook, kept for the generations a reload makes. */
+  readonly #resolver: DnsResolver | undefined
+  readonly #acmeAsk: ((name: string) => boolean | Promise<boolean>) | undefined
+  /** Generations replaced by reloads whose connections are still finishing. */
+  readonly #retired = new Set<Generation>()
+  #accessLog: AccessLog | null = null
+  readonly #admin: AdminEndpoint | null = null
+  /** Read the configuration again (the CLI's `rp4 run FILE` sets it); null: nothing to read. */
+  reload: (() => Promise<{ ok: true } | { ok: false, problems: string[] }>) | null = null
   #closed: Promise<void> | null = null
+  #drained: Promise<{ cut: number }> | null = null
+  #listening = false
 
   constructor (options: ProxyOptions) {
     super()
@@ -71,32 +91,134 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
       if (byName.has(name)) throw new TypeError(`option filters[${i}]: a second filter named "${name}"`)
       byName.set(name, filter)
     })
-    let model = buildModel(config, { filters: byName.keys() })
-    if (!isFullForm(config as Record<string, unknown>) && byName.size > 0) {
-      // the flat form's one route takes every filter, in the order given
-      const user = [...byName.keys()].map(name => Object.freeze({ kind: 'user' as const, name }))
-      model = Object.freeze({
-        ...model,
-        routes: Object.freeze(model.routes.map((route): RouteModel => Object.freeze({ ...route, filters: Object.freeze([...route.filters, ...user]) }))),
-      })
-    }
-    this.model = model
-    this.#core = new ProxyCore(model, this, byName, resolver)
+    this.#filters = byName
+    this.#resolver = resolver
+    this.#acmeAsk = acmeAsk
+    const model = modelOf(config, byName)
+    this.#core = new ProxyCore(model, this, byName, null, resolver)
     // certificates and access files load here: a file that cannot be used throws now, naming its option
-    this.#listeners = model.listeners.map(listener => {
-      const l = new Listener(this.#core, listener, {
-        onCertificates: names => this.emit('certificates', names),
-        onAcme: message => this.emit('acme', message),
-        acmeAsk,
-      })
-      l.server.on('error', err => {
-        // an error while listen() is under way is its rejection; after it resolved, errors of the
-        // listening socket (accept failures) are reported, never thrown
-        if (!l.server.listening) return
-        this.#core.proxyError(new ProxyError('listen_error', `listening socket: ${describeSystemError(err)}`, 'internal', 0, false, err))
-      })
-      return l
+    this.#listeners = model.listeners.map(listener => this.#listener(this.#core, listener))
+    this.#openAccessLog(model)
+    if (model.admin !== null) {
+      const admin = this.#admin = new AdminEndpoint(this, model.admin)
+      this.on('response', admin.metrics.response)
+      this.on('tcpSession', admin.metrics.tcpSession)
+    }
+  }
+
+  /** The configuration in effect (the latest one loaded). */
+  get model (): Model {
+    return this.#core.model
+  }
+
+  #listener (core: ProxyCore, model: ListenerModel): Listener {
+    const l = new Listener(core, model, {
+      onCertificates: names => this.emit('certificates', names),
+      onAcme: message => this.emit('acme', message),
+      acmeAsk: this.#acmeAsk,
     })
+    l.server.on('error', err => {
+      // an error while listen() is under way is its rejection; after it resolved, errors of the
+      // listening socket (accept failures) are reported, never thrown
+      if (!l.server.listening) return
+      this.#core.proxyError(new ProxyError('listen_error', `listening socket: ${describeSystemError(err)}`, 'internal', 0, false, err))
+    })
+    return l
+  }
+
+  #openAccessLog (model: Model): void {
+    if (model.accessLog === null) return
+    const log = this.#accessLog = new AccessLog(model.accessLog)
+    log.onError = err => this.#core.proxyError(new ProxyError('access_log_failed', `access log ${log.model.file}: ${describeSystemError(err)}`, 'internal', 0, false, err))
+    this.on('response', log.response)
+    this.on('tcpSession', log.tcpSession)
+  }
+
+  /**
+   * Replace the configuration while running (SIGHUP, the admin /reload). `options` is checked
+   * whole first: a problem throws (a ConfigError naming each) and nothing changes. Then new
+   * connections get the new configuration at once; connections open under the old one finish
+   * what they are doing, each after one more response at most (Connection: close); upstream
+   * groups whose configuration did not change go on with their pools and health, and changed
+   * groups keep the health of the targets that stay. A listener whose address stays keeps its
+   * listening socket (no connection is refused meanwhile), new ones listen, removed ones stop
+   * accepting; certificates are read again. Resolves with notes on what a reload cannot change
+   * (the admin endpoint's settings apply on restart).
+   */
+  update (options: Options): Promise<{ notes: string[] }> {
+    // one at a time: a second SIGHUP while new listeners are opening waits its turn
+    const next = this.#updating.then(() => this.#update(options))
+    this.#updating = next.catch(() => {})
+    return next
+  }
+
+  #updating: Promise<unknown> = Promise.resolve()
+
+  async #update (options: Options): Promise<{ notes: string[] }> {
+    if (this.draining) throw new Error('the proxy is draining or closed: nothing to reload')
+    if (!this.#listening) throw new Error('reload before listen()')
+    const model = modelOf(options, this.#filters)
+    const old = this.#core
+    const core = new ProxyCore(model, this, this.#filters, old, this.#resolver)
+    // certificate and access files load here: one that cannot be used throws before anything changed
+    const listeners = model.listeners.map(listener => this.#listener(core, listener))
+    const kept = new Map<string, Listener>()
+    for (const listener of this.#listeners) kept.set(addressKey(listener.model), listener)
+    const fresh = listeners.filter(l => !kept.has(addressKey(l.model)))
+    try {
+      for (const listener of fresh) await this.#listen(listener)
+    } catch (err) {
+      for (const listener of fresh) if (listener.server.listening) listener.server.close()
+      for (const listener of listeners) listener.retire()
+      throw err
+    }
+    // from here on nothing fails: the new generation takes over
+    core.caps.update(model.limits.maxConnections, model.limits.maxConnectionsPerIp)
+    for (const listener of listeners) {
+      const previous = kept.get(addressKey(listener.model))
+      if (previous === undefined) continue
+      kept.delete(addressKey(listener.model))
+      listener.adopt(previous.server)
+    }
+    for (const removed of kept.values()) removed.server.close()
+    for (const listener of this.#listeners) listener.retire()
+    const generation: Generation = { core: old, listeners: this.#listeners }
+    this.#retired.add(generation)
+    old.retire(core, () => { this.#retired.delete(generation) })
+    this.#core = core
+    this.#listeners = listeners
+    const notes: string[] = []
+    if (!isDeepStrictEqual(old.model.accessLog, model.accessLog)) {
+      const log = this.#accessLog
+      if (log !== null) {
+        this.off('response', log.response)
+        this.off('tcpSession', log.tcpSession)
+        void log.close()
+        this.#accessLog = null
+      }
+      this.#openAccessLog(model)
+    }
+    if (!isDeepStrictEqual(old.model.admin, model.admin)) notes.push('admin: the admin endpoint keeps its settings until rp4 restarts')
+    for (const listener of fresh) this.emit('listening', listener.server.address() as AddressInfo)
+    return { notes }
+  }
+
+  /** The admin endpoint's address (null without one, or before listen()). */
+  adminAddress (): AddressInfo | null {
+    return this.#admin?.address() ?? null
+  }
+
+  /** Every target of every upstream group: weight, health, connections, requests waiting for one. */
+  upstreams (): Array<{ group: string, target: string, weight: number, open: number, idle: number, waiting: number, up: boolean }> {
+    return [...this.#core.groups.values()].flatMap(group => {
+      const targets = this.model.upstreams.get(group.settings.name)?.targets ?? []
+      return group.health().map((h, i) => ({ group: group.settings.name, weight: targets[i]?.weight ?? 1, ...h }))
+    })
+  }
+
+  /** Open the access log file again under its name (after logrotate moved it: SIGUSR1). */
+  reopenLogs (): void {
+    this.#accessLog?.reopen()
   }
 
   /** Start accepting on every listener. Resolves with the first listener's bound address (port 0 picks a free port). */
@@ -104,11 +226,13 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
     const addresses: AddressInfo[] = []
     try {
       for (const listener of this.#listeners) addresses.push(await this.#listen(listener))
+      if (this.#admin !== null) await this.#admin.listen()
     } catch (err) {
       // all or nothing: the ones already listening stop
       for (const listener of this.#listeners) if (listener.server.listening) listener.server.close()
       throw err
     }
+    this.#listening = true
     for (const address of addresses) this.emit('listening', address)
     // ACME needs the listeners up: a CA validates a challenge as soon as it is told to
     for (const listener of this.#listeners) listener.started()
@@ -147,11 +271,13 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
    * `groups`: per group since start, retries sent, retries the budget refused, requests the
    * circuit breaker answered with 503.
    */
-  stats (): { connections: number, clients: number, tcp: number, errors: Record<string, number>, health: Record<string, number>, upstream: Array<{ group: string, target: string, open: number, idle: number, active: number, up: boolean }>, groups: Array<{ group: string, retries: number, budgetExhausted: number, circuitOpen: number }> } {
+  stats (): { connections: number, clients: number, tcp: number, errors: Record<string, number>, health: Record<string, number>, upstream: Array<{ group: string, target: string, open: number, idle: number, active: number, up: boolean }>, groups: Array<{ group: string, retries: number, budgetExhausted: number, circuitOpen: number }>, accessLog: { written: number, dropped: number } | null } {
+    const log = this.#accessLog
     return {
+      accessLog: log === null ? null : { written: log.written, dropped: log.dropped },
       connections: this.#core.caps.open,
-      clients: this.#core.clients.size,
-      tcp: this.#listeners.reduce((n, l) => n + l.tunnelCount, 0),
+      clients: this.#cores().reduce((n, core) => n + core.clients.size, 0),
+      tcp: this.#allListeners().reduce((n, l) => n + l.tunnelCount, 0),
       errors: Object.fromEntries(this.#core.errorCounts),
       health: Object.fromEntries(this.#core.healthCounts),
       upstream: [...this.#core.groups.values()].flatMap(group => group.stats().map(s => ({ group: group.settings.name, ...s }))),
@@ -159,26 +285,109 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
     }
   }
 
+  /**
+   * Ready for traffic: listening, and neither draining nor closing. What /readyz answers, so that
+   * an outer balancer stops sending at the first moment of a drain.
+   */
+  get ready (): boolean {
+    return this.#listening && this.#drained === null && this.#closed === null
+  }
+
+  /** A drain or close has begun. */
+  get draining (): boolean {
+    return this.#drained !== null || this.#closed !== null
+  }
+
+  /**
+   * Drain (SIGTERM): stop accepting at once, answer every request still coming on open
+   * connections with `Connection: close`, and give requests in flight `timeout` ms (the
+   * `drainTimeout` option by default) to finish; then close, cutting what is still open.
+   * Resolves with how many client connections had to be cut.
+   */
+  drain (timeout = this.model.drainTimeout): Promise<{ cut: number }> {
+    if (this.#drained !== null) return this.#drained
+    this.#drained = new Promise(resolve => {
+      const cores = this.#cores()
+      for (const core of cores) core.drain()
+      const delay = this.model.drainDelay
+      if (delay > 0) setTimeout(() => this.#stopAccepting(cores, timeout, resolve), delay)
+      else this.#stopAccepting(cores, timeout, resolve)
+    })
+    return this.#drained
+  }
+
+  /** The second half of a drain: the listeners close, the connections get `timeout` to finish. */
+  #stopAccepting (cores: ProxyCore[], timeout: number, resolve: (result: { cut: number }) => void): void {
+    for (const listener of this.#listeners) {
+      if (listener.server.listening) listener.server.close()
+    }
+    // connections accepted during the delay belong to the current generation, draining too
+    if (!cores.includes(this.#core)) cores.push(this.#core)
+    const open = (): number => cores.reduce((n, core) => n + core.clients.size, 0)
+    let timer: NodeJS.Timeout | null = null
+    const finish = (cut: number): void => {
+      if (timer !== null) clearTimeout(timer)
+      for (const core of cores) core.drainWatch = null
+      void this.close().then(() => resolve({ cut }))
+    }
+    if (open() === 0) return finish(0)
+    for (const core of cores) core.drainWatch = () => { if (open() === 0) finish(0) }
+    timer = setTimeout(() => finish(cores.reduce((n, core) => n + core.cut(), 0)), timeout)
+  }
+
+  /** The configuration in effect first, then those replaced by reloads whose connections are still finishing. */
+  #cores (): ProxyCore[] {
+    return [this.#core, ...[...this.#retired].map(g => g.core)]
+  }
+
+  #allListeners (): Listener[] {
+    return [...this.#listeners, ...[...this.#retired].flatMap(g => g.listeners)]
+  }
+
   /** Stop accepting; requests in flight finish, idle connections close. Resolves once all are closed. */
   close (): Promise<void> {
     if (this.#closed !== null) return this.#closed
     this.#closed = new Promise(resolve => {
-      let pending = this.#listeners.length + 1
+      const retired = [...this.#retired]
+      let pending = this.#listeners.length + 1 + retired.reduce((n, g) => n + g.listeners.length + 1, 0)
       const done = (): void => {
         if (--pending === 0) {
-          this.emit('close')
-          resolve()
+          // the admin endpoint answers /readyz (503) until the proxy has closed
+          const admin = this.#admin === null ? Promise.resolve() : this.#admin.close()
+          // the last lines (those of the requests just finished) are written before close() resolves
+          const log = this.#accessLog === null ? Promise.resolve() : this.#accessLog.close()
+          void Promise.all([admin, log]).then(() => {
+            this.emit('close')
+            resolve()
+          })
         }
       }
-      for (const listener of this.#listeners) {
-        if (listener.server.listening) listener.server.close(() => done())
+      for (const listener of this.#allListeners()) {
+        if (listener.server.listening && this.#listeners.includes(listener)) listener.server.close(() => done())
         else done()
         listener.close()
       }
       this.#core.shutdown(done)
+      for (const generation of retired) generation.core.shutdown(done)
     })
     return this.#closed
   }
+}
+
+/** The model of `config`; in the flat form, the user's filters go on its one route, in the order given. */
+function modelOf (config: Options, filters: ReadonlyMap<string, Filter>): Model {
+  const model = buildModel(config, { filters: filters.keys() })
+  if (isFullForm(config as Record<string, unknown>) || filters.size === 0) return model
+  const user = [...filters.keys()].map(name => Object.freeze({ kind: 'user' as const, name }))
+  return Object.freeze({
+    ...model,
+    routes: Object.freeze(model.routes.map((route): RouteModel => Object.freeze({ ...route, filters: Object.freeze([...route.filters, ...user]) }))),
+  })
+}
+
+/** What decides whether a reloaded listener takes over a running one's socket: its address as configured. */
+function addressKey (model: ListenerModel): string {
+  return `${model.listen.host}|${model.listen.port}`
 }
 
 export function createProxy (options: ProxyOptions): Proxy {

@@ -15,6 +15,8 @@ export interface RunOptions {
   /** Rows besides "direct", which always runs as the ceiling. */
   proxies: RowName[]
   soakS: number | null
+  /** Seconds of scenario 1 load through `rp4 run FILE` reloaded every second, or null. */
+  reloadS: number | null
   idleCount: number | null
   /** Requests of the mixed-traffic integrity run through every row, or null. */
   tortureRequests: number | null
@@ -32,6 +34,8 @@ export const USAGE = `Usage: node dist/perf/run.js [options]
   --only 1,3         run only these scenarios
   --proxies LIST     rows besides "direct": any of rp4,nginx,haproxy (default: all three)
   --soak S           soak mode: scenario 1 load through rp4 for S seconds, RSS sampled
+  --reload S         reload mode: scenario 1 load through rp4 run FILE for S seconds (at least 3),
+                     FILE changed and SIGHUP sent every second; failed requests counted (must be 0)
   --idle N           open N idle keep-alive connections to rp4, report RSS per connection
   --torture N        mixed traffic through every row (64 connections, 16 pipelining, bodies up to
                      4 MiB both ways, late answers, slow readers): N requests, every byte checked
@@ -40,7 +44,7 @@ export const USAGE = `Usage: node dist/perf/run.js [options]
   --no-wrk           skip the wrk cross-check
   -h, --help         this text
 
---soak, --idle and --torture run only that test unless --only names scenarios as well.
+--soak, --reload, --idle and --torture run only that test unless --only names scenarios as well.
 `
 
 export class OptionsError extends Error {}
@@ -65,6 +69,7 @@ export function parseOptions (argv: string[]): RunOptions | 'help' {
         only: { type: 'string' },
         proxies: { type: 'string' },
         soak: { type: 'string' },
+        reload: { type: 'string' },
         idle: { type: 'string' },
         torture: { type: 'string' },
         json: { type: 'string' },
@@ -103,6 +108,7 @@ export function parseOptions (argv: string[]): RunOptions | 'help' {
     only,
     proxies,
     soakS: values.soak === undefined ? null : positiveNumber('--soak', values.soak, 60),
+    reloadS: values.reload === undefined ? null : Math.max(3, positiveNumber('--reload', values.reload, 30)),
     idleCount: values.idle === undefined ? null : Math.round(positiveNumber('--idle', values.idle, 10_000)),
     tortureRequests: values.torture === undefined ? null : Math.round(positiveNumber('--torture', values.torture, 2000)),
     jsonFile: values.json ?? null,

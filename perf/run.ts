@@ -18,6 +18,7 @@ import { formatBytes, ratios, renderText, writeJson, type ScenarioResult } from 
 import { rowUnavailable, detectTools, type RowName, type Tools } from './rows.js'
 import { SCENARIOS, describeLoad, type Scenario } from './scenarios.js'
 import { runSoak, type SoakResult } from './soak.js'
+import { runReload, type ReloadResult } from './reload.js'
 import { describeTorture, runTortureMode, type TortureRow } from './torture-mode.js'
 
 const ORIGIN_PATH = fileURLToPath(new URL('./origin.js', import.meta.url))
@@ -174,7 +175,7 @@ async function main (): Promise<number> {
   const origin = originGroup.spawn('origin', process.execPath, [ORIGIN_PATH], { core: CLIENT_CORE })
   const originPort = Number((await waitForStderr(origin, /listening on (\S+):(\d+)/, 10_000))[2])
 
-  const modesOnly = (options.soakS !== null || options.idleCount !== null || options.tortureRequests !== null) && options.only.length === 0
+  const modesOnly = (options.soakS !== null || options.reloadS !== null || options.idleCount !== null || options.tortureRequests !== null) && options.only.length === 0
   const scenarios = modesOnly ? [] : await runScenarios(options, tools, originPort, origin.pid)
 
   let check: CrossCheck | null = null
@@ -196,6 +197,11 @@ async function main (): Promise<number> {
   if (options.soakS !== null) {
     if (tools.rp4.missing !== undefined) modeErrors.push(`soak skipped: ${tools.rp4.missing}`)
     else soak = await runSoak(options.soakS, originPort, tools, options.rp4Args, progress).catch(err => { modeErrors.push(`soak failed: ${(err as Error).message}`); return null })
+  }
+  let reload: ReloadResult | null = null
+  if (options.reloadS !== null) {
+    if (tools.rp4.missing !== undefined) modeErrors.push(`reload skipped: ${tools.rp4.missing}`)
+    else reload = await runReload(options.reloadS, originPort, options.rp4Args, progress).catch(err => { modeErrors.push(`reload mode failed: ${(err as Error).message}`); return null })
   }
   if (options.idleCount !== null) {
     if (tools.rp4.missing !== undefined) modeErrors.push(`idle test skipped: ${tools.rp4.missing}`)
@@ -220,6 +226,10 @@ async function main (): Promise<number> {
   if (check !== null) lines.push(describeCrossCheck(check))
   if (checkError !== null) lines.push(`wrk cross-check failed: ${checkError}`)
   if (soak !== null) lines.push(describeSoak(soak))
+  if (reload !== null) {
+    lines.push(`reload (${reload.seconds}s through rp4 run FILE, ${reload.load.rps.toFixed(0)} req/s, SIGHUP every second): ${reload.verdict}; ` +
+      `errors: ${JSON.stringify(reload.load.errors)}, ${reload.signals} SIGHUPs, ${reload.reloads} reloads done`)
+  }
   if (idle !== null) lines.push(describeIdle(idle))
   if (torture !== null) lines.push(describeTorture(torture))
   lines.push(...modeErrors)
@@ -237,6 +247,7 @@ async function main (): Promise<number> {
     ratios: ratioList,
     crossCheck: check,
     soak,
+    reload,
     idle,
     torture,
     errors: modeErrors,

@@ -23,14 +23,24 @@ function keyOf (address: Address): number | string {
 }
 
 export class ConnectionCaps {
-  readonly max: number
+  max: number
   /** 0: no cap per client IP, and nothing counted per IP. */
-  readonly maxPerIp: number
+  maxPerIp: number
   readonly #perIp = new Map<number | string, number>()
   #open = 0
 
   constructor (max: number, maxPerIp: number) {
     this.max = max
+    this.maxPerIp = maxPerIp
+  }
+
+  /**
+   * New caps after a reload; the connections open stay counted. A per-IP cap that was off counts
+   * only connections accepted from now on (the ones open were never counted per IP).
+   */
+  update (max: number, maxPerIp: number): void {
+    this.max = max
+    if (maxPerIp === 0) this.#perIp.clear()
     this.maxPerIp = maxPerIp
   }
 

@@ -9,14 +9,14 @@
 import { accessSync, constants, readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import os from 'node:os'
-import path from 'node:path'
+import path, { dirname } from 'node:path'
 import type { ConnectionOptions } from 'node:tls'
 import type { TSchema } from '@sinclair/typebox'
 import { parseBalance, parseStatusRanges } from './balance.js'
 import { formatHostPort, parseHostPort, parseTarget, type HostPort } from './address.js'
 import { MAX_CONNECTIONS, OPEN_FILES } from './open-files.js'
 import { parseCidr, type AccessRule } from '../admission/access.js'
-import type { AccessModel, AcmeModel, ActionModel, ClientCertificatesModel, FilterModel, DiscoveryModel, GroupModel, HealthCheckModel, HttpModel, OutlierModel, RetryModel, ListenerModel, ListenerTls, Model, RouteModel, TargetModel } from '../model/model.js'
+import type { AccessLogModel, AccessModel, AcmeModel, ActionModel, AdminModel, ClientCertificatesModel, FilterModel, DiscoveryModel, GroupModel, HealthCheckModel, HttpModel, OutlierModel, RetryModel, ListenerModel, ListenerTls, Model, RouteModel, TargetModel } from '../model/model.js'
 import * as S from './schema.js'
 import { parseUnit } from './units.js'
 import { cipherListProblem } from '../tls/profile.js'
@@ -86,6 +86,41 @@ function assemble (o: Obj, files: Problem[]): Model {
       openFiles: OPEN_FILES,
       requested,
     }),
+    accessLog: buildAccessLog(o.accessLog as Obj | undefined, files),
+    drainTimeout: unit(o.drainTimeout, S.DrainTimeout),
+    drainDelay: unit(o.drainDelay, S.DrainDelay),
+    admin: buildAdmin(o.admin as Obj | undefined, files),
+  })
+}
+
+function buildAdmin (a: Obj | undefined, files: Problem[]): AdminModel | null {
+  if (a === undefined) return null
+  const parsed = parseHostPort(String(a.listen), { hostRequired: false, portZero: true }) as HostPort
+  let token = (a.token ?? null) as string | null
+  if (a.tokenFile !== undefined && token !== null) files.push({ path: ['admin', 'tokenFile'], message: 'admin.token and admin.tokenFile both give the token: keep one' })
+  else if (a.tokenFile !== undefined) {
+    const text = readFile(a.tokenFile as string, ['admin', 'tokenFile'], files)?.toString('utf8').split('\n')[0].trim()
+    if (text !== undefined && text.length < 16) files.push({ path: ['admin', 'tokenFile'], message: `the token in "${a.tokenFile as string}" is shorter than 16 characters` })
+    else if (text !== undefined) token = text
+  }
+  return freeze({ listen: freeze({ host: parsed.host === '' ? '127.0.0.1' : parsed.host, port: parsed.port }), token })
+}
+
+/** A PROXY header goes before any byte of the connection: before TLS too, which rp4 cannot do for https:// targets yet. */
+function sendProxyOf (g: Obj, targets: TargetModel[], at: Path, files: Problem[]): GroupModel['sendProxy'] {
+  if (g.sendProxy === undefined) return null
+  if (targets.some(t => t.tls !== null)) files.push({ path: [...at, 'sendProxy'], message: 'a PROXY header cannot be sent to https:// targets (it would have to go before TLS): use HOST:PORT targets, or TCP relaying' })
+  return g.sendProxy as 'v1' | 'v2'
+}
+
+function buildAccessLog (a: Obj | undefined, files: Problem[]): AccessLogModel | null {
+  if (a?.file === undefined) return null
+  const props = S.AccessLog.properties
+  if (a.file !== '-') writable(a.file as string, ['accessLog', 'file'], files)
+  return freeze({
+    file: a.file as string,
+    format: (a.format ?? S.meta(props.format).default) as AccessLogModel['format'],
+    buffer: unit(a.buffer, props.buffer),
   })
 }
 
@@ -123,6 +158,25 @@ function readable (file: string, path: Path, files: Problem[]): void {
     accessSync(file, constants.R_OK)
   } catch (err) {
     files.push({ path, message: `cannot read "${file}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` })
+  }
+}
+
+/** A file rp4 appends to: it exists and may be written, or its folder lets it be created. */
+function writable (file: string, path: Path, files: Problem[]): void {
+  try {
+    accessSync(file, constants.W_OK)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') {
+      try {
+        accessSync(dirname(file), constants.W_OK)
+        return
+      } catch (dirErr) {
+        files.push({ path, message: `cannot create "${file}": ${(dirErr as NodeJS.ErrnoException).code ?? (dirErr as Error).message}` })
+        return
+      }
+    }
+    files.push({ path, message: `cannot write "${file}": ${code ?? (err as Error).message}` })
   }
 }
 
@@ -165,6 +219,7 @@ function buildGroup (name: string, g: Obj, at: Path, files: Problem[]): GroupMod
     policy: freeze(policy),
     slowStart: unit(g.slowStart, S.SlowStart),
     panicThreshold: unit(g.panicThreshold, S.PanicThreshold),
+    sendProxy: sendProxyOf(g, targets, at, files),
     pool: freeze({
       maxConnections: unit(g.maxConnections, S.MaxConnectionsPerTarget),
       maxQueue: unit(g.maxQueue, S.MaxQueue),
@@ -357,6 +412,12 @@ function buildListener (l: Obj, name: string, at: Path, files: Problem[]): Liste
     redirectToHttps: l.redirectToHttps === true,
     routes: Array.isArray(l.routes) ? freeze([...l.routes as string[]]) : null,
     access: buildAccess(l.access as Obj | undefined, [...at, 'access'], files),
+    acceptProxy: l.acceptProxy === undefined
+      ? null
+      : freeze({
+        from: freeze(((l.acceptProxy as Obj).from as string[]).map((cidr): AccessRule => freeze({ action: 'allow', range: parseCidr(cidr) as AccessRule['range'] }))),
+        timeout: unit((l.acceptProxy as Obj).timeout, S.AcceptProxy.properties.timeout),
+      }),
     timeouts: freeze({
       detect: unit(t.detect, S.DetectTimeout),
       tlsHandshake: unit(t.tlsHandshake, S.TlsHandshakeTimeout),

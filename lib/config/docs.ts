@@ -9,8 +9,8 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import type { TSchema } from '@sinclair/typebox'
-import { FLAT, FULL, OptionsSchema, flagsOf, kindOf, leaves, meta } from './schema.js'
-import { CLI_FLAGS, defaultText, flagDefs, flagHelpText } from './flags.js'
+import { FLAT, FULL, SHARED, flagsOf, kindOf, leaves, meta } from './schema.js'
+import { CLI_FLAGS, argText, defaultText, flagDefs, flagHelpText } from './flags.js'
 import { formatUnit } from './units.js'
 
 function cell (text: string): string {
@@ -74,7 +74,7 @@ function valueText (leaf: TSchema): string {
 export function flagTable (): string {
   const lines = [row(['flag', 'option', 'default', 'meaning']), '| --- | --- | --- | --- |']
   for (const def of flagDefs()) {
-    const head = def.spec.name + (def.spec.arg !== undefined ? ' ' + def.spec.arg : '')
+    const head = def.spec.name + argText(def.spec)
     const option = keyPath(def.path) + (def.spec.set !== undefined ? `: ${JSON.stringify(def.spec.set)}` : '')
     lines.push(row([code(head), code(option), defaultText(def.leaf, def.spec), flagHelpText(def)]))
   }
@@ -87,7 +87,7 @@ export function flagTable (): string {
 /** The flat options: the library's options object, and the shorthand of a file. */
 export function optionTable (): string {
   const lines = [row(['option', 'value', 'default', 'flag', 'meaning']), '| --- | --- | --- | --- | --- |']
-  const roots: Record<string, TSchema> = { ...FLAT, limits: (OptionsSchema.properties as Record<string, TSchema>).limits }
+  const roots: Record<string, TSchema> = { ...FLAT, ...SHARED }
   for (const [key, schema] of Object.entries(roots)) {
     leaves(schema, (path, leaf) => {
       const flags = flagsOf(leaf).map(f => code(f.name)).join(', ')
@@ -100,7 +100,7 @@ export function optionTable (): string {
 /** The full form's keys. */
 export function configTable (): string {
   const lines = [row(['key', 'value', 'default', 'meaning']), '| --- | --- | --- | --- |']
-  const roots: Record<string, TSchema> = { ...FULL, limits: (OptionsSchema.properties as Record<string, TSchema>).limits }
+  const roots: Record<string, TSchema> = { ...FULL, ...SHARED }
   for (const [key, schema] of Object.entries(roots)) {
     leaves(schema, (path, leaf) => {
       lines.push(row([code(keyPath([key, ...path])), valueText(leaf), defaultText(leaf), meta(leaf).description]))

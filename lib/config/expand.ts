@@ -74,8 +74,10 @@ export function expandFlat (o: Options): Expanded {
     maxConnections: o.upstream?.maxConnections,
     maxQueue: o.upstream?.maxQueue,
     pipelining: o.upstream?.pipelining,
+    sendProxy: o.sendProxy,
     timeouts: compact({ connect: t.connect, idle: t.upstreamIdle, failedTarget: t.failedTarget }),
   })
+  from(['upstreams', FLAT_GROUP, 'sendProxy'], ['sendProxy'])
   from(['upstreams', FLAT_GROUP, 'targets'], ['targets'])
   from(['upstreams', FLAT_GROUP, 'policy'], ['balance'])
   for (const key of ['hashLoadFactor', 'slowStart', 'panicThreshold', 'healthCheck'] as const) from(['upstreams', FLAT_GROUP, key], [key])
@@ -129,10 +131,12 @@ export function expandFlat (o: Options): Expanded {
     tcpFallback,
     tls,
     access: o.access,
+    acceptProxy: o.acceptProxy,
     timeouts: compact({ detect: t.detect, tlsHandshake: t.tlsHandshake, tcpIdle: t.tcpIdle }),
   })
   from(['listeners', 0, 'listen'], ['listen'])
   from(['listeners', 0, 'access'], ['access'])
+  from(['listeners', 0, 'acceptProxy'], ['acceptProxy'])
   from(['listeners', 0, 'timeouts'], ['timeouts'])
 
   const routes = tcp
@@ -166,7 +170,7 @@ export function expandFlat (o: Options): Expanded {
     from(['http', key], [key])
   }
 
-  const options = compact({ listeners: [listener], routes, upstreams, http, limits: o.limits }) as Options
+  const options = compact({ listeners: [listener], routes, upstreams, http, limits: o.limits, accessLog: o.accessLog, drainTimeout: o.drainTimeout, drainDelay: o.drainDelay, admin: o.admin }) as Options
   return { options, origins }
 }
 

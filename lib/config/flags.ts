@@ -8,7 +8,7 @@
 import { parseArgs } from 'node:util'
 import type { TSchema } from '@sinclair/typebox'
 import { Document } from 'yaml'
-import { FLAG_GROUPS, FLAT, OptionsSchema, childSchema, flagsOf, leaves, meta, type FlagGroup, type FlagSpec, type Options } from './schema.js'
+import { FLAG_GROUPS, FLAT, SHARED, OptionsSchema, childSchema, flagsOf, leaves, meta, type FlagGroup, type FlagSpec, type Options } from './schema.js'
 import { formatUnit, parseUnit } from './units.js'
 import { formatPath, listProblems, type Path, type Problem } from './problems.js'
 import { validate } from './validate.js'
@@ -43,7 +43,6 @@ export interface CliFlag {
 }
 
 export const CLI_FLAGS: readonly CliFlag[] = [
-  { name: '--access-log', help: 'one line per response on stderr' },
   { name: '--quiet', short: '-q', help: 'no startup line, no error lines' },
   { name: '--from-flags', help: 'rp4 config: print the YAML file the rest of the command line stands for' },
   { name: '--help', short: '-h', help: 'this help' },
@@ -56,7 +55,7 @@ let table: FlagDef[] | null = null
 export function flagDefs (): readonly FlagDef[] {
   if (table !== null) return table
   const defs: FlagDef[] = []
-  const roots: Record<string, TSchema> = { ...FLAT, limits: (OptionsSchema.properties as Record<string, TSchema>).limits }
+  const roots: Record<string, TSchema> = { ...FLAT, ...SHARED }
   for (const [key, schema] of Object.entries(roots)) {
     leaves(schema, (path, leaf) => {
       for (const spec of flagsOf(leaf)) defs.push({ spec, path: [key, ...path], leaf })
@@ -70,7 +69,6 @@ export interface CommandLine {
   positionals: string[]
   help: boolean
   version: boolean
-  accessLog: boolean
   quiet: boolean
   fromFlags: boolean
   /** Option flags as given, each with its values in order (`true` for a switch). */
@@ -88,7 +86,7 @@ export function parseCommandLine (argv: string[]): CommandLine {
   }
   let parsed
   try {
-    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true })
+    parsed = parseArgs({ args: withBareValues(argv), options, allowPositionals: true, strict: true })
   } catch (err) {
     // parseArgs names the flag: "Unknown option '--bogus'", "Option '--to <value>' argument missing"
     throw new UsageError((err as Error).message)
@@ -104,14 +102,35 @@ export function parseCommandLine (argv: string[]): CommandLine {
     positionals: parsed.positionals,
     help: values.help === true,
     version: values.version === true,
-    accessLog: values['access-log'] === true,
     quiet: values.quiet === true,
     fromFlags: values['from-flags'] === true,
     given,
   }
 }
 
+/**
+ * A flag whose argument is optional (`--access-log [FILE]`) given bare, as `--flag=VALUE`: it is
+ * bare when nothing follows it, or a flag does (`--access-log --to ...`). `--flag=FILE` always
+ * names a file, even one starting with `-`.
+ */
+function withBareValues (argv: readonly string[]): string[] {
+  const bare = new Map<string, string>()
+  for (const { spec } of flagDefs()) if (spec.bare !== undefined) bare.set(spec.name, spec.bare)
+  return argv.map((arg, i) => {
+    const value = bare.get(arg)
+    if (value === undefined) return arg
+    const next = argv[i + 1]
+    return next === undefined || (next.startsWith('-') && next !== '-') ? `${arg}=${value}` : arg
+  })
+}
+
 type Obj = Record<string | number, unknown>
+
+/** The argument as help shows it: ` FILE`, ` [FILE]` when it may be left out, nothing for a switch. */
+export function argText (spec: FlagSpec): string {
+  if (spec.arg === undefined) return ''
+  return spec.bare !== undefined ? ` [${spec.arg}]` : ` ${spec.arg}`
+}
 
 function setIn (root: Obj, path: ReadonlyArray<string | number>, value: unknown): void {
   let node = root
@@ -299,7 +318,7 @@ export function optionsHelp (): string {
   for (const def of flagDefs()) {
     const deflt = defaultText(def.leaf, def.spec)
     const text = flagHelpText(def).replace(/`/g, '') + (deflt === '' ? '' : deflt.startsWith('(') ? ` ${deflt}` : ` (default ${deflt})`)
-    byGroup.get(def.spec.group)!.push({ head: def.spec.name + (def.spec.arg !== undefined ? ' ' + def.spec.arg : ''), text })
+    byGroup.get(def.spec.group)!.push({ head: def.spec.name + argText(def.spec), text })
   }
   for (const flag of CLI_FLAGS) byGroup.get('Output')!.push({ head: (flag.short !== undefined ? flag.short + ', ' : '') + flag.name, text: flag.help })
   for (const [group, rows] of byGroup) {

@@ -67,6 +67,8 @@ export interface FlagSpec {
   repeat?: boolean
   /** `NAME=VALUE`, one entry of a mapping per occurrence. */
   entry?: boolean
+  /** The value a bare flag stands for: its argument is optional (`--access-log` alone: `-`, stderr). */
+  bare?: string
   /** Help text when it differs from the leaf's description. */
   help?: string
   /** The default as help shows it, when it differs from the leaf's. */
@@ -75,7 +77,7 @@ export interface FlagSpec {
   group: FlagGroup
 }
 
-export const FLAG_GROUPS = ['Backends', 'Balancing and health', 'Timeouts', 'Protocols and TCP', 'TLS', 'Limits', 'Headers and errors', 'Access control and connection caps'] as const
+export const FLAG_GROUPS = ['Backends', 'Balancing and health', 'Timeouts', 'Protocols and TCP', 'TLS', 'Limits', 'Headers and errors', 'Access control and connection caps', 'Operations'] as const
 export type FlagGroup = typeof FLAG_GROUPS[number]
 
 export interface Meta extends Range {
@@ -294,10 +296,35 @@ export const Access = section({
   file: opt(text('file', { description: 'a file of `allow CIDR` / `deny CIDR` lines (# comments), added to the lists; re-read when it changes', flag: { name: '--access-file', arg: 'FILE', group: 'Access control and connection caps' } })),
 }, 'which client addresses may connect, checked when a connection is accepted')
 
+export const AcceptProxy = section({
+  from: Type.Array(text('cidr', { description: 'an IP or CIDR range' }), { minItems: 1, description: 'the senders trusted to send a PROXY protocol header (v1 or v2): each connection from them must start with one, and the client address it carries is the one access lists, caps, rate limits, X-Forwarded-For and the access log see; a PROXY header from any other address is refused', flag: { name: '--accept-proxy', arg: 'CIDR', repeat: true, group: 'Operations', help: 'connections from CIDR (a load balancer) start with a PROXY protocol header (v1 or v2) naming the real client; repeat for several; a header from anyone else is refused' } }),
+  timeout: opt(duration({ description: 'a trusted sender must have sent its whole PROXY header by then', default: '5s', min: '1ms', max: '1m' })),
+}, 'the PROXY protocol on this listener: which senders may say who the client is', 'must be a mapping { from, timeout }')
+
+export const SendProxy = choice(['v1', 'v2'], { description: 'send a PROXY protocol header (v1 text, v2 binary with ALPN and authority TLVs) to the targets on each new connection, naming the client; for HTTP, such a connection carries one client\'s requests only', defaultText: 'none', flag: { name: '--send-proxy', arg: 'VERSION', group: 'Operations', help: 'send a PROXY protocol header, v1 or v2 (with ALPN and authority TLVs), to the targets on each new connection; for HTTP, such a connection carries one client\'s requests only' } })
+
 export const Limits = section({
   maxConnections: opt(count({ description: 'open client connections in all; a new one over it is closed at once; never more than the open-file limit allows (two descriptors per connection)', defaultText: 'what the open-file limit allows', min: 1, max: 10_000_000, flag: { name: '--max-connections', arg: 'N', group: 'Access control and connection caps' } })),
   maxConnectionsPerIp: opt(count({ description: 'open connections per client IP (IPv6: per /64); a new one over it is closed at once', default: 0, zero: 'no cap', min: 1, max: 10_000_000, flag: { name: '--max-connections-per-ip', arg: 'N', group: 'Access control and connection caps' } })),
 }, 'caps on open client connections, checked when a connection is accepted')
+
+// ── Operations: keys of both forms, about the process rather than the traffic ──
+
+export const AccessLog = section({
+  file: opt(text('file', { description: 'where the access log goes: a file (appended to, reopened on SIGUSR1 for logrotate), or `-` for stderr', defaultText: 'no access log', flag: { name: '--access-log', arg: 'FILE', bare: '-', group: 'Operations', help: 'one line per request and per TCP session, to FILE (reopened on SIGUSR1), or stderr without FILE (or with -)' } })),
+  format: opt(choice(['combined', 'json'], { description: '`combined` (Apache/nginx combined, then rp4\'s fields as key=value) or `json` (one JSON object per line)', default: 'combined', flag: { name: '--log-format', arg: 'FORMAT', group: 'Operations', help: 'the access log\'s format: combined or json' } })),
+  buffer: opt(size({ description: 'bytes of log lines waiting for a slow disk; beyond it lines are dropped and counted (rp4_access_log_dropped_total), never waited for', default: '4m', min: '4k', max: '1g' })),
+}, 'the access log: one line per request and per TCP session, written without blocking', 'must be a mapping { file, format, buffer }')
+
+export const Admin = section({
+  listen: Type.Union([Type.String(), Type.Integer()], { description: 'where the admin endpoint (/healthz, /readyz, /metrics, /config, /upstreams, /drain, /reload) listens; `:9901` or `9901` is 127.0.0.1 here, not every interface: give an address to open it wider', check: 'listen', expected: 'must be an address [HOST]:PORT', flag: { name: '--admin', arg: 'HOST:PORT', group: 'Operations', help: 'serve /healthz, /readyz, /metrics, /config, /upstreams, /drain and /reload there (9901 alone: 127.0.0.1:9901)' } }),
+  token: opt(Type.String({ description: 'a bearer token every admin request but /healthz and /readyz must carry (`Authorization: Bearer TOKEN`); at least 16 characters', minLength: 16, maxLength: 4096, expected: 'must be a string of at least 16 characters', defaultText: 'none: anyone who can connect' })),
+  tokenFile: opt(text('file', { description: 'a file holding the token (its first line), instead of writing it in the configuration', flag: { name: '--admin-token-file', arg: 'FILE', group: 'Operations', help: 'the admin endpoint asks for this bearer token (the first line of FILE) on all but /healthz and /readyz' } })),
+}, 'the admin endpoint: a listener of its own, served by rp4\'s engine, loopback unless told otherwise', 'must be a mapping with at least listen')
+
+export const DrainDelay = duration({ description: 'on a drain, how long rp4 goes on accepting (every answer saying Connection: close) while /readyz already says 503, so that an outer balancer notices before the port closes: a connection its kernel accepted just as the port closed would be reset; set it to the balancer\'s check interval times its fall count', default: 0, zero: 'stop accepting at once', min: '1ms', max: '10m', flag: { name: '--drain-delay', arg: 'DUR', group: 'Operations' } })
+
+export const DrainTimeout = duration({ description: 'on SIGTERM/SIGINT (or the admin drain): requests in flight may finish this long before the remaining connections are closed', default: '10s', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--drain-timeout', arg: 'DUR', group: 'Operations' } })
 
 const CertificatePair = section({
   cert: text('file', { description: 'PEM certificate (chain) file', flag: { name: '--cert', arg: 'FILE', repeat: true, group: 'TLS', help: 'terminate TLS with this PEM certificate (and the --key given in the same position); repeat for several (chosen by SNI, the first is the default); reloaded when the files change' } }),
@@ -385,6 +412,8 @@ export const FLAT = {
   rateLimit: opt(RateLimit),
   via: opt(Via),
   access: opt(Access),
+  acceptProxy: opt(AcceptProxy),
+  sendProxy: opt(SendProxy),
 }
 
 /** Where each flat key goes in the full form, for the message that refuses mixing them. */
@@ -416,6 +445,8 @@ export const FLAT_TO_FULL: Readonly<Record<keyof typeof FLAT, string>> = {
   rateLimit: 'routes[].rateLimit',
   via: 'http.via',
   access: 'listeners[].access',
+  acceptProxy: 'listeners[].acceptProxy',
+  sendProxy: 'upstreams.NAME.sendProxy',
 }
 
 /** Flat keys that were renamed: a file or an options object still using one is told where it went. */
@@ -451,6 +482,7 @@ const Listener = section({
   redirectToHttps: opt(bool({ description: 'answer every request with a redirect to the same URL over https (a :80 listener beside :443)', default: false })),
   routes: opt(Type.Array(Name('a route name'), { description: 'the routes served here, by name', defaultText: 'every route' })),
   access: opt(Access),
+  acceptProxy: opt(AcceptProxy),
   timeouts: opt(section({
     detect: opt(DetectTimeout),
     tlsHandshake: opt(TlsHandshakeTimeout),
@@ -537,6 +569,7 @@ const Group = section({
   maxConnections: opt(MaxConnectionsPerTarget),
   maxQueue: opt(MaxQueue),
   pipelining: opt(Pipelining),
+  sendProxy: opt(SendProxy),
   timeouts: opt(section({
     connect: opt(ConnectTimeout),
     idle: opt(UpstreamIdleTimeout),
@@ -567,7 +600,16 @@ export const FULL = {
   http: opt(Http),
 }
 
-export const OptionsSchema = Type.Object({ ...FLAT, ...FULL, limits: opt(Limits) }, { additionalProperties: false, description: 'rp4 options' })
+/** Keys of both forms, flat and full. */
+export const SHARED = {
+  limits: opt(Limits),
+  accessLog: opt(AccessLog),
+  drainTimeout: opt(DrainTimeout),
+  drainDelay: opt(DrainDelay),
+  admin: opt(Admin),
+}
+
+export const OptionsSchema = Type.Object({ ...FLAT, ...FULL, ...SHARED }, { additionalProperties: false, description: 'rp4 options' })
 
 /** A YAML file's content, or the library's options object: either form. */
 export type Options = Static<typeof OptionsSchema>

@@ -23,6 +23,48 @@ export interface ResponseInfo extends RequestInfo {
   target: string
   /** Milliseconds from the request head (from the first byte of a head refused before it was complete) to the end of the response. */
   duration: number
+  /** When the request began, ms since the epoch. */
+  time: number
+  /** `HTTP/1.1`, `HTTP/1.0`. */
+  protocol: string
+  /** The request's Host, Referer and User-Agent headers ('' when absent). */
+  host: string
+  referer: string
+  userAgent: string
+  /** The route that served it ('' when none matched). */
+  route: string
+  /** Request body bytes read from the client. */
+  bytesIn: number
+  /** Response body bytes sent to the client. */
+  bytesOut: number
+  /** ms from the request's dispatch to a backend connection ready for it (pool wait and connect); -1: none was. */
+  upstreamConnect: number
+  /** ms from the request's dispatch to the backend's response head; -1: none came. */
+  upstreamFirstByte: number
+  /** Tries beyond the first: failover to another target, or the retry after a reused connection closed. */
+  retries: number
+  /** The TLS version rp4 terminated (`TLSv1.3`), '' for cleartext. */
+  tls: string
+  /** The server name the client asked for in its TLS handshake, '' when none. */
+  sni: string
+}
+
+/** What a `tcpSession` listener sees: a connection relayed as raw bytes (TCP, TLS passthrough, fallback), once it closed. */
+export interface TcpSessionInfo {
+  /** When the connection was accepted, ms since the epoch. */
+  time: number
+  client: string
+  /** The listener's name. */
+  listener: string
+  /** Backend it was relayed to, `HOST:PORT`, or '' when none could be reached. */
+  target: string
+  /** Bytes from the client to the backend, and back. */
+  bytesIn: number
+  bytesOut: number
+  /** ms the connection lasted. */
+  duration: number
+  /** The server name of a TLS ClientHello that was relayed by it, '' otherwise. */
+  sni: string
 }
 
 /** A target went out of rotation or came back, and why. */
@@ -50,6 +92,8 @@ export interface ProxyEvents {
   listening: (address: AddressInfo) => void
   request: (info: RequestInfo) => void
   response: (info: ResponseInfo) => void
+  /** A relayed TCP connection closed. */
+  tcpSession: (info: TcpSessionInfo) => void
   /** A backend failed: connect refused or timed out, reset, malformed or truncated response, timeout. */
   upstreamError: (error: ProxyError, target: string) => void
   /** A client misbehaved or went away: malformed request, reset, timeout. */

@@ -8,7 +8,7 @@ import type { Socket } from 'node:net'
 import { clock, type Timed } from '../core/clock.js'
 import { beginBatch, endBatch, flush, send, sendEnd, type WriteOwner } from '../core/batch.js'
 import { ProxyError } from '../core/errors.js'
-import { kOwner } from '../core/symbols.js'
+import { kOwner, peerLabel, peerOf } from '../core/symbols.js'
 import { CB_OK, CB_PAUSE, Errno, ParserType } from '../http1/llhttp.js'
 import { HttpParser, LimitError, type MessageSink } from '../http1/parser.js'
 import type { MessageHead } from '../http1/head.js'
@@ -40,6 +40,8 @@ export interface H1Host extends SessionHost {
   readonly settings: H1Settings
   /** The proxy is closing: answer what is in flight, read nothing more. */
   readonly closing: boolean
+  /** The proxy is draining: each connection's next response says `Connection: close`, and is its last. */
+  readonly draining: boolean
   nextId (): number
   forget (conn: H1Connection): void
 }
@@ -47,6 +49,8 @@ export interface H1Host extends SessionHost {
 const enum Wait { NONE, IDLE, HEAD, BODY, CLOSED }
 
 interface OwnedSocket extends Socket { [kOwner]: H1Connection }
+
+const NO_TLS = Object.freeze({ version: '', sni: '', alpn: '' })
 
 const FACTS_REFUSED: RequestFacts = { invalid: 'refused', body: BodyKind.NONE, contentLength: -1, expectContinue: false, needsHost: false }
 
@@ -87,9 +91,8 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
     this.identityHeaders = identity
     this.socket = socket as OwnedSocket
     this.socket[kOwner] = this
-    const address = socket.remoteAddress ?? ''
-    const ip = address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address
-    this.client = Object.freeze({ ip, label: (ip.includes(':') ? '[' + ip + ']' : ip) + ':' + (socket.remotePort ?? 0), secure: tls !== null, tls })
+    const peer = peerOf(socket)
+    this.client = Object.freeze({ ip: peer.ip, label: peerLabel(peer), secure: tls !== null, tls })
     const settings = host.settings
     this.#parser = new HttpParser(ParserType.REQUEST, this, settings.maxHeaderSize, settings.maxRequestLine, settings.maxHeaders)
     this.#meter = new RequestMeter(settings.minDataRate)
@@ -104,6 +107,25 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
   }
 
   get label (): string { return this.client.label }
+
+  addresses (): Readonly<{ source: Readonly<{ ip: string, port: number }>, destination: Readonly<{ ip: string, port: number }> }> {
+    const socket = this.socket
+    const local = socket.localAddress ?? ''
+    return {
+      source: peerOf(socket),
+      destination: { ip: local.startsWith('::ffff:') && local.includes('.') ? local.slice(7) : local, port: socket.localPort ?? 0 },
+    }
+  }
+
+  tlsInfo (): Readonly<{ version: string, sni: string, alpn: string }> {
+    if (!this.client.secure) return NO_TLS
+    const socket = this.socket as Socket & { getProtocol?: () => string | null, servername?: string | false, alpnProtocol?: string | false }
+    return {
+      version: socket.getProtocol?.() ?? '',
+      sni: typeof socket.servername === 'string' ? socket.servername : '',
+      alpn: typeof socket.alpnProtocol === 'string' ? socket.alpnProtocol : '',
+    }
+  }
   get first (): H1Response | undefined { return this.#queue[0] }
   get idle (): boolean { return this.#queue.length === 0 && !this.#parser.inHead }
 
@@ -129,6 +151,7 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
     const session = new Session(host, this, host.nextId(), request, facts)
     const response = new H1Response(this, session)
     this.#queue.push(response)
+    if (host.draining) this.#noMore = true
     let refusal: ProxyError | null = null
     if (facts.invalid !== '') refusal = new ProxyError('bad_request', facts.invalid, 'downstream', 400)
     else if (request.method === 'CONNECT') refusal = new ProxyError('bad_request', 'CONNECT is not served', 'downstream', 405)
@@ -422,6 +445,16 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
       if (error.source === 'downstream') this.#host.clientError(error, this.label)
     }
     this.socket.destroy()
+  }
+
+  /**
+   * The proxy drains: a connection with a request under way ends after its response (which says
+   * `Connection: close`); an idle one stays open, so that a request its client is sending right
+   * now is answered rather than met by a closed socket, and its next request gets that answer.
+   */
+  drain (): void {
+    if (this.idle) return
+    this.#noMore = true
   }
 
   /** Close if nothing is under way (the proxy is closing); otherwise after the current responses. */

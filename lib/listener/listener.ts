@@ -31,7 +31,7 @@ import type { SecureContextOptions, TLSSocket } from 'node:tls'
 import type { ListenerModel, ListenerTls } from '../model/model.js'
 import { clock, type Timed } from '../core/clock.js'
 import { ProxyError } from '../core/errors.js'
-import { kOwner } from '../core/symbols.js'
+import { kOwner, peerLabel, peerOf } from '../core/symbols.js'
 import type { ProxyCore } from '../proxy/core.js'
 import { belowMinRate, rateCheckInterval } from '../downstream/meter.js'
 import { Passthrough, type PassthroughHost } from '../tcp/passthrough.js'
@@ -48,7 +48,9 @@ import { peerCertificate } from '../tls/client-certificate.js'
 import type { TlsClient } from '../session/filter.js'
 import type { IdentityHeaders } from '../session/sink.js'
 import { Sniffer, Verdict } from './sniff.js'
-import { AccessControl, parseAddress } from '../admission/access.js'
+import { AccessControl, AccessList, parseAddress, type Address } from '../admission/access.js'
+import { ProxyHeaderRead, type ProxyAcceptHost } from './proxy-accept.js'
+import { looksLikeProxyHeader } from '../http/proxy-header.js'
 import { Admission, type ConnectionCaps } from '../admission/caps.js'
 
 /** The only protocol a TLS-ALPN-01 validation handshake may agree on (RFC 8737). */
@@ -90,11 +92,9 @@ const enum Phase {
 
 interface OwnedSocket extends Socket { [kOwner]: Detection }
 
-/** `IP:PORT` of a client, as the HTTP engine labels it in events. */
+/** `IP:PORT` of a client (the one a PROXY header named), as the HTTP engine labels it in events. */
 function label (socket: Socket): string {
-  const address = socket.remoteAddress ?? ''
-  const ip = address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address
-  return (ip.includes(':') ? '[' + ip + ']' : ip) + ':' + (socket.remotePort ?? 0)
+  return peerLabel(peerOf(socket))
 }
 
 /** One accepted connection whose protocol is not known yet. */
@@ -113,7 +113,8 @@ class Detection implements Timed {
   headSince = 0
   deadline = 0
 
-  constructor (listener: Listener, socket: Socket, detectMs: number) {
+  /** @param initial bytes already read (after a PROXY header), looked at first */
+  constructor (listener: Listener, socket: Socket, detectMs: number, initial: Buffer | null = null) {
     this.listener = listener
     this.socket = socket as OwnedSocket
     this.socket[kOwner] = this
@@ -124,6 +125,7 @@ class Detection implements Timed {
     socket.on('close', onDetectClose)
     this.deadline = clock.after(detectMs)
     clock.add(this)
+    if (initial !== null) this.onData(initial)
   }
 
   /** The bytes read so far, as one buffer. */
@@ -278,8 +280,8 @@ class SniRoutes {
   }
 }
 
-export class Listener implements PassthroughHost, HandshakeHost {
-  readonly server: Server
+export class Listener implements PassthroughHost, HandshakeHost, ProxyAcceptHost {
+  server: Server
   readonly core: ProxyCore
   readonly model: ListenerModel
   readonly certificates: CertificateStore | null
@@ -303,6 +305,9 @@ export class Listener implements PassthroughHost, HandshakeHost {
   readonly #clientAuth: ClientAuth | null
   /** Headers the verified client certificate goes in (client copies removed, cleartext too); null: none. */
   readonly #identity: IdentityHeaders | null
+  /** Senders whose PROXY headers are taken (null: none expected). */
+  readonly #proxySenders: AccessList | null
+  readonly #proxyReads = new Set<ProxyHeaderRead>()
 
   constructor (core: ProxyCore, model: ListenerModel, hooks: ListenerHooks) {
     this.core = core
@@ -351,6 +356,7 @@ export class Listener implements PassthroughHost, HandshakeHost {
     this.#identity = clientCertificates === null || (clientCertificates.subjectHeader === null && clientCertificates.fingerprintHeader === null)
       ? null
       : Object.freeze({ subject: clientCertificates.subjectHeader, fingerprint: clientCertificates.fingerprintHeader })
+    this.#proxySenders = model.acceptProxy === null ? null : new AccessList(model.acceptProxy.from)
     // half-open: a client that sends its requests then shuts down its side still gets the answers
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, socket => this.accept(socket))
   }
@@ -359,6 +365,29 @@ export class Listener implements PassthroughHost, HandshakeHost {
   started (): void {
     this.acme?.start()
   }
+
+  /**
+   * Take over a running listener's socket (a reload keeps the socket of a listener whose address
+   * stays, so that no connection is refused meanwhile): what it accepts from now on is served
+   * here, with this configuration. Its error listener goes with it.
+   */
+  adopt (server: Server): void {
+    server.removeAllListeners('connection')
+    server.on('connection', socket => this.accept(socket))
+    this.server = server
+  }
+
+  /**
+   * A reload replaced this listener: its connections still being told apart, handshaken or
+   * relayed go on under it; only its file watchers stop. `close()` still cuts them at shutdown.
+   */
+  retire (): void {
+    this.certificates?.close()
+    this.#access?.close()
+  }
+
+  /** Connections still under this listener's care (told apart, handshaken, relayed). */
+  get pending (): number { return this.#proxyReads.size + this.detecting.size + this.#handshakes.size + this.#tunnels.size }
 
   get idleTimeout (): number { return this.model.timeouts.tcpIdle }
   get handshakeTimeout (): number { return this.model.timeouts.tlsHandshake }
@@ -377,6 +406,28 @@ export class Listener implements PassthroughHost, HandshakeHost {
       socket.destroy()
       return
     }
+    if (this.#proxySenders !== null && this.#proxySenders.accepts(address)) {
+      // a balancer in front: the client its header names is the one judged and served
+      this.#proxyReads.add(new ProxyHeaderRead(this, socket, this.model.acceptProxy!.timeout))
+      return
+    }
+    this.#admit(socket, address, null)
+  }
+
+  proxied (socket: Socket, rest: Buffer | null): void {
+    const address = parseAddress(peerOf(socket).ip)
+    if (address === null) {
+      socket.destroy()
+      return
+    }
+    this.#admit(socket, address, rest)
+  }
+
+  forgetProxyRead (read: ProxyHeaderRead): void {
+    this.#proxyReads.delete(read)
+  }
+
+  #admit (socket: Socket, address: Address, initial: Buffer | null): void {
     if (this.#access !== null && !this.#access.list.accepts(address)) {
       return this.#refuse(socket, 'access_denied', 'client address refused by the access lists')
     }
@@ -387,10 +438,10 @@ export class Listener implements PassthroughHost, HandshakeHost {
         : `${this.#caps.maxPerIp} connections open from this client (limits.maxConnectionsPerIp)`)
     }
     if (this.#upstream !== null) {
-      this.#tunnels.add(new Passthrough(this, socket, null, this.#upstream))
+      this.#tunnels.add(new Passthrough(this, socket, initial, this.#upstream))
       return
     }
-    this.detecting.add(new Detection(this, socket, this.model.timeouts.detect))
+    this.detecting.add(new Detection(this, socket, this.model.timeouts.detect, initial))
   }
 
   toHttp (detection: Detection): void {
@@ -403,6 +454,10 @@ export class Listener implements PassthroughHost, HandshakeHost {
   }
 
   toOther (detection: Detection): void {
+    if (isProxyHeader(detection.data)) {
+      // only a trusted sender may say who the client is; relayed raw, the header would say it to the backend
+      return detection.fail('proxy_untrusted', 'a PROXY protocol header from a sender not in acceptProxy.from', Buffer.alloc(0))
+    }
     if (this.#fallback === null) {
       // text that is no request (`get / HTTP/1.1`, a typo, a line of another protocol) gets the
       // engine's 400, as nginx and HAProxy answer it; binary bytes are closed on
@@ -428,7 +483,7 @@ export class Listener implements PassthroughHost, HandshakeHost {
     detection.release()
     const { socket, data } = detection
     if (route !== undefined) {
-      this.#tunnels.add(new Passthrough(this, socket, data, route))
+      this.#tunnels.add(new Passthrough(this, socket, data, route, serverName ?? ''))
       return
     }
     const challenges = this.core.acmeChallenges
@@ -509,8 +564,10 @@ export class Listener implements PassthroughHost, HandshakeHost {
   }
 
   forget (item: Passthrough | Handshake): void {
-    if (item instanceof Passthrough) this.#tunnels.delete(item)
-    else this.#handshakes.delete(item)
+    if (item instanceof Passthrough) {
+      this.#tunnels.delete(item)
+      this.core.tcpSessionDone(item, this.model.name)
+    } else this.#handshakes.delete(item)
   }
 
   /**
@@ -522,6 +579,7 @@ export class Listener implements PassthroughHost, HandshakeHost {
     this.certificates?.tickets.close()
     this.acme?.close()
     this.#access?.close()
+    for (const read of [...this.#proxyReads]) read.destroy()
     for (const detection of [...this.detecting]) detection.socket.destroy()
     for (const handshake of [...this.#handshakes]) handshake.destroy()
     for (const tunnel of [...this.#tunnels]) tunnel.destroy()
@@ -535,4 +593,9 @@ function contextOptions (tls: ListenerTls): SecureContextOptions {
   const profile = profileOptions(tls.profile, tls.ciphers)
   const clientCertificates = tls.clientCertificates
   return clientCertificates === null ? profile : { ...profile, ca: [...clientCertificates.ca] }
+}
+
+/** Enough of a PROXY protocol header (v1 `PROXY `, or v2's signature) to know it for one. */
+function isProxyHeader (data: Buffer): boolean {
+  return data.length >= 6 && looksLikeProxyHeader(data)
 }

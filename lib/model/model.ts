@@ -15,6 +15,29 @@ export interface Model {
   upstreams: ReadonlyMap<string, GroupModel>
   http: HttpModel
   limits: Readonly<ConnectionLimits>
+  /** null: no access log. */
+  accessLog: Readonly<AccessLogModel> | null
+  /** ms requests in flight may take to finish on SIGTERM/SIGINT or a drain, before connections are closed. */
+  drainTimeout: number
+  /** ms a drain goes on accepting (readiness already false) before the listeners close; 0: at once. */
+  drainDelay: number
+  /** null: no admin endpoint. */
+  admin: Readonly<AdminModel> | null
+}
+
+export interface AdminModel {
+  /** Never every interface: an address without a host is 127.0.0.1. */
+  listen: Readonly<HostPort>
+  /** The bearer token admin requests must carry (all but /healthz and /readyz); null: none. */
+  token: string | null
+}
+
+export interface AccessLogModel {
+  /** A file name, or `-` for stderr. */
+  file: string
+  format: 'combined' | 'json'
+  /** Bytes of lines that may wait for the disk; beyond it lines are dropped (and counted). */
+  buffer: number
 }
 
 export interface ConnectionLimits {
@@ -73,6 +96,8 @@ export interface ListenerModel {
   /** Names of the routes served here, in the routes' configuration order; null: every route. */
   routes: readonly string[] | null
   access: AccessModel | null
+  /** PROXY protocol from these senders (their headers required, anyone else's refused); null: none expected. */
+  acceptProxy: Readonly<{ from: readonly AccessRule[], timeout: number }> | null
   timeouts: Readonly<{
     /** A client that sends nothing this long goes to the fallback (only with one), ms. */
     detect: number
@@ -186,6 +211,8 @@ export interface GroupModel {
   slowStart: number
   /** Percent of primaries up below which every primary is chosen from again; 0: never. */
   panicThreshold: number
+  /** A PROXY protocol header sent on each new connection to a target; null: none. */
+  sendProxy: 'v1' | 'v2' | null
   pool: Readonly<{
     maxConnections: number
     maxQueue: number

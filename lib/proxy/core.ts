@@ -6,9 +6,11 @@
  * else.
  */
 import type { Socket } from 'node:net'
+import { isDeepStrictEqual } from 'node:util'
+import { peerLabel, peerOf } from '../core/symbols.js'
 import type { Model } from '../model/model.js'
 import { clock } from '../core/clock.js'
-import type { ProxyError } from '../core/errors.js'
+import { ProxyError } from '../core/errors.js'
 import type { DiscoveryEvent, ProxyEvents, TargetHealthEvent } from '../core/events.js'
 import { Resolver } from 'node:dns/promises'
 import type { DnsResolver } from '../upstream/discovery.js'
@@ -25,6 +27,7 @@ import type { IdentityHeaders } from '../session/sink.js'
 import type { Session } from '../session/session.js'
 import { Group } from '../upstream/group.js'
 import { HealthScheduler } from '../upstream/health/active.js'
+import type { Passthrough } from '../tcp/passthrough.js'
 
 /** The emitter side the core needs: a TypedEmitter<ProxyEvents> in practice. */
 export interface EventSink {
@@ -37,7 +40,7 @@ export class ProxyCore implements H1Host {
   readonly settings: H1Settings
   readonly via: string
   readonly groups: ReadonlyMap<string, Group>
-  /** The active health checks of every group. */
+  /** The active health checks of every group (one scheduler, shared by the generations a reload makes). */
   readonly health: HealthScheduler
   readonly routes: ReadonlyMap<string, CompiledRoute>
   /** Open client connections of every listener, in all and per client IP. */
@@ -47,7 +50,9 @@ export class ProxyCore implements H1Host {
   readonly acmeRoute: CompiledRoute | null
   readonly clients = new Set<H1Connection>()
   closing = false
-  #ids = 0
+  draining = false
+  readonly #ids: { n: number }
+  #onRetired: (() => void) | null = null
   readonly #events: EventSink
   readonly #underscores: boolean
   /** Forwarding contexts by client IP: one object per distinct client, not per request. */
@@ -55,10 +60,22 @@ export class ProxyCore implements H1Host {
   #tlsContexts = new Map<string, ForwardContext>()
   #onIdle: (() => void) | null = null
 
-  /** @param resolver service discovery's DNS for every group (the library's option); by default each group's `discovery.servers`, or the system's */
-  constructor (model: Model, events: EventSink, userFilters: ReadonlyMap<string, Filter> = new Map(), resolver?: DnsResolver) {
+  /**
+   * @param previous the generation this one replaces on a reload: its counters, caps and request
+   * ids go on here, and its upstream groups whose configuration did not change are taken over
+   * whole (pools, idle connections, health); a changed group starts new pools but keeps the
+   * health of the targets that stay.
+   * @param resolver service discovery's DNS for every group (the library's option); by default each
+   * group's `discovery.servers`, or the system's
+   */
+  constructor (model: Model, events: EventSink, userFilters: ReadonlyMap<string, Filter> = new Map(), previous: ProxyCore | null = null, resolver?: DnsResolver) {
     this.model = model
     this.#events = events
+    this.errorCounts = previous?.errorCounts ?? new Map()
+    this.healthCounts = previous?.healthCounts ?? new Map()
+    this.#resolvers = previous === null ? [] : previous.#resolvers
+    // one sequence over every generation: a request of the old one still being read gets its own number
+    this.#ids = previous === null ? { n: 0 } : previous.#ids
     const http = model.http
     this.via = http.via
     this.#underscores = http.underscoresInHeaders
@@ -71,9 +88,15 @@ export class ProxyCore implements H1Host {
       timeouts: http.timeouts,
     }
     const groups = new Map<string, Group>()
-    this.health = new HealthScheduler()
+    this.health = previous?.health ?? new HealthScheduler()
     for (const [name, group] of model.upstreams) {
-      groups.set(name, new Group({
+      const old = previous?.groups.get(name)
+      if (old !== undefined && previous !== null && isDeepStrictEqual(previous.model.upstreams.get(name), group) &&
+        previous.model.http.maxHeaderSize === http.maxHeaderSize && previous.model.http.maxHeaders === http.maxHeaders) {
+        groups.set(name, old)
+        continue
+      }
+      const created = new Group({
         name,
         targets: group.targets,
         balance: group.policy,
@@ -87,20 +110,29 @@ export class ProxyCore implements H1Host {
         limits: group.limits,
         sticky: group.sticky,
         discovery: group.discovery,
+        sendProxy: group.sendProxy,
         maxHeaderSize: http.maxHeaderSize,
         maxHeaders: http.maxHeaders,
-      }, this, { scheduler: this.health, resolver: group.discovery === null ? undefined : this.#resolverFor(group.discovery, resolver) }))
+      }, this, { scheduler: this.health, resolver: group.discovery === null ? undefined : this.#resolverFor(group.discovery, resolver) })
+      if (old !== undefined) created.balancer.takeHealth(old.balancer)
+      groups.set(name, created)
     }
     this.groups = groups
     const context = { groups, filters: userFilters, http }
     this.routes = new Map(model.routes.map(route => [route.name, compileRoute(route, context)]))
-    this.caps = new ConnectionCaps(model.limits.maxConnections, model.limits.maxConnectionsPerIp)
+    if (previous !== null) {
+      this.caps = previous.caps
+      this.caps.update(model.limits.maxConnections, model.limits.maxConnectionsPerIp)
+    } else {
+      this.caps = new ConnectionCaps(model.limits.maxConnections, model.limits.maxConnectionsPerIp)
+    }
     const acme = model.listeners.some(listener => listener.tls?.acme != null)
-    this.acmeChallenges = acme ? new AcmeChallenges() : null
+    // challenges under way go on across a reload
+    this.acmeChallenges = acme ? (previous?.acmeChallenges ?? new AcmeChallenges()) : null
     this.acmeRoute = this.acmeChallenges === null ? null : acmeChallengeRoute(this.acmeChallenges)
   }
 
-  nextId (): number { return ++this.#ids }
+  nextId (): number { return ++this.#ids.n }
 
   group (name: string): Group {
     const group = this.groups.get(name)
@@ -142,9 +174,52 @@ export class ProxyCore implements H1Host {
     return client
   }
 
+  /** Told each time a client connection is forgotten while a drain waits for the last one. */
+  drainWatch: (() => void) | null = null
+
   forget (client: H1Connection): void {
     this.clients.delete(client)
+    this.drainWatch?.()
+    if (this.#onRetired !== null && this.clients.size === 0) this.#retired()
     if (this.closing && this.clients.size === 0) this.#onIdle?.()
+  }
+
+  /** Every client connection's next response is its last; idle ones stay open for it. */
+  drain (): void {
+    this.draining = true
+    for (const client of this.clients) client.drain()
+  }
+
+  /**
+   * A reload replaced this generation: its connections finish what they are doing, each after
+   * one more response at most (Connection: close), then its groups that `next` did not take over
+   * close their pools. `onRetired` is called once its last client connection is gone.
+   */
+  retire (next: ProxyCore, onRetired: () => void): void {
+    this.#handedOver = next
+    this.#onRetired = onRetired
+    this.drain()
+    if (this.clients.size === 0) this.#retired()
+  }
+
+  #handedOver: ProxyCore | null = null
+
+  #retired (): void {
+    const done = this.#onRetired
+    this.#onRetired = null
+    for (const group of this.groups.values()) {
+      if (this.#handedOver?.groups.get(group.settings.name) !== group) group.close()
+    }
+    done?.()
+  }
+
+  /** Cut every client connection still open (a drain ran out of time). Returns how many there were. */
+  cut (): number {
+    const n = this.clients.size
+    for (const client of [...this.clients]) {
+      client.destroy(new ProxyError('drain_timeout', 'closed by rp4 with a request in flight: the drain time (drainTimeout) ran out', 'internal', 0))
+    }
+    return n
   }
 
   /** Stop taking requests: idle clients close now, busy ones after their current responses. */
@@ -152,10 +227,13 @@ export class ProxyCore implements H1Host {
     this.closing = true
     this.#onIdle = onIdle
     for (const client of [...this.clients]) client.closeWhenIdle()
-    this.health.close()
-    for (const group of this.groups.values()) group.close()
-    // a query in flight would keep the process alive through its retries
-    for (const resolver of this.#resolvers) resolver.cancel()
+    for (const group of this.groups.values()) if (this.#handedOver?.groups.get(group.settings.name) !== group) group.close()
+    if (this.#handedOver === null) {
+      // the latest generation: what every generation shared stops with it
+      this.health.close()
+      // a query in flight would keep the process alive through its retries
+      for (const resolver of this.#resolvers) resolver.cancel()
+    }
     if (this.clients.size === 0) onIdle()
   }
 
@@ -165,9 +243,15 @@ export class ProxyCore implements H1Host {
     this.#events.emit('request', { id, method: request.method, url: request.target, client: client.label })
   }
 
+  /** Upstream timings are taken only for somebody who reads them. */
+  get timing (): boolean { return this.#events.listenerCount('response') > 0 }
+
   responseDone (session: Session): void {
     if (this.#events.listenerCount('response') === 0) return
     const { id, request, client } = session
+    const duration = clock.refresh() - session.started
+    const headers = request.headers
+    const tls = session.tlsInfo()
     this.#events.emit('response', {
       id,
       method: request.method,
@@ -175,12 +259,41 @@ export class ProxyCore implements H1Host {
       client: client.label,
       status: session.status,
       target: session.status !== 0 && session.target !== null ? session.target : '',
-      duration: clock.refresh() - session.started,
+      duration,
+      time: Date.now() - duration,
+      protocol: `HTTP/${request.versionMajor}.${request.versionMinor}`,
+      host: headers.get('host') ?? '',
+      referer: headers.get('referer') ?? '',
+      userAgent: headers.get('user-agent') ?? '',
+      route: session.route,
+      bytesIn: session.bytesIn,
+      bytesOut: session.bytesOut,
+      upstreamConnect: session.upstreamConnect,
+      upstreamFirstByte: session.upstreamFirstByte,
+      retries: session.retries,
+      tls: tls.version,
+      sni: tls.sni,
+    })
+  }
+
+  tcpSessionDone (relay: Passthrough, listener: string): void {
+    if (this.#events.listenerCount('tcpSession') === 0) return
+    const client = relay.client
+    const now = Date.now()
+    this.#events.emit('tcpSession', {
+      time: relay.started,
+      client: peerLabel(peerOf(client)),
+      listener,
+      target: relay.relayedTo,
+      bytesIn: client.bytesRead,
+      bytesOut: client.bytesWritten,
+      duration: now - relay.started,
+      sni: relay.sni,
     })
   }
 
   /** Every failure and refusal by error code, since the proxy started (client and upstream side). */
-  readonly errorCounts = new Map<string, number>()
+  readonly errorCounts: Map<string, number>
 
   upstreamError (error: ProxyError, target: string): void {
     this.errorCounts.set(error.code, (this.errorCounts.get(error.code) ?? 0) + 1)
@@ -188,10 +301,10 @@ export class ProxyCore implements H1Host {
   }
 
   /** Health transitions by reason, since the proxy started. */
-  readonly healthCounts = new Map<string, number>()
+  readonly healthCounts: Map<string, number>
 
-  /** Resolvers made for groups' discovery (a resolver the library user gave is theirs to cancel). */
-  readonly #resolvers: Resolver[] = []
+  /** Resolvers made for groups' discovery (a resolver the library user gave is theirs to cancel); shared by the generations. */
+  readonly #resolvers: Resolver[]
 
   /** The resolver a group's discovery asks: the one given, or one of its own (its servers, or the system's). */
   #resolverFor (model: DiscoveryModel, given: DnsResolver | undefined): DnsResolver {
@@ -221,4 +334,3 @@ export class ProxyCore implements H1Host {
     if (this.#events.listenerCount('proxyError') > 0) this.#events.emit('proxyError', error)
   }
 }
-

@@ -13,6 +13,7 @@ import { ProxyError } from '../core/errors.js'
 import { CB_ERROR, CB_OK, HeadersResult } from '../http1/llhttp.js'
 import type { MessageHead } from '../http1/head.js'
 import { encodeRequestHead } from '../http1/encode.js'
+import { encodeProxyHeader } from '../http/proxy-header.js'
 import { errorResponse, reasonOf } from '../http/errors.js'
 import { forwardResponse, HOST_PLACEHOLDER, type ForwardContext } from '../http/forwarding.js'
 import { forwardIdentity } from './identity.js'
@@ -57,6 +58,8 @@ export interface SessionHost {
   upstreamError (error: ProxyError, target: string): void
   /** rp4's own trouble (here: a filter that failed), tied to no client's fault. */
   proxyError (error: ProxyError): void
+  /** Somebody reads the upstream timings (an access log): only then are they taken. */
+  readonly timing: boolean
 }
 
 const enum Response { NONE, STREAMING, DONE }
@@ -95,6 +98,12 @@ export class Session implements UpstreamRequest, FilterSession {
   #pending: Buffer[] | null = null
   #pendingBytes = 0
   #bodyBytes = 0
+  /** Response body bytes handed to the client. */
+  bytesOut = 0
+  /** performance.now() at dispatch, at a connection attached, at the response head: 0 when not taken (timing off, or it did not happen). */
+  #dispatchedAt = 0
+  #attachedAt = 0
+  #headAt = 0
 
   #response = Response.NONE
   /** The backend's body is dropped (a filter answered in its place). */
@@ -136,6 +145,19 @@ export class Session implements UpstreamRequest, FilterSession {
   get target (): string | null { return this.dispatchState.target?.authority ?? null }
   /** The error this request ended with, if any. */
   get error (): ProxyError | null { return this.#error }
+  /** Request body bytes read from the client. */
+  get bytesIn (): number { return this.#bodyBytes }
+  get retries (): number { const state = this.dispatchState; return state.retries + (state.retried ? 1 : 0) }
+  /** ms from dispatch to a connection attached, and to the response head; -1 when it did not happen or timing is off. */
+  get upstreamConnect (): number { return this.#attachedAt === 0 ? -1 : this.#attachedAt - this.#dispatchedAt }
+  get upstreamFirstByte (): number { return this.#headAt === 0 ? -1 : this.#headAt - this.#dispatchedAt }
+  tlsInfo (): Readonly<{ version: string, sni: string, alpn: string }> { return this.#downstream.tlsInfo() }
+
+  proxyHeader (version: 'v1' | 'v2'): Buffer {
+    const { source, destination } = this.#downstream.addresses()
+    const tls = this.#downstream.tlsInfo()
+    return encodeProxyHeader(version === 'v1' ? 1 : 2, source, destination, { alpn: tls.alpn, authority: tls.sni })
+  }
 
   /**
    * The downstream found the response body's length different from its Content-Length (`short`
@@ -335,6 +357,7 @@ export class Session implements UpstreamRequest, FilterSession {
       }
     }
     this.#encoded = encodeRequestHead(request)
+    if (this.#host.timing) this.#dispatchedAt = performance.now()
     group.dispatch(this)
   }
 
@@ -351,6 +374,7 @@ export class Session implements UpstreamRequest, FilterSession {
   /** Given a connection: write the request head and whatever of the body already arrived. */
   attach (conn: RequestChannel): void {
     this.upstream = conn
+    if (this.#dispatchedAt !== 0) this.#attachedAt = performance.now()
     conn.writeHead(this.facts.needsHost ? this.#encoded.replace(HOST_PLACEHOLDER, conn.target.authority) : this.#encoded)
     const pending = this.#pending
     if (pending !== null) {
@@ -365,7 +389,8 @@ export class Session implements UpstreamRequest, FilterSession {
 
   onRequestBody (body: Buffer): void {
     const limit = this.#route?.maxBodySize ?? 0
-    if (limit > 0 && (this.#bodyBytes += body.length) > limit) {
+    this.#bodyBytes += body.length
+    if (limit > 0 && this.#bodyBytes > limit) {
       // a chunked body can only be measured as it comes: the request is cut off here
       if (this.#response === Response.NONE) this.refuse(new ProxyError('body_too_large', `request body over the limit of ${limit} bytes`, 'downstream', 413))
       return
@@ -407,6 +432,7 @@ export class Session implements UpstreamRequest, FilterSession {
 
   onResponseHead (message: MessageHead, untilClose: boolean): number {
     if (this.#finished) return CB_ERROR
+    if (this.#dispatchedAt !== 0 && this.#headAt === 0) this.#headAt = performance.now()
     const status = message.status
     if (status < 100) {
       // `099` parses, but is no status: as an interim response it would leave the client waiting
@@ -482,6 +508,7 @@ export class Session implements UpstreamRequest, FilterSession {
       for (let i = 0; i < hooks.length && body !== null; i++) body = hooks[i].onResponseBody!(this, body)
       if (body === null || body.length === 0) return CB_OK
     }
+    this.bytesOut += body.length
     if (!this.#sink!.body(body)) this.#holdUpstream(ReadHold.DOWNSTREAM)
     return CB_OK
   }
@@ -565,7 +592,10 @@ export class Session implements UpstreamRequest, FilterSession {
     this.#response = Response.DONE
     const close = forceClose || !this.#bodyCanBeSkipped() || this.request.upgrade || !sink.keepAlive
     sink.head(head, false, close)
-    if (body.length > 0 && this.request.method !== 'HEAD') sink.body(body)
+    if (body.length > 0 && this.request.method !== 'HEAD') {
+      this.bytesOut += body.length
+      sink.body(body)
+    }
     sink.end(close)
   }
 

@@ -62,6 +62,10 @@ export interface Downstream {
   readonly client: ClientInfo
   /** The listener forwards client certificates in these headers (client copies removed first); null: it does not. */
   readonly identityHeaders: IdentityHeaders | null
+  /** The client (as a PROXY header named it, if one did) and the address it reached rp4 at. */
+  addresses (): Readonly<{ source: Readonly<{ ip: string, port: number }>, destination: Readonly<{ ip: string, port: number }> }>
+  /** The TLS version and server name of the client's handshake ('' for cleartext, or no SNI): read for logs only. */
+  tlsInfo (): Readonly<{ version: string, sni: string, alpn: string }>
   hold (reason: ClientHold): void
   release (reason: ClientHold): void
   /** No further request is read from this connection. */

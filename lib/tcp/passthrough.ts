@@ -10,7 +10,8 @@
 import net, { type Socket } from 'node:net'
 import { clock, type Timed } from '../core/clock.js'
 import { ProxyError } from '../core/errors.js'
-import { kOwner } from '../core/symbols.js'
+import { kOwner, peerOf } from '../core/symbols.js'
+import { encodeProxyHeader } from '../http/proxy-header.js'
 import { relay, type Relay } from './relay.js'
 import type { Group } from '../upstream/group.js'
 import type { Target } from '../upstream/target.js'
@@ -41,9 +42,14 @@ export class Passthrough implements Timed {
   #relay: Relay | null = null
   #done = false
   deadline = 0
+  /** When it was accepted, ms since the epoch (for the access log). */
+  readonly started = Date.now()
+  /** The server name of the ClientHello it is relayed by, '' otherwise. */
+  readonly sni: string
 
-  constructor (host: PassthroughHost, client: Socket, initial: Buffer | null, group: Group) {
+  constructor (host: PassthroughHost, client: Socket, initial: Buffer | null, group: Group, sni = '') {
     this.#host = host
+    this.sni = sni
     this.#client = client as OwnedSocket
     this.#group = group
     this.#initial = initial !== null && initial.length > 0 ? initial : null
@@ -79,6 +85,9 @@ export class Passthrough implements Timed {
   }
 
   get target (): Target { return this.#group.targets[this.#index] }
+  /** The backend it was relayed to ('' when none could be reached). */
+  get relayedTo (): string { return this.#relay === null ? '' : this.target.authority }
+  get client (): Socket { return this.#client }
 
   onUpstreamConnect (): void {
     const upstream = this.#upstream!
@@ -91,6 +100,12 @@ export class Passthrough implements Timed {
     upstream.removeListener('close', onUpstreamClose)
     client.removeListener('error', onClientError)
     client.removeListener('close', onClientClose)
+    const version = this.#group.settings.sendProxy
+    if (version !== null) {
+      const local = client.localAddress ?? ''
+      const destination = { ip: local.startsWith('::ffff:') && local.includes('.') ? local.slice(7) : local, port: client.localPort ?? 0 }
+      upstream.write(encodeProxyHeader(version === 'v1' ? 1 : 2, peerOf(client), destination, { authority: this.sni }))
+    }
     if (this.#initial !== null) upstream.write(this.#initial)
     const r = relay(client, upstream, this.#host.idleTimeout)
     r.onDone = this.#relayDone

@@ -11,7 +11,7 @@ import type { Socket } from 'node:net'
 import { TLSSocket, type SecureContext, type Server, type TLSSocketOptions } from 'node:tls'
 import { clock, type Timed } from '../core/clock.js'
 import { ProxyError, describeSystemError } from '../core/errors.js'
-import { kOwner } from '../core/symbols.js'
+import { kOwner, kPeer, type Peer } from '../core/symbols.js'
 
 /** What a handshake needs from the proxy around it. */
 export interface HandshakeHost {
@@ -84,6 +84,9 @@ export class Handshake implements Timed {
     if (staple !== null) options.server = new StapleServer(staple, context) as unknown as Server
     const socket = new TLSSocket(raw, options) as OwnedSocket
     socket[kOwner] = this
+    // the client a PROXY header named stays the client over TLS
+    const peer = (raw as Socket & { [kPeer]?: Peer })[kPeer]
+    if (peer !== undefined) (socket as Socket & { [kPeer]?: Peer })[kPeer] = peer
     socket.on('secure', onSecure)
     socket.on('error', onError)
     socket.on('close', onClose)

@@ -280,6 +280,21 @@ export class Balancer implements PickView {
     for (let i = 0; i < this.targets.length; i++) if (this.#ejectedUntil[i] > now) n++
     return n
   }
+
+  /** A reload replaced the group: the targets that stay keep their health (passive, checks, ejections). */
+  takeHealth (old: Balancer): void {
+    this.targets.forEach((target, i) => {
+      const j = old.targets.findIndex(t => t.authority === target.authority)
+      if (j === -1 || old.#removed[j] === 1) return
+      this.#downUntil[i] = old.#downUntil[j]
+      this.#failing[i] = old.#failing[j]
+      this.#ejectedUntil[i] = old.#ejectedUntil[j]
+      this.#recoveredAt[i] = old.#recoveredAt[j]
+    })
+  }
+
+  /** Not to be chosen now (down, failing its checks or ejected). */
+  isDown (index: number): boolean { return !this.isUp(index) }
 }
 
 function clockNow (): number { return clock.now }

@@ -75,6 +75,8 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner, Reque
       : tls.connect({ ...secure, host, port, allowHalfOpen: true } as tls.ConnectionOptions).setNoDelay(true)) as OwnedSocket
     socket[kOwner] = this
     this.socket = socket
+    // before anything else, the client this connection speaks for (written once connected)
+    if (settings.sendProxy !== null) socket.write(opener.proxyHeader(settings.sendProxy))
     // pipelined requests of several clients gather into one write per turn
     if (pool.pipelining > 1) deferWrites(socket)
     this.#parser = new HttpParser(ParserType.RESPONSE, this, settings.maxHeaderSize, settings.maxHeaderSize, settings.maxHeaders)

@@ -299,6 +299,17 @@ export class Group implements TargetGroup, DispatchOwner, DiscoveredGroup {
       up: balancer.isUp(t.index),
     }))
   }
+
+  /** Per target: `stats()`, requests waiting in its pool, and whether it is skipped after a failed connect. */
+  health (): Array<{ target: string, open: number, idle: number, waiting: number, up: boolean }> {
+    return this.targets.map((t, i) => ({
+      target: t.authority,
+      open: t.hasPool ? t.pool.openCount : 0,
+      idle: t.hasPool ? t.pool.idleCount : 0,
+      waiting: t.hasPool ? t.pool.waitingCount : 0,
+      up: !this.balancer.isDown(i),
+    }))
+  }
 }
 
 function clockFresh (): number { return clock.refresh() }

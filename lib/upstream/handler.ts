@@ -37,6 +37,8 @@ export interface GroupSettings {
   limits: Readonly<{ maxRequests: number, maxPending: number }>
   sticky: Readonly<{ cookie: string, maxAge: number }> | null
   discovery: DiscoveryModel | null
+  /** A PROXY protocol header opens each connection (one client's requests only: never pooled); null: none. */
+  sendProxy: 'v1' | 'v2' | null
   /** Limits of the response parser. */
   maxHeaderSize: number
   maxHeaders: number
@@ -146,6 +148,8 @@ export interface UpstreamRequest {
 
   /** The request's hash key for the hash policy (client IP, URI, a header or cookie); null: it has none. */
   hashKey (by: HashBy, name: string): string | null
+  /** The PROXY protocol header naming this request's client, for a group that sends one. */
+  proxyHeader (version: 'v1' | 'v2'): Buffer
   /** A connection is ready: write the request (head and whatever of the body is at hand). */
   attach (conn: RequestChannel): void
   /** A response head (an interim 1xx too). Returns a HeadersResult, or CB_ERROR. */

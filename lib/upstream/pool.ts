@@ -28,7 +28,7 @@ export class Pool implements ConnectionPool {
 
   get openCount (): number { return this.#open.size }
   get idleCount (): number { return this.#idle.length }
-  /** Requests waiting in the queue for a connection. */
+  /** Requests waiting for a connection. */
   get waitingCount (): number { return this.#waiting.length - this.#waitingHead }
   get pipelining (): number { return this.#pipelining }
 
@@ -40,8 +40,10 @@ export class Pool implements ConnectionPool {
    * it. `fresh` skips pooled connections (a retry after a reused one failed).
    */
   acquire (request: UpstreamRequest, fresh: boolean): void {
-    const pipelining = this.#pipelining > 1 && request.pipelinable && !fresh
-    if (!fresh) {
+    // a connection that opened with a PROXY header speaks for one client: never shared
+    const own = this.target.settings.sendProxy !== null
+    const pipelining = this.#pipelining > 1 && request.pipelinable && !fresh && !own
+    if (!fresh && !own) {
       if (pipelining) {
         const conn = this.#pipelineSlot(true)
         if (conn !== null) {
@@ -87,12 +89,12 @@ export class Pool implements ConnectionPool {
       conn.destroy(error)
       return
     }
-    const next = this.#nextWaiting()
+    const next = this.target.settings.sendProxy === null ? this.#nextWaiting() : null
     if (next !== null) {
       conn.send(next)
       return
     }
-    if (this.target.closing) {
+    if (this.target.closing || this.target.settings.sendProxy !== null) {
       conn.destroy()
       return
     }
@@ -102,6 +104,7 @@ export class Pool implements ConnectionPool {
 
   /** A connection with room in its pipeline takes waiting requests that may be pipelined. */
   fillPipeline (conn: UpstreamConnection): void {
+    if (this.target.settings.sendProxy !== null) return
     const waiting = this.#waiting
     while (this.#waitingHead < waiting.length && waiting[this.#waitingHead].pipelinable && conn.canPipeline(this.#pipelining)) {
       conn.send(this.#nextWaiting()!)

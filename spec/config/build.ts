@@ -34,6 +34,7 @@ t.test('the flat shorthand: one listener, one catch-all route, one group, all na
     redirectToHttps: false,
     routes: null,
     access: null,
+    acceptProxy: null,
     timeouts: { detect: 300, tlsHandshake: 10_000, tcpIdle: 3_600_000 },
   })
   t.same(model.routes, [{
@@ -56,6 +57,8 @@ t.test('the flat shorthand: one listener, one catch-all route, one group, all na
   ])
   t.same(group.pool, { maxConnections: 256, maxQueue: 4096, pipelining: 1, idleTimeout: 30_000 })
   t.same(group.timeouts, { connect: 5000, failedTarget: 10_000 })
+  t.equal(group.sendProxy, null)
+  t.same([model.accessLog, model.drainTimeout, model.admin], [null, 10_000, null], 'no access log, a 10 s drain, no admin endpoint')
   t.same(model.http, {
     maxHeaderSize: 65_536,
     maxRequestLine: 8192,

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
 import { SECTIONS, updateReadme } from '../../lib/config/docs.js'
-import { CLI_FLAGS, flagDefs } from '../../lib/config/flags.js'
+import { CLI_FLAGS, argText, flagDefs } from '../../lib/config/flags.js'
 import { ROOT } from '../helpers/proxy.js'
 
 const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8')
@@ -17,7 +17,7 @@ t.test('README.md holds the tables the schema generates (run npm run docs after 
 
 t.test('the flag table lists every flag, as --help does', async t => {
   const table = SECTIONS.flags()
-  for (const def of flagDefs()) t.match(table, '`' + def.spec.name + (def.spec.arg !== undefined ? ' ' + def.spec.arg : '') + '`')
+  for (const def of flagDefs()) t.match(table, '`' + def.spec.name + argText(def.spec) + '`')
   for (const flag of CLI_FLAGS) t.match(table, '`' + flag.name + '`')
 })
 

@@ -8,13 +8,13 @@ import os from 'node:os'
 import path from 'node:path'
 import { isDeepStrictEqual } from 'node:util'
 import t from 'tap'
-import { CLI_FLAGS, UsageError, flagDefs, flagsToOptions, optionsHelp, parseCommandLine, toYaml } from '../../lib/config/flags.js'
+import { CLI_FLAGS, UsageError, argText, flagDefs, flagsToOptions, optionsHelp, parseCommandLine, toYaml } from '../../lib/config/flags.js'
 import { buildModel } from '../../lib/config/build.js'
 import { parseOptions } from '../../lib/config/load.js'
 
-function options (...argv: string[]): unknown {
+function options (...argv: string[]): Record<string, unknown> {
   const line = parseCommandLine(argv)
-  return flagsToOptions(line.positionals[1], line)
+  return flagsToOptions(line.positionals[1], line) as Record<string, unknown>
 }
 
 function problems (...argv: string[]): readonly string[] {
@@ -50,7 +50,18 @@ t.test('argv → flat options, in the library units', async t => {
     limits: { maxConnectionsPerIp: 0 },
   })
   const line = parseCommandLine(['listen', ':0', '--to', 'a:1', '-q', '--access-log'])
-  t.same([line.quiet, line.accessLog, line.help, line.version, line.positionals], [true, true, false, false, ['listen', ':0']])
+  t.same([line.quiet, line.help, line.version, line.positionals], [true, false, false, ['listen', ':0']])
+  t.same(options('listen', ':0', '--to', 'a:1', '--access-log').accessLog, { file: '-' }, '--access-log alone, last: stderr')
+  t.same(options('listen', ':0', '--access-log', '--to', 'a:1').accessLog, { file: '-' }, '--access-log alone, a flag next: stderr')
+  t.same(options('listen', ':0', '--to', 'a:1', '--access-log', '/var/log/rp4.log', '--log-format', 'json').accessLog, { file: '/var/log/rp4.log', format: 'json' })
+  t.same(options('listen', ':0', '--to', 'a:1', '--access-log=-x.log').accessLog, { file: '-x.log' }, '--access-log=FILE: any name')
+  t.same(options('listen', ':0', '--to', 'a:1', '--drain-timeout', '30s').drainTimeout, 30_000)
+  const proxied = options('listen', ':0', '--to', 'a:1', '--accept-proxy', '10.0.0.0/8', '--accept-proxy', '192.0.2.1', '--send-proxy', 'v2', '--admin', '9901')
+  t.same([proxied.acceptProxy, proxied.sendProxy, proxied.admin], [{ from: ['10.0.0.0/8', '192.0.2.1'] }, 'v2', { listen: '9901' }])
+  t.same(problems('listen', ':0', '--to', 'a:1', '--send-proxy', 'v3', '--accept-proxy', '10.0.0.0/33'), [
+    '--send-proxy: must be one of v1, v2, got "v3"',
+    '--accept-proxy: "10.0.0.0/33": the prefix length must be from 0 to 32',
+  ], 'each named by its flag, with the value as written')
   t.same((options('listen', ':0', '--to', 'a:1', '--timeout', '1s', '--timeout', '2s') as { timeouts: unknown }).timeouts, { response: 2000 }, 'given twice: the last one counts')
 })
 
@@ -101,7 +112,7 @@ t.test('every flag the CLI had before the schema existed, same spelling', async 
 
 t.test('--help: every flag, with its argument and default, by group', async t => {
   const help = optionsHelp()
-  for (const def of flagDefs()) t.match(help, `  ${def.spec.name}${def.spec.arg !== undefined ? ' ' + def.spec.arg : ''}`)
+  for (const def of flagDefs()) t.match(help, `  ${def.spec.name}${argText(def.spec)}`)
   for (const flag of CLI_FLAGS) t.match(help, flag.name)
   t.match(help, /^Backends:\n {2}--to HOST:PORT {14}a backend; repeat for several/)
   t.match(help, /--tcp-idle-timeout DUR {6}a relayed TCP connection \(raw, passthrough,\n {30}fallback\) with no byte either way is closed\n {30}\(default 1h\)/)

@@ -1,0 +1,174 @@
+/**
+ * Prometheus metrics, exposed with prom-client (the maintained Node client; its text format is
+ * what every Prometheus scrapes). Two kinds:
+ *
+ * - Per request, from the `response` and `tcpSession` events: request counts by route, method
+ *   and status class, latency histograms (whole request, upstream first byte, upstream connect),
+ *   body bytes both ways, retries. The label children are looked up once per distinct label set
+ *   and kept (`#requests`, `#latency`), so a request costs a Map lookup and a few additions, not
+ *   prom-client's label hashing.
+ * - At scrape time, from the proxy's own counters (`collect`): connections open on both sides,
+ *   idle and open upstream connections and pool waits per target, target health, refusals and
+ *   failures by error code (rate limits, access lists, caps, TLS handshakes among them), access
+ *   log lines dropped; and the process (event-loop lag, heap, RSS, open fds) from prom-client's
+ *   default metrics.
+ */
+import client from 'prom-client'
+import type { ResponseInfo, TcpSessionInfo } from '../core/events.js'
+
+/** What the metrics read at scrape time: the proxy's `stats()` and more. */
+export interface MetricsSource {
+  stats (): {
+    connections: number
+    clients: number
+    tcp: number
+    errors: Record<string, number>
+    accessLog: { written: number, dropped: number } | null
+  }
+  upstreams (): Array<{ group: string, target: string, weight: number, open: number, idle: number, waiting: number, up: boolean }>
+  readonly ready: boolean
+}
+
+/** Seconds: from a fast local hop to a slow backend's minute. */
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+
+const CLASSES = ['0xx', '1xx', '2xx', '3xx', '4xx', '5xx']
+
+function statusClass (status: number): string {
+  return CLASSES[Math.min(5, Math.floor(status / 100))] ?? '0xx'
+}
+
+interface RouteChildren {
+  requests: client.Counter.Internal
+}
+
+export class Metrics {
+  readonly registry = new client.Registry()
+  readonly #requests: client.Counter<'route' | 'method' | 'status'>
+  readonly #latency: client.Histogram<'route'>
+  readonly #firstByte: client.Histogram<'target'>
+  readonly #connect: client.Histogram<'target'>
+  readonly #bytesIn: client.Counter<'route'>
+  readonly #bytesOut: client.Counter<'route'>
+  readonly #retries: client.Counter<'target'>
+  readonly #tcpSessions: client.Counter<'listener'>
+  readonly #children = new Map<string, RouteChildren>()
+  readonly #routeLatency = new Map<string, client.Histogram.Internal<'route'>>()
+  readonly #targetFirstByte = new Map<string, client.Histogram.Internal<'target'>>()
+  readonly #targetConnect = new Map<string, client.Histogram.Internal<'target'>>()
+
+  constructor (source: MetricsSource) {
+    const registers = [this.registry]
+    this.#requests = new client.Counter({ name: 'rp4_requests_total', help: 'HTTP requests answered, by route, method and status class', labelNames: ['route', 'method', 'status'], registers })
+    this.#latency = new client.Histogram({ name: 'rp4_request_duration_seconds', help: 'from the request head to the end of the response', labelNames: ['route'], buckets: LATENCY_BUCKETS, registers })
+    this.#firstByte = new client.Histogram({ name: 'rp4_upstream_first_byte_seconds', help: 'from the request dispatched to the backend\'s response head', labelNames: ['target'], buckets: LATENCY_BUCKETS, registers })
+    this.#connect = new client.Histogram({ name: 'rp4_upstream_connect_seconds', help: 'from the request dispatched to a backend connection ready for it (pool wait and connect)', labelNames: ['target'], buckets: LATENCY_BUCKETS, registers })
+    this.#bytesIn = new client.Counter({ name: 'rp4_request_body_bytes_total', help: 'request body bytes read from clients', labelNames: ['route'], registers })
+    this.#bytesOut = new client.Counter({ name: 'rp4_response_body_bytes_total', help: 'response body bytes sent to clients', labelNames: ['route'], registers })
+    this.#retries = new client.Counter({ name: 'rp4_upstream_retries_total', help: 'tries beyond the first (failover, retry on a fresh connection), by the target that answered', labelNames: ['target'], registers })
+    this.#tcpSessions = new client.Counter({ name: 'rp4_tcp_sessions_total', help: 'relayed TCP connections closed, by listener', labelNames: ['listener'], registers })
+
+    const gauge = (name: string, help: string, labelNames: string[], collect: (g: client.Gauge) => void): void => {
+      // eslint-disable-next-line no-new
+      new client.Gauge({ name, help, labelNames, registers, collect () { this.reset(); collect(this) } })
+    }
+    gauge('rp4_client_connections', 'open client connections: all (as the caps count them), HTTP, relayed TCP', ['kind'], g => {
+      const s = source.stats()
+      g.set({ kind: 'all' }, s.connections)
+      g.set({ kind: 'http' }, s.clients)
+      g.set({ kind: 'tcp' }, s.tcp)
+    })
+    gauge('rp4_upstream_connections', 'backend connections per target, open and idle (pooled)', ['group', 'target', 'state'], g => {
+      for (const u of source.upstreams()) {
+        g.set({ group: u.group, target: u.target, state: 'open' }, u.open)
+        g.set({ group: u.group, target: u.target, state: 'idle' }, u.idle)
+      }
+    })
+    gauge('rp4_upstream_pool_waiting', 'requests waiting for a backend connection, per target', ['group', 'target'], g => {
+      for (const u of source.upstreams()) g.set({ group: u.group, target: u.target }, u.waiting)
+    })
+    gauge('rp4_upstream_up', 'a target is tried (1) or skipped after a failed connect (0)', ['group', 'target'], g => {
+      for (const u of source.upstreams()) g.set({ group: u.group, target: u.target }, u.up ? 1 : 0)
+    })
+    gauge('rp4_upstream_weight', 'a target\'s configured weight', ['group', 'target'], g => {
+      for (const u of source.upstreams()) g.set({ group: u.group, target: u.target }, u.weight)
+    })
+    gauge('rp4_ready', '1 while accepting traffic, 0 from the first moment of a drain', [], g => g.set(source.ready ? 1 : 0))
+    // counters that live in the proxy already: exposed as counters, read at scrape time
+    // eslint-disable-next-line no-new
+    new client.Counter({
+      name: 'rp4_errors_total',
+      help: 'failures and refusals by code: rate_limited, access_denied, too_many_connections, tls_handshake_failed, connect_failed, ...',
+      labelNames: ['code'],
+      registers,
+      collect () {
+        this.reset()
+        for (const [code, n] of Object.entries(source.stats().errors)) this.inc({ code }, n)
+      },
+    })
+    // eslint-disable-next-line no-new
+    new client.Counter({
+      name: 'rp4_access_log_lines_total',
+      help: 'access log lines written, and dropped because the disk fell behind',
+      labelNames: ['result'],
+      registers,
+      collect () {
+        this.reset()
+        const log = source.stats().accessLog
+        if (log === null) return
+        this.inc({ result: 'written' }, log.written)
+        this.inc({ result: 'dropped' }, log.dropped)
+      },
+    })
+    client.collectDefaultMetrics({ register: this.registry, prefix: 'rp4_' })
+  }
+
+  readonly response = (info: ResponseInfo): void => {
+    const route = info.route === '' ? '-' : info.route
+    const method = methodLabel(info.method)
+    const key = route + '\0' + method + '\0' + String(Math.floor(info.status / 100))
+    let children = this.#children.get(key)
+    if (children === undefined) {
+      // bounded: a client choosing methods must not grow this without end
+      if (this.#children.size > 10_000) this.#children.clear()
+      children = { requests: this.#requests.labels(route, method, statusClass(info.status)) }
+      this.#children.set(key, children)
+    }
+    children.requests.inc()
+    let latency = this.#routeLatency.get(route)
+    if (latency === undefined) this.#routeLatency.set(route, latency = this.#latency.labels(route))
+    latency.observe(info.duration / 1000)
+    if (info.bytesIn > 0) this.#bytesIn.inc({ route }, info.bytesIn)
+    if (info.bytesOut > 0) this.#bytesOut.inc({ route }, info.bytesOut)
+    const target = info.target
+    if (target !== '') {
+      if (info.upstreamFirstByte >= 0) {
+        let h = this.#targetFirstByte.get(target)
+        if (h === undefined) this.#targetFirstByte.set(target, h = this.#firstByte.labels(target))
+        h.observe(info.upstreamFirstByte / 1000)
+      }
+      if (info.upstreamConnect >= 0) {
+        let h = this.#targetConnect.get(target)
+        if (h === undefined) this.#targetConnect.set(target, h = this.#connect.labels(target))
+        h.observe(info.upstreamConnect / 1000)
+      }
+      if (info.retries > 0) this.#retries.inc({ target }, info.retries)
+    }
+  }
+
+  readonly tcpSession = (info: TcpSessionInfo): void => {
+    this.#tcpSessions.inc({ listener: info.listener })
+  }
+
+  /** The text a Prometheus scrape reads. */
+  async text (): Promise<{ contentType: string, body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() }
+  }
+}
+
+const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE', 'CONNECT'])
+
+/** Methods beyond the standard ones are one label: a client must not invent series. */
+function methodLabel (method: string): string {
+  return METHODS.has(method) ? method : 'other'
+}
