@@ -7,8 +7,10 @@
  * Hooks are synchronous unless they return a promise (an auth call, a cache lookup): while one is
  * pending, rp4 reads nothing more from that client.
  */
+import type { Transform } from 'node:stream'
 import type { ProxyError } from '../core/errors.js'
 import type { RequestHead, ResponseHead } from '../http/message.js'
+import type { LocalBody } from './body.js'
 
 /** A request hook's explicit answer: go on, or the hook has answered the request itself. */
 export type Verdict = 'continue' | 'responded'
@@ -36,8 +38,29 @@ export interface FilterSession {
    * Answer the request now with this status, headers and body (in `onRequest`: nothing goes
    * upstream; in `onResponse`: the backend's response is dropped, this one goes instead).
    * Returns 'responded', to be returned by the hook.
+   *
+   * A Readable body is pulled with backpressure (paused while the client is full) and framed by
+   * the headers given: with a Content-Length, that many bytes; without, chunked (or until close
+   * for an HTTP/1.0 client). On HEAD it is destroyed unread.
    */
-  respond (status: number, headers?: HeaderInit, body?: string | Buffer): Verdict
+  respond (status: number, headers?: HeaderInit, body?: LocalBody): Verdict
+  /**
+   * In `onResponse`: pass the body through this transform (a compressor, a recorder), after the
+   * ones added before it. Its `_flush` is the end-of-body hook; it may be asynchronous and keeps
+   * backpressure both ways. Ignored (destroyed) for a response without a body (HEAD, 204, 304).
+   * A filter that changes the body's length must drop or fix Content-Length in `head` itself.
+   */
+  transformBody (transform: Transform): void
+}
+
+/**
+ * A route action implemented outside the session (static files): `'responded'` when it called
+ * `session.respond`, `'continue'` when it has nothing for this request (the route's fallback
+ * group, when it has one, gets the request; 404 otherwise).
+ */
+export interface RouteHandler {
+  readonly name: string
+  handle (session: FilterSession): Verdict | Promise<Verdict>
 }
 
 export interface Filter {
@@ -51,6 +74,8 @@ export interface Filter {
   onResponse? (session: FilterSession, head: ResponseHead): void
   /** A piece of the response body: return it, something in its place, or null to drop it. */
   onResponseBody? (session: FilterSession, chunk: Buffer): Buffer | null
+  /** The body is complete (before the transforms flush): return a last piece to append, or null. */
+  onResponseEnd? (session: FilterSession): Buffer | null
   /** The request is over: answered (`session.response`), refused or failed (`error`). */
   onLog? (session: FilterSession, error: ProxyError | null): void
 }
@@ -62,6 +87,7 @@ export interface FilterChain {
   /** In reverse order of the route's filter list: the last filter to see the request is the first to see its response. */
   readonly onResponse: readonly Filter[] | null
   readonly onResponseBody: readonly Filter[] | null
+  readonly onResponseEnd: readonly Filter[] | null
   readonly onLog: readonly Filter[] | null
 }
 
@@ -77,6 +103,7 @@ export function compileFilters (filters: readonly Filter[]): FilterChain {
     onUpstreamRequest: pick('onUpstreamRequest', filters),
     onResponse: pick('onResponse', reversed),
     onResponseBody: pick('onResponseBody', reversed),
+    onResponseEnd: pick('onResponseEnd', reversed),
     onLog: pick('onLog', filters),
   })
 }
