@@ -108,6 +108,22 @@ export type ActionModel =
   | Readonly<{ kind: 'respond', status: number, headers: ReadonlyArray<readonly [string, string]>, body: string }>
   /** `location` may hold `$scheme`, `$host`, `$path` and `$query` (with its `?`), filled per request. */
   | Readonly<{ kind: 'redirect', location: string, status: number }>
+  /** Files from a directory (handlers/static.ts). */
+  | Readonly<{ kind: 'static' } & StaticModel>
+
+export interface StaticModel {
+  /** Absolute, as configured (symbolic links in it resolved when the server starts). */
+  root: string
+  index: readonly string[]
+  listing: boolean
+  hidden: boolean
+  followSymlinks: boolean
+  precompressed: boolean
+  cacheControl: string
+  maxOpenFiles: number
+  /** The upstream group that gets requests for which no file exists; null: 404. */
+  fallback: string | null
+}
 
 export type FilterModel =
   | Readonly<{ kind: 'stripPrefix', prefix: string }>
@@ -134,6 +150,20 @@ export interface RouteModel {
   interceptErrors: boolean
   /** Requests per client IP (IPv6 /64); null: none. */
   rateLimit: Readonly<{ rate: number, burst: number }> | null
+  /** Responses compressed for clients that accept it; null: off. */
+  compress: CompressModel | null
+}
+
+/** Response compression (filters/compress.ts). */
+export interface CompressModel {
+  /** The codings offered, in the server's order of preference (ties in the client's q-values). */
+  encodings: ReadonlyArray<'br' | 'gzip'>
+  /** Media types compressed: `text/*`, `application/json`, `application/*+json`. */
+  types: readonly string[]
+  /** Bodies whose Content-Length is under this are sent as they are, bytes. */
+  minSize: number
+  gzipLevel: number
+  brotliLevel: number
 }
 
 export interface GroupModel {

@@ -45,6 +45,7 @@ t.test('the flat shorthand: one listener, one catch-all route, one group, all na
     timeouts: { response: 60_000, responseTotal: 0 },
     interceptErrors: false,
     rateLimit: null,
+    compress: null,
   }])
   const group = model.upstreams.get('default')!
   t.same([...model.upstreams.keys()], ['default'])
