@@ -137,6 +137,23 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
     }
   }
 
+  /**
+   * Remove a URL from every route's response cache, with all its variants: `http://host/path?query`
+   * as clients ask for it (scheme, the Host they send, the target). Returns how many entries went.
+   */
+  purge (url: string): number {
+    let n = 0
+    for (const route of this.#core.routes.values()) n += route.cache?.purge(url) ?? 0
+    return n
+  }
+
+  /** Remove every cached URL starting with `prefix` (`http://host/assets/`); how many entries went. */
+  purgePrefix (prefix: string): number {
+    let n = 0
+    for (const route of this.#core.routes.values()) n += route.cache?.purgePrefix(prefix) ?? 0
+    return n
+  }
+
   /** Stop accepting; requests in flight finish, idle connections close. Resolves once all are closed. */
   close (): Promise<void> {
     if (this.#closed !== null) return this.#closed

@@ -14,7 +14,7 @@ import type { TSchema } from '@sinclair/typebox'
 import { formatHostPort, parseHostPort, parseTarget, type HostPort } from './address.js'
 import { MAX_CONNECTIONS, OPEN_FILES } from './open-files.js'
 import { parseCidr, type AccessRule } from '../admission/access.js'
-import type { AccessModel, ActionModel, CompressModel, FilterModel, GroupModel, HttpModel, ListenerModel, ListenerTls, Model, RouteModel, TargetModel } from '../model/model.js'
+import type { AccessModel, ActionModel, CacheModel, CompressModel, FilterModel, GroupModel, HttpModel, ListenerModel, ListenerTls, Model, RouteModel, TargetModel } from '../model/model.js'
 import * as S from './schema.js'
 import { parseUnit } from './units.js'
 import { ConfigError, describe, type Path, type Problem } from './problems.js'
@@ -262,6 +262,18 @@ function buildStatic (given: Obj): ActionModel {
   })
 }
 
+function buildCache (given: unknown): CacheModel | null {
+  if (given === undefined || given === false) return null
+  const o = (given === true ? {} : given) as Obj
+  const props = S.CacheSettings.properties as Record<string, TSchema>
+  return freeze({
+    size: unit(o.size, props.size),
+    maxEntrySize: unit(o.maxEntrySize, props.maxEntrySize),
+    staleWhileRevalidate: unit(o.staleWhileRevalidate, props.staleWhileRevalidate),
+    staleIfError: unit(o.staleIfError, props.staleIfError),
+  })
+}
+
 function buildCompress (given: unknown): CompressModel | null {
   if (given === undefined || given === false) return null
   const o = (given === true ? {} : given) as Obj
@@ -326,5 +338,6 @@ function buildRoute (r: Obj, index: number): RouteModel {
     interceptErrors: flag(r.interceptErrors, S.InterceptErrors),
     rateLimit: rate === undefined ? null : freeze({ rate: rate.rate, burst: rate.burst ?? Math.max(1, Math.ceil(rate.rate)) }),
     compress: buildCompress(r.compress),
+    cache: buildCache(r.cache),
   })
 }

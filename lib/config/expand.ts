@@ -120,6 +120,7 @@ export function expandFlat (o: Options): Expanded {
         proxy: files === undefined ? FLAT_GROUP : undefined,
         static: files,
         compress: o.compress,
+        cache: o.cache,
         timeouts: compact({ response: t.response, responseTotal: t.responseTotal }),
         maxBodySize: o.maxBodySize,
         interceptErrors: o.interceptErrors,
@@ -128,6 +129,7 @@ export function expandFlat (o: Options): Expanded {
   from(['routes', 0, 'timeouts'], ['timeouts'])
   from(['routes', 0, 'static'], ['static'])
   from(['routes', 0, 'compress'], ['compress'])
+  from(['routes', 0, 'cache'], ['cache'])
   from(['routes', 0, 'interceptErrors'], ['interceptErrors'])
   from(['http', 'underscoresInHeaders'], ['allowUnderscoresInHeaders'])
   for (const key of ['maxBodySize', 'rateLimit'] as const) from(['routes', 0, key], [key])

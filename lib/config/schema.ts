@@ -229,6 +229,18 @@ export const Compress = Type.Union([Type.Boolean(), CompressSettings], {
   flag: { name: '--compress', set: true, group: 'Web acceleration', help: 'compress responses with brotli or gzip for clients that accept it (text, JSON, JavaScript, XML, SVG, wasm...)', defaultText: 'off' },
 })
 
+export const CacheSettings = section({
+  size: opt(size({ description: 'the memory store\'s bound: least recently used responses are dropped beyond it', default: '256m', min: '64k', max: Number.MAX_SAFE_INTEGER, flag: { name: '--cache', arg: 'SIZE', group: 'Web acceleration', help: 'cache responses in memory, up to SIZE (RFC 9111 rules, request coalescing, stale-while-revalidate and stale-if-error as responses ask)', defaultText: 'off' } })),
+  maxEntrySize: opt(size({ description: 'largest response stored; a larger one passes uncached', default: '16m', min: 1, max: Number.MAX_SAFE_INTEGER })),
+  staleWhileRevalidate: opt(duration({ description: 'how long past its freshness a response is served while it is revalidated in the background, when it has no stale-while-revalidate of its own (never for must-revalidate, proxy-revalidate, s-maxage, no-cache)', default: 0, zero: 'only as responses ask', min: '1s', max: '720h' })),
+  staleIfError: opt(duration({ description: 'how long past its freshness a response is served when the backend fails (an error, a timeout, a 5xx), when it has no stale-if-error of its own', default: 0, zero: 'only as responses ask', min: '1s', max: '720h' })),
+}, 'the response cache', 'must be true, false, or a mapping { size, maxEntrySize, staleWhileRevalidate, staleIfError }')
+export const Cache = Type.Union([Type.Boolean(), CacheSettings], {
+  description: 'an RFC 9111 shared cache of responses (GET and HEAD), in memory: true for the defaults below, or the settings; requests for one URI that miss together make one backend request',
+  default: false,
+  expected: 'must be true, false, or a mapping { size, maxEntrySize, staleWhileRevalidate, staleIfError }',
+})
+
 export const StaticSettings = section({
   root: text('file', { description: 'the directory served; nothing outside it is ever read' }),
   index: opt(Type.Array(Type.String({ description: 'a file name', minLength: 1 }), { description: 'files tried, in order, for a request naming a directory', default: ['index.html'] })),
@@ -303,6 +315,7 @@ export const FLAT = {
   via: opt(Via),
   access: opt(Access),
   compress: opt(Compress),
+  cache: opt(Cache),
   static: opt(Type.Union([text('file', { description: 'a directory' }), StaticSettings], {
     description: 'serve files from a directory (its path, or the settings of routes[].static); a request for a file that does not exist goes to the targets when there are any, else 404',
     expected: 'must be a directory, or a mapping { root, index, listing, ... }',
@@ -333,6 +346,7 @@ export const FLAT_TO_FULL: Readonly<Record<keyof typeof FLAT, string>> = {
   via: 'http.via',
   access: 'listeners[].access',
   compress: 'routes[].compress',
+  cache: 'routes[].cache',
   static: 'routes[].static',
 }
 
@@ -399,6 +413,7 @@ const Route = section({
   }, 'action: answer with a redirect', 'must be a mapping { to, status }')),
   static: opt(StaticSettings),
   compress: opt(Compress),
+  cache: opt(Cache),
   stripPrefix: opt(text('path', { description: 'a path prefix removed before forwarding (`/api/x` → `/x`)' })),
   rewritePath: opt(section({
     pattern: text('regex', { description: 'a regular expression (JavaScript) on the path' }),

@@ -114,7 +114,9 @@ function shapeProblem (error: ValueError, path: Array<string | number>): Problem
   switch (error.type) {
     case ValueErrorType.ObjectAdditionalProperties: {
       const key = String(path[path.length - 1])
-      const parent = schemaAt(path.slice(0, -1))
+      let parent = schemaAt(path.slice(0, -1))
+      // a value or its settings: the settings' keys are the known ones
+      if (parent !== undefined && kindOf(parent) === 'Union') parent = branchFor(parent, {})
       const known = parent !== undefined && kindOf(parent) === 'Object' ? Object.keys(parent.properties as object) : []
       const close = suggest(key, known)
       let message = 'unknown key'

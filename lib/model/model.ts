@@ -152,6 +152,20 @@ export interface RouteModel {
   rateLimit: Readonly<{ rate: number, burst: number }> | null
   /** Responses compressed for clients that accept it; null: off. */
   compress: CompressModel | null
+  /** An RFC 9111 shared cache of this route's responses; null: off. */
+  cache: CacheModel | null
+}
+
+/** The response cache (filters/cache.ts). */
+export interface CacheModel {
+  /** The memory store's bound, bytes. */
+  size: number
+  /** Largest response stored, bytes. */
+  maxEntrySize: number
+  /** How long past freshness a response is served while revalidated in the background, when it does not say, ms. */
+  staleWhileRevalidate: number
+  /** How long past freshness a response is served when the backend fails, when it does not say, ms. */
+  staleIfError: number
 }
 
 /** Response compression (filters/compress.ts). */

@@ -6,6 +6,7 @@
 import type { HttpModel, RouteModel } from '../model/model.js'
 import { hideHeadersFilter, interceptErrorsFilter, rateLimitFilter } from '../filters/builtin.js'
 import { requestHeadersFilter, responseHeadersFilter, rewritePathFilter, stripPrefixFilter } from '../filters/rewrite.js'
+import { HttpCache } from '../filters/cache.js'
 import { compressFilter } from '../filters/compress.js'
 import { StaticFiles } from '../handlers/static.js'
 import { compileFilters, type Filter } from '../session/filter.js'
@@ -15,6 +16,8 @@ import type { RouteMatch } from '../model/model.js'
 
 export interface CompiledRoute extends SessionRoute {
   readonly match: RouteMatch
+  /** The route's response cache, for purges; null without one. */
+  readonly cache: HttpCache | null
 }
 
 export interface CompileContext {
@@ -47,9 +50,13 @@ export function compileRoute (route: RouteModel, context: CompileContext): Compi
       }
     }
   }
+  // nearest the upstream: it stores what the backend sent, before anything above edits it
+  const cache = route.cache === null ? null : new HttpCache(route.cache)
+  if (cache !== null) filters.push(cache)
   return Object.freeze({
     name: route.name,
     match: route.match,
+    cache,
     action: compileAction(route, context),
     chain: compileFilters(filters),
     maxBodySize: route.maxBodySize,

@@ -31,6 +31,7 @@ export function httpsRedirectTable (samePort: boolean): RouteTable {
   const route: CompiledRoute = Object.freeze({
     name: samePort ? 'https-redirect-same-port' : 'https-redirect',
     match: {},
+    cache: null,
     action: Object.freeze({ kind: 'redirect' as const, location: samePort ? 'https://$host$path$query' : 'https://$hostname$path$query', status: 308 }),
     chain: EMPTY_CHAIN,
     maxBodySize: 0,

@@ -51,6 +51,11 @@ export interface FilterSession {
    * A filter that changes the body's length must drop or fix Content-Length in `head` itself.
    */
   transformBody (transform: Transform): void
+  /**
+   * Send `head` (a GET without a body) through this route on its own, its response going nowhere
+   * but the route's filters (a cache refreshing an entry in the background).
+   */
+  spawn (head: RequestHead): void
 }
 
 /**

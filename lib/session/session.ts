@@ -145,6 +145,19 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
     return 'responded'
   }
 
+  /**
+   * Send `head` (a GET without a body) through this route on its own, as if another client had:
+   * the route's filters see it and its response, which goes nowhere else (a cache refreshing an
+   * entry in the background). The client of this request is not held for it.
+   */
+  spawn (head: RequestHead): void {
+    const route = this.#route
+    if (route === null) return
+    const facts: RequestFacts = { invalid: '', body: BodyKind.NONE, contentLength: -1, expectContinue: false, needsHost: head.headers.get('host') === undefined }
+    const session = new Session(this.#host, new DetachedDownstream(this.#downstream.client), this.id, head, facts)
+    session.start(new DiscardSink(session), route, null, false)
+  }
+
   transformBody (transform: Transform): void {
     if (this.settled) {
       transform.destroy()
@@ -705,6 +718,15 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
     this.#release()
     if (this.#response === Response.NONE && error.status !== 0) {
       const page = errorResponse(error.status, this.#retryAfter)
+      // a backend that failed: the response hooks may answer in its place (a cache's stale-if-error)
+      if (this.#phase === Phase.UPSTREAM && this.#route?.chain.onResponse != null && error.source === 'upstream') {
+        this.#phase = Phase.RESPONSE
+        this.#response = Response.STREAMING
+        if (!this.#responseHooks(page.head)) return
+        this.#dropTransforms()
+        if (this.#local !== null) return this.#sendLocal()
+        this.#response = Response.NONE
+      }
       // a request that could not be framed: nothing after it can be trusted to be a request
       if (error.status === 400 || !this.requestComplete) this.#downstream.stopReading()
       this.#respondWith(page.head, page.body, error.status === 400)
@@ -786,3 +808,27 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
 }
 
 const EMPTY = Buffer.alloc(0)
+
+/** A spawned request's client side: nobody to hold or stop. */
+class DetachedDownstream implements Downstream {
+  readonly client: Readonly<{ ip: string, label: string, secure: boolean }>
+  constructor (client: Readonly<{ ip: string, label: string, secure: boolean }>) { this.client = client }
+  hold (): void {}
+  release (): void {}
+  stopReading (): void {}
+}
+
+/** A spawned request's response: read and dropped; the request is logged when it ends. */
+class DiscardSink implements ResponseSink {
+  readonly #session: Session
+  #started = false
+  constructor (session: Session) { this.#session = session }
+  get started (): boolean { return this.#started }
+  get keepAlive (): boolean { return true }
+  interim (): void {}
+  head (): void { this.#started = true }
+  body (): boolean { return true }
+  end (): void { this.#session.finish() }
+  upgrade (): void { this.#session.finish() }
+  reset (): void { this.#session.finish() }
+}
