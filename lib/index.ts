@@ -127,13 +127,22 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
    * Open connections: every accepted client connection counted by the caps, HTTP clients, raw TCP
    * relays (passthrough, relayed TLS), and upstream per target of every group.
    */
-  stats (): { connections: number, clients: number, tcp: number, errors: Record<string, number>, upstream: Array<{ group: string, target: string, open: number, idle: number }> } {
+  stats (): { connections: number, clients: number, tcp: number, errors: Record<string, number>, upstream: Array<{ group: string, target: string, open: number, idle: number }>, caches: Array<{ route: string, entries: number, bytes: number, loading: boolean, loaded: number, dropped: number }> } {
     return {
       connections: this.#core.caps.open,
       clients: this.#core.clients.size,
       tcp: this.#listeners.reduce((n, l) => n + l.tunnelCount, 0),
       errors: Object.fromEntries(this.#core.errorCounts),
       upstream: [...this.#core.groups.values()].flatMap(group => group.stats().map(s => ({ group: group.settings.name, ...s }))),
+      caches: [...this.#core.routes.values()].flatMap(route => route.cache === null ? [] : [{
+        route: route.name,
+        entries: route.cache.store.count,
+        bytes: route.cache.store.bytes,
+        // the disk store: still reading its directory back, and what it loaded and dropped
+        loading: route.cache.disk?.loading ?? false,
+        loaded: route.cache.disk?.loaded ?? 0,
+        dropped: route.cache.disk?.dropped ?? 0,
+      }]),
     }
   }
 

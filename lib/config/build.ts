@@ -271,6 +271,7 @@ function buildCache (given: unknown): CacheModel | null {
     maxEntrySize: unit(o.maxEntrySize, props.maxEntrySize),
     staleWhileRevalidate: unit(o.staleWhileRevalidate, props.staleWhileRevalidate),
     staleIfError: unit(o.staleIfError, props.staleIfError),
+    dir: typeof o.dir === 'string' ? path.resolve(o.dir) : null,
   })
 }
 

@@ -136,6 +136,9 @@ class EntryReader extends Readable {
 
 export class MemoryStore {
   readonly #lru: LRUCache<string, CacheEntry>
+  /** Told of every entry stored, and of every one that leaves (the disk store follows). */
+  onStored: ((entry: CacheEntry) => void) | null = null
+  onDropped: ((entry: CacheEntry) => void) | null = null
   /** Per URI: the Vary fields of its latest stored response, and its variants' keys. */
   readonly #uris = new Map<string, { fields: readonly string[], keys: Set<string> }>()
 
@@ -147,6 +150,7 @@ export class MemoryStore {
       dispose: (entry, key, reason) => {
         // replaced by a newer response for the same key: the key stays
         if (reason === 'set') return
+        this.onDropped?.(entry)
         const uri = this.#uris.get(entry.primary)
         if (uri === undefined) return
         uri.keys.delete(key)
@@ -180,6 +184,7 @@ export class MemoryStore {
     this.#lru.set(key, entry)
     // too large for the store: lru-cache refused it
     if (!this.#lru.has(key)) uri.keys.delete(key)
+    else this.onStored?.(entry)
   }
 
   /** Every variant of `primary`; how many were removed. */

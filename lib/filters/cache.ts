@@ -26,6 +26,7 @@ import { RequestHead, type ResponseHead } from '../http/message.js'
 import { contentRange, multipart, parseRange } from '../http/range.js'
 import type { CacheModel } from '../model/model.js'
 import type { Filter, FilterSession, Verdict } from '../session/filter.js'
+import { DiskStore } from './cache-disk.js'
 import { CacheEntry, MemoryStore } from './cache-store.js'
 
 /** Header fields never stored: they describe one hop or one message's framing. */
@@ -56,6 +57,8 @@ const STATE = Symbol('rp4.cache')
 export class HttpCache implements Filter {
   readonly name = 'cache'
   readonly store: MemoryStore
+  /** The directory entries are kept in across restarts; null: memory only. */
+  readonly disk: DiskStore | null
   readonly #model: CacheModel
   /** URIs being fetched: the requests that miss meanwhile wait on these. */
   readonly #inflight = new Map<string, Inflight>()
@@ -66,6 +69,13 @@ export class HttpCache implements Filter {
   constructor (model: CacheModel) {
     this.#model = model
     this.store = new MemoryStore(model.size, model.maxEntrySize)
+    const disk = model.dir === null ? null : new DiskStore(model.dir, this.store)
+    this.disk = disk
+    if (disk !== null) {
+      // entries read back at startup are on disk already: only new ones are written
+      this.store.onStored = entry => { if (!disk.fromDisk.has(entry)) disk.write(entry) }
+      this.store.onDropped = entry => disk.remove(entry)
+    }
   }
 
   /** Remove every variant of `url` (`http://host/path?query`); how many entries. */
@@ -177,7 +187,10 @@ export class HttpCache implements Filter {
       }
     }
     const facts = responseFacts(head.status, head.headers)
-    const why = state.noStore || method !== 'GET' ? 'request' : notStorable(method, request.headers, requestDirectives(request.headers), facts)
+    const length = Number(head.headers.get('content-length') ?? 0)
+    const why = state.noStore || method !== 'GET' ? 'request'
+      : length > this.#model.maxEntrySize ? 'too-large'
+        : notStorable(method, request.headers, requestDirectives(request.headers), facts)
     if (why !== null) {
       this.#abandon(session)
       if (!state.background) head.headers.set('Cache-Status', `rp4; fwd=${stale !== null ? 'stale' : 'uri-miss'}; fwd-status=${head.status}; detail=${why.replace(/ /g, '-')}`)
@@ -194,7 +207,7 @@ export class HttpCache implements Filter {
       state.filling = false
     }
     if (!state.background) head.headers.set('Cache-Status', `rp4; fwd=${stale !== null ? 'stale' : 'uri-miss'}; fwd-status=${head.status}; stored`)
-    session.transformBody(new Recorder(entry, this.store, () => {
+    session.transformBody(new Recorder(entry, this.store, this.#model.maxEntrySize, () => {
       if (inflight !== undefined && this.#inflight.get(state.primary) === inflight) this.#inflight.delete(state.primary)
     }))
   }
@@ -299,23 +312,35 @@ class Recorder extends Transform {
   readonly #store: MemoryStore
   /** The entry is complete or failed: the URI is no longer being fetched. */
   readonly #settled: () => void
+  readonly #max: number
+  /** Over the largest entry: the rest passes unrecorded (memory stays bounded). */
+  #dropped = false
 
-  constructor (entry: CacheEntry, store: MemoryStore, settled: () => void) {
+  constructor (entry: CacheEntry, store: MemoryStore, max: number, settled: () => void) {
     super()
     this.#entry = entry
     this.#store = store
+    this.#max = max
     this.#settled = settled
   }
 
   override _transform (chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
-    this.#entry.append(chunk)
+    if (!this.#dropped && this.#entry.length + chunk.length > this.#max) {
+      // a response of unknown length grew past the bound: never stored; requests streamed from it are cut
+      this.#dropped = true
+      this.#entry.fail()
+      this.#settled()
+    }
+    if (!this.#dropped) this.#entry.append(chunk)
     done(null, chunk)
   }
 
   override _flush (done: TransformCallback): void {
-    this.#entry.finish()
-    this.#store.set(this.#entry)
-    this.#settled()
+    if (!this.#dropped) {
+      this.#entry.finish()
+      this.#store.set(this.#entry)
+      this.#settled()
+    }
     done()
   }
 

@@ -166,6 +166,8 @@ export interface CacheModel {
   staleWhileRevalidate: number
   /** How long past freshness a response is served when the backend fails, when it does not say, ms. */
   staleIfError: number
+  /** A directory the entries are also kept in, surviving restarts; null: memory only. */
+  dir: string | null
 }
 
 /** Response compression (filters/compress.ts). */

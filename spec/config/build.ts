@@ -46,6 +46,7 @@ t.test('the flat shorthand: one listener, one catch-all route, one group, all na
     interceptErrors: false,
     rateLimit: null,
     compress: null,
+    cache: null,
   }])
   const group = model.upstreams.get('default')!
   t.same([...model.upstreams.keys()], ['default'])

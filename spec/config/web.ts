@@ -95,13 +95,20 @@ t.test('examples/web.yaml loads, and says what the README says', async t => {
 t.test('cache: --cache SIZE, true, or the settings', async t => {
   t.same(flags('listen', ':8080', '--to', 'a:1', '--cache', '256MB'), { listen: ':8080', targets: ['a:1'], cache: { size: 268435456 } })
   const model = buildModel(flags('listen', ':8080', '--to', 'a:1', '--cache', '256MB') as never)
-  t.same(model.routes[0].cache, { size: 268435456, maxEntrySize: 16 << 20, staleWhileRevalidate: 0, staleIfError: 0 })
+  t.same(model.routes[0].cache, { size: 268435456, maxEntrySize: 16 << 20, staleWhileRevalidate: 0, staleIfError: 0, dir: null })
   t.equal(buildModel({ listen: ':0', targets: ['a:1'], cache: true }).routes[0].cache?.size, 256 << 20)
   t.equal(buildModel({ listen: ':0', targets: ['a:1'] }).routes[0].cache, null, 'off by default')
   const full = buildModel({ listeners: [{ listen: ':0' }], routes: [{ proxy: 'a', cache: { size: '1m', staleIfError: '10m', staleWhileRevalidate: '30s' } }], upstreams: { a: { targets: ['a:1'] } } })
-  t.same(full.routes[0].cache, { size: 1 << 20, maxEntrySize: 16 << 20, staleWhileRevalidate: 30_000, staleIfError: 600_000 })
+  t.same(full.routes[0].cache, { size: 1 << 20, maxEntrySize: 16 << 20, staleWhileRevalidate: 30_000, staleIfError: 600_000, dir: null })
   const line = parseCommandLine(['listen', ':0', '--to', 'a:1', '--cache', 'lots'])
   t.throws(() => flagsToOptions(':0', line), { message: /--cache lots: / })
   t.throws(() => buildModel({ listen: ':0', targets: ['a:1'], cache: { size: '1k' } }), { message: 'option cache.size: 1k: at least 64k' })
   t.throws(() => buildModel({ listen: ':0', targets: ['a:1'], cache: { sise: '1m' } }), { message: /option cache.sise: unknown key \(did you mean size\?\)/ })
+})
+
+t.test('--cache-dir: the disk store, with the default size when --cache is not given', async t => {
+  const model = buildModel(flags('listen', ':8080', '--to', 'a:1', '--cache-dir', '/var/cache/rp4') as never)
+  t.same(model.routes[0].cache, { size: 256 << 20, maxEntrySize: 16 << 20, staleWhileRevalidate: 0, staleIfError: 0, dir: '/var/cache/rp4' })
+  const both = buildModel(flags('listen', ':8080', '--to', 'a:1', '--cache', '64m', '--cache-dir', '/var/cache/rp4') as never)
+  t.equal(both.routes[0].cache?.size, 64 << 20)
 })

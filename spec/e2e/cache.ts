@@ -262,3 +262,55 @@ t.test('the memory store is bounded: least recently used entries go', async t =>
   await one(proxy.port, get('/4'))
   t.equal(count('/4'), 1, 'the newest kept')
 })
+
+t.test('disk store: entries survive a restart; a corrupt, short or half-written file is dropped, never served', async t => {
+  const { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } = await import('node:fs')
+  const os = await import('node:os')
+  const path = await import('node:path')
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'rp4-cache-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const origin = await startOrigin(t, req => cc('max-age=3600', `origin ${req.url}`))
+  const first = await startProxy(t, { targets: [origin.target], cache: { size: '1m', dir } })
+  for (const url of ['/keep', '/corrupt', '/short']) await one(first.port, get(url))
+  const files = (): string[] => readdirSync(dir).filter(f => f.endsWith('.entry'))
+  await poll(() => files().length === 3, 'three entries written')
+  await first.proxy.close()
+  // damage two of them the way a crash or a bad disk would, and leave a torn temporary file
+  const byUrl = new Map(files().map(f => [/"primary":"http:\/\/h(\/\w+)"/.exec(readFileSync(path.join(dir, f), 'latin1'))?.[1], f]))
+  const corrupt = path.join(dir, byUrl.get('/corrupt')!)
+  const bytes = readFileSync(corrupt)
+  bytes[bytes.length - 1] ^= 0xff
+  writeFileSync(corrupt, bytes)
+  const short = path.join(dir, byUrl.get('/short')!)
+  writeFileSync(short, readFileSync(short).subarray(0, -3))
+  writeFileSync(path.join(dir, 'deadbeef.entry.123.tmp'), 'half')
+  const before = origin.requests.length
+  const second = await startProxy(t, { targets: [origin.target], cache: { size: '1m', dir } })
+  await poll(() => !second.proxy.stats().caches[0].loading, 'the directory read back')
+  t.same(second.proxy.stats().caches[0], { route: 'default', entries: 1, bytes: second.proxy.stats().caches[0].bytes, loading: false, loaded: 1, dropped: 3 })
+  t.same(files().length, 1, 'the damaged files deleted')
+  t.notOk(readdirSync(dir).some(f => f.endsWith('.tmp')), 'the torn temporary file deleted')
+  const kept = await one(second.port, get('/keep'))
+  t.equal(kept.body.toString(), 'origin /keep')
+  t.match(header(kept, 'cache-status'), /^rp4; hit/, 'served from the disk store after the restart')
+  t.equal(origin.requests.length, before, 'the backend not asked')
+  const redone = await one(second.port, get('/corrupt'))
+  t.equal(redone.body.toString(), 'origin /corrupt', 'the corrupt entry was not served')
+  t.match(header(redone, 'cache-status'), /uri-miss/)
+  t.match(header(await one(second.port, get('/short')), 'cache-status'), /uri-miss/, 'nor the short one')
+  await second.proxy.close()
+})
+
+t.test('a response over maxEntrySize passes uncached, known length or not', async t => {
+  const big = 'y'.repeat(300 * 1024)
+  const { proxy, count } = await setup(t, req => req.url === '/sized'
+    ? cc('max-age=60', big)
+    : `HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nTransfer-Encoding: chunked\r\n\r\n${(big.length).toString(16)}\r\n${big}\r\n0\r\n\r\n`, { maxEntrySize: '100k' })
+  for (const url of ['/sized', '/chunked']) {
+    const a = await one(proxy.port, get(url))
+    t.equal(a.bodyLength, big.length, `${url}: whole`)
+    await one(proxy.port, get(url))
+    t.equal(count(url), 2, `${url}: not stored`)
+  }
+  t.equal(proxy.proxy.stats().caches[0].entries, 0)
+})
