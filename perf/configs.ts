@@ -63,8 +63,11 @@ export function nginxStreamModule (): string | null {
 
 export function nginxConfig ({ dir, port, originPort, mode, staticDir }: ConfigInput): string {
   const job = nginxJob(mode, dir)
+  // started as root, nginx's workers run as nobody, who may not read the harness's private
+  // temporary directories (the files served, the cache): here they keep the harness's user
+  const user = (mode === 'static' || mode === 'cache') && process.getuid?.() === 0 ? 'user root;\n' : ''
   const common = `
-worker_processes 1;
+${user}worker_processes 1;
 daemon off;
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
