@@ -17,7 +17,6 @@ import { createReadStream, type Stats } from 'node:fs'
 import { lstat, readdir, realpath, stat } from 'node:fs/promises'
 import path from 'node:path'
 import { Readable } from 'node:stream'
-import mime from 'mime'
 import { evaluatePreconditions, httpDate, ifRangeHolds, Precondition, type Validators } from '../http/conditional.js'
 import { negotiateCoding, type Coding } from '../http/content-coding.js'
 import { contentRange, multipart, parseRange, type ByteRange } from '../http/range.js'
@@ -30,6 +29,9 @@ const enum PathCheck { OK, HIDDEN, FORBIDDEN, BAD }
 
 /** The part of a file read at a time. */
 const READ_SIZE = 64 * 1024
+
+/** The MIME table, loaded on the first file served: a process without static routes never pays for it. */
+let mimeTable: Promise<typeof import('mime').default> | null = null
 
 const TEXT_TYPES = /^(?:text\/|application\/(?:javascript|json|xml|x-javascript|ecmascript|manifest\+json|ld\+json)|image\/svg\+xml)/
 
@@ -117,7 +119,7 @@ export class StaticFiles implements RouteHandler {
   async #file (session: FilterSession, file: string, real: string, stats: Stats): Promise<Verdict> {
     const request = session.request
     const model = this.#model
-    const type = contentType(file)
+    const type = contentType(await (mimeTable ??= import('mime').then(m => m.default)), file)
     // a precompressed sibling, when the client takes its coding
     let served = real
     let servedStats = stats
@@ -284,7 +286,7 @@ function splitPath (rawPath: string, out: string[], hidden: boolean): PathCheck 
   return PathCheck.OK
 }
 
-function contentType (file: string): string | undefined {
+function contentType (mime: typeof import('mime').default, file: string): string | undefined {
   const type = mime.getType(file)
   if (type === null) return 'application/octet-stream'
   return TEXT_TYPES.test(type) ? type + '; charset=utf-8' : type
