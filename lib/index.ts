@@ -271,7 +271,7 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
    * `groups`: per group since start, retries sent, retries the budget refused, requests the
    * circuit breaker answered with 503.
    */
-  stats (): { connections: number, clients: number, tcp: number, errors: Record<string, number>, health: Record<string, number>, upstream: Array<{ group: string, target: string, open: number, idle: number, active: number, up: boolean }>, groups: Array<{ group: string, retries: number, budgetExhausted: number, circuitOpen: number }>, accessLog: { written: number, dropped: number } | null } {
+  stats (): { connections: number, clients: number, tcp: number, errors: Record<string, number>, health: Record<string, number>, upstream: Array<{ group: string, target: string, open: number, idle: number, active: number, up: boolean }>, groups: Array<{ group: string, retries: number, budgetExhausted: number, circuitOpen: number }>, accessLog: { written: number, dropped: number } | null, caches: Array<{ route: string, entries: number, bytes: number, loading: boolean, loaded: number, dropped: number }> } {
     const log = this.#accessLog
     return {
       accessLog: log === null ? null : { written: log.written, dropped: log.dropped },
@@ -282,6 +282,15 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
       health: Object.fromEntries(this.#core.healthCounts),
       upstream: [...this.#core.groups.values()].flatMap(group => group.stats().map(s => ({ group: group.settings.name, ...s }))),
       groups: [...this.#core.groups.values()].map(group => ({ group: group.settings.name, ...group.counts })),
+      caches: [...this.#core.routes.values()].flatMap(route => route.cache === null ? [] : [{
+        route: route.name,
+        entries: route.cache.store.count,
+        bytes: route.cache.store.bytes,
+        // the disk store: still reading its directory back, and what it loaded and dropped
+        loading: route.cache.disk?.loading ?? false,
+        loaded: route.cache.disk?.loaded ?? 0,
+        dropped: route.cache.disk?.dropped ?? 0,
+      }]),
     }
   }
 
@@ -342,6 +351,23 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
 
   #allListeners (): Listener[] {
     return [...this.#listeners, ...[...this.#retired].flatMap(g => g.listeners)]
+  }
+
+  /**
+   * Remove a URL from every route's response cache, with all its variants: `http://host/path?query`
+   * as clients ask for it (scheme, the Host they send, the target). Returns how many entries went.
+   */
+  purge (url: string): number {
+    let n = 0
+    for (const route of this.#core.routes.values()) n += route.cache?.purge(url) ?? 0
+    return n
+  }
+
+  /** Remove every cached URL starting with `prefix` (`http://host/assets/`); how many entries went. */
+  purgePrefix (prefix: string): number {
+    let n = 0
+    for (const route of this.#core.routes.values()) n += route.cache?.purgePrefix(prefix) ?? 0
+    return n
   }
 
   /** Stop accepting; requests in flight finish, idle connections close. Resolves once all are closed. */

@@ -4,15 +4,54 @@
  * The configs are written to a fresh temporary directory per start, which also holds every
  * path nginx would otherwise want under /var (pid, temp files, error log).
  */
-import { existsSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 
-export type ProxyMode = 'http' | 'tcp'
+/**
+ * `compress`, `cache` and `static`: the same job in every row (rp4 --compress / --cache /
+ * --static, nginx gzip / proxy_cache / root); HAProxy does none of the three as such.
+ */
+export type ProxyMode = 'http' | 'tcp' | 'compress' | 'compress-br' | 'cache' | 'static'
 
 export interface ConfigInput {
   dir: string
   port: number
   originPort: number
   mode: ProxyMode
+  /** static mode: the directory served. */
+  staticDir?: string
+}
+
+/**
+ * The static scenarios' files, made once per run: \`small\` (the origin's small body) and \`1m\`.
+ * Both rows serve this directory.
+ */
+let staticDir: string | null = null
+export function staticFiles (): string {
+  if (staticDir !== null) return staticDir
+  staticDir = mkdtempSync(join(tmpdir(), 'rp4-perf-static-'))
+  writeFileSync(join(staticDir, 'small'), 'rp4 benchmark origin: this is the small response body used for the request rate scenarios.....\n')
+  writeFileSync(join(staticDir, '1m'), Buffer.alloc(1024 * 1024, 'x'))
+  process.once('exit', () => rmSync(staticDir!, { recursive: true, force: true }))
+  return staticDir
+}
+
+/** What nginx does per mode, inside its server block, beside proxying. */
+function nginxJob (mode: ProxyMode, dir: string): { http: string, location: string } {
+  switch (mode) {
+    case 'compress':
+      // level 5 and brotli 4 are rp4's defaults; nginx has no brotli without a third-party module
+      return { http: 'gzip on;\n  gzip_comp_level 5;\n  gzip_min_length 1024;\n  gzip_types application/json;\n  gzip_proxied any;\n  gzip_vary on;', location: '' }
+    case 'cache':
+      // proxy_cache needs buffered responses
+      return {
+        http: `proxy_cache_path ${dir}/cache levels=1:2 keys_zone=rp4perf:10m max_size=256m inactive=1h use_temp_path=off;`,
+        location: 'proxy_buffering on;\n      proxy_cache rp4perf;\n      proxy_cache_lock on;\n      add_header Cache-Status $upstream_cache_status;',
+      }
+    default:
+      return { http: '', location: '' }
+  }
 }
 
 /** Where Debian puts nginx's dynamic stream module (package libnginx-mod-stream). */
@@ -22,9 +61,13 @@ export function nginxStreamModule (): string | null {
   return NGINX_STREAM_MODULES.find(path => existsSync(path)) ?? null
 }
 
-export function nginxConfig ({ dir, port, originPort, mode }: ConfigInput): string {
+export function nginxConfig ({ dir, port, originPort, mode, staticDir }: ConfigInput): string {
+  const job = nginxJob(mode, dir)
+  // started as root, nginx's workers run as nobody, who may not read the harness's private
+  // temporary directories (the files served, the cache): here they keep the harness's user
+  const user = (mode === 'static' || mode === 'cache') && process.getuid?.() === 0 ? 'user root;\n' : ''
   const common = `
-worker_processes 1;
+${user}worker_processes 1;
 daemon off;
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
@@ -72,13 +115,21 @@ http {
     keepalive_requests 100000000;
   }
 
+  ${job.http}
+
   server {
     listen 127.0.0.1:${port} backlog=4096;
+${mode === 'static'
+    ? `    root ${staticDir ?? staticFiles()};
     location / {
+      open_file_cache max=256;
+    }`
+    : `    location / {
       proxy_pass http://origin;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
-    }
+      ${job.location}
+    }`}
   }
 }
 `

@@ -40,6 +40,8 @@ interface Options {
   path: string
   bodySize: number
   newConn: boolean
+  /** Sent as Accept-Encoding (the compression scenarios). */
+  acceptEncoding: string | null
 }
 
 function readOptions (): Options {
@@ -53,6 +55,7 @@ function readOptions (): Options {
       path: { type: 'string', default: '/small' },
       'body-size': { type: 'string', default: '0' },
       'new-conn': { type: 'boolean', default: false },
+      'accept-encoding': { type: 'string' },
     },
   })
   if (values.port === undefined) throw new Error('--port is required')
@@ -65,6 +68,7 @@ function readOptions (): Options {
     path: values.path,
     bodySize: Number(values['body-size']),
     newConn: values['new-conn'],
+    acceptEncoding: values['accept-encoding'] ?? null,
   }
 }
 
@@ -84,6 +88,7 @@ const method = opts.bodySize > 0 ? 'POST' : 'GET'
 const requestHead = Buffer.from(
   `${method} ${opts.path} HTTP/1.1\r\nHost: ${opts.host}:${opts.port}\r\nUser-Agent: rp4-perf\r\n` +
   (opts.bodySize > 0 ? `Content-Length: ${opts.bodySize}\r\nContent-Type: application/octet-stream\r\n` : '') +
+  (opts.acceptEncoding !== null ? `Accept-Encoding: ${opts.acceptEncoding}\r\n` : '') +
   (opts.newConn ? 'Connection: close\r\n' : '') + '\r\n', 'latin1')
 const requestBody = opts.bodySize > 0 ? Buffer.alloc(opts.bodySize, 'u') : null
 // k GET requests glued together, for k = 1..pipeline: responses that complete in one read are

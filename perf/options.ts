@@ -4,6 +4,7 @@
  */
 import { parseArgs } from 'node:util'
 import type { RowName } from './rows.js'
+import { SCENARIOS } from './scenarios.js'
 
 export interface RunOptions {
   quick: boolean
@@ -89,7 +90,7 @@ export function parseOptions (argv: string[]): RunOptions | 'help' {
     ? []
     : values.only.split(',').filter(part => part.trim() !== '').map(part => {
       const id = Number(part)
-      if (!Number.isInteger(id) || id < 1 || id > 6) throw new OptionsError(`--only: "${part}" is not a scenario number (1-6)`)
+      if (!Number.isInteger(id) || id < 1 || id > SCENARIOS.length) throw new OptionsError(`--only: "${part}" is not a scenario number (1-${SCENARIOS.length})`)
       return id
     })
   const known: RowName[] = ['rp4', 'nginx', 'haproxy']

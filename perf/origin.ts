@@ -5,6 +5,9 @@
  *   GET  /small   ~100-byte body
  *   GET  /1m      1 MiB body (one preallocated buffer, written without copying)
  *   POST /upload  body read and discarded (Content-Length or chunked), small answer
+ *   GET  /json100k      100 KiB of JSON (the compression scenarios)
+ *   GET  /cached/small  /small with Cache-Control: max-age=3600 (the cache scenarios)
+ *   GET  /cached/1m     /1m with Cache-Control: max-age=3600
  *
  * Keep-alive and pipelining: every complete request in a read is answered in order, corked
  * into one write. Usage: node origin.js [--port N] [--host 127.0.0.1] [--delay MS] [--status CODE];
@@ -27,9 +30,9 @@ interface Canned {
 }
 
 /** Head and body as separate buffers: the 1 MiB body is shared, never copied per response. */
-function canned (status: string, body: Buffer): Canned {
+function canned (status: string, body: Buffer, headers = 'Content-Type: text/plain\r\n'): Canned {
   const head = (extra: string): Buffer => Buffer.from(
-    `HTTP/1.1 ${status}\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n${extra}\r\n`, 'latin1')
+    `HTTP/1.1 ${status}\r\n${headers}Content-Length: ${body.length}\r\n${extra}\r\n`, 'latin1')
   // small answers go out as one buffer: one write per response instead of two
   if (body.length <= 4096) {
     return {
@@ -40,9 +43,16 @@ function canned (status: string, body: Buffer): Canned {
   return { keepAlive: [head(''), body], close: [head('Connection: close\r\n'), body] }
 }
 
+/** Records like an API's, so that compression has the ratio it has on real JSON. */
+const JSON_BODY = Buffer.from(JSON.stringify(Array.from({ length: 1200 }, (_, i) => ({ id: i, name: `user ${i}`, email: `user${i}@example.com`, active: i % 3 === 0, score: (i * 7919) % 1000 }))).slice(0, 100 * 1024), 'latin1')
+const CACHEABLE = 'Content-Type: text/plain\r\nCache-Control: max-age=3600\r\n'
+
 const RESPONSES = {
   small: canned('200 OK', SMALL_BODY),
   big: canned('200 OK', BIG_BODY),
+  json: canned('200 OK', JSON_BODY, 'Content-Type: application/json\r\n'),
+  cachedSmall: canned('200 OK', SMALL_BODY, CACHEABLE),
+  cachedBig: canned('200 OK', BIG_BODY, CACHEABLE),
   upload: canned('200 OK', UPLOAD_BODY),
   notFound: canned('404 Not Found', NOT_FOUND_BODY),
   badRequest: canned('400 Bad Request', NOT_FOUND_BODY),
@@ -59,6 +69,9 @@ function pick (head: Head): Canned {
   if (method === 'GET') {
     if (path === '/small') return RESPONSES.small
     if (path === '/1m') return RESPONSES.big
+    if (path === '/json100k') return RESPONSES.json
+    if (path === '/cached/small') return RESPONSES.cachedSmall
+    if (path === '/cached/1m') return RESPONSES.cachedBig
   } else if (method === 'POST' || method === 'PUT') {
     if (path === '/upload') return RESPONSES.upload
   }

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { haproxyConfig, nginxConfig, nginxStreamModule, type ProxyMode } from './configs.js'
+import { haproxyConfig, nginxConfig, nginxStreamModule, staticFiles, type ProxyMode } from './configs.js'
 import { HEAP_ARG, servingEnv } from '../bin/serving.js'
 import { PROXY_CORE, freePort, waitForPort, waitForStderr, type Child, type ProcessGroup } from './processes.js'
 
@@ -75,8 +75,10 @@ export function rowUnavailable (row: RowName, mode: ProxyMode, tools: Tools): st
       return mode === 'tcp' && !tools.rp4.tcp ? 'rp4 --help lists no --tcp flag yet' : null
     case 'nginx':
       if (tools.nginx.missing !== undefined) return tools.nginx.missing
+      if (mode === 'compress-br') return 'nginx has no brotli without a third-party module'
       return mode === 'tcp' && !tools.nginx.stream ? 'nginx stream module absent (apt-get install libnginx-mod-stream)' : null
     case 'haproxy':
+      if (mode !== 'http' && mode !== 'tcp') return `HAProxy has no ${mode} to compare in this harness`
       return tools.haproxy.missing ?? null
   }
 }
@@ -110,6 +112,9 @@ export async function startRow (name: RowName, start: RowStart): Promise<Running
     // given here so that the process measured is the one serving
     const args = [HEAP_ARG, RP4_PATH, 'listen', '127.0.0.1:0', '--to', `127.0.0.1:${originPort}`, ...start.rp4Args]
     if (mode === 'tcp') args.push('--tcp')
+    if (mode === 'compress' || mode === 'compress-br') args.push('--compress')
+    if (mode === 'cache') args.push('--cache', '256m')
+    if (mode === 'static') args.push('--static', staticFiles())
     const child = group.spawn('rp4', process.execPath, args, { ...spawnOptions, env: servingEnv(process.env) })
     const match = await ready(group, child, waitForStderr(child, /listening on (\S+):(\d+)/, 10_000))
     return { name, port: Number(match[2]), pid: child.pid, stop: async () => await group.stop(child) }

@@ -12,6 +12,8 @@ export interface LoadSpec {
   bodySize: number
   /** A fresh connection per request instead of keep-alive. */
   newConn: boolean
+  /** Accept-Encoding sent with each request (compression scenarios). */
+  acceptEncoding?: string
 }
 
 /** The figure quoted in the ratios: throughput for most, median latency for the 1-connection case. */
@@ -65,6 +67,49 @@ export const SCENARIOS: readonly Scenario[] = [
     load: SMALL_50,
     main: 'rps',
   },
+  // web acceleration: each row does the same job (nginx: gzip, proxy_cache, root)
+  {
+    id: 7,
+    title: '100 KiB JSON compressed with gzip, 8 connections',
+    mode: 'compress',
+    load: { ...SMALL_50, connections: 8, path: '/json100k', acceptEncoding: 'gzip' },
+    main: 'rps',
+  },
+  {
+    id: 8,
+    title: '100 KiB JSON compressed with brotli, 8 connections',
+    mode: 'compress-br',
+    load: { ...SMALL_50, connections: 8, path: '/json100k', acceptEncoding: 'br' },
+    main: 'rps',
+  },
+  {
+    id: 9,
+    title: 'cache hit, small response, 50 connections',
+    mode: 'cache',
+    load: { ...SMALL_50, path: '/cached/small' },
+    main: 'rps',
+  },
+  {
+    id: 10,
+    title: 'cache hit, 1 MiB response, 8 connections',
+    mode: 'cache',
+    load: { ...SMALL_50, connections: 8, path: '/cached/1m' },
+    main: 'mbps',
+  },
+  {
+    id: 11,
+    title: 'static file, small, 50 connections',
+    mode: 'static',
+    load: { ...SMALL_50, path: '/small' },
+    main: 'rps',
+  },
+  {
+    id: 12,
+    title: 'static file, 1 MiB, 8 connections',
+    mode: 'static',
+    load: { ...SMALL_50, connections: 8, path: '/1m' },
+    main: 'mbps',
+  },
 ]
 
 export function loadgenArgs (load: LoadSpec, port: number, durationS: number): string[] {
@@ -77,6 +122,7 @@ export function loadgenArgs (load: LoadSpec, port: number, durationS: number): s
   ]
   if (load.bodySize > 0) args.push('--body-size', String(load.bodySize))
   if (load.newConn) args.push('--new-conn')
+  if (load.acceptEncoding !== undefined) args.push('--accept-encoding', load.acceptEncoding)
   return args
 }
 
@@ -84,5 +130,6 @@ export function describeLoad (load: LoadSpec): string {
   const parts = [`${load.connections} conn`, load.newConn ? 'new conn/request' : 'keep-alive']
   if (load.pipeline > 1) parts.push(`pipeline ${load.pipeline}`)
   parts.push(load.bodySize > 0 ? `POST ${load.path} ${load.bodySize} B` : `GET ${load.path}`)
+  if (load.acceptEncoding !== undefined) parts.push(`Accept-Encoding: ${load.acceptEncoding}`)
   return parts.join(', ')
 }

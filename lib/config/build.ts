@@ -16,7 +16,7 @@ import { parseBalance, parseStatusRanges } from './balance.js'
 import { formatHostPort, parseHostPort, parseTarget, type HostPort } from './address.js'
 import { MAX_CONNECTIONS, OPEN_FILES } from './open-files.js'
 import { parseCidr, type AccessRule } from '../admission/access.js'
-import type { AccessLogModel, AccessModel, AcmeModel, ActionModel, AdminModel, ClientCertificatesModel, FilterModel, DiscoveryModel, GroupModel, HealthCheckModel, HttpModel, OutlierModel, RetryModel, ListenerModel, ListenerTls, Model, RouteModel, TargetModel } from '../model/model.js'
+import type { AccessLogModel, AccessModel, AcmeModel, ActionModel, AdminModel, CacheModel, ClientCertificatesModel, CompressModel, FilterModel, DiscoveryModel, GroupModel, HealthCheckModel, HttpModel, OutlierModel, RetryModel, ListenerModel, ListenerTls, Model, RouteModel, TargetModel } from '../model/model.js'
 import * as S from './schema.js'
 import { parseUnit } from './units.js'
 import { cipherListProblem } from '../tls/profile.js'
@@ -432,6 +432,7 @@ function pairs (map: unknown): ReadonlyArray<readonly [string, string]> {
 
 function buildAction (r: Obj): ActionModel {
   if (typeof r.proxy === 'string') return freeze({ kind: 'proxy', upstream: r.proxy })
+  if (r.static !== undefined) return buildStatic(r.static as Obj)
   if (r.respond !== undefined) {
     const given = r.respond as Obj
     const body = (given.body ?? '') as string
@@ -443,6 +444,48 @@ function buildAction (r: Obj): ActionModel {
   }
   const given = r.redirect as Obj
   return freeze({ kind: 'redirect', location: given.to as string, status: (given.status ?? S.meta(S.RedirectStatus).default) as number })
+}
+
+function buildStatic (given: Obj): ActionModel {
+  const d = <T>(key: string): T => (given[key] ?? S.meta((S.StaticSettings.properties as Record<string, TSchema>)[key]).default) as T
+  return freeze({
+    kind: 'static',
+    root: path.resolve(given.root as string),
+    index: freeze([...d<string[]>('index')]),
+    listing: d<boolean>('listing'),
+    hidden: d<boolean>('hidden'),
+    followSymlinks: d<boolean>('followSymlinks'),
+    precompressed: d<boolean>('precompressed'),
+    cacheControl: d<string>('cacheControl'),
+    maxOpenFiles: d<number>('maxOpenFiles'),
+    fallback: typeof given.fallback === 'string' ? given.fallback : null,
+  })
+}
+
+function buildCache (given: unknown): CacheModel | null {
+  if (given === undefined || given === false) return null
+  const o = (given === true ? {} : given) as Obj
+  const props = S.CacheSettings.properties as Record<string, TSchema>
+  return freeze({
+    size: unit(o.size, props.size),
+    maxEntrySize: unit(o.maxEntrySize, props.maxEntrySize),
+    staleWhileRevalidate: unit(o.staleWhileRevalidate, props.staleWhileRevalidate),
+    staleIfError: unit(o.staleIfError, props.staleIfError),
+    dir: typeof o.dir === 'string' ? path.resolve(o.dir) : null,
+  })
+}
+
+function buildCompress (given: unknown): CompressModel | null {
+  if (given === undefined || given === false) return null
+  const o = (given === true ? {} : given) as Obj
+  const props = S.CompressSettings.properties as Record<string, TSchema>
+  return freeze({
+    encodings: freeze([...((o.encodings ?? S.meta(props.encodings).default) as Array<'br' | 'gzip'>)]),
+    types: freeze([...((o.types ?? S.meta(props.types).default) as string[])]),
+    minSize: unit(o.minSize, props.minSize),
+    gzipLevel: (o.gzipLevel ?? S.meta(props.gzipLevel).default) as number,
+    brotliLevel: (o.brotliLevel ?? S.meta(props.brotliLevel).default) as number,
+  })
 }
 
 /** The order filters apply in: path edits first (routing already happened), then headers, then the user's own. */
@@ -497,5 +540,7 @@ function buildRoute (r: Obj, index: number, at: Path, files: Problem[]): RouteMo
     rateLimit: rate === undefined ? null : freeze({ rate: rate.rate, burst: rate.burst ?? Math.max(1, Math.ceil(rate.rate)) }),
     hsts: buildHsts(r.hsts as Obj | undefined, [...at, 'hsts'], files),
     requireClientCertificate: r.requireClientCertificate === true,
+    compress: buildCompress(r.compress),
+    cache: buildCache(r.cache),
   })
 }

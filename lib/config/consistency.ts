@@ -28,7 +28,7 @@ function names (all: Iterable<string>): string {
   return items.length > 10 ? items.slice(0, 10).join(', ') + ', ...' : items.join(', ')
 }
 
-export const ACTIONS = ['proxy', 'respond', 'redirect'] as const
+export const ACTIONS = ['proxy', 'respond', 'redirect', 'static'] as const
 /** Route keys that act on a forwarded request only. */
 const PROXY_ONLY = ['stripPrefix', 'rewritePath', 'requestHeaders', 'timeouts', 'interceptErrors'] as const
 /** Headers that frame a message or belong to one hop: rp4 writes them itself. */
@@ -87,7 +87,7 @@ export function checkConsistency (options: Obj, context: ValidateContext, bad: B
 
 function checkFlat (o: Obj, bad: BadPaths, problems: Problem[]): void {
   if (o.listen === undefined) problems.push({ path: [], missing: 'listen', message: 'where to accept connections, [HOST]:PORT' })
-  if (o.targets === undefined) problems.push({ path: [], missing: 'targets', message: 'the backend to forward to' })
+  if (o.targets === undefined && o.static === undefined) problems.push({ path: [], missing: 'targets', message: 'the backend to forward to' })
   if (o.tcp !== true) return
   const tls = o.tls
   if (isObj(tls) && !bad.has(['tls']) && (list(tls.certificates).length > 0 || (isObj(tls.passthrough) && Object.keys(tls.passthrough).length > 0))) {
@@ -178,15 +178,17 @@ function checkRoute (route: Obj, i: number, routeNames: Map<string, number>, fil
 
   const actions = ACTIONS.filter(key => route[key] !== undefined)
   if (actions.length === 0) {
-    problems.push({ path: at(), message: 'no action: give one of proxy (an upstream group), respond or redirect' })
+    problems.push({ path: at(), message: 'no action: give one of proxy (an upstream group), respond, redirect or static' })
   } else if (actions.length > 1) {
     for (const extra of actions.slice(1)) {
-      problems.push({ path: at(extra), at: 'key', message: `a second action beside ${actions[0]}: a route has exactly one of proxy, respond, redirect` })
+      problems.push({ path: at(extra), at: 'key', message: `a second action beside ${actions[0]}: a route has exactly one of proxy, respond, redirect, static` })
     }
   }
+  const files = route.static
+  if (isObj(files) && files.fallback !== undefined && !bad.has(at('static', 'fallback'))) groupRef(at('static', 'fallback'), files.fallback)
   if (route.proxy !== undefined) {
     groupRef(at('proxy'), route.proxy)
-  } else if (actions.length === 1) {
+  } else if (actions.length === 1 && !(isObj(files) && files.fallback !== undefined)) {
     for (const key of PROXY_ONLY) {
       if (route[key] !== undefined) problems.push({ path: at(key), at: 'key', message: `applies to proxy routes only (this one has ${actions[0]})` })
     }

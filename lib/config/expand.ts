@@ -60,7 +60,9 @@ export function expandFlat (o: Options): Expanded {
 
   const upstreams: Obj = {}
   const targets = o.targets ?? []
-  upstreams[FLAT_GROUP] = compact({
+  // files alone need no backend: `--static DIR` without `--to` answers 404 for what is not there
+  const backends = o.targets !== undefined || o.static === undefined
+  if (backends) upstreams[FLAT_GROUP] = compact({
     targets: targets.map(fullTarget),
     policy: o.balance,
     hashLoadFactor: o.hashLoadFactor,
@@ -139,17 +141,26 @@ export function expandFlat (o: Options): Expanded {
   from(['listeners', 0, 'acceptProxy'], ['acceptProxy'])
   from(['listeners', 0, 'timeouts'], ['timeouts'])
 
+  const files = o.static === undefined
+    ? undefined
+    : compact({ ...(typeof o.static === 'string' ? { root: o.static } : o.static), fallback: backends ? FLAT_GROUP : undefined })
   const routes = tcp
     ? undefined
     : [compact({
         name: FLAT_ROUTE,
-        proxy: FLAT_GROUP,
+        proxy: files === undefined ? FLAT_GROUP : undefined,
+        static: files,
+        compress: o.compress,
+        cache: o.cache,
         timeouts: compact({ response: t.response, responseTotal: t.responseTotal }),
         maxBodySize: o.maxBodySize,
         interceptErrors: o.interceptErrors,
         rateLimit: o.rateLimit,
       })]
   from(['routes', 0, 'timeouts'], ['timeouts'])
+  from(['routes', 0, 'static'], ['static'])
+  from(['routes', 0, 'compress'], ['compress'])
+  from(['routes', 0, 'cache'], ['cache'])
   from(['routes', 0, 'interceptErrors'], ['interceptErrors'])
   from(['http', 'underscoresInHeaders'], ['allowUnderscoresInHeaders'])
   for (const key of ['maxBodySize', 'rateLimit'] as const) from(['routes', 0, key], [key])

@@ -12,7 +12,7 @@ import path from 'node:path'
 import type { TSchema } from '@sinclair/typebox'
 import { Composer, Document, LineCounter, Parser, isAlias, isMap, isPair, isScalar, isSeq, visit, type CST, type Node, type YAMLError } from 'yaml'
 import type { Model } from '../model/model.js'
-import { OptionsSchema, childSchema, meta, type Options } from './schema.js'
+import { OptionsSchema, branchFor, childSchema, kindOf, meta, type Options } from './schema.js'
 import { ConfigError, describe, type Path, type Problem } from './problems.js'
 import { validate, type ValidateContext } from './validate.js'
 import { buildModel } from './build.js'
@@ -250,6 +250,8 @@ export function absoluteFiles<T> (options: T, base: string): T {
   const walk = (schema: TSchema | undefined, value: unknown): unknown => {
     if (schema === undefined) return value
     if (meta(schema).check === 'file') return typeof value === 'string' ? path.resolve(base, value) : value
+    // a union of a file name and a mapping (static: DIR or { root, ... })
+    if (kindOf(schema) === 'Union' && typeof value === 'string') return walk(branchFor(schema, value), value)
     if (Array.isArray(value)) return value.map(item => walk(childSchema(schema, 0, item), item))
     if (value !== null && typeof value === 'object') {
       return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, walk(childSchema(schema, key, item), item)]))

@@ -77,7 +77,7 @@ export interface FlagSpec {
   group: FlagGroup
 }
 
-export const FLAG_GROUPS = ['Backends', 'Balancing and health', 'Timeouts', 'Protocols and TCP', 'TLS', 'Limits', 'Headers and errors', 'Access control and connection caps', 'Operations'] as const
+export const FLAG_GROUPS = ['Backends', 'Balancing and health', 'Web acceleration', 'Timeouts', 'Protocols and TCP', 'TLS', 'Limits', 'Headers and errors', 'Access control and connection caps', 'Operations'] as const
 export type FlagGroup = typeof FLAG_GROUPS[number]
 
 export interface Meta extends Range {
@@ -337,6 +337,50 @@ const FlatTarget = text('targetSpec', { description: 'a backend: `HOST:PORT`, `h
 const TcpTarget = text('hostPort', { description: 'a raw TCP backend `HOST:PORT`', expected: 'must be a backend address HOST:PORT' })
 const Name = (description: string, a: Partial<Annotations> = {}) => text('name', { description, ...a })
 
+export const DEFAULT_COMPRESS_TYPES = [
+  'text/*', 'application/json', 'application/*+json', 'application/x-ndjson', 'application/javascript', 'application/x-javascript',
+  'application/ecmascript', 'application/xml', 'application/*+xml', 'image/svg+xml', 'application/wasm', 'font/ttf', 'font/otf',
+  'application/x-font-ttf', 'application/vnd.ms-fontobject', 'image/x-icon', 'image/vnd.microsoft.icon', 'image/bmp',
+]
+export const CompressSettings = section({
+  encodings: opt(Type.Array(choice(['br', 'gzip'], { description: 'a content coding' }), { minItems: 1, description: 'the codings offered, in order of preference when the client weighs them equally', default: ['br', 'gzip'] })),
+  types: opt(Type.Array(Type.String({ description: 'a media type: `text/*`, `application/json`, `application/*+json`', minLength: 3 }), { description: 'the media types compressed (parameters such as charset ignored)', default: DEFAULT_COMPRESS_TYPES })),
+  minSize: opt(size({ description: 'a response whose Content-Length is under this is sent as it is (compressing it would cost more than it saves)', default: '1k', min: 0, max: '1g' })),
+  gzipLevel: opt(count({ description: 'gzip level, 1 (fastest) to 9 (smallest); perf/README.md gives the CPU per KiB against the ratio of each', default: 5, min: 1, max: 9 })),
+  brotliLevel: opt(count({ description: 'brotli quality, 0 (fastest) to 11 (smallest; far too slow for responses made per request); see perf/README.md', default: 4, min: 0, max: 11 })),
+}, 'how responses are compressed', 'must be true, false, or a mapping { encodings, types, minSize, gzipLevel, brotliLevel }')
+export const Compress = Type.Union([Type.Boolean(), CompressSettings], {
+  description: 'compress responses (gzip, brotli) for clients that accept it: true for the defaults below, or the settings; skipped for HEAD, 204/206/304, Range requests, encoded bodies, `Cache-Control: no-transform`, other types and small bodies',
+  default: false,
+  expected: 'must be true, false, or a mapping { encodings, types, minSize, gzipLevel, brotliLevel }',
+  flag: { name: '--compress', set: true, group: 'Web acceleration', help: 'compress responses with brotli or gzip for clients that accept it (text, JSON, JavaScript, XML, SVG, wasm...)', defaultText: 'off' },
+})
+
+export const CacheSettings = section({
+  size: opt(size({ description: 'the memory store\'s bound: least recently used responses are dropped beyond it', default: '256m', min: '64k', max: Number.MAX_SAFE_INTEGER, flag: { name: '--cache', arg: 'SIZE', group: 'Web acceleration', help: 'cache responses in memory, up to SIZE (RFC 9111 rules, request coalescing, stale-while-revalidate and stale-if-error as responses ask)', defaultText: 'off' } })),
+  maxEntrySize: opt(size({ description: 'largest response stored; a larger one passes uncached', default: '16m', min: 1, max: Number.MAX_SAFE_INTEGER })),
+  staleWhileRevalidate: opt(duration({ description: 'how long past its freshness a response is served while it is revalidated in the background, when it has no stale-while-revalidate of its own (never for must-revalidate, proxy-revalidate, s-maxage, no-cache)', default: 0, zero: 'only as responses ask', min: '1s', max: '720h' })),
+  dir: opt(text('file', { description: 'a directory the cached responses are also written to (asynchronously), read back at startup: the cache survives a restart; an entry found incomplete or altered is deleted, never served; bounded by size like the memory store', flag: { name: '--cache-dir', arg: 'DIR', group: 'Web acceleration', help: 'keep the cache in DIR too, so that it survives a restart (with --cache SIZE as its bound; 256m without)', defaultText: 'memory only' } })),
+  staleIfError: opt(duration({ description: 'how long past its freshness a response is served when the backend fails (an error, a timeout, a 5xx), when it has no stale-if-error of its own', default: 0, zero: 'only as responses ask', min: '1s', max: '720h' })),
+}, 'the response cache', 'must be true, false, or a mapping { size, maxEntrySize, staleWhileRevalidate, staleIfError }')
+export const Cache = Type.Union([Type.Boolean(), CacheSettings], {
+  description: 'an RFC 9111 shared cache of responses (GET and HEAD), in memory: true for the defaults below, or the settings; requests for one URI that miss together make one backend request',
+  default: false,
+  expected: 'must be true, false, or a mapping { size, maxEntrySize, staleWhileRevalidate, staleIfError }',
+})
+
+export const StaticSettings = section({
+  root: text('file', { description: 'the directory served; nothing outside it is ever read' }),
+  index: opt(Type.Array(Type.String({ description: 'a file name', minLength: 1 }), { description: 'files tried, in order, for a request naming a directory', default: ['index.html'] })),
+  listing: opt(bool({ description: 'a directory without an index file is answered with a listing of its files (hidden ones left out); off: 404', default: false })),
+  hidden: opt(bool({ description: 'serve files and directories whose name starts with a dot (`.env`, `.git/`): refused with 404 by default', default: false })),
+  followSymlinks: opt(bool({ description: 'follow symbolic links that lead outside the root (links inside it are always followed)', default: false })),
+  precompressed: opt(bool({ description: 'serve `FILE.br` or `FILE.gz` beside FILE, when present and the client accepts that coding', default: true })),
+  cacheControl: opt(text('headerValue', { description: 'the Cache-Control sent with files', default: 'public, max-age=0, must-revalidate' })),
+  maxOpenFiles: opt(count({ description: 'open file descriptors kept for hot files and in use at once; more requests wait for one', default: 256, min: 1, max: 100_000 })),
+  fallback: opt(Name('an upstream group that gets the requests for which no file exists', { defaultText: 'none: 404' })),
+}, 'files served from a directory', 'must be a mapping { root, index, listing, ... }')
+
 // ── The flat shorthand: ProxyOptions ──
 
 const FlatTimeouts = section({
@@ -414,6 +458,13 @@ export const FLAT = {
   access: opt(Access),
   acceptProxy: opt(AcceptProxy),
   sendProxy: opt(SendProxy),
+  compress: opt(Compress),
+  cache: opt(Cache),
+  static: opt(Type.Union([text('file', { description: 'a directory' }), StaticSettings], {
+    description: 'serve files from a directory (its path, or the settings of routes[].static); a request for a file that does not exist goes to the targets when there are any, else 404',
+    expected: 'must be a directory, or a mapping { root, index, listing, ... }',
+    flag: { name: '--static', arg: 'DIR', group: 'Web acceleration', help: 'serve files from DIR; a file that does not exist goes to the --to backends when there are any, else 404', defaultText: 'none' },
+  })),
 }
 
 /** Where each flat key goes in the full form, for the message that refuses mixing them. */
@@ -447,6 +498,9 @@ export const FLAT_TO_FULL: Readonly<Record<keyof typeof FLAT, string>> = {
   access: 'listeners[].access',
   acceptProxy: 'listeners[].acceptProxy',
   sendProxy: 'upstreams.NAME.sendProxy',
+  compress: 'routes[].compress',
+  cache: 'routes[].cache',
+  static: 'routes[].static',
 }
 
 /** Flat keys that were renamed: a file or an options object still using one is told where it went. */
@@ -518,6 +572,9 @@ const Route = section({
     to: text('location', { description: 'the Location: a URL or a path; `$scheme`, `$host` (with its port), `$hostname` (without), `$path` and `$query` (with its `?`) are filled per request' }),
     status: opt(RedirectStatus),
   }, 'action: answer with a redirect', 'must be a mapping { to, status }')),
+  static: opt(StaticSettings),
+  compress: opt(Compress),
+  cache: opt(Cache),
   stripPrefix: opt(text('path', { description: 'a path prefix removed before forwarding (`/api/x` → `/x`)' })),
   rewritePath: opt(section({
     pattern: text('regex', { description: 'a regular expression (JavaScript) on the normalized path' }),
@@ -683,5 +740,9 @@ export function leaves (root: TSchema, visit: (path: string[], leaf: TSchema) =>
     }
     default:
       visit(path, root)
+      // a value or its settings (`compress: true` or `{ types, ... }`): the settings are described too
+      if (kindOf(root) === 'Union') {
+        for (const branch of root.anyOf as TSchema[]) if (kindOf(branch) === 'Object') leaves(branch, visit, path)
+      }
   }
 }

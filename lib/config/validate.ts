@@ -10,6 +10,7 @@ import type { TSchema } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors'
 import { checkHealthShorthand, parseBalance, parseStatusRanges, parseTargetSpec } from './balance.js'
+import { Value } from '@sinclair/typebox/value'
 import { parseHostPort } from './address.js'
 import { parseTarget } from './address.js'
 import { parseCidr } from '../admission/access.js'
@@ -88,16 +89,35 @@ function shapes (options: object, problems: Problem[], bad: BadPaths): void {
       continue
     }
     if (bad.has(path)) continue
+    // a value or its settings (`compress: true` or `{ ... }`): a wrong mapping is named key by key
+    const branch = error.type === ValueErrorType.Union && isMapping(error.value) ? branchFor(error.schema, error.value) : undefined
+    if (branch !== undefined && kindOf(branch) === 'Object' && Value.Errors(branch, error.value).First() !== undefined) {
+      for (const inner of Value.Errors(branch, error.value)) {
+        const at = [...path, ...toPath(inner.path, error.value)]
+        if (bad.has(at)) continue
+        bad.add(at)
+        problems.push(inner.type === ValueErrorType.ObjectRequiredProperty
+          ? { path: at.slice(0, -1), missing: String(at[at.length - 1]), message: '' }
+          : shapeProblem(inner, at))
+      }
+      continue
+    }
     bad.add(path)
     problems.push(shapeProblem(error, path))
   }
+}
+
+function isMapping (value: unknown): boolean {
+  return value !== null && typeof value === 'object' && !Array.isArray(value)
 }
 
 function shapeProblem (error: ValueError, path: Array<string | number>): Problem {
   switch (error.type) {
     case ValueErrorType.ObjectAdditionalProperties: {
       const key = String(path[path.length - 1])
-      const parent = schemaAt(path.slice(0, -1))
+      let parent = schemaAt(path.slice(0, -1))
+      // a value or its settings: the settings' keys are the known ones
+      if (parent !== undefined && kindOf(parent) === 'Union') parent = branchFor(parent, {})
       const known = parent !== undefined && kindOf(parent) === 'Object' ? Object.keys(parent.properties as object) : []
       const close = suggest(key, known)
       let message = 'unknown key'

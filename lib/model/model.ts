@@ -171,6 +171,22 @@ export type ActionModel =
   | Readonly<{ kind: 'respond', status: number, headers: ReadonlyArray<readonly [string, string]>, body: string }>
   /** `location` may hold `$scheme`, `$host`, `$path` and `$query` (with its `?`), filled per request. */
   | Readonly<{ kind: 'redirect', location: string, status: number }>
+  /** Files from a directory (handlers/static.ts). */
+  | Readonly<{ kind: 'static' } & StaticModel>
+
+export interface StaticModel {
+  /** Absolute, as configured (symbolic links in it resolved when the server starts). */
+  root: string
+  index: readonly string[]
+  listing: boolean
+  hidden: boolean
+  followSymlinks: boolean
+  precompressed: boolean
+  cacheControl: string
+  maxOpenFiles: number
+  /** The upstream group that gets requests for which no file exists; null: 404. */
+  fallback: string | null
+}
 
 export type FilterModel =
   | Readonly<{ kind: 'stripPrefix', prefix: string }>
@@ -201,6 +217,36 @@ export interface RouteModel {
   hsts: string | null
   /** Only clients with a verified certificate (the listener's tls.clientCertificates) are served; others get 403. */
   requireClientCertificate: boolean
+  /** Responses compressed for clients that accept it; null: off. */
+  compress: CompressModel | null
+  /** An RFC 9111 shared cache of this route's responses; null: off. */
+  cache: CacheModel | null
+}
+
+/** The response cache (filters/cache.ts). */
+export interface CacheModel {
+  /** The memory store's bound, bytes. */
+  size: number
+  /** Largest response stored, bytes. */
+  maxEntrySize: number
+  /** How long past freshness a response is served while revalidated in the background, when it does not say, ms. */
+  staleWhileRevalidate: number
+  /** How long past freshness a response is served when the backend fails, when it does not say, ms. */
+  staleIfError: number
+  /** A directory the entries are also kept in, surviving restarts; null: memory only. */
+  dir: string | null
+}
+
+/** Response compression (filters/compress.ts). */
+export interface CompressModel {
+  /** The codings offered, in the server's order of preference (ties in the client's q-values). */
+  encodings: ReadonlyArray<'br' | 'gzip'>
+  /** Media types compressed: `text/*`, `application/json`, `application/*+json`. */
+  types: readonly string[]
+  /** Bodies whose Content-Length is under this are sent as they are, bytes. */
+  minSize: number
+  gzipLevel: number
+  brotliLevel: number
 }
 
 export interface GroupModel {

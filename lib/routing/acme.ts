@@ -28,5 +28,6 @@ export function acmeChallengeRoute (challenges: AcmeChallenges): CompiledRoute {
     responseTotalTimeout: 0,
     hsts: null,
     requireClientCertificate: false,
+    cache: null,
   })
 }

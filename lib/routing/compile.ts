@@ -7,6 +7,9 @@ import type { HttpModel, RouteModel } from '../model/model.js'
 import { hideHeadersFilter, interceptErrorsFilter, rateLimitFilter } from '../filters/builtin.js'
 import { forwardedFilter } from '../filters/forwarded.js'
 import { requestHeadersFilter, responseHeadersFilter, rewritePathFilter, stripPrefixFilter } from '../filters/rewrite.js'
+import { HttpCache } from '../filters/cache.js'
+import { compressFilter } from '../filters/compress.js'
+import { StaticFiles } from '../handlers/static.js'
 import { compileFilters, type Filter } from '../session/filter.js'
 import type { SessionAction, SessionRoute } from '../session/session.js'
 import type { Group } from '../upstream/group.js'
@@ -14,6 +17,8 @@ import type { RouteMatch } from '../model/model.js'
 
 export interface CompiledRoute extends SessionRoute {
   readonly match: RouteMatch
+  /** The route's response cache, for purges; null without one. */
+  readonly cache: HttpCache | null
 }
 
 export interface CompileContext {
@@ -31,6 +36,8 @@ export function compileRoute (route: RouteModel, context: CompileContext): Compi
   if (route.rateLimit !== null) filters.push(rateLimitFilter(route.rateLimit.rate, route.rateLimit.burst))
   if (context.http.hideHeaders.size > 0) filters.push(hideHeadersFilter(context.http.hideHeaders))
   if (route.interceptErrors) filters.push(interceptErrorsFilter())
+  // nearest the client: what the user's filters and the cache produce is compressed per client
+  if (route.compress !== null) filters.push(compressFilter(route.compress))
   for (const filter of route.filters) {
     switch (filter.kind) {
       case 'stripPrefix': filters.push(stripPrefixFilter(filter.prefix)); break
@@ -45,9 +52,13 @@ export function compileRoute (route: RouteModel, context: CompileContext): Compi
       }
     }
   }
+  // nearest the upstream: it stores what the backend sent, before anything above edits it
+  const cache = route.cache === null ? null : new HttpCache(route.cache)
+  if (cache !== null) filters.push(cache)
   return Object.freeze({
     name: route.name,
     match: route.match,
+    cache,
     action: compileAction(route, context),
     chain: compileFilters(filters, hop),
     maxBodySize: route.maxBodySize,
@@ -70,5 +81,10 @@ function compileAction (route: RouteModel, context: CompileContext): SessionActi
       return Object.freeze({ kind: 'respond', status: action.status, headers: action.headers, body: Buffer.from(action.body) })
     case 'redirect':
       return Object.freeze({ kind: 'redirect', location: action.location, status: action.status })
+    case 'static': {
+      const fallback = action.fallback === null ? null : context.groups.get(action.fallback)
+      if (fallback === undefined) throw new TypeError(`route ${route.name}: no upstream group named "${action.fallback}"`)
+      return Object.freeze({ kind: 'handler', handler: new StaticFiles(action), fallback })
+    }
   }
 }

@@ -37,6 +37,7 @@ export function httpsRedirectTable (samePort: boolean, acme: SessionRoute | null
   const route: CompiledRoute = Object.freeze({
     name: samePort ? 'https-redirect-same-port' : 'https-redirect',
     match: {},
+    cache: null,
     action: Object.freeze({ kind: 'redirect' as const, location: samePort ? 'https://$host$path$query' : 'https://$hostname$path$query', status: 308 }),
     chain: EMPTY_CHAIN,
     maxBodySize: 0,

@@ -8,6 +8,7 @@
  * pending, rp4 reads nothing more from that client, for at most the route's response timeout
  * (then 504, `filter_timeout`).
  */
+import type { Transform } from 'node:stream'
 import type { ProxyError } from '../core/errors.js'
 import type { RequestHead, ResponseHead } from '../http/message.js'
 import type { ClientCertificate } from '../tls/client-certificate.js'
@@ -36,6 +37,8 @@ export interface ClientInfo {
   readonly tls: TlsClient | null
 }
 
+import type { LocalBody } from './body.js'
+
 /** A request hook's explicit answer: go on, or the hook has answered the request itself. */
 export type Verdict = 'continue' | 'responded'
 
@@ -62,8 +65,34 @@ export interface FilterSession {
    * Answer the request now with this status, headers and body (in `onRequest`: nothing goes
    * upstream; in `onResponse`: the backend's response is dropped, this one goes instead).
    * Returns 'responded', to be returned by the hook.
+   *
+   * A Readable body is pulled with backpressure (paused while the client is full) and framed by
+   * the headers given: with a Content-Length, that many bytes; without, chunked (or until close
+   * for an HTTP/1.0 client). On HEAD it is destroyed unread.
    */
-  respond (status: number, headers?: HeaderInit, body?: string | Buffer): Verdict
+  respond (status: number, headers?: HeaderInit, body?: LocalBody): Verdict
+  /**
+   * In `onResponse`: pass the body through this transform (a compressor, a recorder), after the
+   * ones added before it. Its `_flush` is the end-of-body hook; it may be asynchronous and keeps
+   * backpressure both ways. Ignored (destroyed) for a response without a body (HEAD, 204, 304).
+   * A filter that changes the body's length must drop or fix Content-Length in `head` itself.
+   */
+  transformBody (transform: Transform): void
+  /**
+   * Send `head` (a GET without a body) through this route on its own, its response going nowhere
+   * but the route's filters (a cache refreshing an entry in the background).
+   */
+  spawn (head: RequestHead): void
+}
+
+/**
+ * A route action implemented outside the session (static files): `'responded'` when it called
+ * `session.respond`, `'continue'` when it has nothing for this request (the route's fallback
+ * group, when it has one, gets the request; 404 otherwise).
+ */
+export interface RouteHandler {
+  readonly name: string
+  handle (session: FilterSession): Verdict | Promise<Verdict>
 }
 
 export interface Filter {
@@ -82,6 +111,8 @@ export interface Filter {
    * length, and closes the connection when the body does not add up to it.
    */
   onResponseBody? (session: FilterSession, chunk: Buffer): Buffer | null
+  /** The body is complete (before the transforms flush): return a last piece to append, or null. */
+  onResponseEnd? (session: FilterSession): Buffer | null
   /** The request is over: answered (`session.response`), refused or failed (`error`). */
   onLog? (session: FilterSession, error: ProxyError | null): void
 }
@@ -93,6 +124,7 @@ export interface FilterChain {
   /** In reverse order of the route's filter list: the last filter to see the request is the first to see its response. */
   readonly onResponse: readonly Filter[] | null
   readonly onResponseBody: readonly Filter[] | null
+  readonly onResponseEnd: readonly Filter[] | null
   readonly onLog: readonly Filter[] | null
 }
 
@@ -112,6 +144,7 @@ export function compileFilters (filters: readonly Filter[], hop: readonly Filter
     onUpstreamRequest: pick('onUpstreamRequest', filters),
     onResponse: pick('onResponse', reversed),
     onResponseBody: pick('onResponseBody', reversed),
+    onResponseEnd: pick('onResponseEnd', reversed),
     onLog: pick('onLog', filters),
   })
 }

@@ -24,9 +24,11 @@ import { BodyKind, type RequestFacts } from '../http/validate.js'
 import type { Group } from '../upstream/group.js'
 import type { HashBy } from '../model/model.js'
 import { DispatchState, ReadHold, type RequestChannel, type UpstreamRequest } from '../upstream/handler.js'
-import type { ClientInfo, FilterChain, FilterSession, HeaderInit, Verdict } from './filter.js'
+import type { Transform } from 'node:stream'
+import { BodyPipeline, isReadable, LocalSource, SourceHold, type LocalBody, type PipelineOwner, type SourceOwner } from './body.js'
+import type { ClientInfo, FilterChain, FilterSession, HeaderInit, RouteHandler, Verdict } from './filter.js'
 import { Phase } from './phases.js'
-import { ClientHold, type Downstream, type ResponseSink, type UpgradedUpstream } from './sink.js'
+import { ClientHold, type Downstream, type IdentityHeaders, type ResponseSink, type UpgradedUpstream } from './sink.js'
 
 /** What a route is to a session: compiled at configuration time. */
 export interface SessionRoute {
@@ -47,6 +49,8 @@ export type SessionAction =
   | Readonly<{ kind: 'proxy', group: Group }>
   | Readonly<{ kind: 'respond', status: number, headers: ReadonlyArray<readonly [string, string]>, body: Buffer }>
   | Readonly<{ kind: 'redirect', location: string, status: number }>
+  /** A handler answers (static files); when it has nothing, `fallback` gets the request (null: 404). */
+  | Readonly<{ kind: 'handler', handler: RouteHandler, fallback: Group | null }>
 
 /** What a session needs from the proxy around it. */
 export interface SessionHost {
@@ -69,7 +73,7 @@ const SKIPPABLE_BODY = 64 * 1024
 /** Request bytes held while no upstream connection is attached; beyond it the client is paused. */
 const PENDING_LIMIT = 64 * 1024
 
-export class Session implements UpstreamRequest, FilterSession {
+export class Session implements UpstreamRequest, FilterSession, PipelineOwner, SourceOwner {
   readonly id: number
   readonly request: RequestHead
   readonly facts: RequestFacts
@@ -109,7 +113,16 @@ export class Session implements UpstreamRequest, FilterSession {
   /** The backend's body is dropped (a filter answered in its place). */
   #discard = false
   /** What a filter answered with (`respond`), to be sent once the hooks are done. */
-  #local: { status: number, headers: HeaderInit | undefined, body: string | Buffer | undefined } | null = null
+  #local: { status: number, headers: HeaderInit | undefined, body: LocalBody | undefined } | null = null
+  /** Transforms the response hooks asked for (`transformBody`), until the pipeline is built. */
+  #transforms: Transform[] | null = null
+  /** The body's transforms, for a response that has some; null on the plain path. */
+  #pipeline: BodyPipeline | null = null
+  /** A local body being pulled (a file, a cache entry); null otherwise. */
+  #source: LocalSource | null = null
+  /** A local response streams its body: `#localClose` is the close decided with its head. */
+  #localStream = false
+  #localClose = false
   #responseHead: ResponseHead | null = null
   status = 0
   #finished = false
@@ -185,10 +198,34 @@ export class Session implements UpstreamRequest, FilterSession {
     if (identity !== null) forwardIdentity(head.headers, identity, this.#downstream.client.tls?.certificate ?? null)
   }
 
-  respond (status: number, headers?: HeaderInit, body?: string | Buffer): Verdict {
+  respond (status: number, headers?: HeaderInit, body?: LocalBody): Verdict {
     if (!Number.isInteger(status) || status < 200 || status > 999) throw new TypeError(`respond: status ${status} is not a final status`)
+    if (body !== undefined && typeof body !== 'string' && !Buffer.isBuffer(body) && !isReadable(body)) throw new TypeError('respond: the body must be a string, a Buffer or a Readable')
+    const previous = this.#local?.body
+    if (isReadable(previous) && previous !== body) previous.destroy()
     this.#local = { status, headers, body }
     return 'responded'
+  }
+
+  /**
+   * Send `head` (a GET without a body) through this route on its own, as if another client had:
+   * the route's filters see it and its response, which goes nowhere else (a cache refreshing an
+   * entry in the background). The client of this request is not held for it.
+   */
+  spawn (head: RequestHead): void {
+    const route = this.#route
+    if (route === null) return
+    const facts: RequestFacts = { invalid: '', body: BodyKind.NONE, contentLength: -1, expectContinue: false, needsHost: head.headers.get('host') === undefined }
+    const session = new Session(this.#host, new DetachedDownstream(this.#downstream), this.id, head, facts)
+    session.start(new DiscardSink(session), route, null, false)
+  }
+
+  transformBody (transform: Transform): void {
+    if (this.settled) {
+      transform.destroy()
+      return
+    }
+    (this.#transforms ??= []).push(transform)
   }
 
   // ---- UpstreamRequest ----
@@ -313,7 +350,38 @@ export class Session implements UpstreamRequest, FilterSession {
         this.#local = { status: action.status, headers: [['Location', location]], body: undefined }
         return this.#sendLocal()
       }
+      case 'handler': return this.#runHandler(action.handler, action.fallback)
     }
+  }
+
+  #runHandler (handler: RouteHandler, fallback: Group | null): void {
+    let verdict: Verdict | Promise<Verdict>
+    try {
+      verdict = handler.handle(this)
+    } catch (err) {
+      return this.#filterFailed(handler.name, err)
+    }
+    if (verdict === 'continue' || verdict === 'responded') return this.#afterHandler(handler, verdict, fallback)
+    if (verdict !== null && typeof verdict === 'object' && typeof verdict.then === 'function') {
+      this.#downstream.hold(ClientHold.FILTER)
+      verdict.then(result => {
+        this.#downstream.release(ClientHold.FILTER)
+        if (!this.settled) this.#afterHandler(handler, result, fallback)
+      }, (err: unknown) => {
+        this.#downstream.release(ClientHold.FILTER)
+        if (!this.settled) this.#filterFailed(handler.name, err)
+      })
+      return
+    }
+    this.#filterFailed(handler.name, new TypeError(`handle returned ${String(verdict)}, not 'continue' or 'responded'`))
+  }
+
+  #afterHandler (handler: RouteHandler, verdict: Verdict, fallback: Group | null): void {
+    if (verdict === 'responded' && this.#local !== null) return this.#sendLocal()
+    if (verdict !== 'continue') return this.#filterFailed(handler.name, new TypeError(`handle gave ${String(verdict)} without an answer`))
+    if (fallback !== null) return this.#proxy(fallback)
+    // nothing to serve is an ordinary answer, not the client's fault: not reported as an error
+    this.fail(new ProxyError('not_found', `${handler.name}: nothing at ${this.request.path}`, 'downstream', 404))
   }
 
   /** The redirect target with its placeholders filled in; null when it needs a host the request did not give. */
@@ -463,13 +531,15 @@ export class Session implements UpstreamRequest, FilterSession {
     this.#fromBackend = false
     if (!passed) return CB_ERROR
     if (this.#local !== null) {
-      // a filter answered in the backend's place: its body is read and dropped
+      // a filter answered in the backend's place: its body is read and dropped (and so are the transforms asked for it)
+      this.#dropTransforms()
       this.#discard = true
       this.#sendLocal()
       return this.request.method === 'HEAD' ? HeadersResult.SKIP_BODY : HeadersResult.CONTINUE
     }
     this.status = status
     this.#responseHead = head
+    if (this.#transforms !== null) this.#buildPipeline(head)
     // an upgrade the backend declined: that connection cannot carry another request
     this.#sink!.head(head, untilClose, this.request.upgrade && status !== 101)
     if (status === 101) return HeadersResult.UPGRADE
@@ -488,6 +558,7 @@ export class Session implements UpstreamRequest, FilterSession {
       } catch (err) {
         this.#responseHead = previous
         this.#response = Response.NONE
+        this.#dropTransforms()
         this.#filterFailed(hooks[i].name, err)
         return false
       }
@@ -502,15 +573,24 @@ export class Session implements UpstreamRequest, FilterSession {
     // a response answered in the backend's place may be complete already: its body is still read, so that the connection can be reused
     if (this.#discard) return CB_OK
     if (this.#finished) return CB_ERROR
+    if (!this.#deliver(chunk)) this.#holdUpstream(ReadHold.DOWNSTREAM)
+    return CB_OK
+  }
+
+  /** A piece of the body through the body hooks, then the transforms or the client. False: the client is full. */
+  #deliver (chunk: Buffer): boolean {
     let body: Buffer | null = chunk
-    const hooks = this.#route!.chain.onResponseBody
+    const hooks = this.#route?.chain.onResponseBody ?? null
     if (hooks !== null) {
       for (let i = 0; i < hooks.length && body !== null; i++) body = hooks[i].onResponseBody!(this, body)
-      if (body === null || body.length === 0) return CB_OK
+      if (body === null || body.length === 0) return true
     }
     this.bytesOut += body.length
-    if (!this.#sink!.body(body)) this.#holdUpstream(ReadHold.DOWNSTREAM)
-    return CB_OK
+    if (this.#pipeline !== null) {
+      this.#pipeline.write(body)
+      return true // a full transform pauses the producer itself (pauseInput)
+    }
+    return this.#sink!.body(body)
   }
 
   onResponseComplete (): void {
@@ -520,9 +600,96 @@ export class Session implements UpstreamRequest, FilterSession {
     }
     if (this.#finished) return
     this.#leaveUpstream()
+    this.#endBody()
+  }
+
+  /** The producer is done: the end hooks, then the transforms flush, or the response ends now. */
+  #endBody (): void {
+    const hooks = this.#route?.chain.onResponseEnd ?? null
+    if (hooks !== null) {
+      for (let i = 0; i < hooks.length; i++) {
+        let piece: Buffer | null
+        try {
+          piece = hooks[i].onResponseEnd!(this)
+        } catch (err) {
+          return this.#filterFailed(hooks[i].name, err)
+        }
+        if (piece === null || piece.length === 0) continue
+        if (this.#pipeline !== null) this.#pipeline.write(piece)
+        else this.#sink!.body(piece)
+      }
+    }
+    if (this.#pipeline !== null) return this.#pipeline.end()
     this.#response = Response.DONE
     // the rest of the request cannot be skipped safely: the connection closes after this response
-    this.#sink!.end(!this.requestComplete)
+    this.#sink!.end(this.#localStream ? this.#localClose : !this.requestComplete)
+  }
+
+  // ---- body transforms (PipelineOwner) and local sources (SourceOwner) ----
+
+  #buildPipeline (head: ResponseHead): void {
+    const transforms = this.#transforms!
+    this.#transforms = null
+    const status = head.status
+    if (this.request.method === 'HEAD' || status === 204 || status === 304 || status < 200) {
+      for (let i = 0; i < transforms.length; i++) transforms[i].destroy()
+      return
+    }
+    this.#pipeline = new BodyPipeline(this, transforms)
+  }
+
+  #dropTransforms (): void {
+    const transforms = this.#transforms
+    if (transforms === null) return
+    this.#transforms = null
+    for (let i = 0; i < transforms.length; i++) transforms[i].destroy()
+  }
+
+  pipelineBody (chunk: Buffer): boolean {
+    if (this.#finished) return true
+    return this.#sink!.body(chunk)
+  }
+
+  pipelineEnd (): void {
+    this.#pipeline = null
+    if (this.#finished || this.#response === Response.DONE) return
+    this.#response = Response.DONE
+    this.#sink!.end(this.#localStream ? this.#localClose : !this.requestComplete)
+  }
+
+  pipelineError (err: Error): void {
+    this.#pipeline = null
+    const error = new ProxyError('transform_error', `body transform on ${this.request.method} ${this.request.target}: ${err.message}`, 'internal', 502, false, err)
+    this.#host.proxyError(error)
+    this.fail(error)
+  }
+
+  pauseInput (): void {
+    if (this.#source !== null) this.#source.hold(SourceHold.TRANSFORM)
+    else this.#holdUpstream(ReadHold.TRANSFORM)
+  }
+
+  resumeInput (): void {
+    if (this.#source !== null) this.#source.release(SourceHold.TRANSFORM)
+    else this.#releaseUpstream(ReadHold.TRANSFORM)
+  }
+
+  sourceData (chunk: Buffer): void {
+    if (this.#finished) return
+    if (!this.#deliver(chunk)) this.#source?.hold(SourceHold.DOWNSTREAM)
+  }
+
+  sourceEnd (): void {
+    this.#source = null
+    if (this.#finished || this.#response === Response.DONE) return
+    this.#endBody()
+  }
+
+  sourceError (err: Error): void {
+    this.#source = null
+    const error = new ProxyError('local_body_error', `reading the body of ${this.request.method} ${this.request.target}: ${err.message}`, 'internal', 500, false, err)
+    this.#host.proxyError(error)
+    this.fail(error)
   }
 
   /** The backend accepted the upgrade; `rest` is what it sent after the 101 head. */
@@ -547,12 +714,16 @@ export class Session implements UpstreamRequest, FilterSession {
 
   /** The downstream can take more of this response (its turn came, or the client drained). */
   onWritable (): void {
-    this.#releaseUpstream(ReadHold.DOWNSTREAM)
+    if (this.#pipeline !== null) this.#pipeline.resume()
+    else if (this.#source !== null) this.#source.release(SourceHold.DOWNSTREAM)
+    else this.#releaseUpstream(ReadHold.DOWNSTREAM)
   }
 
   /** The client's socket went over its mark: stop reading the backend. */
   onBlocked (): void {
-    this.#holdUpstream(ReadHold.DOWNSTREAM)
+    if (this.#pipeline !== null) this.#pipeline.pause()
+    else if (this.#source !== null) this.#source.hold(SourceHold.DOWNSTREAM)
+    else this.#holdUpstream(ReadHold.DOWNSTREAM)
   }
 
   // ---- rp4's own answers ----
@@ -570,19 +741,59 @@ export class Session implements UpstreamRequest, FilterSession {
     } catch (err) {
       return this.#filterFailed('respond', err)
     }
-    const body = local.body === undefined ? EMPTY : typeof local.body === 'string' ? Buffer.from(local.body) : local.body
+    const given = local.body
+    const stream = isReadable(given) ? given : null
+    const body = given === undefined || stream !== null ? EMPTY : typeof given === 'string' ? Buffer.from(given) : given as Buffer
     const head = new ResponseHead(local.status, reasonOf(local.status), list)
-    // the body is what was given, whole: its length is the framing
     list.delete('Transfer-Encoding')
-    list.set('Content-Length', String(body.length))
+    // a stream is framed by the Content-Length given, or chunked; a whole body by its length,
+    // except where the length given describes a body not sent (HEAD, 304)
+    const describes = body.length === 0 && (this.request.method === 'HEAD' || local.status === 304) && list.get('content-length') !== undefined
+    if (stream === null && !describes && local.status !== 304 && local.status !== 204) list.set('Content-Length', String(body.length))
     if (this.#phase !== Phase.RESPONSE) {
       // hooks that answer in the response phase have had their turn; an answer from the request side goes through them now
       this.#response = Response.STREAMING
-      if (!this.#responseHooks(head)) return
-      if (this.#local !== null) return this.#sendLocal()
+      if (!this.#responseHooks(head)) {
+        stream?.destroy()
+        return
+      }
+      const again = this.#local as { body: LocalBody | undefined } | null
+      if (again !== null) {
+        if (again.body !== stream) stream?.destroy()
+        this.#dropTransforms()
+        return this.#sendLocal()
+      }
     }
     this.#phase = Phase.DONE
-    this.#respondWith(head, body)
+    if (stream === null && this.#transforms === null) return this.#respondWith(head, body)
+    this.#respondStreaming(head, stream, body)
+  }
+
+  /** A local answer whose body is pulled from a stream, or passes through transforms. */
+  #respondStreaming (head: ResponseHead, stream: import('node:stream').Readable | null, body: Buffer): void {
+    const sink = this.#sink!
+    this.status = head.status
+    this.#responseHead = head
+    const close = !this.#bodyCanBeSkipped() || this.request.upgrade || !sink.keepAlive
+    if (this.#transforms !== null) this.#buildPipeline(head)
+    const status = head.status
+    if (this.request.method === 'HEAD' || status === 204 || status === 304) {
+      stream?.destroy()
+      this.#response = Response.DONE
+      sink.head(head, false, close)
+      sink.end(close)
+      return
+    }
+    this.#response = Response.STREAMING
+    this.#localStream = true
+    this.#localClose = close
+    sink.head(head, false, close)
+    if (stream === null) {
+      if (body.length > 0) this.#deliver(body)
+      return this.#endBody()
+    }
+    this.#source = new LocalSource(this, stream)
+    this.#source.start()
   }
 
   #respondWith (head: ResponseHead, body: Buffer, forceClose = false): void {
@@ -635,6 +846,15 @@ export class Session implements UpstreamRequest, FilterSession {
     this.#release()
     if (this.#response === Response.NONE && error.status !== 0) {
       const page = errorResponse(error.status, this.#retryAfter)
+      // a backend that failed: the response hooks may answer in its place (a cache's stale-if-error)
+      if (this.#phase === Phase.UPSTREAM && this.#route?.chain.onResponse != null && error.source === 'upstream') {
+        this.#phase = Phase.RESPONSE
+        this.#response = Response.STREAMING
+        if (!this.#responseHooks(page.head)) return
+        this.#dropTransforms()
+        if (this.#local !== null) return this.#sendLocal()
+        this.#response = Response.NONE
+      }
       // a request that could not be framed: nothing after it can be trusted to be a request
       if (error.status === 400 || !this.requestComplete) this.#downstream.stopReading()
       this.#respondWith(page.head, page.body, error.status === 400)
@@ -653,6 +873,17 @@ export class Session implements UpstreamRequest, FilterSession {
   }
 
   #release (): void {
+    if (this.#source !== null) {
+      this.#source.destroy()
+      this.#source = null
+    }
+    if (this.#pipeline !== null) {
+      this.#pipeline.destroy()
+      this.#pipeline = null
+    }
+    this.#dropTransforms()
+    const local = this.#local as { body: LocalBody | undefined } | null
+    if (local !== null && isReadable(local.body)) local.body.destroy()
     const state = this.dispatchState
     if (state.waitingIn !== null) state.waitingIn.cancel(this)
     // a connection being opened for this request is left to open: it serves others from the pool
@@ -733,4 +964,32 @@ class FilterWait implements Timed {
     clock.delete(this)
     onTimeout?.()
   }
+}
+
+/** A spawned request's client side: the client it was spawned for, with nobody to hold or stop. */
+class DetachedDownstream implements Downstream {
+  readonly #of: Downstream
+  constructor (of: Downstream) { this.#of = of }
+  get client (): ClientInfo { return this.#of.client }
+  get identityHeaders (): IdentityHeaders | null { return this.#of.identityHeaders }
+  addresses (): ReturnType<Downstream['addresses']> { return this.#of.addresses() }
+  tlsInfo (): ReturnType<Downstream['tlsInfo']> { return this.#of.tlsInfo() }
+  hold (): void {}
+  release (): void {}
+  stopReading (): void {}
+}
+
+/** A spawned request's response: read and dropped; the request is logged when it ends. */
+class DiscardSink implements ResponseSink {
+  readonly #session: Session
+  #started = false
+  constructor (session: Session) { this.#session = session }
+  get started (): boolean { return this.#started }
+  get keepAlive (): boolean { return true }
+  interim (): void {}
+  head (): void { this.#started = true }
+  body (): boolean { return true }
+  end (): void { this.#session.finish() }
+  upgrade (): void { this.#session.finish() }
+  reset (): void { this.#session.finish() }
 }

@@ -16,6 +16,8 @@ import type { BalanceModel, DiscoveryModel, HashBy, HealthCheckModel, OutlierMod
 export const enum ReadHold {
   /** The request being answered cannot pass more on: its client is full, or its turn has not come. */
   DOWNSTREAM = 1,
+  /** A body transform of the request being answered (a compressor) cannot take more. */
+  TRANSFORM = 2,
   /** The connection became a tunnel: its new owner reads it. */
   TUNNEL = 4,
 }

@@ -48,6 +48,8 @@ t.test('the flat shorthand: one listener, one catch-all route, one group, all na
     rateLimit: null,
     hsts: null,
     requireClientCertificate: false,
+    compress: null,
+    cache: null,
   }])
   const group = model.upstreams.get('default')!
   t.same([...model.upstreams.keys()], ['default'])

@@ -1,0 +1,206 @@
+/**
+ * The cache's memory store: entries (a stored response: status, headers, body pieces) in an LRU
+ * bounded by bytes (lru-cache), and per URI the Vary fields of its latest response and the keys
+ * of its variants (RFC 9111 §4.1), so that a URI is invalidated or purged with all its variants.
+ *
+ * An entry is readable while it is being filled (request coalescing streams it to every waiter as
+ * it arrives); it enters the LRU only once complete, so a half-received response is never served
+ * from the store.
+ */
+import { Readable } from 'node:stream'
+import { LRUCache } from 'lru-cache'
+import { HeaderList } from '../http/headers.js'
+
+export class CacheEntry {
+  readonly primary: string
+  /** The Vary fields' values of the request that produced it, joined. */
+  readonly secondary: string
+  readonly varyFields: readonly string[]
+  status: number
+  reason: string
+  /** Stored header pairs (no framing, no hop-by-hop fields), flat [name, value, ...]. */
+  headers: string[]
+  readonly chunks: Buffer[] = []
+  length = 0
+  complete = false
+  failed = false
+  requestTime: number
+  responseTime: number
+  readonly #readers = new Set<EntryReader>()
+
+  constructor (primary: string, secondary: string, varyFields: readonly string[], status: number, reason: string, headers: string[], requestTime: number, responseTime: number) {
+    this.primary = primary
+    this.secondary = secondary
+    this.varyFields = varyFields
+    this.status = status
+    this.reason = reason
+    this.headers = headers
+    this.requestTime = requestTime
+    this.responseTime = responseTime
+  }
+
+  get key (): string { return this.primary + '\n' + this.secondary }
+  get headerList (): HeaderList { return new HeaderList([...this.headers]) }
+  get size (): number {
+    let bytes = 256 + this.length
+    for (const h of this.headers) bytes += h.length
+    return bytes
+  }
+
+  append (chunk: Buffer): void {
+    this.chunks.push(chunk)
+    this.length += chunk.length
+    for (const reader of this.#readers) reader.wake()
+  }
+
+  finish (): void {
+    this.complete = true
+    for (const reader of this.#readers) reader.wake()
+  }
+
+  fail (): void {
+    if (this.complete) return
+    this.failed = true
+    for (const reader of this.#readers) reader.wake()
+  }
+
+  /** Bytes `start` to `end` (inclusive; -1: to the end, whenever that comes), streamed as they arrive. */
+  read (start = 0, end = -1): Readable {
+    const reader = new EntryReader(this, start, end)
+    this.#readers.add(reader)
+    return reader
+  }
+
+  /** @internal */ forget (reader: EntryReader): void { this.#readers.delete(reader) }
+}
+
+class EntryReader extends Readable {
+  readonly #entry: CacheEntry
+  /** Next byte to send, and the last one wanted (-1: all). */
+  #position: number
+  readonly #end: number
+  #chunk = 0
+  #offset = 0
+  #waiting = false
+
+  constructor (entry: CacheEntry, start: number, end: number) {
+    super({ highWaterMark: 64 * 1024 })
+    this.#entry = entry
+    this.#position = start
+    this.#end = end
+    // find the piece holding `start`
+    let skip = start
+    while (this.#chunk < entry.chunks.length && skip >= entry.chunks[this.#chunk].length) skip -= entry.chunks[this.#chunk++].length
+    this.#offset = skip
+  }
+
+  override _read (): void {
+    this.#waiting = false
+    const entry = this.#entry
+    for (;;) {
+      if (this.#end !== -1 && this.#position > this.#end) return this.#done()
+      if (this.#chunk >= entry.chunks.length) {
+        if (entry.failed) {
+          entry.forget(this)
+          this.destroy(new Error('the response being cached was cut short'))
+          return
+        }
+        if (entry.complete) return this.#done()
+        this.#waiting = true
+        return
+      }
+      const piece = entry.chunks[this.#chunk]
+      let slice = piece.subarray(this.#offset)
+      if (this.#end !== -1 && slice.length > this.#end - this.#position + 1) slice = slice.subarray(0, this.#end - this.#position + 1)
+      this.#chunk++
+      this.#offset = 0
+      this.#position += slice.length
+      if (!this.push(slice)) return
+    }
+  }
+
+  wake (): void {
+    if (this.#waiting) this._read()
+  }
+
+  #done (): void {
+    this.#entry.forget(this)
+    this.push(null)
+  }
+
+  override _destroy (err: Error | null, callback: (error?: Error | null) => void): void {
+    this.#entry.forget(this)
+    callback(err)
+  }
+}
+
+export class MemoryStore {
+  readonly #lru: LRUCache<string, CacheEntry>
+  /** Told of every entry stored, and of every one that leaves (the disk store follows). */
+  onStored: ((entry: CacheEntry) => void) | null = null
+  onDropped: ((entry: CacheEntry) => void) | null = null
+  /** Per URI: the Vary fields of its latest stored response, and its variants' keys. */
+  readonly #uris = new Map<string, { fields: readonly string[], keys: Set<string> }>()
+
+  constructor (maxSize: number, maxEntrySize: number) {
+    this.#lru = new LRUCache<string, CacheEntry>({
+      maxSize,
+      maxEntrySize,
+      sizeCalculation: entry => entry.size,
+      dispose: (entry, key, reason) => {
+        // replaced by a newer response for the same key: the key stays
+        if (reason === 'set') return
+        this.onDropped?.(entry)
+        const uri = this.#uris.get(entry.primary)
+        if (uri === undefined) return
+        uri.keys.delete(key)
+        if (uri.keys.size === 0) this.#uris.delete(entry.primary)
+      },
+    })
+  }
+
+  get bytes (): number { return this.#lru.calculatedSize }
+  get count (): number { return this.#lru.size }
+
+  /** The Vary fields of what is stored for `primary` (null: nothing is). */
+  varyOf (primary: string): readonly string[] | null {
+    return this.#uris.get(primary)?.fields ?? null
+  }
+
+  get (primary: string, secondary: string): CacheEntry | undefined {
+    return this.#lru.get(primary + '\n' + secondary)
+  }
+
+  set (entry: CacheEntry): void {
+    const key = entry.key
+    let uri = this.#uris.get(entry.primary)
+    if (uri === undefined || uri.fields.join(',') !== entry.varyFields.join(',')) {
+      // the URI's Vary changed: the variants stored under the old fields are unreachable
+      if (uri !== undefined) this.delete(entry.primary)
+      uri = { fields: entry.varyFields, keys: new Set() }
+      this.#uris.set(entry.primary, uri)
+    }
+    uri.keys.add(key)
+    this.#lru.set(key, entry)
+    // too large for the store: lru-cache refused it
+    if (!this.#lru.has(key)) uri.keys.delete(key)
+    else this.onStored?.(entry)
+  }
+
+  /** Every variant of `primary`; how many were removed. */
+  delete (primary: string): number {
+    const uri = this.#uris.get(primary)
+    if (uri === undefined) return 0
+    this.#uris.delete(primary)
+    let n = 0
+    for (const key of uri.keys) if (this.#lru.delete(key)) n++
+    return n
+  }
+
+  /** Every URI starting with `prefix`; how many entries were removed. */
+  deletePrefix (prefix: string): number {
+    let n = 0
+    for (const primary of [...this.#uris.keys()]) if (primary.startsWith(prefix)) n += this.delete(primary)
+    return n
+  }
+}

@@ -1,0 +1,455 @@
+/**
+ * An RFC 9111 shared cache as a filter, nearest the upstream in a route's filter list (it stores
+ * what the backend sent; compression, nearer the client, encodes hits per client).
+ *
+ * - onRequest: GET and HEAD are looked up (by scheme, host and target, then the Vary fields of
+ *   the stored response); a fresh entry is answered from the store (Age, Cache-Status, the
+ *   client's conditionals and Range evaluated against it); a stale one is revalidated, or served
+ *   while it is revalidated in the background (stale-while-revalidate); a miss while the same URI
+ *   is being fetched waits for that response and streams it as it arrives (coalescing).
+ * - onUpstreamRequest: a revalidation carries the entry's validators (If-None-Match,
+ *   If-Modified-Since) instead of the client's.
+ * - onResponse: a 304 to a revalidation updates the entry's headers (§4.3.4) and answers from it;
+ *   a 5xx (the backend's, or rp4's own 502/504) is replaced by the stale entry where
+ *   stale-if-error allows; a storable response is recorded as it passes (a body transform), and
+ *   stored once complete; an unsafe method's success invalidates the URI, and its Location and
+ *   Content-Location (§4.4).
+ */
+import { Transform, Readable, type TransformCallback } from 'node:stream'
+import { evaluatePreconditions, ifRangeHolds, parseHttpDate, Precondition } from '../http/conditional.js'
+import {
+  currentAge, freshnessLifetime, notStorable, requestDirectives, responseFacts, staleAllowance, usability, Use,
+  type ResponseFacts,
+} from '../http/cache-control.js'
+import { HeaderList } from '../http/headers.js'
+import { RequestHead, type ResponseHead } from '../http/message.js'
+import { contentRange, multipart, parseRange } from '../http/range.js'
+import type { CacheModel } from '../model/model.js'
+import type { Filter, FilterSession, Verdict } from '../session/filter.js'
+import { DiskStore } from './cache-disk.js'
+import { CacheEntry, MemoryStore } from './cache-store.js'
+
+/** Header fields never stored: they describe one hop or one message's framing. */
+const UNSTORED = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'content-length', 'age', 'cache-status'])
+
+const CONDITIONALS = ['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range']
+
+/** What the cache decided for one request, kept in its context. */
+interface State {
+  primary: string
+  requestTime: number
+  /** A stored response being revalidated for this request. */
+  stale: CacheEntry | null
+  /** This request fills the entry other requests for the URI wait on. */
+  filling: boolean
+  /** The request's own directives forbid storing. */
+  noStore: boolean
+  /** This request was spawned to refresh `stale` in the background. */
+  background: boolean
+  /** Answered from the store: its response hooks see the cache's own answer, not the backend's. */
+  served: boolean
+  /** The client's conditional headers, set aside while the entry's validators went upstream. */
+  conditionals: string[] | null
+}
+
+const STATE = Symbol('rp4.cache')
+
+export class HttpCache implements Filter {
+  readonly name = 'cache'
+  readonly store: MemoryStore
+  /** The directory entries are kept in across restarts; null: memory only. */
+  readonly disk: DiskStore | null
+  readonly #model: CacheModel
+  /** URIs being fetched: the requests that miss meanwhile wait on these. */
+  readonly #inflight = new Map<string, Inflight>()
+  /** Requests this cache spawned to revalidate an entry in the background, with that entry. */
+  readonly #background = new WeakMap<RequestHead, CacheEntry>()
+  readonly #refreshing = new Set<string>()
+
+  constructor (model: CacheModel) {
+    this.#model = model
+    this.store = new MemoryStore(model.size, model.maxEntrySize)
+    const disk = model.dir === null ? null : new DiskStore(model.dir, this.store)
+    this.disk = disk
+    if (disk !== null) {
+      // entries read back at startup are on disk already: only new ones are written
+      this.store.onStored = entry => { if (!disk.fromDisk.has(entry)) disk.write(entry) }
+      this.store.onDropped = entry => disk.remove(entry)
+    }
+  }
+
+  /** Remove every variant of `url` (`http://host/path?query`); how many entries. */
+  purge (url: string): number {
+    return this.store.delete(url)
+  }
+
+  purgePrefix (prefix: string): number {
+    return this.store.deletePrefix(prefix)
+  }
+
+  onRequest (session: FilterSession): Verdict | Promise<Verdict> {
+    const request = session.request
+    const method = request.method
+    if (method !== 'GET' && method !== 'HEAD') return 'continue'
+    const primary = primaryKey(session)
+    const now = Date.now()
+    const background = this.#background.get(request)
+    if (background !== undefined) {
+      setState(session, { primary, requestTime: now, stale: background, filling: false, noStore: false, background: true, served: false, conditionals: null })
+      return 'continue'
+    }
+    // §3.5: a request with credentials is answered by the backend alone
+    if (request.headers.get('authorization') !== undefined) return 'continue'
+    const req = requestDirectives(request.headers)
+    const state: State = { primary, requestTime: now, stale: null, filling: false, noStore: req.has('no-store'), background: false, served: false, conditionals: null }
+    setState(session, state)
+    const fields = this.store.varyOf(primary)
+    const entry = fields === null ? undefined : this.store.get(primary, secondaryKey(request.headers, fields))
+    if (entry !== undefined) {
+      const facts = responseFacts(entry.status, entry.headerList)
+      const age = currentAge(facts, entry.requestTime, entry.responseTime, now)
+      const lifetime = freshnessLifetime(facts, entry.responseTime)
+      const use = usability(facts, req, age, lifetime)
+      if (use === Use.FRESH) return serve(session, entry, age, `hit; ttl=${lifetime - age}`)
+      // a client that asked for fresher than this (max-age, min-fresh) is not given it stale
+      const allowance = use === Use.STALE && !req.has('max-age') && !req.has('min-fresh') ? staleAllowance(facts, 'stale-while-revalidate', this.#model.staleWhileRevalidate / 1000) : 0
+      if (allowance > 0 && age - lifetime <= allowance) {
+        this.#refresh(session, entry)
+        return serve(session, entry, age, `hit; fwd=stale; detail=stale-while-revalidate; ttl=${lifetime - age}`)
+      }
+      state.stale = entry
+      return 'continue'
+    }
+    if (method !== 'GET' || req.has('no-cache')) return 'continue'
+    const inflight = this.#inflight.get(primary)
+    if (inflight !== undefined) return inflight.join(session)
+    this.#inflight.set(primary, new Inflight())
+    state.filling = true
+    return 'continue'
+  }
+
+  onUpstreamRequest (session: FilterSession, head: RequestHead): void {
+    const state = stateOf(session)
+    if (state?.stale == null) return
+    // the validators are the entry's: a 304 then speaks of it, and the client's own conditionals
+    // are answered here (the head is the client's request, edited in place: they are kept aside)
+    const kept: string[] = []
+    for (const name of CONDITIONALS) {
+      for (const value of head.headers.getAll(name)) kept.push(name, value)
+      head.headers.delete(name)
+    }
+    state.conditionals = kept
+    const stored = state.stale.headerList
+    const etag = stored.get('etag')
+    const modified = stored.get('last-modified')
+    if (etag !== undefined) head.headers.set('If-None-Match', etag)
+    if (modified !== undefined) head.headers.set('If-Modified-Since', modified)
+  }
+
+  onResponse (session: FilterSession, head: ResponseHead): void {
+    const request = session.request
+    const method = request.method
+    if (method !== 'GET' && method !== 'HEAD') {
+      this.#invalidate(session, head)
+      return
+    }
+    const state = stateOf(session)
+    if (state === undefined) {
+      head.headers.set('Cache-Status', 'rp4; fwd=bypass')
+      return
+    }
+    if (state.served) return
+    const now = Date.now()
+    const stale = state.stale
+    if (stale !== null) {
+      if (head.status === 304) {
+        this.#abandon(session)
+        this.#update(stale, head, state.requestTime, now)
+        if (state.background) return
+        const kept = state.conditionals
+        if (kept !== null) {
+          for (const name of CONDITIONALS) request.headers.delete(name)
+          for (let i = 0; i < kept.length; i += 2) request.headers.append(kept[i], kept[i + 1])
+        }
+        serve(session, stale, currentAge(responseFacts(stale.status, stale.headerList), stale.requestTime, stale.responseTime, now), 'fwd=stale; fwd-status=304')
+        return
+      }
+      if (head.status >= 500 && !state.background) {
+        const facts = responseFacts(stale.status, stale.headerList)
+        const age = currentAge(facts, stale.requestTime, stale.responseTime, now)
+        const over = age - freshnessLifetime(facts, stale.responseTime)
+        const allowance = staleAllowance(facts, 'stale-if-error', this.#model.staleIfError / 1000)
+        if (allowance > 0 && over <= allowance) {
+          this.#abandon(session)
+          serve(session, stale, age, `hit; fwd=stale; fwd-status=${head.status}; detail=stale-if-error`)
+          return
+        }
+      }
+    }
+    const facts = responseFacts(head.status, head.headers)
+    const length = Number(head.headers.get('content-length') ?? 0)
+    const why = state.noStore || method !== 'GET' ? 'request'
+      : length > this.#model.maxEntrySize ? 'too-large'
+        : notStorable(method, request.headers, requestDirectives(request.headers), facts)
+    if (why !== null) {
+      this.#abandon(session)
+      if (!state.background) head.headers.set('Cache-Status', `rp4; fwd=${stale !== null ? 'stale' : 'uri-miss'}; fwd-status=${head.status}; detail=${why.replace(/ /g, '-')}`)
+      return
+    }
+    const fields = varyFields(head.headers)
+    const headers = storedHeaders(head)
+    const entry = new CacheEntry(state.primary, secondaryKey(request.headers, fields), fields, head.status, head.reason, headers, state.requestTime, now)
+    let inflight: Inflight | undefined
+    if (state.filling) {
+      // requests for the URI arriving until the entry is complete are served from it as it fills
+      inflight = this.#inflight.get(state.primary)
+      inflight?.publish(entry)
+      state.filling = false
+    }
+    if (!state.background) head.headers.set('Cache-Status', `rp4; fwd=${stale !== null ? 'stale' : 'uri-miss'}; fwd-status=${head.status}; stored`)
+    session.transformBody(new Recorder(entry, this.store, this.#model.maxEntrySize, () => {
+      if (inflight !== undefined && this.#inflight.get(state.primary) === inflight) this.#inflight.delete(state.primary)
+    }))
+  }
+
+  onLog (session: FilterSession): void {
+    this.#abandon(session)
+    const state = stateOf(session)
+    if (state?.background === true) this.#refreshing.delete(state.primary)
+  }
+
+  /** The waiters on this request's URI go to the backend themselves. */
+  #abandon (session: FilterSession): void {
+    const state = stateOf(session)
+    if (state === undefined || !state.filling) return
+    state.filling = false
+    const inflight = this.#inflight.get(state.primary)
+    this.#inflight.delete(state.primary)
+    inflight?.publish(null)
+  }
+
+  #refresh (session: FilterSession, entry: CacheEntry): void {
+    if (this.#refreshing.has(entry.primary)) return
+    this.#refreshing.add(entry.primary)
+    const request = session.request
+    const headers = new HeaderList([...request.headers.raw])
+    for (const name of CONDITIONALS) headers.delete(name)
+    headers.delete('range')
+    const head = new RequestHead('GET', request.target, 1, 1, headers)
+    this.#background.set(head, entry)
+    session.spawn(head)
+  }
+
+  /** §4.3.4: the stored headers take the 304's (framing aside); its times become the entry's. */
+  #update (entry: CacheEntry, head: ResponseHead, requestTime: number, responseTime: number): void {
+    const stored = entry.headerList
+    const fresh = head.headers.raw
+    for (let i = 0; i < fresh.length; i += 2) {
+      if (UNSTORED.has(fresh[i].toLowerCase())) continue
+      stored.delete(fresh[i])
+    }
+    for (let i = 0; i < fresh.length; i += 2) {
+      if (UNSTORED.has(fresh[i].toLowerCase())) continue
+      stored.append(fresh[i], fresh[i + 1])
+    }
+    entry.headers = stored.raw
+    entry.requestTime = requestTime
+    entry.responseTime = responseTime
+  }
+
+  /** §4.4: a successful unsafe request invalidates its URI, and Location and Content-Location on the same host. */
+  #invalidate (session: FilterSession, head: ResponseHead): void {
+    const method = session.request.method
+    if (method === 'OPTIONS' || method === 'TRACE' || head.status < 200 || head.status >= 400) return
+    const primary = primaryKey(session)
+    this.store.delete(primary)
+    const origin = primary.slice(0, primary.indexOf('/', primary.indexOf('//') + 2))
+    for (const name of ['location', 'content-location']) {
+      const value = head.headers.get(name)
+      if (value === undefined) continue
+      let url: URL
+      try {
+        url = new URL(value, primary)
+      } catch {
+        continue
+      }
+      const target = url.protocol + '//' + url.host + url.pathname + url.search
+      if (target.startsWith(origin + '/')) this.store.delete(target)
+    }
+  }
+}
+
+/** Requests that missed while the same URI was being fetched: they wait for its response head. */
+class Inflight {
+  readonly #waiters: Array<{ session: FilterSession, resolve: (verdict: Verdict) => void }> = []
+  /** The entry being filled, once its head arrived. */
+  #entry: CacheEntry | null = null
+
+  /** A request for the URI: served from the entry being filled, or once its head arrives. */
+  join (session: FilterSession): Verdict | Promise<Verdict> {
+    const entry = this.#entry
+    if (entry !== null) return entry.failed || !matches(session, entry) ? 'continue' : serve(session, entry, 0, 'hit; detail=coalesced')
+    return new Promise(resolve => this.#waiters.push({ session, resolve }))
+  }
+
+  /** The response arrived (null: not storable, or failed): each waiter is served from it, or goes upstream. */
+  publish (entry: CacheEntry | null): void {
+    this.#entry = entry
+    for (const { session, resolve } of this.#waiters.splice(0)) {
+      if (entry === null || !matches(session, entry)) resolve('continue')
+      else resolve(serve(session, entry, 0, 'hit; detail=coalesced'))
+    }
+  }
+}
+
+function matches (session: FilterSession, entry: CacheEntry): boolean {
+  return entry.secondary === secondaryKey(session.request.headers, entry.varyFields)
+}
+
+/** Records the body into its entry as it passes; the entry is stored once complete. */
+class Recorder extends Transform {
+  readonly #entry: CacheEntry
+  readonly #store: MemoryStore
+  /** The entry is complete or failed: the URI is no longer being fetched. */
+  readonly #settled: () => void
+  readonly #max: number
+  /** Over the largest entry: the rest passes unrecorded (memory stays bounded). */
+  #dropped = false
+
+  constructor (entry: CacheEntry, store: MemoryStore, max: number, settled: () => void) {
+    super()
+    this.#entry = entry
+    this.#store = store
+    this.#max = max
+    this.#settled = settled
+  }
+
+  override _transform (chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    if (!this.#dropped && this.#entry.length + chunk.length > this.#max) {
+      // a response of unknown length grew past the bound: never stored; requests streamed from it are cut
+      this.#dropped = true
+      this.#entry.fail()
+      this.#settled()
+    }
+    if (!this.#dropped) this.#entry.append(chunk)
+    done(null, chunk)
+  }
+
+  override _flush (done: TransformCallback): void {
+    if (!this.#dropped) {
+      this.#entry.finish()
+      this.#store.set(this.#entry)
+      this.#settled()
+    }
+    done()
+  }
+
+  override _destroy (err: Error | null, done: (error?: Error | null) => void): void {
+    // cut short (the client left, the backend failed): never stored, and its readers fail
+    this.#entry.fail()
+    this.#settled()
+    done(err)
+  }
+}
+
+/** Answer from a stored (or arriving) entry: the client's conditionals and Range against it, Age and Cache-Status added. */
+function serve (session: FilterSession, entry: CacheEntry, age: number, status: string): Verdict {
+  const request = session.request
+  const state = stateOf(session)
+  if (state !== undefined) state.served = true
+  const headers = entry.headerList
+  headers.set('Age', String(Math.max(0, age)))
+  headers.set('Cache-Status', 'rp4; ' + status)
+  const etag = headers.get('etag') ?? null
+  const modified = headers.get('last-modified')
+  const validators = { etag, lastModified: modified === undefined ? NaN : parseHttpDate(modified) }
+  const condition = evaluatePreconditions(request.method, request.headers, validators)
+  if (condition === Precondition.NOT_MODIFIED) return session.respond(304, pairs(headers))
+  if (condition === Precondition.FAILED) return session.respond(412, [['Cache-Status', 'rp4; ' + status]])
+  if (request.method === 'HEAD') {
+    if (entry.complete) headers.set('Content-Length', String(entry.length))
+    return session.respond(entry.status, pairs(headers))
+  }
+  const range = request.headers.get('range')
+  if (range !== undefined && entry.complete && entry.status === 200) {
+    const ifRange = request.headers.get('if-range')
+    if (ifRange === undefined || ifRangeHolds(ifRange, validators)) {
+      const parsed = parseRange(range, entry.length)
+      if (parsed.kind === 'unsatisfiable') {
+        return session.respond(416, [['Content-Range', `bytes */${entry.length}`], ['Cache-Status', 'rp4; ' + status]])
+      }
+      if (parsed.kind === 'ranges' && parsed.ranges.length === 1) {
+        const only = parsed.ranges[0]
+        headers.set('Content-Range', contentRange(only, entry.length))
+        headers.set('Content-Length', String(only.end - only.start + 1))
+        return session.respond(206, pairs(headers), entry.read(only.start, only.end))
+      }
+      if (parsed.kind === 'ranges') {
+        const type = headers.get('content-type')
+        const parts = multipart(parsed.ranges, entry.length, type, 'rp4-' + Math.random().toString(36).slice(2, 14))
+        headers.set('Content-Type', parts.contentType)
+        headers.set('Content-Length', String(parts.length))
+        const ranges = parsed.ranges
+        return session.respond(206, pairs(headers), Readable.from((function * () {
+          for (let i = 0; i < ranges.length; i++) {
+            yield parts.heads[i]
+            yield Buffer.concat(entry.chunks).subarray(ranges[i].start, ranges[i].end + 1)
+          }
+          yield parts.tail
+        })(), { objectMode: false }))
+      }
+    }
+  }
+  if (entry.complete) headers.set('Content-Length', String(entry.length))
+  return session.respond(entry.status, pairs(headers), entry.read())
+}
+
+function pairs (headers: HeaderList): Array<[string, string]> {
+  const raw = headers.raw
+  const out: Array<[string, string]> = []
+  for (let i = 0; i < raw.length; i += 2) out.push([raw[i], raw[i + 1]])
+  return out
+}
+
+function storedHeaders (head: ResponseHead): string[] {
+  const raw = head.headers.raw
+  const out: string[] = []
+  for (let i = 0; i < raw.length; i += 2) {
+    if (!UNSTORED.has(raw[i].toLowerCase())) out.push(raw[i], raw[i + 1])
+  }
+  return out
+}
+
+/** The URI a response is stored under: scheme, Host (as sent, port included) and target. */
+export function primaryKey (session: FilterSession): string {
+  const request = session.request
+  const host = request.headers.get('host')?.trim().toLowerCase() ?? ''
+  return (session.client.secure ? 'https://' : 'http://') + host + request.path + request.query
+}
+
+function varyFields (headers: HeaderList): string[] {
+  const out: string[] = []
+  for (const value of headers.getAll('vary')) {
+    for (const field of value.split(',')) {
+      const name = field.trim().toLowerCase()
+      if (name !== '' && !out.includes(name)) out.push(name)
+    }
+  }
+  return out.sort()
+}
+
+/** §4.1: the request's values of the Vary fields, normalized (whitespace around commas, repeated fields joined). */
+function secondaryKey (headers: HeaderList, fields: readonly string[]): string {
+  if (fields.length === 0) return ''
+  return fields.map(name => headers.getAll(name).map(v => v.trim()).join(',').replace(/\s*,\s*/g, ',')).join('\n')
+}
+
+function setState (session: FilterSession, state: State): void {
+  (session.ctx as Record<symbol, unknown>)[STATE] = state
+}
+
+function stateOf (session: FilterSession): State | undefined {
+  return (session.ctx as Record<symbol, State | undefined>)[STATE]
+}
+
+export type { ResponseFacts }

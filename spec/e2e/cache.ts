@@ -1,0 +1,316 @@
+/**
+ * RFC 9111 conformance, part 2: the cache through the proxy, one case per test, each citing its
+ * section (part 1, the arithmetic: spec/http/cache-control.ts). Also request coalescing,
+ * stale-while-revalidate and stale-if-error (RFC 5861), Cache-Status (RFC 9211), purges, and the
+ * cache under compression.
+ */
+import { gunzipSync } from 'node:zlib'
+import { Readable } from 'node:stream'
+import t, { type Test } from 'tap'
+import { exchange } from '../helpers/client.js'
+import { header, type Message } from '../helpers/framing.js'
+import { ok, startOrigin, type Origin, type OriginRequest, type Reply } from '../helpers/origin.js'
+import { startProxy, type StartedProxy } from '../helpers/proxy.js'
+import { deferred, poll, within } from '../helpers/wait.js'
+
+function get (target: string, ...extra: string[]): string {
+  return [`GET ${target} HTTP/1.1`, 'Host: h', ...extra].map(x => x + '\r\n').join('') + '\r\n'
+}
+
+async function one (port: number, request: string): Promise<Message> {
+  return (await exchange(port, request, { responses: 1, ms: 20_000 })).responses[0]
+}
+
+async function setup (t: Test, handler: (req: OriginRequest) => Reply | Promise<Reply>, cache: object = {}): Promise<{ origin: Origin, proxy: StartedProxy, count: (url: string) => number }> {
+  const origin = await startOrigin(t, handler)
+  const proxy = await startProxy(t, { targets: [origin.target], cache: { size: '4m', ...cache } })
+  return { origin, proxy, count: url => origin.requests.filter(r => r.url === url).length }
+}
+
+const cc = (value: string, body = 'body', ...more: string[]): Buffer => ok(body, ['Content-Type: text/plain', `Cache-Control: ${value}`, ...more])
+
+t.test('§4 a fresh response is served from the cache: Age, Cache-Status; the backend asked once', async t => {
+  const { proxy, count } = await setup(t, () => cc('max-age=60', 'cached', 'ETag: "1"'))
+  const first = await one(proxy.port, get('/a'))
+  t.equal(header(first, 'cache-status'), 'rp4; fwd=uri-miss; fwd-status=200; stored', 'RFC 9211 §2: the miss, forwarded and stored')
+  const second = await one(proxy.port, get('/a'))
+  t.equal(second.body.toString(), 'cached')
+  t.match(header(second, 'cache-status'), /^rp4; hit; ttl=\d+$/, 'RFC 9211 §2.1: hit, with ttl')
+  t.match(header(second, 'age'), /^\d+$/, '§5.1: Age sent')
+  t.equal(header(second, 'content-length'), '6')
+  t.equal(count('/a'), 1)
+  const head = await one(proxy.port, 'HEAD /a HTTP/1.1\r\nHost: h\r\n\r\n')
+  t.equal(head.bodyLength, 0, '§4: HEAD answered from the GET entry')
+  t.equal(header(head, 'content-length'), '6')
+  t.equal(count('/a'), 1)
+  t.equal((await one(proxy.port, get('/a?x=1'))).head.line[1], '200')
+  t.equal(count('/a?x=1'), 1, '§2: the query is part of the key')
+})
+
+t.test('§3 what is not stored: no-store, private, request no-store, Authorization, Set-Cookie, POST', async t => {
+  const { proxy, count } = await setup(t, req => req.url === '/no-store' ? cc('no-store')
+    : req.url === '/private' ? cc('private, max-age=60')
+      : req.url === '/cookie' ? cc('max-age=60', 'c', 'Set-Cookie: s=1')
+        : cc('max-age=60'))
+  for (const url of ['/no-store', '/private', '/cookie']) {
+    await one(proxy.port, get(url))
+    const again = await one(proxy.port, get(url))
+    t.equal(count(url), 2, `${url}: asked twice`)
+    t.match(header(again, 'cache-status'), /fwd=uri-miss/, `${url}: a miss`)
+  }
+  await one(proxy.port, get('/req', 'Cache-Control: no-store'))
+  await one(proxy.port, get('/req'))
+  t.equal(count('/req'), 2, '§5.2.1.5: a request with no-store is not stored')
+  await one(proxy.port, get('/auth', 'Authorization: Basic eDp5'))
+  await one(proxy.port, get('/auth', 'Authorization: Basic eDp5'))
+  t.equal(count('/auth'), 2, '§3.5: Authorization goes to the backend')
+  await one(proxy.port, 'POST /post HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n')
+  await one(proxy.port, 'POST /post HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n')
+  t.equal(count('/post'), 2, '§3: POST is not stored')
+})
+
+t.test('§4.1 Vary: one entry per variant', async t => {
+  const { proxy, count } = await setup(t, req => cc('max-age=60', `lang ${header(req, 'accept-language') ?? '-'}`, 'Vary: Accept-Language'))
+  t.equal((await one(proxy.port, get('/v', 'Accept-Language: fr'))).body.toString(), 'lang fr')
+  t.equal((await one(proxy.port, get('/v', 'Accept-Language: de'))).body.toString(), 'lang de')
+  t.equal((await one(proxy.port, get('/v', 'Accept-Language: fr'))).body.toString(), 'lang fr', 'fr from the cache')
+  t.equal((await one(proxy.port, get('/v', 'Accept-Language:  fr '))).body.toString(), 'lang fr', '§4.1: whitespace normalized')
+  t.equal((await one(proxy.port, get('/v'))).body.toString(), 'lang -', 'absent is a variant too')
+  t.equal(count('/v'), 3)
+})
+
+t.test('§4.3 a stale entry is revalidated; a 304 updates it (§4.3.4); the client gets the stored body', async t => {
+  let version = 0
+  const { proxy, origin } = await setup(t, req => {
+    if (header(req, 'if-none-match') === '"e1"') return `HTTP/1.1 304 Not Modified\r\nETag: "e1"\r\nCache-Control: max-age=60\r\nX-Version: ${++version}\r\n\r\n`
+    return cc('max-age=0', 'stored body', 'ETag: "e1"', 'Last-Modified: Wed, 01 May 2024 12:00:00 GMT', 'X-Version: 0')
+  })
+  await one(proxy.port, get('/r'))
+  const revalidated = await one(proxy.port, get('/r', 'If-None-Match: "client"'))
+  const sent = origin.requests[1]
+  t.equal(header(sent, 'if-none-match'), '"e1"', "§4.3.1: the entry's validator, not the client's")
+  t.equal(header(sent, 'if-modified-since'), 'Wed, 01 May 2024 12:00:00 GMT')
+  t.equal(revalidated.head.line[1], '200')
+  t.equal(revalidated.body.toString(), 'stored body')
+  t.equal(header(revalidated, 'x-version'), '1', '§4.3.4: headers updated from the 304')
+  t.equal(header(revalidated, 'cache-status'), 'rp4; fwd=stale; fwd-status=304', 'RFC 9211: revalidated')
+  const fresh = await one(proxy.port, get('/r'))
+  t.match(header(fresh, 'cache-status'), /^rp4; hit/, 'fresh again for max-age=60 from the 304')
+  t.equal(origin.requests.length, 2)
+})
+
+t.test("§4.3.2 the client's own conditionals answered from the cache", async t => {
+  const { proxy, count } = await setup(t, () => cc('max-age=60', 'x', 'ETag: "c1"', 'Last-Modified: Wed, 01 May 2024 12:00:00 GMT'))
+  await one(proxy.port, get('/c'))
+  const nm = await one(proxy.port, get('/c', 'If-None-Match: "c1"'))
+  t.equal(nm.head.line[1], '304')
+  t.equal(header(nm, 'etag'), '"c1"')
+  t.equal((await one(proxy.port, get('/c', 'If-Modified-Since: Wed, 01 May 2024 12:00:00 GMT'))).head.line[1], '304')
+  t.equal((await one(proxy.port, get('/c', 'If-None-Match: "other"'))).head.line[1], '200')
+  t.equal(count('/c'), 1)
+})
+
+t.test('§5.2.1.4 request no-cache and max-age=0 revalidate; §5.2.2.4 response no-cache too', async t => {
+  const { proxy, count } = await setup(t, req => req.url === '/nc' ? cc('no-cache') : cc('max-age=60'))
+  await one(proxy.port, get('/a'))
+  await one(proxy.port, get('/a', 'Cache-Control: no-cache'))
+  t.equal(count('/a'), 2, 'request no-cache')
+  await one(proxy.port, get('/a', 'Cache-Control: max-age=0'))
+  t.equal(count('/a'), 3, 'request max-age=0')
+  await one(proxy.port, get('/a', 'Pragma: no-cache'))
+  t.equal(count('/a'), 4, '§5.4 Pragma: no-cache')
+  await one(proxy.port, get('/nc'))
+  await one(proxy.port, get('/nc'))
+  t.equal(count('/nc'), 2, 'response no-cache: validated each time')
+})
+
+t.test('§4.2.1 expiry: Expires in the past and max-age=0 are stale at once', async t => {
+  const { proxy, count } = await setup(t, req => req.url === '/exp' ? ok('e', ['Expires: Thu, 01 Jan 1970 00:00:00 GMT', 'Content-Type: text/plain']) : cc('max-age=0'))
+  for (const url of ['/exp', '/zero']) {
+    await one(proxy.port, get(url))
+    await one(proxy.port, get(url))
+    t.equal(count(url), 2, url)
+  }
+})
+
+t.test('Range from a cached full response (RFC 9110 §14)', async t => {
+  const { proxy, count } = await setup(t, () => cc('max-age=60', '0123456789', 'ETag: "r1"'))
+  await one(proxy.port, get('/range'))
+  const part = await one(proxy.port, get('/range', 'Range: bytes=2-5'))
+  t.equal(part.head.line[1], '206')
+  t.equal(part.body.toString(), '2345')
+  t.equal(header(part, 'content-range'), 'bytes 2-5/10')
+  const multi = await one(proxy.port, get('/range', 'Range: bytes=0-0,9-9'))
+  t.match(header(multi, 'content-type'), /^multipart\/byteranges; boundary=/)
+  t.match(multi.body.toString(), /Content-Range: bytes 0-0\/10\r\n\r\n0\r\n[^]*Content-Range: bytes 9-9\/10\r\n\r\n9\r\n/)
+  t.equal((await one(proxy.port, get('/range', 'Range: bytes=50-'))).head.line[1], '416')
+  t.equal((await one(proxy.port, get('/range', 'Range: bytes=0-1', 'If-Range: "old"'))).body.toString(), '0123456789', 'If-Range that does not match: the whole body')
+  t.equal(count('/range'), 1)
+})
+
+t.test('coalescing: concurrent misses make one backend request, streamed to all as it arrives', async t => {
+  const release = deferred<void>()
+  const { proxy, count } = await setup(t, () => ({
+    bytes: 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nCache-Control: max-age=60\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n',
+    stream: Readable.from((async function * () { await release.promise; yield Buffer.from('7\r\n second\r\n0\r\n\r\n') })(), { objectMode: false }),
+  }))
+  const readers = await Promise.all([0, 1, 2, 3, 4].map(async () => {
+    const res = await fetch(`http://127.0.0.1:${proxy.port}/co`)
+    return { res, reader: res.body!.getReader() }
+  }))
+  for (const { reader } of readers) {
+    const { value } = await within(reader.read(), 5000, 'the first piece before the response ends')
+    t.equal(Buffer.from(value!).toString(), 'first')
+  }
+  t.equal(count('/co'), 1, 'one backend request')
+  release.resolve()
+  for (const { reader } of readers) {
+    let rest = ''
+    for (;;) {
+      const { value, done } = await within(reader.read(), 5000, 'the rest')
+      if (done) break
+      rest += Buffer.from(value).toString()
+    }
+    t.equal(rest, ' second')
+  }
+  const statuses = readers.map(r => r.res.headers.get('cache-status'))
+  t.equal(statuses.filter(s => s?.includes('coalesced') === true).length, 4, 'four waited on the first')
+})
+
+t.test('RFC 5861 stale-while-revalidate: stale served at once, refreshed in the background', async t => {
+  let n = 0
+  const { proxy, count } = await setup(t, () => cc('max-age=0, stale-while-revalidate=60', `v${n++}`))
+  t.equal((await one(proxy.port, get('/swr'))).body.toString(), 'v0')
+  const stale = await one(proxy.port, get('/swr'))
+  t.equal(stale.body.toString(), 'v0', 'the stale copy')
+  t.match(header(stale, 'cache-status'), /stale-while-revalidate/)
+  await poll(() => count('/swr') === 2, 'the background revalidation')
+  await poll(() => proxy.events.responses.length >= 3, 'it completed')
+  t.equal((await one(proxy.port, get('/swr'))).body.toString(), 'v1', 'the refreshed copy')
+})
+
+t.test('RFC 5861 stale-if-error: a 5xx or a dead backend answered with the stale copy; must-revalidate forbids it', async t => {
+  let fail = false
+  const origin = await startOrigin(t, req => fail ? (req.url === '/mr' ? 'HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n' : 'HTTP/1.1 500 Oops\r\nContent-Length: 4\r\n\r\noops')
+    : req.url === '/mr' ? cc('max-age=0, must-revalidate', 'strict') : cc('max-age=0, stale-if-error=300', 'good'))
+  const proxy = await startProxy(t, { targets: [origin.target], cache: { size: '1m' } })
+  await one(proxy.port, get('/sie'))
+  await one(proxy.port, get('/mr'))
+  fail = true
+  const res = await one(proxy.port, get('/sie'))
+  t.equal(res.head.line[1], '200')
+  t.equal(res.body.toString(), 'good')
+  t.match(header(res, 'cache-status'), /fwd-status=500; detail=stale-if-error/)
+  t.equal((await one(proxy.port, get('/mr'))).head.line[1], '503', '§4.2.4 must-revalidate: the error passes')
+  await origin.close()
+  const dead = await one(proxy.port, get('/sie'))
+  t.equal(dead.body.toString(), 'good', 'the backend unreachable (rp4 502): stale served')
+  t.match(header(dead, 'cache-status'), /fwd-status=502/)
+})
+
+t.test("stale-if-error as the route's default", async t => {
+  let fail = false
+  const { proxy } = await setup(t, () => fail ? 'HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n' : cc('max-age=0', 'kept'), { staleIfError: '1m' })
+  await one(proxy.port, get('/d'))
+  fail = true
+  t.equal((await one(proxy.port, get('/d'))).body.toString(), 'kept')
+})
+
+t.test('§4.4 unsafe methods invalidate the URI, Location and Content-Location', async t => {
+  const { proxy, count } = await setup(t, req => req.method === 'POST'
+    ? ok('done', ['Location: /loc', 'Content-Location: http://h/cl'])
+    : cc('max-age=60'))
+  for (const url of ['/u', '/loc', '/cl', '/other']) await one(proxy.port, get(url))
+  await one(proxy.port, 'POST /u HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n')
+  for (const url of ['/u', '/loc', '/cl', '/other']) await one(proxy.port, get(url))
+  t.equal(count('/u'), 3, 'the request URI: GET, the POST, GET again')
+  t.equal(count('/loc'), 2, 'Location')
+  t.equal(count('/cl'), 2, 'Content-Location')
+  t.equal(count('/other'), 1, 'others kept')
+})
+
+t.test('purge by URL and by prefix (library API)', async t => {
+  const { proxy, count } = await setup(t, () => cc('max-age=60'))
+  for (const url of ['/p/1', '/p/2', '/q']) await one(proxy.port, get(url))
+  t.equal(proxy.proxy.purge('http://h/p/1'), 1)
+  t.equal(proxy.proxy.purgePrefix('http://h/p/'), 1)
+  for (const url of ['/p/1', '/p/2', '/q']) await one(proxy.port, get(url))
+  t.same([count('/p/1'), count('/p/2'), count('/q')], [2, 2, 1])
+})
+
+t.test('cache and compression: stored once uncompressed, each hit compressed per client', async t => {
+  const body = JSON.stringify(Array.from({ length: 500 }, (_, i) => ({ i })))
+  const origin = await startOrigin(t, () => ok(body, ['Content-Type: application/json', 'Cache-Control: max-age=60']))
+  const proxy = await startProxy(t, { targets: [origin.target], cache: true, compress: true })
+  const gz = await one(proxy.port, get('/j', 'Accept-Encoding: gzip'))
+  t.equal(gunzipSync(gz.body).toString(), body)
+  const plain = await one(proxy.port, get('/j'))
+  t.equal(plain.body.toString(), body, 'a hit, identity for this client')
+  t.match(header(plain, 'cache-status'), /hit/)
+  const gz2 = await one(proxy.port, get('/j', 'Accept-Encoding: gzip'))
+  t.equal(header(gz2, 'content-encoding'), 'gzip')
+  t.equal(gunzipSync(gz2.body).toString(), body, 'a hit, gzip for this one')
+  t.equal(origin.requests.length, 1)
+})
+
+t.test('the memory store is bounded: least recently used entries go', async t => {
+  const big = 'x'.repeat(40 * 1024)
+  const { proxy, count } = await setup(t, () => cc('max-age=60', big), { size: '100k' })
+  for (const url of ['/1', '/2', '/3', '/4']) await one(proxy.port, get(url))
+  await one(proxy.port, get('/1'))
+  t.equal(count('/1'), 2, 'the oldest was dropped')
+  await one(proxy.port, get('/4'))
+  t.equal(count('/4'), 1, 'the newest kept')
+})
+
+t.test('disk store: entries survive a restart; a corrupt, short or half-written file is dropped, never served', async t => {
+  const { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } = await import('node:fs')
+  const os = await import('node:os')
+  const path = await import('node:path')
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'rp4-cache-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const origin = await startOrigin(t, req => cc('max-age=3600', `origin ${req.url}`))
+  const first = await startProxy(t, { targets: [origin.target], cache: { size: '1m', dir } })
+  for (const url of ['/keep', '/corrupt', '/short']) await one(first.port, get(url))
+  const files = (): string[] => readdirSync(dir).filter(f => f.endsWith('.entry'))
+  await poll(() => files().length === 3, 'three entries written')
+  await first.proxy.close()
+  // damage two of them the way a crash or a bad disk would, and leave a torn temporary file
+  const byUrl = new Map(files().map(f => [/"primary":"http:\/\/h(\/\w+)"/.exec(readFileSync(path.join(dir, f), 'latin1'))?.[1], f]))
+  const corrupt = path.join(dir, byUrl.get('/corrupt')!)
+  const bytes = readFileSync(corrupt)
+  bytes[bytes.length - 1] ^= 0xff
+  writeFileSync(corrupt, bytes)
+  const short = path.join(dir, byUrl.get('/short')!)
+  writeFileSync(short, readFileSync(short).subarray(0, -3))
+  writeFileSync(path.join(dir, 'deadbeef.entry.123.tmp'), 'half')
+  const before = origin.requests.length
+  const second = await startProxy(t, { targets: [origin.target], cache: { size: '1m', dir } })
+  await poll(() => !second.proxy.stats().caches[0].loading, 'the directory read back')
+  t.same(second.proxy.stats().caches[0], { route: 'default', entries: 1, bytes: second.proxy.stats().caches[0].bytes, loading: false, loaded: 1, dropped: 3 })
+  t.same(files().length, 1, 'the damaged files deleted')
+  t.notOk(readdirSync(dir).some(f => f.endsWith('.tmp')), 'the torn temporary file deleted')
+  const kept = await one(second.port, get('/keep'))
+  t.equal(kept.body.toString(), 'origin /keep')
+  t.match(header(kept, 'cache-status'), /^rp4; hit/, 'served from the disk store after the restart')
+  t.equal(origin.requests.length, before, 'the backend not asked')
+  const redone = await one(second.port, get('/corrupt'))
+  t.equal(redone.body.toString(), 'origin /corrupt', 'the corrupt entry was not served')
+  t.match(header(redone, 'cache-status'), /uri-miss/)
+  t.match(header(await one(second.port, get('/short')), 'cache-status'), /uri-miss/, 'nor the short one')
+  await second.proxy.close()
+})
+
+t.test('a response over maxEntrySize passes uncached, known length or not', async t => {
+  const big = 'y'.repeat(300 * 1024)
+  const { proxy, count } = await setup(t, req => req.url === '/sized'
+    ? cc('max-age=60', big)
+    : `HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nTransfer-Encoding: chunked\r\n\r\n${(big.length).toString(16)}\r\n${big}\r\n0\r\n\r\n`, { maxEntrySize: '100k' })
+  for (const url of ['/sized', '/chunked']) {
+    const a = await one(proxy.port, get(url))
+    t.equal(a.bodyLength, big.length, `${url}: whole`)
+    await one(proxy.port, get(url))
+    t.equal(count(url), 2, `${url}: not stored`)
+  }
+  t.equal(proxy.proxy.stats().caches[0].entries, 0)
+})
