@@ -346,7 +346,7 @@ export const CompressSettings = section({
   encodings: opt(Type.Array(choice(['br', 'gzip'], { description: 'a content coding' }), { minItems: 1, description: 'the codings offered, in order of preference when the client weighs them equally', default: ['br', 'gzip'] })),
   types: opt(Type.Array(Type.String({ description: 'a media type: `text/*`, `application/json`, `application/*+json`', minLength: 3 }), { description: 'the media types compressed (parameters such as charset ignored)', default: DEFAULT_COMPRESS_TYPES })),
   minSize: opt(size({ description: 'a response whose Content-Length is under this is sent as it is (compressing it would cost more than it saves)', default: '1k', min: 0, max: '1g' })),
-  gzipLevel: opt(count({ description: 'gzip level, 1 (fastest) to 9 (smallest); perf/README.md gives the CPU per KiB against the ratio of each', default: 5, min: 1, max: 9 })),
+  gzipLevel: opt(count({ description: 'gzip level, 1 (fastest) to 9 (smallest); 3 by measurement: perf/README.md gives the CPU per KiB against the ratio of each', default: 3, min: 1, max: 9 })),
   brotliLevel: opt(count({ description: 'brotli quality, 0 (fastest) to 11 (smallest; far too slow for responses made per request); see perf/README.md', default: 4, min: 0, max: 11 })),
 }, 'how responses are compressed', 'must be true, false, or a mapping { encodings, types, minSize, gzipLevel, brotliLevel }')
 export const Compress = Type.Union([Type.Boolean(), CompressSettings], {

@@ -17,7 +17,7 @@ t.test('compress: true gives the defaults; a mapping overrides them', async t =>
   t.same(on.encodings, ['br', 'gzip'])
   t.ok(on.types.includes('text/*') && on.types.includes('application/json') && on.types.includes('application/wasm') && on.types.includes('image/svg+xml'))
   t.equal(on.minSize, 1024)
-  t.equal(on.gzipLevel, 5)
+  t.equal(on.gzipLevel, 3)
   t.equal(on.brotliLevel, 4)
   t.equal(buildModel({ listen: ':0', targets: ['a:1'], compress: false }).routes[0].compress, null)
   t.equal(buildModel({ listen: ':0', targets: ['a:1'] }).routes[0].compress, null, 'off by default')
@@ -88,7 +88,7 @@ t.test('examples/web.yaml loads, and says what the README says', async t => {
     t.equal(assets.action.root, path.join(ROOT, 'examples/public'), 'root relative to the file')
     t.equal(assets.action.fallback, 'app')
   }
-  t.equal(assets.compress?.gzipLevel, 5)
+  t.equal(assets.compress?.gzipLevel, 3, 'compress: true takes the default level')
   t.equal(app.compress?.minSize, 512)
 })
 
