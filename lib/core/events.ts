@@ -43,6 +43,8 @@ export interface ResponseInfo extends RequestInfo {
   upstreamFirstByte: number
   /** Tries beyond the first: failover to another target, or the retry after a reused connection closed. */
   retries: number
+  /** What the route's cache did: `hit`, `stale` (served stale), `revalidated`, `miss`; '' when no cache took part. */
+  cache: string
   /** The TLS version rp4 terminated (`TLSv1.3`), '' for cleartext. */
   tls: string
   /** The server name the client asked for in its TLS handshake, '' when none. */

@@ -59,7 +59,7 @@ function token (value: string): string {
 export function formatCombined (r: ResponseInfo): string {
   return `${ipOf(r.client)} - - [${clfTime(r.time)}] ${quoted(`${r.method} ${r.url} ${r.protocol}`)} ${r.status} ${r.bytesOut} ${quoted(r.referer)} ${quoted(r.userAgent)}` +
     ` client=${r.client} route=${token(r.route)} target=${token(r.target)} in=${r.bytesIn} time=${ms(r.duration)} connect=${ms(r.upstreamConnect)}` +
-    ` first_byte=${ms(r.upstreamFirstByte)} retries=${r.retries} cache=- tls=${token(r.tls)} sni=${token(r.sni)}\n`
+    ` first_byte=${ms(r.upstreamFirstByte)} retries=${r.retries} cache=${token(r.cache)} tls=${token(r.tls)} sni=${token(r.sni)}\n`
 }
 
 export function formatJson (r: ResponseInfo): string {
@@ -80,7 +80,7 @@ export function formatJson (r: ResponseInfo): string {
     upstreamConnect: r.upstreamConnect < 0 ? null : round(r.upstreamConnect),
     upstreamFirstByte: r.upstreamFirstByte < 0 ? null : round(r.upstreamFirstByte),
     retries: r.retries,
-    cache: null,
+    cache: r.cache === '' ? null : r.cache,
     tls: r.tls === '' ? null : r.tls,
     sni: r.sni === '' ? null : r.sni,
     referer: r.referer,

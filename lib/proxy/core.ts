@@ -271,6 +271,7 @@ export class ProxyCore implements H1Host {
       upstreamConnect: session.upstreamConnect,
       upstreamFirstByte: session.upstreamFirstByte,
       retries: session.retries,
+      cache: cacheOutcome(session.response?.headers.get('cache-status')),
       tls: tls.version,
       sni: tls.sni,
     })
@@ -333,4 +334,16 @@ export class ProxyCore implements H1Host {
     this.errorCounts.set(error.code, (this.errorCounts.get(error.code) ?? 0) + 1)
     if (this.#events.listenerCount('proxyError') > 0) this.#events.emit('proxyError', error)
   }
+}
+
+/**
+ * The access log's word for a Cache-Status value rp4 set (filters/cache.ts): `hit`, `stale` (a
+ * stale entry served), `revalidated` (a stale entry sent to the backend), `miss`; '' otherwise.
+ */
+function cacheOutcome (status: string | undefined): string {
+  if (status === undefined || !status.startsWith('rp4;')) return ''
+  const stale = status.includes('fwd=stale')
+  if (status.startsWith('rp4; hit')) return stale ? 'stale' : 'hit'
+  if (stale) return 'revalidated'
+  return status.includes('fwd=') ? 'miss' : ''
 }

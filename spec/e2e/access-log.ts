@@ -32,7 +32,7 @@ t.test('combined: the request line, status, body bytes, referer, agent, then rp4
   const info: ResponseInfo = {
     id: 1, method: 'GET', url: '/a?b=1', client: '[2001:db8::1]:5555', status: 200, target: '127.0.0.1:3000', duration: 12.345,
     time: Date.UTC(2026, 0, 2, 3, 4, 5), protocol: 'HTTP/1.1', host: 'h', referer: 'http://r/', userAgent: 'curl/8 "x"\n',
-    route: 'api', bytesIn: 7, bytesOut: 2, upstreamConnect: 0.51, upstreamFirstByte: 3.25, retries: 1, tls: 'TLSv1.3', sni: 'h.example',
+    route: 'api', bytesIn: 7, bytesOut: 2, upstreamConnect: 0.51, upstreamFirstByte: 3.25, retries: 1, cache: '', tls: 'TLSv1.3', sni: 'h.example',
   }
   t.equal(formatCombined(info),
     '2001:db8::1 - - [02/Jan/2026:03:04:05 +0000] "GET /a?b=1 HTTP/1.1" 200 2 "http://r/" "curl/8 \\"x\\"\\x0A"' +
@@ -142,3 +142,14 @@ t.test('a log file that cannot be written: an error naming accessLog.file, befor
 function startProxySync (options: ProxyOptions): void {
   createProxy({ listen: '127.0.0.1:0', ...options })
 }
+
+t.test('the cache\'s part in each line: miss, then hit', async t => {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'access.log')
+  const origin = await startOrigin(t, () => ok('cached', ['Cache-Control: max-age=60']))
+  const { port, proxy } = await startProxy(t, { targets: [origin.target], cache: { size: '1m' }, accessLog: { file, format: 'json' } })
+  for (let i = 0; i < 2; i++) await exchange(port, 'GET /c HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 1 })
+  await proxy.close()
+  t.same(lines(file).map(line => (JSON.parse(line) as { cache: string | null }).cache), ['miss', 'hit'])
+  t.equal(origin.requests.length, 1, 'the second came from the cache')
+})
