@@ -397,6 +397,18 @@ const FlatTimeouts = section({
   tlsHandshake: opt(TlsHandshakeTimeout),
 }, 'timeouts (a number is milliseconds)')
 
+/** How rp4 terminates TLS, the same in the flat form's `tls` and a listener's. */
+const TlsTermination = {
+  reloadInterval: opt(ReloadInterval),
+  profile: opt(TlsProfile),
+  ciphers: opt(TlsCiphers),
+  hsts: opt(Hsts),
+  clientCertificates: opt(ClientCertificates),
+  ticketKeyRotation: opt(TicketKeyRotation),
+  ocspStapling: opt(OcspStapling),
+  acme: opt(Acme),
+}
+
 export const FLAT = {
   listen: opt(Type.Union([Type.String(), Type.Integer()], { description: 'where to accept connections: `[HOST]:PORT`; `:8080` (or `8080`) is every interface, IPv4 and IPv6; port 0 picks a free one', check: 'listen', expected: 'must be an address [HOST]:PORT' })),
   targets: opt(Type.Array(FlatTarget, { minItems: 1, description: 'the backends; several: balanced by `balance`, failing over to the next when a connect fails', flag: { name: '--to', arg: 'HOST:PORT', repeat: true, group: 'Backends', help: 'a backend; repeat for several (balanced by --balance, failover to another when a connect fails); https://HOST[:PORT] speaks TLS to it; HOST:PORT,weight=N gives it N shares, HOST:PORT,backup uses it only while no other is up', defaultText: '(required)' } })),
@@ -425,14 +437,7 @@ export const FLAT = {
       keyCheck: 'serverName',
       flag: { name: '--sni', arg: 'NAME=HOST:PORT', entry: true, group: 'TLS', help: 'relay TLS for server name NAME (or *.domain) untouched to HOST:PORT; repeat for several' },
     })),
-    reloadInterval: opt(ReloadInterval),
-    profile: opt(TlsProfile),
-    ciphers: opt(TlsCiphers),
-    hsts: opt(Hsts),
-    clientCertificates: opt(ClientCertificates),
-    ticketKeyRotation: opt(TicketKeyRotation),
-    ocspStapling: opt(OcspStapling),
-    acme: opt(Acme),
+    ...TlsTermination,
   }, 'TLS rp4 terminates, and TLS it relays untouched by server name')),
   upstreamTls: opt(section({
     ca: opt(Type.Array(text('file', { description: 'a PEM file' }), { description: 'CA certificates (PEM files) trusted for `https://` backends instead of Node\'s bundled roots', defaultText: "Node's roots", flag: { name: '--ca', arg: 'FILE', repeat: true, group: 'Backends', help: 'trust this CA (PEM) for https:// backends instead of the bundled roots; repeat for several' } })),
@@ -524,14 +529,7 @@ const Listener = section({
       keyCheck: 'serverName',
     })),
     cleartext: opt(Cleartext),
-    reloadInterval: opt(ReloadInterval),
-    profile: opt(TlsProfile),
-    ciphers: opt(TlsCiphers),
-    hsts: opt(Hsts),
-    clientCertificates: opt(ClientCertificates),
-    ticketKeyRotation: opt(TicketKeyRotation),
-    ocspStapling: opt(OcspStapling),
-    acme: opt(Acme),
+    ...TlsTermination,
   }, 'TLS terminated here (certificates) or relayed by server name (passthrough); without it, TLS is handled as bytes of no known protocol')),
   redirectToHttps: opt(bool({ description: 'answer every request with a redirect to the same URL over https (a :80 listener beside :443)', default: false })),
   routes: opt(Type.Array(Name('a route name'), { description: 'the routes served here, by name', defaultText: 'every route' })),
