@@ -27,17 +27,25 @@ const COALESCE_LIMIT = 16 * 1024
 const kOutbox = Symbol('rp4.outbox')
 const kDefer = Symbol('rp4.defer')
 
+/**
+ * What waits for one socket. `parts` keeps its storage between batches (only `count` is reset):
+ * emptying an array by `length = 0` drops its backing store, and the next push allocates anew.
+ */
 interface Outbox {
-  parts: Array<string | Buffer>
+  parts: Array<string | Buffer | undefined>
+  count: number
   bytes: number
   end: boolean
 }
 
 interface BatchedSocket extends Socket { [kOutbox]?: Outbox, [kOwner]?: WriteOwner, [kDefer]?: boolean }
 
-const touched: BatchedSocket[] = []
+/** Sockets written to in the open batch (the first `touchedCount`; the list keeps its storage). */
+const touched: Array<BatchedSocket | undefined> = []
+let touchedCount = 0
 /** Sockets whose output waits for the end of the event-loop turn. */
-const deferred: BatchedSocket[] = []
+const deferred: Array<BatchedSocket | undefined> = []
+let deferredCount = 0
 let batching = false
 let flushScheduled = false
 
@@ -65,15 +73,15 @@ export function beginBatch (): void {
 export function send (socket: Socket, data: string | Buffer): boolean {
   const s = socket as BatchedSocket
   let out = s[kOutbox]
-  if (!batching && (out === undefined || out.parts.length === 0)) {
+  if (!batching && (out === undefined || out.count === 0)) {
     return typeof data === 'string' ? socket.write(data, 'latin1') : socket.write(data)
   }
   if (out === undefined) {
-    out = { parts: [], bytes: 0, end: false }
+    out = { parts: [], count: 0, bytes: 0, end: false }
     s[kOutbox] = out
   }
-  if (out.parts.length === 0) touched.push(s)
-  out.parts.push(data)
+  if (out.count === 0) touched[touchedCount++] = s
+  out.parts[out.count++] = data
   out.bytes += data.length
   return true
 }
@@ -81,14 +89,14 @@ export function send (socket: Socket, data: string | Buffer): boolean {
 /** True when output for `socket` waits for the end of this turn. */
 export function hasPendingOutput (socket: Socket): boolean {
   const out = (socket as BatchedSocket)[kOutbox]
-  return out !== undefined && out.parts.length > 0
+  return out !== undefined && out.count > 0
 }
 
 /** End `socket` once what was sent to it is written. */
 export function sendEnd (socket: Socket): void {
   if (socket.writableEnded || socket.destroyed) return
   const out = (socket as BatchedSocket)[kOutbox]
-  if (out === undefined || out.parts.length === 0) {
+  if (out === undefined || out.count === 0) {
     socket.end()
     return
   }
@@ -98,24 +106,26 @@ export function sendEnd (socket: Socket): void {
 /** Write now what is pending for `socket` (before handing the socket to code that writes directly). */
 export function flush (socket: Socket): void {
   const out = (socket as BatchedSocket)[kOutbox]
-  if (out !== undefined && out.parts.length > 0) write(socket, out)
+  if (out !== undefined && out.count > 0) write(socket, out)
 }
 
 /** Close the batch: write what was collected, except for sockets whose writes are deferred. */
 export function endBatch (): void {
   batching = false
-  for (let i = 0; i < touched.length; i++) {
-    const socket = touched[i]
-    touched[i] = undefined as unknown as BatchedSocket
+  // a write below may run code that sends again (a 'drain' handler): it opens a new list
+  const count = touchedCount
+  for (let i = 0; i < count; i++) {
+    const socket = touched[i]!
+    touched[i] = undefined
     if (socket[kDefer] === true) {
-      deferred.push(socket)
+      deferred[deferredCount++] = socket
       continue
     }
     const out = socket[kOutbox]!
-    if (out.parts.length > 0) write(socket, out)
+    if (out.count > 0) write(socket, out)
   }
-  touched.length = 0
-  if (!flushScheduled && deferred.length > 0) {
+  touchedCount = 0
+  if (!flushScheduled && deferredCount > 0) {
     flushScheduled = true
     setImmediate(flushDeferred)
   }
@@ -123,36 +133,43 @@ export function endBatch (): void {
 
 function flushDeferred (): void {
   flushScheduled = false
-  for (let i = 0; i < deferred.length; i++) {
-    const socket = deferred[i]
-    deferred[i] = undefined as unknown as BatchedSocket
+  const count = deferredCount
+  for (let i = 0; i < count; i++) {
+    const socket = deferred[i]!
+    deferred[i] = undefined
     const out = socket[kOutbox]!
-    if (out.parts.length > 0) write(socket, out)
+    if (out.count > 0) write(socket, out)
   }
-  deferred.length = 0
+  deferredCount = 0
 }
 
 function write (socket: BatchedSocket, out: Outbox): void {
   const parts = out.parts
+  const count = out.count
+  const bytes = out.bytes
   const end = out.end
+  // reset first: a write can call back into code that sends to this socket again
+  out.count = 0
+  out.bytes = 0
+  out.end = false
   if (!socket.destroyed) {
     let ok: boolean
-    if (parts.length === 1) {
-      const data = parts[0]
+    if (count === 1) {
+      const data = parts[0]!
       ok = typeof data === 'string' ? socket.write(data, 'latin1') : socket.write(data)
-    } else if (out.bytes <= COALESCE_LIMIT) {
-      const buffer = Buffer.allocUnsafe(out.bytes)
+    } else if (bytes <= COALESCE_LIMIT) {
+      const buffer = Buffer.allocUnsafe(bytes)
       let offset = 0
-      for (let i = 0; i < parts.length; i++) {
-        const data = parts[i]
+      for (let i = 0; i < count; i++) {
+        const data = parts[i]!
         offset += typeof data === 'string' ? buffer.write(data, offset, 'latin1') : data.copy(buffer, offset)
       }
       ok = socket.write(buffer)
     } else {
       socket.cork()
       ok = true
-      for (let i = 0; i < parts.length; i++) {
-        const data = parts[i]
+      for (let i = 0; i < count; i++) {
+        const data = parts[i]!
         ok = typeof data === 'string' ? socket.write(data, 'latin1') : socket.write(data)
       }
       socket.uncork()
@@ -161,7 +178,5 @@ function write (socket: BatchedSocket, out: Outbox): void {
       if (!socket.writableEnded) socket.end()
     } else if (!ok) socket[kOwner]?.onWriteBlocked()
   }
-  parts.length = 0
-  out.bytes = 0
-  out.end = false
+  for (let i = 0; i < count; i++) parts[i] = undefined
 }

@@ -148,7 +148,8 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
     const request = new RequestHead(message.method, message.url, message.versionMajor, message.versionMinor,
       new HeaderList(message.headers), message.keepAlive, message.upgrade)
     const facts = inspectRequest(request)
-    const session = new Session(host, this, host.nextId(), request, facts)
+    // the parser read the clock when this request began (in this read or an earlier one)
+    const session = new Session(host, this, host.nextId(), request, facts, clock.now)
     const response = new H1Response(this, session)
     this.#queue.push(response)
     if (host.draining) this.#noMore = true

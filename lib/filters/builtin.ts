@@ -26,12 +26,12 @@ export function rateLimitFilter (rate: number, burst: number): Filter {
 
 /** Response headers that would tell what runs behind rp4 (`Server`, `X-Powered-By`, …), removed. */
 export function hideHeadersFilter (names: Iterable<string>): Filter {
-  const lowered = new Set([...names].map(name => name.toLowerCase()))
-  const lengths = new Set([...lowered].map(name => name.length))
+  const byLength: string[][] = []
+  for (const name of new Set([...names].map(name => name.toLowerCase()))) (byLength[name.length] ??= []).push(name)
   return {
     name: 'hideHeaders',
     onResponse (_session, head): void {
-      hideHeaders(head.headers, lowered, lengths)
+      hideHeaders(head.headers, byLength)
     },
   }
 }

@@ -2,7 +2,7 @@
  * Header fields by meaning, for any HTTP version: the ones the engine acts on, which of them are
  * hop-by-hop, and the token lists inside Connection and Upgrade values.
  */
-import type { HeaderList } from './headers.js'
+import { isName, type HeaderList } from './headers.js'
 
 /** The headers the engine acts on; everything else is `OTHER` and passes through untouched. */
 export const enum Header {
@@ -25,36 +25,21 @@ export const enum Header {
 }
 
 /**
- * Classify a header name without lowercasing the common ones: only names whose length matches a
- * header of interest are lowercased and compared.
+ * Classify a header name without lowercasing it: only names whose length matches a header of
+ * interest are compared, character by character (most headers of a request are other lengths).
  */
 export function classify (name: string): Header {
   switch (name.length) {
-    case 2: return name.toLowerCase() === 'te' ? Header.TE : Header.OTHER
-    case 3: return name.toLowerCase() === 'via' ? Header.VIA : Header.OTHER
-    case 4: return name.toLowerCase() === 'host' ? Header.HOST : Header.OTHER
-    case 6: return name.toLowerCase() === 'expect' ? Header.EXPECT : Header.OTHER
-    case 7: {
-      const lower = name.toLowerCase()
-      return lower === 'upgrade' ? Header.UPGRADE : lower === 'trailer' ? Header.TRAILER : Header.OTHER
-    }
-    case 10: {
-      const lower = name.toLowerCase()
-      return lower === 'connection' ? Header.CONNECTION : lower === 'keep-alive' ? Header.KEEP_ALIVE : Header.OTHER
-    }
-    case 14: {
-      const lower = name.toLowerCase()
-      return lower === 'content-length' ? Header.CONTENT_LENGTH : lower === 'http2-settings' ? Header.HTTP2_SETTINGS : Header.OTHER
-    }
-    case 15: return name.toLowerCase() === 'x-forwarded-for' ? Header.X_FORWARDED_FOR : Header.OTHER
-    case 16: {
-      const lower = name.toLowerCase()
-      return lower === 'proxy-connection' ? Header.PROXY_CONNECTION : lower === 'x-forwarded-host' ? Header.X_FORWARDED_HOST : Header.OTHER
-    }
-    case 17: {
-      const lower = name.toLowerCase()
-      return lower === 'transfer-encoding' ? Header.TRANSFER_ENCODING : lower === 'x-forwarded-proto' ? Header.X_FORWARDED_PROTO : Header.OTHER
-    }
+    case 2: return isName(name, 'te') ? Header.TE : Header.OTHER
+    case 3: return isName(name, 'via') ? Header.VIA : Header.OTHER
+    case 4: return isName(name, 'host') ? Header.HOST : Header.OTHER
+    case 6: return isName(name, 'expect') ? Header.EXPECT : Header.OTHER
+    case 7: return isName(name, 'upgrade') ? Header.UPGRADE : isName(name, 'trailer') ? Header.TRAILER : Header.OTHER
+    case 10: return isName(name, 'connection') ? Header.CONNECTION : isName(name, 'keep-alive') ? Header.KEEP_ALIVE : Header.OTHER
+    case 14: return isName(name, 'content-length') ? Header.CONTENT_LENGTH : isName(name, 'http2-settings') ? Header.HTTP2_SETTINGS : Header.OTHER
+    case 15: return isName(name, 'x-forwarded-for') ? Header.X_FORWARDED_FOR : Header.OTHER
+    case 16: return isName(name, 'proxy-connection') ? Header.PROXY_CONNECTION : isName(name, 'x-forwarded-host') ? Header.X_FORWARDED_HOST : Header.OTHER
+    case 17: return isName(name, 'transfer-encoding') ? Header.TRANSFER_ENCODING : isName(name, 'x-forwarded-proto') ? Header.X_FORWARDED_PROTO : Header.OTHER
     default: return Header.OTHER
   }
 }

@@ -8,7 +8,7 @@
  * The header list is compacted in place: no array is allocated per request.
  */
 import { Header, classify, connectionOptions, isHopByHop, withoutH2c } from './fields.js'
-import type { HeaderList } from './headers.js'
+import { isName, type HeaderList } from './headers.js'
 import type { RequestHead, ResponseHead } from './message.js'
 
 export interface ForwardContext {
@@ -113,16 +113,25 @@ export function forwardResponse (head: ResponseHead, via: string): void {
   else raw[lastVia + 1] += ', ' + via
 }
 
-/** Response headers that would tell what runs behind rp4, out. `lengths` lets most names pass without lowercasing. */
-export function hideHeaders (headers: HeaderList, names: ReadonlySet<string>, lengths: ReadonlySet<number>): void {
+/**
+ * Response headers that would tell what runs behind rp4, out. `byLength[n]` lists the lowercase
+ * names of length n (or is undefined): most names pass on one length check, none is lowercased.
+ */
+export function hideHeaders (headers: HeaderList, byLength: ReadonlyArray<readonly string[] | undefined>): void {
   const raw = headers.raw
   let w = 0
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]
-    if (lengths.has(name.length) && names.has(name.toLowerCase())) continue
+    const candidates = byLength[name.length]
+    if (candidates !== undefined && matchesAny(name, candidates)) continue
     raw[w] = name
     raw[w + 1] = raw[i + 1]
     w += 2
   }
   if (w !== raw.length) raw.length = w
+}
+
+function matchesAny (name: string, lowered: readonly string[]): boolean {
+  for (let i = 0; i < lowered.length; i++) if (isName(name, lowered[i])) return true
+  return false
 }

@@ -1,9 +1,24 @@
 /**
  * An ordered list of header fields as they cross rp4: names keep the sender's case and order,
  * repeated fields stay separate. Backed by the flat `[name, value, name, value, …]` array the
- * parser produces, without a copy; lookups compare lengths before lowercasing, so a lookup of a
- * header that is absent costs a pass of integer compares.
+ * parser produces, without a copy; lookups compare lengths first and then characters in any case
+ * (no lowercased copies), so a lookup of a header that is absent costs a pass of integer compares.
  */
+/**
+ * `name` is `lower` in any case, without allocating: `lower` is a lowercase header name (token
+ * characters). A character matches itself or, for a letter, its uppercase form.
+ */
+export function isName (name: string, lower: string): boolean {
+  const length = lower.length
+  if (name.length !== length) return false
+  for (let i = 0; i < length; i++) {
+    const c = name.charCodeAt(i)
+    const l = lower.charCodeAt(i)
+    if (c !== l && (l < 0x61 || l > 0x7a || c !== l - 0x20)) return false
+  }
+  return true
+}
+
 export class HeaderList {
   /** Flat `[name, value, …]`: read it directly on hot paths; change it through the methods. */
   readonly raw: string[]
@@ -28,7 +43,7 @@ export class HeaderList {
       if (candidate.length !== length) continue
       if (candidate === name) return i >> 1
       lower ??= name.toLowerCase()
-      if (candidate.toLowerCase() === lower) return i >> 1
+      if (isName(candidate, lower)) return i >> 1
     }
     return -1
   }
