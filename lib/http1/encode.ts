@@ -32,22 +32,30 @@ export interface ResponseFraming {
   dropContentLength: boolean
 }
 
-/** A Content-Length value: digits only (no sign, no hex, no blank), at most 15 of them; else -1. */
+/** A Content-Length value: digits only (no sign, no hex; blanks around allowed), at most 15 of them; else -1. */
 function parseLength (value: string): number {
-  const v = value.trim()
-  if (v.length === 0 || v.length > 15) return -1
-  for (let i = 0; i < v.length; i++) {
-    const c = v.charCodeAt(i)
+  let start = 0
+  let end = value.length
+  while (start < end && isBlank(value.charCodeAt(start))) start++
+  while (end > start && isBlank(value.charCodeAt(end - 1))) end--
+  if (end === start || end - start > 15) return -1
+  let n = 0
+  for (let i = start; i < end; i++) {
+    const c = value.charCodeAt(i)
     if (c < 0x30 || c > 0x39) return -1
+    n = n * 10 + (c - 0x30)
   }
-  return Number(v)
+  return n
 }
+
+function isBlank (c: number): boolean { return c === 0x20 || c === 0x09 }
 
 /**
  * @param requestMethod the method of the request this answers (HEAD responses carry no body)
  * @param clientHttp11 the client speaks HTTP/1.1 (else 1.0: no chunked, keep-alive only if asked)
  * @param keepClient the client connection may stay open after this response, as far as the request side is concerned
  * @param untilClose the backend's body runs until it closes its connection
+ * @returns the framing, in an object that the next call reuses: read it at once
  */
 export function frameResponse (head: ResponseHead, requestMethod: string, clientHttp11: boolean, keepClient: boolean, untilClose: boolean): ResponseFraming {
   const raw = head.headers.raw
@@ -77,16 +85,19 @@ export function frameResponse (head: ResponseHead, requestMethod: string, client
   else if (chunked && !untilClose) body = clientHttp11 ? BodyKind.CHUNKED : BodyKind.UNTIL_CLOSE
   else if (contentLength && !untilClose) body = BodyKind.LENGTH
   else body = clientHttp11 ? BodyKind.CHUNKED : BodyKind.UNTIL_CLOSE
-  return {
-    body,
-    close: !keepClient || body === BodyKind.UNTIL_CLOSE,
-    // a HEAD or 304 response describes the body it would carry: its framing headers stay
-    dropTransferEncoding: transferEncoding && ((chunked && body === BodyKind.UNTIL_CLOSE) || status < 200 || status === 204),
-    addChunked: body === BodyKind.CHUNKED && !chunked,
-    length: body === BodyKind.LENGTH ? length : -1,
-    dropContentLength: badLength,
-  }
+  const framing = FRAMING
+  framing.body = body
+  framing.close = !keepClient || body === BodyKind.UNTIL_CLOSE
+  // a HEAD or 304 response describes the body it would carry: its framing headers stay
+  framing.dropTransferEncoding = transferEncoding && ((chunked && body === BodyKind.UNTIL_CLOSE) || status < 200 || status === 204)
+  framing.addChunked = body === BodyKind.CHUNKED && !chunked
+  framing.length = body === BodyKind.LENGTH ? length : -1
+  framing.dropContentLength = badLength
+  return framing
 }
+
+/** frameResponse's answer, one object for every call: read it before the next call (one per response head). */
+const FRAMING: ResponseFraming = { body: BodyKind.NONE, close: false, dropTransferEncoding: false, addChunked: false, length: -1, dropContentLength: false }
 
 /** Status line, headers, the framing and Connection headers of this hop, the blank line. */
 export function encodeResponseHead (head: ResponseHead, framing: ResponseFraming, clientHttp11: boolean): string {

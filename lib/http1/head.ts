@@ -1,4 +1,7 @@
-/** A parsed HTTP/1.x message head, as the parser hands it over. */
+/**
+ * A parsed HTTP/1.x message head, as the parser hands it over: the parser reuses the object for
+ * its next message, so a sink copies what it keeps (the `headers` array is its own to keep).
+ */
 export interface MessageHead {
   /** Request method (requests only). */
   method: string

@@ -41,6 +41,8 @@ export class HttpParser implements ParserCallbacks {
   #method = ''
   /** When the current request's first byte was parsed (clock ms). */
   #startedAt = 0
+  /** The head handed to the sink, one object for every message: valid during `onHead` only. */
+  readonly #head: MessageHead = { method: '', url: '', status: 0, reason: '', versionMajor: 1, versionMinor: 1, headers: EMPTY_HEADERS, keepAlive: false, upgrade: false }
   #reason = ''
   #headers: string[] = []
   /** The message being parsed asked for an h2c upgrade only: llhttp's upgrade pause is lifted. */
@@ -171,19 +173,20 @@ export class HttpParser implements ParserCallbacks {
       upgrade = false
       this.#h2cOnly = true
     }
-    const head: MessageHead = {
-      method,
-      url: this.#url,
-      status: statusCode,
-      reason: this.#reason,
-      versionMajor: llhttp.httpMajor,
-      versionMinor: llhttp.httpMinor,
-      headers: this.#headers,
-      keepAlive,
-      upgrade,
-    }
+    const head = this.#head
+    head.method = method
+    head.url = this.#url
+    head.status = statusCode
+    head.reason = this.#reason
+    head.versionMajor = llhttp.httpMajor
+    head.versionMinor = llhttp.httpMinor
+    head.headers = this.#headers
+    head.keepAlive = keepAlive
+    head.upgrade = upgrade
     this.#headers = EMPTY_HEADERS
-    return this.#sink.onHead(head)
+    const result = this.#sink.onHead(head)
+    head.headers = EMPTY_HEADERS
+    return result
   }
 
   onBody (body: Buffer): number { return this.#sink.onBody(body) }
