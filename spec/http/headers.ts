@@ -1,5 +1,6 @@
 import t from 'tap'
-import { HeaderList } from '../../lib/http/headers.js'
+import { HeaderList, isName } from '../../lib/http/headers.js'
+import { Header, classify } from '../../lib/http/fields.js'
 import { RequestHead, hostOf } from '../../lib/http/message.js'
 
 t.test('HeaderList: case-insensitive lookups, case and order kept', async t => {
@@ -22,6 +23,25 @@ t.test('HeaderList: case-insensitive lookups, case and order kept', async t => {
   t.equal(list.delete('new'), 0)
   list.deleteAt(0)
   t.same([...list.entries()], [['X-Tag', '3'], ['accept', '*/*']])
+})
+
+t.test('isName and classify: any case of the letters, nothing else', async t => {
+  for (const name of ['host', 'Host', 'HOST', 'hOsT']) t.ok(isName(name, 'host'), name)
+  for (const name of ['hos', 'hosts', 'h0st', 'Hosu', 'H\u00afST']) t.notOk(isName(name, 'host'), JSON.stringify(name))
+  // only letters fold: a control character one case-bit away from '-' or a digit is not them
+  t.notOk(isName('content\rlength', 'content-length'), 'CR is not -')
+  t.notOk(isName('http\u0012-settings', 'http2-settings'), '0x12 is not 2')
+  t.notOk(isName('x_forwarded_for', 'x-forwarded-for'), '_ is not -')
+  t.equal(classify('Content-Length'), Header.CONTENT_LENGTH)
+  t.equal(classify('TRANSFER-ENCODING'), Header.TRANSFER_ENCODING)
+  t.equal(classify('X-Forwarded-Proto'), Header.X_FORWARDED_PROTO)
+  t.equal(classify('Keep-Alive'), Header.KEEP_ALIVE)
+  t.equal(classify('User-Agent'), Header.OTHER, 'a name of the same length as Connection')
+  t.equal(classify('Accept'), Header.OTHER, 'a name of the same length as Expect')
+  t.equal(classify('Trailer'), Header.TRAILER)
+  t.equal(classify('UPGRADE'), Header.UPGRADE)
+  t.equal(classify('TE'), Header.TE)
+  t.equal(classify('Te\u0000'), Header.OTHER)
 })
 
 t.test('RequestHead: path, query and host from every target form', async t => {

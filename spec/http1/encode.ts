@@ -140,6 +140,28 @@ t.test('response: framing per client version', async t => {
   t.equal(keepAlive10.head, 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nVia: 1.1 rp4\r\nConnection: keep-alive\r\n\r\n')
 })
 
+t.test('response: a Content-Length set by a filter is used only when it is a length', async t => {
+  const cases: Array<[string[], number, boolean]> = [
+    [['Content-Length', '5'], 5, false],
+    [['Content-Length', ' \t5 '], 5, false],
+    [['Content-Length', '000000000000007'], 7, false],
+    [['Content-Length', '1234567890123456'], -1, true],
+    [['Content-Length', '5 5'], -1, true],
+    [['Content-Length', '+5'], -1, true],
+    [['Content-Length', '0x5'], -1, true],
+    [['Content-Length', ''], -1, true],
+    [['Content-Length', '5', 'content-length', '5'], 5, false],
+    [['Content-Length', '5', 'Content-Length', '6'], -1, true],
+  ]
+  for (const [headers, length, dropped] of cases) {
+    const head = new ResponseHead(200, 'OK', new HeaderList([...headers]))
+    const framing = frameResponse(head, 'GET', true, true, false)
+    t.equal(framing.length, length, JSON.stringify(headers))
+    t.equal(framing.dropContentLength, dropped)
+    t.equal(framing.body, dropped ? BodyKind.CHUNKED : BodyKind.LENGTH)
+  }
+})
+
 t.test('response: no-body rules', async t => {
   for (const [status, method] of [[204, 'GET'], [304, 'GET'], [200, 'HEAD'], [100, 'POST']] as const) {
     const plan = planResponse(response(status, ['Content-Length', '5']), method, true, true, false, '1.1 rp4')
