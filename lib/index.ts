@@ -269,9 +269,10 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
    * what it carries now (`active`: requests or relays) and whether it is in rotation (`up`).
    * `health`: the targets' transitions out of and back into rotation since start, by reason.
    * `groups`: per group since start, retries sent, retries the budget refused, requests the
-   * circuit breaker answered with 503.
+   * circuit breaker answered with 503. `tlsSessions`: per listener with a session cache, what it
+   * holds now and its stores, hits and misses since start.
    */
-  stats (): { connections: number, clients: number, tcp: number, errors: Record<string, number>, health: Record<string, number>, upstream: Array<{ group: string, target: string, open: number, idle: number, active: number, up: boolean }>, groups: Array<{ group: string, retries: number, budgetExhausted: number, circuitOpen: number }>, accessLog: { written: number, dropped: number } | null, caches: Array<{ route: string, entries: number, bytes: number, loading: boolean, loaded: number, dropped: number }> } {
+  stats (): { connections: number, clients: number, tcp: number, errors: Record<string, number>, health: Record<string, number>, upstream: Array<{ group: string, target: string, open: number, idle: number, active: number, up: boolean }>, groups: Array<{ group: string, retries: number, budgetExhausted: number, circuitOpen: number }>, accessLog: { written: number, dropped: number } | null, caches: Array<{ route: string, entries: number, bytes: number, loading: boolean, loaded: number, dropped: number }>, tlsSessions: Array<{ listener: string, entries: number, bytes: number, stored: number, hits: number, misses: number }> } {
     const log = this.#accessLog
     return {
       accessLog: log === null ? null : { written: log.written, dropped: log.dropped },
@@ -290,6 +291,15 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
         loading: route.cache.disk?.loading ?? false,
         loaded: route.cache.disk?.loaded ?? 0,
         dropped: route.cache.disk?.dropped ?? 0,
+      }]),
+      // the TLS 1.2 session-ID cache of each listener that has one (tls.sessionCache)
+      tlsSessions: this.#listeners.flatMap(l => l.sessions === null ? [] : [{
+        listener: l.model.name,
+        entries: l.sessions.count,
+        bytes: l.sessions.bytes,
+        stored: l.sessions.stored,
+        hits: l.sessions.hits,
+        misses: l.sessions.misses,
       }]),
     }
   }

@@ -43,7 +43,8 @@ import { TicketKeys } from '../tls/ticket-keys.js'
 import { AcmeManager } from '../tls/acme.js'
 import { ACME_TLS_ALPN } from '../tls/acme-challenges.js'
 import { HelloStatus, parseClientHello } from '../tls/client-hello.js'
-import { Handshake, type ClientAuth, type HandshakeHost } from '../tls/terminate.js'
+import { Handshake, HandshakeServer, type ClientAuth, type HandshakeHost } from '../tls/terminate.js'
+import { SessionCache } from '../tls/session-cache.js'
 import { peerCertificate } from '../tls/client-certificate.js'
 import type { TlsClient } from '../session/filter.js'
 import type { IdentityHeaders } from '../session/sink.js'
@@ -303,6 +304,10 @@ export class Listener implements PassthroughHost, HandshakeHost, ProxyAcceptHost
   /** What every TLS connection here shares when no client certificate is asked for (HSTS only). */
   readonly #tlsClient: TlsClient
   readonly #clientAuth: ClientAuth | null
+  /** The TLS 1.2 session-ID cache (tls.sessionCache); null: off. */
+  readonly sessions: SessionCache | null
+  /** What handshakes look sessions up through when nothing is stapled (null: no cache). */
+  readonly #sessionServer: HandshakeServer | null
   /** Headers the verified client certificate goes in (client copies removed, cleartext too); null: none. */
   readonly #identity: IdentityHeaders | null
   /** Senders whose PROXY headers are taken (null: none expected). */
@@ -329,6 +334,8 @@ export class Listener implements PassthroughHost, HandshakeHost, ProxyAcceptHost
         onInfo: message => hooks.onAcme?.(message),
         ask: hooks.acmeAsk,
       })
+    this.sessions = terminates && tls.sessionCache > 0 ? new SessionCache(tls.sessionCache, tls.sessionTimeout) : null
+    this.#sessionServer = this.sessions === null ? null : new HandshakeServer(null, null, this.sessions)
     this.certificates = !terminates
       ? null
       : new CertificateStore([...tls.certificates, ...(this.acme?.storedFiles() ?? [])], tls.reloadInterval, {
@@ -507,7 +514,8 @@ export class Listener implements PassthroughHost, HandshakeHost, ProxyAcceptHost
       return
     }
     const staple = certificates.stapling ? certificates.staple(context) : null
-    this.#handshakes.add(new Handshake(this, socket, data, context, serverName, label(socket), this.#clientAuth, staple))
+    const server = staple === null ? this.#sessionServer : new HandshakeServer(staple, context, this.sessions)
+    this.#handshakes.add(new Handshake(this, socket, data, context, serverName, label(socket), this.#clientAuth, server))
   }
 
   #refuse (socket: Socket, code: string, message: string): void {
@@ -577,6 +585,7 @@ export class Listener implements PassthroughHost, HandshakeHost, ProxyAcceptHost
   close (): void {
     this.certificates?.close()
     this.certificates?.tickets.close()
+    this.sessions?.clear()
     this.acme?.close()
     this.#access?.close()
     for (const read of [...this.#proxyReads]) read.destroy()
@@ -590,9 +599,11 @@ function ignore (): void {}
 
 /** What every certificate context of a listener is made with besides its pair. */
 function contextOptions (tls: ListenerTls): SecureContextOptions {
-  const profile = profileOptions(tls.profile, tls.ciphers)
+  const options: SecureContextOptions = { ...profileOptions(tls.profile, tls.ciphers) }
+  if (tls.sessionCache > 0) options.sessionTimeout = Math.max(1, Math.floor(tls.sessionTimeout / 1000))
   const clientCertificates = tls.clientCertificates
-  return clientCertificates === null ? profile : { ...profile, ca: [...clientCertificates.ca] }
+  if (clientCertificates !== null) options.ca = [...clientCertificates.ca]
+  return options
 }
 
 /** Enough of a PROXY protocol header (v1 `PROXY `, or v2's signature) to know it for one. */
