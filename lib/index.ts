@@ -20,6 +20,7 @@ import type { DnsResolver } from './upstream/discovery.js'
 import { ProxyCore } from './proxy/core.js'
 import { ProxyError, describeSystemError } from './core/errors.js'
 import { Listener, type ListenerEvents } from './listener/listener.js'
+import { TicketKeys, type TicketKeySource } from './tls/ticket-keys.js'
 import type { Filter } from './session/filter.js'
 import { AccessLog } from './observe/access-log.js'
 import { AdminEndpoint } from './admin/admin.js'
@@ -38,6 +39,7 @@ export { buildModel } from './config/build.js'
 export { loadConfig } from './config/load.js'
 export { parseHostPort, formatHostPort, parseTarget } from './config/address.js'
 export { parseCidr } from './admission/access.js'
+export { TicketKeys, TICKET_KEY_BYTES, type TicketKeySource } from './tls/ticket-keys.js'
 
 /**
  * What `createProxy` takes: a configuration (either form) and the user's filters. Routes of the
@@ -55,6 +57,14 @@ export type ProxyOptions = Options & {
    * Without this hook, patterns obtain nothing: a stranger's SNI never makes rp4 ask a CA.
    */
   acmeAsk?: (name: string) => boolean | Promise<boolean>
+  /**
+   * Session ticket keys from outside: every TLS listener takes this source's key and each later
+   * one instead of making and rotating its own (tls.ticketKeyRotation then is the source's
+   * business). For processes that must accept each other's tickets: a primary holds one
+   * `TicketKeys` with the rotation and sends each key it `subscribe`s to to every worker, whose
+   * source passes them on. Without it, each listener's keys are its own, kept across reloads.
+   */
+  ticketKeys?: TicketKeySource
 }
 
 /** A configuration replaced by a reload, whose connections are still finishing. */
@@ -70,6 +80,10 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
   /** The library's DNS for service discovery and ACME's ask hook, kept for the generations a reload makes. */
   readonly #resolver: DnsResolver | undefined
   readonly #acmeAsk: ((name: string) => boolean | Promise<boolean>) | undefined
+  /** The library's ticket key source, or else each TLS listener's own keys by name, kept across reloads. */
+  readonly #ticketSource: TicketKeySource | undefined
+  readonly #ownTickets = new Map<string, TicketKeys>()
+  readonly #replacedTickets: TicketKeys[] = []
   /** Generations replaced by reloads whose connections are still finishing. */
   readonly #retired = new Set<Generation>()
   #accessLog: AccessLog | null = null
@@ -82,7 +96,11 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
 
   constructor (options: ProxyOptions) {
     super()
-    const { filters = [], resolver, acmeAsk, ...config } = (options ?? {}) as ProxyOptions
+    const { filters = [], resolver, acmeAsk, ticketKeys, ...config } = (options ?? {}) as ProxyOptions
+    if (ticketKeys !== undefined && (typeof ticketKeys !== 'object' || ticketKeys === null || typeof ticketKeys.subscribe !== 'function')) {
+      throw new TypeError('option ticketKeys must be a source of session ticket keys: { current: Buffer, subscribe (onKey) }')
+    }
+    this.#ticketSource = ticketKeys
     if (!Array.isArray(filters)) throw new TypeError('option filters must be an array of filters (objects with hooks)')
     const byName = new Map<string, Filter>()
     filters.forEach((filter, i) => {
@@ -116,6 +134,7 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
       onCertificates: names => this.emit('certificates', names),
       onAcme: message => this.emit('acme', message),
       acmeAsk: this.#acmeAsk,
+      ticketKeys: model => this.#ticketKeysFor(model),
     })
     l.server.on('error', err => {
       // an error while listen() is under way is its rejection; after it resolved, errors of the
@@ -124,6 +143,24 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
       this.#core.proxyError(new ProxyError('listen_error', `listening socket: ${describeSystemError(err)}`, 'internal', 0, false, err))
     })
     return l
+  }
+
+  /**
+   * A listener's ticket keys: the library's source, or the keys this listener name had before a
+   * reload (tickets issued before it still resume after it), new ones when its rotation changed.
+   */
+  #ticketKeysFor (model: ListenerModel): TicketKeySource {
+    if (this.#ticketSource !== undefined) return this.#ticketSource
+    const rotation = model.tls?.ticketKeyRotation ?? 0
+    let keys = this.#ownTickets.get(model.name)
+    if (keys === undefined || keys.interval !== rotation) {
+      // the replaced keys go on rotating for the listeners still following them (a reload that
+      // fails keeps those); they stop with the proxy
+      if (keys !== undefined) this.#replacedTickets.push(keys)
+      keys = new TicketKeys(rotation)
+      this.#ownTickets.set(model.name, keys)
+    }
+    return keys
   }
 
   #openAccessLog (model: Model): void {
@@ -403,6 +440,7 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
         else done()
         listener.close()
       }
+      for (const keys of [...this.#ownTickets.values(), ...this.#replacedTickets]) keys.close()
       this.#core.shutdown(done)
       for (const generation of retired) generation.core.shutdown(done)
     })

@@ -39,7 +39,7 @@ import type { Group } from '../upstream/group.js'
 import { httpsRedirectTable, type RouteTable } from '../routing/table.js'
 import { CertificateStore } from '../tls/certificates.js'
 import { profileOptions } from '../tls/profile.js'
-import { TicketKeys } from '../tls/ticket-keys.js'
+import { TicketKeys, type TicketKeySource } from '../tls/ticket-keys.js'
 import { AcmeManager } from '../tls/acme.js'
 import { ACME_TLS_ALPN } from '../tls/acme-challenges.js'
 import { HelloStatus, parseClientHello } from '../tls/client-hello.js'
@@ -80,6 +80,11 @@ export interface ListenerHooks {
   onAcme? (message: string): void
   /** Library API: may ACME obtain a certificate for `name` (matched by tls.acme.patterns)? */
   acmeAsk? (name: string): boolean | Promise<boolean>
+  /**
+   * Where this listener's session ticket keys come from (kept across reloads by the proxy, or the
+   * library's `ticketKeys` source); none: keys made and rotated here, for this listener alone.
+   */
+  ticketKeys? (model: ListenerModel): TicketKeySource
 }
 
 const enum Phase {
@@ -345,7 +350,7 @@ export class Listener implements PassthroughHost, HandshakeHost, ProxyAcceptHost
         ocsp: !tls.ocspStapling
           ? null
           : { onError: message => core.proxyError(new ProxyError('ocsp_failed', message, 'internal', 0)) },
-      }, contextOptions(tls), new TicketKeys(tls.ticketKeyRotation))
+      }, contextOptions(tls), ticketKeys(tls, hooks.ticketKeys?.(model), core))
     // the access file loads here: a line that does not parse throws now, naming the file and the line
     this.#access = model.access === null
       ? null
@@ -390,6 +395,8 @@ export class Listener implements PassthroughHost, HandshakeHost, ProxyAcceptHost
    */
   retire (): void {
     this.certificates?.close()
+    // its keys stop following the proxy's (a reload would otherwise leave one subscriber each)
+    this.certificates?.tickets.close()
     this.#access?.close()
   }
 
@@ -596,6 +603,18 @@ export class Listener implements PassthroughHost, HandshakeHost, ProxyAcceptHost
 }
 
 function ignore (): void {}
+
+/** The listener's ticket keys: following `source` when there is one, else its own. */
+function ticketKeys (tls: ListenerTls, source: TicketKeySource | undefined, core: ProxyCore): TicketKeys {
+  if (source === undefined) return new TicketKeys(tls.ticketKeyRotation)
+  const interval = source instanceof TicketKeys ? source.interval : 0
+  try {
+    return TicketKeys.following(source, interval, err => core.proxyError(new ProxyError('ticket_keys_refused',
+      `session ticket keys from the ticketKeys source not taken, the previous ones stay: ${err.message}`, 'internal', 0)))
+  } catch (err) {
+    throw new TypeError(`option ticketKeys: ${(err as Error).message}`)
+  }
+}
 
 /** What every certificate context of a listener is made with besides its pair. */
 function contextOptions (tls: ListenerTls): SecureContextOptions {
