@@ -10,6 +10,7 @@ import { spawn } from 'node:child_process'
 import { constants, X509Certificate } from 'node:crypto'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
+import net from 'node:net'
 import path from 'node:path'
 import tls from 'node:tls'
 import { buildModel } from '../../lib/config/build.js'
@@ -26,9 +27,9 @@ const ca = readFileSync(certs.ca.cert)
 
 type TlsExtra = Record<string, unknown>
 
-async function serving (t: Test, tlsExtra: TlsExtra = {}): Promise<StartedProxy> {
+async function serving (t: Test, tlsExtra: TlsExtra = {}, extra: Record<string, unknown> = {}): Promise<StartedProxy> {
   const origin = await startOrigin(t, req => ok(`${req.url} ${header(req, 'x-client-fp') ?? '-'}`))
-  return await startProxy(t, { targets: [origin.target], tls: { certificates: [a], ...tlsExtra } })
+  return await startProxy(t, { targets: [origin.target], tls: { certificates: [a], ...tlsExtra }, ...extra })
 }
 
 /** `openssl s_client` with these options: its whole output once it exited (stdin closed at once). */
@@ -70,6 +71,17 @@ async function resumes (port: number, session: Buffer, options: tls.ConnectionOp
   return reused
 }
 
+/** The admin endpoint's /metrics. */
+async function metrics (served: StartedProxy): Promise<string> {
+  const address = served.proxy.adminAddress()!
+  const socket = net.connect(address.port, address.address)
+  socket.end('GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n')
+  let text = ''
+  socket.on('data', (d: Buffer) => { text += d.toString() })
+  await within(once(socket, 'close'), 5000, '/metrics')
+  return text
+}
+
 function sessions (proxy: StartedProxy): { entries: number, bytes: number, stored: number, hits: number, misses: number } {
   const all = proxy.proxy.stats().tlsSessions
   if (all.length !== 1) throw new Error(`one listener with a session cache expected, not ${all.length}`)
@@ -78,13 +90,18 @@ function sessions (proxy: StartedProxy): { entries: number, bytes: number, store
 
 t.test('s_client -tls1_2 -no_ticket: -sess_out then -sess_in is Reused with the cache (the default), New without', async t => {
   for (const [extra, expected] of [[{}, 'Reused TLSv1.2'], [{ sessionCache: 0 }, 'New TLSv1.2']] as const) {
-    const served = await serving(t, extra)
+    const served = await serving(t, extra, { admin: { listen: 0 } })
     const file = path.join(certs.dir, `sess-${served.port}.pem`)
     t.equal(reuse(await sClient(served.port, ['-tls1_2', '-no_ticket', '-sess_out', file])), 'New TLSv1.2', 'the first handshake is a full one')
     const second = await sClient(served.port, ['-tls1_2', '-no_ticket', '-sess_in', file])
     t.equal(reuse(second), expected, `sessionCache ${JSON.stringify(extra)}: ${expected}`)
     if ('sessionCache' in extra) t.same(served.proxy.stats().tlsSessions, [], 'no cache in the stats')
-    else t.match(sessions(served), { entries: 1, stored: 1, hits: 1 }, 'one session stored, found once')
+    else {
+      t.match(sessions(served), { entries: 1, stored: 1, hits: 1 }, 'one session stored, found once')
+      const text = await metrics(served)
+      t.match(text, /\nrp4_tls_session_cache\{listener="default",measure="entries"\} 1\n/, 'metrics: one entry')
+      t.match(text, /\nrp4_tls_session_cache_lookups_total\{listener="default",result="hit"\} 1\n/, 'metrics: one hit')
+    }
     t.same(served.events.clientErrors, [], 'no handshake failed')
   }
 })
