@@ -28,7 +28,7 @@ export class SessionCache {
   /** Lookups answered with a session, and lookups that found none. */
   hits = 0
   misses = 0
-  /** TLS 1.2 sessions stored. */
+  /** TLS 1.2 sessions offered to the cache (a later one may have pushed it out, one larger than the whole cache is refused). */
   stored = 0
 
   /**
