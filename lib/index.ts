@@ -115,7 +115,13 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
     const model = modelOf(config, byName)
     this.#core = new ProxyCore(model, this, byName, null, resolver)
     // certificates and access files load here: a file that cannot be used throws now, naming its option
-    this.#listeners = model.listeners.map(listener => this.#listener(this.#core, listener))
+    try {
+      this.#listeners = model.listeners.map(listener => this.#listener(this.#core, listener))
+    } catch (err) {
+      // a certificate that cannot be loaded: the keys made for the listeners before it stop too
+      for (const keys of this.#ownTickets.values()) keys.close()
+      throw err
+    }
     this.#openAccessLog(model)
     if (model.admin !== null) {
       const admin = this.#admin = new AdminEndpoint(this, model.admin)
