@@ -20,6 +20,7 @@ import type { DnsResolver } from './upstream/discovery.js'
 import { ProxyCore } from './proxy/core.js'
 import { ProxyError, describeSystemError } from './core/errors.js'
 import { Listener, type ListenerEvents } from './listener/listener.js'
+import { TicketKeys, type TicketKeySource } from './tls/ticket-keys.js'
 import type { Filter } from './session/filter.js'
 import { AccessLog } from './observe/access-log.js'
 import { AdminEndpoint } from './admin/admin.js'
@@ -38,6 +39,7 @@ export { buildModel } from './config/build.js'
 export { loadConfig } from './config/load.js'
 export { parseHostPort, formatHostPort, parseTarget } from './config/address.js'
 export { parseCidr } from './admission/access.js'
+export { TicketKeys, TICKET_KEY_BYTES, type TicketKeySource } from './tls/ticket-keys.js'
 
 /**
  * What `createProxy` takes: a configuration (either form) and the user's filters. Routes of the
@@ -55,6 +57,14 @@ export type ProxyOptions = Options & {
    * Without this hook, patterns obtain nothing: a stranger's SNI never makes rp4 ask a CA.
    */
   acmeAsk?: (name: string) => boolean | Promise<boolean>
+  /**
+   * Session ticket keys from outside: every TLS listener takes this source's key and each later
+   * one instead of making and rotating its own (tls.ticketKeyRotation then is the source's
+   * business). For processes that must accept each other's tickets: a primary holds one
+   * `TicketKeys` with the rotation and sends each key it `subscribe`s to to every worker, whose
+   * source passes them on. Without it, each listener's keys are its own, kept across reloads.
+   */
+  ticketKeys?: TicketKeySource
 }
 
 /** A configuration replaced by a reload, whose connections are still finishing. */
@@ -70,6 +80,10 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
   /** The library's DNS for service discovery and ACME's ask hook, kept for the generations a reload makes. */
   readonly #resolver: DnsResolver | undefined
   readonly #acmeAsk: ((name: string) => boolean | Promise<boolean>) | undefined
+  /** The library's ticket key source, or else each TLS listener's own keys by name, kept across reloads. */
+  readonly #ticketSource: TicketKeySource | undefined
+  readonly #ownTickets = new Map<string, TicketKeys>()
+  readonly #replacedTickets: TicketKeys[] = []
   /** Generations replaced by reloads whose connections are still finishing. */
   readonly #retired = new Set<Generation>()
   #accessLog: AccessLog | null = null
@@ -82,7 +96,11 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
 
   constructor (options: ProxyOptions) {
     super()
-    const { filters = [], resolver, acmeAsk, ...config } = (options ?? {}) as ProxyOptions
+    const { filters = [], resolver, acmeAsk, ticketKeys, ...config } = (options ?? {}) as ProxyOptions
+    if (ticketKeys !== undefined && (typeof ticketKeys !== 'object' || ticketKeys === null || typeof ticketKeys.subscribe !== 'function')) {
+      throw new TypeError('option ticketKeys must be a source of session ticket keys: { current: Buffer, subscribe (onKey) }')
+    }
+    this.#ticketSource = ticketKeys
     if (!Array.isArray(filters)) throw new TypeError('option filters must be an array of filters (objects with hooks)')
     const byName = new Map<string, Filter>()
     filters.forEach((filter, i) => {
@@ -97,7 +115,13 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
     const model = modelOf(config, byName)
     this.#core = new ProxyCore(model, this, byName, null, resolver)
     // certificates and access files load here: a file that cannot be used throws now, naming its option
-    this.#listeners = model.listeners.map(listener => this.#listener(this.#core, listener))
+    try {
+      this.#listeners = model.listeners.map(listener => this.#listener(this.#core, listener))
+    } catch (err) {
+      // a certificate that cannot be loaded: the keys made for the listeners before it stop too
+      for (const keys of this.#ownTickets.values()) keys.close()
+      throw err
+    }
     this.#openAccessLog(model)
     if (model.admin !== null) {
       const admin = this.#admin = new AdminEndpoint(this, model.admin)
@@ -116,6 +140,7 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
       onCertificates: names => this.emit('certificates', names),
       onAcme: message => this.emit('acme', message),
       acmeAsk: this.#acmeAsk,
+      ticketKeys: model => this.#ticketKeysFor(model),
     })
     l.server.on('error', err => {
       // an error while listen() is under way is its rejection; after it resolved, errors of the
@@ -124,6 +149,24 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
       this.#core.proxyError(new ProxyError('listen_error', `listening socket: ${describeSystemError(err)}`, 'internal', 0, false, err))
     })
     return l
+  }
+
+  /**
+   * A listener's ticket keys: the library's source, or the keys this listener name had before a
+   * reload (tickets issued before it still resume after it), new ones when its rotation changed.
+   */
+  #ticketKeysFor (model: ListenerModel): TicketKeySource {
+    if (this.#ticketSource !== undefined) return this.#ticketSource
+    const rotation = model.tls?.ticketKeyRotation ?? 0
+    let keys = this.#ownTickets.get(model.name)
+    if (keys === undefined || keys.interval !== rotation) {
+      // the replaced keys go on rotating for the listeners still following them (a reload that
+      // fails keeps those); they stop with the proxy
+      if (keys !== undefined) this.#replacedTickets.push(keys)
+      keys = new TicketKeys(rotation)
+      this.#ownTickets.set(model.name, keys)
+    }
+    return keys
   }
 
   #openAccessLog (model: Model): void {
@@ -269,9 +312,10 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
    * what it carries now (`active`: requests or relays) and whether it is in rotation (`up`).
    * `health`: the targets' transitions out of and back into rotation since start, by reason.
    * `groups`: per group since start, retries sent, retries the budget refused, requests the
-   * circuit breaker answered with 503.
+   * circuit breaker answered with 503. `tlsSessions`: per listener with a session cache, what it
+   * holds now and its stores, hits and misses since start.
    */
-  stats (): { connections: number, clients: number, tcp: number, errors: Record<string, number>, health: Record<string, number>, upstream: Array<{ group: string, target: string, open: number, idle: number, active: number, up: boolean }>, groups: Array<{ group: string, retries: number, budgetExhausted: number, circuitOpen: number }>, accessLog: { written: number, dropped: number } | null, caches: Array<{ route: string, entries: number, bytes: number, loading: boolean, loaded: number, dropped: number }> } {
+  stats (): { connections: number, clients: number, tcp: number, errors: Record<string, number>, health: Record<string, number>, upstream: Array<{ group: string, target: string, open: number, idle: number, active: number, up: boolean }>, groups: Array<{ group: string, retries: number, budgetExhausted: number, circuitOpen: number }>, accessLog: { written: number, dropped: number } | null, caches: Array<{ route: string, entries: number, bytes: number, loading: boolean, loaded: number, dropped: number }>, tlsSessions: Array<{ listener: string, entries: number, bytes: number, stored: number, hits: number, misses: number }> } {
     const log = this.#accessLog
     return {
       accessLog: log === null ? null : { written: log.written, dropped: log.dropped },
@@ -290,6 +334,15 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
         loading: route.cache.disk?.loading ?? false,
         loaded: route.cache.disk?.loaded ?? 0,
         dropped: route.cache.disk?.dropped ?? 0,
+      }]),
+      // the TLS 1.2 session-ID cache of each listener that has one (tls.sessionCache)
+      tlsSessions: this.#listeners.flatMap(l => l.sessions === null ? [] : [{
+        listener: l.model.name,
+        entries: l.sessions.count,
+        bytes: l.sessions.bytes,
+        stored: l.sessions.stored,
+        hits: l.sessions.hits,
+        misses: l.sessions.misses,
       }]),
     }
   }
@@ -393,6 +446,7 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
         else done()
         listener.close()
       }
+      for (const keys of [...this.#ownTickets.values(), ...this.#replacedTickets]) keys.close()
       this.#core.shutdown(done)
       for (const generation of retired) generation.core.shutdown(done)
     })

@@ -392,6 +392,8 @@ function buildListener (l: Obj, name: string, at: Path, files: Problem[]): Liste
       ciphers: typeof given.ciphers === 'string' ? given.ciphers : null,
       hsts: buildHsts(given.hsts as Obj | undefined, [...at, 'tls', 'hsts'], files),
       ticketKeyRotation: unit(given.ticketKeyRotation, S.TicketKeyRotation),
+      sessionCache: unit(given.sessionCache, S.SessionCache),
+      sessionTimeout: unit(given.sessionTimeout, S.SessionTimeout),
       ocspStapling: flag(given.ocspStapling, S.OcspStapling),
       acme: buildAcme(given.acme as Obj | undefined, [...at, 'tls', 'acme'], files),
       clientCertificates: buildClientCertificates(given.clientCertificates as Obj | undefined, [...at, 'tls', 'clientCertificates'], files),

@@ -118,6 +118,8 @@ export function expandFlat (o: Options): Expanded {
         hsts: o.tls?.hsts,
         clientCertificates: o.tls?.clientCertificates,
         ticketKeyRotation: o.tls?.ticketKeyRotation,
+        sessionCache: o.tls?.sessionCache,
+        sessionTimeout: o.tls?.sessionTimeout,
         ocspStapling: o.tls?.ocspStapling,
         acme: o.tls?.acme,
       })

@@ -152,7 +152,9 @@ export const FailedTargetTimeout = duration({ description: 'a backend that faile
 export const TcpIdleTimeout = duration({ description: 'a relayed TCP connection (raw, passthrough, fallback) with no byte either way is closed', default: '1h', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--tcp-idle-timeout', arg: 'DUR', group: 'Protocols and TCP' } })
 export const DetectTimeout = duration({ description: 'with a TCP fallback, a client silent this long is relayed there (a server-first protocol); without one, it is served HTTP', default: '300ms', min: '1ms', max: '1m', flag: { name: '--detect-timeout', arg: 'DUR', group: 'Protocols and TCP', help: 'with --tcp-to: a client silent this long is relayed there (the server speaks first); without: it is served HTTP' } })
 export const TlsHandshakeTimeout = duration({ description: 'a client must complete its TLS handshake (ClientHello included)', default: '10s', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--tls-handshake-timeout', arg: 'DUR', group: 'TLS' } })
-export const TicketKeyRotation = duration({ description: 'how often the keys that encrypt session tickets are replaced (tickets last as long; one made before a rotation needs a full handshake after it)', default: '12h', zero: 'never', min: '1s', max: TIMEOUT_MAX })
+export const TicketKeyRotation = duration({ description: 'how often the keys that encrypt session tickets are replaced (a ticket made before a rotation needs a full handshake after it; tickets are told to last as long, or `sessionTimeout` while the session cache is on)', default: '12h', zero: 'never', min: '1s', max: TIMEOUT_MAX })
+export const SessionCache = size({ description: 'the server-side session cache (TLS 1.2 resumption by session ID, for clients that take no tickets; TLS 1.3 resumes by tickets either way): its bound in bytes, least recently used sessions dropped first (about 350 bytes per session, more with a client certificate); 0 turns it off, which spares two calls into JavaScript per handshake', default: '10m', zero: 'off', min: '4k', max: '1g', flag: { name: '--tls-session-cache', arg: 'BYTES', group: 'TLS', help: 'bound of the TLS 1.2 session-ID cache (0: off, resumption by tickets only)' } })
+export const SessionTimeout = duration({ description: 'how long a session can be resumed, from the session cache and by ticket (with the cache off, tickets last one `ticketKeyRotation` instead, at most a day)', default: '24h', min: '1s', max: TIMEOUT_MAX })
 export const OcspStapling = bool({ description: 'staple OCSP responses for certificates that name a responder (their file must hold the issuer after the leaf): fetched in the background, refreshed before they expire, never waited for in a handshake', default: true })
 export const ReloadInterval = duration({ description: 'how often certificate files are checked for changes', default: '2s', zero: 'never', min: '10ms', max: TIMEOUT_MAX })
 
@@ -405,6 +407,8 @@ const TlsTermination = {
   hsts: opt(Hsts),
   clientCertificates: opt(ClientCertificates),
   ticketKeyRotation: opt(TicketKeyRotation),
+  sessionCache: opt(SessionCache),
+  sessionTimeout: opt(SessionTimeout),
   ocspStapling: opt(OcspStapling),
   acme: opt(Acme),
 }

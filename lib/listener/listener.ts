@@ -39,11 +39,12 @@ import type { Group } from '../upstream/group.js'
 import { httpsRedirectTable, type RouteTable } from '../routing/table.js'
 import { CertificateStore } from '../tls/certificates.js'
 import { profileOptions } from '../tls/profile.js'
-import { TicketKeys } from '../tls/ticket-keys.js'
+import { TicketKeys, type TicketKeySource } from '../tls/ticket-keys.js'
 import { AcmeManager } from '../tls/acme.js'
 import { ACME_TLS_ALPN } from '../tls/acme-challenges.js'
 import { HelloStatus, parseClientHello } from '../tls/client-hello.js'
-import { Handshake, type ClientAuth, type HandshakeHost } from '../tls/terminate.js'
+import { Handshake, HandshakeServer, type ClientAuth, type HandshakeHost } from '../tls/terminate.js'
+import { SessionCache } from '../tls/session-cache.js'
 import { peerCertificate } from '../tls/client-certificate.js'
 import type { TlsClient } from '../session/filter.js'
 import type { IdentityHeaders } from '../session/sink.js'
@@ -79,6 +80,11 @@ export interface ListenerHooks {
   onAcme? (message: string): void
   /** Library API: may ACME obtain a certificate for `name` (matched by tls.acme.patterns)? */
   acmeAsk? (name: string): boolean | Promise<boolean>
+  /**
+   * Where this listener's session ticket keys come from (kept across reloads by the proxy, or the
+   * library's `ticketKeys` source); none: keys made and rotated here, for this listener alone.
+   */
+  ticketKeys? (model: ListenerModel): TicketKeySource
 }
 
 const enum Phase {
@@ -303,6 +309,10 @@ export class Listener implements PassthroughHost, HandshakeHost, ProxyAcceptHost
   /** What every TLS connection here shares when no client certificate is asked for (HSTS only). */
   readonly #tlsClient: TlsClient
   readonly #clientAuth: ClientAuth | null
+  /** The TLS 1.2 session-ID cache (tls.sessionCache); null: off. */
+  readonly sessions: SessionCache | null
+  /** What handshakes look sessions up through when nothing is stapled (null: no cache). */
+  readonly #sessionServer: HandshakeServer | null
   /** Headers the verified client certificate goes in (client copies removed, cleartext too); null: none. */
   readonly #identity: IdentityHeaders | null
   /** Senders whose PROXY headers are taken (null: none expected). */
@@ -329,6 +339,8 @@ export class Listener implements PassthroughHost, HandshakeHost, ProxyAcceptHost
         onInfo: message => hooks.onAcme?.(message),
         ask: hooks.acmeAsk,
       })
+    this.sessions = terminates && tls.sessionCache > 0 ? new SessionCache(tls.sessionCache, tls.sessionTimeout) : null
+    this.#sessionServer = this.sessions === null ? null : new HandshakeServer(null, null, this.sessions)
     this.certificates = !terminates
       ? null
       : new CertificateStore([...tls.certificates, ...(this.acme?.storedFiles() ?? [])], tls.reloadInterval, {
@@ -338,7 +350,7 @@ export class Listener implements PassthroughHost, HandshakeHost, ProxyAcceptHost
         ocsp: !tls.ocspStapling
           ? null
           : { onError: message => core.proxyError(new ProxyError('ocsp_failed', message, 'internal', 0)) },
-      }, contextOptions(tls), new TicketKeys(tls.ticketKeyRotation))
+      }, contextOptions(tls), ticketKeys(tls, hooks.ticketKeys?.(model), core))
     // the access file loads here: a line that does not parse throws now, naming the file and the line
     this.#access = model.access === null
       ? null
@@ -383,6 +395,8 @@ export class Listener implements PassthroughHost, HandshakeHost, ProxyAcceptHost
    */
   retire (): void {
     this.certificates?.close()
+    // its keys stop following the proxy's (a reload would otherwise leave one subscriber each)
+    this.certificates?.tickets.close()
     this.#access?.close()
   }
 
@@ -507,7 +521,8 @@ export class Listener implements PassthroughHost, HandshakeHost, ProxyAcceptHost
       return
     }
     const staple = certificates.stapling ? certificates.staple(context) : null
-    this.#handshakes.add(new Handshake(this, socket, data, context, serverName, label(socket), this.#clientAuth, staple))
+    const server = staple === null ? this.#sessionServer : new HandshakeServer(staple, context, this.sessions)
+    this.#handshakes.add(new Handshake(this, socket, data, context, serverName, label(socket), this.#clientAuth, server))
   }
 
   #refuse (socket: Socket, code: string, message: string): void {
@@ -577,6 +592,7 @@ export class Listener implements PassthroughHost, HandshakeHost, ProxyAcceptHost
   close (): void {
     this.certificates?.close()
     this.certificates?.tickets.close()
+    this.sessions?.clear()
     this.acme?.close()
     this.#access?.close()
     for (const read of [...this.#proxyReads]) read.destroy()
@@ -588,11 +604,25 @@ export class Listener implements PassthroughHost, HandshakeHost, ProxyAcceptHost
 
 function ignore (): void {}
 
+/** The listener's ticket keys: following `source` when there is one, else its own. */
+function ticketKeys (tls: ListenerTls, source: TicketKeySource | undefined, core: ProxyCore): TicketKeys {
+  if (source === undefined) return new TicketKeys(tls.ticketKeyRotation)
+  const interval = source instanceof TicketKeys ? source.interval : 0
+  try {
+    return TicketKeys.following(source, interval, err => core.proxyError(new ProxyError('ticket_keys_refused',
+      `session ticket keys from the ticketKeys source not taken, the previous ones stay: ${err.message}`, 'internal', 0)))
+  } catch (err) {
+    throw new TypeError(`option ticketKeys: ${(err as Error).message}`)
+  }
+}
+
 /** What every certificate context of a listener is made with besides its pair. */
 function contextOptions (tls: ListenerTls): SecureContextOptions {
-  const profile = profileOptions(tls.profile, tls.ciphers)
+  const options: SecureContextOptions = { ...profileOptions(tls.profile, tls.ciphers) }
+  if (tls.sessionCache > 0) options.sessionTimeout = Math.max(1, Math.floor(tls.sessionTimeout / 1000))
   const clientCertificates = tls.clientCertificates
-  return clientCertificates === null ? profile : { ...profile, ca: [...clientCertificates.ca] }
+  if (clientCertificates !== null) options.ca = [...clientCertificates.ca]
+  return options
 }
 
 /** Enough of a PROXY protocol header (v1 `PROXY `, or v2's signature) to know it for one. */

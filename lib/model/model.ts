@@ -129,6 +129,10 @@ export interface ListenerTls {
   clientCertificates: ClientCertificatesModel | null
   /** ms between replacements of the session ticket keys; 0: never. */
   ticketKeyRotation: number
+  /** Bytes the TLS 1.2 session-ID cache may hold; 0: no cache (tls/session-cache.ts). */
+  sessionCache: number
+  /** ms a session can be resumed for, when the cache is on. */
+  sessionTimeout: number
   /** Certificates that name an OCSP responder get their responses stapled. */
   ocspStapling: boolean
   acme: AcmeModel | null

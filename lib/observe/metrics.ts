@@ -10,7 +10,7 @@
  * - At scrape time, from the proxy's own counters (`collect`): connections open on both sides,
  *   idle and open upstream connections and pool waits per target, target health, refusals and
  *   failures by error code (rate limits, access lists, caps, TLS handshakes among them), access
- *   log lines dropped; and the process (event-loop lag, heap, RSS, open fds) from prom-client's
+ *   log lines dropped, the TLS session caches; and the process (event-loop lag, heap, RSS, open fds) from prom-client's
  *   default metrics.
  */
 import client from 'prom-client'
@@ -24,6 +24,7 @@ export interface MetricsSource {
     tcp: number
     errors: Record<string, number>
     accessLog: { written: number, dropped: number } | null
+    tlsSessions: Array<{ listener: string, entries: number, bytes: number, stored: number, hits: number, misses: number }>
   }
   upstreams (): Array<{ group: string, target: string, weight: number, open: number, idle: number, waiting: number, up: boolean }>
   readonly ready: boolean
@@ -118,6 +119,26 @@ export class Metrics {
         if (log === null) return
         this.inc({ result: 'written' }, log.written)
         this.inc({ result: 'dropped' }, log.dropped)
+      },
+    })
+    gauge('rp4_tls_session_cache', 'the TLS 1.2 session-ID cache per listener: sessions held and their bytes', ['listener', 'measure'], g => {
+      for (const c of source.stats().tlsSessions) {
+        g.set({ listener: c.listener, measure: 'entries' }, c.entries)
+        g.set({ listener: c.listener, measure: 'bytes' }, c.bytes)
+      }
+    })
+    // eslint-disable-next-line no-new
+    new client.Counter({
+      name: 'rp4_tls_session_cache_lookups_total',
+      help: 'session IDs clients offered, found (resumed) or not, per listener',
+      labelNames: ['listener', 'result'],
+      registers,
+      collect () {
+        this.reset()
+        for (const c of source.stats().tlsSessions) {
+          this.inc({ listener: c.listener, result: 'hit' }, c.hits)
+          this.inc({ listener: c.listener, result: 'miss' }, c.misses)
+        }
       },
     })
     client.collectDefaultMetrics({ register: this.registry, prefix: 'rp4_' })

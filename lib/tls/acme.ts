@@ -8,7 +8,8 @@
  * Only allowed names are ever requested: the configured list, or a name a pattern matches AND
  * the library user's `ask` hook accepts; a stranger's SNI cannot make rp4 ask a CA for anything.
  * A failure is retried with backoff (1 min, doubling, at most 1 h for renewals; a name refused by
- * `ask` is not asked about again for 10 min), and a certificate already stored keeps being served
+ * `ask` is not asked about again for 10 min, at most 16 asks wait at once, and the memory of
+ * refusals is bounded), and a certificate already stored keeps being served
  * while its renewal fails; each failure is a `proxyError` (code acme_failed, counted in stats()).
  *
  * Storage (0700 directories, 0600 keys), per CA directory so that staging and production never mix:
@@ -21,6 +22,7 @@ import type * as Acme from 'acme-client'
 import { X509Certificate } from 'node:crypto'
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
+import { LRUCache } from 'lru-cache'
 import { clock, type Timed } from '../core/clock.js'
 import { ACME_TLS_ALPN, type AcmeChallenges } from './acme-challenges.js'
 
@@ -79,6 +81,13 @@ async function acmeClient (): Promise<typeof Acme> {
 const RETRY_MIN = 60_000
 const RETRY_MAX = 3_600_000
 const ASK_REFUSED_FOR = 600_000
+/**
+ * A stranger's SNI can name as many pattern-matching names as it likes: the names `ask` refused
+ * are remembered in a bounded set (the oldest forgotten first, asked about again), and at most
+ * this many asks wait at once (a name arriving beyond them is not asked now; its next handshake is).
+ */
+const ASK_REFUSED_MAX = 1024
+const ASK_PENDING_MAX = 16
 
 /** When a certificate should be renewed: a third of its lifetime before it ends. */
 export function renewalTime (certPem: Buffer | string): number {
@@ -117,8 +126,10 @@ export class AcmeManager {
   readonly #challenges: AcmeChallenges
   readonly #hooks: AcmeHooks
   readonly #names = new Map<string, Name>()
-  /** Names `ask` refused, until when (ms since the epoch). */
-  readonly #refused = new Map<string, number>()
+  /** Names `ask` refused (or failed for), for ASK_REFUSED_FOR; bounded. */
+  readonly #refused = new LRUCache<string, true>({ max: ASK_REFUSED_MAX, ttl: ASK_REFUSED_FOR, ttlAutopurge: false })
+  /** Asks not answered yet. */
+  #asking = 0
   #client: Acme.Client | null = null
   #closed = false
 
@@ -154,21 +165,23 @@ export class AcmeManager {
   onUnknownName (name: string): void {
     if (this.#closed || this.#names.has(name)) return
     if (!this.settings.patterns.some(pattern => matches(pattern, name))) return
-    const refusedUntil = this.#refused.get(name)
-    if (refusedUntil !== undefined && refusedUntil > Date.now()) return
+    if (this.#refused.has(name)) return
     const ask = this.#hooks.ask
-    if (ask === undefined) return
+    if (ask === undefined || this.#asking >= ASK_PENDING_MAX) return
     const entry = this.#entry(name)
     entry.busy = true
+    this.#asking++
     Promise.resolve().then(() => ask(name)).then(allowed => {
+      this.#asking--
       entry.busy = false
       if (allowed === true) return this.obtain(entry)
       this.#forget(entry)
-      this.#refused.set(name, Date.now() + ASK_REFUSED_FOR)
+      this.#refused.set(name, true)
     }, (err: unknown) => {
+      this.#asking--
       entry.busy = false
       this.#forget(entry)
-      this.#refused.set(name, Date.now() + ASK_REFUSED_FOR)
+      this.#refused.set(name, true)
       this.#hooks.onError(`ACME: the ask hook failed for ${name}: ${(err as Error)?.message ?? String(err)}`)
     })
   }

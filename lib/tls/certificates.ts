@@ -190,7 +190,8 @@ export class CertificateStore implements Timed, TicketKeyUser {
           cert,
           key,
           ticketKeys: this.#tickets.current,
-          sessionTimeout: this.#tickets.lifetime,
+          // a listener with a session cache gives its own session lifetime (tickets carry it too)
+          sessionTimeout: this.#options.sessionTimeout ?? this.#tickets.lifetime,
           sessionIdContext: SESSION_ID_CONTEXT,
         })
       } catch (err) {

@@ -12,6 +12,7 @@ import { TLSSocket, type SecureContext, type Server, type TLSSocketOptions } fro
 import { clock, type Timed } from '../core/clock.js'
 import { ProxyError, describeSystemError } from '../core/errors.js'
 import { kOwner, kPeer, type Peer } from '../core/symbols.js'
+import type { SessionCache } from './session-cache.js'
 
 /** What a handshake needs from the proxy around it. */
 export interface HandshakeHost {
@@ -30,31 +31,58 @@ interface OwnedSocket extends TLSSocket { [kOwner]: Handshake }
 export interface ClientAuth { readonly rejectUnauthorized: boolean }
 
 /**
- * What a TLSSocket asks of its server to staple an OCSP response: Node staples only through a
- * tls.Server's 'OCSPRequest' event, and rp4 makes its TLSSockets around sockets it accepted
- * itself. The answer is ready (cached) before the handshake starts: it never waits on a responder.
- * Only a client that asks (status_request) is given it; nothing else of a server is used.
+ * What a TLSSocket asks of its server: Node staples OCSP only through a tls.Server's
+ * 'OCSPRequest' event, and looks sessions up and stores them through its 'resumeSession' and
+ * 'newSession' events; rp4 makes its TLSSockets around sockets it accepted itself, so this
+ * stands in for the server, and nothing else of one is used.
+ *
+ * The OCSP answer is ready (cached) before the handshake starts: it never waits on a responder.
+ * Only a client that asks (status_request) is given it. A listener without stapling shares one
+ * of these for its session cache; one with stapling makes one per handshake (its response).
  */
-class StapleServer {
-  readonly #response: Buffer
+export class HandshakeServer {
+  readonly #response: Buffer | null
+  readonly #sessions: SessionCache | null
   /** The handshake's context: Node reads its certificate and issuer to pass along with the event. */
-  readonly _sharedCreds: SecureContext
+  readonly _sharedCreds: SecureContext | null
   readonly _contexts: unknown[] = []
 
-  constructor (response: Buffer, context: SecureContext) {
+  constructor (response: Buffer | null, context: SecureContext | null, sessions: SessionCache | null) {
     this.#response = response
     this._sharedCreds = context
+    this.#sessions = sessions
   }
 
   listenerCount (event: string): number {
-    return event === 'OCSPRequest' ? 1 : 0
+    if (event === 'OCSPRequest') return this.#response === null ? 0 : 1
+    return (event === 'newSession' || event === 'resumeSession') && this.#sessions !== null ? 1 : 0
   }
 
   emit (event: string, ...args: unknown[]): boolean {
-    if (event !== 'OCSPRequest') return false
-    const done = args[2] as (err: Error | null, response: Buffer) => void
-    done(null, this.#response)
-    return true
+    switch (event) {
+      case 'OCSPRequest': {
+        if (this.#response === null) return false
+        const done = args[2] as (err: Error | null, response: Buffer) => void
+        done(null, this.#response)
+        return true
+      }
+      case 'newSession': {
+        const done = args[2] as () => void
+        this.#sessions?.store(args[0] as Buffer, args[1] as Buffer)
+        done()
+        return true
+      }
+      case 'resumeSession': {
+        const session = this.#sessions?.find(args[0] as Buffer) ?? null
+        // false: Node goes on with a full handshake itself, no callback
+        if (session === null) return false
+        const done = args[1] as (err: Error | null, session: Buffer) => void
+        done(null, session)
+        return true
+      }
+      default:
+        return false
+    }
   }
 }
 
@@ -69,8 +97,9 @@ export class Handshake implements Timed {
   /**
    * @param clientAuth client certificates asked for (`requestCert`), and whether OpenSSL refuses
    *   the handshake without a verified one (`rejectUnauthorized`); null: none asked for
+   * @param server the OCSP response to staple and the session cache; null: neither
    */
-  constructor (host: HandshakeHost, raw: Socket, hello: Buffer, context: SecureContext, serverName: string | null, label: string, clientAuth: ClientAuth | null = null, staple: Buffer | null = null, alpn: string[] = ALPN) {
+  constructor (host: HandshakeHost, raw: Socket, hello: Buffer, context: SecureContext, serverName: string | null, label: string, clientAuth: ClientAuth | null = null, server: HandshakeServer | null = null, alpn: string[] = ALPN) {
     this.#host = host
     this.#label = label
     this.#serverName = serverName
@@ -81,7 +110,7 @@ export class Handshake implements Timed {
     const options: TLSSocketOptions = clientAuth === null
       ? { isServer: true, secureContext: context, ALPNProtocols: alpn }
       : { isServer: true, secureContext: context, ALPNProtocols: alpn, requestCert: true, rejectUnauthorized: clientAuth.rejectUnauthorized }
-    if (staple !== null) options.server = new StapleServer(staple, context) as unknown as Server
+    if (server !== null) options.server = server as unknown as Server
     const socket = new TLSSocket(raw, options) as OwnedSocket
     socket[kOwner] = this
     // the client a PROXY header named stays the client over TLS

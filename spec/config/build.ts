@@ -115,6 +115,8 @@ t.test('the flat shorthand: every key lands where the full form has it, units co
     hsts: null,
     clientCertificates: null,
     ticketKeyRotation: 43_200_000,
+    sessionCache: 10 * 1024 * 1024,
+    sessionTimeout: 86_400_000,
     ocspStapling: true,
     acme: null,
   })
@@ -156,7 +158,7 @@ t.test('tcp: one raw listener, no route; tcpFallback false: none, as without it'
   t.same(raw.routes, [])
   t.equal(buildModel({ listen: ':0', targets: ['a:1'], tcpFallback: false }).listeners[0].tcpFallback, null)
   const passthrough = buildModel({ listen: ':0', targets: ['a:1'], tls: { passthrough: { 'db.example.com': 'b:1' }, reloadInterval: '5s' } }).listeners[0].tls
-  t.same(passthrough, { certificates: [], passthrough: [{ name: 'db.example.com', upstream: 'passthrough-1' }], reloadInterval: 5000, cleartext: 'serve', profile: 'intermediate', ciphers: null, hsts: null, clientCertificates: null, ticketKeyRotation: 43_200_000, ocspStapling: true, acme: null })
+  t.same(passthrough, { certificates: [], passthrough: [{ name: 'db.example.com', upstream: 'passthrough-1' }], reloadInterval: 5000, cleartext: 'serve', profile: 'intermediate', ciphers: null, hsts: null, clientCertificates: null, ticketKeyRotation: 43_200_000, sessionCache: 10 * 1024 * 1024, sessionTimeout: 86_400_000, ocspStapling: true, acme: null })
   t.equal(buildModel({ listen: ':0', targets: ['a:1'], tls: { reloadInterval: '5s' } }).listeners[0].tls, null, 'nothing to terminate or relay')
 })
 

@@ -33,6 +33,9 @@ t.test('examples/tls.yaml → Model', async t => {
   t.equal(https.tls?.cleartext, 'redirect')
   t.equal(https.tls?.ticketKeyRotation, 12 * 3_600_000)
   t.equal(https.tls?.ocspStapling, true)
+  t.equal(https.tls?.sessionCache, 10 * 1024 * 1024)
+  t.equal(https.tls?.sessionTimeout, 24 * 3_600_000)
+  t.equal(partners.tls?.sessionCache, 10 * 1024 * 1024, 'on by default')
   t.equal(http.redirectToHttps, true)
   t.same(partners.tls?.clientCertificates, {
     caFiles: [path.join(dir, 'ca/partners-ca.pem')],

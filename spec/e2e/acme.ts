@@ -278,3 +278,43 @@ t.test('CLI: --acme, --acme-email, --acme-directory, --acme-storage; a restart r
   t.equal(code, 2)
   t.match(err, /^rp4: --acme: "bad name!" is not a DNS name\n/)
 })
+
+t.test('a flood of pattern names from strangers: at most 16 asks wait at once, refused names remembered in a bounded set', async t => {
+  const storage = path.join(dir, 'storage-flood')
+  const origin = await startOrigin(t, () => ok('x'))
+  const asked: string[] = []
+  let answer: (allowed: boolean) => void = () => {}
+  const held = new Promise<boolean>(resolve => { answer = resolve })
+  let hold = true
+  const { port, events } = await startProxy(t, {
+    // no name to obtain at start and every ask refused: the CA is never contacted (nothing listens there)
+    listeners: [{ listen: '127.0.0.1:0', tls: { acme: { patterns: ['*.users.example.test'], directory: 'https://127.0.0.1:1/dir', storage } } }],
+    routes: [{ proxy: 'app' }],
+    upstreams: { app: { targets: [origin.target] } },
+    acmeAsk: async name => { asked.push(name); return hold ? await held : false },
+  })
+  const names = (from: number, to: number): string[] => Array.from({ length: to - from }, (_, i) => `n${from + i}.users.example.test`)
+  /** ClientHellos for `list`, a few at a time: no certificate yet, so each is refused after its hello. */
+  const hellos = async (list: string[]): Promise<void> => {
+    for (let i = 0; i < list.length; i += 8) await Promise.all(list.slice(i, i + 8).map(async name => await served(port, name)))
+  }
+  await hellos(names(0, 40))
+  t.equal(asked.length, 16, 'only 16 asks while all of them wait')
+  t.same(asked, names(0, 16), 'the first ones')
+  hold = false
+  answer(false)
+  await events.until(() => events.clientErrors.length >= 40, 5000, 'the 40 refusals')
+  // the answers arrive on the next turns
+  await new Promise(resolve => setImmediate(resolve))
+  asked.length = 0
+  await hellos(names(0, 16))
+  t.same(asked, [], 'refused names are not asked about again')
+  await hellos(names(16, 40))
+  t.same(asked, names(16, 40), 'names dropped while the asks were full are asked on their next handshake')
+  // 1100 more refused names: the memory of refusals stays bounded, the oldest asked again
+  await hellos(names(100, 1200))
+  asked.length = 0
+  await hellos(names(0, 1))
+  t.same(asked, names(0, 1), 'the oldest refusal was forgotten (bounded), so it is asked again')
+  t.same(events.proxyErrors, [], 'the CA was never contacted')
+})

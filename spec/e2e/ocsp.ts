@@ -12,6 +12,7 @@ import net from 'node:net'
 import path from 'node:path'
 import tls from 'node:tls'
 import { promisify } from 'node:util'
+import { clock } from '../../lib/core/clock.js'
 import { ocspEntryFor } from '../../lib/tls/ocsp.js'
 import { ok, startOrigin } from '../helpers/origin.js'
 import { startProxy } from '../helpers/proxy.js'
@@ -142,6 +143,28 @@ t.test('a refresh that fails keeps the previous response; one that succeeds repl
   await entry.refresh()
   t.ok(entry.response !== null && !entry.response.equals(first!), 'a new response replaces it')
   t.equal(errors.length, 1)
+})
+
+t.test('timing: the next fetch halfway through the response\'s validity; no longer stapled a minute before its nextUpdate', async t => {
+  const ocspPort = await freePort()
+  const pair = await issueWithResponder('timing.test', 106, `http://127.0.0.1:${ocspPort}`)
+  // the responder signs with nextUpdate 5 minutes after thisUpdate (-nmin 5)
+  await responder(t, ocspPort, [{ serial: 106, status: 'V', subject: 'timing.test' }])
+  const entry = ocspEntryFor(readFileSync(pair.cert), { onError: () => {} })!
+  t.teardown(() => entry.close())
+  const fetched = Date.now()
+  await entry.refresh()
+  t.ok(entry.response !== null, 'fetched')
+  const inMs = entry.deadline - clock.refresh()
+  t.ok(inMs > 140_000 && inMs <= 150_000, `the next fetch in 2.5 minutes, halfway (${Math.round(inMs / 1000)} s)`)
+  // what a handshake would get later, the clock moved on by hand (no refresh happens meanwhile)
+  const realNow = Date.now
+  t.teardown(() => { Date.now = realNow })
+  Date.now = () => fetched + 230_000
+  t.ok(entry.response !== null, 'stapled 3 min 50 s on')
+  Date.now = () => fetched + 245_000
+  t.equal(entry.response, null, 'not stapled from a minute before nextUpdate on (4 min 5 s on)')
+  Date.now = realNow
 })
 
 t.test('unusable answers are not stapled: another certificate\'s status, a revoked certificate reported', async t => {
