@@ -86,6 +86,7 @@ export class StaticFiles implements RouteHandler {
   readonly #files: OpenFiles
   readonly #paths: LRUCache<string, Resolved>
   readonly #revalidate: number
+  readonly #memoryFileSize: number
   #realRoot: Promise<string> | null = null
 
   constructor (model: StaticModel) {
@@ -93,6 +94,8 @@ export class StaticFiles implements RouteHandler {
     this.#files = new OpenFiles(model.maxOpenFiles)
     this.#paths = new LRUCache<string, Resolved>({ maxSize: model.memoryCache, sizeCalculation: resolved => resolved.bytes })
     this.#revalidate = model.revalidate
+    // a file that would fill much of the bound is streamed: kept, it would push out the rest
+    this.#memoryFileSize = Math.min(model.memoryFileSize, Math.floor(model.memoryCache / 8))
   }
 
   get openFiles (): number { return this.#files.openCount }
@@ -222,7 +225,7 @@ export class StaticFiles implements RouteHandler {
     let body: Buffer | null = null
     if (size === 0) body = EMPTY
     else if (previous !== null && previous.body !== null && previous.real === real && sameFile(previous, stats)) body = previous.body
-    else if (size <= model.memoryFileSize) body = await readWhole(this.#files, real, stats)
+    else if (size <= this.#memoryFileSize) body = await readWhole(this.#files, real, stats)
     return { real, ino: stats.ino, size, mtimeMs: stats.mtimeMs, validators, notModified, ok, head, type, body }
   }
 

@@ -41,8 +41,8 @@ t.test('static: a directory, with the targets as fallback, or alone', async t =>
   t.equal(action.hidden, false, 'hidden files refused by default')
   t.equal(action.followSymlinks, false)
   t.equal(action.revalidate, 1000, 'what is learned of a path is used for 1 s')
-  t.equal(action.memoryCache, 16 * 1024 * 1024)
-  t.equal(action.memoryFileSize, 64 * 1024, 'files up to 64 KiB kept in memory')
+  t.equal(action.memoryCache, 32 * 1024 * 1024)
+  t.equal(action.memoryFileSize, 1024 * 1024, 'files up to 1 MiB kept in memory')
   t.ok(both.upstreams.has('default'))
   const alone = buildModel({ listen: ':0', static: { root: '/srv/www', listing: true } })
   const a2 = alone.routes[0].action
@@ -76,7 +76,7 @@ t.test('problems, named as written', async t => {
   t.match(err({ listen: ':0', static: { root: '/x', revalidate: 'soon' } })[0], /^option static\.revalidate: soon: not a duration/)
   t.match(err({ listen: ':0', static: { root: '/x', revalidate: '2h' } })[0], /^option static\.revalidate: /)
   t.match(err({ listen: ':0', static: { root: '/x', memoryCache: '1k' } })[0], /^option static\.memoryCache: /)
-  t.match(err({ listen: ':0', static: { root: '/x', memoryFileSize: '1g' } })[0], /^option static\.memoryFileSize: /)
+  t.match(err({ listen: ':0', static: { root: '/x', memoryFileSize: '2g' } })[0], /^option static\.memoryFileSize: /)
   t.match(err({ listen: ':0' })[0], /targets/, 'neither targets nor static: still asks for the backend')
 })
 
