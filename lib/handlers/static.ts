@@ -44,6 +44,9 @@ const PATH_COST = 1024
 
 const EMPTY = Buffer.alloc(0)
 
+/** Bytes of paths remembered as naming nothing (a request path may be long: bounded by bytes, not count). */
+const MISSING_BYTES = 1024 * 1024
+
 /** The MIME table, loaded on the first file served: a process without static routes never pays for it. */
 let mimeTable: Promise<typeof import('mime').default> | null = null
 
@@ -85,6 +88,8 @@ export class StaticFiles implements RouteHandler {
   readonly #model: StaticModel
   readonly #files: OpenFiles
   readonly #paths: LRUCache<string, Resolved>
+  /** Paths that named nothing to serve, with when that was seen. */
+  readonly #missing: LRUCache<string, number>
   readonly #revalidate: number
   readonly #memoryFileSize: number
   #realRoot: Promise<string> | null = null
@@ -93,6 +98,7 @@ export class StaticFiles implements RouteHandler {
     this.#model = model
     this.#files = new OpenFiles(model.maxOpenFiles)
     this.#paths = new LRUCache<string, Resolved>({ maxSize: model.memoryCache, sizeCalculation: resolved => resolved.bytes })
+    this.#missing = new LRUCache<string, number>({ maxSize: MISSING_BYTES, sizeCalculation: (_at, key) => 64 + key.length * 2 })
     this.#revalidate = model.revalidate
     // a file that would fill much of the bound is streamed: kept, it would push out the rest
     this.#memoryFileSize = Math.min(model.memoryFileSize, Math.floor(model.memoryCache / 8))
@@ -100,11 +106,9 @@ export class StaticFiles implements RouteHandler {
 
   get openFiles (): number { return this.#files.openCount }
 
-  /** How many request paths are kept resolved, and the bytes they hold. */
-  get kept (): { paths: number, bytes: number } { return { paths: this.#paths.size, bytes: this.#paths.calculatedSize } }
-
   close (): void {
     this.#paths.clear()
+    this.#missing.clear()
     this.#files.closeIdle()
   }
 
@@ -118,6 +122,10 @@ export class StaticFiles implements RouteHandler {
     const known = this.#paths.get(key)
     // only a path that passed every check below and named a file is kept: no need to check it again
     if (known !== undefined && performance.now() - known.checkedAt < this.#revalidate) return this.#answer(session, known)
+    // nothing there a moment ago: the fallback (or 404) without a trip to the file system, so that a
+    // route of files in front of an application does not slow the application's requests
+    const missed = known === undefined ? this.#missing.get(key) : undefined
+    if (missed !== undefined && performance.now() - missed < this.#revalidate) return 'continue'
     const segments: string[] = []
     const check = splitPath(key, segments, this.#model.hidden)
     if (check === PathCheck.BAD) return session.respond(400, [['Content-Type', 'text/plain; charset=utf-8']], 'Bad Request\n')
@@ -135,7 +143,7 @@ export class StaticFiles implements RouteHandler {
     const root = await (this.#realRoot ??= realpath(this.#model.root))
     let file = path.join(root, ...segments)
     let info = await this.#statInside(root, file)
-    if (info === null) return this.#gone(key)
+    if (info === null) return this.#gone(key, checkedAt)
     const request = session.request
     if (info.stats.isDirectory()) {
       const rawPath = request.path
@@ -155,20 +163,25 @@ export class StaticFiles implements RouteHandler {
         index = null
       }
       if (index === null) {
-        this.#paths.delete(key)
-        if (this.#model.listing) return await this.#listing(session, info.real)
-        return 'continue'
+        if (this.#model.listing) {
+          this.#paths.delete(key)
+          return await this.#listing(session, info.real)
+        }
+        return this.#gone(key, checkedAt)
       }
       info = index
     }
-    if (!info.stats.isFile()) return this.#gone(key)
+    if (!info.stats.isFile()) return this.#gone(key, checkedAt)
     const resolved = await this.#resolve(file, info.real, info.stats, checkedAt, previous)
+    this.#missing.delete(key)
     this.#paths.set(key, resolved)
     return await this.#answer(session, resolved)
   }
 
-  #gone (key: string): Verdict {
+  /** Nothing to serve at `key` (as of `checkedAt`): remembered for the window, in a list of its own, so that a flood of random paths never pushes files out. */
+  #gone (key: string, checkedAt: number): Verdict {
     this.#paths.delete(key)
+    if (this.#revalidate > 0) this.#missing.set(key, checkedAt)
     return 'continue'
   }
 
@@ -315,7 +328,10 @@ export class StaticFiles implements RouteHandler {
 
   #failed (session: FilterSession, key: string | null, err: unknown): Verdict {
     // whatever failed, the path is asked again next time
-    if (key !== null) this.#paths.delete(key)
+    if (key !== null) {
+      this.#paths.delete(key)
+      this.#missing.delete(key)
+    }
     const code = (err as NodeJS.ErrnoException)?.code
     if (isMissing(err)) return 'continue'
     if (code === 'EACCES' || code === 'EPERM' || code === 'ELOOP') return session.respond(403, [['Content-Type', 'text/plain; charset=utf-8']], 'Forbidden\n')

@@ -292,6 +292,19 @@ t.test('what rp4 learned of a path is used for revalidate ms: a changed, rewritt
   t.ok(rewritten, 'a file rewritten at the same size is seen')
   t.ok(removed, 'a removed file is a 404')
   t.equal((await one(port, get('/'))).head.line[1], '404', 'and so is the directory it was the index of')
+
+  // a path that named nothing is remembered for the window too, and a file created there is seen after it
+  const missingAt = performance.now()
+  t.equal((await one(port, get('/new.txt'))).head.line[1], '404')
+  writeFileSync(path.join(root, 'new.txt'), 'NEW')
+  let created: Message | null = null
+  for (let i = 0; i < 200 && created === null; i++) {
+    const res = await one(port, get('/new.txt'))
+    if (res.head.line[1] === '200') created = res
+    else await new Promise(resolve => setTimeout(resolve, 25))
+  }
+  t.equal(created?.body.toString(), 'NEW', 'a file created where nothing was is seen')
+  t.ok(performance.now() - missingAt >= 1000, 'not before the window ends')
 })
 
 t.test('revalidate 0: the file system is asked on every request', async t => {
@@ -310,6 +323,24 @@ t.test('revalidate 0: the file system is asked on every request', async t => {
   }
   unlinkSync(file)
   t.equal((await one(port, get('/data.json'))).head.line[1], '404', 'removed: seen at once')
+  writeFileSync(file, 'back')
+  t.equal((await one(port, get('/data.json'))).body.toString(), 'back', 'created again: seen at once')
+})
+
+t.test('a route of files in front of a backend: a path that named nothing goes to the backend, and keeps going there, until a file appears', async t => {
+  const { root } = tree(t)
+  const origin = await startOrigin(t, req => ok(`backend ${req.url}`))
+  const { port } = await startProxy(t, { static: { root, revalidate: '300ms', fallback: 'default' }, targets: [origin.target] })
+  for (let i = 0; i < 5; i++) t.equal((await one(port, get('/api/x'))).body.toString(), 'backend /api/x', `request ${i}: the backend`)
+  t.equal(origin.requests.length, 5, 'every one of them reached it')
+  mkdirSync(path.join(root, 'api'))
+  writeFileSync(path.join(root, 'api', 'x'), 'now a file')
+  let served = false
+  for (let i = 0; i < 200 && !served; i++) {
+    served = (await one(port, get('/api/x'))).body.toString() === 'now a file'
+    if (!served) await new Promise(resolve => setTimeout(resolve, 25))
+  }
+  t.ok(served, 'the file created there is served once the window ends')
 })
 
 t.test('the memory bound: many distinct small files, each served whole, with a bound smaller than them all', async t => {
