@@ -460,6 +460,9 @@ function buildStatic (given: Obj): ActionModel {
     precompressed: d<boolean>('precompressed'),
     cacheControl: d<string>('cacheControl'),
     maxOpenFiles: d<number>('maxOpenFiles'),
+    revalidate: unit(given.revalidate, S.StaticSettings.properties.revalidate),
+    memoryCache: unit(given.memoryCache, S.StaticSettings.properties.memoryCache),
+    memoryFileSize: unit(given.memoryFileSize, S.StaticSettings.properties.memoryFileSize),
     fallback: typeof given.fallback === 'string' ? given.fallback : null,
   })
 }

@@ -380,6 +380,9 @@ export const StaticSettings = section({
   precompressed: opt(bool({ description: 'serve `FILE.br` or `FILE.gz` beside FILE, when present and the client accepts that coding', default: true })),
   cacheControl: opt(text('headerValue', { description: 'the Cache-Control sent with files', default: 'public, max-age=0, must-revalidate' })),
   maxOpenFiles: opt(count({ description: 'open file descriptors kept for hot files and in use at once; more requests wait for one', default: 256, min: 1, max: 100_000 })),
+  revalidate: opt(duration({ description: 'what rp4 learned of a path (the file it names, its size, date and type) is used this long before the file system is asked again, like nginx\'s open_file_cache_valid: a file changed or removed is seen at most this late', default: '1s', zero: 'ask on every request', min: '1ms', max: '1h' })),
+  memoryCache: opt(size({ description: 'bound of the memory kept for this route\'s paths (what was learned of each, and the bytes of the files kept); least recently used paths are forgotten beyond it', default: '32m', min: '64k', max: '16g' })),
+  memoryFileSize: opt(size({ description: 'files up to this size are kept in memory (within memoryCache) and written from there, a small one with its head in one write; larger ones are read from the file for every request', default: '1m', zero: 'always read from the file', min: 1, max: '1g' })),
   fallback: opt(Name('an upstream group that gets the requests for which no file exists', { defaultText: 'none: 404' })),
 }, 'files served from a directory', 'must be a mapping { root, index, listing, ... }')
 

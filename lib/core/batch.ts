@@ -86,6 +86,11 @@ export function send (socket: Socket, data: string | Buffer): boolean {
   return true
 }
 
+/** True while a batch is open (writes are collected): code that may run inside one or not opens its own only when not. */
+export function isBatching (): boolean {
+  return batching
+}
+
 /** True when output for `socket` waits for the end of this turn. */
 export function hasPendingOutput (socket: Socket): boolean {
   const out = (socket as BatchedSocket)[kOutbox]

@@ -35,7 +35,7 @@ export interface ResponseInfo extends RequestInfo {
   route: string
   /** Request body bytes read from the client. */
   bytesIn: number
-  /** Response body bytes sent to the client. */
+  /** Response body bytes sent to the client: after compression and other transforms (nginx's $body_bytes_sent), chunked framing aside. */
   bytesOut: number
   /** ms from the request's dispatch to a backend connection ready for it (pool wait and connect); -1: none was. */
   upstreamConnect: number

@@ -9,7 +9,11 @@
  */
 import { Readable } from 'node:stream'
 import { LRUCache } from 'lru-cache'
+import { responseFacts, type ResponseFacts } from '../http/cache-control.js'
+import { parseHttpDate, type Validators } from '../http/conditional.js'
 import { HeaderList } from '../http/headers.js'
+
+const EMPTY = Buffer.alloc(0)
 
 export class CacheEntry {
   readonly primary: string
@@ -18,8 +22,11 @@ export class CacheEntry {
   readonly varyFields: readonly string[]
   status: number
   reason: string
-  /** Stored header pairs (no framing, no hop-by-hop fields), flat [name, value, ...]. */
-  headers: string[]
+  #headers: string[]
+  /** What every hit needs of the stored head, worked out once per head (see `headers`). */
+  #facts: ResponseFacts | null = null
+  #pairs: Array<[string, string]> | null = null
+  #validators: Validators | null = null
   readonly chunks: Buffer[] = []
   length = 0
   complete = false
@@ -34,16 +41,70 @@ export class CacheEntry {
     this.varyFields = varyFields
     this.status = status
     this.reason = reason
-    this.headers = headers
+    this.#headers = headers
     this.requestTime = requestTime
     this.responseTime = responseTime
   }
 
+  /** Stored header pairs (no framing, no hop-by-hop fields), flat [name, value, ...]; replaced whole (a 304's update), never edited in place. */
+  get headers (): string[] { return this.#headers }
+  set headers (headers: string[]) {
+    this.#headers = headers
+    this.#facts = null
+    this.#pairs = null
+    this.#validators = null
+  }
+
   get key (): string { return this.primary + '\n' + this.secondary }
-  get headerList (): HeaderList { return new HeaderList([...this.headers]) }
+  /** A copy of the stored headers, to edit. */
+  get headerList (): HeaderList { return new HeaderList([...this.#headers]) }
+
+  /** The stored head's Cache-Control and the rest freshness is computed from. */
+  get facts (): ResponseFacts { return (this.#facts ??= responseFacts(this.status, this.headerList)) }
+
+  /** The stored headers as the pairs a response takes (shared: copy before adding to them). */
+  get pairs (): ReadonlyArray<readonly [string, string]> {
+    if (this.#pairs === null) {
+      const raw = this.#headers
+      const out: Array<[string, string]> = []
+      for (let i = 0; i < raw.length; i += 2) out.push([raw[i], raw[i + 1]])
+      this.#pairs = out
+    }
+    return this.#pairs
+  }
+
+  /** The stored ETag and Last-Modified, for the client's conditionals. */
+  get validators (): Validators {
+    if (this.#validators === null) {
+      const list = new HeaderList(this.#headers)
+      const modified = list.get('last-modified')
+      this.#validators = { etag: list.get('etag') ?? null, lastModified: modified === undefined ? NaN : parseHttpDate(modified) }
+    }
+    return this.#validators
+  }
+
+  /**
+   * The whole body as one buffer, for a complete entry: every hit then writes it as it is, in
+   * one write, without a stream. The pieces are joined once (on the first hit; a piece that is
+   * a small view of a larger read buffer is copied out, so that the entry does not keep the
+   * rest alive). Null while a coalesced reader still walks the pieces.
+   */
+  whole (): Buffer | null {
+    if (!this.complete) return null
+    const chunks = this.chunks
+    if (chunks.length === 0) return EMPTY
+    if (chunks.length === 1 && chunks[0].length * 2 >= chunks[0].buffer.byteLength) return chunks[0]
+    if (this.#readers.size > 0) return null
+    const joined = Buffer.allocUnsafeSlow(this.length)
+    let offset = 0
+    for (let i = 0; i < chunks.length; i++) offset += chunks[i].copy(joined, offset)
+    chunks.length = 0
+    chunks.push(joined)
+    return joined
+  }
   get size (): number {
     let bytes = 256 + this.length
-    for (const h of this.headers) bytes += h.length
+    for (const h of this.#headers) bytes += h.length
     return bytes
   }
 

@@ -15,15 +15,15 @@
  *   stored once complete; an unsafe method's success invalidates the URI, and its Location and
  *   Content-Location (§4.4).
  */
-import { Transform, Readable, type TransformCallback } from 'node:stream'
-import { evaluatePreconditions, ifRangeHolds, parseHttpDate, Precondition } from '../http/conditional.js'
+import { Transform, type TransformCallback } from 'node:stream'
+import { evaluatePreconditions, ifRangeHolds, Precondition } from '../http/conditional.js'
 import {
   currentAge, freshnessLifetime, notStorable, requestDirectives, responseFacts, staleAllowance, usability, Use,
   type ResponseFacts,
 } from '../http/cache-control.js'
 import { HeaderList } from '../http/headers.js'
 import { RequestHead, type ResponseHead } from '../http/message.js'
-import { contentRange, multipart, parseRange } from '../http/range.js'
+import { contentRange, multipart, parseRange, type ByteRange } from '../http/range.js'
 import type { CacheModel } from '../model/model.js'
 import type { Filter, FilterSession, Verdict } from '../session/filter.js'
 import { DiskStore } from './cache-disk.js'
@@ -106,7 +106,7 @@ export class HttpCache implements Filter {
     const fields = this.store.varyOf(primary)
     const entry = fields === null ? undefined : this.store.get(primary, secondaryKey(request.headers, fields))
     if (entry !== undefined) {
-      const facts = responseFacts(entry.status, entry.headerList)
+      const facts = entry.facts
       const age = currentAge(facts, entry.requestTime, entry.responseTime, now)
       const lifetime = freshnessLifetime(facts, entry.responseTime)
       const use = usability(facts, req, age, lifetime)
@@ -171,11 +171,11 @@ export class HttpCache implements Filter {
           for (const name of CONDITIONALS) request.headers.delete(name)
           for (let i = 0; i < kept.length; i += 2) request.headers.append(kept[i], kept[i + 1])
         }
-        serve(session, stale, currentAge(responseFacts(stale.status, stale.headerList), stale.requestTime, stale.responseTime, now), 'fwd=stale; fwd-status=304')
+        serve(session, stale, currentAge(stale.facts, stale.requestTime, stale.responseTime, now), 'fwd=stale; fwd-status=304')
         return
       }
       if (head.status >= 500 && !state.background) {
-        const facts = responseFacts(stale.status, stale.headerList)
+        const facts = stale.facts
         const age = currentAge(facts, stale.requestTime, stale.responseTime, now)
         const over = age - freshnessLifetime(facts, stale.responseTime)
         const allowance = staleAllowance(facts, 'stale-if-error', this.#model.staleIfError / 1000)
@@ -352,56 +352,65 @@ class Recorder extends Transform {
   }
 }
 
-/** Answer from a stored (or arriving) entry: the client's conditionals and Range against it, Age and Cache-Status added. */
+/**
+ * Answer from a stored (or arriving) entry: the client's conditionals and Range against it, Age
+ * and Cache-Status added. A plain hit on a complete entry is its stored pairs plus three, and its
+ * body as one buffer: the head and a small body leave in one write, a large body without a copy.
+ */
 function serve (session: FilterSession, entry: CacheEntry, age: number, status: string): Verdict {
   const request = session.request
   const state = stateOf(session)
   if (state !== undefined) state.served = true
-  const headers = entry.headerList
-  headers.set('Age', String(Math.max(0, age)))
-  headers.set('Cache-Status', 'rp4; ' + status)
-  const etag = headers.get('etag') ?? null
-  const modified = headers.get('last-modified')
-  const validators = { etag, lastModified: modified === undefined ? NaN : parseHttpDate(modified) }
+  const cacheStatus = 'rp4; ' + status
+  const validators = entry.validators
   const condition = evaluatePreconditions(request.method, request.headers, validators)
-  if (condition === Precondition.NOT_MODIFIED) return session.respond(304, pairs(headers))
-  if (condition === Precondition.FAILED) return session.respond(412, [['Cache-Status', 'rp4; ' + status]])
-  if (request.method === 'HEAD') {
-    if (entry.complete) headers.set('Content-Length', String(entry.length))
-    return session.respond(entry.status, pairs(headers))
-  }
+  // Age and Cache-Status are never stored (UNSTORED): appending them is setting them
+  if (condition === Precondition.NOT_MODIFIED) return session.respond(304, withAge(entry, age, cacheStatus, -1))
+  if (condition === Precondition.FAILED) return session.respond(412, [['Cache-Status', cacheStatus]])
+  if (request.method === 'HEAD') return session.respond(entry.status, withAge(entry, age, cacheStatus, entry.complete ? entry.length : -1))
   const range = request.headers.get('range')
   if (range !== undefined && entry.complete && entry.status === 200) {
     const ifRange = request.headers.get('if-range')
     if (ifRange === undefined || ifRangeHolds(ifRange, validators)) {
       const parsed = parseRange(range, entry.length)
       if (parsed.kind === 'unsatisfiable') {
-        return session.respond(416, [['Content-Range', `bytes */${entry.length}`], ['Cache-Status', 'rp4; ' + status]])
+        return session.respond(416, [['Content-Range', `bytes */${entry.length}`], ['Cache-Status', cacheStatus]])
       }
-      if (parsed.kind === 'ranges' && parsed.ranges.length === 1) {
-        const only = parsed.ranges[0]
-        headers.set('Content-Range', contentRange(only, entry.length))
-        headers.set('Content-Length', String(only.end - only.start + 1))
-        return session.respond(206, pairs(headers), entry.read(only.start, only.end))
-      }
-      if (parsed.kind === 'ranges') {
-        const type = headers.get('content-type')
-        const parts = multipart(parsed.ranges, entry.length, type, 'rp4-' + Math.random().toString(36).slice(2, 14))
-        headers.set('Content-Type', parts.contentType)
-        headers.set('Content-Length', String(parts.length))
-        const ranges = parsed.ranges
-        return session.respond(206, pairs(headers), Readable.from((function * () {
-          for (let i = 0; i < ranges.length; i++) {
-            yield parts.heads[i]
-            yield Buffer.concat(entry.chunks).subarray(ranges[i].start, ranges[i].end + 1)
-          }
-          yield parts.tail
-        })(), { objectMode: false }))
-      }
+      if (parsed.kind === 'ranges') return serveRanges(session, entry, age, cacheStatus, parsed.ranges)
     }
   }
-  if (entry.complete) headers.set('Content-Length', String(entry.length))
-  return session.respond(entry.status, pairs(headers), entry.read())
+  if (!entry.complete) return session.respond(entry.status, withAge(entry, age, cacheStatus, -1), entry.read())
+  return session.respond(entry.status, withAge(entry, age, cacheStatus, entry.length), entry.whole() ?? entry.read())
+}
+
+/** The stored pairs, then Age and Cache-Status, then Content-Length when known (`length` ≥ 0). */
+function withAge (entry: CacheEntry, age: number, cacheStatus: string, length: number): Array<readonly [string, string]> {
+  const out = entry.pairs.slice()
+  out.push(['Age', String(age > 0 ? age : 0)], ['Cache-Status', cacheStatus])
+  if (length >= 0) out.push(['Content-Length', String(length)])
+  return out
+}
+
+function serveRanges (session: FilterSession, entry: CacheEntry, age: number, cacheStatus: string, ranges: readonly ByteRange[]): Verdict {
+  const headers = entry.headerList
+  headers.set('Age', String(Math.max(0, age)))
+  headers.set('Cache-Status', cacheStatus)
+  if (ranges.length === 1) {
+    const only = ranges[0]
+    headers.set('Content-Range', contentRange(only, entry.length))
+    headers.set('Content-Length', String(only.end - only.start + 1))
+    const whole = entry.whole()
+    return session.respond(206, pairs(headers), whole !== null ? whole.subarray(only.start, only.end + 1) : entry.read(only.start, only.end))
+  }
+  const type = headers.get('content-type')
+  const parts = multipart(ranges, entry.length, type, 'rp4-' + Math.random().toString(36).slice(2, 14))
+  headers.set('Content-Type', parts.contentType)
+  headers.set('Content-Length', String(parts.length))
+  const whole = entry.whole() ?? Buffer.concat(entry.chunks)
+  const pieces: Buffer[] = []
+  for (let i = 0; i < ranges.length; i++) pieces.push(parts.heads[i], whole.subarray(ranges[i].start, ranges[i].end + 1))
+  pieces.push(parts.tail)
+  return session.respond(206, pairs(headers), Buffer.concat(pieces, parts.length))
 }
 
 function pairs (headers: HeaderList): Array<[string, string]> {

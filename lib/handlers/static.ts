@@ -10,45 +10,105 @@
  * symbolic links leaving it are allowed, and the final open does not follow a link it did not
  * check. Error details never reach the client.
  *
- * Bodies are streamed from shared, bounded descriptors (open-files.ts) with backpressure: memory
- * stays bounded whatever the file size and the client's speed.
+ * What was learned of a request path (the file it names, its validators, the headers of each
+ * of its forms, the bytes of a small file) is kept for `revalidate` ms, like nginx's
+ * open_file_cache: within that window a request costs no system call at all, and a small file
+ * leaves with its head in one write. Past it, the next request asks the file system again (the
+ * bytes kept are reused when the file is the same: inode, size and mtime). A file changed or
+ * removed is therefore seen at most `revalidate` late; the paths kept are bounded by
+ * `memoryCache` bytes (least recently used forgotten first).
+ *
+ * Larger bodies are streamed from shared, bounded descriptors (open-files.ts) with backpressure:
+ * memory stays bounded whatever the file size and the client's speed.
  */
 import { createReadStream, type Stats } from 'node:fs'
 import { lstat, readdir, realpath, stat } from 'node:fs/promises'
 import path from 'node:path'
 import { Readable } from 'node:stream'
+import { LRUCache } from 'lru-cache'
 import { evaluatePreconditions, httpDate, ifRangeHolds, Precondition, type Validators } from '../http/conditional.js'
 import { negotiateCoding, type Coding } from '../http/content-coding.js'
 import { contentRange, multipart, parseRange, type ByteRange } from '../http/range.js'
 import type { StaticModel } from '../model/model.js'
 import type { FilterSession, RouteHandler, Verdict } from '../session/filter.js'
-import { OpenFiles, type OpenFile } from './open-files.js'
+import { FileReader, OpenFiles, readWhole, type FileIdentity, type OpenFile } from './open-files.js'
 
 /** Why a path was refused before the file system was asked. */
 const enum PathCheck { OK, HIDDEN, FORBIDDEN, BAD }
 
-/** The part of a file read at a time. */
+/** The part of a file read at a time for the parts of a multipart range. */
 const READ_SIZE = 64 * 1024
+
+/** What a kept path costs beside its bytes (the strings and header pairs), for the memory bound. */
+const PATH_COST = 1024
+
+const EMPTY = Buffer.alloc(0)
+
+/** Bytes of paths remembered as naming nothing (a request path may be long: bounded by bytes, not count). */
+const MISSING_BYTES = 1024 * 1024
 
 /** The MIME table, loaded on the first file served: a process without static routes never pays for it. */
 let mimeTable: Promise<typeof import('mime').default> | null = null
 
 const TEXT_TYPES = /^(?:text\/|application\/(?:javascript|json|xml|x-javascript|ecmascript|manifest\+json|ld\+json)|image\/svg\+xml)/
 
+type Pairs = ReadonlyArray<readonly [string, string]>
+
+/** One form a file is served in: itself, or a precompressed sibling. */
+interface Variant extends FileIdentity {
+  /** The real path opened (the open follows no link). */
+  readonly real: string
+  readonly validators: Validators
+  /** Headers of a 304 (no type or coding: RFC 9110 §15.4.5). */
+  readonly notModified: Pairs
+  /** Headers of a 200, Content-Length aside (the body sets it). */
+  readonly ok: Pairs
+  /** Headers of a HEAD: a 200's with its Content-Length. */
+  readonly head: Pairs
+  readonly type: string
+  /** The whole file when it is small enough to be kept; null: read from the file for each response. */
+  readonly body: Buffer | null
+}
+
+/** What a request path resolved to: a file, in its forms. */
+interface Resolved {
+  /** `performance.now()` when the file system was last asked. */
+  checkedAt: number
+  readonly plain: Variant
+  readonly br: Variant | null
+  readonly gzip: Variant | null
+  /** The codings of the siblings present (empty: nothing to negotiate). */
+  readonly codings: readonly Coding[]
+  /** Its share of the memory bound. */
+  readonly bytes: number
+}
+
 export class StaticFiles implements RouteHandler {
   readonly name = 'static'
   readonly #model: StaticModel
   readonly #files: OpenFiles
+  readonly #paths: LRUCache<string, Resolved>
+  /** Paths that named nothing to serve, with when that was seen. */
+  readonly #missing: LRUCache<string, number>
+  readonly #revalidate: number
+  readonly #memoryFileSize: number
   #realRoot: Promise<string> | null = null
 
   constructor (model: StaticModel) {
     this.#model = model
     this.#files = new OpenFiles(model.maxOpenFiles)
+    this.#paths = new LRUCache<string, Resolved>({ maxSize: model.memoryCache, sizeCalculation: resolved => resolved.bytes })
+    this.#missing = new LRUCache<string, number>({ maxSize: MISSING_BYTES, sizeCalculation: (_at, key) => 64 + key.length * 2 })
+    this.#revalidate = model.revalidate
+    // a file that would fill much of the bound is streamed: kept, it would push out the rest
+    this.#memoryFileSize = Math.min(model.memoryFileSize, Math.floor(model.memoryCache / 8))
   }
 
   get openFiles (): number { return this.#files.openCount }
 
   close (): void {
+    this.#paths.clear()
+    this.#missing.clear()
     this.#files.closeIdle()
   }
 
@@ -58,8 +118,16 @@ export class StaticFiles implements RouteHandler {
       if (this.#model.fallback !== null) return 'continue'
       return session.respond(405, [['Allow', 'GET, HEAD'], ['Content-Type', 'text/plain; charset=utf-8']], 'Method Not Allowed\n')
     }
+    const key = session.request.path
+    const known = this.#paths.get(key)
+    // only a path that passed every check below and named a file is kept: no need to check it again
+    if (known !== undefined && performance.now() - known.checkedAt < this.#revalidate) return this.#answer(session, known)
+    // nothing there a moment ago: the fallback (or 404) without a trip to the file system, so that a
+    // route of files in front of an application does not slow the application's requests
+    const missed = known === undefined ? this.#missing.get(key) : undefined
+    if (missed !== undefined && performance.now() - missed < this.#revalidate) return 'continue'
     const segments: string[] = []
-    const check = splitPath(session.request.path, segments, this.#model.hidden)
+    const check = splitPath(key, segments, this.#model.hidden)
     if (check === PathCheck.BAD) return session.respond(400, [['Content-Type', 'text/plain; charset=utf-8']], 'Bad Request\n')
     if (check === PathCheck.FORBIDDEN) return session.respond(403, [['Content-Type', 'text/plain; charset=utf-8']], 'Forbidden\n')
     if (check === PathCheck.HIDDEN) {
@@ -67,18 +135,20 @@ export class StaticFiles implements RouteHandler {
       if (this.#model.fallback !== null) return 'continue'
       return session.respond(404, [['Content-Type', 'text/plain; charset=utf-8']], 'Not Found\n')
     }
-    return this.#serve(session, segments).catch(err => this.#failed(session, err))
+    return this.#serve(session, key, segments, known ?? null).catch(err => this.#failed(session, key, err))
   }
 
-  async #serve (session: FilterSession, segments: string[]): Promise<Verdict> {
+  async #serve (session: FilterSession, key: string, segments: string[], previous: Resolved | null): Promise<Verdict> {
+    const checkedAt = performance.now()
     const root = await (this.#realRoot ??= realpath(this.#model.root))
     let file = path.join(root, ...segments)
     let info = await this.#statInside(root, file)
-    if (info === null) return 'continue'
+    if (info === null) return this.#gone(key, checkedAt)
     const request = session.request
     if (info.stats.isDirectory()) {
       const rawPath = request.path
       if (!rawPath.endsWith('/')) {
+        this.#paths.delete(key)
         // relative links in the index file resolve against the directory only with its slash
         const location = rawPath + '/' + request.query
         return session.respond(301, [['Location', location], ['Content-Type', 'text/plain; charset=utf-8']], 'Moved Permanently\n')
@@ -93,13 +163,26 @@ export class StaticFiles implements RouteHandler {
         index = null
       }
       if (index === null) {
-        if (this.#model.listing) return await this.#listing(session, info.real)
-        return 'continue'
+        if (this.#model.listing) {
+          this.#paths.delete(key)
+          return await this.#listing(session, info.real)
+        }
+        return this.#gone(key, checkedAt)
       }
       info = index
     }
-    if (!info.stats.isFile()) return 'continue'
-    return await this.#file(session, file, info.real, info.stats)
+    if (!info.stats.isFile()) return this.#gone(key, checkedAt)
+    const resolved = await this.#resolve(file, info.real, info.stats, checkedAt, previous)
+    this.#missing.delete(key)
+    this.#paths.set(key, resolved)
+    return await this.#answer(session, resolved)
+  }
+
+  /** Nothing to serve at `key` (as of `checkedAt`): remembered for the window, in a list of its own, so that a flood of random paths never pushes files out. */
+  #gone (key: string, checkedAt: number): Verdict {
+    this.#paths.delete(key)
+    if (this.#revalidate > 0) this.#missing.set(key, checkedAt)
+    return 'continue'
   }
 
   /** `stat` of `file` if it exists and its real path stays under the root (or links may leave it); null otherwise. */
@@ -116,56 +199,67 @@ export class StaticFiles implements RouteHandler {
     return { real, stats }
   }
 
-  async #file (session: FilterSession, file: string, real: string, stats: Stats): Promise<Verdict> {
-    const request = session.request
+  /** A file and its precompressed siblings, in the forms they are served in; the bytes kept before are reused for a form that did not change. */
+  async #resolve (file: string, real: string, stats: Stats, checkedAt: number, previous: Resolved | null): Promise<Resolved> {
     const model = this.#model
     const type = contentType(await (mimeTable ??= import('mime').then(m => m.default)), file)
-    // a precompressed sibling, when the client takes its coding
-    let served = real
-    let servedStats = stats
-    let coding: Coding | null = null
-    let hasSiblings = false
+    let brStats: Stats | null = null
+    let gzipStats: Stats | null = null
     if (model.precompressed) {
-      const siblings: Coding[] = []
-      const found = new Map<Coding, { real: string, stats: Stats }>()
-      for (const [c, ext] of [['br', '.br'], ['gzip', '.gz']] as const) {
-        const sibling = await this.#siblingOf(real, ext)
-        if (sibling !== null) {
-          siblings.push(c)
-          found.set(c, sibling)
-        }
-      }
-      hasSiblings = siblings.length > 0
-      if (hasSiblings) {
-        coding = negotiateCoding(request.headers.getAll('accept-encoding').join(', ') || undefined, siblings)
-        if (coding !== null) {
-          const chosen = found.get(coding)!
-          served = chosen.real
-          servedStats = chosen.stats
-        }
-      }
+      brStats = await siblingOf(real, '.br')
+      gzipStats = await siblingOf(real, '.gz')
     }
-    const size = servedStats.size
-    const etag = `"${Math.floor(servedStats.mtimeMs).toString(16)}-${size.toString(16)}${coding === null ? '' : '-' + coding}"`
-    const validators: Validators = { etag, lastModified: Math.floor(servedStats.mtimeMs / 1000) * 1000 }
-    const headers: Array<[string, string]> = [
+    const vary = brStats !== null || gzipStats !== null
+    const plain = await this.#variant(real, stats, null, type, vary, previous?.plain ?? null)
+    const br = brStats === null ? null : await this.#variant(real + '.br', brStats, 'br', type, vary, previous?.br ?? null)
+    const gzip = gzipStats === null ? null : await this.#variant(real + '.gz', gzipStats, 'gzip', type, vary, previous?.gzip ?? null)
+    const codings: Coding[] = []
+    if (br !== null) codings.push('br')
+    if (gzip !== null) codings.push('gzip')
+    const bytes = PATH_COST + (plain.body?.length ?? 0) + (br?.body?.length ?? 0) + (gzip?.body?.length ?? 0)
+    return { checkedAt, plain, br, gzip, codings, bytes }
+  }
+
+  async #variant (real: string, stats: Stats, coding: Coding | null, type: string, vary: boolean, previous: Variant | null): Promise<Variant> {
+    const model = this.#model
+    const size = stats.size
+    const etag = `"${Math.floor(stats.mtimeMs).toString(16)}-${size.toString(16)}${coding === null ? '' : '-' + coding}"`
+    const validators: Validators = { etag, lastModified: Math.floor(stats.mtimeMs / 1000) * 1000 }
+    const notModified: Array<[string, string]> = [
       ['ETag', etag],
       ['Last-Modified', httpDate(validators.lastModified)],
       ['Cache-Control', model.cacheControl],
       ['Accept-Ranges', 'bytes'],
     ]
-    if (hasSiblings) headers.push(['Vary', 'Accept-Encoding'])
-    const condition = evaluatePreconditions(request.method, request.headers, validators)
-    if (condition === Precondition.NOT_MODIFIED) return session.respond(304, headers)
-    if (condition === Precondition.FAILED) return session.respond(412, [['Content-Type', 'text/plain; charset=utf-8']], 'Precondition Failed\n')
-    if (type !== undefined) headers.push(['Content-Type', type])
-    if (coding !== null) headers.push(['Content-Encoding', coding])
+    if (vary) notModified.push(['Vary', 'Accept-Encoding'])
+    const ok: Array<[string, string]> = [...notModified, ['Content-Type', type]]
+    if (coding !== null) ok.push(['Content-Encoding', coding])
+    const head: Array<[string, string]> = [...ok, ['Content-Length', String(size)]]
+    let body: Buffer | null = null
+    if (size === 0) body = EMPTY
+    else if (previous !== null && previous.body !== null && previous.real === real && sameFile(previous, stats)) body = previous.body
+    else if (size <= this.#memoryFileSize) body = await readWhole(this.#files, real, stats)
+    return { real, ino: stats.ino, size, mtimeMs: stats.mtimeMs, validators, notModified, ok, head, type, body }
+  }
 
+  /** Answer from what the path resolved to: the form the client takes, its conditionals and ranges. */
+  #answer (session: FilterSession, resolved: Resolved): Verdict | Promise<Verdict> {
+    const request = session.request
+    let variant = resolved.plain
+    if (resolved.codings.length > 0) {
+      const coding = negotiateCoding(request.headers.getAll('accept-encoding').join(', ') || undefined, resolved.codings)
+      if (coding === 'br') variant = resolved.br!
+      else if (coding === 'gzip') variant = resolved.gzip!
+    }
+    const condition = evaluatePreconditions(request.method, request.headers, variant.validators)
+    if (condition === Precondition.NOT_MODIFIED) return session.respond(304, variant.notModified)
+    if (condition === Precondition.FAILED) return session.respond(412, [['Content-Type', 'text/plain; charset=utf-8']], 'Precondition Failed\n')
+    const size = variant.size
     let ranges: ByteRange[] | null = null
     const range = request.headers.get('range')
     if (range !== undefined && request.method === 'GET') {
       const ifRange = request.headers.get('if-range')
-      if (ifRange === undefined || ifRangeHolds(ifRange, validators)) {
+      if (ifRange === undefined || ifRangeHolds(ifRange, variant.validators)) {
         const parsed = parseRange(range, size)
         if (parsed.kind === 'unsatisfiable') {
           return session.respond(416, [['Content-Range', `bytes */${size}`], ['Content-Type', 'text/plain; charset=utf-8']], 'Range Not Satisfiable\n')
@@ -173,51 +267,38 @@ export class StaticFiles implements RouteHandler {
         if (parsed.kind === 'ranges') ranges = parsed.ranges
       }
     }
-    if (request.method === 'HEAD' || size === 0) {
-      headers.push(['Content-Length', String(size)])
-      return session.respond(200, headers, request.method === 'HEAD' ? undefined : Buffer.alloc(0))
+    if (request.method === 'HEAD') return session.respond(200, variant.head)
+    const body = variant.body
+    if (body !== null) {
+      if (ranges === null) return session.respond(200, variant.ok, body)
+      if (ranges.length === 1) {
+        const only = ranges[0]
+        return session.respond(206, [...variant.ok, ['Content-Range', contentRange(only, size)]], body.subarray(only.start, only.end + 1))
+      }
+      const parts = multipart(ranges, size, variant.type, boundary())
+      const pieces: Buffer[] = []
+      for (let i = 0; i < ranges.length; i++) pieces.push(parts.heads[i], body.subarray(ranges[i].start, ranges[i].end + 1))
+      pieces.push(parts.tail)
+      return session.respond(206, withType(variant.ok, parts.contentType), Buffer.concat(pieces, parts.length))
     }
-    // `served` is a real path: the open follows no link, so one swapped in since the check is refused (ELOOP)
-    const open = await this.#files.acquire(served, servedStats, false)
+    return this.#fromFile(session, variant, ranges).catch(err => this.#failed(session, null, err))
+  }
+
+  async #fromFile (session: FilterSession, variant: Variant, ranges: readonly ByteRange[] | null): Promise<Verdict> {
+    const size = variant.size
+    // `real` is a real path: the open follows no link, so one swapped in since the check is refused (ELOOP)
+    const open = await this.#files.acquire(variant.real, variant, false)
     if (ranges === null) {
-      headers.push(['Content-Length', String(size)])
-      return session.respond(200, headers, this.#read(open, 0, size - 1))
+      return session.respond(200, [...variant.ok, ['Content-Length', String(size)]], new FileReader(this.#files, open, 0, size - 1))
     }
     if (ranges.length === 1) {
       const only = ranges[0]
-      headers.push(['Content-Range', contentRange(only, size)], ['Content-Length', String(only.end - only.start + 1)])
-      return session.respond(206, headers, this.#read(open, only.start, only.end))
+      return session.respond(206, [...variant.ok, ['Content-Range', contentRange(only, size)], ['Content-Length', String(only.end - only.start + 1)]], new FileReader(this.#files, open, only.start, only.end))
     }
-    const boundary = 'rp4-' + Math.random().toString(36).slice(2, 14) + Date.now().toString(36)
-    const parts = multipart(ranges, size, type, boundary)
-    const withoutType = headers.filter(([name]) => name !== 'Content-Type')
-    withoutType.push(['Content-Type', parts.contentType], ['Content-Length', String(parts.length)])
-    return session.respond(206, withoutType, Readable.from(this.#parts(open, ranges, parts.heads, parts.tail), { objectMode: false }))
-  }
-
-  async #siblingOf (real: string, ext: string): Promise<{ real: string, stats: Stats } | null> {
-    try {
-      const stats = await lstat(real + ext)
-      // a sibling is a plain file beside the original: a link there is not followed
-      return stats.isFile() ? { real: real + ext, stats } : null
-    } catch {
-      return null
-    }
-  }
-
-  /** Bytes `start` to `end` (inclusive) of an open file; the descriptor goes back to the pool when the stream ends or is destroyed. */
-  #read (open: OpenFile, start: number, end: number): Readable {
-    const stream = createReadStream('', { fd: open.fd, start, end, autoClose: false, highWaterMark: READ_SIZE })
-    let released = false
-    const release = (): void => {
-      if (released) return
-      released = true
-      this.#files.release(open)
-    }
-    stream.once('close', release)
-    stream.once('end', release)
-    stream.once('error', release)
-    return stream
+    const parts = multipart(ranges, size, variant.type, boundary())
+    const headers = withType(variant.ok, parts.contentType)
+    headers.push(['Content-Length', String(parts.length)])
+    return session.respond(206, headers, Readable.from(this.#parts(open, ranges, parts.heads, parts.tail), { objectMode: false }))
   }
 
   async * #parts (open: OpenFile, ranges: readonly ByteRange[], heads: readonly Buffer[], tail: Buffer): AsyncGenerator<Buffer> {
@@ -245,13 +326,43 @@ export class StaticFiles implements RouteHandler {
     return session.respond(200, [['Content-Type', 'text/html; charset=utf-8'], ['Cache-Control', 'no-cache']], body)
   }
 
-  #failed (session: FilterSession, err: unknown): Verdict {
+  #failed (session: FilterSession, key: string | null, err: unknown): Verdict {
+    // whatever failed, the path is asked again next time
+    if (key !== null) {
+      this.#paths.delete(key)
+      this.#missing.delete(key)
+    }
     const code = (err as NodeJS.ErrnoException)?.code
     if (isMissing(err)) return 'continue'
     if (code === 'EACCES' || code === 'EPERM' || code === 'ELOOP') return session.respond(403, [['Content-Type', 'text/plain; charset=utf-8']], 'Forbidden\n')
     // the details stay here: they name paths of the server
     throw err
   }
+}
+
+function sameFile (a: FileIdentity, b: FileIdentity): boolean {
+  return a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs
+}
+
+async function siblingOf (real: string, ext: string): Promise<Stats | null> {
+  try {
+    const stats = await lstat(real + ext)
+    // a sibling is a plain file beside the original: a link there is not followed
+    return stats.isFile() ? stats : null
+  } catch {
+    return null
+  }
+}
+
+function withType (headers: Pairs, type: string): Array<[string, string]> {
+  const out: Array<[string, string]> = []
+  for (const pair of headers) if (pair[0] !== 'Content-Type') out.push([pair[0], pair[1]])
+  out.push(['Content-Type', type])
+  return out
+}
+
+function boundary (): string {
+  return 'rp4-' + Math.random().toString(36).slice(2, 14) + Date.now().toString(36)
 }
 
 function isMissing (err: unknown): boolean {
@@ -286,7 +397,7 @@ function splitPath (rawPath: string, out: string[], hidden: boolean): PathCheck 
   return PathCheck.OK
 }
 
-function contentType (mime: typeof import('mime').default, file: string): string | undefined {
+function contentType (mime: typeof import('mime').default, file: string): string {
   const type = mime.getType(file)
   if (type === null) return 'application/octet-stream'
   return TEXT_TYPES.test(type) ? type + '; charset=utf-8' : type

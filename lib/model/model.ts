@@ -188,6 +188,12 @@ export interface StaticModel {
   precompressed: boolean
   cacheControl: string
   maxOpenFiles: number
+  /** ms a path's resolution (file, validators, in-memory bytes) is used before the file system is asked again; 0: every request. */
+  revalidate: number
+  /** Bytes: bound of the per-path memory (resolutions and small files' bytes). */
+  memoryCache: number
+  /** Bytes: files up to this size are kept in memory; 0: none. */
+  memoryFileSize: number
   /** The upstream group that gets requests for which no file exists; null: 404. */
   fallback: string | null
 }

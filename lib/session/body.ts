@@ -13,6 +13,7 @@
  * response.
  */
 import type { Readable, Transform } from 'node:stream'
+import { beginBatch, endBatch, isBatching } from '../core/batch.js'
 
 /** What a pipeline talks to: the session that owns it. */
 export interface PipelineOwner {
@@ -114,8 +115,36 @@ export class BodyPipeline {
 }
 
 function onFirstDrain (this: Owned<Transform>): void { this[PIPELINE]?.onDrain() }
-function onLastData (this: Owned<Transform>, chunk: Buffer): void { this[PIPELINE]?.onData(chunk) }
-function onLastEnd (this: Owned<Transform>): void { this[PIPELINE]?.onEnd() }
+
+/*
+ * A compressor's output arrives from its thread-pool callbacks, outside the batch a socket read
+ * opens: without one of its own, a chunked piece (size line, data, CRLF) would be three socket
+ * writes. Inside a batch already (a synchronous transform fed while a read is parsed), that one
+ * collects it.
+ */
+function onLastData (this: Owned<Transform>, chunk: Buffer): void {
+  const pipeline = this[PIPELINE]
+  if (pipeline === undefined) return
+  if (isBatching()) return pipeline.onData(chunk)
+  beginBatch()
+  try {
+    pipeline.onData(chunk)
+  } finally {
+    endBatch()
+  }
+}
+
+function onLastEnd (this: Owned<Transform>): void {
+  const pipeline = this[PIPELINE]
+  if (pipeline === undefined) return
+  if (isBatching()) return pipeline.onEnd()
+  beginBatch()
+  try {
+    pipeline.onEnd()
+  } finally {
+    endBatch()
+  }
+}
 function onStageError (this: Owned<Transform>, err: Error): void { this[PIPELINE]?.onError(err) }
 
 /** What a local source feeds: the session. */

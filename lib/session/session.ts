@@ -585,11 +585,12 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
       for (let i = 0; i < hooks.length && body !== null; i++) body = hooks[i].onResponseBody!(this, body)
       if (body === null || body.length === 0) return true
     }
-    this.bytesOut += body.length
     if (this.#pipeline !== null) {
       this.#pipeline.write(body)
       return true // a full transform pauses the producer itself (pauseInput)
     }
+    // what reaches the client is counted (nginx's $body_bytes_sent): after the transforms, when there are some
+    this.bytesOut += body.length
     return this.#sink!.body(body)
   }
 
@@ -616,7 +617,10 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
         }
         if (piece === null || piece.length === 0) continue
         if (this.#pipeline !== null) this.#pipeline.write(piece)
-        else this.#sink!.body(piece)
+        else {
+          this.bytesOut += piece.length
+          this.#sink!.body(piece)
+        }
       }
     }
     if (this.#pipeline !== null) return this.#pipeline.end()
@@ -647,6 +651,7 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
 
   pipelineBody (chunk: Buffer): boolean {
     if (this.#finished) return true
+    this.bytesOut += chunk.length
     return this.#sink!.body(chunk)
   }
 

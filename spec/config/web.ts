@@ -40,6 +40,9 @@ t.test('static: a directory, with the targets as fallback, or alone', async t =>
   t.equal(action.listing, false, 'no listing by default')
   t.equal(action.hidden, false, 'hidden files refused by default')
   t.equal(action.followSymlinks, false)
+  t.equal(action.revalidate, 1000, 'what is learned of a path is used for 1 s')
+  t.equal(action.memoryCache, 32 * 1024 * 1024)
+  t.equal(action.memoryFileSize, 1024 * 1024, 'files up to 1 MiB kept in memory')
   t.ok(both.upstreams.has('default'))
   const alone = buildModel({ listen: ':0', static: { root: '/srv/www', listing: true } })
   const a2 = alone.routes[0].action
@@ -54,6 +57,10 @@ t.test('static: a directory, with the targets as fallback, or alone', async t =>
   const a3 = full.routes[0].action
   t.equal(a3.kind === 'static' && a3.cacheControl, 'public, max-age=31536000, immutable')
   t.equal(a3.kind === 'static' && a3.fallback, 'app')
+  const tuned = buildModel({ listen: ':0', static: { root: '/srv/www', revalidate: '250ms', memoryCache: '1m', memoryFileSize: 0 } }).routes[0].action
+  t.same(tuned.kind === 'static' && [tuned.revalidate, tuned.memoryCache, tuned.memoryFileSize], [250, 1 << 20, 0])
+  const every = buildModel({ listen: ':0', static: { root: '/srv/www', revalidate: 0 } }).routes[0].action
+  t.equal(every.kind === 'static' && every.revalidate, 0, '0: the file system asked on every request')
 })
 
 t.test('problems, named as written', async t => {
@@ -66,6 +73,10 @@ t.test('problems, named as written', async t => {
   t.match(err({ listeners: [{ listen: ':0' }], routes: [{ static: { root: '/x', fallback: 'nope' } }] })[0], /^option routes\[0\]\.static\.fallback: /)
   t.match(err({ listeners: [{ listen: ':0' }], routes: [{ static: { root: '/x' }, proxy: 'a' }], upstreams: { a: { targets: ['a:1'] } } })[0], /a second action beside/)
   t.match(err({ listeners: [{ listen: ':0' }], routes: [{ static: { index: ['i.html'] } }] })[0], /static/)
+  t.match(err({ listen: ':0', static: { root: '/x', revalidate: 'soon' } })[0], /^option static\.revalidate: soon: not a duration/)
+  t.match(err({ listen: ':0', static: { root: '/x', revalidate: '2h' } })[0], /^option static\.revalidate: /)
+  t.match(err({ listen: ':0', static: { root: '/x', memoryCache: '1k' } })[0], /^option static\.memoryCache: /)
+  t.match(err({ listen: ':0', static: { root: '/x', memoryFileSize: '2g' } })[0], /^option static\.memoryFileSize: /)
   t.match(err({ listen: ':0' })[0], /targets/, 'neither targets nor static: still asks for the backend')
 })
 

@@ -153,3 +153,21 @@ t.test('the cache\'s part in each line: miss, then hit', async t => {
   t.same(lines(file).map(line => (JSON.parse(line) as { cache: string | null }).cache), ['miss', 'hit'])
   t.equal(origin.requests.length, 1, 'the second came from the cache')
 })
+
+t.test('bytesOut counts what went to the client: the compressed body, not the backend\'s (nginx\'s $body_bytes_sent)', async t => {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'access.log')
+  const text = 'all work and no play makes a compressible body. '.repeat(400)
+  const origin = await startOrigin(t, () => ok(text, ['Content-Type: text/plain']))
+  const { port, proxy } = await startProxy(t, { targets: [origin.target], compress: true, accessLog: { file, format: 'json' } })
+  const gzipped = (await exchange(port, 'GET /z HTTP/1.1\r\nHost: h\r\nAccept-Encoding: gzip\r\n\r\n', { responses: 1 })).responses[0]
+  const plain = (await exchange(port, 'GET /p HTTP/1.1\r\nHost: h\r\nAccept-Encoding: identity\r\n\r\n', { responses: 1 })).responses[0]
+  const head = (await exchange(port, 'HEAD /h HTTP/1.1\r\nHost: h\r\nAccept-Encoding: gzip\r\n\r\n', { responses: 1 })).responses[0]
+  await proxy.close()
+  t.equal(gzipped.head.line[1], '200')
+  t.ok(gzipped.bodyLength > 0 && gzipped.bodyLength < text.length / 4, `compressed: ${gzipped.bodyLength} bytes of ${text.length}`)
+  t.equal(plain.bodyLength, text.length)
+  t.equal(head.bodyLength, 0)
+  const logged = lines(file).map(line => JSON.parse(line) as { url: string, bytesOut: number })
+  t.same(logged.map(l => [l.url, l.bytesOut]), [['/z', gzipped.bodyLength], ['/p', text.length], ['/h', 0]], 'each line: the body bytes the client got')
+})

@@ -4,10 +4,11 @@
  * stale-while-revalidate and stale-if-error (RFC 5861), Cache-Status (RFC 9211), purges, and the
  * cache under compression.
  */
+import { createHash } from 'node:crypto'
 import { gunzipSync } from 'node:zlib'
 import { Readable } from 'node:stream'
 import t, { type Test } from 'tap'
-import { exchange } from '../helpers/client.js'
+import { exchange, RawClient } from '../helpers/client.js'
 import { header, type Message } from '../helpers/framing.js'
 import { ok, startOrigin, type Origin, type OriginRequest, type Reply } from '../helpers/origin.js'
 import { startProxy, type StartedProxy } from '../helpers/proxy.js'
@@ -313,4 +314,53 @@ t.test('a response over maxEntrySize passes uncached, known length or not', asyn
     t.equal(count(url), 2, `${url}: not stored`)
   }
   t.equal(proxy.proxy.stats().caches[0].entries, 0)
+})
+
+t.test('a large entry received in many pieces: every hit gets it whole and exact, also while a coalesced reader still walks the pieces', async t => {
+  // 12 MiB: more than loopback's socket buffers hold, so that a paused client keeps its reader mid-way
+  const body = Buffer.alloc(12 << 20)
+  for (let i = 0; i < body.length; i++) body[i] = (i * 7 + (i >> 11)) & 0xff
+  const want = createHash('sha256').update(body).digest('hex')
+  const release = deferred<void>()
+  const { proxy, count } = await setup(t, () => ({
+    bytes: `HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nCache-Control: max-age=60\r\nETag: "big"\r\nContent-Length: ${body.length}\r\n\r\n`,
+    stream: Readable.from((async function * () {
+      yield body.subarray(0, 1000)
+      await release.promise
+      // uneven pieces, as a backend's reads come
+      for (let at = 1000; at < body.length;) {
+        const end = Math.min(body.length, at + 40_000 + (at % 7919))
+        yield body.subarray(at, end)
+        at = end
+      }
+    })(), { objectMode: false }),
+  }), { size: '64m', maxEntrySize: '32m' })
+  const filler = await RawClient.connect(proxy.port)
+  t.teardown(() => filler.destroy())
+  await filler.write(get('/big'))
+  await poll(() => filler.reader.messages.length > 0 || filler.raw().includes('\r\n\r\n'), 'the head of the first response')
+  // a second request joins the entry being filled, and then stops reading
+  const slow = await RawClient.connect(proxy.port)
+  t.teardown(() => slow.destroy())
+  await slow.write(get('/big'))
+  await poll(() => slow.raw().includes('\r\n\r\n'), 'the head of the coalesced response')
+  slow.socket.pause()
+  release.resolve()
+  const first = await filler.response(0, 20_000)
+  t.equal(first.sha256, want, 'the first response, from the backend: every byte')
+  // the entry is complete; the paused reader is still in it
+  for (let i = 0; i < 3; i++) {
+    const hit = await one(proxy.port, get('/big'))
+    t.equal(hit.sha256, want, `hit ${i}: every byte`)
+    t.equal(header(hit, 'content-length'), String(body.length))
+    t.match(header(hit, 'cache-status'), /^rp4; hit/)
+  }
+  const part = await one(proxy.port, get('/big', 'Range: bytes=1000000-1000099'))
+  t.equal(part.head.line[1], '206')
+  t.ok(part.body.equals(body.subarray(1_000_000, 1_000_100)), 'a range across the pieces')
+  slow.socket.resume()
+  const late = await slow.response(0, 20_000)
+  t.equal(late.sha256, want, 'the paused coalesced reader: every byte, whatever the hits did meanwhile')
+  t.match(header(late, 'cache-status'), /coalesced/)
+  t.equal(count('/big'), 1, 'one backend request in all')
 })

@@ -5,7 +5,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { execFile } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { brotliCompressSync, gzipSync } from 'node:zlib'
@@ -113,9 +113,10 @@ t.test('conditional requests: 304 and 412 by ETag and date', async t => {
   t.equal(await status('If-Unmodified-Since: Wed, 01 May 2024 12:00:00 GMT'), '200')
 })
 
-t.test('ranges: one, a suffix, open-ended, several (multipart), merged, unsatisfiable, If-Range', async t => {
+// every form of a range, from a file kept in memory and from one read for each request
+for (const memoryFileSize of ['64k', 0]) t.test(`ranges: one, a suffix, open-ended, several (multipart), merged, unsatisfiable, If-Range (memoryFileSize ${memoryFileSize})`, async t => {
   const { root } = tree(t)
-  const { port } = await startProxy(t, { static: root })
+  const { port } = await startProxy(t, { static: { root, memoryFileSize } })
   const range = async (value: string, ...extra: string[]): Promise<Message> => await one(port, get('/digits.txt', `Range: ${value}`, ...extra))
   const a = await range('bytes=0-9')
   t.equal(a.head.line[1], '206')
@@ -245,4 +246,117 @@ t.test('large files streamed, descriptors bounded: many requests at once with ma
   }
   const res = await fetch(`http://127.0.0.1:${port}/big.bin`)
   t.ok(Buffer.from(await res.arrayBuffer()).equals(BIG), 'fetch: the same bytes')
+})
+
+t.test('what rp4 learned of a path is used for revalidate ms: a changed, rewritten or removed file is seen after it, never before the file system is asked', async t => {
+  const { root } = tree(t)
+  const file = path.join(root, 'digits.txt')
+  const { port } = await startProxy(t, { static: { root, revalidate: '1s' } })
+  const started = performance.now()
+  const first = await one(port, get('/digits.txt'))
+  t.equal(first.body.toString(), DIGITS)
+  const later = new Date('2025-01-02T03:04:05Z')
+  writeFileSync(file, 'CHANGED')
+  utimesSync(file, later, later)
+  const within = await one(port, get('/digits.txt'))
+  // the window is long next to two requests on loopback; on a machine so slow that it passed, the new file is right too
+  if (performance.now() - started < 900) {
+    t.equal(within.body.toString(), DIGITS, 'within the window: what was learned, whole and consistent')
+    t.equal(header(within, 'etag'), header(first, 'etag'), 'with its own validators')
+  }
+  let seen: Message | null = null
+  for (let i = 0; i < 200 && seen === null; i++) {
+    const res = await one(port, get('/digits.txt'))
+    if (res.body.toString() === 'CHANGED') seen = res
+    else await new Promise(resolve => setTimeout(resolve, 25))
+  }
+  t.ok(seen !== null, 'the change is seen')
+  t.ok(performance.now() - started >= 1000, 'not before the window ends')
+  t.equal(header(seen!, 'content-length'), '7')
+  t.equal(header(seen!, 'last-modified'), 'Thu, 02 Jan 2025 03:04:05 GMT')
+  t.not(header(seen!, 'etag'), header(first, 'etag'), 'a new ETag')
+  t.equal((await one(port, get('/digits.txt', `If-None-Match: ${header(first, 'etag')!}`))).head.line[1], '200', 'the old ETag no longer matches')
+
+  // the same size and inode, another date: the bytes kept are not reused
+  const sameSize = 'ZYXWVUT'
+  writeFileSync(file, sameSize)
+  utimesSync(file, MTIME, MTIME)
+  unlinkSync(path.join(root, 'index.html'))
+  let rewritten = false
+  let removed = false
+  for (let i = 0; i < 200 && !(rewritten && removed); i++) {
+    rewritten ||= (await one(port, get('/digits.txt'))).body.toString() === sameSize
+    removed ||= (await one(port, get('/index.html'))).head.line[1] === '404'
+    if (!(rewritten && removed)) await new Promise(resolve => setTimeout(resolve, 25))
+  }
+  t.ok(rewritten, 'a file rewritten at the same size is seen')
+  t.ok(removed, 'a removed file is a 404')
+  t.equal((await one(port, get('/'))).head.line[1], '404', 'and so is the directory it was the index of')
+
+  // a path that named nothing is remembered for the window too, and a file created there is seen after it
+  const missingAt = performance.now()
+  t.equal((await one(port, get('/new.txt'))).head.line[1], '404')
+  writeFileSync(path.join(root, 'new.txt'), 'NEW')
+  let created: Message | null = null
+  for (let i = 0; i < 200 && created === null; i++) {
+    const res = await one(port, get('/new.txt'))
+    if (res.head.line[1] === '200') created = res
+    else await new Promise(resolve => setTimeout(resolve, 25))
+  }
+  t.equal(created?.body.toString(), 'NEW', 'a file created where nothing was is seen')
+  t.ok(performance.now() - missingAt >= 1000, 'not before the window ends')
+})
+
+t.test('revalidate 0: the file system is asked on every request', async t => {
+  const { root } = tree(t)
+  const file = path.join(root, 'data.json')
+  const { port } = await startProxy(t, { static: { root, revalidate: 0 } })
+  t.equal((await one(port, get('/data.json'))).body.toString(), '{"a":1}')
+  for (let i = 0; i < 5; i++) {
+    const text = `{"a":${i + 10}}`
+    writeFileSync(file, text)
+    const stamp = new Date(Date.UTC(2025, 0, 1, 0, 0, i))
+    utimesSync(file, stamp, stamp)
+    const res = await one(port, get('/data.json'))
+    t.equal(res.body.toString(), text, `change ${i}: seen at once`)
+    t.equal(header(res, 'last-modified'), stamp.toUTCString())
+  }
+  unlinkSync(file)
+  t.equal((await one(port, get('/data.json'))).head.line[1], '404', 'removed: seen at once')
+  writeFileSync(file, 'back')
+  t.equal((await one(port, get('/data.json'))).body.toString(), 'back', 'created again: seen at once')
+})
+
+t.test('a route of files in front of a backend: a path that named nothing goes to the backend, and keeps going there, until a file appears', async t => {
+  const { root } = tree(t)
+  const origin = await startOrigin(t, req => ok(`backend ${req.url}`))
+  const { port } = await startProxy(t, { static: { root, revalidate: '300ms', fallback: 'default' }, targets: [origin.target] })
+  for (let i = 0; i < 5; i++) t.equal((await one(port, get('/api/x'))).body.toString(), 'backend /api/x', `request ${i}: the backend`)
+  t.equal(origin.requests.length, 5, 'every one of them reached it')
+  mkdirSync(path.join(root, 'api'))
+  writeFileSync(path.join(root, 'api', 'x'), 'now a file')
+  let served = false
+  for (let i = 0; i < 200 && !served; i++) {
+    served = (await one(port, get('/api/x'))).body.toString() === 'now a file'
+    if (!served) await new Promise(resolve => setTimeout(resolve, 25))
+  }
+  t.ok(served, 'the file created there is served once the window ends')
+})
+
+t.test('the memory bound: many distinct small files, each served whole, with a bound smaller than them all', async t => {
+  const { root } = tree(t)
+  const files: Array<[string, Buffer]> = []
+  for (let i = 0; i < 40; i++) {
+    const content = Buffer.alloc(4096 + i, String.fromCharCode(97 + (i % 26)))
+    writeFileSync(path.join(root, `f${i}.txt`), content)
+    files.push([`/f${i}.txt`, content])
+  }
+  // 64 KiB holds a dozen of them at most: the others are forgotten and read again
+  const { port } = await startProxy(t, { static: { root, memoryCache: '64k' } })
+  for (let round = 0; round < 2; round++) {
+    for (const [name, content] of files) {
+      const res = await one(port, get(name))
+      t.ok(res.body.equals(content), `${name} (round ${round}): every byte`)
+    }
+  }
 })
