@@ -266,7 +266,8 @@ export const Retries = section({
   budgetPercent: opt(count({ description: 'retries in flight may add at most this percent to the group\'s active requests (a retry budget: a slowdown does not become a retry storm)', default: 20, min: 1, max: 1000 })),
   budgetMinConcurrency: opt(count({ description: 'retries in flight always allowed, whatever the budget says (a quiet group can still retry)', default: 3, min: 0, max: 100_000 })),
   nonIdempotent: opt(bool({ description: 'retry requests that are not idempotent (POST, PATCH) too, when they have no body', default: false })),
-}, 'retries of failed requests on other targets', 'must be a mapping { count, on, perTryTimeout, budgetPercent, budgetMinConcurrency, nonIdempotent }')
+  markDownAfter: opt(count({ description: 'with `count` set, tries that failed in a row as retried (a status in `on`, a reset or a timeout before the response; any method) skip that target for `timeouts.failedTarget`, as a refused connect does (nginx\'s max_fails): a backend answering 503 to everything stops taking its share. Never more than `outlierDetection.maxEjectedPercent` (50% without it) of the group is out at once; a status not in `on` (a backend\'s own 500) never counts', default: 3, zero: 'never', min: 1, max: 10_000 })),
+}, 'retries of failed requests on other targets', 'must be a mapping { count, on, perTryTimeout, budgetPercent, budgetMinConcurrency, nonIdempotent, markDownAfter }')
 
 export const StickyCookie = text('token', { description: 'sticky sessions: rp4 sets this cookie on responses to name (opaquely) the backend that answered, and sends later requests carrying it to that backend while it is up; otherwise the policy picks, and the cookie is set anew', flag: { name: '--sticky-cookie', arg: 'NAME', group: 'Balancing and health', defaultText: 'off' } })
 

@@ -24,6 +24,9 @@ export type { TransitionReason } from './balancer.js'
 /** Failures of a sent request that another target may not share. */
 const RETRYABLE = new Set(['upstream_reset', 'upstream_closed', 'response_timeout', 'bad_response', 'truncated_response'])
 
+/** Never more of a group skipped after failed tries than this, without outlier detection's own share. */
+const DEFAULT_MAX_OUT_PERCENT = 50
+
 export interface GroupOptions {
   /** Runs the active checks of every group of a proxy. */
   scheduler?: HealthScheduler
@@ -223,7 +226,9 @@ export class Group implements TargetGroup, DispatchOwner, DiscoveredGroup {
       return
     }
     if (state.counted !== -1 && error.code !== 'pipeline_aborted') this.#outlier?.failure(state.counted)
-    if (RETRYABLE.has(error.code) && !request.responseStarted && this.#mayRetry(request)) {
+    const retryable = RETRYABLE.has(error.code) && !request.responseStarted
+    if (retryable && state.counted !== -1) this.#failedTry(state.counted)
+    if (retryable && this.#mayRetry(request)) {
       this.events.upstreamError(error, state.target?.authority ?? '')
       this.#retry(request)
       return
@@ -273,6 +278,22 @@ export class Group implements TargetGroup, DispatchOwner, DiscoveredGroup {
   observe (index: number, status: number, ms: number): void {
     this.balancer.observeLatency(index, ms)
     this.#outlier?.response(index, status)
+    const retries = this.settings.retries
+    if (retries.count > 0 && retries.markDownAfter > 0) {
+      if (retries.statuses.includes(status)) this.#failedTry(index)
+      else this.balancer.triedOk(index)
+    }
+  }
+
+  /**
+   * A try of target `index` failed as the group retries on. Only when the user asked for retries:
+   * then those statuses are failures by their own word (nginx counts `proxy_next_upstream`
+   * conditions the same way); otherwise a backend's answers are its own business.
+   */
+  #failedTry (index: number): void {
+    const retries = this.settings.retries
+    if (retries.count === 0 || retries.markDownAfter === 0) return
+    this.balancer.failedTry(index, retries.markDownAfter, this.settings.outlier?.maxEjectedPercent ?? DEFAULT_MAX_OUT_PERCENT)
   }
 
   retryOnStatus (request: UpstreamRequest, status: number): boolean {

@@ -194,11 +194,12 @@ t.test('retries: a 503 from one target is retried on another for a GET, never fo
   const busy = await startOrigin(t, () => UNAVAILABLE)
   const good = await startOrigin(t, () => ok('good'))
   const { proxy, port } = await startProxy(t, { targets: [busy.target, good.target], retries: 1 })
-  t.same(tally(await bodies(port, 6)), { good: 6 }, 'every GET answered by the good target')
-  t.equal(busy.requests.length, 3, 'the busy one was tried in its turns')
   const posts = await bodies(port, 4, 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n')
   t.same(tally(posts), { busy: 2, good: 2 }, 'a POST takes the answer it gets')
-  t.match(proxy.stats().groups, [{ group: 'default', retries: 3 }])
+  t.same(tally(await bodies(port, 6)), { good: 6 }, 'every GET answered by the good target')
+  // its third 503 in a row (two to POSTs, one to a GET) skips it (retries.markDownAfter)
+  t.equal(busy.requests.length, 3, 'the busy one was tried in its turn')
+  t.match(proxy.stats().groups, [{ group: 'default', retries: 1 }])
 })
 
 t.test('retries: a reset before any response byte goes to another target', async t => {
