@@ -8,12 +8,19 @@ import t from 'tap'
 import { loadConfig, parseOptions } from '../../lib/config/load.js'
 import { buildModel } from '../../lib/config/build.js'
 import { ROOT } from '../helpers/proxy.js'
+import { DEFAULT_BALANCE } from '../../lib/config/schema.js'
 
 const file = path.join(ROOT, 'examples/balancing.yaml')
 
 t.test('the README shows the file as it is', async t => {
   const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8')
   t.ok(readme.includes('```yaml\n' + readFileSync(file, 'utf8') + '```'), 'README holds examples/balancing.yaml verbatim')
+})
+
+t.test('the README\'s policy table marks the default policy, and only it', async t => {
+  const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8')
+  const marked = [...readme.matchAll(/^\| `([^`]+)` \(default\) \|/gm)].map(m => m[1])
+  t.same(marked, [DEFAULT_BALANCE])
 })
 
 t.test('examples/balancing.yaml → Model', async t => {

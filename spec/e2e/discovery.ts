@@ -50,7 +50,7 @@ t.test('A records: every address a target; the set follows the answer, staying t
   const { proxy, port } = await startProxy(t, {
     listeners: [{ listen: '127.0.0.1:0' }],
     routes: [{ proxy: 'app' }],
-    upstreams: { app: { targets: [`svc.test:${originPort}`], discovery: { servers: [dns.server], minTtl: '100ms' } } },
+    upstreams: { app: { targets: [`svc.test:${originPort}`], policy: 'round-robin', discovery: { servers: [dns.server], minTtl: '100ms' } } },
   })
   const log = discoveryLog(proxy)
   await log.until(() => log.events.length >= 1, 5000, 'the first answer')
@@ -106,7 +106,7 @@ t.test('SRV: hosts, ports and weights from the records; a higher priority number
   const { proxy, port } = await startProxy(t, {
     listeners: [{ listen: '127.0.0.1:0' }],
     routes: [{ proxy: 'app' }],
-    upstreams: { app: { targets: ['srv://_http._tcp.svc.test'], discovery: { servers: [dns.server] } } },
+    upstreams: { app: { targets: ['srv://_http._tcp.svc.test'], policy: 'round-robin', discovery: { servers: [dns.server] } } },
   })
   const log = discoveryLog(proxy)
   await log.until(() => log.events.length >= 1, 5000, 'the SRV answer')

@@ -78,7 +78,7 @@ for (const policy of POLICIES) {
 
 t.test('the skip ends after the failed-target time; three more failures skip it again', async t => {
   const { good, bad } = await fleet(t, UNAVAILABLE)
-  const { proxy, port } = await startProxy(t, { targets: [good[0].target, bad.target, good[1].target], retries: 1, timeouts: { failedTarget: '300ms' } })
+  const { proxy, port } = await startProxy(t, { targets: [good[0].target, bad.target, good[1].target], balance: 'round-robin', retries: 1, timeouts: { failedTarget: '300ms' } })
   const health = healthEvents(proxy)
   t.same(tally(await load(port, 1, 12)), { '200 a': 6, '200 b': 6 })
   t.equal(bad.requests.length, 3)
@@ -97,7 +97,7 @@ t.test('the skip ends after the failed-target time; three more failures skip it 
 
 t.test('a backend\'s own 500 is not a failed try: it passes, and the backend keeps its share', async t => {
   const { good, bad } = await fleet(t, INTERNAL)
-  const { proxy, port } = await startProxy(t, { targets: [good[0].target, bad.target, good[1].target], retries: 1 })
+  const { proxy, port } = await startProxy(t, { targets: [good[0].target, bad.target, good[1].target], balance: 'round-robin', retries: 1 })
   const health = healthEvents(proxy)
   t.same(tally(await load(port, 1, 30)), { '200 a': 10, '500 oops': 10, '200 b': 10 })
   t.equal(bad.requests.length, 10)
@@ -106,7 +106,7 @@ t.test('a backend\'s own 500 is not a failed try: it passes, and the backend kee
 
 t.test('without retries a 503 is the backend\'s answer: passed, and the backend keeps its share', async t => {
   const { good, bad } = await fleet(t, UNAVAILABLE)
-  const { proxy, port } = await startProxy(t, { targets: [good[0].target, bad.target, good[1].target] })
+  const { proxy, port } = await startProxy(t, { targets: [good[0].target, bad.target, good[1].target], balance: 'round-robin' })
   const health = healthEvents(proxy)
   t.same(tally(await load(port, 1, 30)), { '200 a': 10, '503 busy': 10, '200 b': 10 })
   t.same(health, [])
@@ -117,7 +117,7 @@ t.test('markDownAfter 0: retried every time, never skipped', async t => {
   const { proxy, port } = await startProxy(t, {
     listeners: [{ listen: '127.0.0.1:0' }],
     routes: [{ proxy: 'app' }],
-    upstreams: { app: { targets: [good[0].target, bad.target, good[1].target], retries: { count: 1, markDownAfter: 0 } } },
+    upstreams: { app: { targets: [good[0].target, bad.target, good[1].target], policy: 'round-robin', retries: { count: 1, markDownAfter: 0 } } },
   })
   const health = healthEvents(proxy)
   const seen = tally(await load(port, 1, 30))
@@ -128,7 +128,7 @@ t.test('markDownAfter 0: retried every time, never skipped', async t => {
 
 t.test('a 503 to a POST (not retried) still counts against the backend', async t => {
   const { good, bad } = await fleet(t, UNAVAILABLE)
-  const { proxy, port } = await startProxy(t, { targets: [good[0].target, bad.target, good[1].target], retries: 1 })
+  const { proxy, port } = await startProxy(t, { targets: [good[0].target, bad.target, good[1].target], balance: 'round-robin', retries: 1 })
   const health = healthEvents(proxy)
   const posts = tally(await load(port, 1, 9, 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n'))
   t.same(posts, { '200 a': 3, '503 busy': 3, '200 b': 3 }, 'a POST takes the answer it gets')
@@ -139,7 +139,7 @@ t.test('a 503 to a POST (not retried) still counts against the backend', async t
 t.test('never more than half the group out: two failing of three, only one skipped', async t => {
   const good = await startOrigin(t, () => ok('good'))
   const bad = [await startOrigin(t, () => UNAVAILABLE), await startOrigin(t, () => UNAVAILABLE)]
-  const { proxy, port } = await startProxy(t, { targets: [bad[0].target, good.target, bad[1].target], retries: 1 })
+  const { proxy, port } = await startProxy(t, { targets: [bad[0].target, good.target, bad[1].target], balance: 'round-robin', retries: 1 })
   const health = healthEvents(proxy)
   const seen = tally(await load(port, 1, 30))
   t.equal(health.length, 1, `one skipped: ${JSON.stringify(health)}`)
@@ -154,7 +154,7 @@ t.test('never more than half the group out: two failing of three, only one skipp
 t.test('resets before the response count as failed tries too', async t => {
   const good = [await startOrigin(t, () => ok('a')), await startOrigin(t, () => ok('b'))]
   const resets = await startOrigin(t, () => ({ close: 'reset' }))
-  const { proxy, port } = await startProxy(t, { targets: [good[0].target, resets.target, good[1].target], retries: 1 })
+  const { proxy, port } = await startProxy(t, { targets: [good[0].target, resets.target, good[1].target], balance: 'round-robin', retries: 1 })
   const health = healthEvents(proxy)
   const seen = await load(port, 1, 30)
   t.same(seen.filter(s => !s.startsWith('200 ')), [], 'every answer a 200')

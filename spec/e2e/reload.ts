@@ -82,7 +82,7 @@ t.test('an unchanged group keeps its pool and health; a changed one keeps the he
   const origin = await startOrigin(t, () => ok('pooled'))
   const down = await unusedPort()
   const options = (body: string): Options => full(origin.target, {
-    upstreams: { web: { targets: [origin.target] }, other: { targets: [`127.0.0.1:${down}`, origin.target] } },
+    upstreams: { web: { targets: [origin.target] }, other: { targets: [`127.0.0.1:${down}`, origin.target], policy: 'round-robin' } },
     routes: [{ name: 'hello', match: { pathExact: '/hello' }, respond: { body } }, { name: 'other', match: { path: '/other' }, proxy: 'other' }, { name: 'app', proxy: 'web' }],
   })
   const { proxy, port } = await started(t, options('one'))
