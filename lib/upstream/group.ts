@@ -7,6 +7,7 @@
  * HTTP sessions and raw TCP relays (listeners, SNI passthrough) all pick through here, so every
  * policy and health signal serves all three.
  */
+import { isDeepStrictEqual } from 'node:util'
 import { clock } from '../core/clock.js'
 import { ProxyError } from '../core/errors.js'
 import { Balancer, type TransitionReason } from './balancer.js'
@@ -119,7 +120,25 @@ export class Group implements TargetGroup, DispatchOwner, DiscoveredGroup {
     const removed = this.targets.map(t => !present.has(t.index))
     this.balancer.update(this.#configs, removed)
     this.#outlier?.resize(this.targets.length)
-    for (const target of this.targets) if (removed[target.index] && target.hasPool) target.pool.closeIdle()
+    for (const target of this.targets) if (removed[target.index] && target.ownsPool) target.pool.closeIdle()
+  }
+
+  /**
+   * A reload replaced `old` with this group: each target that stays with the same connection
+   * settings (address, TLS, and the group's pool, parser, connect-timeout and PROXY settings)
+   * takes over its pool, so idle keep-alive connections survive; a target whose connection
+   * settings changed starts a new pool, and the old one drains with the old generation.
+   */
+  takePools (old: Group): void {
+    const same = (a: GroupSettings, b: GroupSettings): boolean => isDeepStrictEqual(a.pool, b.pool) && a.sendProxy === b.sendProxy &&
+      a.maxHeaderSize === b.maxHeaderSize && a.maxHeaders === b.maxHeaders && a.timeouts.connect === b.timeouts.connect
+    if (!same(this.settings, old.settings)) return
+    for (const target of this.targets) {
+      const was = old.targets.find(t => t.authority === target.authority && !old.balancer.isRemoved(t.index))
+      if (was === undefined || !was.ownsPool || was.config.host !== target.config.host || was.config.port !== target.config.port ||
+        !isDeepStrictEqual(was.config.tls, target.config.tls)) continue
+      target.takePool(was)
+    }
   }
 
   discovered (event: DiscoveryEvent): void {
@@ -307,7 +326,8 @@ export class Group implements TargetGroup, DispatchOwner, DiscoveredGroup {
     this.closing = true
     this.#outlier?.close()
     this.#discovery?.close()
-    for (const target of this.targets) if (target.hasPool) target.pool.closeIdle()
+    // a pool handed to a newer generation is its to close
+    for (const target of this.targets) if (target.ownsPool) target.pool.closeIdle()
   }
 
   stats (): Array<{ target: string, open: number, idle: number, active: number, up: boolean }> {
