@@ -49,6 +49,14 @@ t.test('weights from the command-line form: 3:1, smoothly interleaved', async t 
   t.notMatch(seen.join(''), /AAAA/, `A's turns are spread: ${seen.join('')}`)
 })
 
+t.test('p2c: weights hold one request at a time too (3:1, not everything on the heavy one)', async t => {
+  const a = await startOrigin(t, () => ok('A'))
+  const b = await startOrigin(t, () => ok('B'))
+  const { port } = await startProxy(t, { targets: [`${a.target},weight=3`, b.target], balance: 'p2c' })
+  const counts = tally(await bodies(port, 80))
+  t.ok(counts.A >= 50 && counts.A <= 70 && counts.B >= 10, `about 60:20 (fixed seed): ${JSON.stringify(counts)}`)
+})
+
 t.test('least-conn: a slow target gets few requests while a fast one is free', async t => {
   const slow = await startOrigin(t, () => ({ bytes: ok('slow'), delay: 300 }))
   const fast = await startOrigin(t, () => ok('fast'))
