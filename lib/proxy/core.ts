@@ -115,6 +115,8 @@ export class ProxyCore implements H1Host {
         maxHeaders: http.maxHeaders,
       }, this, { scheduler: this.health, resolver: group.discovery === null ? undefined : this.#resolverFor(group.discovery, resolver) })
       if (old !== undefined) {
+        // discovered targets first: then they are matched like configured ones
+        created.takeDiscovered(old)
         created.balancer.takeHealth(old.balancer)
         created.takePools(old)
       }

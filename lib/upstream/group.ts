@@ -141,6 +141,11 @@ export class Group implements TargetGroup, DispatchOwner, DiscoveredGroup {
     }
   }
 
+  /** A reload replaced `old` with this group: its names start from the old answers (see Discovery.seed). */
+  takeDiscovered (old: Group): void {
+    if (this.#discovery !== null && old.#discovery !== null) this.#discovery.seed(old.#discovery)
+  }
+
   discovered (event: DiscoveryEvent): void {
     this.events.discovery?.(event)
   }
@@ -342,13 +347,15 @@ export class Group implements TargetGroup, DispatchOwner, DiscoveredGroup {
   }
 
   /** Per target: `stats()`, requests waiting in its pool, and whether it is skipped after a failed connect. */
-  health (): Array<{ target: string, open: number, idle: number, waiting: number, up: boolean }> {
-    return this.targets.map((t, i) => ({
+  health (): Array<{ target: string, weight: number, open: number, idle: number, waiting: number, up: boolean }> {
+    // targets discovery dropped (or a name standing for its answer) are no longer the group's
+    return this.targets.filter(t => !this.balancer.isRemoved(t.index)).map(t => ({
       target: t.authority,
+      weight: t.config.weight,
       open: t.hasPool ? t.pool.openCount : 0,
       idle: t.hasPool ? t.pool.idleCount : 0,
       waiting: t.hasPool ? t.pool.waitingCount : 0,
-      up: !this.balancer.isDown(i),
+      up: !this.balancer.isDown(t.index),
     }))
   }
 }

@@ -12,7 +12,7 @@ import { startDns } from '../helpers/dns.js'
 import { ok, startOrigin, type Origin } from '../helpers/origin.js'
 import { hasIPv6, startProxy } from '../helpers/proxy.js'
 import { Observable, deferred } from '../helpers/wait.js'
-import type { DiscoveryEvent, Proxy } from '../../lib/index.js'
+import type { DiscoveryEvent, Proxy, ProxyOptions } from '../../lib/index.js'
 
 const GET = 'GET / HTTP/1.1\r\nHost: h\r\n\r\n'
 
@@ -175,4 +175,28 @@ t.test('A and AAAA over the wire: both families are targets; an AAAA record that
   t.same(tally(await bodies(port, 4)), { v4: 4 })
   t.equal(v6.requests.length, before, 'the IPv6 target is gone')
   await v6.until(() => v6.open === 0, 5000, 'its idle connection to close')
+})
+
+t.test('a reload that changes the group: discovered targets that stay keep their pools and health, at once', async t => {
+  const dns = await startDns(t)
+  const { port: originPort, origins } = await fleet(t)
+  dns.zone.set('svc.test', { a: [['127.0.0.1', 300], ['127.0.0.2', 300]] })
+  const options = (policy: string): ProxyOptions => ({
+    listeners: [{ listen: '127.0.0.1:0' }],
+    routes: [{ proxy: 'app' }],
+    upstreams: { app: { targets: [`svc.test:${originPort}`], policy, discovery: { servers: [dns.server] } } },
+  })
+  const { proxy, port } = await startProxy(t, options('round-robin'))
+  const log = discoveryLog(proxy)
+  await log.until(() => log.events.length >= 1, 5000, 'the first answer')
+  t.same(tally(await bodies(port, 4)), { 1: 2, 2: 2 })
+  // .2 stops answering: a failed connect marks it down (the failed-target time is 10 s)
+  await origins[1].close()
+  await bodies(port, 2)
+  t.equal(proxy.upstreams().find(u => u.target === `127.0.0.2:${originPort}`)?.up, false, 'down before the reload')
+  await proxy.update(options('least-conn'))
+  t.same(proxy.upstreams().filter(u => u.group === 'app').map(u => [u.target, u.up]), [[`127.0.0.1:${originPort}`, true], [`127.0.0.2:${originPort}`, false]],
+    'right after the reload: the discovered targets are there, .2 still down')
+  t.same(tally(await bodies(port, 4)), { 1: 4 }, 'nothing tries the down one')
+  t.equal(origins[0].connections.length, 1, 'the staying target kept its pooled connection')
 })
