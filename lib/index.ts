@@ -253,10 +253,7 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
 
   /** Every target of every upstream group: weight, health, connections, requests waiting for one. */
   upstreams (): Array<{ group: string, target: string, weight: number, open: number, idle: number, waiting: number, up: boolean }> {
-    return [...this.#core.groups.values()].flatMap(group => {
-      const targets = this.model.upstreams.get(group.settings.name)?.targets ?? []
-      return group.health().map((h, i) => ({ group: group.settings.name, weight: targets[i]?.weight ?? 1, ...h }))
-    })
+    return [...this.#core.groups.values()].flatMap(group => group.health().map(h => ({ group: group.settings.name, ...h })))
   }
 
   /** Open the access log file again under its name (after logrotate moved it: SIGUSR1). */

@@ -4,9 +4,12 @@
  * rp4 under each policy (round robin, least outstanding, P2C, P2C weighted by latency), nginx
  * (`least_conn`) and HAProxy (`leastconn`). What it shows: p50/p99 latency and the error rate per
  * row, side by side; a good policy keeps the slow backend's share, and so the p99, down. With the
- * failing backend, rp4 rows run with `--retries 1` and nginx/HAProxy with their equivalents
- * (`proxy_next_upstream http_503`, `retry-on 503` with `option redispatch`), so the error rate
- * compares retries as well as policies.
+ * failing backend, rp4 rows run with `--retries 1` and nothing else (the plain config: its default
+ * `retries.markDownAfter` skips a backend after three retried failures in a row, for the 10 s
+ * failed-target time) and nginx/HAProxy with their equivalents (`proxy_next_upstream http_503`,
+ * `retry-on 503` with `option redispatch`), so the error rate compares retries as well as
+ * policies. nginx runs with `max_fails=0` (no passive marking: every 503 is retried, without a
+ * budget).
  *
  *   node dist/perf/balance.js [--duration S] [--connections N] [--base-delay MS] [--only slow|failing]
  *

@@ -301,6 +301,7 @@ function buildRetries (r: Obj): RetryModel {
     budgetPercent: unit(r.budgetPercent, L('budgetPercent')),
     budgetMinConcurrency: unit(r.budgetMinConcurrency, L('budgetMinConcurrency')),
     nonIdempotent: flag(r.nonIdempotent, L('nonIdempotent')),
+    markDownAfter: unit(r.markDownAfter, L('markDownAfter')),
   })
 }
 

@@ -74,7 +74,7 @@ export interface TargetHealthEvent {
   group: string
   target: string
   up: boolean
-  reason: 'connect_failed' | 'connected' | 'check_failed' | 'check_passed' | 'ejected' | 'ejection_ended'
+  reason: 'connect_failed' | 'failed_tries' | 'connected' | 'check_failed' | 'check_passed' | 'ejected' | 'ejection_ended'
   /** What the check or detector saw (a status, an error code), when there is more to say. */
   detail?: string
 }

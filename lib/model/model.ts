@@ -352,6 +352,8 @@ export interface RetryModel {
   budgetMinConcurrency: number
   /** Requests that are not idempotent (POST, PATCH) are retried too, when their body is all at hand. */
   nonIdempotent: boolean
+  /** Failed tries in a row (a status in `statuses`, a reset, a timeout) that skip a target for the failed-target time; 0: never. Only with `count`. */
+  markDownAfter: number
 }
 
 /** How a group picks a target among those that are up. */

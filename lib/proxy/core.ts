@@ -63,8 +63,8 @@ export class ProxyCore implements H1Host {
   /**
    * @param previous the generation this one replaces on a reload: its counters, caps and request
    * ids go on here, and its upstream groups whose configuration did not change are taken over
-   * whole (pools, idle connections, health); a changed group starts new pools but keeps the
-   * health of the targets that stay.
+   * whole (pools, idle connections, health); in a changed group, the targets that stay keep their
+   * health, and their pools when their connection settings did not change.
    * @param resolver service discovery's DNS for every group (the library's option); by default each
    * group's `discovery.servers`, or the system's
    */
@@ -114,7 +114,12 @@ export class ProxyCore implements H1Host {
         maxHeaderSize: http.maxHeaderSize,
         maxHeaders: http.maxHeaders,
       }, this, { scheduler: this.health, resolver: group.discovery === null ? undefined : this.#resolverFor(group.discovery, resolver) })
-      if (old !== undefined) created.balancer.takeHealth(old.balancer)
+      if (old !== undefined) {
+        // discovered targets first: then they are matched like configured ones
+        created.takeDiscovered(old)
+        created.balancer.takeHealth(old.balancer)
+        created.takePools(old)
+      }
       groups.set(name, created)
     }
     this.groups = groups

@@ -1,7 +1,7 @@
 /**
  * Which target a request (or a relayed connection) goes to. The balancer keeps each target's
- * state (weight, backup, down after a refused connect, active-check health, outlier ejection,
- * load, latency, when it came back) and decides which targets may be chosen now; the policy
+ * state (weight, backup, down after a refused connect or failed tries in a row, active-check
+ * health, outlier ejection, load, latency, when it came back) and decides which targets may be chosen now; the policy
  * (balance/) chooses among them. Index-based, so that HTTP pools and raw TCP relays share it.
  *
  * Who may be chosen, in order: the primaries that are up; when none is, the backups that are up;
@@ -60,6 +60,9 @@ export class Balancer implements PickView {
   readonly #fresh: () => number
   #downUntil: Float64Array
   #ejectedUntil: Float64Array
+  /** Skipped after failed tries in a row (gateway-style failures the group retries on). */
+  #skippedUntil: Float64Array
+  #failedTries: Int32Array
   #failing: Uint8Array
   #recoveredAt: Float64Array
   #active: Int32Array
@@ -81,6 +84,8 @@ export class Balancer implements PickView {
     this.#fresh = options.now ?? clockFresh
     this.#downUntil = new Float64Array(n)
     this.#ejectedUntil = new Float64Array(n)
+    this.#skippedUntil = new Float64Array(n)
+    this.#failedTries = new Int32Array(n)
     this.#failing = new Uint8Array(n)
     this.#recoveredAt = new Float64Array(n)
     this.#active = new Int32Array(n)
@@ -116,6 +121,8 @@ export class Balancer implements PickView {
       }
       this.#downUntil = grow(this.#downUntil, k => new Float64Array(k))
       this.#ejectedUntil = grow(this.#ejectedUntil, k => new Float64Array(k))
+      this.#skippedUntil = grow(this.#skippedUntil, k => new Float64Array(k))
+      this.#failedTries = grow(this.#failedTries, k => new Int32Array(k))
       this.#failing = grow(this.#failing, k => new Uint8Array(k))
       this.#recoveredAt = grow(this.#recoveredAt, k => new Float64Array(k))
       this.#active = grow(this.#active, k => new Int32Array(k))
@@ -194,7 +201,7 @@ export class Balancer implements PickView {
   }
 
   #isUp (index: number, now: number): boolean {
-    return this.#failing[index] === 0 && this.#downUntil[index] <= now && this.#ejectedUntil[index] <= now && this.#removed[index] === 0
+    return this.#failing[index] === 0 && this.#downUntil[index] <= now && this.#ejectedUntil[index] <= now && this.#skippedUntil[index] <= now && this.#removed[index] === 0
   }
 
   /** May be chosen now (not down, failing its checks or ejected). */
@@ -244,6 +251,36 @@ export class Balancer implements PickView {
     if (!wasUp && this.isUp(index)) this.onTransition?.(index, true, 'connected')
   }
 
+  /**
+   * A try failed in a way the group retries on (a gateway-style status, a reset, a timeout before
+   * the response). After `limit` in a row the target is skipped for the failed-target time, as
+   * after a refused connect (nginx's max_fails): a backend answering 503 to everything stops
+   * taking a share of the requests, and least-conn stops preferring it for answering fastest.
+   * A new connection to it does not end this (it connects fine: that is not the trouble). Never
+   * when it would leave more than `maxPercent` of the group out.
+   */
+  failedTry (index: number, limit: number, maxPercent: number): void {
+    const n = ++this.#failedTries[index]
+    if (n < limit) return
+    const now = this.#fresh()
+    if (!this.#isUp(index, now)) return
+    let present = 0
+    let out = 0
+    for (let i = 0; i < this.targets.length; i++) {
+      if (this.#removed[i] === 1) continue
+      present++
+      if (!this.#isUp(i, now)) out++
+    }
+    // still counting: once another target is back, the next failure skips this one
+    if ((out + 1) * 100 > maxPercent * present) return
+    this.#failedTries[index] = 0
+    this.#skippedUntil[index] = now + this.#options.failedTarget
+    this.onTransition?.(index, false, 'failed_tries', `${n} failed tries in a row; skipped for ${this.#options.failedTarget} ms`)
+  }
+
+  /** A try got an answer the group does not retry on: the failures in a row start again. */
+  triedOk (index: number): void { this.#failedTries[index] = 0 }
+
   /** The active checks' verdict changed. */
   setChecked (index: number, passing: boolean, detail?: string): void {
     const failing = passing ? 0 : 1
@@ -289,6 +326,8 @@ export class Balancer implements PickView {
       this.#downUntil[i] = old.#downUntil[j]
       this.#failing[i] = old.#failing[j]
       this.#ejectedUntil[i] = old.#ejectedUntil[j]
+      this.#skippedUntil[i] = old.#skippedUntil[j]
+      this.#failedTries[i] = old.#failedTries[j]
       this.#recoveredAt[i] = old.#recoveredAt[j]
     })
   }

@@ -37,7 +37,6 @@ interface OwnedSocket extends Socket { [kOwner]: UpstreamConnection }
 
 export class UpstreamConnection implements MessageSink, Timed, WriteOwner, RequestChannel {
   readonly pool: ConnectionPool
-  readonly target: UpstreamTarget
   readonly socket: OwnedSocket
   readonly #parser: HttpParser
   #state = State.CONNECTING
@@ -63,7 +62,6 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner, Reque
 
   constructor (pool: ConnectionPool, opener: UpstreamRequest) {
     this.pool = pool
-    this.target = pool.target
     this.#opener = opener
     const settings = pool.target.settings
     const { host, port, tls: secure } = pool.target.config
@@ -89,6 +87,13 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner, Reque
     this.deadline = clock.after(settings.timeouts.connect)
     clock.add(this)
   }
+
+  /**
+   * The target whose pool holds this connection now: a reload that keeps the target's connection
+   * settings hands the pool, and so this connection, to the new generation's target. What befalls
+   * a request goes to the target that sent it (its dispatch state), not to this one.
+   */
+  get target (): UpstreamTarget { return this.pool.target }
 
   get inflightCount (): number { return this.#inflight.length }
   /** Reasons reading is paused now (ReadHold bits); 0 when the socket reads. */
@@ -319,7 +324,7 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner, Reque
     if (wasConnecting && opener !== null) {
       this.#opener = null
       const error = this.#error ?? new ProxyError('connect_failed', `cannot connect to ${this.target.authority}`, 'upstream', 502, true)
-      target.connectFailed(opener, error)
+      ;(opener.dispatchState.target ?? target).connectFailed(opener, error)
       return
     }
     const inflight = this.#inflight.splice(0)
@@ -327,7 +332,7 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner, Reque
     for (let i = 0; i < inflight.length; i++) {
       const error = this.#error ?? new ProxyError('upstream_closed', `${this.target.authority} closed the connection`, 'upstream', 502)
       // the first request failed with the error; those pipelined behind it never got an answer
-      target.connectionLost(inflight[i], i === 0 ? error : new ProxyError('pipeline_aborted', error.message, 'upstream', 502, true), reused || i > 0)
+      ;(inflight[i].dispatchState.target ?? target).connectionLost(inflight[i], i === 0 ? error : new ProxyError('pipeline_aborted', error.message, 'upstream', 502, true), reused || i > 0)
     }
   }
 

@@ -64,6 +64,25 @@ export class Discovery {
     for (const entry of this.#entries) if (isName(entry)) void this.#resolve(entry)
   }
 
+  /**
+   * A reload replaced the group that `old` served: each name both configure starts from the old
+   * answer (under the new settings: weight, backup, TLS) instead of nothing, so the group's
+   * targets are there at once and keep their pools and health; the lookups under way correct it.
+   */
+  seed (old: Discovery): void {
+    let seeded = false
+    for (const entry of this.#entries) {
+      if (!isName(entry) || entry.answer !== null) continue
+      const was = old.#entries.find(e => isName(e) && e.answer !== null && nameOf(e.config) === nameOf(entry.config)) as Name | undefined
+      if (was === undefined) continue
+      const like = entry.config
+      entry.answer = was.answer!.map(t => Object.freeze({ ...t, tls: like.tls, weight: like.srv ? t.weight : like.weight, backup: like.srv ? t.backup : like.backup }))
+      entry.lastOk = was.lastOk
+      seeded = true
+    }
+    if (seeded) this.#publish()
+  }
+
   close (): void {
     this.#closed = true
     for (const entry of this.#entries) {

@@ -7,6 +7,7 @@
  * HTTP sessions and raw TCP relays (listeners, SNI passthrough) all pick through here, so every
  * policy and health signal serves all three.
  */
+import { isDeepStrictEqual } from 'node:util'
 import { clock } from '../core/clock.js'
 import { ProxyError } from '../core/errors.js'
 import { Balancer, type TransitionReason } from './balancer.js'
@@ -23,6 +24,9 @@ export type { TransitionReason } from './balancer.js'
 
 /** Failures of a sent request that another target may not share. */
 const RETRYABLE = new Set(['upstream_reset', 'upstream_closed', 'response_timeout', 'bad_response', 'truncated_response'])
+
+/** Never more of a group skipped after failed tries than this, without outlier detection's own share. */
+const DEFAULT_MAX_OUT_PERCENT = 50
 
 export interface GroupOptions {
   /** Runs the active checks of every group of a proxy. */
@@ -116,7 +120,30 @@ export class Group implements TargetGroup, DispatchOwner, DiscoveredGroup {
     const removed = this.targets.map(t => !present.has(t.index))
     this.balancer.update(this.#configs, removed)
     this.#outlier?.resize(this.targets.length)
-    for (const target of this.targets) if (removed[target.index] && target.hasPool) target.pool.closeIdle()
+    for (const target of this.targets) if (removed[target.index] && target.ownsPool) target.pool.closeIdle()
+  }
+
+  /**
+   * A reload replaced `old` with this group: each target that stays with the same connection
+   * settings (address, TLS, and the group's pool, parser, connect-timeout and PROXY settings)
+   * takes over its pool, so idle keep-alive connections survive; a target whose connection
+   * settings changed starts a new pool, and the old one drains with the old generation.
+   */
+  takePools (old: Group): void {
+    const same = (a: GroupSettings, b: GroupSettings): boolean => isDeepStrictEqual(a.pool, b.pool) && a.sendProxy === b.sendProxy &&
+      a.maxHeaderSize === b.maxHeaderSize && a.maxHeaders === b.maxHeaders && a.timeouts.connect === b.timeouts.connect
+    if (!same(this.settings, old.settings)) return
+    for (const target of this.targets) {
+      const was = old.targets.find(t => t.authority === target.authority && !old.balancer.isRemoved(t.index))
+      if (was === undefined || !was.ownsPool || was.config.host !== target.config.host || was.config.port !== target.config.port ||
+        !isDeepStrictEqual(was.config.tls, target.config.tls)) continue
+      target.takePool(was)
+    }
+  }
+
+  /** A reload replaced `old` with this group: its names start from the old answers (see Discovery.seed). */
+  takeDiscovered (old: Group): void {
+    if (this.#discovery !== null && old.#discovery !== null) this.#discovery.seed(old.#discovery)
   }
 
   discovered (event: DiscoveryEvent): void {
@@ -223,7 +250,9 @@ export class Group implements TargetGroup, DispatchOwner, DiscoveredGroup {
       return
     }
     if (state.counted !== -1 && error.code !== 'pipeline_aborted') this.#outlier?.failure(state.counted)
-    if (RETRYABLE.has(error.code) && !request.responseStarted && this.#mayRetry(request)) {
+    const retryable = RETRYABLE.has(error.code) && !request.responseStarted
+    if (retryable && state.counted !== -1) this.#failedTry(state.counted)
+    if (retryable && this.#mayRetry(request)) {
       this.events.upstreamError(error, state.target?.authority ?? '')
       this.#retry(request)
       return
@@ -273,6 +302,22 @@ export class Group implements TargetGroup, DispatchOwner, DiscoveredGroup {
   observe (index: number, status: number, ms: number): void {
     this.balancer.observeLatency(index, ms)
     this.#outlier?.response(index, status)
+    const retries = this.settings.retries
+    if (retries.count > 0 && retries.markDownAfter > 0) {
+      if (retries.statuses.includes(status)) this.#failedTry(index)
+      else this.balancer.triedOk(index)
+    }
+  }
+
+  /**
+   * A try of target `index` failed as the group retries on. Only when the user asked for retries:
+   * then those statuses are failures by their own word (nginx counts `proxy_next_upstream`
+   * conditions the same way); otherwise a backend's answers are its own business.
+   */
+  #failedTry (index: number): void {
+    const retries = this.settings.retries
+    if (retries.count === 0 || retries.markDownAfter === 0) return
+    this.balancer.failedTry(index, retries.markDownAfter, this.settings.outlier?.maxEjectedPercent ?? DEFAULT_MAX_OUT_PERCENT)
   }
 
   retryOnStatus (request: UpstreamRequest, status: number): boolean {
@@ -286,7 +331,8 @@ export class Group implements TargetGroup, DispatchOwner, DiscoveredGroup {
     this.closing = true
     this.#outlier?.close()
     this.#discovery?.close()
-    for (const target of this.targets) if (target.hasPool) target.pool.closeIdle()
+    // a pool handed to a newer generation is its to close
+    for (const target of this.targets) if (target.ownsPool) target.pool.closeIdle()
   }
 
   stats (): Array<{ target: string, open: number, idle: number, active: number, up: boolean }> {
@@ -301,13 +347,15 @@ export class Group implements TargetGroup, DispatchOwner, DiscoveredGroup {
   }
 
   /** Per target: `stats()`, requests waiting in its pool, and whether it is skipped after a failed connect. */
-  health (): Array<{ target: string, open: number, idle: number, waiting: number, up: boolean }> {
-    return this.targets.map((t, i) => ({
+  health (): Array<{ target: string, weight: number, open: number, idle: number, waiting: number, up: boolean }> {
+    // targets discovery dropped (or a name standing for its answer) are no longer the group's
+    return this.targets.filter(t => !this.balancer.isRemoved(t.index)).map(t => ({
       target: t.authority,
+      weight: t.config.weight,
       open: t.hasPool ? t.pool.openCount : 0,
       idle: t.hasPool ? t.pool.idleCount : 0,
       waiting: t.hasPool ? t.pool.waitingCount : 0,
-      up: !this.balancer.isDown(i),
+      up: !this.balancer.isDown(t.index),
     }))
   }
 }

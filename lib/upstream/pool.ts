@@ -8,7 +8,8 @@ import { UpstreamConnection, type ConnectionPool } from './connection.js'
 import type { UpstreamRequest, UpstreamTarget } from './handler.js'
 
 export class Pool implements ConnectionPool {
-  readonly target: UpstreamTarget
+  /** The target it serves; a reload that keeps the target's connection settings hands it to the new one. */
+  target: UpstreamTarget
 
   readonly #idle: UpstreamConnection[] = []
   readonly #open = new Set<UpstreamConnection>()

@@ -40,6 +40,20 @@ export class Target implements UpstreamTarget, CheckedTarget {
   get closing (): boolean { return this.group.closing }
   get pool (): Pool { return (this.#pool ??= new Pool(this)) }
   get hasPool (): boolean { return this.#pool !== null }
+  /** Its pool is its own: not handed to the target of a newer generation (a reload). */
+  get ownsPool (): boolean { return this.#pool !== null && this.#pool.target === this }
+
+  /**
+   * A reload kept this target with the same connection settings: its pool (idle connections, those
+   * busy, requests waiting) goes on under this generation's target. The old target still sends
+   * through it the requests its clients have left, and no longer closes it.
+   */
+  takePool (old: Target): void {
+    const pool = old.#pool
+    if (pool === null || this.#pool !== null) return
+    pool.target = this
+    this.#pool = pool
+  }
 
   /** The active check of this target (CheckedTarget): only asked when the group has one. */
   get check (): HealthCheckModel { return this.group.settings.healthCheck! }

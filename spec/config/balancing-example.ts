@@ -8,12 +8,19 @@ import t from 'tap'
 import { loadConfig, parseOptions } from '../../lib/config/load.js'
 import { buildModel } from '../../lib/config/build.js'
 import { ROOT } from '../helpers/proxy.js'
+import { DEFAULT_BALANCE } from '../../lib/config/schema.js'
 
 const file = path.join(ROOT, 'examples/balancing.yaml')
 
 t.test('the README shows the file as it is', async t => {
   const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8')
   t.ok(readme.includes('```yaml\n' + readFileSync(file, 'utf8') + '```'), 'README holds examples/balancing.yaml verbatim')
+})
+
+t.test('the README\'s policy table marks the default policy, and only it', async t => {
+  const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8')
+  const marked = [...readme.matchAll(/^\| `([^`]+)` \(default\) \|/gm)].map(m => m[1])
+  t.same(marked, [DEFAULT_BALANCE])
 })
 
 t.test('examples/balancing.yaml → Model', async t => {
@@ -28,7 +35,7 @@ t.test('examples/balancing.yaml → Model', async t => {
     interval: 2000, timeout: 1000, jitter: 0.1, rise: 2, fall: 3,
   })
   t.same(api.outlier, { consecutiveFailures: 5, consecutive5xx: 5, successRate: null, baseEjection: 30_000, maxEjection: 300_000, maxEjectedPercent: 34 })
-  t.same(api.retries, { count: 2, statuses: [502, 503, 504], perTryTimeout: 2000, budgetPercent: 20, budgetMinConcurrency: 3, nonIdempotent: false })
+  t.same(api.retries, { count: 2, statuses: [502, 503, 504], perTryTimeout: 2000, budgetPercent: 20, budgetMinConcurrency: 3, nonIdempotent: false, markDownAfter: 3 })
   t.same(api.limits, { maxRequests: 10_000, maxPending: 0 })
   const web = model.upstreams.get('web')!
   t.same(web.policy, { kind: 'hash', by: 'cookie', name: 'session', loadFactor: 1.25 })
@@ -72,4 +79,24 @@ t.test('discovery: the README example loads; srv:// targets turn it on; bad name
     message = (err as Error).message
   }
   t.match(message, /bad\.yaml:4:18: upstreams\.a\.targets\[0\]: "srv:\/\/nodots": write srv:\/\/_service\._proto\.example\.com/)
+})
+
+t.test('markDownAfter: the README example loads; 3 by default; a bad value names the key', async t => {
+  const text = 'listeners: [{ listen: ":0" }]\nroutes: [{ proxy: api }]\nupstreams:\n  api:\n    targets: ["10.0.0.11:8000", "10.0.0.12:8000", "10.0.0.13:8000"]\n    policy: least-conn\n    retries: { count: 1, markDownAfter: 3 }   # a 503 goes to another; three in a row: skipped for 10 s\n'
+  const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8')
+  t.ok(readme.includes(text.slice(text.indexOf('upstreams:'))), 'the README shows this example')
+  const group = buildModel(parseOptions(text, 'failing.yaml')).upstreams.get('api')!
+  t.match(group.retries, { count: 1, markDownAfter: 3 })
+  t.equal(group.timeouts.failedTarget, 10_000, 'skipped for the failed-target time')
+  const plain = buildModel(parseOptions('listeners: [{ listen: ":0" }]\nroutes: [{ proxy: a }]\nupstreams:\n  a: { targets: ["10.0.0.1:80"] }\n', 'plain.yaml')).upstreams.get('a')!
+  t.equal(plain.retries.markDownAfter, 3)
+  const off = buildModel(parseOptions('listeners: [{ listen: ":0" }]\nroutes: [{ proxy: a }]\nupstreams:\n  a: { targets: ["10.0.0.1:80"], retries: { count: 1, markDownAfter: 0 } }\n', 'off.yaml')).upstreams.get('a')!
+  t.equal(off.retries.markDownAfter, 0)
+  let message = ''
+  try {
+    parseOptions('listeners: [{ listen: ":0" }]\nroutes: [{ proxy: a }]\nupstreams:\n  a: { targets: ["10.0.0.1:80"], retries: { markDownAfter: -1 } }\n', 'bad.yaml')
+  } catch (err) {
+    message = (err as Error).message
+  }
+  t.match(message, /bad\.yaml:4:\d+: upstreams\.a\.retries\.markDownAfter/)
 })

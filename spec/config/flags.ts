@@ -11,6 +11,8 @@ import t from 'tap'
 import { CLI_FLAGS, UsageError, argText, flagDefs, flagsToOptions, optionsHelp, parseCommandLine, toYaml } from '../../lib/config/flags.js'
 import { buildModel } from '../../lib/config/build.js'
 import { parseOptions } from '../../lib/config/load.js'
+import { parseBalance } from '../../lib/config/balance.js'
+import { DEFAULT_BALANCE } from '../../lib/config/schema.js'
 
 function options (...argv: string[]): Record<string, unknown> {
   const line = parseCommandLine(argv)
@@ -206,7 +208,7 @@ t.test('balancing and health flags: the model they stand for, and their mistakes
   t.match(group.healthCheck, { kind: 'http', method: 'GET', path: '/healthz', statuses: [[200, 399]], interval: 5000, timeout: 2000, rise: 2, fall: 3, jitter: 0.1 })
   t.match(group.retries, { count: 2, statuses: [502, 503, 504], budgetPercent: 20, budgetMinConcurrency: 3, nonIdempotent: false })
   t.equal(buildModel(options('listen', ':0', '--to', 'a:1', '--health-check', 'tcp')).upstreams.get('default')!.healthCheck!.kind, 'tcp')
-  t.same(buildModel(options('listen', ':0', '--to', 'a:1')).upstreams.get('default')!.policy, { kind: 'round-robin' }, 'round robin by default')
+  t.same(buildModel(options('listen', ':0', '--to', 'a:1')).upstreams.get('default')!.policy, parseBalance(DEFAULT_BALANCE, 1.25), 'the default policy')
   // what the command line stands for loads back to the same model
   const back = buildModel(parseOptions(toYaml(options(...argv) as never), 'generated.yaml'))
   t.same(back.upstreams.get('default'), group)

@@ -13,7 +13,7 @@ const GET = 'GET / HTTP/1.1\r\nHost: h\r\n\r\n'
 t.test('round robin: requests alternate between two origins', async t => {
   const a = await startOrigin(t, () => ok('A'))
   const b = await startOrigin(t, () => ok('B'))
-  const { port } = await startProxy(t, { targets: [a.target, b.target] })
+  const { port } = await startProxy(t, { targets: [a.target, b.target], balance: 'round-robin' })
   const seen: string[] = []
   for (let i = 0; i < 8; i++) {
     const res = await exchange(port, GET, { responses: 1 })
@@ -26,7 +26,7 @@ t.test('round robin: requests alternate between two origins', async t => {
 t.test('round robin over one keep-alive client connection too', async t => {
   const a = await startOrigin(t, () => ok('A'))
   const b = await startOrigin(t, () => ok('B'))
-  const { port } = await startProxy(t, { targets: [a.target, b.target] })
+  const { port } = await startProxy(t, { targets: [a.target, b.target], balance: 'round-robin' })
   const res = await exchange(port, GET.repeat(6), { responses: 6 })
   const seen = res.responses.map(r => r.body.toString()).join('')
   t.equal(seen.replace(/B/g, '').length, 3, `three each: ${seen}`)

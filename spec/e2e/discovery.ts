@@ -2,15 +2,17 @@
  * Service discovery against a real DNS server (spec/helpers/dns.ts, UDP on 127.0.0.1) that rp4's
  * resolver is pointed at: A answers become targets and follow the answer as it changes (targets
  * that stay keep their pooled connections), a name that stops resolving keeps its last answer for
- * keepStale and says so, then loses it; SRV records give hosts, ports, weights and backups.
+ * keepStale and says so, then loses it; SRV records give hosts, ports, weights and backups; AAAA
+ * answers are IPv6 targets reached on ::1 (through the library's injectable resolver, and over the
+ * wire beside an A record; skipped where ::1 cannot be listened on).
  */
 import t, { type Test } from 'tap'
 import { exchange } from '../helpers/client.js'
 import { startDns } from '../helpers/dns.js'
 import { ok, startOrigin, type Origin } from '../helpers/origin.js'
-import { startProxy } from '../helpers/proxy.js'
-import { Observable } from '../helpers/wait.js'
-import type { DiscoveryEvent, Proxy } from '../../lib/index.js'
+import { hasIPv6, startProxy } from '../helpers/proxy.js'
+import { Observable, deferred } from '../helpers/wait.js'
+import type { DiscoveryEvent, Proxy, ProxyOptions } from '../../lib/index.js'
 
 const GET = 'GET / HTTP/1.1\r\nHost: h\r\n\r\n'
 
@@ -50,7 +52,7 @@ t.test('A records: every address a target; the set follows the answer, staying t
   const { proxy, port } = await startProxy(t, {
     listeners: [{ listen: '127.0.0.1:0' }],
     routes: [{ proxy: 'app' }],
-    upstreams: { app: { targets: [`svc.test:${originPort}`], discovery: { servers: [dns.server], minTtl: '100ms' } } },
+    upstreams: { app: { targets: [`svc.test:${originPort}`], policy: 'round-robin', discovery: { servers: [dns.server], minTtl: '100ms' } } },
   })
   const log = discoveryLog(proxy)
   await log.until(() => log.events.length >= 1, 5000, 'the first answer')
@@ -106,11 +108,95 @@ t.test('SRV: hosts, ports and weights from the records; a higher priority number
   const { proxy, port } = await startProxy(t, {
     listeners: [{ listen: '127.0.0.1:0' }],
     routes: [{ proxy: 'app' }],
-    upstreams: { app: { targets: ['srv://_http._tcp.svc.test'], discovery: { servers: [dns.server] } } },
+    upstreams: { app: { targets: ['srv://_http._tcp.svc.test'], policy: 'round-robin', discovery: { servers: [dns.server] } } },
   })
   const log = discoveryLog(proxy)
   await log.until(() => log.events.length >= 1, 5000, 'the SRV answer')
   t.same(log.events[0].targets, [a.target, b.target, c.target])
   t.same(tally(await bodies(port, 8)), { A: 6, B: 2 }, '3:1, the backup idle')
   t.ok(dns.questions.includes('_http._tcp.svc.test SRV') && dns.questions.includes('a.svc.test A'), `asked: ${dns.questions.join(', ')}`)
+})
+
+const V6 = { skip: await hasIPv6() ? false : 'cannot listen on ::1 on this machine (no IPv6 loopback)' }
+
+t.test('AAAA only, through the library\'s resolver: the IPv6 address is the target, reached over IPv6', V6, async t => {
+  const v6 = await startOrigin(t, req => ok(`v6 from ${req.connection.socket.remoteAddress}`), { host: '::1' })
+  const asked: string[] = []
+  // the first answer waits until the test listens for it
+  const listening = deferred()
+  const resolver = {
+    async resolve4 (name: string): Promise<Array<{ address: string, ttl: number }>> {
+      asked.push(`A ${name}`)
+      await listening.promise
+      throw Object.assign(new Error(`queryA ENODATA ${name}`), { code: 'ENODATA' })
+    },
+    async resolve6 (name: string): Promise<Array<{ address: string, ttl: number }>> {
+      asked.push(`AAAA ${name}`)
+      await listening.promise
+      return [{ address: '::1', ttl: 30 }]
+    },
+    async resolveSrv (): Promise<never> { throw new Error('no SRV here') },
+  }
+  const { proxy, port } = await startProxy(t, {
+    listeners: [{ listen: '127.0.0.1:0' }],
+    routes: [{ proxy: 'app' }],
+    upstreams: { app: { targets: [`v6.test:${v6.port}`], discovery: {} } },
+    resolver,
+  })
+  const log = discoveryLog(proxy)
+  listening.resolve()
+  await log.until(() => log.events.length >= 1, 5000, 'the first answer')
+  t.same(log.events[0], { group: 'app', name: `v6.test:${v6.port}`, targets: [`[::1]:${v6.port}`] })
+  t.same(asked.sort(), ['A v6.test', 'AAAA v6.test'], 'both families asked')
+  t.same(await bodies(port, 3), ['v6 from ::1', 'v6 from ::1', 'v6 from ::1'])
+  t.equal(v6.connections.length, 1, 'one pooled connection to the IPv6 target')
+  t.same(proxy.stats().upstream.map(u => u.target), [`[::1]:${v6.port}`])
+})
+
+t.test('A and AAAA over the wire: both families are targets; an AAAA record that goes takes its target along', V6, async t => {
+  const dns = await startDns(t)
+  const v4 = await startOrigin(t, () => ok('v4'), { host: '127.0.0.1' })
+  // the same port on ::1: one name, one port, two addresses
+  const v6 = await startOrigin(t, () => ok('v6'), { host: '::1', port: v4.port })
+  dns.zone.set('both.test', { a: [['127.0.0.1', 0]], aaaa: [['::1', 0]] })
+  const { proxy, port } = await startProxy(t, {
+    listeners: [{ listen: '127.0.0.1:0' }],
+    routes: [{ proxy: 'app' }],
+    upstreams: { app: { targets: [`both.test:${v4.port}`], policy: 'round-robin', discovery: { servers: [dns.server], minTtl: '100ms' } } },
+  })
+  const log = discoveryLog(proxy)
+  await log.until(() => log.events.length >= 1, 5000, 'the first answer')
+  t.same(log.events[0].targets, [`127.0.0.1:${v4.port}`, `[::1]:${v4.port}`])
+  t.same(tally(await bodies(port, 4)), { v4: 2, v6: 2 })
+  dns.zone.set('both.test', { a: [['127.0.0.1', 0]] })
+  await log.until(() => log.events.length >= 2, 5000, 'the answer without AAAA')
+  t.same(log.events[1].targets, [`127.0.0.1:${v4.port}`])
+  const before = v6.requests.length
+  t.same(tally(await bodies(port, 4)), { v4: 4 })
+  t.equal(v6.requests.length, before, 'the IPv6 target is gone')
+  await v6.until(() => v6.open === 0, 5000, 'its idle connection to close')
+})
+
+t.test('a reload that changes the group: discovered targets that stay keep their pools and health, at once', async t => {
+  const dns = await startDns(t)
+  const { port: originPort, origins } = await fleet(t)
+  dns.zone.set('svc.test', { a: [['127.0.0.1', 300], ['127.0.0.2', 300]] })
+  const options = (policy: string): ProxyOptions => ({
+    listeners: [{ listen: '127.0.0.1:0' }],
+    routes: [{ proxy: 'app' }],
+    upstreams: { app: { targets: [`svc.test:${originPort}`], policy, discovery: { servers: [dns.server] } } },
+  })
+  const { proxy, port } = await startProxy(t, options('round-robin'))
+  const log = discoveryLog(proxy)
+  await log.until(() => log.events.length >= 1, 5000, 'the first answer')
+  t.same(tally(await bodies(port, 4)), { 1: 2, 2: 2 })
+  // .2 stops answering: a failed connect marks it down (the failed-target time is 10 s)
+  await origins[1].close()
+  await bodies(port, 2)
+  t.equal(proxy.upstreams().find(u => u.target === `127.0.0.2:${originPort}`)?.up, false, 'down before the reload')
+  await proxy.update(options('least-conn'))
+  t.same(proxy.upstreams().filter(u => u.group === 'app').map(u => [u.target, u.up]), [[`127.0.0.1:${originPort}`, true], [`127.0.0.2:${originPort}`, false]],
+    'right after the reload: the discovered targets are there, .2 still down')
+  t.same(tally(await bodies(port, 4)), { 1: 4 }, 'nothing tries the down one')
+  t.equal(origins[0].connections.length, 1, 'the staying target kept its pooled connection')
 })

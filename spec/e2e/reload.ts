@@ -13,7 +13,7 @@ import { RawClient } from '../helpers/client.js'
 import { ok, startOrigin } from '../helpers/origin.js'
 import { unusedPort } from '../helpers/proxy.js'
 import { fingerprint, makeCertificates } from '../helpers/tls-certs.js'
-import { within } from '../helpers/wait.js'
+import { deferred, within } from '../helpers/wait.js'
 
 function header (raw: Buffer, name: string): string | undefined {
   return new RegExp(`\r\n${name}: ([^\r]*)\r\n`, 'i').exec(raw.toString('latin1'))?.[1]
@@ -82,7 +82,7 @@ t.test('an unchanged group keeps its pool and health; a changed one keeps the he
   const origin = await startOrigin(t, () => ok('pooled'))
   const down = await unusedPort()
   const options = (body: string): Options => full(origin.target, {
-    upstreams: { web: { targets: [origin.target] }, other: { targets: [`127.0.0.1:${down}`, origin.target] } },
+    upstreams: { web: { targets: [origin.target] }, other: { targets: [`127.0.0.1:${down}`, origin.target], policy: 'round-robin' } },
     routes: [{ name: 'hello', match: { pathExact: '/hello' }, respond: { body } }, { name: 'other', match: { path: '/other' }, proxy: 'other' }, { name: 'app', proxy: 'web' }],
   })
   const { proxy, port } = await started(t, options('one'))
@@ -104,6 +104,87 @@ t.test('an unchanged group keeps its pool and health; a changed one keeps the he
   t.equal(origin.connections.length, 2, 'the unchanged group reused its pooled connection (one for web, one for other before the reload)')
   t.match(proxy.upstreams().filter(u => u.group === 'other'), [{ target: `127.0.0.1:${down}`, up: false }, { target: origin.target, up: true }, { target: '127.0.0.1:1', up: true }],
     'the down target is still down in the changed group')
+})
+
+t.test('a changed group (a target added): the targets that stay keep their pool, idle connections included', async t => {
+  const a = await startOrigin(t, () => ok('A'))
+  const b = await startOrigin(t, () => ok('B'))
+  const options = (targets: string[]): Options => full(a.target, { upstreams: { web: { targets, policy: 'round-robin' } } })
+  const { proxy, port } = await started(t, options([a.target]))
+  const first = await RawClient.connect(port)
+  await first.write('GET /x HTTP/1.1\r\nHost: h\r\n\r\n')
+  t.equal((await first.response(0)).body.toString(), 'A')
+  first.destroy()
+  await a.until(() => a.connections.length === 1 && a.connections[0].requests.length === 1, 5000, 'the first request')
+  // no client of the old generation is left: it retires during the update, its groups close
+  await proxy.update(options([a.target, b.target]))
+  const second = await RawClient.connect(port)
+  t.teardown(() => second.destroy())
+  // one at a time: each request finds the connection the previous one left idle
+  const bodies: string[] = []
+  for (let i = 0; i < 3; i++) {
+    await second.write(`GET /${i} HTTP/1.1\r\nHost: h\r\n\r\n`)
+    bodies.push((await second.response(i)).body.toString())
+  }
+  t.same(bodies.slice().sort(), ['A', 'A', 'B'], 'both targets take requests')
+  t.equal(a.connections.length, 1, 'the target that stayed still has its one connection: accepted once by the origin')
+  t.equal(a.connections[0].requests.length, 3, 'every request to it on that connection')
+  t.equal(a.open, 1, 'and it is open')
+  t.equal(b.connections.length, 1, 'the new target: a connection of its own')
+  t.match(proxy.upstreams().filter(u => u.group === 'web'), [{ target: a.target, open: 1 }, { target: b.target, open: 1 }])
+})
+
+t.test('a reload during a request: its connection finishes it, then serves the new generation', async t => {
+  const arrived = deferred()
+  const answer = deferred()
+  t.teardown(() => answer.resolve())
+  const a = await startOrigin(t, async req => {
+    if (req.url === '/slow') {
+      arrived.resolve()
+      await answer.promise
+    }
+    return ok('A')
+  })
+  const b = await startOrigin(t, () => ok('B'))
+  const options = (targets: string[]): Options => full(a.target, { upstreams: { web: { targets, policy: 'round-robin' } } })
+  const { proxy, port } = await started(t, options([a.target]))
+  const first = await RawClient.connect(port)
+  t.teardown(() => first.destroy())
+  await first.write('GET /slow HTTP/1.1\r\nHost: h\r\n\r\n')
+  await within(arrived.promise, 5000, 'the slow request at the origin')
+  await proxy.update(options([a.target, b.target]))
+  answer.resolve()
+  const res = await first.response(0)
+  t.equal(res.body.toString(), 'A')
+  t.equal(header(res.raw, 'connection'), 'close', 'the old generation\'s client is told to go')
+  const second = await RawClient.connect(port)
+  t.teardown(() => second.destroy())
+  const bodies: string[] = []
+  for (let i = 0; i < 2; i++) {
+    await second.write(`GET /${i} HTTP/1.1\r\nHost: h\r\n\r\n`)
+    bodies.push((await second.response(i)).body.toString())
+  }
+  t.same(bodies.sort(), ['A', 'B'])
+  t.equal(a.connections.length, 1, 'the connection that carried the request in flight serves the new generation')
+  t.equal(a.open, 1)
+})
+
+t.test('changed connection settings: a new pool, and the old one drains', async t => {
+  const a = await startOrigin(t, () => ok('A'))
+  const options = (maxConnections: number): Options => full(a.target, { upstreams: { web: { targets: [a.target], maxConnections } } })
+  const { proxy, port } = await started(t, options(16))
+  const first = await RawClient.connect(port)
+  await first.write('GET /x HTTP/1.1\r\nHost: h\r\n\r\n')
+  await first.response(0)
+  first.destroy()
+  await a.until(() => a.connections.length === 1, 5000, 'the first connection')
+  await proxy.update(options(8))
+  await a.until(() => a.connections[0].released, 5000, 'the old pool\'s idle connection to close')
+  const second = await RawClient.connect(port)
+  t.teardown(() => second.destroy())
+  await second.write('GET /y HTTP/1.1\r\nHost: h\r\n\r\n')
+  t.equal((await second.response(0)).body.toString(), 'A')
+  t.equal(a.connections.length, 2, 'a new connection under the new settings')
 })
 
 t.test('listeners added and removed; certificates swap', async t => {

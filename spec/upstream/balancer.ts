@@ -77,6 +77,32 @@ t.test('p2c: a loaded target is chosen far less; idle targets evenly (fixed seed
   t.ok(skewed.slice(0, 3).every(n => Math.abs(n - 13_333) < 800), `the rest share evenly: ${skewed}`)
 })
 
+t.test('p2c honours weights with nothing in flight: 3:1 gives 3/4 and 1/4, 3:1:1 gives 3/5 and 1/5 each (fixed seed)', async t => {
+  const two = counts(balancer(targets(3, 1), { kind: 'p2c', latency: false }).b, 40_000)
+  t.ok(Math.abs(two[0] - 30_000) < 1000, `the heavy one: three shares of four, not all: ${two}`)
+  const three = counts(balancer(targets(3, 1, 1), { kind: 'p2c', latency: false }).b, 50_000)
+  t.ok(Math.abs(three[0] - 30_000) < 1000, `the heavy one: three fifths: ${three}`)
+  for (const n of three.slice(1)) t.ok(Math.abs(n - 10_000) < 700, `each light one a fifth: ${three}`)
+})
+
+t.test('p2c with weights keeps load per weight level when requests stay in flight', async t => {
+  const { b } = balancer(targets(1, 3), { kind: 'p2c', latency: false })
+  for (let i = 0; i < 400; i++) b.acquire(b.pick(null, null))
+  t.ok(Math.abs(b.active(1) - 300) <= 4, `in proportion to the weights: ${b.active(0)}, ${b.active(1)}`)
+})
+
+t.test('p2c with weights follows slow start: a target coming back draws a small share first', async t => {
+  const { b, clock } = balancer(targets(1, 1), { kind: 'p2c', latency: false }, { slowStart: 10_000 })
+  b.markDown(0)
+  clock.now += 10_001
+  b.markUp(0)
+  const early = counts(b, 10_000)
+  t.ok(early[0] > 500 && early[0] < 1500, `about 10% at first: ${early}`)
+  clock.now += 10_000
+  const later = counts(b, 10_000)
+  t.ok(Math.abs(later[0] - 5000) < 400, `an even share once the window is over: ${later}`)
+})
+
 t.test('p2c-latency: the slow target loses its pairs even with no requests in flight', async t => {
   const { b } = balancer(targets(1, 1, 1), { kind: 'p2c', latency: true })
   for (let i = 0; i < 10; i++) { b.observeLatency(0, 5); b.observeLatency(1, 5); b.observeLatency(2, 50) }

@@ -42,4 +42,9 @@ export class Random {
     this.#state = x >>> 0
     return this.#state % n
   }
+
+  /** A number in [0, 1). */
+  fraction (): number {
+    return this.below(0x100000000) / 0x100000000
+  }
 }
