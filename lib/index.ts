@@ -23,6 +23,8 @@ import { Listener, type ListenerEvents } from './listener/listener.js'
 import type { Filter } from './session/filter.js'
 import { AccessLog } from './observe/access-log.js'
 import { AdminEndpoint } from './admin/admin.js'
+import { Metrics } from './observe/metrics.js'
+import type { TicketKeys } from './tls/ticket-keys.js'
 
 export type { Options } from './config/schema.js'
 export type { Model } from './model/model.js'
@@ -55,6 +57,20 @@ export type ProxyOptions = Options & {
    * Without this hook, patterns obtain nothing: a stranger's SNI never makes rp4 ask a CA.
    */
   acmeAsk?: (name: string) => boolean | Promise<boolean>
+  /**
+   * Set by rp4's worker processes (bin/worker.ts), not by a library user: this proxy is one of
+   * several. The admin endpoint is the primary's (`admin` is not opened here), metrics are kept
+   * for the primary to sum, and TLS listeners take their session ticket keys from `ticketKeys`
+   * (the primary's, the same in every worker) instead of making their own.
+   */
+  worker?: WorkerHooks
+}
+
+export interface WorkerHooks {
+  /** This worker's number, 1 to N (the `worker` label of its process metrics). */
+  id: string
+  /** The ticket keys of the listener named `listener` (rotated every `rotation` ms), shared by every worker. */
+  ticketKeys (listener: string, rotation: number): TicketKeys
 }
 
 /** A configuration replaced by a reload, whose connections are still finishing. */
@@ -74,6 +90,9 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
   readonly #retired = new Set<Generation>()
   #accessLog: AccessLog | null = null
   readonly #admin: AdminEndpoint | null = null
+  /** With an admin endpoint, or under workers (where the primary asks for them); null otherwise. */
+  readonly metrics: Metrics | null = null
+  readonly #worker: WorkerHooks | null
   /** Read the configuration again (the CLI's `rp4 run FILE` sets it); null: nothing to read. */
   reload: (() => Promise<{ ok: true } | { ok: false, problems: string[] }>) | null = null
   #closed: Promise<void> | null = null
@@ -82,7 +101,8 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
 
   constructor (options: ProxyOptions) {
     super()
-    const { filters = [], resolver, acmeAsk, ...config } = (options ?? {}) as ProxyOptions
+    const { filters = [], resolver, acmeAsk, worker, ...config } = (options ?? {}) as ProxyOptions
+    this.#worker = worker ?? null
     if (!Array.isArray(filters)) throw new TypeError('option filters must be an array of filters (objects with hooks)')
     const byName = new Map<string, Filter>()
     filters.forEach((filter, i) => {
@@ -99,10 +119,11 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
     // certificates and access files load here: a file that cannot be used throws now, naming its option
     this.#listeners = model.listeners.map(listener => this.#listener(this.#core, listener))
     this.#openAccessLog(model)
-    if (model.admin !== null) {
-      const admin = this.#admin = new AdminEndpoint(this, model.admin)
-      this.on('response', admin.metrics.response)
-      this.on('tcpSession', admin.metrics.tcpSession)
+    if (model.admin !== null || worker !== undefined) {
+      const metrics = this.metrics = new Metrics(this, worker?.id ?? null)
+      this.on('response', metrics.response)
+      this.on('tcpSession', metrics.tcpSession)
+      if (worker === undefined) this.#admin = new AdminEndpoint(this, model.admin!, metrics)
     }
   }
 
@@ -116,6 +137,7 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
       onCertificates: names => this.emit('certificates', names),
       onAcme: message => this.emit('acme', message),
       acmeAsk: this.#acmeAsk,
+      ticketKeys: this.#worker?.ticketKeys,
     })
     l.server.on('error', err => {
       // an error while listen() is under way is its rejection; after it resolved, errors of the

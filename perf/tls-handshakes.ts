@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import tls from 'node:tls'
 import { parseArgs } from 'node:util'
-import { HEAP_ARG, servingEnv } from '../bin/serving.js'
+import { HEAP_ARG, rp4Env } from '../bin/serving.js'
 import { processCpuSeconds } from './proc-stats.js'
 import { PROXY_CORE, ProcessGroup, stopEverything, waitForStderr } from './processes.js'
 import { RP4_PATH } from './rows.js'
@@ -36,7 +36,7 @@ await new Promise<void>(resolve => origin.listen(0, '127.0.0.1', resolve))
 const originPort = (origin.address() as net.AddressInfo).port
 
 const group = new ProcessGroup()
-const rp4 = group.spawn('rp4', process.execPath, [HEAP_ARG, RP4_PATH, 'listen', '127.0.0.1:0', '--to', `127.0.0.1:${originPort}`, '--cert', cert, '--key', key, '--tls-profile', values.profile!], { core: PROXY_CORE, env: servingEnv(process.env) })
+const rp4 = group.spawn('rp4', process.execPath, [HEAP_ARG, RP4_PATH, 'listen', '127.0.0.1:0', '--to', `127.0.0.1:${originPort}`, '--cert', cert, '--key', key, '--tls-profile', values.profile!], { core: PROXY_CORE, env: rp4Env() })
 const match = await waitForStderr(rp4, /listening on (\S+):(\d+)/, 10_000)
 const port = Number(match[2])
 

@@ -79,6 +79,8 @@ export interface ListenerHooks {
   onAcme? (message: string): void
   /** Library API: may ACME obtain a certificate for `name` (matched by tls.acme.patterns)? */
   acmeAsk? (name: string): boolean | Promise<boolean>
+  /** Workers: the ticket keys every worker shares for the listener of this name (none: its own, rotated here). */
+  ticketKeys? (listener: string, rotation: number): TicketKeys
 }
 
 const enum Phase {
@@ -338,7 +340,7 @@ export class Listener implements PassthroughHost, HandshakeHost, ProxyAcceptHost
         ocsp: !tls.ocspStapling
           ? null
           : { onError: message => core.proxyError(new ProxyError('ocsp_failed', message, 'internal', 0)) },
-      }, contextOptions(tls), new TicketKeys(tls.ticketKeyRotation))
+      }, contextOptions(tls), hooks.ticketKeys?.(model.name, tls.ticketKeyRotation) ?? new TicketKeys(tls.ticketKeyRotation))
     // the access file loads here: a line that does not parse throws now, naming the file and the line
     this.#access = model.access === null
       ? null

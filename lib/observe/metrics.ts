@@ -12,6 +12,15 @@
  *   failures by error code (rate limits, access lists, caps, TLS handshakes among them), access
  *   log lines dropped; and the process (event-loop lag, heap, RSS, open fds) from prom-client's
  *   default metrics.
+ *
+ * Under workers (bin/primary.ts) every worker keeps its own registry, and the primary sums them
+ * at scrape time (prom-client's `AggregatorRegistry.aggregate`): counters and histograms are
+ * rp4's totals; gauges of connections and pool waits are summed too (what is open in all),
+ * `rp4_ready` and `rp4_upstream_up` take the minimum (ready only when every worker is; a target
+ * counts as up only where every worker's checks say so), weights the maximum. The process
+ * metrics (heap, RSS, event-loop lag, fds) carry a `worker` label: a sum of event-loop lags
+ * means nothing, and one worker stalling must show. `rp4_worker_requests_total{worker}` says how
+ * requests spread over the workers.
  */
 import client from 'prom-client'
 import type { ResponseInfo, TcpSessionInfo } from '../core/events.js'
@@ -57,7 +66,10 @@ export class Metrics {
   readonly #targetFirstByte = new Map<string, client.Histogram.Internal<'target'>>()
   readonly #targetConnect = new Map<string, client.Histogram.Internal<'target'>>()
 
-  constructor (source: MetricsSource) {
+  readonly #workerRequests: client.Counter.Internal | null = null
+
+  /** @param worker this process's worker number under workers (a label on process metrics); null: a single process */
+  constructor (source: MetricsSource, worker: string | null = null) {
     const registers = [this.registry]
     this.#requests = new client.Counter({ name: 'rp4_requests_total', help: 'HTTP requests answered, by route, method and status class', labelNames: ['route', 'method', 'status'], registers })
     this.#latency = new client.Histogram({ name: 'rp4_request_duration_seconds', help: 'from the request head to the end of the response', labelNames: ['route'], buckets: LATENCY_BUCKETS, registers })
@@ -68,9 +80,9 @@ export class Metrics {
     this.#retries = new client.Counter({ name: 'rp4_upstream_retries_total', help: 'tries beyond the first (failover, retry on a fresh connection), by the target that answered', labelNames: ['target'], registers })
     this.#tcpSessions = new client.Counter({ name: 'rp4_tcp_sessions_total', help: 'relayed TCP connections closed, by listener', labelNames: ['listener'], registers })
 
-    const gauge = (name: string, help: string, labelNames: string[], collect: (g: client.Gauge) => void): void => {
+    const gauge = (name: string, help: string, labelNames: string[], collect: (g: client.Gauge) => void, aggregator: client.Aggregator = 'sum'): void => {
       // eslint-disable-next-line no-new
-      new client.Gauge({ name, help, labelNames, registers, collect () { this.reset(); collect(this) } })
+      new client.Gauge({ name, help, labelNames, registers, aggregator, collect () { this.reset(); collect(this) } })
     }
     gauge('rp4_client_connections', 'open client connections: all (as the caps count them), HTTP, relayed TCP', ['kind'], g => {
       const s = source.stats()
@@ -89,11 +101,11 @@ export class Metrics {
     })
     gauge('rp4_upstream_up', 'a target is tried (1) or skipped after a failed connect (0)', ['group', 'target'], g => {
       for (const u of source.upstreams()) g.set({ group: u.group, target: u.target }, u.up ? 1 : 0)
-    })
+    }, 'min')
     gauge('rp4_upstream_weight', 'a target\'s configured weight', ['group', 'target'], g => {
       for (const u of source.upstreams()) g.set({ group: u.group, target: u.target }, u.weight)
-    })
-    gauge('rp4_ready', '1 while accepting traffic, 0 from the first moment of a drain', [], g => g.set(source.ready ? 1 : 0))
+    }, 'max')
+    gauge('rp4_ready', '1 while accepting traffic, 0 from the first moment of a drain', [], g => g.set(source.ready ? 1 : 0), 'min')
     // counters that live in the proxy already: exposed as counters, read at scrape time
     // eslint-disable-next-line no-new
     new client.Counter({
@@ -120,7 +132,10 @@ export class Metrics {
         this.inc({ result: 'dropped' }, log.dropped)
       },
     })
-    client.collectDefaultMetrics({ register: this.registry, prefix: 'rp4_' })
+    client.collectDefaultMetrics({ register: this.registry, prefix: 'rp4_', labels: worker === null ? undefined : { worker } })
+    if (worker !== null) {
+      this.#workerRequests = new client.Counter({ name: 'rp4_worker_requests_total', help: 'HTTP requests answered, by worker process: how the workers share the traffic', labelNames: ['worker'], registers }).labels(worker)
+    }
   }
 
   readonly response = (info: ResponseInfo): void => {
@@ -135,6 +150,7 @@ export class Metrics {
       this.#children.set(key, children)
     }
     children.requests.inc()
+    if (this.#workerRequests !== null) this.#workerRequests.inc()
     let latency = this.#routeLatency.get(route)
     if (latency === undefined) this.#routeLatency.set(route, latency = this.#latency.labels(route))
     latency.observe(info.duration / 1000)

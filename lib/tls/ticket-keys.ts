@@ -34,11 +34,15 @@ export class TicketKeys implements Timed {
   rotations = 0
   deadline = 0
 
-  /** @param interval ms between rotations; 0: never */
-  constructor (interval: number, key: Buffer = randomBytes(TICKET_KEY_BYTES)) {
+  /**
+   * @param interval ms between rotations; 0: never
+   * @param rotates false: another process rotates them on that schedule and `set`s them here
+   *   (workers: the primary), the interval only bounds the tickets' lifetime
+   */
+  constructor (interval: number, key: Buffer = randomBytes(TICKET_KEY_BYTES), rotates = true) {
     this.#key = checked(key)
     this.#interval = interval
-    if (interval > 0) {
+    if (interval > 0 && rotates) {
       this.deadline = clock.after(interval)
       clock.add(this)
     }

@@ -101,7 +101,7 @@ t.test('listen serves from a child with the initial-heap flag and malloc tunable
     const env = { ...process.env, ...extra }
     delete env.GLIBC_TUNABLES
     Object.assign(env, extra)
-    const r = run(t, ['listen', '127.0.0.1:0', '--to', origin.target], undefined, env)
+    const r = run(t, ['listen', '127.0.0.1:0', '--to', origin.target, '--workers', '1'], undefined, env)
     const { port } = await r.listening()
     const res = await exchange(port, 'GET / HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 1 })
     t.equal(res.responses[0]?.body.toString(), 'served', `${name}: serves`)
