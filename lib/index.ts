@@ -123,6 +123,7 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
       const metrics = this.metrics = new Metrics(this, worker?.id ?? null)
       this.on('response', metrics.response)
       this.on('tcpSession', metrics.tcpSession)
+      this.on('targetHealth', metrics.targetHealth)
       if (worker === undefined) this.#admin = new AdminEndpoint(this, model.admin!, metrics)
     }
   }
@@ -291,11 +292,19 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
    * what it carries now (`active`: requests or relays) and whether it is in rotation (`up`).
    * `health`: the targets' transitions out of and back into rotation since start, by reason.
    * `groups`: per group since start, retries sent, retries the budget refused, requests the
-   * circuit breaker answered with 503.
+   * circuit breaker answered with 503. `tls`: handshakes terminated since start, by listener,
+   * version and whether the session was resumed, and those that failed, by reason.
    */
-  stats (): { connections: number, clients: number, tcp: number, errors: Record<string, number>, health: Record<string, number>, upstream: Array<{ group: string, target: string, open: number, idle: number, active: number, up: boolean }>, groups: Array<{ group: string, retries: number, budgetExhausted: number, circuitOpen: number }>, accessLog: { written: number, dropped: number } | null, caches: Array<{ route: string, entries: number, bytes: number, loading: boolean, loaded: number, dropped: number }> } {
+  stats (): { connections: number, clients: number, tcp: number, errors: Record<string, number>, health: Record<string, number>, upstream: Array<{ group: string, target: string, open: number, idle: number, active: number, up: boolean }>, groups: Array<{ group: string, retries: number, budgetExhausted: number, circuitOpen: number }>, accessLog: { written: number, dropped: number } | null, caches: Array<{ route: string, entries: number, bytes: number, loading: boolean, loaded: number, dropped: number }>, tls: { handshakes: Array<{ listener: string, version: string, resumed: boolean, count: number }>, failures: Array<{ listener: string, reason: string, count: number }> } } {
     const log = this.#accessLog
+    const tls: { handshakes: Array<{ listener: string, version: string, resumed: boolean, count: number }>, failures: Array<{ listener: string, reason: string, count: number }> } = { handshakes: [], failures: [] }
+    for (const [key, count] of this.#core.tlsCounts) {
+      const [listener, version, outcome] = key.split('\0')
+      if (outcome.startsWith('failed:')) tls.failures.push({ listener, reason: outcome.slice(7), count })
+      else tls.handshakes.push({ listener, version, resumed: outcome === 'resumed', count })
+    }
     return {
+      tls,
       accessLog: log === null ? null : { written: log.written, dropped: log.dropped },
       connections: this.#core.caps.open,
       clients: this.#cores().reduce((n, core) => n + core.clients.size, 0),

@@ -10,7 +10,8 @@
  * - At scrape time, from the proxy's own counters (`collect`): connections open on both sides,
  *   idle and open upstream connections and pool waits per target, target health, refusals and
  *   failures by error code (rate limits, access lists, caps, TLS handshakes among them), access
- *   log lines dropped; and the process (event-loop lag, heap, RSS, open fds) from prom-client's
+ *   log lines dropped, TLS handshakes by version and resumption and their failures by reason,
+ *   retry budgets and circuit breakers per group, cache sizes; and the process (event-loop lag, heap, RSS, open fds) from prom-client's
  *   default metrics.
  *
  * Under workers (bin/primary.ts) every worker keeps its own registry, and the primary sums them
@@ -23,7 +24,7 @@
  * requests spread over the workers.
  */
 import client from 'prom-client'
-import type { ResponseInfo, TcpSessionInfo } from '../core/events.js'
+import type { ResponseInfo, TargetHealthEvent, TcpSessionInfo } from '../core/events.js'
 
 /** What the metrics read at scrape time: the proxy's `stats()` and more. */
 export interface MetricsSource {
@@ -33,6 +34,9 @@ export interface MetricsSource {
     tcp: number
     errors: Record<string, number>
     accessLog: { written: number, dropped: number } | null
+    groups: Array<{ group: string, retries: number, budgetExhausted: number, circuitOpen: number }>
+    caches: Array<{ route: string, entries: number, bytes: number }>
+    tls: { handshakes: Array<{ listener: string, version: string, resumed: boolean, count: number }>, failures: Array<{ listener: string, reason: string, count: number }> }
   }
   upstreams (): Array<{ group: string, target: string, weight: number, open: number, idle: number, waiting: number, up: boolean }>
   readonly ready: boolean
@@ -67,6 +71,9 @@ export class Metrics {
   readonly #targetConnect = new Map<string, client.Histogram.Internal<'target'>>()
 
   readonly #workerRequests: client.Counter.Internal | null = null
+  readonly #cache: client.Counter<'route' | 'result'>
+  readonly #cacheChildren = new Map<string, client.Counter.Internal>()
+  readonly #health: client.Counter<'group' | 'target' | 'state' | 'reason'>
 
   /** @param worker this process's worker number under workers (a label on process metrics); null: a single process */
   constructor (source: MetricsSource, worker: string | null = null) {
@@ -78,6 +85,8 @@ export class Metrics {
     this.#bytesIn = new client.Counter({ name: 'rp4_request_body_bytes_total', help: 'request body bytes read from clients', labelNames: ['route'], registers })
     this.#bytesOut = new client.Counter({ name: 'rp4_response_body_bytes_total', help: 'response body bytes sent to clients', labelNames: ['route'], registers })
     this.#retries = new client.Counter({ name: 'rp4_upstream_retries_total', help: 'tries beyond the first (failover, retry on a fresh connection), by the target that answered', labelNames: ['target'], registers })
+    this.#cache = new client.Counter({ name: 'rp4_cache_requests_total', help: 'requests through a route\'s cache, by what it did: hit, stale (served stale), revalidated (a 304 from the backend refreshed it), miss', labelNames: ['route', 'result'], registers })
+    this.#health = new client.Counter({ name: 'rp4_upstream_health_changes_total', help: 'targets taken out of rotation (state down) and put back (up), by reason: connect_failed, check_failed, outlier ejections, ...', labelNames: ['group', 'target', 'state', 'reason'], registers })
     this.#tcpSessions = new client.Counter({ name: 'rp4_tcp_sessions_total', help: 'relayed TCP connections closed, by listener', labelNames: ['listener'], registers })
 
     const gauge = (name: string, help: string, labelNames: string[], collect: (g: client.Gauge) => void, aggregator: client.Aggregator = 'sum'): void => {
@@ -118,6 +127,29 @@ export class Metrics {
         for (const [code, n] of Object.entries(source.stats().errors)) this.inc({ code }, n)
       },
     })
+    const counter = (name: string, help: string, labelNames: string[], collect: (c: client.Counter) => void): void => {
+      // eslint-disable-next-line no-new
+      new client.Counter({ name, help, labelNames, registers, collect () { this.reset(); collect(this) } })
+    }
+    counter('rp4_tls_handshakes_total', 'TLS handshakes rp4 completed, by listener, protocol version and session (full, or resumed from a ticket)', ['listener', 'version', 'session'], c => {
+      for (const h of source.stats().tls.handshakes) c.inc({ listener: h.listener, version: h.version, session: h.resumed ? 'resumed' : 'full' }, h.count)
+    })
+    counter('rp4_tls_handshake_failures_total', 'TLS handshakes that failed, by listener and reason: OpenSSL\'s (no_shared_cipher, unsupported_protocol, an alert from the client...), timeout, aborted', ['listener', 'reason'], c => {
+      for (const f of source.stats().tls.failures) c.inc({ listener: f.listener, reason: f.reason }, f.count)
+    })
+    counter('rp4_upstream_group_events_total', 'per upstream group: retries sent, retries the retry budget refused (budget_exhausted), requests the circuit breaker answered with 503 (circuit_open)', ['group', 'event'], c => {
+      for (const g of source.stats().groups) {
+        c.inc({ group: g.group, event: 'retries' }, g.retries)
+        c.inc({ group: g.group, event: 'budget_exhausted' }, g.budgetExhausted)
+        c.inc({ group: g.group, event: 'circuit_open' }, g.circuitOpen)
+      }
+    })
+    gauge('rp4_cache_entries', 'responses a route\'s cache holds in memory', ['route'], g => {
+      for (const c of source.stats().caches) g.set({ route: c.route }, c.entries)
+    })
+    gauge('rp4_cache_bytes', 'bytes a route\'s cache holds in memory', ['route'], g => {
+      for (const c of source.stats().caches) g.set({ route: c.route }, c.bytes)
+    })
     // eslint-disable-next-line no-new
     new client.Counter({
       name: 'rp4_access_log_lines_total',
@@ -154,6 +186,12 @@ export class Metrics {
     let latency = this.#routeLatency.get(route)
     if (latency === undefined) this.#routeLatency.set(route, latency = this.#latency.labels(route))
     latency.observe(info.duration / 1000)
+    if (info.cache !== '') {
+      const key = route + '\0' + info.cache
+      let c = this.#cacheChildren.get(key)
+      if (c === undefined) this.#cacheChildren.set(key, c = this.#cache.labels(route, info.cache))
+      c.inc()
+    }
     if (info.bytesIn > 0) this.#bytesIn.inc({ route }, info.bytesIn)
     if (info.bytesOut > 0) this.#bytesOut.inc({ route }, info.bytesOut)
     const target = info.target
@@ -170,6 +208,10 @@ export class Metrics {
       }
       if (info.retries > 0) this.#retries.inc({ target }, info.retries)
     }
+  }
+
+  readonly targetHealth = (event: TargetHealthEvent): void => {
+    this.#health.inc({ group: event.group, target: event.target, state: event.up ? 'up' : 'down', reason: event.reason })
   }
 
   readonly tcpSession = (info: TcpSessionInfo): void => {
