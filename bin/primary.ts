@@ -292,7 +292,7 @@ class Primary implements AdminSubject {
       return refuse(err instanceof ConfigError ? [...err.lines] : [describeSystemError(err as Error)])
     }
     const replies = (await this.#ask(seq => ({ t: 'reload', seq, options: loaded.options }), RELOAD_TIMEOUT)) as Array<ReloadReply | undefined>
-    const problems = [...new Set(replies.flatMap((r, i) => r === undefined ? [`worker ${i + 1} did not answer`] : r.ok ? [] : r.problems))]
+    const problems = [...new Set(replies.flatMap(r => r === undefined ? [`a worker did not answer within ${RELOAD_TIMEOUT / 1000}s`] : r.ok ? [] : r.problems))]
     if (problems.length > 0) {
       const some = replies.some(r => r?.ok === true)
       return refuse(some ? ['some workers reloaded and others did not; send SIGHUP again once this is fixed:', ...problems] : problems)

@@ -77,7 +77,8 @@ t.test('--workers 2: one port, both workers reached, /metrics summed over them w
   t.equal((text.match(/^# TYPE rp4_requests_total /gm) ?? []).length, 1, 'one family per name')
   t.match(await get(admin, 'GET /upstreams HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n'), new RegExp(`"target": "${origin.target}"`))
   t.match(await get(admin, 'GET /readyz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n'), /^HTTP\/1\.1 200 /)
-  r.child.kill('SIGTERM')
+  // the admin's drain is the primary's: every worker drains, then rp4 exits
+  t.match(await get(admin, 'POST /drain HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'), /^HTTP\/1\.1 202 /)
   await r.finished(20_000)
   t.equal(r.exit, 0)
   t.same(workerPids(r.child.pid!), [], 'no worker left behind')
