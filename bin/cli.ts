@@ -10,7 +10,6 @@ import { hostPort, listenFailure, logProxyEvents, startup } from './report.js'
 import { describeSystemError } from '../lib/core/errors.js'
 import { buildModel, createProxy, parseHostPort, type Model, type ProxyOptions, type Proxy } from '../lib/index.js'
 import { workerCount } from '../lib/config/build.js'
-import { runPrimary } from './primary.js'
 import { UsageError, flagDefs, flagsToOptions, optionsHelp, parseCommandLine, toYaml, type CommandLine } from '../lib/config/flags.js'
 import { absoluteFiles, loadConfig } from '../lib/config/load.js'
 import { ConfigError, type Problem } from '../lib/config/problems.js'
@@ -257,7 +256,11 @@ async function serve (options: ProxyOptions, quiet: boolean, file: string | null
     }
     // ACME's HTTP-01 and TLS-ALPN-01 challenges are answered by the process that ordered the
     // certificate, and the CA's check may reach any worker: ACME runs in one process for now
-    if (!model.listeners.some(l => l.tls?.acme != null)) return await runPrimary({ options, model, quiet, file, version: VERSION })
+    if (!model.listeners.some(l => l.tls?.acme != null)) {
+      // loaded only here: one process never pays for cluster and the primary's code at startup
+      const { runPrimary } = await import('./primary.js')
+      return await runPrimary({ options, model, quiet, file, version: VERSION })
+    }
     if (options.workers !== undefined && options.workers !== 'auto') {
       process.stderr.write(`rp4: workers ${workers}: ACME (tls.acme, --acme) needs one process for now (the CA's challenge request may reach a worker other than the one that asked for the certificate): set workers: 1 (--workers 1), or leave workers at auto\n`)
       return 2

@@ -240,8 +240,9 @@ class Primary implements AdminSubject {
 
   // ── AdminSubject ──
 
+  /** Serving while any worker serves: one being started again does not make the whole rp4 unready. */
   get ready (): boolean {
-    return this.#started && !this.#stopping && this.#slots.every(s => s.listening)
+    return this.#started && !this.#stopping && this.#slots.some(s => s.listening)
   }
 
   get draining (): boolean {

@@ -6,7 +6,7 @@
  * request under load; SIGTERM drains every worker; the admin endpoint is the primary's, its
  * /metrics the sum of the workers'.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { once } from 'node:events'
 import tls from 'node:tls'
@@ -94,6 +94,7 @@ t.test('a worker killed with SIGKILL is started again, and traffic goes on meanw
   t.equal(before.length, 2)
   process.kill(before[0], 'SIGKILL')
   await r.until(() => /rp4: worker \d ended with signal SIGKILL; starting it again in 100 ms\n/.test(r.stderr), 10_000, 'the restart line')
+  t.match(await get(admin, 'GET /readyz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n'), /^HTTP\/1\.1 200 /, 'ready while the other worker serves')
   // the other worker serves meanwhile (round-robin skips a worker that is gone)
   for (let i = 0; i < 4; i++) t.match(await get(port), /\r\n\r\nserved$/)
   const serving = async (): Promise<string> => await get(admin, 'GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n')
@@ -251,4 +252,37 @@ t.test('TLS with workers: a session ticket from one worker resumes at the other 
   r.child.kill('SIGTERM')
   await r.finished(20_000)
   t.equal(r.exit, 0)
+})
+
+t.test('workers share one access log file (whole lines from both), reopened on SIGUSR1; a second SIGTERM exits at once (130)', async t => {
+  if (!checkBuilt(t, 'dist/bin/rp4.js')) return
+  const origin = await startOrigin(t, request => request.url === '/hang' ? { bytes: ok('late'), delay: 30_000 } : ok('served'))
+  const dir = mkdtempSync(path.join(tmpdir(), 'rp4-workers-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = path.join(dir, 'access.log')
+  const r = run(t, ['listen', '127.0.0.1:0', '--to', origin.target, '--workers', '2', '--admin', '0', '--access-log', file, '--log-format', 'json'], undefined, ENV)
+  const { port } = await r.listening(20_000)
+  const admin = adminPort(r)
+  const read = (name: string): string => { try { return readFileSync(name, 'utf8') } catch { return '' } }
+  for (let i = 0; i < 10; i++) await get(port, `GET /before-${i} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n`)
+  await poll(() => read(file).split('\n').filter(l => l.includes('/before-')).length === 10, 'ten lines in the file', 10_000)
+  for (const line of read(file).trim().split("\n")) t.doesNotThrow(() => JSON.parse(line), "each line whole")
+  const text = await get(admin, 'GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n')
+  t.ok((metric(text, 'rp4_worker_requests_total{worker="1"}') ?? 0) > 0 && (metric(text, 'rp4_worker_requests_total{worker="2"}') ?? 0) > 0, 'both workers wrote to it')
+  renameSync(file, file + '.1')
+  r.child.kill('SIGUSR1')
+  await poll(() => existsSync(file), 'SIGUSR1 to make the workers open the file again', 10_000)
+  // every worker opened it again: requests on fresh connections reach both
+  for (let i = 0; i < 10; i++) await get(port, `GET /after-${i} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n`)
+  await poll(() => read(file).split('\n').filter(l => l.includes('/after-')).length === 10, 'ten lines in the new file', 10_000)
+  t.notMatch(read(file + '.1'), /\/after-/, 'none in the moved file')
+
+  const hung = exchange(port, 'GET /hang HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 1 }).catch(() => null)
+  await origin.until(() => origin.requests.some(q => q.url === '/hang'), 5000, 'the hanging request at the origin')
+  r.child.kill('SIGTERM')
+  await r.until(() => r.stderr.includes('draining 2 workers'), 5000, 'the drain to begin')
+  r.child.kill('SIGTERM')
+  await r.finished(5000)
+  t.equal(r.exit, 130, 'the second signal: exit 130 without waiting the 10s drain')
+  await hung
 })
