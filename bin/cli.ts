@@ -5,10 +5,11 @@
  * exit codes.
  */
 import { readFileSync } from 'node:fs'
-import type { AddressInfo } from 'node:net'
 import { runDemo } from './demo.js'
+import { hostPort, listenFailure, logProxyEvents, startup } from './report.js'
 import { describeSystemError } from '../lib/core/errors.js'
-import { createProxy, parseHostPort, type ProxyOptions, type Proxy } from '../lib/index.js'
+import { buildModel, createProxy, parseHostPort, type Model, type ProxyOptions, type Proxy } from '../lib/index.js'
+import { workerCount } from '../lib/config/build.js'
 import { UsageError, flagDefs, flagsToOptions, optionsHelp, parseCommandLine, toYaml, type CommandLine } from '../lib/config/flags.js'
 import { absoluteFiles, loadConfig } from '../lib/config/load.js'
 import { ConfigError, type Problem } from '../lib/config/problems.js'
@@ -229,57 +230,51 @@ function asFlag (problem: Problem): string | null {
   return def === undefined ? null : `${def.spec.name}: ${problem.message}`
 }
 
-function hostPort (address: AddressInfo | null): string {
-  if (address === null) return '?'
-  return `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
-}
-
-/**
- * What the startup line says after "listening on": for one listener, where it is and where it
- * sends what (`[::]:8080, forwarding to 127.0.0.1:3000`); for several, each address and name.
- */
-function startup (proxy: Proxy): string {
-  const model = proxy.model
-  const { requested, maxConnections, openFiles } = model.limits
-  const lowered = requested > 0 ? `; --max-connections ${requested} limited to ${maxConnections} by the open-file limit (ulimit -n ${openFiles ?? '?'})` : ''
-  if (model.listeners.length > 1) {
-    return proxy.addresses().map(({ name, address }) => `${hostPort(address)} (${name})`).join(', ') + lowered
+/** A configuration that cannot be served, said with the flag that set it where one did; exit 2. */
+function unusable (err: unknown): number {
+  if (err instanceof ConfigError) {
+    // what only building the model finds (a file that cannot be read), said with the flag that set it
+    for (const problem of err.problems) process.stderr.write(`rp4: ${asFlag(problem) ?? err.lines[err.problems.indexOf(problem)]}\n`)
+    return 2
   }
-  const listener = model.listeners[0]
-  const tcp = listener.protocol === 'tcp'
-  const terminates = listener.tls !== null && (listener.tls.certificates.length > 0 || listener.tls.acme !== null)
-  const mode = tcp ? 'relaying TCP to' : terminates ? 'terminating TLS, forwarding to' : 'forwarding to'
-  const targets = (name: string | null): string => (name === null ? [] : model.upstreams.get(name)?.targets ?? [])
-    .map(t => (t.tls !== null && !tcp ? 'https://' : '') + t.authority).join(', ')
-  const proxied = [...new Set(model.routes.flatMap(r => r.action.kind === 'proxy' ? [r.action.upstream] : []))]
-  const sent = tcp ? targets(listener.upstream) : proxied.map(targets).join(', ')
-  const others = listener.tcpFallback === null ? '' : `, other protocols relayed to ${targets(listener.tcpFallback)}`
-  return `${hostPort(proxy.address())}, ${mode} ${sent}${others}${lowered}`
+  process.stderr.write(`rp4: ${(err as Error).message}\n`)
+  return 2
 }
 
 async function serve (options: ProxyOptions, quiet: boolean, file: string | null): Promise<number> {
+  const problems: Problem[] = []
+  const workers = workerCount(options.workers, problems)
+  if (problems.length > 0) return unusable(new ConfigError(problems))
+  let note = ''
+  if (workers > 1) {
+    // the primary of workers serves nothing itself (primary.ts); workers: 1 goes on below, one process
+    let model: Model
+    try {
+      model = buildModel(options)
+    } catch (err) {
+      return unusable(err)
+    }
+    // ACME's HTTP-01 and TLS-ALPN-01 challenges are answered by the process that ordered the
+    // certificate, and the CA's check may reach any worker: ACME runs in one process for now
+    if (!model.listeners.some(l => l.tls?.acme != null)) {
+      // loaded only here: one process never pays for cluster and the primary's code at startup
+      const { runPrimary } = await import('./primary.js')
+      return await runPrimary({ options, model, quiet, file, version: VERSION })
+    }
+    if (options.workers !== undefined && options.workers !== 'auto') {
+      process.stderr.write(`rp4: workers ${workers}: ACME (tls.acme, --acme) needs one process for now (the CA's challenge request may reach a worker other than the one that asked for the certificate): set workers: 1 (--workers 1), or leave workers at auto\n`)
+      return 2
+    }
+    note = '; one process (workers: auto), since ACME needs one'
+  }
   let proxy: Proxy
   try {
     proxy = createProxy(options)
   } catch (err) {
-    if (err instanceof ConfigError) {
-      // what only building the model finds (a file that cannot be read), said with the flag that set it
-      for (const problem of err.problems) process.stderr.write(`rp4: ${asFlag(problem) ?? err.lines[err.problems.indexOf(problem)]}\n`)
-      return 2
-    }
-    process.stderr.write(`rp4: ${(err as Error).message}\n`)
-    return 2
+    return unusable(err)
   }
   const log = (line: string): void => { if (!quiet) process.stderr.write(line + '\n') }
-  proxy.on('upstreamError', (err, target) => log(`rp4: upstream ${target}: ${err.code}: ${err.message}`))
-  proxy.on('clientError', (err, client) => log(`rp4: client ${client}: ${err.code}: ${err.message}`))
-  proxy.on('proxyError', err => log(`rp4: ${err.message}`))
-  proxy.on('discovery', e => log(e.error === undefined
-    ? `rp4: upstream ${e.group}: ${e.name} resolved to ${e.targets.join(', ') || 'nothing'}`
-    : `rp4: upstream ${e.group}: ${e.name} does not resolve (${e.error}); ${e.stale === true ? `keeping its last answer: ${e.targets.join(', ')}` : 'no targets from it'}`))
-  proxy.on('targetHealth', e => log(`rp4: upstream ${e.group} ${e.target}: ${e.up ? 'up' : 'down'} (${e.reason}${e.detail !== undefined ? ': ' + e.detail : ''})`))
-  proxy.on('certificates', names => log(`rp4: certificates reloaded: ${names.join(', ')}`))
-  proxy.on('acme', message => log(`rp4: ${message}`))
+  logProxyEvents(proxy, log, 'rp4: ')
   // logrotate moved the access log away: write to a new file of the same name
   process.on('SIGUSR1', () => proxy.reopenLogs())
   if (file !== null) {
@@ -306,12 +301,9 @@ async function serve (options: ProxyOptions, quiet: boolean, file: string | null
   try {
     await proxy.listen()
     const admin = proxy.adminAddress()
-    log(`rp4 ${VERSION} listening on ${startup(proxy)}${admin === null ? '' : `; admin endpoint on ${hostPort(admin)}`}`)
+    log(`rp4 ${VERSION} listening on ${startup(proxy.model, proxy.addresses())}${note}${admin === null ? '' : `; admin endpoint on ${hostPort(admin)}`}`)
   } catch (err) {
-    const { address, port } = err as NodeJS.ErrnoException & { address?: string, port?: number }
-    // the address that failed (the admin endpoint's may be the one), as the system reports it
-    const where = address !== undefined && port !== undefined ? `${address.includes(':') ? `[${address}]` : address}:${port}`
-      : typeof options.listen === 'string' || typeof options.listen === 'number' ? String(options.listen) : '?'
+    const where = listenFailure(err as NodeJS.ErrnoException, typeof options.listen === 'string' || typeof options.listen === 'number' ? String(options.listen) : '?')
     process.stderr.write(`rp4: cannot listen on ${where}: ${describeSystemError(err as Error)}\n`)
     return 1 // not a usage error: the same command works once the address is free
   }

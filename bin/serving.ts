@@ -33,3 +33,11 @@ export function servingEnv (env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   if (env.GLIBC_TUNABLES !== undefined) return env
   return { ...env, GLIBC_TUNABLES: MALLOC_TUNABLES }
 }
+
+/**
+ * The environment the perf harness starts rp4 with: one process (as nginx and HAProxy run one
+ * worker in its rows) unless RP4_WORKERS says otherwise; its workers mode sets `--workers`.
+ */
+export function rp4Env (env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  return { ...servingEnv(env), RP4_WORKERS: env.RP4_WORKERS ?? '1' }
+}

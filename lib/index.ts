@@ -24,6 +24,7 @@ import { TicketKeys, type TicketKeySource } from './tls/ticket-keys.js'
 import type { Filter } from './session/filter.js'
 import { AccessLog } from './observe/access-log.js'
 import { AdminEndpoint } from './admin/admin.js'
+import { Metrics } from './observe/metrics.js'
 
 export type { Options } from './config/schema.js'
 export type { Model } from './model/model.js'
@@ -65,6 +66,20 @@ export type ProxyOptions = Options & {
    * source passes them on. Without it, each listener's keys are its own, kept across reloads.
    */
   ticketKeys?: TicketKeySource
+  /**
+   * Set by rp4's worker processes (bin/worker.ts), not by a library user: this proxy is one of
+   * several. The admin endpoint is the primary's (`admin` is not opened here), metrics are kept
+   * for the primary to sum, and TLS listeners take their session ticket keys from `ticketKeys`
+   * (the primary's, the same in every worker) instead of making their own.
+   */
+  worker?: WorkerHooks
+}
+
+export interface WorkerHooks {
+  /** This worker's number, 1 to N (the `worker` label of its process metrics). */
+  id: string
+  /** The ticket keys of the listener named `listener` (rotated every `rotation` ms), shared by every worker. */
+  ticketKeys (listener: string, rotation: number): TicketKeys
 }
 
 /** A configuration replaced by a reload, whose connections are still finishing. */
@@ -88,6 +103,9 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
   readonly #retired = new Set<Generation>()
   #accessLog: AccessLog | null = null
   readonly #admin: AdminEndpoint | null = null
+  /** With an admin endpoint, or under workers (where the primary asks for them); null otherwise. */
+  readonly metrics: Metrics | null = null
+  readonly #worker: WorkerHooks | null
   /** Read the configuration again (the CLI's `rp4 run FILE` sets it); null: nothing to read. */
   reload: (() => Promise<{ ok: true } | { ok: false, problems: string[] }>) | null = null
   #closed: Promise<void> | null = null
@@ -96,11 +114,12 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
 
   constructor (options: ProxyOptions) {
     super()
-    const { filters = [], resolver, acmeAsk, ticketKeys, ...config } = (options ?? {}) as ProxyOptions
+    const { filters = [], resolver, acmeAsk, ticketKeys, worker, ...config } = (options ?? {}) as ProxyOptions
     if (ticketKeys !== undefined && (typeof ticketKeys !== 'object' || ticketKeys === null || typeof ticketKeys.subscribe !== 'function')) {
       throw new TypeError('option ticketKeys must be a source of session ticket keys: { current: Buffer, subscribe (onKey) }')
     }
     this.#ticketSource = ticketKeys
+    this.#worker = worker ?? null
     if (!Array.isArray(filters)) throw new TypeError('option filters must be an array of filters (objects with hooks)')
     const byName = new Map<string, Filter>()
     filters.forEach((filter, i) => {
@@ -123,10 +142,12 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
       throw err
     }
     this.#openAccessLog(model)
-    if (model.admin !== null) {
-      const admin = this.#admin = new AdminEndpoint(this, model.admin)
-      this.on('response', admin.metrics.response)
-      this.on('tcpSession', admin.metrics.tcpSession)
+    if (model.admin !== null || worker !== undefined) {
+      const metrics = this.metrics = new Metrics(this, worker?.id ?? null)
+      this.on('response', metrics.response)
+      this.on('tcpSession', metrics.tcpSession)
+      this.on('targetHealth', metrics.targetHealth)
+      if (worker === undefined) this.#admin = new AdminEndpoint(this, model.admin!, metrics)
     }
   }
 
@@ -158,6 +179,8 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
   #ticketKeysFor (model: ListenerModel): TicketKeySource {
     if (this.#ticketSource !== undefined) return this.#ticketSource
     const rotation = model.tls?.ticketKeyRotation ?? 0
+    // a worker: the keys of this listener name that the primary rotates and sends to every worker
+    if (this.#worker !== null) return this.#worker.ticketKeys(model.name, rotation)
     let keys = this.#ownTickets.get(model.name)
     if (keys === undefined || keys.interval !== rotation) {
       // the replaced keys go on rotating for the listeners still following them (a reload that
@@ -310,11 +333,19 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
    * `health`: the targets' transitions out of and back into rotation since start, by reason.
    * `groups`: per group since start, retries sent, retries the budget refused, requests the
    * circuit breaker answered with 503. `tlsSessions`: per listener with a session cache, what it
-   * holds now and its stores, hits and misses since start.
+   * holds now and its stores, hits and misses since start. `tls`: handshakes terminated since start, by
+   * listener, version and whether the session was resumed, and those that failed, by reason.
    */
-  stats (): { connections: number, clients: number, tcp: number, errors: Record<string, number>, health: Record<string, number>, upstream: Array<{ group: string, target: string, open: number, idle: number, active: number, up: boolean }>, groups: Array<{ group: string, retries: number, budgetExhausted: number, circuitOpen: number }>, accessLog: { written: number, dropped: number } | null, caches: Array<{ route: string, entries: number, bytes: number, loading: boolean, loaded: number, dropped: number }>, tlsSessions: Array<{ listener: string, entries: number, bytes: number, stored: number, hits: number, misses: number }> } {
+  stats (): { connections: number, clients: number, tcp: number, errors: Record<string, number>, health: Record<string, number>, upstream: Array<{ group: string, target: string, open: number, idle: number, active: number, up: boolean }>, groups: Array<{ group: string, retries: number, budgetExhausted: number, circuitOpen: number }>, accessLog: { written: number, dropped: number } | null, caches: Array<{ route: string, entries: number, bytes: number, loading: boolean, loaded: number, dropped: number }>, tlsSessions: Array<{ listener: string, entries: number, bytes: number, stored: number, hits: number, misses: number }>, tls: { handshakes: Array<{ listener: string, version: string, resumed: boolean, count: number }>, failures: Array<{ listener: string, reason: string, count: number }> } } {
     const log = this.#accessLog
+    const tls: { handshakes: Array<{ listener: string, version: string, resumed: boolean, count: number }>, failures: Array<{ listener: string, reason: string, count: number }> } = { handshakes: [], failures: [] }
+    for (const [key, count] of this.#core.tlsCounts) {
+      const [listener, version, outcome] = key.split('\0')
+      if (outcome.startsWith('failed:')) tls.failures.push({ listener, reason: outcome.slice(7), count })
+      else tls.handshakes.push({ listener, version, resumed: outcome === 'resumed', count })
+    }
     return {
+      tls,
       accessLog: log === null ? null : { written: log.written, dropped: log.dropped },
       connections: this.#core.caps.open,
       clients: this.#cores().reduce((n, core) => n + core.clients.size, 0),

@@ -14,7 +14,7 @@ import { existsSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { HEAP_ARG, servingEnv } from '../bin/serving.js'
+import { HEAP_ARG, rp4Env } from '../bin/serving.js'
 import type { LoadResult } from './loadgen.js'
 import { median, runLoad } from './measure.js'
 import { CLIENT_CORE, PROXY_CORE, ProcessGroup, waitForStderr, type Child } from './processes.js'
@@ -37,7 +37,7 @@ function mainFigure (scenario: Scenario, load: LoadResult): number {
 async function startRp4 (group: ProcessGroup, name: string, path: string, originPort: number, args: string[]): Promise<{ child: Child, port: number }> {
   const child = group.spawn(name, process.execPath, [HEAP_ARG, path, 'listen', '127.0.0.1:0', '--to', `127.0.0.1:${originPort}`, ...args], {
     core: PROXY_CORE,
-    env: servingEnv(process.env),
+    env: rp4Env(),
   })
   const match = await waitForStderr(child, /listening on (\S+):(\d+)/, 15_000)
   return { child, port: Number(match[2]) }

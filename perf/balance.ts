@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { HEAP_ARG, servingEnv } from '../bin/serving.js'
+import { HEAP_ARG, rp4Env } from '../bin/serving.js'
 import type { LoadResult } from './loadgen.js'
 import { runLoad } from './measure.js'
 import { CLIENT_CORE, PROXY_CORE, ProcessGroup, freePort, killEverythingSync, stopEverything, waitForPort, waitForStderr } from './processes.js'
@@ -42,7 +42,7 @@ function rp4Row (policy: string): Row {
     start: async (group, origins, fault) => {
       const args = [HEAP_ARG, RP4_PATH, 'listen', '127.0.0.1:0', '--balance', policy, ...origins.flatMap(p => ['--to', `127.0.0.1:${p}`])]
       if (fault === 'failing') args.push('--retries', '1')
-      const child = group.spawn('rp4', process.execPath, args, { core: PROXY_CORE, env: servingEnv(process.env) })
+      const child = group.spawn('rp4', process.execPath, args, { core: PROXY_CORE, env: rp4Env() })
       const match = await waitForStderr(child, /listening on (\S+):(\d+)/, 10_000)
       return Number(match[2])
     },

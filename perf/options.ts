@@ -21,6 +21,10 @@ export interface RunOptions {
   idleCount: number | null
   /** Requests of the mixed-traffic integrity run through every row, or null. */
   tortureRequests: number | null
+  /** Workers mode: rp4 with this many workers, each scheduling policy, scenarios 1 and 5; or null. */
+  workers: number | null
+  /** Metrics cost mode: pairs of scenario 1 rows through rp4 without and with --admin; or null. */
+  metricsCostPairs: number | null
   jsonFile: string | null
   rp4Args: string[]
   wrk: boolean
@@ -40,12 +44,17 @@ export const USAGE = `Usage: node dist/perf/run.js [options]
   --idle N           open N idle keep-alive connections to rp4, report RSS per connection
   --torture N        mixed traffic through every row (64 connections, 16 pipelining, bodies up to
                      4 MiB both ways, late answers, slow readers): N requests, every byte checked
+  --workers N        workers mode: rp4 with N workers under scenarios 1 and 5, --duration each, for
+                     each --worker-scheduling (round-robin, kernel): req/s per core of rp4's
+                     processes and each worker's share of the requests
+  --metrics-cost N   metrics cost mode: N alternating pairs of scenario 1 rows through rp4 without
+                     and with --admin (prom-client's per-request metrics), CPU µs/req of each
   --json FILE        also write the JSON results there (always: perf/results/latest.json)
   --rp4-args "..."   extra flags for rp4 (e.g. "--pipelining 4")
   --no-wrk           skip the wrk cross-check
   -h, --help         this text
 
---soak, --reload, --idle and --torture run only that test unless --only names scenarios as well.
+--soak, --reload, --idle, --torture, --workers and --metrics-cost run only that test unless --only names scenarios as well.
 `
 
 export class OptionsError extends Error {}
@@ -73,6 +82,8 @@ export function parseOptions (argv: string[]): RunOptions | 'help' {
         reload: { type: 'string' },
         idle: { type: 'string' },
         torture: { type: 'string' },
+        workers: { type: 'string' },
+        'metrics-cost': { type: 'string' },
         json: { type: 'string' },
         'rp4-args': { type: 'string' },
         'no-wrk': { type: 'boolean', default: false },
@@ -112,6 +123,8 @@ export function parseOptions (argv: string[]): RunOptions | 'help' {
     reloadS: values.reload === undefined ? null : Math.max(3, positiveNumber('--reload', values.reload, 30)),
     idleCount: values.idle === undefined ? null : Math.round(positiveNumber('--idle', values.idle, 10_000)),
     tortureRequests: values.torture === undefined ? null : Math.round(positiveNumber('--torture', values.torture, 2000)),
+    workers: values.workers === undefined ? null : Math.max(2, Math.round(positiveNumber('--workers', values.workers, 2))),
+    metricsCostPairs: values['metrics-cost'] === undefined ? null : Math.round(positiveNumber('--metrics-cost', values['metrics-cost'], 2)),
     jsonFile: values.json ?? null,
     rp4Args: values['rp4-args'] === undefined ? [] : values['rp4-args'].split(/\s+/).filter(arg => arg !== ''),
     wrk: !values['no-wrk'],

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { haproxyConfig, nginxConfig, nginxStreamModule, staticFiles, type ProxyMode } from './configs.js'
-import { HEAP_ARG, servingEnv } from '../bin/serving.js'
+import { HEAP_ARG, rp4Env } from '../bin/serving.js'
 import { PROXY_CORE, freePort, waitForPort, waitForStderr, type Child, type ProcessGroup } from './processes.js'
 
 export type RowName = 'direct' | 'rp4' | 'nginx' | 'haproxy'
@@ -115,7 +115,7 @@ export async function startRow (name: RowName, start: RowStart): Promise<Running
     if (mode === 'compress' || mode === 'compress-br') args.push('--compress')
     if (mode === 'cache') args.push('--cache', '256m')
     if (mode === 'static') args.push('--static', staticFiles())
-    const child = group.spawn('rp4', process.execPath, args, { ...spawnOptions, env: servingEnv(process.env) })
+    const child = group.spawn('rp4', process.execPath, args, { ...spawnOptions, env: rp4Env() })
     const match = await ready(group, child, waitForStderr(child, /listening on (\S+):(\d+)/, 10_000))
     return { name, port: Number(match[2]), pid: child.pid, stop: async () => await group.stop(child) }
   }

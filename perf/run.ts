@@ -19,6 +19,8 @@ import { rowUnavailable, detectTools, type RowName, type Tools } from './rows.js
 import { SCENARIOS, describeLoad, type Scenario } from './scenarios.js'
 import { runSoak, type SoakResult } from './soak.js'
 import { runReload, type ReloadResult } from './reload.js'
+import { describeWorkers, runWorkers, type WorkersResult } from './workers.js'
+import { describeMetricsCost, runMetricsCost, type MetricsCostResult } from './metrics-cost.js'
 import { describeTorture, runTortureMode, type TortureRow } from './torture-mode.js'
 
 const ORIGIN_PATH = fileURLToPath(new URL('./origin.js', import.meta.url))
@@ -175,7 +177,7 @@ async function main (): Promise<number> {
   const origin = originGroup.spawn('origin', process.execPath, [ORIGIN_PATH], { core: CLIENT_CORE })
   const originPort = Number((await waitForStderr(origin, /listening on (\S+):(\d+)/, 10_000))[2])
 
-  const modesOnly = (options.soakS !== null || options.reloadS !== null || options.idleCount !== null || options.tortureRequests !== null) && options.only.length === 0
+  const modesOnly = (options.soakS !== null || options.reloadS !== null || options.idleCount !== null || options.tortureRequests !== null || options.workers !== null || options.metricsCostPairs !== null) && options.only.length === 0
   const scenarios = modesOnly ? [] : await runScenarios(options, tools, originPort, origin.pid)
 
   let check: CrossCheck | null = null
@@ -202,6 +204,19 @@ async function main (): Promise<number> {
   if (options.reloadS !== null) {
     if (tools.rp4.missing !== undefined) modeErrors.push(`reload skipped: ${tools.rp4.missing}`)
     else reload = await runReload(options.reloadS, originPort, options.rp4Args, progress).catch(err => { modeErrors.push(`reload mode failed: ${(err as Error).message}`); return null })
+  }
+  let workers: WorkersResult | null = null
+  if (options.workers !== null) {
+    if (tools.rp4.missing !== undefined) modeErrors.push(`workers mode skipped: ${tools.rp4.missing}`)
+    else workers = await runWorkers(options.workers, options.durationS, originPort, options.rp4Args, progress).catch(err => { modeErrors.push(`workers mode failed: ${(err as Error).message}`); return null })
+  }
+  let metricsCost: MetricsCostResult | null = null
+  if (options.metricsCostPairs !== null) {
+    if (tools.rp4.missing !== undefined) modeErrors.push(`metrics cost mode skipped: ${tools.rp4.missing}`)
+    else {
+      const settings = { durationS: options.durationS, warmupS: options.warmupS, reps: options.reps, originPort, originPid: origin.pid, tools, rp4Args: options.rp4Args, progress }
+      metricsCost = await runMetricsCost(options.metricsCostPairs, settings).catch(err => { modeErrors.push(`metrics cost mode failed: ${(err as Error).message}`); return null })
+    }
   }
   if (options.idleCount !== null) {
     if (tools.rp4.missing !== undefined) modeErrors.push(`idle test skipped: ${tools.rp4.missing}`)
@@ -230,6 +245,8 @@ async function main (): Promise<number> {
     lines.push(`reload (${reload.seconds}s through rp4 run FILE, ${reload.load.rps.toFixed(0)} req/s, SIGHUP every second): ${reload.verdict}; ` +
       `errors: ${JSON.stringify(reload.load.errors)}, ${reload.signals} SIGHUPs, ${reload.reloads} reloads done`)
   }
+  if (workers !== null) lines.push(describeWorkers(workers))
+  if (metricsCost !== null) lines.push(describeMetricsCost(metricsCost))
   if (idle !== null) lines.push(describeIdle(idle))
   if (torture !== null) lines.push(describeTorture(torture))
   lines.push(...modeErrors)
@@ -248,6 +265,8 @@ async function main (): Promise<number> {
     crossCheck: check,
     soak,
     reload,
+    workers,
+    metricsCost,
     idle,
     torture,
     errors: modeErrors,

@@ -23,13 +23,25 @@ import { formatHostPort } from '../config/address.js'
 import type { ProxyEvents } from '../core/events.js'
 import { Listener } from '../listener/listener.js'
 import type { AdminModel, Model } from '../model/model.js'
-import { Metrics, type MetricsSource } from '../observe/metrics.js'
 import { ProxyCore } from '../proxy/core.js'
 import type { Filter, FilterSession, Verdict } from '../session/filter.js'
 
-/** What the admin endpoint sees of the proxy it serves. */
-export interface AdminSubject extends MetricsSource {
+/** One target as /upstreams shows it. */
+export interface UpstreamState { group: string, target: string, weight: number, open: number, idle: number, waiting: number, up: boolean }
+
+/** What answers /metrics: one process's metrics, or the primary's sum over its workers. */
+export interface MetricsText {
+  text (): Promise<{ contentType: string, body: string }>
+}
+
+/**
+ * What the admin endpoint sees of the proxy it serves: a `Proxy`, or the primary of workers
+ * (bin/primary.ts), which asks its workers (hence a promise may come back).
+ */
+export interface AdminSubject {
   readonly model: Model
+  readonly ready: boolean
+  upstreams (): UpstreamState[] | Promise<UpstreamState[]>
   readonly draining: boolean
   drain (): Promise<{ cut: number }>
   /** Null when the proxy has no file to read again (built from an options object). */
@@ -65,17 +77,17 @@ function digest (value: string): Buffer {
 
 export class AdminEndpoint {
   readonly model: Readonly<AdminModel>
-  readonly metrics: Metrics
+  readonly metrics: MetricsText
   readonly #subject: AdminSubject
   readonly #core: ProxyCore
   readonly #listener: Listener
   readonly #token: Buffer | null
 
-  constructor (subject: AdminSubject, model: Readonly<AdminModel>) {
+  constructor (subject: AdminSubject, model: Readonly<AdminModel>, metrics: MetricsText) {
     this.model = model
     this.#subject = subject
     this.#token = model.token === null ? null : digest(model.token)
-    this.metrics = new Metrics(subject)
+    this.metrics = metrics
     const filter: Filter = { name: 'admin', onRequest: session => this.#answer(session) }
     const config = buildModel({
       listeners: [{ name: 'admin', listen: formatHostPort(model.listen.host, model.listen.port) }],
@@ -140,8 +152,12 @@ export class AdminEndpoint {
         return this.metrics.text().then(({ contentType, body }) => session.respond(200, { 'Content-Type': contentType }, body))
       case '/config':
         return only(session, 'GET', () => session.respond(200, { 'Content-Type': JSON_TYPE }, redactedConfig(subject.model)))
-      case '/upstreams':
-        return only(session, 'GET', () => session.respond(200, { 'Content-Type': JSON_TYPE }, JSON.stringify(groupsOf(subject), null, 2) + '\n'))
+      case '/upstreams': {
+        if (method !== 'GET' && method !== 'HEAD') return notAllowed(session, 'GET')
+        const answer = (list: UpstreamState[]): Verdict => session.respond(200, { 'Content-Type': JSON_TYPE }, JSON.stringify(groupsOf(list), null, 2) + '\n')
+        const list = subject.upstreams()
+        return Array.isArray(list) ? answer(list) : list.then(answer, (err: Error) => session.respond(503, { 'Content-Type': TEXT_TYPE }, `${err.message}\n`))
+      }
       case '/drain':
         if (method !== 'POST') return notAllowed(session, 'POST')
         void subject.drain()
@@ -169,9 +185,9 @@ function notAllowed (session: FilterSession, method: string): Verdict {
   return session.respond(405, { 'Content-Type': TEXT_TYPE, Allow: method === 'GET' ? 'GET, HEAD' : method }, `${session.request.path}: ${method} only\n`)
 }
 
-function groupsOf (subject: AdminSubject): Record<string, Array<{ target: string, weight: number, up: boolean, open: number, idle: number, waiting: number }>> {
+function groupsOf (list: UpstreamState[]): Record<string, Array<{ target: string, weight: number, up: boolean, open: number, idle: number, waiting: number }>> {
   const groups: Record<string, Array<{ target: string, weight: number, up: boolean, open: number, idle: number, waiting: number }>> = {}
-  for (const u of subject.upstreams()) {
+  for (const u of list) {
     (groups[u.group] ??= []).push({ target: u.target, weight: u.weight, up: u.up, open: u.open, idle: u.idle, waiting: u.waiting })
   }
   return groups

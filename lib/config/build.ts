@@ -90,7 +90,25 @@ function assemble (o: Obj, files: Problem[]): Model {
     drainTimeout: unit(o.drainTimeout, S.DrainTimeout),
     drainDelay: unit(o.drainDelay, S.DrainDelay),
     admin: buildAdmin(o.admin as Obj | undefined, files),
+    workers: workerCount(o.workers as 'auto' | number | undefined, files),
+    workerScheduling: (o.workerScheduling ?? S.meta(S.WorkerScheduling).default) as Model['workerScheduling'],
   })
+}
+
+/**
+ * `auto`: RP4_WORKERS when set (a container's CPU quota, which availableParallelism does not
+ * see), otherwise one per core the process may run on.
+ */
+export function workerCount (given: 'auto' | number | undefined, problems: Problem[]): number {
+  if (typeof given === 'number') return given
+  const env = process.env.RP4_WORKERS
+  if (env !== undefined && env !== '' && env !== 'auto') {
+    const n = Number(env)
+    if (Number.isSafeInteger(n) && n >= 1 && n <= 1024) return n
+    problems.push({ path: ['workers'], message: `auto: the environment's RP4_WORKERS="${env}" must be auto or a whole number from 1 to 1024` })
+    return 1
+  }
+  return os.availableParallelism()
 }
 
 function buildAdmin (a: Obj | undefined, files: Problem[]): AdminModel | null {

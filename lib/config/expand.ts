@@ -183,7 +183,7 @@ export function expandFlat (o: Options): Expanded {
     from(['http', key], [key])
   }
 
-  const options = compact({ listeners: [listener], routes, upstreams, http, limits: o.limits, accessLog: o.accessLog, drainTimeout: o.drainTimeout, drainDelay: o.drainDelay, admin: o.admin }) as Options
+  const options = compact({ listeners: [listener], routes, upstreams, http, limits: o.limits, accessLog: o.accessLog, drainTimeout: o.drainTimeout, drainDelay: o.drainDelay, admin: o.admin, workers: o.workers, workerScheduling: o.workerScheduling }) as Options
   return { options, origins }
 }
 

@@ -8,7 +8,7 @@
 import { parseArgs } from 'node:util'
 import type { TSchema } from '@sinclair/typebox'
 import { Document } from 'yaml'
-import { FLAG_GROUPS, FLAT, SHARED, OptionsSchema, childSchema, flagsOf, leaves, meta, type FlagGroup, type FlagSpec, type Options } from './schema.js'
+import { FLAG_GROUPS, FLAT, SHARED, OptionsSchema, childSchema, flagsOf, kindOf, leaves, meta, type FlagGroup, type FlagSpec, type Options } from './schema.js'
 import { formatUnit, parseUnit } from './units.js'
 import { formatPath, listProblems, type Path, type Problem } from './problems.js'
 import { validate } from './validate.js'
@@ -146,6 +146,8 @@ function setIn (root: Obj, path: ReadonlyArray<string | number>, value: unknown)
 function convert (def: FlagDef, raw: string): unknown {
   const unit = meta(def.leaf).unit
   if (unit !== undefined) return parseUnit(unit, raw)
+  // `auto|N` (--workers): a number where the option takes one, validated as such
+  if (kindOf(def.leaf) === 'Union' && /^\s*\d+\s*$/.test(raw) && (def.leaf.anyOf as TSchema[]).some(b => kindOf(b) === 'Integer')) return Number(raw)
   return raw
 }
 

@@ -337,6 +337,18 @@ export const DrainDelay = duration({ description: 'on a drain, how long rp4 goes
 
 export const DrainTimeout = duration({ description: 'on SIGTERM/SIGINT (or the admin drain): requests in flight may finish this long before the remaining connections are closed', default: '10s', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--drain-timeout', arg: 'DUR', group: 'Operations' } })
 
+export const Workers = Type.Union([
+  Type.Literal('auto'),
+  count({ description: 'a number of worker processes', min: 1, max: 1024 }),
+], {
+  description: 'processes serving traffic: `auto` is one per core (`os.availableParallelism()`, or the RP4_WORKERS environment variable when it is set: a container\'s CPU quota is not what the kernel reports), N that many; with more than one, the process `rp4 run`/`rp4 listen` starts is a primary that starts them, restarts one that dies and passes signals on (README: Workers); 1 is a single process. The library\'s `createProxy` is always one process',
+  default: 'auto',
+  expected: 'must be auto or a whole number of processes from 1 to 1024',
+  flag: { name: '--workers', arg: 'N', group: 'Operations', help: 'worker processes: N, or auto for one per core (RP4_WORKERS when set); 1 is a single process (README: Workers)' },
+})
+
+export const WorkerScheduling = choice(['round-robin', 'kernel'], { description: 'how new connections reach the workers: `round-robin`, the primary accepts each and hands it to the next worker (an even spread, one more hop per connection); `kernel`, every worker accepts on the shared socket and the kernel chooses (no hop, a spread that can be uneven); perf/README.md: Workers', default: 'round-robin', flag: { name: '--worker-scheduling', arg: 'POLICY', group: 'Operations', help: 'round-robin (the primary hands each new connection to the next worker) or kernel (the workers accept on the shared socket)' } })
+
 const CertificatePair = section({
   cert: text('file', { description: 'PEM certificate (chain) file', flag: { name: '--cert', arg: 'FILE', repeat: true, group: 'TLS', help: 'terminate TLS with this PEM certificate (and the --key given in the same position); repeat for several (chosen by SNI, the first is the default); reloaded when the files change' } }),
   key: text('file', { description: 'PEM private key file', flag: { name: '--key', arg: 'FILE', repeat: true, group: 'TLS', help: 'the private key of the --cert in the same position' } }),
@@ -678,6 +690,8 @@ export const SHARED = {
   drainTimeout: opt(DrainTimeout),
   drainDelay: opt(DrainDelay),
   admin: opt(Admin),
+  workers: opt(Workers),
+  workerScheduling: opt(WorkerScheduling),
 }
 
 export const OptionsSchema = Type.Object({ ...FLAT, ...FULL, ...SHARED }, { additionalProperties: false, description: 'rp4 options' })
@@ -720,7 +734,9 @@ export function childSchema (node: TSchema, key: string | number, value: unknown
 export function branchFor (union: TSchema, value: unknown): TSchema | undefined {
   const branches = union.anyOf as TSchema[]
   const want = Array.isArray(value) ? 'Array' : typeof value === 'object' && value !== null ? 'Object' : undefined
-  return branches.find(b => want === undefined ? kindOf(b) !== 'Array' && kindOf(b) !== 'Object' && kindOf(b) !== 'Record' : kindOf(b) === want || (want === 'Object' && kindOf(b) === 'Record')) ??
+  // a number where `auto` or a count is taken: the count, with its range
+  const scalar = typeof value === 'number' ? ['Integer', 'Number'] : null
+  return (scalar === null ? undefined : branches.find(b => scalar.includes(kindOf(b)))) ?? branches.find(b => want === undefined ? kindOf(b) !== 'Array' && kindOf(b) !== 'Object' && kindOf(b) !== 'Record' : kindOf(b) === want || (want === 'Object' && kindOf(b) === 'Record')) ??
     branches.find(b => kindOf(b) === 'Array' || kindOf(b) === 'Object')
 }
 

@@ -543,6 +543,7 @@ export class Listener implements PassthroughHost, HandshakeHost, ProxyAcceptHost
   }
 
   secured (socket: TLSSocket): void {
+    this.core.tlsHandshake(this.model.name, socket.getProtocol() ?? 'unknown', socket.isSessionReused())
     if (socket.alpnProtocol === ACME_TLS_ALPN) {
       // the CA saw the challenge certificate: that was the whole exchange
       socket.on('error', ignore)
@@ -572,6 +573,10 @@ export class Listener implements PassthroughHost, HandshakeHost, ProxyAcceptHost
 
   clientError (error: ProxyError, client: string): void {
     this.core.clientError(error, client)
+  }
+
+  handshakeFailed (reason: string): void {
+    this.core.tlsFailure(this.model.name, reason)
   }
 
   upstreamError (error: ProxyError, target: string): void {

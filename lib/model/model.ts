@@ -23,6 +23,10 @@ export interface Model {
   drainDelay: number
   /** null: no admin endpoint. */
   admin: Readonly<AdminModel> | null
+  /** Processes serving traffic (`auto` resolved); 1: a single process. Only the CLI reads it. */
+  workers: number
+  /** How new connections reach the workers (cluster's SCHED_RR or SCHED_NONE). */
+  workerScheduling: 'round-robin' | 'kernel'
 }
 
 export interface AdminModel {

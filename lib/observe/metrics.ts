@@ -10,11 +10,21 @@
  * - At scrape time, from the proxy's own counters (`collect`): connections open on both sides,
  *   idle and open upstream connections and pool waits per target, target health, refusals and
  *   failures by error code (rate limits, access lists, caps, TLS handshakes among them), access
- *   log lines dropped, the TLS session caches; and the process (event-loop lag, heap, RSS, open fds) from prom-client's
+ *   log lines dropped, TLS handshakes by version and resumption and their failures by reason,
+ *   retry budgets and circuit breakers per group, cache sizes, the TLS session caches; and the process (event-loop lag, heap, RSS, open fds) from prom-client's
  *   default metrics.
+ *
+ * Under workers (bin/primary.ts) every worker keeps its own registry, and the primary sums them
+ * at scrape time (prom-client's `AggregatorRegistry.aggregate`): counters and histograms are
+ * rp4's totals; gauges of connections and pool waits are summed too (what is open in all),
+ * `rp4_ready` and `rp4_upstream_up` take the minimum (ready only when every worker is; a target
+ * counts as up only where every worker's checks say so), weights the maximum. The process
+ * metrics (heap, RSS, event-loop lag, fds) carry a `worker` label: a sum of event-loop lags
+ * means nothing, and one worker stalling must show. `rp4_worker_requests_total{worker}` says how
+ * requests spread over the workers.
  */
 import client from 'prom-client'
-import type { ResponseInfo, TcpSessionInfo } from '../core/events.js'
+import type { ResponseInfo, TargetHealthEvent, TcpSessionInfo } from '../core/events.js'
 
 /** What the metrics read at scrape time: the proxy's `stats()` and more. */
 export interface MetricsSource {
@@ -25,6 +35,9 @@ export interface MetricsSource {
     errors: Record<string, number>
     accessLog: { written: number, dropped: number } | null
     tlsSessions: Array<{ listener: string, entries: number, bytes: number, stored: number, hits: number, misses: number }>
+    groups: Array<{ group: string, retries: number, budgetExhausted: number, circuitOpen: number }>
+    caches: Array<{ route: string, entries: number, bytes: number }>
+    tls: { handshakes: Array<{ listener: string, version: string, resumed: boolean, count: number }>, failures: Array<{ listener: string, reason: string, count: number }> }
   }
   upstreams (): Array<{ group: string, target: string, weight: number, open: number, idle: number, waiting: number, up: boolean }>
   readonly ready: boolean
@@ -58,7 +71,13 @@ export class Metrics {
   readonly #targetFirstByte = new Map<string, client.Histogram.Internal<'target'>>()
   readonly #targetConnect = new Map<string, client.Histogram.Internal<'target'>>()
 
-  constructor (source: MetricsSource) {
+  readonly #workerRequests: client.Counter.Internal | null = null
+  readonly #cache: client.Counter<'route' | 'result'>
+  readonly #cacheChildren = new Map<string, client.Counter.Internal>()
+  readonly #health: client.Counter<'group' | 'target' | 'state' | 'reason'>
+
+  /** @param worker this process's worker number under workers (a label on process metrics); null: a single process */
+  constructor (source: MetricsSource, worker: string | null = null) {
     const registers = [this.registry]
     this.#requests = new client.Counter({ name: 'rp4_requests_total', help: 'HTTP requests answered, by route, method and status class', labelNames: ['route', 'method', 'status'], registers })
     this.#latency = new client.Histogram({ name: 'rp4_request_duration_seconds', help: 'from the request head to the end of the response', labelNames: ['route'], buckets: LATENCY_BUCKETS, registers })
@@ -67,11 +86,13 @@ export class Metrics {
     this.#bytesIn = new client.Counter({ name: 'rp4_request_body_bytes_total', help: 'request body bytes read from clients', labelNames: ['route'], registers })
     this.#bytesOut = new client.Counter({ name: 'rp4_response_body_bytes_total', help: 'response body bytes sent to clients', labelNames: ['route'], registers })
     this.#retries = new client.Counter({ name: 'rp4_upstream_retries_total', help: 'tries beyond the first (failover, retry on a fresh connection), by the target that answered', labelNames: ['target'], registers })
+    this.#cache = new client.Counter({ name: 'rp4_cache_requests_total', help: 'requests through a route\'s cache, by what it did: hit, stale (served stale), revalidated (a 304 from the backend refreshed it), miss', labelNames: ['route', 'result'], registers })
+    this.#health = new client.Counter({ name: 'rp4_upstream_health_changes_total', help: 'targets taken out of rotation (state down) and put back (up), by reason: connect_failed, check_failed, outlier ejections, ...', labelNames: ['group', 'target', 'state', 'reason'], registers })
     this.#tcpSessions = new client.Counter({ name: 'rp4_tcp_sessions_total', help: 'relayed TCP connections closed, by listener', labelNames: ['listener'], registers })
 
-    const gauge = (name: string, help: string, labelNames: string[], collect: (g: client.Gauge) => void): void => {
+    const gauge = (name: string, help: string, labelNames: string[], collect: (g: client.Gauge) => void, aggregator: client.Aggregator = 'sum'): void => {
       // eslint-disable-next-line no-new
-      new client.Gauge({ name, help, labelNames, registers, collect () { this.reset(); collect(this) } })
+      new client.Gauge({ name, help, labelNames, registers, aggregator, collect () { this.reset(); collect(this) } })
     }
     gauge('rp4_client_connections', 'open client connections: all (as the caps count them), HTTP, relayed TCP', ['kind'], g => {
       const s = source.stats()
@@ -90,11 +111,11 @@ export class Metrics {
     })
     gauge('rp4_upstream_up', 'a target is tried (1) or skipped after a failed connect (0)', ['group', 'target'], g => {
       for (const u of source.upstreams()) g.set({ group: u.group, target: u.target }, u.up ? 1 : 0)
-    })
+    }, 'min')
     gauge('rp4_upstream_weight', 'a target\'s configured weight', ['group', 'target'], g => {
       for (const u of source.upstreams()) g.set({ group: u.group, target: u.target }, u.weight)
-    })
-    gauge('rp4_ready', '1 while accepting traffic, 0 from the first moment of a drain', [], g => g.set(source.ready ? 1 : 0))
+    }, 'max')
+    gauge('rp4_ready', '1 while accepting traffic, 0 from the first moment of a drain', [], g => g.set(source.ready ? 1 : 0), 'min')
     // counters that live in the proxy already: exposed as counters, read at scrape time
     // eslint-disable-next-line no-new
     new client.Counter({
@@ -106,6 +127,29 @@ export class Metrics {
         this.reset()
         for (const [code, n] of Object.entries(source.stats().errors)) this.inc({ code }, n)
       },
+    })
+    const counter = (name: string, help: string, labelNames: string[], collect: (c: client.Counter) => void): void => {
+      // eslint-disable-next-line no-new
+      new client.Counter({ name, help, labelNames, registers, collect () { this.reset(); collect(this) } })
+    }
+    counter('rp4_tls_handshakes_total', 'TLS handshakes rp4 completed, by listener, protocol version and session (full, or resumed from a ticket)', ['listener', 'version', 'session'], c => {
+      for (const h of source.stats().tls.handshakes) c.inc({ listener: h.listener, version: h.version, session: h.resumed ? 'resumed' : 'full' }, h.count)
+    })
+    counter('rp4_tls_handshake_failures_total', 'TLS handshakes that failed, by listener and reason: OpenSSL\'s (no_shared_cipher, unsupported_protocol, an alert from the client...), timeout, aborted', ['listener', 'reason'], c => {
+      for (const f of source.stats().tls.failures) c.inc({ listener: f.listener, reason: f.reason }, f.count)
+    })
+    counter('rp4_upstream_group_events_total', 'per upstream group: retries sent, retries the retry budget refused (budget_exhausted), requests the circuit breaker answered with 503 (circuit_open)', ['group', 'event'], c => {
+      for (const g of source.stats().groups) {
+        c.inc({ group: g.group, event: 'retries' }, g.retries)
+        c.inc({ group: g.group, event: 'budget_exhausted' }, g.budgetExhausted)
+        c.inc({ group: g.group, event: 'circuit_open' }, g.circuitOpen)
+      }
+    })
+    gauge('rp4_cache_entries', 'responses a route\'s cache holds in memory', ['route'], g => {
+      for (const c of source.stats().caches) g.set({ route: c.route }, c.entries)
+    })
+    gauge('rp4_cache_bytes', 'bytes a route\'s cache holds in memory', ['route'], g => {
+      for (const c of source.stats().caches) g.set({ route: c.route }, c.bytes)
     })
     // eslint-disable-next-line no-new
     new client.Counter({
@@ -141,7 +185,10 @@ export class Metrics {
         }
       },
     })
-    client.collectDefaultMetrics({ register: this.registry, prefix: 'rp4_' })
+    client.collectDefaultMetrics({ register: this.registry, prefix: 'rp4_', labels: worker === null ? undefined : { worker } })
+    if (worker !== null) {
+      this.#workerRequests = new client.Counter({ name: 'rp4_worker_requests_total', help: 'HTTP requests answered, by worker process: how the workers share the traffic', labelNames: ['worker'], registers }).labels(worker)
+    }
   }
 
   readonly response = (info: ResponseInfo): void => {
@@ -156,9 +203,16 @@ export class Metrics {
       this.#children.set(key, children)
     }
     children.requests.inc()
+    if (this.#workerRequests !== null) this.#workerRequests.inc()
     let latency = this.#routeLatency.get(route)
     if (latency === undefined) this.#routeLatency.set(route, latency = this.#latency.labels(route))
     latency.observe(info.duration / 1000)
+    if (info.cache !== '') {
+      const key = route + '\0' + info.cache
+      let c = this.#cacheChildren.get(key)
+      if (c === undefined) this.#cacheChildren.set(key, c = this.#cache.labels(route, info.cache))
+      c.inc()
+    }
     if (info.bytesIn > 0) this.#bytesIn.inc({ route }, info.bytesIn)
     if (info.bytesOut > 0) this.#bytesOut.inc({ route }, info.bytesOut)
     const target = info.target
@@ -175,6 +229,10 @@ export class Metrics {
       }
       if (info.retries > 0) this.#retries.inc({ target }, info.retries)
     }
+  }
+
+  readonly targetHealth = (event: TargetHealthEvent): void => {
+    this.#health.inc({ group: event.group, target: event.target, state: event.up ? 'up' : 'down', reason: event.reason })
   }
 
   readonly tcpSession = (info: TcpSessionInfo): void => {

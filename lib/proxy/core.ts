@@ -73,6 +73,7 @@ export class ProxyCore implements H1Host {
     this.#events = events
     this.errorCounts = previous?.errorCounts ?? new Map()
     this.healthCounts = previous?.healthCounts ?? new Map()
+    this.tlsCounts = previous?.tlsCounts ?? new Map()
     this.#resolvers = previous === null ? [] : previous.#resolvers
     // one sequence over every generation: a request of the old one still being read gets its own number
     this.#ids = previous === null ? { n: 0 } : previous.#ids
@@ -304,6 +305,22 @@ export class ProxyCore implements H1Host {
   upstreamError (error: ProxyError, target: string): void {
     this.errorCounts.set(error.code, (this.errorCounts.get(error.code) ?? 0) + 1)
     if (this.#events.listenerCount('upstreamError') > 0) this.#events.emit('upstreamError', error, target)
+  }
+
+  /**
+   * TLS handshakes rp4 terminated since the proxy started: `listener\0version\0resumed|full`
+   * when completed, `listener\0\0failed:REASON` when not (a handshake costs far more than this).
+   */
+  readonly tlsCounts: Map<string, number>
+
+  tlsHandshake (listener: string, version: string, resumed: boolean): void {
+    const key = `${listener}\0${version}\0${resumed ? 'resumed' : 'full'}`
+    this.tlsCounts.set(key, (this.tlsCounts.get(key) ?? 0) + 1)
+  }
+
+  tlsFailure (listener: string, reason: string): void {
+    const key = `${listener}\0\0failed:${reason}`
+    this.tlsCounts.set(key, (this.tlsCounts.get(key) ?? 0) + 1)
   }
 
   /** Health transitions by reason, since the proxy started. */

@@ -20,6 +20,8 @@ export interface HandshakeHost {
   /** The handshake completed: serve HTTP on the decrypted stream. */
   secured (socket: TLSSocket): void
   clientError (error: ProxyError, client: string): void
+  /** A handshake failed: `reason` is OpenSSL's (`no_shared_cipher`...), `timeout` or `aborted` (the rp4_tls_handshake_failures_total label). */
+  handshakeFailed (reason: string): void
   forget (handshake: Handshake): void
 }
 
@@ -134,15 +136,18 @@ export class Handshake implements Timed {
   }
 
   onError (err: Error): void {
+    if (!this.#done) this.#host.handshakeFailed(failureReason(err))
     this.#fail('tls_handshake_failed', `TLS handshake${this.#forName()} failed: ${describeTlsError(err)}`, err)
   }
 
   onTimeout (): void {
+    if (!this.#done) this.#host.handshakeFailed('timeout')
     this.#fail('tls_handshake_timeout', `TLS handshake${this.#forName()} not completed in time`)
   }
 
   onClose (): void {
     if (this.#done) return
+    this.#host.handshakeFailed('aborted')
     this.#fail('tls_handshake_aborted', `client closed the connection during the TLS handshake${this.#forName()}`)
   }
 
@@ -184,3 +189,14 @@ function onError (this: OwnedSocket, err: Error): void { this[kOwner].onError(er
 function onClose (this: OwnedSocket): void { this[kOwner].onClose() }
 /** The raw socket's handle now belongs to the TLSSocket, which reports its failures. */
 function ignore (): void {}
+
+/**
+ * A handshake error as a metric label: OpenSSL's reason when Node gives one
+ * (`ERR_SSL_NO_SHARED_CIPHER` → `no_shared_cipher`, an alert the client sent as
+ * `sslv3_alert_...`), a socket error's code otherwise (`econnreset`); a bounded set either way.
+ */
+export function failureReason (err: Error): string {
+  const code = (err as Error & { code?: unknown }).code
+  if (typeof code !== 'string') return 'other'
+  return code.replace(/^ERR_SSL_/, '').toLowerCase().slice(0, 64)
+}

@@ -53,6 +53,7 @@ export class TicketKeys implements Timed, TicketKeySource {
   /**
    * @param interval ms between rotations; 0: never
    * @param scheduled false: `interval` only sets the tickets' lifetime, keys change by `set` alone
+   *   (another process rotates them on that schedule: with workers, the primary)
    */
   constructor (interval: number, key: Buffer = randomBytes(TICKET_KEY_BYTES), scheduled = true) {
     this.#key = checked(key)

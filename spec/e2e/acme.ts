@@ -43,7 +43,7 @@ async function freePort (): Promise<number> {
 
 /** A child process stopped with the test; its output kept. */
 function start (t: Test, command: string, args: string[], env: NodeJS.ProcessEnv = {}): { child: ChildProcess, output: () => string } {
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } })
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RP4_WORKERS: '1', ...env } })
   let out = ''
   child.stdout!.on('data', (d: Buffer) => { out += d.toString() })
   child.stderr!.on('data', (d: Buffer) => { out += d.toString() })
@@ -271,7 +271,7 @@ t.test('CLI: --acme, --acme-email, --acme-directory, --acme-storage; a restart r
   t.equal((await served(port, 'cli.example.test'))?.fingerprint256, cert!.fingerprint256, 'the stored certificate, at once')
   await until('said so', () => /certificate for cli\.example\.test loaded from .*renewal due/.test(second.output()), 5000)
   t.notMatch(second.output(), /obtained/, 'the CA was not asked again')
-  const bad = spawn(process.execPath, [path.join(ROOT, 'dist/bin/rp4.js'), 'listen', '127.0.0.1:0', '--to', origin.target, '--acme', 'bad name!'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const bad = spawn(process.execPath, [path.join(ROOT, 'dist/bin/rp4.js'), 'listen', '127.0.0.1:0', '--to', origin.target, '--acme', 'bad name!'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RP4_WORKERS: '1' } })
   let err = ''
   bad.stderr.on('data', (d: Buffer) => { err += d.toString() })
   const [code] = await once(bad, 'exit') as [number]

@@ -10,6 +10,7 @@ import t, { type Test } from 'tap'
 import { ok, startOrigin } from '../helpers/origin.js'
 import { ROOT, checkBuilt } from '../helpers/proxy.js'
 import { Observable } from '../helpers/wait.js'
+import { ONE_PROCESS } from '../helpers/cli.js'
 
 const CLI = path.join(ROOT, 'dist/bin/rp4.js')
 
@@ -20,7 +21,7 @@ class Run extends Observable {
 
   constructor (args: string[]) {
     super()
-    this.child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
+    this.child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: ONE_PROCESS })
     this.child.stderr.on('data', (d: Buffer) => { this.stderr += d.toString(); this.changed() })
     this.child.on('exit', () => { this.exited = true; this.changed() })
   }

@@ -10,6 +10,7 @@ import path from 'node:path'
 import { gunzipSync } from 'node:zlib'
 import t, { type Test } from 'tap'
 import { exchange } from '../helpers/client.js'
+import { ONE_PROCESS } from '../helpers/cli.js'
 import { header } from '../helpers/framing.js'
 import { ok, startOrigin } from '../helpers/origin.js'
 import { ROOT, checkBuilt } from '../helpers/proxy.js'
@@ -18,7 +19,7 @@ import { poll } from '../helpers/wait.js'
 const CLI = path.join(ROOT, 'dist/bin/rp4.js')
 
 async function listen (t: Test, args: string[]): Promise<number> {
-  const child: ChildProcess = spawn(process.execPath, [CLI, 'listen', '127.0.0.1:0', ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const child: ChildProcess = spawn(process.execPath, [CLI, 'listen', '127.0.0.1:0', ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: ONE_PROCESS })
   let stderr = ''
   let exited = false
   child.stderr!.on('data', (d: Buffer) => { stderr += d.toString() })

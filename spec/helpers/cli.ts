@@ -12,6 +12,9 @@ import { Observable } from './wait.js'
 export const CLI = path.join(ROOT, 'dist/bin/rp4.js')
 export const VERSION = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version
 
+/** The environment of the specs' rp4: workers: auto means one process (as on a one-core machine). */
+export const ONE_PROCESS: NodeJS.ProcessEnv = { ...process.env, RP4_WORKERS: process.env.RP4_WORKERS ?? '1' }
+
 export class Run extends Observable {
   readonly child: ChildProcess
   stdout = ''
@@ -20,8 +23,12 @@ export class Run extends Observable {
   signal: NodeJS.Signals | null = null
   done = false
 
-  /** @param openFiles run under this open-file limit (`ulimit -n`, soft and hard) */
-  constructor (args: string[], openFiles?: number, env: NodeJS.ProcessEnv = process.env) {
+  /**
+   * @param openFiles run under this open-file limit (`ulimit -n`, soft and hard)
+   * @param env one process unless it says otherwise (RP4_WORKERS, the default of `workers`):
+   *   the specs of workers (e2e/workers.ts) ask for them
+   */
+  constructor (args: string[], openFiles?: number, env: NodeJS.ProcessEnv = ONE_PROCESS) {
     super()
     this.child = openFiles === undefined
       ? spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env })
