@@ -10,7 +10,8 @@ function recorder (onHeadResult: (head: MessageHead) => number = () => HeadersRe
   const messages: Message[] = []
   const sink: MessageSink = {
     onHead (head) {
-      messages.push({ head, body: Buffer.alloc(0), complete: false })
+      // the parser reuses its head object for the next message: a sink copies what it keeps
+      messages.push({ head: { ...head }, body: Buffer.alloc(0), complete: false })
       return onHeadResult(head)
     },
     onBody (body) {
