@@ -222,12 +222,14 @@ export const RedirectStatus = Type.Union([301, 302, 303, 307, 308].map(v => Type
 export const RespondStatus = count({ description: 'the status code', default: 200, min: 200, max: 599 })
 
 /**
- * The policy of a group that names none. The issue makes P2C the HTTP default if it measures best
- * (`node dist/perf/balance.js`); switching is this line: flags, `--help`, the README tables and the
- * policy table's "(default)" (checked by spec/config/balancing-example.ts) follow, and the specs
- * that count on an order name their policy.
+ * The policy of a group that names none: P2C over outstanding requests blended with each target's
+ * response-time average, chosen by measurement (`node dist/perf/balance.js --duration 5`, perf/README):
+ * with one slow backend of three it led round robin, least-conn, plain P2C, nginx least_conn and
+ * HAProxy leastconn (req/s and p99); with one failing it let no error through, as every policy
+ * does with retries. Flags, `--help`, the README tables and the policy table's "(default)"
+ * (spec/config/balancing-example.ts) follow this line; specs that count on an order name their policy.
  */
-export const DEFAULT_BALANCE = 'round-robin'
+export const DEFAULT_BALANCE = 'p2c-latency'
 
 export const Balance = text('balance', {
   description: 'how a backend is picked: `round-robin` (smooth, weighted), `least-conn` (fewest requests or connections in flight per weight), `p2c` (the less loaded of two at random; `p2c-latency` weighs in response times), `hash:ip`, `hash:uri`, `hash:header:NAME`, `hash:cookie:NAME` (consistent hashing with bounded loads; a request without the key goes round robin)',
