@@ -32,14 +32,14 @@ function problems (run: () => unknown): string[] {
   return []
 }
 
-t.test('auto: one per core, or RP4_WORKERS; a number as given; round-robin by default', async t => {
+t.test('auto: one per core, or RP4_WORKERS; a number as given; the kernel spreads connections by default', async t => {
   t.equal(withEnv(undefined, () => buildModel(BASE).workers), os.availableParallelism())
   t.equal(withEnv(undefined, () => buildModel({ ...BASE, workers: 'auto' }).workers), os.availableParallelism())
   t.equal(withEnv('3', () => buildModel(BASE).workers), 3)
   t.equal(withEnv('auto', () => buildModel(BASE).workers), os.availableParallelism())
   t.equal(withEnv('3', () => buildModel({ ...BASE, workers: 5 }).workers), 5, 'the file wins over the environment')
-  t.equal(buildModel(BASE).workerScheduling, 'round-robin')
-  t.equal(buildModel({ ...BASE, workerScheduling: 'kernel' }).workerScheduling, 'kernel')
+  t.equal(buildModel(BASE).workerScheduling, 'kernel')
+  t.equal(buildModel({ ...BASE, workerScheduling: 'round-robin' }).workerScheduling, 'round-robin')
 })
 
 t.test('refused: 0, 1025, a fraction, a word, a bad RP4_WORKERS, an unknown policy', async t => {

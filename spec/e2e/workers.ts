@@ -53,10 +53,21 @@ function metric (text: string, line: string): number | null {
   return m === null ? null : Number(m[1])
 }
 
+t.test('the default scheduling: the workers accept on the shared socket and the kernel spreads connections', { skip: !linux && 'reads /proc' }, async t => {
+  if (!checkBuilt(t, 'dist/bin/rp4.js')) return
+  const origin = await startOrigin(t, () => ok('served'))
+  const r = run(t, ['listen', '127.0.0.1:0', '--to', origin.target, '--workers', '2'], undefined, ENV)
+  const { port } = await r.listening(20_000)
+  t.match(r.stderr, /; 2 workers \(the kernel spreading connections\)/)
+  t.equal(workerPids(r.child.pid!).length, 2, 'two worker processes')
+  for (let i = 0; i < 10; i++) t.match(await get(port), /\r\n\r\nserved$/)
+  t.equal(origin.requests.length, 10)
+})
+
 t.test('--workers 2: one port, both workers reached, /metrics summed over them with per-worker counts; no worker shows to clients', { skip: !linux && 'reads /proc' }, async t => {
   if (!checkBuilt(t, 'dist/bin/rp4.js')) return
   const origin = await startOrigin(t, () => ok('served'))
-  const r = run(t, ['listen', '127.0.0.1:0', '--to', origin.target, '--workers', '2', '--admin', '0'], undefined, ENV)
+  const r = run(t, ['listen', '127.0.0.1:0', '--to', origin.target, '--workers', '2', '--worker-scheduling', 'round-robin', '--admin', '0'], undefined, ENV)
   const { port } = await r.listening(20_000)
   t.match(r.stderr, /; 2 workers \(round-robin\); admin endpoint on 127\.0\.0\.1:\d+\n/)
   t.equal(workerPids(r.child.pid!).length, 2, 'two worker processes')
@@ -87,7 +98,7 @@ t.test('--workers 2: one port, both workers reached, /metrics summed over them w
 t.test('a worker killed with SIGKILL is started again, and traffic goes on meanwhile', { skip: !linux && 'reads /proc' }, async t => {
   if (!checkBuilt(t, 'dist/bin/rp4.js')) return
   const origin = await startOrigin(t, () => ok('served'))
-  const r = run(t, ['listen', '127.0.0.1:0', '--to', origin.target, '--workers', '2', '--admin', '0'], undefined, ENV)
+  const r = run(t, ['listen', '127.0.0.1:0', '--to', origin.target, '--workers', '2', '--worker-scheduling', 'round-robin', '--admin', '0'], undefined, ENV)
   const { port } = await r.listening(20_000)
   const admin = adminPort(r)
   const before = workerPids(r.child.pid!)
@@ -121,7 +132,7 @@ t.test('a worker that cannot start stops rp4 with its reason: an address in use 
   await new Promise<void>(resolve => taken.listen(0, '127.0.0.1', resolve))
   t.teardown(() => taken.close())
   const busy = (taken.address() as net.AddressInfo).port
-  const inUse = await run(t, ['listen', `127.0.0.1:${busy}`, '--to', '127.0.0.1:1', '--workers', '2'], undefined, ENV).finished(20_000)
+  const inUse = await run(t, ['listen', `127.0.0.1:${busy}`, '--to', '127.0.0.1:1', '--workers', '2', '--worker-scheduling', 'round-robin'], undefined, ENV).finished(20_000)
   t.equal(inUse.exit, 1)
   t.match(inUse.stderr, new RegExp(`rp4: worker \\d could not start:\\nrp4: cannot listen on 127\\.0\\.0\\.1:${busy}: address already in use`))
   t.notMatch(inUse.stderr, /starting it again/, 'not restarted')
@@ -132,7 +143,7 @@ t.test('a worker that cannot start stops rp4 with its reason: an address in use 
   const crash = path.join(dir, 'crash.cjs')
   writeFileSync(crash, 'if (process.env.RP4_WORKER !== undefined) { process.stderr.write("boom: worker cannot start\\n"); process.exit(3) }\n')
   const started = Date.now()
-  const crashing = await run(t, ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--workers', '2'], undefined, { ...ENV, NODE_OPTIONS: `--require ${crash}` }).finished(20_000)
+  const crashing = await run(t, ['listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--workers', '2', '--worker-scheduling', 'round-robin'], undefined, { ...ENV, NODE_OPTIONS: `--require ${crash}` }).finished(20_000)
   t.equal(crashing.exit, 1)
   t.match(crashing.stderr, /boom: worker cannot start\n/)
   t.match(crashing.stderr, /rp4: worker \d died before it was serving \(exit code 3\)\n/)
@@ -148,7 +159,7 @@ t.test('workers dying 5 times within 30s: a crash loop stops rp4 (exit 1) naming
   const crash = path.join(dir, 'crash.cjs')
   // workers start fine until the marker exists; from then on each new one dies at once
   writeFileSync(crash, `if (process.env.RP4_WORKER !== undefined && require('node:fs').existsSync(${JSON.stringify(marker)})) { process.stderr.write("boom\\n"); process.exit(3) }\n`)
-  const r = run(t, ['listen', '127.0.0.1:0', '--to', origin.target, '--workers', '2'], undefined, { ...ENV, NODE_OPTIONS: `--require ${crash}` })
+  const r = run(t, ['listen', '127.0.0.1:0', '--to', origin.target, '--workers', '2', '--worker-scheduling', 'round-robin'], undefined, { ...ENV, NODE_OPTIONS: `--require ${crash}` })
   const { port } = await r.listening(20_000)
   t.match(await get(port), /\r\n\r\nserved$/)
   writeFileSync(marker, '')
@@ -229,7 +240,7 @@ t.test('TLS with workers: a session ticket from one worker resumes at the other 
   const certs = await makeCertificates(t)
   const pair = await certs.issue('site', ['a.test'])
   const ca = readFileSync(certs.ca.cert)
-  const r = run(t, ['listen', '127.0.0.1:0', '--to', origin.target, '--workers', '2', '--cert', pair.cert, '--key', pair.key], undefined, ENV)
+  const r = run(t, ['listen', '127.0.0.1:0', '--to', origin.target, '--workers', '2', '--worker-scheduling', 'round-robin', '--cert', pair.cert, '--key', pair.key], undefined, ENV)
   const { port } = await r.listening(20_000)
   for (const maxVersion of ['TLSv1.2', 'TLSv1.3'] as const) {
     const first = tls.connect({ host: '127.0.0.1', port, servername: 'a.test', ca, maxVersion })
@@ -260,7 +271,7 @@ t.test('workers share one access log file (whole lines from both), reopened on S
   const dir = mkdtempSync(path.join(tmpdir(), 'rp4-workers-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const file = path.join(dir, 'access.log')
-  const r = run(t, ['listen', '127.0.0.1:0', '--to', origin.target, '--workers', '2', '--admin', '0', '--access-log', file, '--log-format', 'json'], undefined, ENV)
+  const r = run(t, ['listen', '127.0.0.1:0', '--to', origin.target, '--workers', '2', '--worker-scheduling', 'round-robin', '--admin', '0', '--access-log', file, '--log-format', 'json'], undefined, ENV)
   const { port } = await r.listening(20_000)
   const admin = adminPort(r)
   const read = (name: string): string => { try { return readFileSync(name, 'utf8') } catch { return '' } }
