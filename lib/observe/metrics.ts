@@ -4,9 +4,10 @@
  *
  * - Per request, from the `response` and `tcpSession` events: request counts by route, method
  *   and status class, latency histograms (whole request, upstream first byte, upstream connect),
- *   body bytes both ways, retries. The label children are looked up once per distinct label set
- *   and kept (`#requests`, `#latency`), so a request costs a Map lookup and a few additions, not
- *   prom-client's label hashing.
+ *   body bytes both ways, retries. They are plain numbers in cells looked up once per distinct
+ *   label set (series.ts), so a request costs a Map lookup and a few additions; prom-client reads
+ *   them at scrape time (its own Counter and Histogram hash their labels on every update: +39%
+ *   CPU per small request, measured with `node dist/perf/run.js --metrics-cost 3`).
  * - At scrape time, from the proxy's own counters (`collect`): connections open on both sides,
  *   idle and open upstream connections and pool waits per target, target health, refusals and
  *   failures by error code (rate limits, access lists, caps, TLS handshakes among them), access
@@ -24,6 +25,7 @@
  * requests spread over the workers.
  */
 import client from 'prom-client'
+import { CounterFamily, HistogramFamily, MAX_SERIES, type CounterCell, type HistogramCell } from './series.js'
 import type { ResponseInfo, TargetHealthEvent, TcpSessionInfo } from '../core/events.js'
 
 /** What the metrics read at scrape time: the proxy's `stats()` and more. */
@@ -52,41 +54,53 @@ function statusClass (status: number): string {
   return CLASSES[Math.min(5, Math.floor(status / 100))] ?? '0xx'
 }
 
-interface RouteChildren {
-  requests: client.Counter.Internal
+/** A route's series for one method and status class, and the route's own. */
+interface RouteCells {
+  requests: CounterCell
+  latency: HistogramCell
+  bytesIn: CounterCell
+  bytesOut: CounterCell
+  /** The requests family's generation the cells belong to: after it started again empty, they are looked up anew. */
+  generation: number
+}
+
+interface TargetCells {
+  firstByte: HistogramCell
+  connect: HistogramCell
+  retries: CounterCell
 }
 
 export class Metrics {
   readonly registry = new client.Registry()
-  readonly #requests: client.Counter<'route' | 'method' | 'status'>
-  readonly #latency: client.Histogram<'route'>
-  readonly #firstByte: client.Histogram<'target'>
-  readonly #connect: client.Histogram<'target'>
-  readonly #bytesIn: client.Counter<'route'>
-  readonly #bytesOut: client.Counter<'route'>
-  readonly #retries: client.Counter<'target'>
+  readonly #requests: CounterFamily
+  readonly #latency: HistogramFamily
+  readonly #firstByte: HistogramFamily
+  readonly #connect: HistogramFamily
+  readonly #bytesIn: CounterFamily
+  readonly #bytesOut: CounterFamily
+  readonly #retries: CounterFamily
   readonly #tcpSessions: client.Counter<'listener'>
-  readonly #children = new Map<string, RouteChildren>()
-  readonly #routeLatency = new Map<string, client.Histogram.Internal<'route'>>()
-  readonly #targetFirstByte = new Map<string, client.Histogram.Internal<'target'>>()
-  readonly #targetConnect = new Map<string, client.Histogram.Internal<'target'>>()
+  /** By route, method and status class: what a response adds to. */
+  readonly #routeCells = new Map<string, Map<string, Array<RouteCells | undefined>>>()
+  readonly #targetCells = new Map<string, TargetCells>()
 
-  readonly #workerRequests: client.Counter.Internal | null = null
-  readonly #cache: client.Counter<'route' | 'result'>
-  readonly #cacheChildren = new Map<string, client.Counter.Internal>()
+  readonly #workerRequests: CounterCell | null = null
+  readonly #cache: CounterFamily
+  readonly #cacheCells = new Map<string, CounterCell>()
   readonly #health: client.Counter<'group' | 'target' | 'state' | 'reason'>
 
   /** @param worker this process's worker number under workers (a label on process metrics); null: a single process */
   constructor (source: MetricsSource, worker: string | null = null) {
     const registers = [this.registry]
-    this.#requests = new client.Counter({ name: 'rp4_requests_total', help: 'HTTP requests answered, by route, method and status class', labelNames: ['route', 'method', 'status'], registers })
-    this.#latency = new client.Histogram({ name: 'rp4_request_duration_seconds', help: 'from the request head to the end of the response', labelNames: ['route'], buckets: LATENCY_BUCKETS, registers })
-    this.#firstByte = new client.Histogram({ name: 'rp4_upstream_first_byte_seconds', help: 'from the request dispatched to the backend\'s response head', labelNames: ['target'], buckets: LATENCY_BUCKETS, registers })
-    this.#connect = new client.Histogram({ name: 'rp4_upstream_connect_seconds', help: 'from the request dispatched to a backend connection ready for it (pool wait and connect)', labelNames: ['target'], buckets: LATENCY_BUCKETS, registers })
-    this.#bytesIn = new client.Counter({ name: 'rp4_request_body_bytes_total', help: 'request body bytes read from clients', labelNames: ['route'], registers })
-    this.#bytesOut = new client.Counter({ name: 'rp4_response_body_bytes_total', help: 'response body bytes sent to clients', labelNames: ['route'], registers })
-    this.#retries = new client.Counter({ name: 'rp4_upstream_retries_total', help: 'tries beyond the first (failover, retry on a fresh connection), by the target that answered', labelNames: ['target'], registers })
-    this.#cache = new client.Counter({ name: 'rp4_cache_requests_total', help: 'requests through a route\'s cache, by what it did: hit, stale (served stale), revalidated (a 304 from the backend refreshed it), miss', labelNames: ['route', 'result'], registers })
+    const registry = this.registry
+    this.#requests = new CounterFamily('rp4_requests_total', 'HTTP requests answered, by route, method and status class', registry)
+    this.#latency = new HistogramFamily('rp4_request_duration_seconds', 'from the request head to the end of the response', registry, LATENCY_BUCKETS)
+    this.#firstByte = new HistogramFamily('rp4_upstream_first_byte_seconds', 'from the request dispatched to the backend\'s response head', registry, LATENCY_BUCKETS)
+    this.#connect = new HistogramFamily('rp4_upstream_connect_seconds', 'from the request dispatched to a backend connection ready for it (pool wait and connect)', registry, LATENCY_BUCKETS)
+    this.#bytesIn = new CounterFamily('rp4_request_body_bytes_total', 'request body bytes read from clients', registry)
+    this.#bytesOut = new CounterFamily('rp4_response_body_bytes_total', 'response body bytes sent to clients', registry)
+    this.#retries = new CounterFamily('rp4_upstream_retries_total', 'tries beyond the first (failover, retry on a fresh connection), by the target that answered', registry)
+    this.#cache = new CounterFamily('rp4_cache_requests_total', 'requests through a route\'s cache, by what it did: hit, stale (served stale), revalidated (a 304 from the backend refreshed it), miss', registry)
     this.#health = new client.Counter({ name: 'rp4_upstream_health_changes_total', help: 'targets taken out of rotation (state down) and put back (up), by reason: connect_failed, check_failed, outlier ejections, ...', labelNames: ['group', 'target', 'state', 'reason'], registers })
     this.#tcpSessions = new client.Counter({ name: 'rp4_tcp_sessions_total', help: 'relayed TCP connections closed, by listener', labelNames: ['listener'], registers })
 
@@ -187,47 +201,62 @@ export class Metrics {
     })
     client.collectDefaultMetrics({ register: this.registry, prefix: 'rp4_', labels: worker === null ? undefined : { worker } })
     if (worker !== null) {
-      this.#workerRequests = new client.Counter({ name: 'rp4_worker_requests_total', help: 'HTTP requests answered, by worker process: how the workers share the traffic', labelNames: ['worker'], registers }).labels(worker)
+      this.#workerRequests = new CounterFamily('rp4_worker_requests_total', 'HTTP requests answered, by worker process: how the workers share the traffic', registry).cell(worker, { worker })
     }
   }
 
   readonly response = (info: ResponseInfo): void => {
     const route = info.route === '' ? '-' : info.route
     const method = methodLabel(info.method)
-    const key = route + '\0' + method + '\0' + String(Math.floor(info.status / 100))
-    let children = this.#children.get(key)
-    if (children === undefined) {
-      // bounded: a client choosing methods must not grow this without end
-      if (this.#children.size > 10_000) this.#children.clear()
-      children = { requests: this.#requests.labels(route, method, statusClass(info.status)) }
-      this.#children.set(key, children)
+    const status = Math.min(5, Math.floor(info.status / 100))
+    // route, then method, then status class: found without building a key string per request
+    let byMethod = this.#routeCells.get(route)
+    if (byMethod === undefined) {
+      // bounded: a client choosing methods must not grow this without end (the families are too)
+      if (this.#routeCells.size >= MAX_SERIES) this.#routeCells.clear()
+      this.#routeCells.set(route, byMethod = new Map())
     }
-    children.requests.inc()
-    if (this.#workerRequests !== null) this.#workerRequests.inc()
-    let latency = this.#routeLatency.get(route)
-    if (latency === undefined) this.#routeLatency.set(route, latency = this.#latency.labels(route))
-    latency.observe(info.duration / 1000)
+    let byStatus = byMethod.get(method)
+    if (byStatus === undefined) byMethod.set(method, byStatus = [])
+    let cells = byStatus[status]
+    if (cells === undefined || cells.generation !== this.#requests.generation) {
+      const key = route + '\0' + method + '\0' + String(status)
+      const labels = { route }
+      cells = {
+        requests: this.#requests.cell(key, { route, method, status: statusClass(info.status) }),
+        latency: this.#latency.cell(route, labels),
+        bytesIn: this.#bytesIn.cell(route, labels),
+        bytesOut: this.#bytesOut.cell(route, labels),
+        generation: this.#requests.generation,
+      }
+      byStatus[status] = cells
+    }
+    cells.requests.value++
+    if (this.#workerRequests !== null) this.#workerRequests.value++
+    this.#latency.observe(cells.latency, info.duration / 1000)
     if (info.cache !== '') {
       const key = route + '\0' + info.cache
-      let c = this.#cacheChildren.get(key)
-      if (c === undefined) this.#cacheChildren.set(key, c = this.#cache.labels(route, info.cache))
-      c.inc()
+      let c = this.#cacheCells.get(key)
+      if (c === undefined) {
+        if (this.#cacheCells.size >= MAX_SERIES) this.#cacheCells.clear()
+        this.#cacheCells.set(key, c = this.#cache.cell(key, { route, result: info.cache }))
+      }
+      c.value++
     }
-    if (info.bytesIn > 0) this.#bytesIn.inc({ route }, info.bytesIn)
-    if (info.bytesOut > 0) this.#bytesOut.inc({ route }, info.bytesOut)
+    cells.bytesIn.value += info.bytesIn
+    cells.bytesOut.value += info.bytesOut
     const target = info.target
     if (target !== '') {
-      if (info.upstreamFirstByte >= 0) {
-        let h = this.#targetFirstByte.get(target)
-        if (h === undefined) this.#targetFirstByte.set(target, h = this.#firstByte.labels(target))
-        h.observe(info.upstreamFirstByte / 1000)
+      let t = this.#targetCells.get(target)
+      if (t === undefined) {
+        if (this.#targetCells.size >= MAX_SERIES) this.#targetCells.clear()
+        const labels = { target }
+        t = { firstByte: this.#firstByte.cell(target, labels), connect: this.#connect.cell(target, labels), retries: this.#retries.cell(target, labels) }
+        this.#targetCells.set(target, t)
       }
-      if (info.upstreamConnect >= 0) {
-        let h = this.#targetConnect.get(target)
-        if (h === undefined) this.#targetConnect.set(target, h = this.#connect.labels(target))
-        h.observe(info.upstreamConnect / 1000)
-      }
-      if (info.retries > 0) this.#retries.inc({ target }, info.retries)
+      if (info.upstreamFirstByte >= 0) this.#firstByte.observe(t.firstByte, info.upstreamFirstByte / 1000)
+      if (info.upstreamConnect >= 0) this.#connect.observe(t.connect, info.upstreamConnect / 1000)
+      t.retries.value += info.retries
     }
   }
 

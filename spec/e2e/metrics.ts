@@ -101,7 +101,7 @@ t.test('rp4_upstream_health_changes_total per target and reason; rp4_upstream_gr
   const { port, metrics } = await start(t, {
     listeners: [{ listen: '127.0.0.1:0' }],
     routes: [{ proxy: 'web' }],
-    upstreams: { web: { targets: [`127.0.0.1:${down}`, origin.target], retries: { count: 1, on: [503] } } },
+    upstreams: { web: { policy: 'round-robin', targets: [`127.0.0.1:${down}`, origin.target], retries: { count: 1, on: [503] } } },
   })
   for (let i = 0; i < 2; i++) await exchange(port, 'GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n', { responses: 1 })
   await exchange(port, 'GET /flaky HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n', { responses: 1 })
