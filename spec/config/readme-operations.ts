@@ -28,7 +28,7 @@ const expected: Record<string, (model: Model, dir: string) => Array<[unknown, un
     [model.listeners[0].acceptProxy?.from.length, 1],
     [model.upstreams.get('app')?.sendProxy, 'v2'],
   ],
-  '# workers: processes serving one configuration': model => [[model.workers, 4], [model.workerScheduling, 'round-robin']],
+  '# workers: processes serving one configuration': model => [[model.workers, 4], [model.workerScheduling, 'kernel']],
   '# drainTimeout: how long SIGTERM waits': model => [[model.drainTimeout, 30_000], [model.drainDelay, 2000], [model.accessLog, null]],
 }
 

@@ -261,7 +261,7 @@ t.test('CLI: --acme, --acme-email, --acme-directory, --acme-storage; a restart r
     '--acme-email', 'ops@example.test', '--acme-directory', pebble.directory, '--acme-storage', storage]
   const env = { NODE_EXTRA_CA_CERTS: pebbleCert }
   const first = start(t, process.execPath, args, env)
-  await until('issued through the CLI', async () => issuedByPebble(await served(port, 'cli.example.test'), 'cli.example.test'), 30_000)
+  await until('issued through the CLI', async () => issuedByPebble(await served(port, 'cli.example.test'), 'cli.example.test'), 60_000)
   const cert = await served(port, 'cli.example.test')
   t.match(first.output(), /certificate for cli\.example\.test obtained/)
   first.child.kill('SIGTERM')
