@@ -274,8 +274,8 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
     return this.#admin?.address() ?? null
   }
 
-  /** Every target of every upstream group: weight, health, connections, requests waiting for one. */
-  upstreams (): Array<{ group: string, target: string, weight: number, open: number, idle: number, waiting: number, up: boolean }> {
+  /** Every target of every upstream group: weight, health, connections, requests waiting for one now and that waited since its pool began. */
+  upstreams (): Array<{ group: string, target: string, weight: number, open: number, idle: number, waiting: number, waits: number, up: boolean }> {
     return [...this.#core.groups.values()].flatMap(group => group.health().map(h => ({ group: group.settings.name, ...h })))
   }
 

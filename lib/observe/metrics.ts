@@ -41,7 +41,7 @@ export interface MetricsSource {
     caches: Array<{ route: string, entries: number, bytes: number }>
     tls: { handshakes: Array<{ listener: string, version: string, resumed: boolean, count: number }>, failures: Array<{ listener: string, reason: string, count: number }> }
   }
-  upstreams (): Array<{ group: string, target: string, weight: number, open: number, idle: number, waiting: number, up: boolean }>
+  upstreams (): Array<{ group: string, target: string, weight: number, open: number, idle: number, waiting: number, waits: number, up: boolean }>
   readonly ready: boolean
 }
 
@@ -122,6 +122,17 @@ export class Metrics {
     })
     gauge('rp4_upstream_pool_waiting', 'requests waiting for a backend connection, per target', ['group', 'target'], g => {
       for (const u of source.upstreams()) g.set({ group: u.group, target: u.target }, u.waiting)
+    })
+    // eslint-disable-next-line no-new
+    new client.Counter({
+      name: 'rp4_upstream_pool_waits_total',
+      help: 'requests that waited in a target\'s queue for a backend connection (all its connections busy, at upstream.maxConnections)',
+      labelNames: ['group', 'target'],
+      registers,
+      collect () {
+        this.reset()
+        for (const u of source.upstreams()) this.inc({ group: u.group, target: u.target }, u.waits)
+      },
     })
     gauge('rp4_upstream_up', 'a target is tried (1) or skipped after a failed connect (0)', ['group', 'target'], g => {
       for (const u of source.upstreams()) g.set({ group: u.group, target: u.target }, u.up ? 1 : 0)

@@ -347,7 +347,7 @@ export class Group implements TargetGroup, DispatchOwner, DiscoveredGroup {
   }
 
   /** Per target: `stats()`, requests waiting in its pool, and whether it is skipped after a failed connect. */
-  health (): Array<{ target: string, weight: number, open: number, idle: number, waiting: number, up: boolean }> {
+  health (): Array<{ target: string, weight: number, open: number, idle: number, waiting: number, waits: number, up: boolean }> {
     // targets discovery dropped (or a name standing for its answer) are no longer the group's
     return this.targets.filter(t => !this.balancer.isRemoved(t.index)).map(t => ({
       target: t.authority,
@@ -355,6 +355,7 @@ export class Group implements TargetGroup, DispatchOwner, DiscoveredGroup {
       open: t.hasPool ? t.pool.openCount : 0,
       idle: t.hasPool ? t.pool.idleCount : 0,
       waiting: t.hasPool ? t.pool.waitingCount : 0,
+      waits: t.hasPool ? t.pool.waits : 0,
       up: !this.balancer.isDown(t.index),
     }))
   }

@@ -31,6 +31,8 @@ export class Pool implements ConnectionPool {
   get idleCount (): number { return this.#idle.length }
   /** Requests waiting for a connection. */
   get waitingCount (): number { return this.#waiting.length - this.#waitingHead }
+  /** Requests that had to wait in the queue for a connection, since this pool began. */
+  waits = 0
   get pipelining (): number { return this.#pipelining }
 
   /**
@@ -77,6 +79,7 @@ export class Pool implements ConnectionPool {
       return
     }
     request.dispatchState.waitingIn = this
+    this.waits++
     this.#waiting.push(request)
   }
 

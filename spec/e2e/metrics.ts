@@ -94,6 +94,21 @@ t.test('rp4_tls_handshakes_total by version and session; rp4_tls_handshake_failu
   for (const [series, n] of expected) t.equal(value(text, series), n, series)
 })
 
+t.test('rp4_upstream_pool_waits_total: requests that waited for a busy target\'s only connection', async t => {
+  const origin = await startOrigin(t, request => request.url === '/slow' ? { bytes: ok('slow'), delay: 1000 } : ok('fast'))
+  const { port, metrics } = await start(t, { listen: '127.0.0.1:0', targets: [origin.target], upstream: { maxConnections: 1 } })
+  await exchange(port, 'GET /fast HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n', { responses: 1 })
+  t.equal(value(await metrics(), `rp4_upstream_pool_waits_total{group="default",target="${origin.target}"}`), 0, 'one at a time: none waited')
+  const get = async (path: string): Promise<string | undefined> =>
+    (await exchange(port, `GET ${path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n`, { responses: 1 })).responses[0]?.body.toString()
+  const slow = get('/slow')
+  await origin.until(() => origin.requests.some(q => q.url === '/slow'), 5000, 'the slow request at the origin')
+  // the next two find the only connection busy with the slow one
+  const answers = await Promise.all([slow, get('/fast'), get('/fast')])
+  t.same(answers, ['slow', 'fast', 'fast'])
+  t.equal(value(await metrics(), `rp4_upstream_pool_waits_total{group="default",target="${origin.target}"}`), 2)
+})
+
 t.test('rp4_upstream_health_changes_total per target and reason; rp4_upstream_group_events_total retries', async t => {
   let flaky = 0
   const origin = await startOrigin(t, request => request.url === '/flaky' && ++flaky === 1 ? 'HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n' : ok('fine'))
