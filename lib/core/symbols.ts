@@ -13,8 +13,17 @@ export interface Peer { ip: string, port: number }
 export function peerOf (socket: import('node:net').Socket): Peer {
   const carried = (socket as unknown as { [kPeer]?: Peer })[kPeer]
   if (carried !== undefined) return carried
-  const address = socket.remoteAddress ?? ''
-  return { ip: address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address, port: socket.remotePort ?? 0 }
+  return { ip: unmapped(socket.remoteAddress ?? ''), port: socket.remotePort ?? 0 }
+}
+
+/** The address and port the client reached (IPv4-mapped IPv6 as IPv4): a PROXY header's destination. */
+export function localOf (socket: import('node:net').Socket): Peer {
+  return { ip: unmapped(socket.localAddress ?? ''), port: socket.localPort ?? 0 }
+}
+
+/** `::ffff:192.0.2.1` (an IPv4 client on a dual-stack socket) → `192.0.2.1`; others as they are. */
+function unmapped (address: string): string {
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address
 }
 
 /** `IP:PORT`, `[IPv6]:PORT`. */

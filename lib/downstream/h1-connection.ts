@@ -8,7 +8,7 @@ import type { Socket } from 'node:net'
 import { clock, type Timed } from '../core/clock.js'
 import { beginBatch, endBatch, flush, send, sendEnd, type WriteOwner } from '../core/batch.js'
 import { ProxyError } from '../core/errors.js'
-import { kOwner, peerLabel, peerOf } from '../core/symbols.js'
+import { kOwner, localOf, peerLabel, peerOf } from '../core/symbols.js'
 import { CB_OK, CB_PAUSE, Errno, ParserType } from '../http1/llhttp.js'
 import { HttpParser, LimitError, type MessageSink } from '../http1/parser.js'
 import type { MessageHead } from '../http1/head.js'
@@ -109,12 +109,7 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
   get label (): string { return this.client.label }
 
   addresses (): Readonly<{ source: Readonly<{ ip: string, port: number }>, destination: Readonly<{ ip: string, port: number }> }> {
-    const socket = this.socket
-    const local = socket.localAddress ?? ''
-    return {
-      source: peerOf(socket),
-      destination: { ip: local.startsWith('::ffff:') && local.includes('.') ? local.slice(7) : local, port: socket.localPort ?? 0 },
-    }
+    return { source: peerOf(this.socket), destination: localOf(this.socket) }
   }
 
   tlsInfo (): Readonly<{ version: string, sni: string, alpn: string }> {

@@ -10,7 +10,7 @@
 import net, { type Socket } from 'node:net'
 import { clock, type Timed } from '../core/clock.js'
 import { ProxyError } from '../core/errors.js'
-import { kOwner, peerOf } from '../core/symbols.js'
+import { kOwner, localOf, peerOf } from '../core/symbols.js'
 import { encodeProxyHeader } from '../http/proxy-header.js'
 import { relay, type Relay } from './relay.js'
 import type { Group } from '../upstream/group.js'
@@ -102,9 +102,7 @@ export class Passthrough implements Timed {
     client.removeListener('close', onClientClose)
     const version = this.#group.settings.sendProxy
     if (version !== null) {
-      const local = client.localAddress ?? ''
-      const destination = { ip: local.startsWith('::ffff:') && local.includes('.') ? local.slice(7) : local, port: client.localPort ?? 0 }
-      upstream.write(encodeProxyHeader(version === 'v1' ? 1 : 2, peerOf(client), destination, { authority: this.sni }))
+      upstream.write(encodeProxyHeader(version === 'v1' ? 1 : 2, peerOf(client), localOf(client), { authority: this.sni }))
     }
     if (this.#initial !== null) upstream.write(this.#initial)
     const r = relay(client, upstream, this.#host.idleTimeout)
