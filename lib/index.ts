@@ -143,8 +143,9 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
     }
     this.#openAccessLog(model)
     if (model.admin !== null || worker !== undefined) {
+      // the cores tell it of each request themselves (they read `metrics` as a RequestMeter): no
+      // event record is built for it
       const metrics = this.metrics = new Metrics(this, worker?.id ?? null)
-      this.on('response', metrics.response)
       this.on('tcpSession', metrics.tcpSession)
       this.on('targetHealth', metrics.targetHealth)
       if (worker === undefined) this.#admin = new AdminEndpoint(this, model.admin!, metrics)

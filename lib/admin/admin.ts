@@ -95,7 +95,8 @@ export class AdminEndpoint {
       // an admin request is small and quick: nothing here waits long for a slow client
       http: { maxHeaderSize: '16k', timeouts: { requestHead: '5s', clientIdle: '30s', requestBody: '5s' } },
     }, { filters: ['admin'] })
-    this.#core = new ProxyCore(config, new TypedEmitter<ProxyEvents>(), new Map([['admin', filter]]))
+    // the admin listener's own requests are neither metered nor logged
+    this.#core = new ProxyCore(config, Object.assign(new TypedEmitter<ProxyEvents>(), { metrics: null }), new Map([['admin', filter]]))
     this.#listener = new Listener(this.#core, config.listeners[0], { onCertificates: () => {} })
   }
 

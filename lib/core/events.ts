@@ -51,6 +51,32 @@ export interface ResponseInfo extends RequestInfo {
   sni: string
 }
 
+/**
+ * A finished request's figures as the session holds them, read in place by a request meter (the
+ * metrics): nothing is built per request for it, unlike the `response` event's record.
+ */
+export interface RequestFigures {
+  readonly route: string
+  readonly status: number
+  /** The backend that answered, `HOST:PORT`; null when none was chosen. */
+  readonly target: string | null
+  readonly bytesIn: number
+  readonly bytesOut: number
+  readonly upstreamConnect: number
+  readonly upstreamFirstByte: number
+  readonly retries: number
+}
+
+/** Told of every finished HTTP request, before the `response` event and whether or not anybody listens to it. */
+export interface RequestMeter {
+  /**
+   * @param method the request's method
+   * @param durationMs from the request head to the end of the response
+   * @param cache what the route's cache did (`hit`, `stale`, `revalidated`, `miss`), '' when no cache took part
+   */
+  request (figures: RequestFigures, method: string, durationMs: number, cache: string): void
+}
+
 /** What a `tcpSession` listener sees: a connection relayed as raw bytes (TCP, TLS passthrough, fallback), once it closed. */
 export interface TcpSessionInfo {
   /** When the connection was accepted, ms since the epoch. */

@@ -2,7 +2,8 @@
  * Prometheus metrics, exposed with prom-client (the maintained Node client; its text format is
  * what every Prometheus scrapes). Two kinds:
  *
- * - Per request, from the `response` and `tcpSession` events: request counts by route, method
+ * - Per request, told by the proxy's core (`request`, with the session's own figures: no event
+ *   record is built for it) and from the `tcpSession` event: request counts by route, method
  *   and status class, latency histograms (whole request, upstream first byte, upstream connect),
  *   body bytes both ways, retries. They are plain numbers in cells looked up once per distinct
  *   label set (series.ts), so a request costs a Map lookup and a few additions; prom-client reads
@@ -26,7 +27,7 @@
  */
 import client from 'prom-client'
 import { CounterFamily, HistogramFamily, MAX_SERIES, type CounterCell, type HistogramCell } from './series.js'
-import type { ResponseInfo, TargetHealthEvent, TcpSessionInfo } from '../core/events.js'
+import type { RequestFigures, RequestMeter, TargetHealthEvent, TcpSessionInfo } from '../core/events.js'
 
 /** What the metrics read at scrape time: the proxy's `stats()` and more. */
 export interface MetricsSource {
@@ -70,7 +71,7 @@ interface TargetCells {
   retries: CounterCell
 }
 
-export class Metrics {
+export class Metrics implements RequestMeter {
   readonly registry = new client.Registry()
   readonly #requests: CounterFamily
   readonly #latency: HistogramFamily
@@ -81,6 +82,7 @@ export class Metrics {
   readonly #retries: CounterFamily
   readonly #tcpSessions: client.Counter<'listener'>
   /** By route, method and status class: what a response adds to. */
+  /** By route, then the request's method as parsed, then status class (0 to 5). */
   readonly #routeCells = new Map<string, Map<string, Array<RouteCells | undefined>>>()
   readonly #targetCells = new Map<string, TargetCells>()
 
@@ -216,21 +218,23 @@ export class Metrics {
     }
   }
 
-  readonly response = (info: ResponseInfo): void => {
+  /** A finished request, told by the proxy's core (RequestMeter): its figures read in place. */
+  request (info: RequestFigures, requestMethod: string, durationMs: number, cache: string): void {
     const route = info.route === '' ? '-' : info.route
-    const method = methodLabel(info.method)
     const status = Math.min(5, Math.floor(info.status / 100))
-    // route, then method, then status class: found without building a key string per request
+    // route, then method as the parser gave it (one of llhttp's few dozen), then status class:
+    // found without building a key string or a label per request
     let byMethod = this.#routeCells.get(route)
     if (byMethod === undefined) {
       // bounded: a client choosing methods must not grow this without end (the families are too)
       if (this.#routeCells.size >= MAX_SERIES) this.#routeCells.clear()
       this.#routeCells.set(route, byMethod = new Map())
     }
-    let byStatus = byMethod.get(method)
-    if (byStatus === undefined) byMethod.set(method, byStatus = [])
+    let byStatus = byMethod.get(requestMethod)
+    if (byStatus === undefined) byMethod.set(requestMethod, byStatus = [])
     let cells = byStatus[status]
     if (cells === undefined || cells.generation !== this.#requests.generation) {
+      const method = methodLabel(requestMethod)
       const key = route + '\0' + method + '\0' + String(status)
       const labels = { route }
       cells = {
@@ -244,20 +248,21 @@ export class Metrics {
     }
     cells.requests.value++
     if (this.#workerRequests !== null) this.#workerRequests.value++
-    this.#latency.observe(cells.latency, info.duration / 1000)
-    if (info.cache !== '') {
-      const key = route + '\0' + info.cache
+    this.#latency.observe(cells.latency, durationMs / 1000)
+    if (cache !== '') {
+      const key = route + '\0' + cache
       let c = this.#cacheCells.get(key)
       if (c === undefined) {
         if (this.#cacheCells.size >= MAX_SERIES) this.#cacheCells.clear()
-        this.#cacheCells.set(key, c = this.#cache.cell(key, { route, result: info.cache }))
+        this.#cacheCells.set(key, c = this.#cache.cell(key, { route, result: cache }))
       }
       c.value++
     }
     cells.bytesIn.value += info.bytesIn
     cells.bytesOut.value += info.bytesOut
-    const target = info.target
-    if (target !== '') {
+    // a target chosen but never answering before the connection closed (status 0) counts as none, as in the access log
+    const target = info.status === 0 ? null : info.target
+    if (target !== null) {
       let t = this.#targetCells.get(target)
       if (t === undefined) {
         if (this.#targetCells.size >= MAX_SERIES) this.#targetCells.clear()

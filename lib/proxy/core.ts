@@ -11,7 +11,7 @@ import { peerLabel, peerOf } from '../core/symbols.js'
 import type { Model } from '../model/model.js'
 import { clock } from '../core/clock.js'
 import { ProxyError } from '../core/errors.js'
-import type { DiscoveryEvent, ProxyEvents, TargetHealthEvent } from '../core/events.js'
+import type { DiscoveryEvent, ProxyEvents, RequestMeter, TargetHealthEvent } from '../core/events.js'
 import { Resolver } from 'node:dns/promises'
 import type { DnsResolver } from '../upstream/discovery.js'
 import type { DiscoveryModel } from '../model/model.js'
@@ -33,6 +33,8 @@ import type { Passthrough } from '../tcp/passthrough.js'
 export interface EventSink {
   emit<E extends keyof ProxyEvents> (event: E, ...args: Parameters<ProxyEvents[E]>): boolean
   listenerCount (event: keyof ProxyEvents): number
+  /** The metrics: told of every request directly (null: none kept). */
+  readonly metrics: RequestMeter | null
 }
 
 export class ProxyCore implements H1Host {
@@ -249,13 +251,20 @@ export class ProxyCore implements H1Host {
     this.#events.emit('request', { id, method: request.method, url: request.target, client: client.label })
   }
 
-  /** Upstream timings are taken only for somebody who reads them. */
-  get timing (): boolean { return this.#events.listenerCount('response') > 0 }
+  /** Upstream timings are taken only for somebody who reads them: the metrics, a `response` listener (an access log). */
+  get timing (): boolean { return this.#events.metrics !== null || this.#events.listenerCount('response') > 0 }
 
   responseDone (session: Session): void {
-    if (this.#events.listenerCount('response') === 0) return
-    const { id, request, client } = session
+    const meter = this.#events.metrics
+    const listened = this.#events.listenerCount('response') > 0
+    if (meter === null && !listened) return
     const duration = clock.refresh() - session.started
+    const { request } = session
+    const cacheStatus = session.response?.headers.get('cache-status')
+    const cache = cacheStatus === undefined ? '' : cacheOutcome(cacheStatus)
+    if (meter !== null) meter.request(session, request.method, duration, cache)
+    if (!listened) return
+    const { id, client } = session
     const headers = request.headers
     const tls = session.tlsInfo()
     this.#events.emit('response', {
@@ -277,7 +286,7 @@ export class ProxyCore implements H1Host {
       upstreamConnect: session.upstreamConnect,
       upstreamFirstByte: session.upstreamFirstByte,
       retries: session.retries,
-      cache: cacheOutcome(session.response?.headers.get('cache-status')),
+      cache,
       tls: tls.version,
       sni: tls.sni,
     })
@@ -362,8 +371,8 @@ export class ProxyCore implements H1Host {
  * The access log's word for a Cache-Status value rp4 set (filters/cache.ts): `hit`, `stale` (a
  * stale entry served), `revalidated` (a stale entry sent to the backend), `miss`; '' otherwise.
  */
-function cacheOutcome (status: string | undefined): string {
-  if (status === undefined || !status.startsWith('rp4;')) return ''
+function cacheOutcome (status: string): string {
+  if (!status.startsWith('rp4;')) return ''
   const stale = status.includes('fwd=stale')
   if (status.startsWith('rp4; hit')) return stale ? 'stale' : 'hit'
   if (stale) return 'revalidated'

@@ -426,8 +426,13 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
     }
     this.#encoded = encodeRequestHead(request)
     if (this.#host.timing) this.#dispatchedAt = performance.now()
+    this.#dispatching = true
     group.dispatch(this)
+    this.#dispatching = false
   }
+
+  /** Within group.dispatch(): a connection attached now (an idle one from the pool) took no time to get. */
+  #dispatching = false
 
   /** The hash policy's key: the client's IP, the request target, a header's value or a cookie's; null when absent. */
   hashKey (by: HashBy, name: string): string | null {
@@ -442,7 +447,7 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
   /** Given a connection: write the request head and whatever of the body already arrived. */
   attach (conn: RequestChannel): void {
     this.upstream = conn
-    if (this.#dispatchedAt !== 0) this.#attachedAt = performance.now()
+    if (this.#dispatchedAt !== 0) this.#attachedAt = this.#dispatching ? this.#dispatchedAt : performance.now()
     conn.writeHead(this.facts.needsHost ? this.#encoded.replace(HOST_PLACEHOLDER, conn.target.authority) : this.#encoded)
     const pending = this.#pending
     if (pending !== null) {
