@@ -24,7 +24,7 @@ export interface RunOptions {
   /** Workers mode: rp4 with this many workers, each scheduling policy, scenarios 1 and 5; or null. */
   workers: number | null
   /** Metrics cost mode: pairs of scenario 1 rows through rp4 without and with --admin; or null. */
-  metricsCostPairs: number | null
+  metricsCostSegments: number | null
   jsonFile: string | null
   rp4Args: string[]
   wrk: boolean
@@ -47,8 +47,9 @@ export const USAGE = `Usage: node dist/perf/run.js [options]
   --workers N        workers mode: rp4 with N workers under scenarios 1 and 5, --duration each, for
                      each --worker-scheduling (round-robin, kernel): req/s per core of rp4's
                      processes and each worker's share of the requests
-  --metrics-cost N   metrics cost mode: N alternating pairs of scenario 1 rows through rp4 without
-                     and with --admin (prom-client's per-request metrics), CPU µs/req of each
+  --metrics-cost N   metrics cost mode: scenario 1 through rp4 without and with --admin (metrics
+                     kept per request), both running, the load alternating in 2 s bursts: N
+                     segments of 6 rounds; CPU µs/req of each and the difference
   --json FILE        also write the JSON results there (always: perf/results/latest.json)
   --rp4-args "..."   extra flags for rp4 (e.g. "--pipelining 4")
   --no-wrk           skip the wrk cross-check
@@ -124,7 +125,7 @@ export function parseOptions (argv: string[]): RunOptions | 'help' {
     idleCount: values.idle === undefined ? null : Math.round(positiveNumber('--idle', values.idle, 10_000)),
     tortureRequests: values.torture === undefined ? null : Math.round(positiveNumber('--torture', values.torture, 2000)),
     workers: values.workers === undefined ? null : Math.max(2, Math.round(positiveNumber('--workers', values.workers, 2))),
-    metricsCostPairs: values['metrics-cost'] === undefined ? null : Math.round(positiveNumber('--metrics-cost', values['metrics-cost'], 2)),
+    metricsCostSegments: values['metrics-cost'] === undefined ? null : Math.round(positiveNumber('--metrics-cost', values['metrics-cost'], 2)),
     jsonFile: values.json ?? null,
     rp4Args: values['rp4-args'] === undefined ? [] : values['rp4-args'].split(/\s+/).filter(arg => arg !== ''),
     wrk: !values['no-wrk'],

@@ -177,7 +177,7 @@ async function main (): Promise<number> {
   const origin = originGroup.spawn('origin', process.execPath, [ORIGIN_PATH], { core: CLIENT_CORE })
   const originPort = Number((await waitForStderr(origin, /listening on (\S+):(\d+)/, 10_000))[2])
 
-  const modesOnly = (options.soakS !== null || options.reloadS !== null || options.idleCount !== null || options.tortureRequests !== null || options.workers !== null || options.metricsCostPairs !== null) && options.only.length === 0
+  const modesOnly = (options.soakS !== null || options.reloadS !== null || options.idleCount !== null || options.tortureRequests !== null || options.workers !== null || options.metricsCostSegments !== null) && options.only.length === 0
   const scenarios = modesOnly ? [] : await runScenarios(options, tools, originPort, origin.pid)
 
   let check: CrossCheck | null = null
@@ -211,11 +211,11 @@ async function main (): Promise<number> {
     else workers = await runWorkers(options.workers, options.durationS, originPort, options.rp4Args, progress).catch(err => { modeErrors.push(`workers mode failed: ${(err as Error).message}`); return null })
   }
   let metricsCost: MetricsCostResult | null = null
-  if (options.metricsCostPairs !== null) {
+  if (options.metricsCostSegments !== null) {
     if (tools.rp4.missing !== undefined) modeErrors.push(`metrics cost mode skipped: ${tools.rp4.missing}`)
     else {
       const settings = { durationS: options.durationS, warmupS: options.warmupS, reps: options.reps, originPort, originPid: origin.pid, tools, rp4Args: options.rp4Args, progress }
-      metricsCost = await runMetricsCost(options.metricsCostPairs, settings).catch(err => { modeErrors.push(`metrics cost mode failed: ${(err as Error).message}`); return null })
+      metricsCost = await runMetricsCost(options.metricsCostSegments, settings).catch(err => { modeErrors.push(`metrics cost mode failed: ${(err as Error).message}`); return null })
     }
   }
   if (options.idleCount !== null) {

@@ -57,6 +57,8 @@ export class ProxyCore implements H1Host {
   #onRetired: (() => void) | null = null
   readonly #events: EventSink
   readonly #underscores: boolean
+  /** Some route keeps a response cache: only then is a response's Cache-Status looked at when it is logged. */
+  readonly #caching: boolean
   /** Forwarding contexts by client IP: one object per distinct client, not per request. */
   #contexts = new Map<string, ForwardContext>()
   #tlsContexts = new Map<string, ForwardContext>()
@@ -128,6 +130,7 @@ export class ProxyCore implements H1Host {
     this.groups = groups
     const context = { groups, filters: userFilters, http }
     this.routes = new Map(model.routes.map(route => [route.name, compileRoute(route, context)]))
+    this.#caching = [...this.routes.values()].some(route => route.cache !== null)
     if (previous !== null) {
       this.caps = previous.caps
       this.caps.update(model.limits.maxConnections, model.limits.maxConnectionsPerIp)
@@ -260,7 +263,7 @@ export class ProxyCore implements H1Host {
     if (meter === null && !listened) return
     const duration = clock.refresh() - session.started
     const { request } = session
-    const cacheStatus = session.response?.headers.get('cache-status')
+    const cacheStatus = this.#caching ? session.response?.headers.get('cache-status') : undefined
     const cache = cacheStatus === undefined ? '' : cacheOutcome(cacheStatus)
     if (meter !== null) meter.request(session, request.method, duration, cache)
     if (!listened) return
