@@ -57,6 +57,8 @@ export function isHopByHop (kind: Header): boolean {
 export function connectionOptions (values: string[]): Set<string> | null {
   let named: Set<string> | null = null
   for (const value of values) {
+    // the usual values name nothing else: no split, no lowercased copy
+    if (isName(value, 'close') || isName(value, 'keep-alive') || isName(value, 'upgrade')) continue
     for (const raw of value.split(',')) {
       const token = raw.trim().toLowerCase()
       if (token === '' || token === 'close' || token === 'keep-alive' || token === 'upgrade') continue
