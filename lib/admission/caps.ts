@@ -64,7 +64,8 @@ export class ConnectionCaps {
     const counted = socket as CountedSocket
     counted[kKey] = key
     counted[kCaps] = this
-    socket.once('close', onCountedClose)
+    // 'close' comes once: a plain listener, not once()'s wrapper made per connection
+    socket.on('close', onCountedClose)
     return Admission.OK
   }
 

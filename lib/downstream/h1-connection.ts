@@ -9,6 +9,7 @@ import { clock, type Timed } from '../core/clock.js'
 import { beginBatch, endBatch, flush, send, sendEnd, type WriteOwner } from '../core/batch.js'
 import { ProxyError } from '../core/errors.js'
 import { kOwner, localOf, peerLabel, peerOf } from '../core/symbols.js'
+import { disown, own, type SocketOwner } from '../core/owner.js'
 import { CB_OK, CB_PAUSE, Errno, ParserType } from '../http1/llhttp.js'
 import { HttpParser, LimitError, type MessageSink } from '../http1/parser.js'
 import type { MessageHead } from '../http1/head.js'
@@ -54,7 +55,7 @@ const NO_TLS = Object.freeze({ version: '', sni: '', alpn: '' })
 
 const FACTS_REFUSED: RequestFacts = { invalid: 'refused', body: BodyKind.NONE, contentLength: -1, expectContinue: false, needsHost: false }
 
-export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwner, Downstream {
+export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwner, Downstream, SocketOwner {
   readonly #host: H1Host
   /** The routes of the listener this client came through. */
   readonly #routes: RouteTable
@@ -90,17 +91,14 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
     this.#routes = routes
     this.identityHeaders = identity
     this.socket = socket as OwnedSocket
-    this.socket[kOwner] = this
     const peer = peerOf(socket)
     this.client = Object.freeze({ ip: peer.ip, label: peerLabel(peer), secure: tls !== null, tls })
     const settings = host.settings
     this.#parser = new HttpParser(ParserType.REQUEST, this, settings.maxHeaderSize, settings.maxRequestLine, settings.maxHeaders)
     this.#meter = new RequestMeter(settings.minDataRate)
     socket.setNoDelay(true)
-    socket.on('data', onData)
-    socket.on('end', onEnd)
-    socket.on('error', onError)
-    socket.on('close', onClose)
+    // a socket from the listener's detection keeps its listeners: only the owner changes
+    own(socket, this)
     socket.on('drain', onDrain)
     this.deadline = clock.after(settings.timeouts.clientIdle)
     clock.add(this)
@@ -423,10 +421,7 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
     const socket = this.socket
     this.#wait = Wait.CLOSED
     clock.delete(this)
-    socket.removeListener('data', onData)
-    socket.removeListener('end', onEnd)
-    socket.removeListener('error', onError)
-    socket.removeListener('close', onClose)
+    disown(socket)
     socket.removeListener('drain', onDrain)
     this.#parser.destroy()
     this.#host.forget(this)
@@ -548,9 +543,5 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
 }
 
 // Each listener contains what a defect could throw to this connection: no exception reaches the process.
-function onData (this: OwnedSocket, chunk: Buffer): void { this[kOwner].onData(chunk) }
-function onEnd (this: OwnedSocket): void { try { this[kOwner].onEnd() } catch (err) { this[kOwner].onInternalError(err) } }
-function onError (this: OwnedSocket, err: Error): void { this[kOwner].onSocketError(err) }
-function onClose (this: OwnedSocket): void { try { this[kOwner].onClose() } catch (err) { this[kOwner].onInternalError(err) } }
 function onDrain (this: OwnedSocket): void { try { this[kOwner].onDrain() } catch (err) { this[kOwner].onInternalError(err) } }
 function resumeParsing (conn: H1Connection): void { conn.resumeParsing() }

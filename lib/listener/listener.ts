@@ -32,6 +32,7 @@ import type { ListenerModel, ListenerTls } from '../model/model.js'
 import { clock, type Timed } from '../core/clock.js'
 import { ProxyError } from '../core/errors.js'
 import { kOwner, peerLabel, peerOf } from '../core/symbols.js'
+import { disown, own, type SocketOwner } from '../core/owner.js'
 import type { ProxyCore } from '../proxy/core.js'
 import { belowMinRate, rateCheckInterval } from '../downstream/meter.js'
 import { Passthrough, type PassthroughHost } from '../tcp/passthrough.js'
@@ -104,7 +105,7 @@ function label (socket: Socket): string {
 }
 
 /** One accepted connection whose protocol is not known yet. */
-class Detection implements Timed {
+class Detection implements Timed, SocketOwner {
   readonly listener: Listener
   readonly socket: OwnedSocket
   readonly #sniffer: Sniffer
@@ -123,12 +124,8 @@ class Detection implements Timed {
   constructor (listener: Listener, socket: Socket, detectMs: number, initial: Buffer | null = null) {
     this.listener = listener
     this.socket = socket as OwnedSocket
-    this.socket[kOwner] = this
     this.#sniffer = new Sniffer(listener.core.settings.maxRequestLine, listener.hasFallback)
-    socket.on('data', onDetectData)
-    socket.on('end', onDetectEnd)
-    socket.on('error', onDetectError)
-    socket.on('close', onDetectClose)
+    own(socket, this)
     this.deadline = clock.after(detectMs)
     clock.add(this)
     if (initial !== null) this.onData(initial)
@@ -231,15 +228,18 @@ class Detection implements Timed {
     this.listener.drop(this, last)
   }
 
-  /** Hand the socket over: no listener of the detection stays on it. */
-  release (): void {
-    const socket = this.socket
+  onSocketError (): void { /* 'close' follows */ }
+
+  onClose (): void { this.release() }
+
+  /**
+   * Hand the socket over. `toEngine`: to the HTTP/1 connection, which takes the same listeners
+   * over (core/owner.ts); otherwise none of them stays on it.
+   */
+  release (toEngine = false): void {
     clock.delete(this)
     this.deadline = 0
-    socket.removeListener('data', onDetectData)
-    socket.removeListener('end', onDetectEnd)
-    socket.removeListener('error', onDetectError)
-    socket.removeListener('close', onDetectClose)
+    if (!toEngine) disown(this.socket)
     this.listener.detecting.delete(this)
   }
 }
@@ -252,10 +252,6 @@ function decideSilent (detection: Detection): void {
   }
 }
 
-function onDetectData (this: OwnedSocket, chunk: Buffer): void { this[kOwner].onData(chunk) }
-function onDetectEnd (this: OwnedSocket): void { this[kOwner].onEnd() }
-function onDetectError (): void { /* 'close' follows */ }
-function onDetectClose (this: OwnedSocket): void { this[kOwner].release() }
 
 /**
  * Server names relayed as raw TLS: exact names, `*.domain` for one more label, and `*` for every
@@ -463,7 +459,7 @@ export class Listener implements PassthroughHost, HandshakeHost, ProxyAcceptHost
     if (routes === null) {
       return detection.fail('cleartext_refused', 'cleartext HTTP on a port that serves TLS (tls.cleartext: refuse)')
     }
-    detection.release()
+    detection.release(true)
     this.core.acceptHttp(detection.socket, detection.data, null, routes, detection.phase === Phase.HEAD ? detection.headSince : 0, this.#identity)
   }
 

@@ -1,0 +1,50 @@
+/**
+ * One set of socket listeners for whatever owns a client socket at the moment (`socket[kOwner]`):
+ * the listener's protocol detection first, then the HTTP/1 connection. Handing the socket from
+ * one to the next is one assignment, instead of four listeners removed and four added again on
+ * every accepted connection. Each listener contains what a defect could throw: no exception
+ * reaches the process.
+ */
+import type { Socket } from 'node:net'
+import { kOwner } from './symbols.js'
+
+export interface SocketOwner {
+  onData (chunk: Buffer): void
+  onEnd (): void
+  onSocketError (err: Error): void
+  onClose (): void
+  /** A listener call threw: the owner closes what it owns (the process goes on). */
+  onInternalError (err: unknown): void
+}
+
+const kListening = Symbol('rp4.listening')
+
+interface Owned extends Socket { [kOwner]: SocketOwner, [kListening]?: boolean }
+
+/** Make `owner` the one told of `socket`'s data, end, error and close (the listeners are added once). */
+export function own (socket: Socket, owner: SocketOwner): void {
+  const s = socket as Owned
+  s[kOwner] = owner
+  if (s[kListening] === true) return
+  s[kListening] = true
+  socket.on('data', onData)
+  socket.on('end', onEnd)
+  socket.on('error', onError)
+  socket.on('close', onClose)
+}
+
+/** Take the listeners off (the socket goes to a relay, a TLS socket or a lingering close). */
+export function disown (socket: Socket): void {
+  const s = socket as Owned
+  if (s[kListening] !== true) return
+  s[kListening] = false
+  socket.removeListener('data', onData)
+  socket.removeListener('end', onEnd)
+  socket.removeListener('error', onError)
+  socket.removeListener('close', onClose)
+}
+
+function onData (this: Owned, chunk: Buffer): void { try { this[kOwner].onData(chunk) } catch (err) { this[kOwner].onInternalError(err) } }
+function onEnd (this: Owned): void { try { this[kOwner].onEnd() } catch (err) { this[kOwner].onInternalError(err) } }
+function onError (this: Owned, err: Error): void { try { this[kOwner].onSocketError(err) } catch (e) { this[kOwner].onInternalError(e) } }
+function onClose (this: Owned): void { try { this[kOwner].onClose() } catch (err) { this[kOwner].onInternalError(err) } }
