@@ -416,12 +416,15 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
     relay(socket, upstream.socket)
   }
 
-  /** Give the socket up (to a tunnel or a lingering close): no listener of ours stays on it. */
-  #detach (): Socket {
+  /**
+   * Give the socket up: to a tunnel (no listener of ours stays on it), or to a lingering close
+   * (`toLinger`: the owner listeners stay, the linger becomes their owner).
+   */
+  #detach (toLinger = false): Socket {
     const socket = this.socket
     this.#wait = Wait.CLOSED
     clock.delete(this)
-    disown(socket)
+    if (!toLinger) disown(socket)
     socket.removeListener('drain', onDrain)
     this.#parser.destroy()
     this.#host.forget(this)
@@ -505,7 +508,7 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
     this.#noMore = true
     this.#stash = null
     this.#holds = 0
-    linger(this.#detach())
+    linger(this.#detach(true))
   }
 
   onDrain (): void {

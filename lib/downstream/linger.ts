@@ -7,24 +7,19 @@
 import type { Socket } from 'node:net'
 import { sendEnd } from '../core/batch.js'
 import { clock, type Timed } from '../core/clock.js'
-import { kOwner } from '../core/symbols.js'
+import { own, type SocketOwner } from '../core/owner.js'
 
 /** How long what the client still sends is read and dropped before the connection is closed. */
 export const LINGER_MS = 1000
 
-interface OwnedSocket extends Socket { [kOwner]: Linger }
-
-class Linger implements Timed {
-  readonly socket: OwnedSocket
+class Linger implements Timed, SocketOwner {
+  readonly socket: Socket
   deadline: number
 
   constructor (socket: Socket) {
-    this.socket = socket as OwnedSocket
-    this.socket[kOwner] = this
-    // the client's end needs no answer: ours is sent, and the socket closes once both are done
-    socket.on('data', ignore)
-    socket.on('error', ignore)
-    socket.on('close', onClose)
+    this.socket = socket
+    // the client connection's listeners stay on the socket (core/owner.ts): only their owner changes
+    own(socket, this)
     sendEnd(socket)
     if (!socket.destroyed) socket.resume()
     this.deadline = clock.after(LINGER_MS)
@@ -34,12 +29,17 @@ class Linger implements Timed {
   onTimeout (): void {
     this.socket.destroy()
   }
+
+  /** What the client still sends is dropped. */
+  onData (): void {}
+  /** The client's end needs no answer: ours is sent, and the socket closes once both are done. */
+  onEnd (): void {}
+  onSocketError (): void {}
+  onClose (): void { clock.delete(this) }
+  onInternalError (): void { this.socket.destroy() }
 }
 
-/** Take `socket` over (its previous owner has removed its listeners) until it closes. */
+/** Take `socket` over until it closes (its previous owner left its core/owner.ts listeners, or none). */
 export function linger (socket: Socket): void {
   new Linger(socket) // eslint-disable-line no-new
 }
-
-function ignore (): void {}
-function onClose (this: OwnedSocket): void { clock.delete(this[kOwner]) }
