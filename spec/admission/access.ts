@@ -146,6 +146,24 @@ t.test('addresses and ranges: parsing agrees with node:net and refuses junk', as
     if ((parseAddress(text) !== null) !== (isIP(text) === 6)) disagreements++
   }
   t.equal(disagreements, 0, 'random IPv6 spellings: valid exactly when node:net says so')
+  // IPv4 is read character by character (every accepted connection's address): the edges, then
+  // random near-misses, each against node:net
+  const v4Invalid = ['1.2.3.', '.1.2.3', '1..2.3', '1.2.3.4 ', '1.2.3.04', '1.2.3.0400', '00.0.0.0', '1.2.3.4a', '1.2.3.256',
+    '1.2.3.1000', '1.2.3.4.', '+1.2.3.4', '1.2.3.0x1', '1.2.3.4\0', '1,2.3.4', '１.2.3.4', '999.999.999.999']
+  for (const text of v4Invalid) t.equal(parseAddress(text), null, `"${text}" does not parse`)
+  t.same(parseAddress('0.10.100.255'), { v6: false, words: [0x000a64ff] })
+  t.same(parseAddress('192.168.1.100'), { v6: false, words: [0xc0a80164] })
+  const pieces = ['0', '00', '01', '1', '9', '10', '99', '100', '199', '255', '256', '300', '999', '1000', '', 'a', ' 1', '1 ', '-1']
+  let v4Disagreements = 0
+  for (let i = 0; i < 5000; i++) {
+    const parts = Array.from({ length: 3 + Math.floor(next() * 3) }, () => pieces[Math.floor(next() * pieces.length)])
+    const text = parts.join('.')
+    const parsed = parseAddress(text)
+    const expected = isIP(text) === 4
+    if ((parsed !== null) !== expected) v4Disagreements++
+    else if (parsed !== null && parsed.words[0] !== parts.reduce((v, p) => v * 256 + Number(p), 0)) v4Disagreements++
+  }
+  t.equal(v4Disagreements, 0, 'random IPv4 spellings: valid exactly when node:net says so, with the right value')
   t.same(parseAddress('::ffff:127.0.0.1'), { v6: false, words: [0x7f000001] })
   t.same(parseAddress('::1'), { v6: true, words: [0, 0, 0, 1] })
   t.same(parseCidr('10.0.0.0/8'), { v6: false, words: [0x0a000000], bits: 8 })
