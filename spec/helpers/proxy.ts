@@ -62,11 +62,21 @@ export async function startProxy (t: Test, options: TestProxyOptions): Promise<S
 
 /** A port on which nothing listens: bound, then released. */
 export async function unusedPort (host = '127.0.0.1'): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>(resolve => server.listen(0, host, () => resolve()))
-  const port = (server.address() as net.AddressInfo).port
-  await new Promise<void>(resolve => server.close(() => resolve()))
-  return port
+  // Below the kernel's ephemeral range (32768-60999 on Linux): a port another spec running at
+  // the same time gets from listen(0), or a client socket gets as its own, is never one of these,
+  // so a port that refuses connections now keeps refusing them until this spec listens there.
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000)
+    const server = net.createServer()
+    const free = await new Promise<boolean>(resolve => {
+      server.once('error', () => resolve(false))
+      server.listen(port, host, () => resolve(true))
+    })
+    if (!free) continue
+    await new Promise<void>(resolve => server.close(() => resolve()))
+    return port
+  }
+  throw new Error(`no free port from 20000 to 31999 on ${host}`)
 }
 
 /** Whether this machine can bind ::1 (containers without IPv6 cannot). */
