@@ -125,7 +125,7 @@ export function parseOptions (argv: string[]): RunOptions | 'help' {
     idleCount: values.idle === undefined ? null : Math.round(positiveNumber('--idle', values.idle, 10_000)),
     tortureRequests: values.torture === undefined ? null : Math.round(positiveNumber('--torture', values.torture, 2000)),
     workers: values.workers === undefined ? null : Math.max(2, Math.round(positiveNumber('--workers', values.workers, 2))),
-    metricsCostSegments: values['metrics-cost'] === undefined ? null : Math.round(positiveNumber('--metrics-cost', values['metrics-cost'], 2)),
+    metricsCostSegments: values['metrics-cost'] === undefined ? null : Math.max(1, Math.round(positiveNumber('--metrics-cost', values['metrics-cost'], 2))),
     jsonFile: values.json ?? null,
     rp4Args: values['rp4-args'] === undefined ? [] : values['rp4-args'].split(/\s+/).filter(arg => arg !== ''),
     wrk: !values['no-wrk'],
