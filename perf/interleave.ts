@@ -44,7 +44,7 @@ export interface InterleaveResult {
   rounds: number
 }
 
-export function mainFigure (scenario: Scenario, load: LoadResult): number {
+function mainFigure (scenario: Scenario, load: LoadResult): number {
   switch (scenario.main) {
     case 'rps': return load.rps
     case 'mbps': return load.mbps

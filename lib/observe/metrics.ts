@@ -88,7 +88,8 @@ export class Metrics implements RequestMeter {
 
   readonly #workerRequests: CounterCell | null = null
   readonly #cache: CounterFamily
-  readonly #cacheCells = new Map<string, CounterCell>()
+  /** By route, then what the cache did: found without a key string built per request. */
+  readonly #cacheCells = new Map<string, Map<string, CounterCell>>()
   readonly #health: client.Counter<'group' | 'target' | 'state' | 'reason'>
 
   /** @param worker this process's worker number under workers (a label on process metrics); null: a single process */
@@ -250,12 +251,13 @@ export class Metrics implements RequestMeter {
     if (this.#workerRequests !== null) this.#workerRequests.value++
     this.#latency.observe(cells.latency, durationMs / 1000)
     if (cache !== '') {
-      const key = route + '\0' + cache
-      let c = this.#cacheCells.get(key)
-      if (c === undefined) {
+      let byResult = this.#cacheCells.get(route)
+      if (byResult === undefined) {
         if (this.#cacheCells.size >= MAX_SERIES) this.#cacheCells.clear()
-        this.#cacheCells.set(key, c = this.#cache.cell(key, { route, result: cache }))
+        this.#cacheCells.set(route, byResult = new Map())
       }
+      let c = byResult.get(cache)
+      if (c === undefined) byResult.set(cache, c = this.#cache.cell(route + '\0' + cache, { route, result: cache }))
       c.value++
     }
     cells.bytesIn.value += info.bytesIn
