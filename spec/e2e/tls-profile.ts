@@ -16,6 +16,7 @@ import { header } from '../helpers/framing.js'
 import { ok, startOrigin } from '../helpers/origin.js'
 import { startProxy } from '../helpers/proxy.js'
 import { makeCertificates } from '../helpers/tls-certs.js'
+import { resumesWith, sessionTicket, type TlsVersion } from '../helpers/tls-tickets.js'
 import { within } from '../helpers/wait.js'
 
 const certs = await makeCertificates(t)
@@ -139,25 +140,9 @@ t.test('no 0-RTT: tickets allow no early data', async t => {
   t.match(out, /Reused, TLSv1\.3/, 'resumed without it')
 })
 
-/** A ticket from a full handshake, and whether resuming with it right away works (retried: a rotation may fall in between). */
-async function freshTicket (port: number, maxVersion: 'TLSv1.2' | 'TLSv1.3'): Promise<Buffer> {
-  const first = tls.connect({ host: '127.0.0.1', port, servername: 'a.test', ca, maxVersion })
-  const session = once(first, 'session')
-  await within(once(first, 'secureConnect'), 5000, 'full handshake')
-  // TLS 1.3 sends its tickets after the handshake: a request makes sure they were read
-  first.write('GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n')
-  const [ticket] = await within(session, 5000, 'a session ticket') as [Buffer]
-  first.destroy()
-  return ticket
-}
-
-async function resumes (port: number, ticket: Buffer, maxVersion: 'TLSv1.2' | 'TLSv1.3'): Promise<boolean> {
-  const socket = tls.connect({ host: '127.0.0.1', port, servername: 'a.test', ca, maxVersion, session: ticket })
-  await within(once(socket, 'secureConnect'), 5000, 'handshake')
-  const reused = socket.isSessionReused()
-  socket.destroy()
-  return reused
-}
+/** A ticket from a full handshake (tls-tickets.ts), with this file's CA. */
+const freshTicket = async (port: number, maxVersion: TlsVersion): Promise<Buffer> => await sessionTicket(port, ca, maxVersion)
+const resumes = async (port: number, ticket: Buffer, maxVersion: TlsVersion): Promise<boolean> => await resumesWith(port, ca, ticket, maxVersion)
 
 t.test('session tickets: resumed, and the keys rotate on schedule (an old ticket then needs a full handshake)', async t => {
   const { port } = await serving(t, { ticketKeyRotation: '1s' })

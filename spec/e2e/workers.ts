@@ -8,8 +8,6 @@
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
-import { once } from 'node:events'
-import tls from 'node:tls'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t from 'tap'
@@ -18,6 +16,7 @@ import { run, type Run } from '../helpers/cli.js'
 import { ok, startOrigin } from '../helpers/origin.js'
 import { checkBuilt } from '../helpers/proxy.js'
 import { makeCertificates } from '../helpers/tls-certs.js'
+import { resumesWith, sessionTicket } from '../helpers/tls-tickets.js'
 import { poll, within } from '../helpers/wait.js'
 
 /** The primary is the process the spec starts (no launcher child): its children are the workers. */
@@ -243,21 +242,10 @@ t.test('TLS with workers: a session ticket from one worker resumes at the other 
   const r = run(t, ['listen', '127.0.0.1:0', '--to', origin.target, '--workers', '2', '--worker-scheduling', 'round-robin', '--cert', pair.cert, '--key', pair.key], undefined, ENV)
   const { port } = await r.listening(20_000)
   for (const maxVersion of ['TLSv1.2', 'TLSv1.3'] as const) {
-    const first = tls.connect({ host: '127.0.0.1', port, servername: 'a.test', ca, maxVersion })
-    const session = once(first, 'session')
-    await within(once(first, 'secureConnect'), 5000, 'full handshake')
-    // TLS 1.3 sends its tickets after the handshake: a request makes sure they were read
-    first.write('GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n')
-    const [ticket] = await within(session, 5000, 'a session ticket') as [Buffer]
-    first.destroy()
+    const ticket = await sessionTicket(port, ca, maxVersion)
     // round-robin: of four connections in a row, two reach the worker that did not issue the ticket
     const reused: boolean[] = []
-    for (let i = 0; i < 4; i++) {
-      const socket = tls.connect({ host: '127.0.0.1', port, servername: 'a.test', ca, maxVersion, session: ticket })
-      await within(once(socket, 'secureConnect'), 5000, 'handshake')
-      reused.push(socket.isSessionReused())
-      socket.destroy()
-    }
+    for (let i = 0; i < 4; i++) reused.push(await resumesWith(port, ca, ticket, maxVersion))
     t.same(reused, [true, true, true, true], `${maxVersion}: resumed whichever worker accepted`)
   }
   r.child.kill('SIGTERM')
