@@ -150,7 +150,7 @@ t.test('addresses and ranges: parsing agrees with node:net and refuses junk', as
   // random near-misses, each against node:net
   const v4Invalid = ['1.2.3.', '.1.2.3', '1..2.3', '1.2.3.4 ', '1.2.3.04', '1.2.3.0400', '00.0.0.0', '1.2.3.4a', '1.2.3.256',
     '1.2.3.1000', '1.2.3.4.', '+1.2.3.4', '1.2.3.0x1', '1.2.3.4\0', '1,2.3.4', '１.2.3.4', '999.999.999.999']
-  for (const text of v4Invalid) t.equal(parseAddress(text), null, `"${text}" does not parse`)
+  for (const text of v4Invalid) t.equal(parseAddress(text), null, `${JSON.stringify(text)} does not parse`)
   t.same(parseAddress('0.10.100.255'), { v6: false, words: [0x000a64ff] })
   t.same(parseAddress('192.168.1.100'), { v6: false, words: [0xc0a80164] })
   const pieces = ['0', '00', '01', '1', '9', '10', '99', '100', '199', '255', '256', '300', '999', '1000', '', 'a', ' 1', '1 ', '-1']
