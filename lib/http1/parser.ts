@@ -4,6 +4,7 @@
  * across chunks: spans cut by a chunk boundary are joined here.
  */
 import { clock } from '../core/clock.js'
+import { latin1 } from '../core/bytes.js'
 import { CB_ERROR, CB_OK, Errno, Llhttp, ParserType, type ParserCallbacks } from './llhttp.js'
 import { upgradesOnlyToH2c } from '../http/fields.js'
 import { type MessageHead } from './head.js'
@@ -130,14 +131,14 @@ export class HttpParser implements ParserCallbacks {
       this.#url += chunk.toString('latin1', start, start + Math.min(end - start, PARTIAL_URL_MAX + 1))
       return this.#refuse(LimitError.URL_TOO_LONG)
     }
-    this.#url += chunk.toString('latin1', start, end)
+    this.#url += latin1(chunk, start, end)
     return CB_OK
   }
 
   onStatus (chunk: Buffer, start: number, end: number): number {
     this.#size += end - start
     if (this.#size > this.#maxHeaderSize) return this.#refuse(LimitError.HEAD_TOO_LARGE)
-    this.#reason += chunk.toString('latin1', start, end)
+    this.#reason += latin1(chunk, start, end)
     return CB_OK
   }
 
@@ -147,10 +148,10 @@ export class HttpParser implements ParserCallbacks {
     if (this.#size > this.#maxHeaderSize) return this.#refuse(LimitError.HEAD_TOO_LARGE)
     const headers = this.#headers
     if (this.#span === Span.FIELD) {
-      headers[headers.length - 2] += chunk.toString('latin1', start, end)
+      headers[headers.length - 2] += latin1(chunk, start, end)
     } else {
       if (headers.length >= this.#maxHeaderFields) return this.#refuse(LimitError.TOO_MANY_HEADERS)
-      headers.push(chunk.toString('latin1', start, end), '')
+      headers.push(latin1(chunk, start, end), '')
       this.#span = Span.FIELD
     }
     return CB_OK
@@ -160,7 +161,7 @@ export class HttpParser implements ParserCallbacks {
     if (!this.#inHead) return CB_OK
     this.#size += end - start
     if (this.#size > this.#maxHeaderSize) return this.#refuse(LimitError.HEAD_TOO_LARGE)
-    this.#headers[this.#headers.length - 1] += chunk.toString('latin1', start, end)
+    this.#headers[this.#headers.length - 1] += latin1(chunk, start, end)
     this.#span = Span.VALUE
     return CB_OK
   }
