@@ -87,6 +87,8 @@ let bufferPtr = 0
 let bufferSize = 0
 
 const wasm = instantiate()
+/** A view of all of WASM memory, made again only when memory grew: not one view per `execute`. */
+let memory = new Uint8Array(wasm.memory.buffer)
 
 function instantiate (): LlhttpExports {
   let module: WebAssembly.Module | undefined
@@ -147,7 +149,9 @@ export class Llhttp {
       bufferSize = Math.ceil(len / 65536) * 65536
       bufferPtr = wasm.malloc(bufferSize)
     }
-    new Uint8Array(wasm.memory.buffer, bufferPtr, len).set(chunk)
+    // growing WASM memory (a malloc, a parser allocated) detaches the old view: its length becomes 0
+    if (memory.byteLength === 0) memory = new Uint8Array(wasm.memory.buffer)
+    memory.set(chunk, bufferPtr)
     current = this.#callbacks
     currentChunk = chunk
     this.#executing = true

@@ -214,3 +214,24 @@ t.test('partialHead: a request refused before its head completed, as far as it w
     'a target over the limit: its beginning, marked as cut')
   t.same(partial('GET /done HTTP/1.1\r\nHost: h\r\n\r\n'), { method: '-', url: '-' }, 'no head under way')
 })
+
+t.test('parsing goes on after WASM memory grows: many parsers allocated, then a chunk larger than any before', async t => {
+  const { messages, sink } = recorder()
+  const parser = new HttpParser(ParserType.REQUEST, sink, 65536)
+  t.equal(parser.execute(REQUEST), Errno.OK)
+  // each llhttp_alloc takes memory; thousands of them grow WASM memory, detaching its old buffer
+  const others: HttpParser[] = []
+  for (let i = 0; i < 5000; i++) others.push(new HttpParser(ParserType.REQUEST, recorder().sink, 65536))
+  t.equal(parser.execute(REQUEST), Errno.OK)
+  const body = Buffer.alloc(3 * 1024 * 1024, 'z')
+  const big = Buffer.concat([Buffer.from(`PUT /big HTTP/1.1\r\nHost: a\r\nContent-Length: ${body.length}\r\n\r\n`), body])
+  t.equal(parser.execute(big), Errno.OK, 'a 3 MiB chunk: the copy buffer grows too')
+  t.equal(parser.execute(REQUEST), Errno.OK)
+  for (const other of others) other.destroy()
+  t.equal(messages.length, 4)
+  checkRequest(t, messages[0])
+  checkRequest(t, messages[1])
+  t.equal(messages[2].head.url, '/big')
+  t.ok(messages[2].body.equals(body), 'the large body arrived intact')
+  checkRequest(t, messages[3])
+})
