@@ -14,6 +14,7 @@
  */
 import type { Socket } from 'node:net'
 import { kOwner } from './symbols.js'
+import { clock } from './clock.js'
 
 /** The object that owns a socket written through `send`. */
 export interface WriteOwner {
@@ -62,6 +63,8 @@ export function deferWrites (socket: Socket): void {
 /** Start collecting writes (call before parsing a chunk). */
 export function beginBatch (): void {
   batching = true
+  // what this read sets off happens now: the clock is read once for all of it
+  clock.pin()
 }
 
 /**
@@ -117,6 +120,7 @@ export function flush (socket: Socket): void {
 /** Close the batch: write what was collected, except for sockets whose writes are deferred. */
 export function endBatch (): void {
   batching = false
+  clock.unpin()
   // a write below may run code that sends again (a 'drain' handler): it opens a new list
   const count = touchedCount
   for (let i = 0; i < count; i++) {

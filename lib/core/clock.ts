@@ -37,14 +37,36 @@ class Clock {
     }
   }
 
-  /** `now + ms`, on a fresh reading of the clock. */
+  /** `now + ms`, on a reading of this turn (`turn()`). */
   after (ms: number): number {
-    return this.refresh() + ms
+    return this.turn() + ms
   }
 
+  /** A fresh reading of the clock. */
   refresh (): number {
     this.now = performance.now()
     return this.now
+  }
+
+  /**
+   * While one socket read is handled (a write batch, core/batch.ts), the reading taken when it
+   * began; otherwise a fresh one. Everything that read triggers (the request it starts, the
+   * deadlines it arms) happened when its bytes arrived, and the clock is read once for all of it.
+   */
+  turn (): number {
+    return this.#pinned ? this.now : this.refresh()
+  }
+
+  #pinned = false
+
+  /** A socket read is being handled: read the clock once for it. */
+  pin (): void {
+    this.now = performance.now()
+    this.#pinned = true
+  }
+
+  unpin (): void {
+    this.#pinned = false
   }
 
   sweep (): void {

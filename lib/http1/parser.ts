@@ -119,7 +119,7 @@ export class HttpParser implements ParserCallbacks {
     this.#method = ''
     this.#reason = ''
     this.#headers = []
-    if (this.#type === ParserType.REQUEST) this.#startedAt = clock.refresh()
+    if (this.#type === ParserType.REQUEST) this.#startedAt = clock.turn()
     return CB_OK
   }
 

@@ -149,7 +149,7 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner, Reque
 
   /** The oldest request still waiting for its response was written in full. */
   armResponseTimeout (): void {
-    this.#sentAt = clock.refresh()
+    this.#sentAt = clock.turn()
     this.deadline = this.#sentAt + this.#inflight[0].responseTimeout
   }
 
