@@ -22,6 +22,9 @@ const enum Span { NONE, FIELD, VALUE }
 /** Why the parser stopped with an error that llhttp did not find itself. */
 export const enum LimitError { NONE, HEAD_TOO_LARGE, URL_TOO_LONG, TOO_MANY_HEADERS }
 
+/** Bytes of a chunk converted to text at once for the spans of a head (see `#spanText`). */
+const TEXT_WINDOW = 2048
+
 /** The most of a refused request's target that its report keeps: the target may be the very thing refused (414). */
 export const PARTIAL_URL_MAX = 256
 
@@ -74,8 +77,33 @@ export class HttpParser implements ParserCallbacks {
       llhttp.resumeAfterUpgrade()
       ret = llhttp.execute(chunk.subarray(this.#base))
     }
+    // the chunk is the socket's: not kept past its parse
+    this.#textChunk = null
+    this.#text = ''
     return ret
   }
+
+  /**
+   * The chunk's bytes `start..end` as a string. A head's spans (target, names, values) lie close
+   * together: one latin1 conversion of a window of the chunk serves them all, each span being a
+   * substring of it, instead of a conversion per span (each a call into Node's C++).
+   */
+  #spanText (chunk: Buffer, start: number, end: number): string {
+    if (chunk !== this.#textChunk || start < this.#textStart || end > this.#textEnd) {
+      const windowEnd = Math.min(chunk.length, Math.max(end, start + TEXT_WINDOW))
+      this.#text = latin1(chunk, start, windowEnd)
+      this.#textChunk = chunk
+      this.#textStart = start
+      this.#textEnd = windowEnd
+    }
+    return this.#text.slice(start - this.#textStart, end - this.#textStart)
+  }
+
+  /** The chunk being parsed, and the window of it converted to `#text` (bytes `#textStart..#textEnd`). */
+  #textChunk: Buffer | null = null
+  #text = ''
+  #textStart = 0
+  #textEnd = 0
 
   finish (): number { return this.#llhttp.finish() }
   resume (): void { this.#llhttp.resume() }
@@ -131,14 +159,14 @@ export class HttpParser implements ParserCallbacks {
       this.#url += chunk.toString('latin1', start, start + Math.min(end - start, PARTIAL_URL_MAX + 1))
       return this.#refuse(LimitError.URL_TOO_LONG)
     }
-    this.#url += latin1(chunk, start, end)
+    this.#url += this.#spanText(chunk, start, end)
     return CB_OK
   }
 
   onStatus (chunk: Buffer, start: number, end: number): number {
     this.#size += end - start
     if (this.#size > this.#maxHeaderSize) return this.#refuse(LimitError.HEAD_TOO_LARGE)
-    this.#reason += latin1(chunk, start, end)
+    this.#reason += this.#spanText(chunk, start, end)
     return CB_OK
   }
 
@@ -148,10 +176,10 @@ export class HttpParser implements ParserCallbacks {
     if (this.#size > this.#maxHeaderSize) return this.#refuse(LimitError.HEAD_TOO_LARGE)
     const headers = this.#headers
     if (this.#span === Span.FIELD) {
-      headers[headers.length - 2] += latin1(chunk, start, end)
+      headers[headers.length - 2] += this.#spanText(chunk, start, end)
     } else {
       if (headers.length >= this.#maxHeaderFields) return this.#refuse(LimitError.TOO_MANY_HEADERS)
-      headers.push(latin1(chunk, start, end), '')
+      headers.push(this.#spanText(chunk, start, end), '')
       this.#span = Span.FIELD
     }
     return CB_OK
@@ -161,7 +189,7 @@ export class HttpParser implements ParserCallbacks {
     if (!this.#inHead) return CB_OK
     this.#size += end - start
     if (this.#size > this.#maxHeaderSize) return this.#refuse(LimitError.HEAD_TOO_LARGE)
-    this.#headers[this.#headers.length - 1] += latin1(chunk, start, end)
+    this.#headers[this.#headers.length - 1] += this.#spanText(chunk, start, end)
     this.#span = Span.VALUE
     return CB_OK
   }

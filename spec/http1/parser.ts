@@ -235,3 +235,30 @@ t.test('parsing goes on after WASM memory grows: many parsers allocated, then a 
   t.ok(messages[2].body.equals(body), 'the large body arrived intact')
   checkRequest(t, messages[3])
 })
+
+t.test('heads larger than the text window: every name and value exact, in one chunk and split anywhere', async t => {
+  // values of every length around the 2048-byte window, one longer than the window, bytes above 127
+  const fields: string[] = []
+  for (let i = 0; i < 60; i++) fields.push(`X-F${i}`, 'v'.repeat(i * 37) + '\u00e9' + i)
+  fields.push('X-Huge', 'h'.repeat(5000))
+  let text = 'GET /' + 'p'.repeat(3000) + ' HTTP/1.1\r\nHost: a\r\n'
+  for (let i = 0; i < fields.length; i += 2) text += `${fields[i]}: ${fields[i + 1]}\r\n`
+  const bytes = Buffer.from(text + '\r\n', 'latin1')
+  const expected = ['Host', 'a', ...fields]
+  let state = 7
+  const cuts = [[] as number[]]
+  for (let n = 0; n < 40; n++) {
+    state = (state * 1103515245 + 12345) >>> 0
+    const a = state % bytes.length
+    state = (state * 1103515245 + 12345) >>> 0
+    const b = state % bytes.length
+    cuts.push([Math.min(a, b), Math.max(a, b)].filter((c, i, all) => c > 0 && all.indexOf(c) === i))
+  }
+  for (const cut of cuts) {
+    const { messages, sink } = recorder()
+    const parser = new HttpParser(ParserType.REQUEST, sink, 1 << 20, 1 << 20)
+    t.equal(feed(parser, bytes, cut), Errno.OK, `cuts ${cut.join(',') || 'none'}`)
+    t.equal(messages[0]?.head.url, '/' + 'p'.repeat(3000))
+    t.same(messages[0]?.head.headers, expected, `cuts ${cut.join(',') || 'none'}: headers exact`)
+  }
+})
