@@ -3,7 +3,7 @@
  * for the next hop: routes match on them, filters rewrite them, the encoder turns them into bytes
  * last. Nothing here is HTTP/1-specific beyond the version numbers.
  */
-import { FIELD_NAME, HeaderList } from './headers.js'
+import { HeaderList, isToken } from './headers.js'
 
 /** A request target as a filter may set it: visible characters, no spaces (they would end the request line). */
 const TARGET = /^[\x21-\x7e\x80-\xff]+$/
@@ -34,7 +34,7 @@ export class RequestHead {
 
   get method (): string { return this.#method }
   set method (value: string) {
-    if (!FIELD_NAME.test(value)) throw new TypeError(`method ${JSON.stringify(value)} is not a token`)
+    if (!isToken(value)) throw new TypeError(`method ${JSON.stringify(value)} is not a token`)
     this.#method = value
   }
 

@@ -64,3 +64,24 @@ t.test('RequestHead: path, query and host from every target form', async t => {
   t.equal(hostOf('[::1]:80'), '[::1]')
   t.equal(hostOf(' a.test. '), 'a.test')
 })
+
+t.test('isToken and isFieldValue give the regular expressions\' answers for every character and for mixed strings', async t => {
+  const { FIELD_NAME, FIELD_VALUE, isToken, isFieldValue } = await import('../../lib/http/headers.js')
+  let wrong = 0
+  for (let c = 0; c < 0x300; c++) {
+    const ch = String.fromCharCode(c)
+    for (const s of [ch, 'a' + ch, ch + 'a', 'ab' + ch + 'cd']) {
+      if (isToken(s) !== FIELD_NAME.test(s)) { wrong++; t.fail(`isToken(${JSON.stringify(s)})`) }
+      if (isFieldValue(s) !== FIELD_VALUE.test(s)) { wrong++; t.fail(`isFieldValue(${JSON.stringify(s)})`) }
+    }
+  }
+  t.equal(wrong, 0, 'every character alone and among others, 0x00 to 0x2FF')
+  t.equal(isToken(''), false, 'an empty name is no token')
+  t.equal(isFieldValue(''), true, 'an empty value is a value')
+  const list = new HeaderList()
+  t.throws(() => list.append('X-A', 'a\r\nInjected: 1'), /character no header may hold/)
+  t.throws(() => list.set('X A', 'v'), /is not a token/)
+  t.throws(() => list.append('X-\u00e9', 'v'), /is not a token/)
+  list.append('X-Obs', 'caf\u00e9\tok')
+  t.same(list.raw, ['X-Obs', 'caf\u00e9\tok'], 'obs-text and a tab inside pass')
+})
