@@ -184,7 +184,8 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
       this.#wait = Wait.NONE
       this.deadline = 0
     }
-    if (last === undefined) return CB_PAUSE
+    // answered and finished already (an answer of rp4's own, a cache hit): the next request may follow at once
+    if (last === undefined) return this.#noMore ? CB_PAUSE : CB_OK
     const session = last.session
     if (!session.requestComplete || session.facts.body !== BodyKind.NONE) session.onRequestComplete()
     if (session.request.upgrade) return CB_OK // llhttp stops with PAUSED_UPGRADE next

@@ -6,6 +6,7 @@ import t from 'tap'
 import { RawClient, exchange } from '../helpers/client.js'
 import { ok, startOrigin } from '../helpers/origin.js'
 import { startProxy } from '../helpers/proxy.js'
+import type { ProxyOptions } from '../../lib/index.js'
 
 const get = (path: string, ...extra: string[]): string =>
   [`GET ${path} HTTP/1.1`, 'Host: h', ...extra].map(x => x + '\r\n').join('') + '\r\n'
@@ -90,4 +91,30 @@ t.test('a pipeline written one byte at a time', async t => {
   await client.writeBytewise(get('/a') + post + get('/c'))
   const res = await client.waitResponses(3)
   t.same(res.map(r => r.body.toString()), ['/a:', '/b:xy', '/c:'])
+})
+
+t.test('answers of rp4\'s own in a pipeline, among proxied ones: every one in order, a close in the middle ends it there', async t => {
+  const origin = await startOrigin(t, req => ok(`origin ${req.url}`))
+  const { port } = await startProxy(t, {
+    listeners: [{ listen: '127.0.0.1:0', timeouts: { detect: '30s' } }],
+    routes: [
+      { match: { pathExact: '/here' }, respond: { status: 200, body: 'here' } },
+      { match: { path: '/moved' }, redirect: { to: '/new', status: 308 } },
+      { proxy: 'app' },
+    ],
+    upstreams: { app: { targets: [origin.target] } },
+  } as ProxyOptions)
+  // local answers complete while their request is parsed: the parser must go on to the next in the same chunk
+  const paths = ['/here', '/here', '/a', '/moved', '/here', '/b', '/here', '/moved', '/here']
+  for (let n = 0; n < 3; n++) paths.push(...paths.slice(0, 9))
+  const res = await exchange(port, paths.map(p => get(p)).join(''), { responses: paths.length })
+  t.equal(res.responses.length, paths.length, `${paths.length} answers`)
+  const seen = res.responses.map(r => r.head.line[1] === '308' ? 'moved' : r.body.toString())
+  t.same(seen, paths.map(p => p === '/here' ? 'here' : p === '/moved' ? 'moved' : `origin ${p}`), 'each answer where its request was')
+  t.equal(res.raw.length, res.responses.reduce((n, r) => n + r.raw.length, 0), 'nothing else on the wire')
+
+  const closing = await exchange(port, get('/here') + get('/here', 'Connection: close') + get('/here') + get('/c'))
+  t.same(closing.responses.map(r => r.body.toString()), ['here', 'here'], 'nothing answered after the close')
+  t.equal(closing.closed, true)
+  t.notOk(origin.requests.some(r => r.url === '/c'), '/c never reached the origin')
 })
