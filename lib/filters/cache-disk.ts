@@ -13,6 +13,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { mkdirSync } from 'node:fs'
 import { readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises'
 import path from 'node:path'
+import { isFieldValue, isToken } from '../http/headers.js'
 import { CacheEntry, type MemoryStore } from './cache-store.js'
 
 const MAGIC = 'RP4CACHE1\n'
@@ -137,8 +138,22 @@ async function readEntry (file: string): Promise<CacheEntry | null> {
   if (typeof d !== 'object' || d === null || body.length !== d.length || createHash('sha256').update(body).digest('hex') !== d.sha256) return null
   if (typeof d.primary !== 'string' || typeof d.secondary !== 'string' || !Array.isArray(d.varyFields) || !Array.isArray(d.headers) ||
     !Number.isInteger(d.status) || typeof d.reason !== 'string' || !Number.isFinite(d.requestTime) || !Number.isFinite(d.responseTime)) return null
+  // hits answer with the stored fields as they are (not checked again per hit): a file that was
+  // tampered with must not put a CR or LF into a response
+  if (d.status < 100 || d.status > 999 || !isFieldValue(d.reason) || !wellFormed(d.headers)) return null
   const entry = new CacheEntry(d.primary, d.secondary, d.varyFields, d.status, d.reason, d.headers, d.requestTime, d.responseTime)
   if (body.length > 0) entry.append(Buffer.from(body))
   entry.finish()
   return entry
+}
+
+/** A flat `[name, value, …]` list of strings whose names are tokens and values field values. */
+function wellFormed (fields: unknown[]): fields is string[] {
+  if (fields.length % 2 !== 0) return false
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i]
+    const value = fields[i + 1]
+    if (typeof name !== 'string' || typeof value !== 'string' || !isToken(name) || !isFieldValue(value)) return false
+  }
+  return true
 }

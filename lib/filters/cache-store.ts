@@ -9,11 +9,27 @@
  */
 import { Readable } from 'node:stream'
 import { LRUCache } from 'lru-cache'
-import { responseFacts, type ResponseFacts } from '../http/cache-control.js'
+import { ageFrom, correctedInitialAge, freshnessLifetime, responseFacts, type ResponseFacts } from '../http/cache-control.js'
 import { parseHttpDate, type Validators } from '../http/conditional.js'
 import { HeaderList } from '../http/headers.js'
 
 const EMPTY = Buffer.alloc(0)
+
+/** A URI's variants: the Vary fields of its latest response, the keys stored, and the key of its only variant when it has no Vary. */
+interface UriRecord {
+  readonly fields: readonly string[]
+  readonly keys: Set<string>
+  readonly plainKey: string
+}
+
+/** An entry's freshness figures and what they were worked out from. */
+interface Freshness {
+  readonly facts: ResponseFacts
+  readonly requestTime: number
+  readonly responseTime: number
+  readonly lifetime: number
+  readonly initialAge: number
+}
 
 export class CacheEntry {
   readonly primary: string
@@ -61,6 +77,33 @@ export class CacheEntry {
 
   /** The stored head's Cache-Control and the rest freshness is computed from. */
   get facts (): ResponseFacts { return (this.#facts ??= responseFacts(this.status, this.headerList)) }
+
+  /** RFC 9111 §4.2.1's freshness lifetime, seconds. */
+  get lifetime (): number { return this.#freshness().lifetime }
+
+  /** RFC 9111 §4.2.3's current age at `now` (ms), seconds. */
+  ageAt (now: number): number { return ageFrom(this.#freshness().initialAge, this.responseTime, now) }
+
+  /**
+   * What of the age and lifetime does not change from hit to hit (the Date, Expires and
+   * Last-Modified dates parsed, Age read), worked out once for the stored head and times.
+   */
+  #freshness (): Freshness {
+    const facts = this.facts
+    const known = this.#fresh
+    if (known !== null && known.facts === facts && known.requestTime === this.requestTime && known.responseTime === this.responseTime) return known
+    const fresh: Freshness = {
+      facts,
+      requestTime: this.requestTime,
+      responseTime: this.responseTime,
+      lifetime: freshnessLifetime(facts, this.responseTime),
+      initialAge: correctedInitialAge(facts, this.requestTime, this.responseTime),
+    }
+    this.#fresh = fresh
+    return fresh
+  }
+
+  #fresh: Freshness | null = null
 
   /** The stored headers as the pairs a response takes (shared: copy before adding to them). */
   get pairs (): ReadonlyArray<readonly [string, string]> {
@@ -201,7 +244,7 @@ export class MemoryStore {
   onStored: ((entry: CacheEntry) => void) | null = null
   onDropped: ((entry: CacheEntry) => void) | null = null
   /** Per URI: the Vary fields of its latest stored response, and its variants' keys. */
-  readonly #uris = new Map<string, { fields: readonly string[], keys: Set<string> }>()
+  readonly #uris = new Map<string, UriRecord>()
 
   constructor (maxSize: number, maxEntrySize: number) {
     this.#lru = new LRUCache<string, CacheEntry>({
@@ -223,9 +266,15 @@ export class MemoryStore {
   get bytes (): number { return this.#lru.calculatedSize }
   get count (): number { return this.#lru.size }
 
-  /** The Vary fields of what is stored for `primary` (null: nothing is). */
-  varyOf (primary: string): readonly string[] | null {
-    return this.#uris.get(primary)?.fields ?? null
+  /**
+   * The entry for `primary` and the request's values of its Vary fields (`secondaryOf`, asked only
+   * when the URI has some): one lookup by URI, then the entry's key, kept with the URI when there
+   * is no Vary rather than joined again on every hit.
+   */
+  find (primary: string, secondaryOf: (fields: readonly string[]) => string): CacheEntry | undefined {
+    const uri = this.#uris.get(primary)
+    if (uri === undefined) return undefined
+    return this.#lru.get(uri.fields.length === 0 ? uri.plainKey : primary + '\n' + secondaryOf(uri.fields))
   }
 
   get (primary: string, secondary: string): CacheEntry | undefined {
@@ -238,7 +287,7 @@ export class MemoryStore {
     if (uri === undefined || uri.fields.join(',') !== entry.varyFields.join(',')) {
       // the URI's Vary changed: the variants stored under the old fields are unreachable
       if (uri !== undefined) this.delete(entry.primary)
-      uri = { fields: entry.varyFields, keys: new Set() }
+      uri = { fields: entry.varyFields, keys: new Set(), plainKey: entry.primary + '\n' }
       this.#uris.set(entry.primary, uri)
     }
     uri.keys.add(key)

@@ -26,6 +26,8 @@ import { RequestHead, type ResponseHead } from '../http/message.js'
 import { contentRange, multipart, parseRange, type ByteRange } from '../http/range.js'
 import type { CacheModel } from '../model/model.js'
 import type { Filter, FilterSession, Verdict } from '../session/filter.js'
+import type { LocalBody } from '../session/body.js'
+import type { Session } from '../session/session.js'
 import { DiskStore } from './cache-disk.js'
 import { CacheEntry, MemoryStore } from './cache-store.js'
 
@@ -103,12 +105,11 @@ export class HttpCache implements Filter {
     const req = requestDirectives(request.headers)
     const state: State = { primary, requestTime: now, stale: null, filling: false, noStore: req.has('no-store'), background: false, served: false, conditionals: null }
     setState(session, state)
-    const fields = this.store.varyOf(primary)
-    const entry = fields === null ? undefined : this.store.get(primary, secondaryKey(request.headers, fields))
+    const entry = this.store.find(primary, fields => secondaryKey(request.headers, fields))
     if (entry !== undefined) {
       const facts = entry.facts
-      const age = currentAge(facts, entry.requestTime, entry.responseTime, now)
-      const lifetime = freshnessLifetime(facts, entry.responseTime)
+      const age = entry.ageAt(now)
+      const lifetime = entry.lifetime
       const use = usability(facts, req, age, lifetime)
       if (use === Use.FRESH) return serve(session, entry, age, `hit; ttl=${lifetime - age}`)
       // a client that asked for fresher than this (max-age, min-fresh) is not given it stale
@@ -365,9 +366,9 @@ function serve (session: FilterSession, entry: CacheEntry, age: number, status: 
   const validators = entry.validators
   const condition = evaluatePreconditions(request.method, request.headers, validators)
   // Age and Cache-Status are never stored (UNSTORED): appending them is setting them
-  if (condition === Precondition.NOT_MODIFIED) return session.respond(304, withAge(entry, age, cacheStatus, -1))
+  if (condition === Precondition.NOT_MODIFIED) return respondStored(session, 304, withAge(entry, age, cacheStatus, -1))
   if (condition === Precondition.FAILED) return session.respond(412, [['Cache-Status', cacheStatus]])
-  if (request.method === 'HEAD') return session.respond(entry.status, withAge(entry, age, cacheStatus, entry.complete ? entry.length : -1))
+  if (request.method === 'HEAD') return respondStored(session, entry.status, withAge(entry, age, cacheStatus, entry.complete ? entry.length : -1))
   const range = request.headers.get('range')
   if (range !== undefined && entry.complete && entry.status === 200) {
     const ifRange = request.headers.get('if-range')
@@ -379,16 +380,25 @@ function serve (session: FilterSession, entry: CacheEntry, age: number, status: 
       if (parsed.kind === 'ranges') return serveRanges(session, entry, age, cacheStatus, parsed.ranges)
     }
   }
-  if (!entry.complete) return session.respond(entry.status, withAge(entry, age, cacheStatus, -1), entry.read())
-  return session.respond(entry.status, withAge(entry, age, cacheStatus, entry.length), entry.whole() ?? entry.read())
+  if (!entry.complete) return respondStored(session, entry.status, withAge(entry, age, cacheStatus, -1), entry.read())
+  return respondStored(session, entry.status, withAge(entry, age, cacheStatus, entry.length), entry.whole() ?? entry.read())
 }
 
-/** The stored pairs, then Age and Cache-Status, then Content-Length when known (`length` ≥ 0). */
-function withAge (entry: CacheEntry, age: number, cacheStatus: string, length: number): Array<readonly [string, string]> {
-  const out = entry.pairs.slice()
-  out.push(['Age', String(age > 0 ? age : 0)], ['Cache-Status', cacheStatus])
-  if (length >= 0) out.push(['Content-Length', String(length)])
+/**
+ * The stored fields, then Age and Cache-Status, then Content-Length when known (`length` ≥ 0), as
+ * a flat list of the answer's own. The stored fields were checked when they were stored (a parsed
+ * response's, or set through HeaderList), and the cache's own are digits and its status line.
+ */
+function withAge (entry: CacheEntry, age: number, cacheStatus: string, length: number): string[] {
+  const out = entry.headers.slice()
+  out.push('Age', String(age > 0 ? age : 0), 'Cache-Status', cacheStatus)
+  if (length >= 0) out.push('Content-Length', String(length))
   return out
+}
+
+/** Answer with fields the cache vouches for (`withAge`): not checked one by one again. */
+function respondStored (session: FilterSession, status: number, fields: string[], body?: LocalBody): Verdict {
+  return (session as Session).respondFields(status, fields, body)
 }
 
 function serveRanges (session: FilterSession, entry: CacheEntry, age: number, cacheStatus: string, ranges: readonly ByteRange[]): Verdict {

@@ -100,14 +100,23 @@ export function freshnessLifetime (r: ResponseFacts, responseTime: number): numb
 
 /** §4.2.3: the response's current age, seconds, from when it was requested and received and now (all ms). */
 export function currentAge (r: ResponseFacts, requestTime: number, responseTime: number, now: number): number {
+  return ageFrom(correctedInitialAge(r, requestTime, responseTime), responseTime, now)
+}
+
+/** §4.2.3's corrected_initial_age, seconds: the part of the age that `now` does not change (a stored entry keeps it). */
+export function correctedInitialAge (r: ResponseFacts, requestTime: number, responseTime: number): number {
   const ageHeader = r.headers.get('age')
   const ageValue = ageHeader !== undefined && /^\s*\d+\s*$/.test(ageHeader) ? Number(ageHeader) : 0
   const apparentAge = Math.max(0, (responseTime - dateOf(r, responseTime)) / 1000)
   const responseDelay = Math.max(0, (responseTime - requestTime) / 1000)
   const correctedAgeValue = ageValue + responseDelay
-  const correctedInitialAge = Math.max(apparentAge, correctedAgeValue)
+  return Math.max(apparentAge, correctedAgeValue)
+}
+
+/** §4.2.3's current_age from the corrected initial age, the response time and now (ms), seconds. */
+export function ageFrom (initialAge: number, responseTime: number, now: number): number {
   const residentTime = Math.max(0, (now - responseTime) / 1000)
-  return Math.floor(correctedInitialAge + residentTime)
+  return Math.floor(initialAge + residentTime)
 }
 
 function dateOf (r: ResponseFacts, fallback: number): number {

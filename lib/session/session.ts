@@ -113,7 +113,7 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
   /** The backend's body is dropped (a filter answered in its place). */
   #discard = false
   /** What a filter answered with (`respond`), to be sent once the hooks are done. */
-  #local: { status: number, headers: HeaderInit | undefined, body: LocalBody | undefined } | null = null
+  #local: { status: number, headers: HeaderInit | undefined, body: LocalBody | undefined, fields?: string[] } | null = null
   /** Transforms the response hooks asked for (`transformBody`), until the pipeline is built. */
   #transforms: Transform[] | null = null
   /** The body's transforms, for a response that has some; null on the plain path. */
@@ -205,6 +205,18 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
     if (isReadable(previous) && previous !== body) previous.destroy()
     this.#local = { status, headers, body }
     return 'responded'
+  }
+
+  /**
+   * `respond`, with the fields as a flat `[name, value, …]` array that rp4 itself checked already
+   * (a stored response's own fields, which were a parsed response's or went through HeaderList's
+   * checks): taken as they are, not checked field by field again. Not for what a filter of the
+   * user's supplies: that goes through `respond`.
+   */
+  respondFields (status: number, fields: string[], body?: LocalBody): Verdict {
+    const verdict = this.respond(status, undefined, body)
+    this.#local!.fields = fields
+    return verdict
   }
 
   /**
@@ -742,7 +754,7 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
   #sendLocal (): void {
     const local = this.#local!
     this.#local = null
-    const list = new HeaderList()
+    const list = new HeaderList(local.fields)
     const headers = local.headers
     try {
       // checked as they are added: a CR or LF from a filter must not split the response

@@ -302,6 +302,45 @@ t.test('disk store: entries survive a restart; a corrupt, short or half-written 
   await second.proxy.close()
 })
 
+t.test('disk store: an entry file rewritten with a CR or LF in a field is dropped, whatever its checksum says', async t => {
+  const { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } = await import('node:fs')
+  const os = await import('node:os')
+  const path = await import('node:path')
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'rp4-cache-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const origin = await startOrigin(t, req => cc('max-age=3600', `origin ${req.url}`))
+  const first = await startProxy(t, { targets: [origin.target], cache: { size: '1m', dir } })
+  for (const url of ['/name', '/value', '/reason']) await one(first.port, get(url))
+  const files = (): string[] => readdirSync(dir).filter(f => f.endsWith('.entry'))
+  await poll(() => files().length === 3, 'three entries written')
+  await first.proxy.close()
+  // the checksum covers the body: a head rewritten with a consistent length line still reads back
+  for (const file of files()) {
+    // the layout: a magic line, the JSON description's length on a line, the description, a newline, the body
+    const bytes = readFileSync(path.join(dir, file))
+    const magicEnd = bytes.indexOf(10) + 1
+    const lengthEnd = bytes.indexOf(10, magicEnd)
+    const magic = bytes.subarray(0, magicEnd).toString('latin1')
+    const jsonLength = Number(bytes.subarray(magicEnd, lengthEnd).toString('latin1'))
+    const firstLine = lengthEnd
+    const json = JSON.parse(bytes.subarray(firstLine + 1, firstLine + 1 + jsonLength).toString())
+    if (json.primary.endsWith('/name')) json.headers.push('X-Evil\r\nInjected', 'yes')
+    else if (json.primary.endsWith('/value')) json.headers.push('X-Evil', 'a\r\nInjected: yes')
+    else json.reason = 'OK\r\nInjected: yes'
+    const text = Buffer.from(JSON.stringify(json))
+    writeFileSync(path.join(dir, file), Buffer.concat([Buffer.from(magic + text.length + '\n', 'latin1'), text, bytes.subarray(firstLine + 1 + jsonLength)]))
+  }
+  const second = await startProxy(t, { targets: [origin.target], cache: { size: '1m', dir } })
+  await poll(() => !second.proxy.stats().caches[0].loading, 'the directory read back')
+  t.same(second.proxy.stats().caches[0].dropped, 3, 'all three dropped')
+  for (const url of ['/name', '/value', '/reason']) {
+    const res = await one(second.port, get(url))
+    t.equal(res.body.toString(), `origin ${url}`, `${url}: from the backend`)
+    t.notOk(res.head.text.includes('Injected'), `${url}: nothing injected`)
+  }
+  await second.proxy.close()
+})
+
 t.test('a response over maxEntrySize passes uncached, known length or not', async t => {
   const big = 'y'.repeat(300 * 1024)
   const { proxy, count } = await setup(t, req => req.url === '/sized'
