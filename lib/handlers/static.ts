@@ -30,7 +30,10 @@ import { evaluatePreconditions, httpDate, ifRangeHolds, Precondition, type Valid
 import { negotiateCoding, type Coding } from '../http/content-coding.js'
 import { contentRange, multipart, parseRange, type ByteRange } from '../http/range.js'
 import type { StaticModel } from '../model/model.js'
+import { isFieldValue, isToken } from '../http/headers.js'
+import type { LocalBody } from '../session/body.js'
 import type { FilterSession, RouteHandler, Verdict } from '../session/filter.js'
+import type { Session } from '../session/session.js'
 import { FileReader, OpenFiles, readWhole, type FileIdentity, type OpenFile } from './open-files.js'
 
 /** Why a path was refused before the file system was asked. */
@@ -65,6 +68,10 @@ interface Variant extends FileIdentity {
   readonly ok: Pairs
   /** Headers of a HEAD: a 200's with its Content-Length. */
   readonly head: Pairs
+  /** The same three as flat `[name, value, …]` lists, checked once here: answered with a copy, not checked per response. */
+  readonly notModifiedFields: readonly string[]
+  readonly okFields: readonly string[]
+  readonly headFields: readonly string[]
   readonly type: string
   /** The whole file when it is small enough to be kept; null: read from the file for each response. */
   readonly body: Buffer | null
@@ -239,7 +246,7 @@ export class StaticFiles implements RouteHandler {
     if (size === 0) body = EMPTY
     else if (previous !== null && previous.body !== null && previous.real === real && sameFile(previous, stats)) body = previous.body
     else if (size <= this.#memoryFileSize) body = await readWhole(this.#files, real, stats)
-    return { real, ino: stats.ino, size, mtimeMs: stats.mtimeMs, validators, notModified, ok, head, type, body }
+    return { real, ino: stats.ino, size, mtimeMs: stats.mtimeMs, validators, notModified, ok, head, type, body, notModifiedFields: flatChecked(notModified), okFields: flatChecked(ok), headFields: flatChecked(head) }
   }
 
   /** Answer from what the path resolved to: the form the client takes, its conditionals and ranges. */
@@ -252,7 +259,7 @@ export class StaticFiles implements RouteHandler {
       else if (coding === 'gzip') variant = resolved.gzip!
     }
     const condition = evaluatePreconditions(request.method, request.headers, variant.validators)
-    if (condition === Precondition.NOT_MODIFIED) return session.respond(304, variant.notModified)
+    if (condition === Precondition.NOT_MODIFIED) return respondWith(session, 304, variant.notModifiedFields)
     if (condition === Precondition.FAILED) return session.respond(412, [['Content-Type', 'text/plain; charset=utf-8']], 'Precondition Failed\n')
     const size = variant.size
     let ranges: ByteRange[] | null = null
@@ -267,10 +274,10 @@ export class StaticFiles implements RouteHandler {
         if (parsed.kind === 'ranges') ranges = parsed.ranges
       }
     }
-    if (request.method === 'HEAD') return session.respond(200, variant.head)
+    if (request.method === 'HEAD') return respondWith(session, 200, variant.headFields)
     const body = variant.body
     if (body !== null) {
-      if (ranges === null) return session.respond(200, variant.ok, body)
+      if (ranges === null) return respondWith(session, 200, variant.okFields, body)
       if (ranges.length === 1) {
         const only = ranges[0]
         return session.respond(206, [...variant.ok, ['Content-Range', contentRange(only, size)]], body.subarray(only.start, only.end + 1))
@@ -413,4 +420,22 @@ function decodeForTitle (p: string): string {
   } catch {
     return p
   }
+}
+
+/**
+ * `pairs` as a flat list, every field checked as HeaderList would (the Cache-Control value comes
+ * from the configuration): done once per file form, so that each response takes a copy unchecked.
+ */
+function flatChecked (pairs: Pairs): string[] {
+  const out: string[] = []
+  for (const [name, value] of pairs) {
+    if (!isToken(name) || !isFieldValue(value)) throw new TypeError(`static: the header ${JSON.stringify(name)}: ${JSON.stringify(value)} cannot be sent`)
+    out.push(name, value)
+  }
+  return out
+}
+
+/** Answer with a copy of fields checked by `flatChecked` (the answer's list is its own to change). */
+function respondWith (session: FilterSession, status: number, fields: readonly string[], body?: LocalBody): Verdict {
+  return (session as Session).respondFields(status, fields.slice(), body)
 }
