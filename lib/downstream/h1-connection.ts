@@ -10,6 +10,7 @@ import { beginBatch, endBatch, flush, send, sendEnd, type WriteOwner } from '../
 import { ProxyError } from '../core/errors.js'
 import { kOwner, localOf, peerLabel, peerOf } from '../core/symbols.js'
 import { disown, own, type SocketOwner } from '../core/owner.js'
+import { skipReadMore } from '../core/read-more.js'
 import { CB_OK, CB_PAUSE, Errno, ParserType } from '../http1/llhttp.js'
 import { HttpParser, LimitError, type MessageSink } from '../http1/parser.js'
 import type { MessageHead } from '../http1/head.js'
@@ -97,6 +98,7 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
     this.#parser = new HttpParser(ParserType.REQUEST, this, settings.maxHeaderSize, settings.maxRequestLine, settings.maxHeaders)
     this.#meter = new RequestMeter(settings.minDataRate)
     socket.setNoDelay(true)
+    skipReadMore(socket)
     // a socket from the listener's detection keeps its listeners: only the owner changes
     own(socket, this)
     socket.on('drain', onDrain)

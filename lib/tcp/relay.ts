@@ -7,6 +7,7 @@
 import type { Socket } from 'node:net'
 import { clock, type Timed } from '../core/clock.js'
 import { kOwner } from '../core/symbols.js'
+import { skipReadMore } from '../core/read-more.js'
 
 interface RelaySocket extends Socket { [kOwner]: Relay }
 
@@ -28,6 +29,7 @@ export class Relay implements Timed {
     this.#idle = idleMs
     for (const socket of [this.a, this.b]) {
       socket[kOwner] = this
+      skipReadMore(socket)
       socket.on('data', onData)
       socket.on('end', onEnd)
       socket.on('finish', onFinish)

@@ -10,6 +10,7 @@ import { beginBatch, deferWrites, endBatch, send, type WriteOwner } from '../cor
 import { CRLF, LAST_CHUNK, chunkHeader } from '../http1/encode.js'
 import { ProxyError } from '../core/errors.js'
 import { kOwner } from '../core/symbols.js'
+import { skipReadMore } from '../core/read-more.js'
 import { CB_OK, Errno, HeadersResult, ParserType } from '../http1/llhttp.js'
 import { HttpParser, type MessageSink } from '../http1/parser.js'
 import type { MessageHead } from '../http1/head.js'
@@ -72,6 +73,7 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner, Reque
       // allowHalfOpen is honoured by tls.connect though its typings omit it
       : tls.connect({ ...secure, host, port, allowHalfOpen: true } as tls.ConnectionOptions).setNoDelay(true)) as OwnedSocket
     socket[kOwner] = this
+    skipReadMore(socket)
     this.socket = socket
     // before anything else, the client this connection speaks for (written once connected)
     if (settings.sendProxy !== null) socket.write(opener.proxyHeader(settings.sendProxy))
