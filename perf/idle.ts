@@ -43,17 +43,21 @@ function fdLimits (): { soft: number, hard: number } {
 export async function runIdle (requested: number, originPort: number, tools: Tools, rp4Args: string[], progress: (text: string) => void): Promise<IdleResult> {
   const notes: string[] = []
   const limits = fdLimits()
+  // rp4 counts two descriptors per client connection (its own and a backend's: lib/config/open-files.ts)
+  // and caps its connections to what its limit allows, so it gets twice as many as the client process
+  const needed = 2 * requested + FD_MARGIN
   let count = requested
-  if (limits.hard < requested + FD_MARGIN) {
-    count = Math.max(0, limits.hard - FD_MARGIN)
-    notes.push(`hard open-files limit ${limits.hard} is below ${requested + FD_MARGIN}: measured ${count} connections instead. ` +
+  if (limits.hard < needed) {
+    count = Math.max(0, Math.floor((limits.hard - FD_MARGIN) / 2))
+    notes.push(`hard open-files limit ${limits.hard} is below ${needed} (two per connection for rp4): measured ${count} connections instead. ` +
       'Raise it as root before running (ulimit -Hn 65536; or "* hard nofile 65536" in /etc/security/limits.conf, LimitNOFILE= under systemd)')
-  } else if (limits.soft < requested + FD_MARGIN) {
-    notes.push(`soft open-files limit ${limits.soft} raised to ${requested + FD_MARGIN} for rp4 and the client process`)
+  } else if (limits.soft < needed) {
+    notes.push(`soft open-files limit ${limits.soft} raised to ${needed} for rp4 and ${requested + FD_MARGIN} for the client process`)
   }
   if (requested < 10_000) notes.push('the 4 KiB target is stated for 10,000 connections; fewer make the figure noisier')
   if (count > 28_000) notes.push('more than ~28,000 connections from one address may exhaust the ephemeral port range (net.ipv4.ip_local_port_range)')
   const nofile = Math.min(limits.hard, count + FD_MARGIN)
+  const rp4Nofile = Math.min(limits.hard, 2 * count + FD_MARGIN)
   // a long client idle timeout, when rp4 has the flag: the connections must outlive the measurement
   const idleFlag = tools.rp4.flags.includes('--client-idle-timeout') ? ['--client-idle-timeout', '10m'] : []
   // every connection comes from one address: the connection caps, when rp4 has them, must let them all in
@@ -63,7 +67,7 @@ export async function runIdle (requested: number, originPort: number, tools: Too
 
   const group = new ProcessGroup()
   try {
-    const rp4 = await startRow('rp4', { mode: 'http', originPort, group, tools, rp4Args: [...idleFlag, ...rp4Args], nofile })
+    const rp4 = await startRow('rp4', { mode: 'http', originPort, group, tools, rp4Args: [...idleFlag, ...rp4Args], nofile: rp4Nofile })
     const pid = rp4.pid ?? 0
     // the baseline is a warmed proxy: code compiled, pools and buffers in place
     progress('idle: warming rp4')
