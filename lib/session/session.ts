@@ -113,7 +113,7 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
   /** The backend's body is dropped (a filter answered in its place). */
   #discard = false
   /** What a filter answered with (`respond`), to be sent once the hooks are done. */
-  #local: { status: number, headers: HeaderInit | undefined, body: LocalBody | undefined, fields?: string[] } | null = null
+  #local: { status: number, headers: HeaderInit | undefined, body: LocalBody | undefined, fields: string[] | undefined } | null = null
   /** Transforms the response hooks asked for (`transformBody`), until the pipeline is built. */
   #transforms: Transform[] | null = null
   /** The body's transforms, for a response that has some; null on the plain path. */
@@ -203,7 +203,7 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
     if (body !== undefined && typeof body !== 'string' && !Buffer.isBuffer(body) && !isReadable(body)) throw new TypeError('respond: the body must be a string, a Buffer or a Readable')
     const previous = this.#local?.body
     if (isReadable(previous) && previous !== body) previous.destroy()
-    this.#local = { status, headers, body }
+    this.#local = { status, headers, body, fields: undefined }
     return 'responded'
   }
 
@@ -353,13 +353,13 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
     switch (action.kind) {
       case 'proxy': return this.#proxy(action.group)
       case 'respond':
-        this.#local = { status: action.status, headers: action.headers, body: action.body }
+        this.#local = { status: action.status, headers: action.headers, body: action.body, fields: undefined }
         return this.#sendLocal()
       case 'redirect': {
         const location = this.#fillLocation(action.location)
         // an HTTP/1.0 request without Host: `https:///path` would be no URL at all
         if (location === null) return this.refuse(new ProxyError('bad_request', 'a redirect to $host for a request without Host', 'downstream', 400))
-        this.#local = { status: action.status, headers: [['Location', location]], body: undefined }
+        this.#local = { status: action.status, headers: [['Location', location]], body: undefined, fields: undefined }
         return this.#sendLocal()
       }
       case 'handler': return this.#runHandler(action.handler, action.fallback)
