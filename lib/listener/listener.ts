@@ -32,6 +32,7 @@ import type { ListenerModel, ListenerTls } from '../model/model.js'
 import { clock, type Timed } from '../core/clock.js'
 import { ProxyError } from '../core/errors.js'
 import { kOwner, peerLabel, peerOf } from '../core/symbols.js'
+import { skipReadMore } from '../core/read-more.js'
 import { disown, own, type SocketOwner } from '../core/owner.js'
 import type { ProxyCore } from '../proxy/core.js'
 import { belowMinRate, rateCheckInterval } from '../downstream/meter.js'
@@ -451,6 +452,8 @@ export class Listener implements PassthroughHost, HandshakeHost, ProxyAcceptHost
       this.#tunnels.add(new Passthrough(this, socket, initial, this.#upstream))
       return
     }
+    // read by 'data' listeners from its first byte on, whoever owns it next (core/read-more.ts)
+    skipReadMore(socket)
     this.detecting.add(new Detection(this, socket, this.model.timeouts.detect, initial))
   }
 
