@@ -71,8 +71,12 @@ for (const policy of POLICIES) {
     const seen = await load(port, 8, 20)
     t.equal(seen.length, 160)
     t.same(Object.keys(tally(seen)).filter(s => !s.startsWith('200 ')), [], `every answer a 200: ${JSON.stringify(tally(seen))}`)
-    // the third failure skips it; tries already on their way when it came still reach it
-    t.ok(bad.requests.length >= 3 && bad.requests.length <= 3 + 8, `the failing backend got ${bad.requests.length} tries of 160`)
+    // the third failure skips it; tries already on their way when it came still reach it. P2C by
+    // latency may leave it alone sooner: a try is timed from its dispatch to its response head, and
+    // with eight at once a first sample that took longer (its connection being opened, a busy
+    // turn) can make it the slower of every pair it is in, so it is not chosen again before the skip
+    const least = policy === 'p2c-latency' ? 1 : 3
+    t.ok(bad.requests.length >= least && bad.requests.length <= 3 + 8, `the failing backend got ${bad.requests.length} tries of 160`)
   })
 }
 
