@@ -77,3 +77,27 @@ t.test('every target down: 502', async t => {
   const res = await exchange(port, GET, { responses: 1 })
   t.equal(res.responses[0]?.head.line[1], '502')
 })
+
+t.test('p2c-latency (the default) measures each backend\'s response time: a slow one is left alone, p2c without latency shares', async t => {
+  const fast = await startOrigin(t, () => ok('fast'))
+  // 30 ms per answer: a real measurement is 30 ms or more, a broken one near 0
+  const slow = await startOrigin(t, async () => { await new Promise(resolve => setTimeout(resolve, 30)); return ok('slow') })
+  const answers = async (port: number): Promise<Record<string, number>> => {
+    const out: Record<string, number> = {}
+    for (let i = 0; i < 40; i++) {
+      const res = await exchange(port, 'GET / HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 1 })
+      const body = res.responses[0]?.body.toString() ?? '(none)'
+      out[body] = (out[body] ?? 0) + 1
+    }
+    return out
+  }
+  const latency = await startProxy(t, { targets: [fast.target, slow.target], balance: 'p2c-latency' })
+  const byLatency = await answers(latency.port)
+  t.equal((byLatency.fast ?? 0) + (byLatency.slow ?? 0), 40, JSON.stringify(byLatency))
+  // one request at a time, the pair is always both: once measured, the slow one loses every pair
+  t.ok((byLatency.slow ?? 0) <= 3, `p2c-latency: the slow backend answered ${byLatency.slow ?? 0} of 40`)
+  const plain = await startProxy(t, { targets: [fast.target, slow.target], balance: 'p2c' })
+  const byLoad = await answers(plain.port)
+  // nothing in flight between requests: every pair ties on load, and the first drawn wins
+  t.ok((byLoad.slow ?? 0) >= 8 && (byLoad.fast ?? 0) >= 8, `p2c: both share the requests ${JSON.stringify(byLoad)}`)
+})
