@@ -253,7 +253,6 @@ function decideSilent (detection: Detection): void {
   }
 }
 
-
 /**
  * Server names relayed as raw TLS: exact names, `*.domain` for one more label, and `*` for every
  * other name (and a ClientHello without SNI).

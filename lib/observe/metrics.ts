@@ -81,8 +81,7 @@ export class Metrics implements RequestMeter {
   readonly #bytesOut: CounterFamily
   readonly #retries: CounterFamily
   readonly #tcpSessions: client.Counter<'listener'>
-  /** By route, method and status class: what a response adds to. */
-  /** By route, then the request's method as parsed, then status class (0 to 5). */
+  /** What a response adds to: by route, then the request's method as parsed, then status class (0 to 5). */
   readonly #routeCells = new Map<string, Map<string, Array<RouteCells | undefined>>>()
   readonly #targetCells = new Map<string, TargetCells>()
 

@@ -66,7 +66,10 @@ t.test('RequestHead: path, query and host from every target form', async t => {
 })
 
 t.test('isToken and isFieldValue give the regular expressions\' answers for every character and for mixed strings', async t => {
-  const { FIELD_NAME, FIELD_VALUE, isToken, isFieldValue } = await import('../../lib/http/headers.js')
+  const { isToken, isFieldValue } = await import('../../lib/http/headers.js')
+  // the regular expressions the checks stood for (RFC 9110 5.1 token, 5.5 field-value)
+  const FIELD_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+  const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
   let wrong = 0
   for (let c = 0; c < 0x300; c++) {
     const ch = String.fromCharCode(c)
