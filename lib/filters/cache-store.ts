@@ -22,11 +22,8 @@ interface UriRecord {
   readonly plainKey: string
 }
 
-/** An entry's freshness figures and what they were worked out from. */
+/** What of an entry's age and lifetime does not change from hit to hit, seconds. */
 interface Freshness {
-  readonly facts: ResponseFacts
-  readonly requestTime: number
-  readonly responseTime: number
   readonly lifetime: number
   readonly initialAge: number
 }
@@ -41,14 +38,14 @@ export class CacheEntry {
   #headers: string[]
   /** What every hit needs of the stored head, worked out once per head (see `headers`). */
   #facts: ResponseFacts | null = null
-  #pairs: Array<[string, string]> | null = null
+  #fresh: Freshness | null = null
   #validators: Validators | null = null
   readonly chunks: Buffer[] = []
   length = 0
   complete = false
   failed = false
-  requestTime: number
-  responseTime: number
+  #requestTime: number
+  #responseTime: number
   readonly #readers = new Set<EntryReader>()
 
   constructor (primary: string, secondary: string, varyFields: readonly string[], status: number, reason: string, headers: string[], requestTime: number, responseTime: number) {
@@ -58,16 +55,23 @@ export class CacheEntry {
     this.status = status
     this.reason = reason
     this.#headers = headers
-    this.requestTime = requestTime
-    this.responseTime = responseTime
+    this.#requestTime = requestTime
+    this.#responseTime = responseTime
   }
 
-  /** Stored header pairs (no framing, no hop-by-hop fields), flat [name, value, ...]; replaced whole (a 304's update), never edited in place. */
+  /** Stored header pairs (no framing, no hop-by-hop fields), flat [name, value, ...]; replaced whole (`revalidated`), never edited in place. */
   get headers (): string[] { return this.#headers }
-  set headers (headers: string[]) {
+  /** When the request that brought this response was sent, and when the response came (ms since the epoch). */
+  get requestTime (): number { return this.#requestTime }
+  get responseTime (): number { return this.#responseTime }
+
+  /** A 304 brought `headers` (the stored ones updated, RFC 9111 §4.3.4) and new times: what was worked out from the old ones goes. */
+  revalidated (headers: string[], requestTime: number, responseTime: number): void {
     this.#headers = headers
+    this.#requestTime = requestTime
+    this.#responseTime = responseTime
     this.#facts = null
-    this.#pairs = null
+    this.#fresh = null
     this.#validators = null
   }
 
@@ -82,38 +86,18 @@ export class CacheEntry {
   get lifetime (): number { return this.#freshness().lifetime }
 
   /** RFC 9111 §4.2.3's current age at `now` (ms), seconds. */
-  ageAt (now: number): number { return ageFrom(this.#freshness().initialAge, this.responseTime, now) }
+  ageAt (now: number): number { return ageFrom(this.#freshness().initialAge, this.#responseTime, now) }
 
   /**
    * What of the age and lifetime does not change from hit to hit (the Date, Expires and
-   * Last-Modified dates parsed, Age read), worked out once for the stored head and times.
+   * Last-Modified dates parsed, Age read), worked out once per stored head and times.
    */
   #freshness (): Freshness {
-    const facts = this.facts
-    const known = this.#fresh
-    if (known !== null && known.facts === facts && known.requestTime === this.requestTime && known.responseTime === this.responseTime) return known
-    const fresh: Freshness = {
-      facts,
-      requestTime: this.requestTime,
-      responseTime: this.responseTime,
-      lifetime: freshnessLifetime(facts, this.responseTime),
-      initialAge: correctedInitialAge(facts, this.requestTime, this.responseTime),
+    if (this.#fresh === null) {
+      const facts = this.facts
+      this.#fresh = { lifetime: freshnessLifetime(facts, this.#responseTime), initialAge: correctedInitialAge(facts, this.#requestTime, this.#responseTime) }
     }
-    this.#fresh = fresh
-    return fresh
-  }
-
-  #fresh: Freshness | null = null
-
-  /** The stored headers as the pairs a response takes (shared: copy before adding to them). */
-  get pairs (): ReadonlyArray<readonly [string, string]> {
-    if (this.#pairs === null) {
-      const raw = this.#headers
-      const out: Array<[string, string]> = []
-      for (let i = 0; i < raw.length; i += 2) out.push([raw[i], raw[i + 1]])
-      this.#pairs = out
-    }
-    return this.#pairs
+    return this.#fresh
   }
 
   /** The stored ETag and Last-Modified, for the client's conditionals. */
@@ -267,14 +251,14 @@ export class MemoryStore {
   get count (): number { return this.#lru.size }
 
   /**
-   * The entry for `primary` and the request's values of its Vary fields (`secondaryOf`, asked only
-   * when the URI has some): one lookup by URI, then the entry's key, kept with the URI when there
+   * The entry for `primary` and the request's values of its Vary fields (read only when the URI
+   * has some): one lookup by URI, then the entry's key, kept with the URI when there
    * is no Vary rather than joined again on every hit.
    */
-  find (primary: string, secondaryOf: (fields: readonly string[]) => string): CacheEntry | undefined {
+  find (primary: string, request: HeaderList): CacheEntry | undefined {
     const uri = this.#uris.get(primary)
     if (uri === undefined) return undefined
-    return this.#lru.get(uri.fields.length === 0 ? uri.plainKey : primary + '\n' + secondaryOf(uri.fields))
+    return this.#lru.get(uri.fields.length === 0 ? uri.plainKey : primary + '\n' + secondaryKey(request, uri.fields))
   }
 
   get (primary: string, secondary: string): CacheEntry | undefined {
@@ -313,4 +297,10 @@ export class MemoryStore {
     for (const primary of [...this.#uris.keys()]) if (primary.startsWith(prefix)) n += this.delete(primary)
     return n
   }
+}
+
+/** §4.1: the request's values of the Vary fields, normalized (whitespace around commas, repeated fields joined). */
+export function secondaryKey (headers: HeaderList, fields: readonly string[]): string {
+  if (fields.length === 0) return ''
+  return fields.map(name => headers.getAll(name).map(v => v.trim()).join(',').replace(/\s*,\s*/g, ',')).join('\n')
 }

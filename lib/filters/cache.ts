@@ -18,7 +18,7 @@
 import { Transform, type TransformCallback } from 'node:stream'
 import { evaluatePreconditions, ifRangeHolds, Precondition } from '../http/conditional.js'
 import {
-  currentAge, freshnessLifetime, notStorable, requestDirectives, responseFacts, staleAllowance, usability, Use,
+  notStorable, requestDirectives, responseFacts, staleAllowance, usability, Use,
   type ResponseFacts,
 } from '../http/cache-control.js'
 import { HeaderList } from '../http/headers.js'
@@ -29,7 +29,7 @@ import type { Filter, FilterSession, Verdict } from '../session/filter.js'
 import type { LocalBody } from '../session/body.js'
 import type { Session } from '../session/session.js'
 import { DiskStore } from './cache-disk.js'
-import { CacheEntry, MemoryStore } from './cache-store.js'
+import { CacheEntry, MemoryStore, secondaryKey } from './cache-store.js'
 
 /** Header fields never stored: they describe one hop or one message's framing. */
 const UNSTORED = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'content-length', 'age', 'cache-status'])
@@ -105,7 +105,7 @@ export class HttpCache implements Filter {
     const req = requestDirectives(request.headers)
     const state: State = { primary, requestTime: now, stale: null, filling: false, noStore: req.has('no-store'), background: false, served: false, conditionals: null }
     setState(session, state)
-    const entry = this.store.find(primary, fields => secondaryKey(request.headers, fields))
+    const entry = this.store.find(primary, request.headers)
     if (entry !== undefined) {
       const facts = entry.facts
       const age = entry.ageAt(now)
@@ -172,14 +172,13 @@ export class HttpCache implements Filter {
           for (const name of CONDITIONALS) request.headers.delete(name)
           for (let i = 0; i < kept.length; i += 2) request.headers.append(kept[i], kept[i + 1])
         }
-        serve(session, stale, currentAge(stale.facts, stale.requestTime, stale.responseTime, now), 'fwd=stale; fwd-status=304')
+        serve(session, stale, stale.ageAt(now), 'fwd=stale; fwd-status=304')
         return
       }
       if (head.status >= 500 && !state.background) {
-        const facts = stale.facts
-        const age = currentAge(facts, stale.requestTime, stale.responseTime, now)
-        const over = age - freshnessLifetime(facts, stale.responseTime)
-        const allowance = staleAllowance(facts, 'stale-if-error', this.#model.staleIfError / 1000)
+        const age = stale.ageAt(now)
+        const over = age - stale.lifetime
+        const allowance = staleAllowance(stale.facts, 'stale-if-error', this.#model.staleIfError / 1000)
         if (allowance > 0 && over <= allowance) {
           this.#abandon(session)
           serve(session, stale, age, `hit; fwd=stale; fwd-status=${head.status}; detail=stale-if-error`)
@@ -253,9 +252,7 @@ export class HttpCache implements Filter {
       if (UNSTORED.has(fresh[i].toLowerCase())) continue
       stored.append(fresh[i], fresh[i + 1])
     }
-    entry.headers = stored.raw
-    entry.requestTime = requestTime
-    entry.responseTime = responseTime
+    entry.revalidated(stored.raw, requestTime, responseTime)
   }
 
   /** §4.4: a successful unsafe request invalidates its URI, and Location and Content-Location on the same host. */
@@ -455,12 +452,6 @@ function varyFields (headers: HeaderList): string[] {
     }
   }
   return out.sort()
-}
-
-/** §4.1: the request's values of the Vary fields, normalized (whitespace around commas, repeated fields joined). */
-function secondaryKey (headers: HeaderList, fields: readonly string[]): string {
-  if (fields.length === 0) return ''
-  return fields.map(name => headers.getAll(name).map(v => v.trim()).join(',').replace(/\s*,\s*/g, ',')).join('\n')
 }
 
 function setState (session: FilterSession, state: State): void {
