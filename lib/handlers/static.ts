@@ -30,7 +30,7 @@ import { evaluatePreconditions, httpDate, ifRangeHolds, Precondition, type Valid
 import { negotiateCoding, type Coding } from '../http/content-coding.js'
 import { contentRange, multipart, parseRange, type ByteRange } from '../http/range.js'
 import type { StaticModel } from '../model/model.js'
-import { isFieldValue, isToken } from '../http/headers.js'
+import { HeaderList } from '../http/headers.js'
 import type { LocalBody } from '../session/body.js'
 import type { FilterSession, RouteHandler, Verdict } from '../session/filter.js'
 import type { Session } from '../session/session.js'
@@ -423,16 +423,13 @@ function decodeForTitle (p: string): string {
 }
 
 /**
- * `pairs` as a flat list, every field checked as HeaderList would (the Cache-Control value comes
- * from the configuration): done once per file form, so that each response takes a copy unchecked.
+ * `pairs` as a flat list, every field checked by HeaderList (the Cache-Control value comes from
+ * the configuration): done once per file form, so that each response takes a copy unchecked.
  */
 function flatChecked (pairs: Pairs): string[] {
-  const out: string[] = []
-  for (const [name, value] of pairs) {
-    if (!isToken(name) || !isFieldValue(value)) throw new TypeError(`static: the header ${JSON.stringify(name)}: ${JSON.stringify(value)} cannot be sent`)
-    out.push(name, value)
-  }
-  return out
+  const list = new HeaderList()
+  for (const [name, value] of pairs) list.append(name, value)
+  return list.raw
 }
 
 /** Answer with a copy of fields checked by `flatChecked` (the answer's list is its own to change). */
