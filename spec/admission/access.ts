@@ -3,24 +3,13 @@
  * and IPv6), address and CIDR parsing, the file syntax, and option validation naming the option.
  */
 import t from 'tap'
+import { seeded as random } from '../helpers/random.js'
 import { isIP } from 'node:net'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { AccessList, AccessFileError, PrefixTrie, parseAccessFile, parseAddress, parseCidr, type AccessRule, type Address, type Cidr } from '../../lib/admission/access.js'
 import { buildModel, createProxy } from '../../lib/index.js'
-
-/** A seeded generator: failures repeat. */
-function random (seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let x = state
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 function word (next: () => number): number { return Math.floor(next() * 4294967296) >>> 0 }
 

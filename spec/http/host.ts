@@ -4,20 +4,10 @@
  * that matter (brackets, colons, digits, blanks, bytes above 127).
  */
 import t from 'tap'
+import { seeded as random } from '../helpers/random.js'
 import { validHost } from '../../lib/http/validate.js'
 
 const REFERENCE = /^[ \t]*(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+;=]*)(?::[0-9]*)?[ \t]*$/
-
-function random (seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let x = state
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 t.test('edges: the same answer as the regular expression, and the answer expected', async t => {
   const cases: Array<[string, boolean]> = [
