@@ -5,6 +5,9 @@
  * cache under compression.
  */
 import { createHash } from 'node:crypto'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
 import { gunzipSync } from 'node:zlib'
 import { Readable } from 'node:stream'
 import t, { type Test } from 'tap'
@@ -264,18 +267,24 @@ t.test('the memory store is bounded: least recently used entries go', async t =>
   t.equal(count('/4'), 1, 'the newest kept')
 })
 
-t.test('disk store: entries survive a restart; a corrupt, short or half-written file is dropped, never served', async t => {
-  const { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } = await import('node:fs')
-  const os = await import('node:os')
-  const path = await import('node:path')
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'rp4-cache-'))
+/**
+ * A disk store in a temporary directory holding one entry for each of `urls` (`origin URL` as the
+ * body), written by a proxy that has closed since: the files are the spec's to damage.
+ */
+async function diskStore (t: Test, urls: string[]): Promise<{ dir: string, origin: Origin, files: () => string[] }> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'rp4-cache-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const origin = await startOrigin(t, req => cc('max-age=3600', `origin ${req.url}`))
   const first = await startProxy(t, { targets: [origin.target], cache: { size: '1m', dir } })
-  for (const url of ['/keep', '/corrupt', '/short']) await one(first.port, get(url))
+  for (const url of urls) await one(first.port, get(url))
   const files = (): string[] => readdirSync(dir).filter(f => f.endsWith('.entry'))
-  await poll(() => files().length === 3, 'three entries written')
+  await poll(() => files().length === urls.length, `${urls.length} entries written`)
   await first.proxy.close()
+  return { dir, origin, files }
+}
+
+t.test('disk store: entries survive a restart; a corrupt, short or half-written file is dropped, never served', async t => {
+  const { dir, origin, files } = await diskStore(t, ['/keep', '/corrupt', '/short'])
   // damage two of them the way a crash or a bad disk would, and leave a torn temporary file
   const byUrl = new Map(files().map(f => [/"primary":"http:\/\/h(\/\w+)"/.exec(readFileSync(path.join(dir, f), 'latin1'))?.[1], f]))
   const corrupt = path.join(dir, byUrl.get('/corrupt')!)
@@ -303,17 +312,7 @@ t.test('disk store: entries survive a restart; a corrupt, short or half-written 
 })
 
 t.test('disk store: an entry file rewritten with a CR or LF in a field is dropped, whatever its checksum says', async t => {
-  const { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } = await import('node:fs')
-  const os = await import('node:os')
-  const path = await import('node:path')
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'rp4-cache-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const origin = await startOrigin(t, req => cc('max-age=3600', `origin ${req.url}`))
-  const first = await startProxy(t, { targets: [origin.target], cache: { size: '1m', dir } })
-  for (const url of ['/name', '/value', '/reason']) await one(first.port, get(url))
-  const files = (): string[] => readdirSync(dir).filter(f => f.endsWith('.entry'))
-  await poll(() => files().length === 3, 'three entries written')
-  await first.proxy.close()
+  const { dir, origin, files } = await diskStore(t, ['/name', '/value', '/reason'])
   // the checksum covers the body: a head rewritten with a consistent length line still reads back
   for (const file of files()) {
     // the layout: a magic line, the JSON description's length on a line, the description, a newline, the body
