@@ -23,7 +23,7 @@ export interface RunOptions {
   tortureRequests: number | null
   /** Workers mode: rp4 with this many workers, each scheduling policy, scenarios 1 and 5; or null. */
   workers: number | null
-  /** Metrics cost mode: pairs of scenario 1 rows through rp4 without and with --admin; or null. */
+  /** Metrics cost mode: segments of alternating scenario 1 rounds through rp4 without and with --admin; or null. */
   metricsCostSegments: number | null
   jsonFile: string | null
   rp4Args: string[]

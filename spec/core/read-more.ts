@@ -13,19 +13,15 @@ t.test('this Node has the readable state flag the skip relies on', async t => {
   t.equal(canSkipReadMore, true, '_readableState.readingMore is a boolean in this Node')
 })
 
+/** Both ends of one loopback connection: the accepted one (`server`) and the client's. */
 async function pair (t: Test): Promise<{ server: Socket, client: Socket }> {
-  const accepted = new Promise<Socket>(resolve => {
-    const srv = net.createServer(resolve)
-    srv.listen(0, '127.0.0.1', () => {
-      const client = net.connect((srv.address() as AddressInfo).port, '127.0.0.1')
-      t.teardown(() => { client.destroy(); srv.close() })
-      clients.push(client)
-    })
-  })
-  const clients: Socket[] = []
+  const srv = net.createServer()
+  await new Promise<void>(resolve => srv.listen(0, '127.0.0.1', resolve))
+  const accepted = new Promise<Socket>(resolve => srv.once('connection', resolve))
+  const client = net.connect((srv.address() as AddressInfo).port, '127.0.0.1')
   const server = await accepted
-  t.teardown(() => server.destroy())
-  return { server, client: clients[0] }
+  t.teardown(() => { client.destroy(); server.destroy(); srv.close() })
+  return { server, client }
 }
 
 t.test('a marked socket gets every byte and the end, through pauses past the high-water mark', async t => {
