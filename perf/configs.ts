@@ -37,6 +37,18 @@ export function staticFiles (): string {
   return staticDir
 }
 
+/** rp4's flags for a mode, beside `listen` and `--to`: the same job as the other rows'. */
+export function rp4ModeArgs (mode: ProxyMode): string[] {
+  switch (mode) {
+    case 'http': return []
+    case 'tcp': return ['--tcp']
+    case 'compress':
+    case 'compress-br': return ['--compress']
+    case 'cache': return ['--cache', '256m']
+    case 'static': return ['--static', staticFiles()]
+  }
+}
+
 /** What nginx does per mode, inside its server block, beside proxying. */
 function nginxJob (mode: ProxyMode, dir: string): { http: string, location: string } {
   switch (mode) {

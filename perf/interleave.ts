@@ -10,6 +10,7 @@ import { HEAP_ARG, rp4Env } from '../bin/serving.js'
 import type { LoadResult } from './loadgen.js'
 import { median, runLoad } from './measure.js'
 import { PROXY_CORE, type ProcessGroup, waitForStderr, type Child } from './processes.js'
+import { rp4ModeArgs, type ProxyMode } from './configs.js'
 import { processCpuSeconds } from './proc-stats.js'
 import type { Scenario } from './scenarios.js'
 
@@ -52,8 +53,8 @@ function mainFigure (scenario: Scenario, load: LoadResult): number {
   }
 }
 
-async function start (group: ProcessGroup, side: Side, originPort: number): Promise<{ child: Child, port: number }> {
-  const child = group.spawn(side.name, process.execPath, [HEAP_ARG, side.rp4, 'listen', '127.0.0.1:0', '--to', `127.0.0.1:${originPort}`, ...side.args], {
+async function start (group: ProcessGroup, side: Side, mode: ProxyMode, originPort: number): Promise<{ child: Child, port: number }> {
+  const child = group.spawn(side.name, process.execPath, [HEAP_ARG, side.rp4, 'listen', '127.0.0.1:0', '--to', `127.0.0.1:${originPort}`, ...side.args, ...rp4ModeArgs(mode)], {
     core: PROXY_CORE,
     env: rp4Env(),
   })
@@ -77,8 +78,8 @@ export async function interleave (group: ProcessGroup, scenario: Scenario, a: Si
   const segmentRatios: number[] = []
   for (let segment = 0; segment < segments; segment++) {
     const aFirst = segment % 2 === 0
-    const first = await start(group, aFirst ? a : b, originPort)
-    const second = await start(group, aFirst ? b : a, originPort)
+    const first = await start(group, aFirst ? a : b, scenario.mode, originPort)
+    const second = await start(group, aFirst ? b : a, scenario.mode, originPort)
     const sideA = aFirst ? first : second
     const sideB = aFirst ? second : first
     try {

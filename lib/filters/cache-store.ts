@@ -11,7 +11,7 @@ import { Readable } from 'node:stream'
 import { LRUCache } from 'lru-cache'
 import { ageFrom, correctedInitialAge, freshnessLifetime, responseFacts, type ResponseFacts } from '../http/cache-control.js'
 import { parseHttpDate, type Validators } from '../http/conditional.js'
-import { HeaderList } from '../http/headers.js'
+import { FieldBlock, HeaderList } from '../http/headers.js'
 
 const EMPTY = Buffer.alloc(0)
 
@@ -36,6 +36,7 @@ export class CacheEntry {
   status: number
   reason: string
   #headers: string[]
+  #block: FieldBlock | null = null
   /** What every hit needs of the stored head, worked out once per head (see `headers`). */
   #facts: ResponseFacts | null = null
   #fresh: Freshness | null = null
@@ -61,6 +62,8 @@ export class CacheEntry {
 
   /** Stored header pairs (no framing, no hop-by-hop fields), flat [name, value, ...]; replaced whole (`revalidated`), never edited in place. */
   get headers (): string[] { return this.#headers }
+  /** The stored fields as a block that every hit's head starts with (its encoded form kept across hits). */
+  get block (): FieldBlock { return (this.#block ??= new FieldBlock(this.#headers)) }
   /** When the request that brought this response was sent, and when the response came (ms since the epoch). */
   get requestTime (): number { return this.#requestTime }
   get responseTime (): number { return this.#responseTime }
@@ -68,6 +71,7 @@ export class CacheEntry {
   /** A 304 brought `headers` (the stored ones updated, RFC 9111 §4.3.4) and new times: what was worked out from the old ones goes. */
   revalidated (headers: string[], requestTime: number, responseTime: number): void {
     this.#headers = headers
+    this.#block = null
     this.#requestTime = requestTime
     this.#responseTime = responseTime
     this.#facts = null

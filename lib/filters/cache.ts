@@ -363,9 +363,9 @@ function serve (session: FilterSession, entry: CacheEntry, age: number, status: 
   const validators = entry.validators
   const condition = evaluatePreconditions(request.method, request.headers, validators)
   // Age and Cache-Status are never stored (UNSTORED): appending them is setting them
-  if (condition === Precondition.NOT_MODIFIED) return respondStored(session, 304, withAge(entry, age, cacheStatus, -1))
+  if (condition === Precondition.NOT_MODIFIED) return respondStored(session, entry, 304, withAge(entry, age, cacheStatus, -1))
   if (condition === Precondition.FAILED) return session.respond(412, [['Cache-Status', cacheStatus]])
-  if (request.method === 'HEAD') return respondStored(session, entry.status, withAge(entry, age, cacheStatus, entry.complete ? entry.length : -1))
+  if (request.method === 'HEAD') return respondStored(session, entry, entry.status, withAge(entry, age, cacheStatus, entry.complete ? entry.length : -1))
   const range = request.headers.get('range')
   if (range !== undefined && entry.complete && entry.status === 200) {
     const ifRange = request.headers.get('if-range')
@@ -377,8 +377,8 @@ function serve (session: FilterSession, entry: CacheEntry, age: number, status: 
       if (parsed.kind === 'ranges') return serveRanges(session, entry, age, cacheStatus, parsed.ranges)
     }
   }
-  if (!entry.complete) return respondStored(session, entry.status, withAge(entry, age, cacheStatus, -1), entry.read())
-  return respondStored(session, entry.status, withAge(entry, age, cacheStatus, entry.length), entry.whole() ?? entry.read())
+  if (!entry.complete) return respondStored(session, entry, entry.status, withAge(entry, age, cacheStatus, -1), entry.read())
+  return respondStored(session, entry, entry.status, withAge(entry, age, cacheStatus, entry.length), entry.whole() ?? entry.read())
 }
 
 /**
@@ -387,15 +387,15 @@ function serve (session: FilterSession, entry: CacheEntry, age: number, status: 
  * response's, or set through HeaderList), and the cache's own are digits and its status line.
  */
 function withAge (entry: CacheEntry, age: number, cacheStatus: string, length: number): string[] {
-  const out = entry.headers.slice()
+  const out = entry.block.fields.slice()
   out.push('Age', String(age > 0 ? age : 0), 'Cache-Status', cacheStatus)
   if (length >= 0) out.push('Content-Length', String(length))
   return out
 }
 
 /** Answer with fields the cache vouches for (`withAge`): not checked one by one again. */
-function respondStored (session: FilterSession, status: number, fields: string[], body?: LocalBody): Verdict {
-  return (session as Session).respondFields(status, fields, body)
+function respondStored (session: FilterSession, entry: CacheEntry, status: number, fields: string[], body?: LocalBody): Verdict {
+  return (session as Session).respondFields(status, fields, body, entry.block)
 }
 
 function serveRanges (session: FilterSession, entry: CacheEntry, age: number, cacheStatus: string, ranges: readonly ByteRange[]): Verdict {

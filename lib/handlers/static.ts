@@ -30,7 +30,8 @@ import { evaluatePreconditions, httpDate, ifRangeHolds, Precondition, type Valid
 import { negotiateCoding, type Coding } from '../http/content-coding.js'
 import { contentRange, multipart, parseRange, type ByteRange } from '../http/range.js'
 import type { StaticModel } from '../model/model.js'
-import { HeaderList } from '../http/headers.js'
+import { clock } from '../core/clock.js'
+import { FieldBlock, HeaderList } from '../http/headers.js'
 import type { LocalBody } from '../session/body.js'
 import type { FilterSession, RouteHandler, Verdict } from '../session/filter.js'
 import type { Session } from '../session/session.js'
@@ -68,10 +69,10 @@ interface Variant extends FileIdentity {
   readonly ok: Pairs
   /** Headers of a HEAD: a 200's with its Content-Length. */
   readonly head: Pairs
-  /** The same three as flat `[name, value, …]` lists, checked once here: answered with a copy, not checked per response. */
-  readonly notModifiedFields: readonly string[]
-  readonly okFields: readonly string[]
-  readonly headFields: readonly string[]
+  /** The same three as field blocks, checked once here: answered with a copy, not checked (nor encoded) per response. */
+  readonly notModifiedFields: FieldBlock
+  readonly okFields: FieldBlock
+  readonly headFields: FieldBlock
   readonly type: string
   /** The whole file when it is small enough to be kept; null: read from the file for each response. */
   readonly body: Buffer | null
@@ -79,7 +80,7 @@ interface Variant extends FileIdentity {
 
 /** What a request path resolved to: a file, in its forms. */
 interface Resolved {
-  /** `performance.now()` when the file system was last asked. */
+  /** When the file system was last asked (`clock`'s scale: `performance.now()`). */
   checkedAt: number
   readonly plain: Variant
   readonly br: Variant | null
@@ -128,11 +129,13 @@ export class StaticFiles implements RouteHandler {
     const key = session.request.path
     const known = this.#paths.get(key)
     // only a path that passed every check below and named a file is kept: no need to check it again
-    if (known !== undefined && performance.now() - known.checkedAt < this.#revalidate) return this.#answer(session, known)
+    // the reading taken when this request's bytes were read (core/clock.ts): the window is ms wide
+    const now = clock.turn()
+    if (known !== undefined && now - known.checkedAt < this.#revalidate) return this.#answer(session, known)
     // nothing there a moment ago: the fallback (or 404) without a trip to the file system, so that a
     // route of files in front of an application does not slow the application's requests
     const missed = known === undefined ? this.#missing.get(key) : undefined
-    if (missed !== undefined && performance.now() - missed < this.#revalidate) return 'continue'
+    if (missed !== undefined && now - missed < this.#revalidate) return 'continue'
     const segments: string[] = []
     const check = splitPath(key, segments, this.#model.hidden)
     if (check === PathCheck.BAD) return session.respond(400, [['Content-Type', 'text/plain; charset=utf-8']], 'Bad Request\n')
@@ -146,7 +149,7 @@ export class StaticFiles implements RouteHandler {
   }
 
   async #serve (session: FilterSession, key: string, segments: string[], previous: Resolved | null): Promise<Verdict> {
-    const checkedAt = performance.now()
+    const checkedAt = clock.refresh()
     const root = await (this.#realRoot ??= realpath(this.#model.root))
     let file = path.join(root, ...segments)
     let info = await this.#statInside(root, file)
@@ -426,13 +429,13 @@ function decodeForTitle (p: string): string {
  * `pairs` as a flat list, every field checked by HeaderList (the Cache-Control value comes from
  * the configuration): done once per file form, so that each response takes a copy unchecked.
  */
-function flatChecked (pairs: Pairs): string[] {
+function flatChecked (pairs: Pairs): FieldBlock {
   const list = new HeaderList()
   for (const [name, value] of pairs) list.append(name, value)
-  return list.raw
+  return new FieldBlock(list.raw)
 }
 
 /** Answer with a copy of fields checked by `flatChecked` (the answer's list is its own to change). */
-function respondWith (session: FilterSession, status: number, fields: readonly string[], body?: LocalBody): Verdict {
-  return (session as Session).respondFields(status, fields.slice(), body)
+function respondWith (session: FilterSession, status: number, block: FieldBlock, body?: LocalBody): Verdict {
+  return (session as Session).respondFields(status, block.fields.slice(), body, block)
 }

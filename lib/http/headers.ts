@@ -22,9 +22,12 @@ export function isName (name: string, lower: string): boolean {
 export class HeaderList {
   /** Flat `[name, value, …]`: read it directly on hot paths; change it through the methods. */
   readonly raw: string[]
+  /** The block this list was started from (its first fields were the block's), or null. */
+  readonly block: FieldBlock | null
 
-  constructor (raw: string[] = []) {
+  constructor (raw: string[] = [], block: FieldBlock | null = null) {
     this.raw = raw
+    this.block = block
   }
 
   /** Number of fields. */
@@ -73,9 +76,9 @@ export class HeaderList {
    * One field `name: value`: the first existing one takes the value (keeping its place and its
    * name's case), later ones go; absent, it is appended.
    */
-  set (name: string, value: string): void {
+  set (name: string, value: string, from = 0): void {
     checkField(name, value)
-    const at = this.indexOf(name)
+    const at = this.indexOf(name, from)
     if (at === -1) {
       this.raw.push(name, value)
       return
@@ -84,9 +87,9 @@ export class HeaderList {
     this.#removeFrom(name, at + 1)
   }
 
-  /** Remove every field named `name`; returns how many there were. */
-  delete (name: string): number {
-    return this.#removeFrom(name, 0)
+  /** Remove every field named `name` (at or after `from`); returns how many there were. */
+  delete (name: string, from = 0): number {
+    return this.#removeFrom(name, from)
   }
 
   /** Remove the field at `index`. */
@@ -114,6 +117,46 @@ export class HeaderList {
  * What a filter adds must be a field as RFC 9110 allows it: a CR or LF in a value would end the
  * head early and smuggle the rest in as another request or response.
  */
+/**
+ * A field list made once and sent many times (a static file's fields, a stored response's): rp4
+ * checked its fields when they were made. A HeaderList started from it (`fromBlock`) holds these
+ * very strings first. While they are still there, in order (`covers` compares them one by one, so
+ * a change made through a method or through `raw` is seen), an encoder may write the form it keeps
+ * for them (`h1`) instead of encoding them again; a response whose filters changed any of them
+ * is encoded field by field, as any other.
+ */
+export class FieldBlock {
+  readonly fields: readonly string[]
+  /** A Transfer-Encoding or Content-Length field is among them: framing reads them one by one. */
+  readonly framing: boolean
+  /** The fields as HTTP/1 field lines, made by the first HTTP/1 encoder that needs them. */
+  h1: string | null = null
+
+  /** @param fields flat `[name, value, …]`, checked already (HeaderList's checks, or a parsed message's) */
+  constructor (fields: readonly string[]) {
+    this.fields = fields
+    let framing = false
+    for (let i = 0; i < fields.length; i += 2) {
+      if (isName(fields[i], 'transfer-encoding') || isName(fields[i], 'content-length')) framing = true
+    }
+    this.framing = framing
+  }
+
+  /** A list of its own, starting with this block's fields. */
+  list (): HeaderList {
+    return new HeaderList(this.fields.slice(), this)
+  }
+
+  /** `raw` begins with this block's fields, unchanged. */
+  covers (raw: readonly string[]): boolean {
+    const fields = this.fields
+    const length = fields.length
+    if (raw.length < length) return false
+    for (let i = 0; i < length; i++) if (raw[i] !== fields[i]) return false
+    return true
+  }
+}
+
 function checkField (name: string, value: string): void {
   if (!isToken(name)) throw new TypeError(`header name ${JSON.stringify(name)} is not a token`)
   if (!isFieldValue(value)) throw new TypeError(`header value for ${name} has a character no header may hold (CR, LF, NUL or another control)`)

@@ -4,6 +4,7 @@
  * to an HTTP/1.0 client becomes raw bytes until close, a close-delimited body to an HTTP/1.1
  * client becomes chunked).
  */
+import { latin1 } from '../core/bytes.js'
 import { Header, classify, hasToken } from '../http/fields.js'
 import { BodyKind } from '../http/validate.js'
 import type { RequestHead, ResponseHead } from '../http/message.js'
@@ -30,6 +31,8 @@ export interface ResponseFraming {
   length: number
   /** Content-Length goes: a filter set one that is no length (not digits, or several that differ). */
   dropContentLength: boolean
+  /** How many entries of the head's `raw` are its field block's, unchanged (HeaderList.block): written in the block's kept form. */
+  covered: number
 }
 
 /** A Content-Length value: digits only (no sign, no hex; blanks around allowed), at most 15 of them; else -1. */
@@ -65,7 +68,10 @@ export function frameResponse (head: ResponseHead, requestMethod: string, client
   let contentLength = false
   let length = -1
   let badLength = false
-  for (let i = 0; i < raw.length; i += 2) {
+  const block = head.headers.block
+  const covered = block !== null && block.covers(raw) ? block.fields.length : 0
+  // a block without framing fields need not be read for them
+  for (let i = block !== null && !block.framing ? covered : 0; i < raw.length; i += 2) {
     switch (classify(raw[i])) {
       case Header.TRANSFER_ENCODING: transferEncoding = true; chunked = hasToken(raw[i + 1], 'chunked'); break
       case Header.CONTENT_LENGTH: {
@@ -93,25 +99,57 @@ export function frameResponse (head: ResponseHead, requestMethod: string, client
   framing.addChunked = body === BodyKind.CHUNKED && !chunked
   framing.length = body === BodyKind.LENGTH ? length : -1
   framing.dropContentLength = badLength
+  framing.covered = covered
   return framing
 }
 
 /** frameResponse's answer, one object for every call: read it before the next call (one per response head). */
-const FRAMING: ResponseFraming = { body: BodyKind.NONE, close: false, dropTransferEncoding: false, addChunked: false, length: -1, dropContentLength: false }
+const FRAMING: ResponseFraming = { body: BodyKind.NONE, close: false, dropTransferEncoding: false, addChunked: false, length: -1, dropContentLength: false, covered: 0 }
+
+/** Field lines: `name: value` and CRLF each. */
+function fieldLines (raw: readonly string[], from: number): string {
+  let out = ''
+  for (let i = from; i < raw.length; i += 2) out += raw[i] + ': ' + raw[i + 1] + '\r\n'
+  return out
+}
+
+/**
+ * `text` as one sequential string. Built by `+`, it is a tree of pieces that every head it goes
+ * into would walk again when that head is written; kept, it is copied as one piece.
+ */
+function flat (text: string): string {
+  const bytes = Buffer.from(text, 'latin1')
+  return latin1(bytes, 0, bytes.length)
+}
+
+/** The status line last made for each status, with its reason: most responses reuse one. */
+const statusLines: Array<{ reason: string, line: string } | undefined> = []
+
+function statusLine (status: number, reason: string): string {
+  const known = statusLines[status]
+  if (known !== undefined && known.reason === reason) return known.line
+  const line = 'HTTP/1.1 ' + status + ' ' + reason + '\r\n'
+  // statuses are three digits (llhttp's and `respond`'s checks): the table stays small
+  if (status >= 100 && status <= 999) statusLines[status] = { reason, line }
+  return line
+}
 
 /** Status line, headers, the framing and Connection headers of this hop, the blank line. */
 export function encodeResponseHead (head: ResponseHead, framing: ResponseFraming, clientHttp11: boolean): string {
   const raw = head.headers.raw
   const status = head.status
-  let out = 'HTTP/1.1 ' + status + ' ' + head.reason + '\r\n'
+  let out = statusLine(status, head.reason)
   if (framing.dropTransferEncoding || framing.dropContentLength) {
     for (let i = 0; i < raw.length; i += 2) {
       if (framing.dropTransferEncoding && raw[i].length === 17 && classify(raw[i]) === Header.TRANSFER_ENCODING) continue
       if (framing.dropContentLength && raw[i].length === 14 && classify(raw[i]) === Header.CONTENT_LENGTH) continue
       out += raw[i] + ': ' + raw[i + 1] + '\r\n'
     }
+  } else if (framing.covered > 0) {
+    const block = head.headers.block!
+    out += (block.h1 ??= flat(fieldLines(block.fields, 0))) + fieldLines(raw, framing.covered)
   } else {
-    for (let i = 0; i < raw.length; i += 2) out += raw[i] + ': ' + raw[i + 1] + '\r\n'
+    out += fieldLines(raw, 0)
   }
   if (framing.addChunked) out += 'Transfer-Encoding: chunked\r\n'
   if (status === 101) out += 'Connection: upgrade\r\n'

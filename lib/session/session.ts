@@ -17,7 +17,7 @@ import { encodeProxyHeader } from '../http/proxy-header.js'
 import { errorResponse, reasonOf } from '../http/errors.js'
 import { forwardResponse, HOST_PLACEHOLDER, type ForwardContext } from '../http/forwarding.js'
 import { forwardIdentity } from './identity.js'
-import { HeaderList } from '../http/headers.js'
+import { HeaderList, type FieldBlock } from '../http/headers.js'
 import { cookieValue } from '../http/fields.js'
 import { ResponseHead, type RequestHead } from '../http/message.js'
 import { BodyKind, type RequestFacts } from '../http/validate.js'
@@ -113,7 +113,7 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
   /** The backend's body is dropped (a filter answered in its place). */
   #discard = false
   /** What a filter answered with (`respond`), to be sent once the hooks are done. */
-  #local: { status: number, headers: HeaderInit | undefined, body: LocalBody | undefined, fields: string[] | undefined } | null = null
+  #local: { status: number, headers: HeaderInit | undefined, body: LocalBody | undefined, fields: string[] | undefined, block: FieldBlock | null } | null = null
   /** Transforms the response hooks asked for (`transformBody`), until the pipeline is built. */
   #transforms: Transform[] | null = null
   /** The body's transforms, for a response that has some; null on the plain path. */
@@ -203,7 +203,7 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
     if (body !== undefined && typeof body !== 'string' && !Buffer.isBuffer(body) && !isReadable(body)) throw new TypeError('respond: the body must be a string, a Buffer or a Readable')
     const previous = this.#local?.body
     if (isReadable(previous) && previous !== body) previous.destroy()
-    this.#local = { status, headers, body, fields: undefined }
+    this.#local = { status, headers, body, fields: undefined, block: null }
     return 'responded'
   }
 
@@ -212,10 +212,13 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
    * (a stored response's own fields, which were a parsed response's or went through HeaderList's
    * checks): taken as they are, not checked field by field again. Not for what a filter of the
    * user's supplies: that goes through `respond`.
+   * @param block the field block `fields` begins with (a copy of its fields, then any more), whose kept encoding the head then reuses
    */
-  respondFields (status: number, fields: string[], body?: LocalBody): Verdict {
+  respondFields (status: number, fields: string[], body?: LocalBody, block: FieldBlock | null = null): Verdict {
     const verdict = this.respond(status, undefined, body)
-    this.#local!.fields = fields
+    const local = this.#local!
+    local.fields = fields
+    local.block = block
     return verdict
   }
 
@@ -353,13 +356,13 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
     switch (action.kind) {
       case 'proxy': return this.#proxy(action.group)
       case 'respond':
-        this.#local = { status: action.status, headers: action.headers, body: action.body, fields: undefined }
+        this.#local = { status: action.status, headers: action.headers, body: action.body, fields: undefined, block: null }
         return this.#sendLocal()
       case 'redirect': {
         const location = this.#fillLocation(action.location)
         // an HTTP/1.0 request without Host: `https:///path` would be no URL at all
         if (location === null) return this.refuse(new ProxyError('bad_request', 'a redirect to $host for a request without Host', 'downstream', 400))
-        this.#local = { status: action.status, headers: [['Location', location]], body: undefined, fields: undefined }
+        this.#local = { status: action.status, headers: [['Location', location]], body: undefined, fields: undefined, block: null }
         return this.#sendLocal()
       }
       case 'handler': return this.#runHandler(action.handler, action.fallback)
@@ -754,8 +757,10 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
   #sendLocal (): void {
     const local = this.#local!
     this.#local = null
-    const list = new HeaderList(local.fields)
+    const list = new HeaderList(local.fields, local.block)
     const headers = local.headers
+    // a block's fields hold no framing field when it says so: the searches below start after them
+    const from = local.block !== null && !local.block.framing ? local.block.fields.length >> 1 : 0
     try {
       // checked as they are added: a CR or LF from a filter must not split the response
       if (Array.isArray(headers)) for (const [name, value] of headers as ReadonlyArray<readonly [string, string]>) list.append(name, value)
@@ -767,11 +772,11 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
     const stream = isReadable(given) ? given : null
     const body = given === undefined || stream !== null ? EMPTY : typeof given === 'string' ? Buffer.from(given) : given as Buffer
     const head = new ResponseHead(local.status, reasonOf(local.status), list)
-    list.delete('Transfer-Encoding')
+    list.delete('Transfer-Encoding', from)
     // a stream is framed by the Content-Length given, or chunked; a whole body by its length,
     // except where the length given describes a body not sent (HEAD, 304)
-    const describes = body.length === 0 && (this.request.method === 'HEAD' || local.status === 304) && list.get('content-length') !== undefined
-    if (stream === null && !describes && local.status !== 304 && local.status !== 204) list.set('Content-Length', String(body.length))
+    const describes = body.length === 0 && (this.request.method === 'HEAD' || local.status === 304) && list.indexOf('content-length', from) !== -1
+    if (stream === null && !describes && local.status !== 304 && local.status !== 204) list.set('Content-Length', String(body.length), from)
     if (this.#phase !== Phase.RESPONSE) {
       // hooks that answer in the response phase have had their turn; an answer from the request side goes through them now
       this.#response = Response.STREAMING

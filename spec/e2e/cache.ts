@@ -15,6 +15,7 @@ import { exchange, RawClient } from '../helpers/client.js'
 import { header, type Message } from '../helpers/framing.js'
 import { ok, startOrigin, type Origin, type OriginRequest, type Reply } from '../helpers/origin.js'
 import { startProxy, type StartedProxy } from '../helpers/proxy.js'
+import type { Filter } from '../../lib/index.js'
 import { deferred, poll, within } from '../helpers/wait.js'
 
 function get (target: string, ...extra: string[]): string {
@@ -401,4 +402,28 @@ t.test('a large entry received in many pieces: every hit gets it whole and exact
   t.equal(late.sha256, want, 'the paused coalesced reader: every byte, whatever the hits did meanwhile')
   t.match(header(late, 'cache-status'), /coalesced/)
   t.equal(count('/big'), 1, 'one backend request in all')
+})
+
+t.test('a response filter on cache hits: what it changes is sent on every hit, and a hit it leaves alone gets the stored head', async t => {
+  const origin = await startOrigin(t, () => cc('max-age=600', 'stored body', 'ETag: "e1"', 'X-Origin: o'))
+  const filter: Filter = {
+    name: 'edit',
+    onResponse (s, head) {
+      if (s.request.headers.get('x-edit') === 'value') head.headers.set('x-origin', 'changed')
+      if (s.request.headers.get('x-edit') === 'drop') head.headers.delete('etag')
+    },
+  }
+  const proxy = await startProxy(t, { targets: [origin.target], cache: { size: '1m' }, filters: [filter] } as never)
+  await one(proxy.port, get('/e'))
+  const kinds = ['', 'value', '', 'drop', '', 'value']
+  const res = await exchange(proxy.port, kinds.map(kind => kind === '' ? get('/e') : get('/e', `X-Edit: ${kind}`)).join(''), { responses: kinds.length })
+  t.equal(res.responses.length, kinds.length)
+  for (let i = 0; i < kinds.length; i++) {
+    const r = res.responses[i]
+    t.equal(r.body.toString(), 'stored body')
+    t.match(header(r, 'cache-status'), /^rp4; hit/)
+    t.equal(header(r, 'x-origin'), kinds[i] === 'value' ? 'changed' : 'o', `hit ${i}: X-Origin`)
+    t.equal(header(r, 'etag'), kinds[i] === 'drop' ? undefined : '"e1"', `hit ${i}: ETag`)
+  }
+  t.equal(origin.requests.length, 1)
 })

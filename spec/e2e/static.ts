@@ -14,6 +14,7 @@ import { exchange } from '../helpers/client.js'
 import { header, type Message } from '../helpers/framing.js'
 import { ok, startOrigin } from '../helpers/origin.js'
 import { startProxy } from '../helpers/proxy.js'
+import type { Filter } from '../../lib/index.js'
 
 const INDEX = '<!doctype html><title>home</title>\n'
 const APP_JS = 'console.log("app");\n'.repeat(50)
@@ -359,4 +360,30 @@ t.test('the memory bound: many distinct small files, each served whole, with a b
       t.ok(res.body.equals(content), `${name} (round ${round}): every byte`)
     }
   }
+})
+
+t.test('a response filter on a file route: what it changes is sent, on every request, and a request it leaves alone gets the file\'s own head', async t => {
+  const { root } = tree(t)
+  const filter: Filter = {
+    name: 'edit',
+    onResponse (s, head) {
+      if (s.request.headers.get('x-edit') === 'value') head.headers.set('cache-control', 'no-store')
+      if (s.request.headers.get('x-edit') === 'drop') head.headers.delete('ETag')
+      if (s.request.headers.get('x-edit') === 'raw') head.headers.raw.splice(0, 0, 'X-First', '1')
+    },
+  }
+  const { port } = await startProxy(t, { static: root, filters: [filter] } as never)
+  const plain = await one(port, get('/digits.txt'))
+  const etag = header(plain, 'etag')!
+  const fields = (cacheControl: string, withEtag = true, first = ''): string => 'HTTP/1.1 200 OK\r\n' + first +
+    (withEtag ? `ETag: ${etag}\r\n` : '') + `Last-Modified: Wed, 01 May 2024 12:00:00 GMT\r\nCache-Control: ${cacheControl}\r\nAccept-Ranges: bytes\r\n` +
+    `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${DIGITS.length}\r\n\r\n${DIGITS}`
+  const own = fields('public, max-age=0, must-revalidate')
+  // the same connection, each kind twice, alternating: every answer is exactly its own
+  const kinds = ['', 'value', '', 'drop', 'raw', '', 'value', 'drop', 'raw', '']
+  const pipelined = kinds.map(kind => kind === '' ? get('/digits.txt') : get('/digits.txt', `X-Edit: ${kind}`)).join('')
+  const res = await exchange(port, pipelined, { responses: kinds.length })
+  const expected = kinds.map(kind => kind === 'value' ? fields('no-store') : kind === 'drop' ? fields('public, max-age=0, must-revalidate', false)
+    : kind === 'raw' ? fields('public, max-age=0, must-revalidate', true, 'X-First: 1\r\n') : own)
+  t.equal(res.text, expected.join(''), 'exact bytes, in order')
 })

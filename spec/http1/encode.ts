@@ -8,7 +8,7 @@ import type { MessageHead } from '../../lib/http1/head.js'
 import { encodeRequestHead, encodeResponseHead, frameResponse } from '../../lib/http1/encode.js'
 import { errorResponse } from '../../lib/http/errors.js'
 import { forwardRequest, forwardResponse, HOST_PLACEHOLDER, type ForwardContext } from '../../lib/http/forwarding.js'
-import { HeaderList } from '../../lib/http/headers.js'
+import { FieldBlock, HeaderList } from '../../lib/http/headers.js'
 import { RequestHead, ResponseHead } from '../../lib/http/message.js'
 import { BodyKind, inspectRequest } from '../../lib/http/validate.js'
 
@@ -179,4 +179,98 @@ t.test('rp4\'s own error responses are exact', async t => {
   t.equal(encode(502, false), 'HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 16\r\n\r\n502 Bad Gateway\n')
   t.equal(encode(400, true), 'HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 16\r\nConnection: close\r\n\r\n400 Bad Request\n')
   t.equal(encode(429, false, 3), 'HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 22\r\nRetry-After: 3\r\n\r\n429 Too Many Requests\n')
+})
+
+t.test('a field block: its kept encoding is used while the list begins with its fields, and any change to them is seen', async t => {
+  const fields = ['ETag', '"5f-1a"', 'Cache-Control', 'max-age=60', 'Content-Type', 'text/plain; charset=utf-8']
+  const block = new FieldBlock(fields)
+  t.equal(block.framing, false)
+  /** The head for `list` encoded with the block, and field by field (the same list without it). */
+  const both = (list: HeaderList, status = 200): [string, string, number] => {
+    const withBlock = new ResponseHead(status, 'OK', list)
+    const framing = frameResponse(withBlock, 'GET', true, true, false)
+    const covered = framing.covered
+    const a = encodeResponseHead(withBlock, framing, true)
+    const plain = new ResponseHead(status, 'OK', new HeaderList([...list.raw]))
+    const b = encodeResponseHead(plain, frameResponse(plain, 'GET', true, true, false), true)
+    return [a, b, covered]
+  }
+  const expected = 'HTTP/1.1 200 OK\r\nETag: "5f-1a"\r\nCache-Control: max-age=60\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 5\r\n\r\n'
+
+  const list = block.list()
+  list.append('Content-Length', '5')
+  let [a, b, covered] = both(list)
+  t.equal(covered, 6, 'the block covers its three fields')
+  t.equal(a, expected)
+  t.equal(b, expected)
+  t.equal(block.h1, 'ETag: "5f-1a"\r\nCache-Control: max-age=60\r\nContent-Type: text/plain; charset=utf-8\r\n', 'its encoding kept')
+  // a second list from the same block: the kept form again, the same bytes
+  const again = block.list()
+  again.append('Content-Length', '5')
+  ;[a] = both(again)
+  t.equal(a, expected)
+
+  // changed through a method: a value, a deletion, a field put before them
+  const changed = block.list()
+  changed.set('Cache-Control', 'no-store')
+  changed.append('Content-Length', '5')
+  ;[a, b, covered] = both(changed)
+  t.equal(covered, 0)
+  t.equal(a, expected.replace('max-age=60', 'no-store'))
+  t.equal(a, b)
+  const deleted = block.list()
+  deleted.delete('etag')
+  ;[a, b, covered] = both(deleted)
+  t.equal(covered, 0)
+  t.equal(a, 'HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Type: text/plain; charset=utf-8\r\nTransfer-Encoding: chunked\r\n\r\n')
+  t.equal(a, b)
+  // changed behind the methods' back, through `raw`
+  const direct = block.list()
+  direct.raw[1] = '"other"'
+  direct.raw.unshift('X-First', '1')
+  direct.append('Content-Length', '5')
+  ;[a, b, covered] = both(direct)
+  t.equal(covered, 0)
+  t.equal(a, 'HTTP/1.1 200 OK\r\nX-First: 1\r\nETag: "other"\r\nCache-Control: max-age=60\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 5\r\n\r\n')
+  t.equal(a, b)
+  // the same value as a new string is the same bytes: still covered
+  const same = block.list()
+  same.raw[3] = ['max-age', '60'].join('=')
+  same.append('Content-Length', '5')
+  ;[a, b, covered] = both(same)
+  t.equal(covered, 6)
+  t.equal(a, expected)
+})
+
+t.test('a field block with framing fields: its framing is still read, and a Content-Length filters broke drops it', async t => {
+  const block = new FieldBlock(['Content-Type', 'text/plain', 'Content-Length', '12'])
+  t.equal(block.framing, true)
+  const head = new ResponseHead(200, 'OK', block.list())
+  const framing = frameResponse(head, 'HEAD', true, true, false)
+  t.equal(framing.covered, 4)
+  t.equal(encodeResponseHead(head, framing, true), 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\n')
+  // a second Content-Length that differs: the framing drops both, so the kept form cannot serve
+  const twice = block.list()
+  twice.append('Content-Length', '13')
+  const bad = new ResponseHead(200, 'OK', twice)
+  const badFraming = frameResponse(bad, 'GET', true, true, false)
+  t.equal(badFraming.dropContentLength, true)
+  t.equal(encodeResponseHead(bad, badFraming, true), 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n')
+  // a Transfer-Encoding in a block is seen too: chunked to a 1.0 client goes
+  const chunked = new FieldBlock(['Transfer-Encoding', 'chunked', 'X-A', 'b'])
+  const head10 = new ResponseHead(200, 'OK', chunked.list())
+  const framing10 = frameResponse(head10, 'GET', false, true, false)
+  t.equal(framing10.body, BodyKind.UNTIL_CLOSE)
+  t.equal(encodeResponseHead(head10, framing10, false), 'HTTP/1.1 200 OK\r\nX-A: b\r\nConnection: close\r\n\r\n')
+})
+
+t.test('status lines: a reason other than the one kept for a status is written as given', async t => {
+  const head = (status: number, reason: string): string => {
+    const h = new ResponseHead(status, reason, new HeaderList(['Content-Length', '0']))
+    return encodeResponseHead(h, frameResponse(h, 'GET', true, true, false), true)
+  }
+  t.equal(head(200, 'OK'), 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n')
+  t.equal(head(200, 'Fine'), 'HTTP/1.1 200 Fine\r\nContent-Length: 0\r\n\r\n')
+  t.equal(head(200, 'OK'), 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n')
+  t.equal(head(599, ''), 'HTTP/1.1 599 \r\nContent-Length: 0\r\n\r\n')
 })
