@@ -87,8 +87,39 @@ let bufferPtr = 0
 let bufferSize = 0
 
 const wasm = instantiate()
-/** A view of all of WASM memory, made again only when memory grew: not one view per `execute`. */
+/** Views of all of WASM memory, made again only when memory grew: not one view per `execute`. */
 let memory = new Uint8Array(wasm.memory.buffer)
+let words = new DataView(wasm.memory.buffer)
+
+/** The views again after WASM memory grew (a grown memory detaches the old buffer: its length becomes 0). */
+function refreshViews (): void {
+  memory = new Uint8Array(wasm.memory.buffer)
+  words = new DataView(wasm.memory.buffer)
+}
+
+/*
+ * Body bytes that llhttp passes over unread. In the state that consumes a body of known length
+ * (a Content-Length body, or a chunk's data), llhttp only advances past
+ * min(bytes left, bytes given) bytes and reports them as body: it never reads them, and the
+ * callbacks hand out views of the original chunk anyway. `execute` therefore copies into WASM
+ * memory only what follows them, so that a large body crosses the parser without a copy.
+ *
+ * This reads two fields of llhttp's parser struct (llhttp.h, `llhttp__internal_s`, 32-bit WASM):
+ * `_current`, the state it stopped in, and `content_length`, what is left of the body. Both the
+ * offsets and the state's number are checked when the module loads, by parsing known messages
+ * (`calibrate`); if any answer differs (another llhttp build), nothing is skipped and every
+ * chunk is copied whole, as before. spec/http1/llhttp.ts fails when that happens.
+ */
+const CURRENT_OFFSET = 28
+const CONTENT_LENGTH_OFFSET = 32
+/** llhttp's state numbers for consuming a Content-Length body and a chunk's data; -1: not known, nothing skipped. */
+let consumeState = -1
+let chunkState = -1
+
+function stateOf (ptr: number): number { return words.getUint32(ptr + CURRENT_OFFSET, true) }
+function bodyLeft (ptr: number): number {
+  return words.getUint32(ptr + CONTENT_LENGTH_OFFSET + 4, true) * 0x100000000 + words.getUint32(ptr + CONTENT_LENGTH_OFFSET, true)
+}
 
 function instantiate (): LlhttpExports {
   let module: WebAssembly.Module | undefined
@@ -150,13 +181,21 @@ export class Llhttp {
       bufferPtr = wasm.malloc(bufferSize)
     }
     // growing WASM memory (a malloc, a parser allocated) detaches the old view: its length becomes 0
-    if (memory.byteLength === 0) memory = new Uint8Array(wasm.memory.buffer)
-    memory.set(chunk, bufferPtr)
+    if (memory.byteLength === 0) refreshViews()
+    const ptr = this.#ptr
+    // body bytes llhttp will pass over unread are not copied (see consumeState)
+    let skip = 0
+    if (consumeState !== -1) {
+      const state = stateOf(ptr)
+      if (state === consumeState || state === chunkState) skip = Math.min(bodyLeft(ptr), len)
+    }
+    if (skip === 0) memory.set(chunk, bufferPtr)
+    else if (skip < len) memory.set(chunk.subarray(skip), bufferPtr + skip)
     current = this.#callbacks
     currentChunk = chunk
     this.#executing = true
     try {
-      return wasm.llhttp_execute(this.#ptr, bufferPtr, len)
+      return wasm.llhttp_execute(ptr, bufferPtr, len)
     } finally {
       current = null
       currentChunk = EMPTY
@@ -200,6 +239,12 @@ export class Llhttp {
     return Buffer.from(mem.buffer, ptr, end - ptr).toString('latin1')
   }
 
+  /** llhttp's state number and what is left of a body of known length, read from its struct (the load-time check, and its spec). */
+  position (): { state: number, bodyLeft: number } {
+    if (memory.byteLength === 0) refreshViews()
+    return { state: stateOf(this.#ptr), bodyLeft: bodyLeft(this.#ptr) }
+  }
+
   static errorName (errno: number): string { return ERROR_NAMES[errno] ?? String(errno) }
 
   destroy (): void {
@@ -212,3 +257,56 @@ export class Llhttp {
 }
 
 const EMPTY = Buffer.alloc(0)
+
+/** True when body bytes of known length are passed to llhttp without a copy (the check at load passed). */
+export const skipsBodyCopy = calibrate()
+
+/**
+ * Learn llhttp's "consuming a body of known length" state, and check the struct offsets read for
+ * it, by parsing known requests: a Content-Length body cut after 5 of its 10 bytes must stop in
+ * that state with 5 left, then 3 after 2 more bytes; a chunk's data likewise; a head cut short
+ * must stop in another state. Any other answer leaves the copy as it was.
+ */
+function calibrate (): boolean {
+  const quiet: ParserCallbacks = {
+    onMessageBegin: () => 0,
+    onUrl: () => 0,
+    onStatus: () => 0,
+    onHeaderField: () => 0,
+    onHeaderValue: () => 0,
+    onHeadersComplete: () => 0,
+    onBody: () => 0,
+    onMessageComplete: () => 0,
+  }
+  const run = (parser: Llhttp, text: string): number => parser.execute(Buffer.from(text, 'latin1'))
+  const probe = (steps: ReadonlyArray<readonly [string, number]>): number[] | null => {
+    const parser = new Llhttp(ParserType.REQUEST, quiet)
+    try {
+      const states: number[] = []
+      for (const [text, left] of steps) {
+        if (run(parser, text) !== Errno.OK) return null
+        const at = parser.position()
+        if (left >= 0 && at.bodyLeft !== left) return null
+        states.push(at.state)
+      }
+      return states
+    } finally {
+      parser.destroy()
+    }
+  }
+  try {
+    const length = probe([['POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n12345', 5], ['67', 3]])
+    const chunked = probe([['POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\na\r\n1234', 6], ['56', 4]])
+    const head = probe([['POST /a HTTP/1.1\r\nHost: a\r\nContent-Len', -1]])
+    if (length === null || chunked === null || head === null) return false
+    const state = length[0]
+    if (length[1] !== state || head[0] === state) return false
+    // the chunk's data: its own state, the same in both reads
+    if (chunked[0] !== chunked[1] || head[0] === chunked[0]) return false
+    consumeState = state
+    chunkState = chunked[0]
+    return true
+  } catch {
+    return false
+  }
+}

@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap'
-import { CB_OK, CB_PAUSE, Errno, HeadersResult, Llhttp, ParserType } from '../../lib/http1/llhttp.js'
+import { CB_OK, CB_PAUSE, Errno, HeadersResult, Llhttp, ParserType, skipsBodyCopy } from '../../lib/http1/llhttp.js'
 import { HttpParser, LimitError, type MessageSink } from '../../lib/http1/parser.js'
 import type { MessageHead } from '../../lib/http1/head.js'
 
@@ -260,5 +260,86 @@ t.test('heads larger than the text window: every name and value exact, in one ch
     t.equal(feed(parser, bytes, cut), Errno.OK, `cuts ${cut.join(',') || 'none'}`)
     t.equal(messages[0]?.head.url, '/' + 'p'.repeat(3000))
     t.same(messages[0]?.head.headers, expected, `cuts ${cut.join(',') || 'none'}: headers exact`)
+  }
+})
+
+t.test('body bytes of known length cross the parser without a copy, exact whatever the cuts, pauses and other parsers between', async t => {
+  t.equal(skipsBodyCopy, true, 'the check at load found llhttp\'s state and offsets (another llhttp build: look at llhttp.ts)')
+  // bodies that look like requests: llhttp must never read them, and must read what follows them
+  const evil = 'GET /evil HTTP/1.1\r\nHost: evil\r\n\r\n'
+  const lengthBody = Buffer.from((evil + 'x'.repeat(37)).repeat(300))
+  const chunkData = Buffer.from(evil.repeat(200))
+  const stream = Buffer.concat([
+    Buffer.from(`POST /one HTTP/1.1\r\nHost: a\r\nContent-Length: ${lengthBody.length}\r\n\r\n`), lengthBody,
+    Buffer.from(`POST /two HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n${chunkData.length.toString(16)}\r\n`), chunkData,
+    Buffer.from('\r\n5\r\nhello\r\n0\r\n\r\n'),
+    Buffer.from('GET /three HTTP/1.1\r\nHost: a\r\n\r\n'),
+  ])
+  const check = (messages: Message[], label: string): void => {
+    t.same(messages.map(m => m.head.url), ['/one', '/two', '/three'], `${label}: three messages, none from a body`)
+    t.ok(messages[0].body.equals(lengthBody), `${label}: the Content-Length body exact`)
+    t.equal(messages[1].body.toString(), chunkData.toString() + 'hello', `${label}: the chunked body exact`)
+    t.equal(messages[2].body.length, 0)
+    t.ok(messages.every(m => m.complete), `${label}: all complete`)
+  }
+  let seed = 7
+  const random = (n: number): number => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed % n }
+  for (let round = 0; round < 40; round++) {
+    const { messages, sink } = recorder()
+    const parser = new HttpParser(ParserType.REQUEST, sink, 65536)
+    // another parser between each of this one's chunks writes its own bytes into the shared WASM buffer
+    const other = recorder()
+    const otherParser = new HttpParser(ParserType.REQUEST, other.sink, 65536)
+    const cuts = new Set<number>()
+    for (let i = random(12); i > 0; i--) cuts.add(1 + random(stream.length - 1))
+    let from = 0
+    for (const cut of [...[...cuts].sort((a, b) => a - b), stream.length]) {
+      t.equal(parser.execute(stream.subarray(from, cut)), Errno.OK)
+      t.equal(otherParser.execute(Buffer.from(evil)), Errno.OK)
+      from = cut
+    }
+    check(messages, `round ${round}`)
+    t.equal(other.messages.length, cuts.size + 1)
+    parser.destroy()
+    otherParser.destroy()
+  }
+  // paused inside the body: the rest of the chunk parsed after the resume
+  const paused = recorder()
+  let pauses = 0
+  const pausing: MessageSink = {
+    onHead: head => paused.sink.onHead(head),
+    onBody (body) {
+      paused.sink.onBody(body)
+      return pauses++ < 3 ? CB_PAUSE : CB_OK
+    },
+    onMessageComplete: () => paused.sink.onMessageComplete(),
+  }
+  const parser = new HttpParser(ParserType.REQUEST, pausing, 65536)
+  const pieces = [stream.subarray(0, 100), stream.subarray(100, 5000), stream.subarray(5000)]
+  for (let piece of pieces) {
+    for (;;) {
+      const ret = parser.execute(piece)
+      if (ret === Errno.OK) break
+      t.equal(ret, Errno.PAUSED)
+      piece = piece.subarray(parser.errorOffset())
+      parser.resume()
+    }
+  }
+  check(paused.messages, 'paused in the body')
+})
+
+t.test('a response without a body despite its Content-Length (HEAD, 304) is not passed over: the next response is read', async t => {
+  const stream = Buffer.from(
+    'HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n' +
+    'HTTP/1.1 304 Not Modified\r\nContent-Length: 40\r\n\r\n' +
+    'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello')
+  for (let cut = 1; cut < stream.length; cut += 3) {
+    let n = 0
+    // the first answers a HEAD: its Content-Length describes a body that is not there
+    const { messages, sink } = recorder(() => n++ === 0 ? HeadersResult.SKIP_BODY : HeadersResult.CONTINUE)
+    const parser = new HttpParser(ParserType.RESPONSE, sink, 65536)
+    t.equal(feed(parser, stream, [cut]), Errno.OK)
+    t.same(messages.map(m => [m.head.status, m.body.toString()]), [[200, ''], [304, ''], [200, 'hello']], `cut at ${cut}`)
+    parser.destroy()
   }
 })
