@@ -37,7 +37,8 @@ export const USAGE = `Usage: node dist/perf/run.js [options]
   --warmup S         seconds of warm-up per row (default 2; quick: 0.5)
   --reps N           repetitions per row, the median is reported (default 3; quick: 1)
   --only 1,3         run only these scenarios
-  --proxies LIST     rows besides "direct": any of rp4,nginx,haproxy (default: all three)
+  --proxies LIST     rows besides "direct": any of rp4,node,nginx,haproxy (default: all four;
+                     node is Node's floor, perf/node-floor.ts)
   --soak S           soak mode: scenario 1 load through rp4 for S seconds, RSS sampled
   --reload S         reload mode: scenario 1 load through rp4 run FILE for S seconds (at least 3),
                      FILE changed and SIGHUP sent every second; failed requests counted (must be 0)
@@ -105,11 +106,11 @@ export function parseOptions (argv: string[]): RunOptions | 'help' {
       if (!Number.isInteger(id) || id < 1 || id > SCENARIOS.length) throw new OptionsError(`--only: "${part}" is not a scenario number (1-${SCENARIOS.length})`)
       return id
     })
-  const known: RowName[] = ['rp4', 'nginx', 'haproxy']
+  const known: RowName[] = ['rp4', 'node', 'nginx', 'haproxy']
   const proxies = values.proxies === undefined
     ? known
     : values.proxies.split(',').map(name => name.trim()).filter(name => name !== '' && name !== 'direct').map(name => {
-      if (!known.includes(name as RowName)) throw new OptionsError(`--proxies: unknown row "${name}" (rp4, nginx, haproxy)`)
+      if (!known.includes(name as RowName)) throw new OptionsError(`--proxies: unknown row "${name}" (rp4, node, nginx, haproxy)`)
       return name as RowName
     })
   const reps = Math.round(positiveNumber('--reps', values.reps, quick ? 1 : 3))

@@ -8,14 +8,16 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { haproxyConfig, nginxConfig, nginxStreamModule, rp4ModeArgs, type ProxyMode } from './configs.js'
+import { haproxyConfig, nginxConfig, nginxStreamModule, rp4ModeArgs, staticFiles, type ProxyMode } from './configs.js'
+import { SCENARIOS } from './scenarios.js'
 import { HEAP_ARG, rp4Env } from '../bin/serving.js'
 import { PROXY_CORE, freePort, waitForPort, waitForStderr, type Child, type ProcessGroup } from './processes.js'
 
-export type RowName = 'direct' | 'rp4' | 'nginx' | 'haproxy'
-export const PROXY_ROWS: readonly RowName[] = ['rp4', 'nginx', 'haproxy']
+export type RowName = 'direct' | 'rp4' | 'node' | 'nginx' | 'haproxy'
+export const PROXY_ROWS: readonly RowName[] = ['rp4', 'node', 'nginx', 'haproxy']
 
 export const RP4_PATH = fileURLToPath(new URL('../bin/rp4.js', import.meta.url))
+const NODE_FLOOR_PATH = fileURLToPath(new URL('./node-floor.js', import.meta.url))
 
 export interface Tool {
   /** Command to run, or null when absent. */
@@ -77,9 +79,20 @@ export function rowUnavailable (row: RowName, mode: ProxyMode, tools: Tools): st
       if (tools.nginx.missing !== undefined) return tools.nginx.missing
       if (mode === 'compress-br') return 'nginx has no brotli without a third-party module'
       return mode === 'tcp' && !tools.nginx.stream ? 'nginx stream module absent (apt-get install libnginx-mod-stream)' : null
+    case 'node':
+      return mode === 'compress' || mode === 'compress-br' ? 'no Node floor for compression: the zlib work is the same in any Node process' : null
     case 'haproxy':
       if (mode !== 'http' && mode !== 'tcp') return `HAProxy has no ${mode} to compare in this harness`
       return tools.haproxy.missing ?? null
+  }
+}
+
+/** The node row's arguments for a mode (node-floor.ts). */
+function nodeFloorArgs (mode: ProxyMode, originPort: number): string[] {
+  switch (mode) {
+    case 'static': return ['files', staticFiles()]
+    case 'cache': return ['fetched', String(originPort), ...SCENARIOS.filter(s => s.mode === 'cache').map(s => s.load.path)]
+    default: return ['relay', String(originPort)]
   }
 }
 
@@ -112,6 +125,12 @@ export async function startRow (name: RowName, start: RowStart): Promise<Running
     // given here so that the process measured is the one serving
     const args = [HEAP_ARG, RP4_PATH, 'listen', '127.0.0.1:0', '--to', `127.0.0.1:${originPort}`, ...start.rp4Args, ...rp4ModeArgs(mode)]
     const child = group.spawn('rp4', process.execPath, args, { ...spawnOptions, env: rp4Env() })
+    const match = await ready(group, child, waitForStderr(child, /listening on (\S+):(\d+)/, 10_000))
+    return { name, port: Number(match[2]), pid: child.pid, stop: async () => await group.stop(child) }
+  }
+
+  if (name === 'node') {
+    const child = group.spawn('node', process.execPath, [NODE_FLOOR_PATH, ...nodeFloorArgs(mode, originPort)], spawnOptions)
     const match = await ready(group, child, waitForStderr(child, /listening on (\S+):(\d+)/, 10_000))
     return { name, port: Number(match[2]), pid: child.pid, stop: async () => await group.stop(child) }
   }
