@@ -110,6 +110,13 @@ export const SCENARIOS: readonly Scenario[] = [
     load: { ...SMALL_50, connections: 8, path: '/1m' },
     main: 'mbps',
   },
+  {
+    id: 13,
+    title: 'TCP passthrough, new connection per request, 16 connections',
+    mode: 'tcp',
+    load: { ...SMALL_50, connections: 16, newConn: true },
+    main: 'rps',
+  },
 ]
 
 export function loadgenArgs (load: LoadSpec, port: number, durationS: number): string[] {
