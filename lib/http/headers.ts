@@ -122,15 +122,15 @@ export class HeaderList {
  * checked its fields when they were made. A HeaderList started from it (`fromBlock`) holds these
  * very strings first. While they are still there, in order (`covers` compares them one by one, so
  * a change made through a method or through `raw` is seen), an encoder may write the form it keeps
- * for them (`h1`) instead of encoding them again; a response whose filters changed any of them
+ * for them (`encoded`) instead of encoding them again; a response whose filters changed any of them
  * is encoded field by field, as any other.
  */
 export class FieldBlock {
   readonly fields: readonly string[]
   /** A Transfer-Encoding or Content-Length field is among them: framing reads them one by one. */
   readonly framing: boolean
-  /** The fields as HTTP/1 field lines, made by the first HTTP/1 encoder that needs them. */
-  h1: string | null = null
+  /** What an encoder keeps for this block (http1/encode.ts: its field lines, the last whole head made with them); null until one needs it. */
+  encoded: unknown = null
 
   /** @param fields flat `[name, value, …]`, checked already (HeaderList's checks, or a parsed message's) */
   constructor (fields: readonly string[]) {

@@ -146,18 +146,74 @@ export function encodeResponseHead (head: ResponseHead, framing: ResponseFraming
       out += raw[i] + ': ' + raw[i + 1] + '\r\n'
     }
   } else if (framing.covered > 0) {
-    const block = head.headers.block!
-    out += (block.h1 ??= flat(fieldLines(block.fields, 0))) + fieldLines(raw, framing.covered)
+    return blockHead(head, framing, clientHttp11)
   } else {
     out += fieldLines(raw, 0)
   }
-  if (framing.addChunked) out += 'Transfer-Encoding: chunked\r\n'
-  if (status === 101) out += 'Connection: upgrade\r\n'
-  else if (status >= 200) {
-    if (framing.close) out += 'Connection: close\r\n'
-    else if (!clientHttp11) out += 'Connection: keep-alive\r\n'
+  return out + ending(status, framing, clientHttp11)
+}
+
+/** The framing and Connection lines of this hop, and the blank line: by chunked added, then none, close, keep-alive. */
+const ENDINGS: readonly (readonly string[])[] = [
+  ['\r\n', 'Connection: close\r\n\r\n', 'Connection: keep-alive\r\n\r\n'],
+  ['Transfer-Encoding: chunked\r\n\r\n', 'Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n', 'Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n'],
+]
+
+function ending (status: number, framing: ResponseFraming, clientHttp11: boolean): string {
+  const chunked = framing.addChunked
+  if (status === 101) return chunked ? 'Transfer-Encoding: chunked\r\nConnection: upgrade\r\n\r\n' : 'Connection: upgrade\r\n\r\n'
+  const connection = status < 200 ? 0 : framing.close ? 1 : clientHttp11 ? 0 : 2
+  return ENDINGS[chunked ? 1 : 0][connection]
+}
+
+/**
+ * What the encoder keeps on a field block (FieldBlock.encoded): its field lines, and the last
+ * whole head made with them, with what it was made of. A file or a stored response answered
+ * again and again has the same status, the same fields after the block (its Content-Length) and
+ * the same ending: the head is then the very string made last time.
+ */
+interface KeptForm {
+  readonly lines: string
+  status: number
+  reason: string
+  tail: string[]
+  ending: string
+  head: string
+  /** `head` was made one string (on its first reuse: a head made once is not worth the copy). */
+  flat: boolean
+}
+
+function blockHead (head: ResponseHead, framing: ResponseFraming, clientHttp11: boolean): string {
+  const block = head.headers.block!
+  const raw = head.headers.raw
+  const from = framing.covered
+  const status = head.status
+  const end = ending(status, framing, clientHttp11)
+  let kept = block.encoded as KeptForm | null
+  if (kept === null) {
+    kept = { lines: flat(fieldLines(block.fields, 0)), status: 0, reason: '', tail: [], ending: '', head: '', flat: false }
+    block.encoded = kept
+  } else if (kept.status === status && kept.reason === head.reason && kept.ending === end && sameTail(kept.tail, raw, from)) {
+    if (!kept.flat) {
+      kept.head = flat(kept.head)
+      kept.flat = true
+    }
+    return kept.head
   }
-  return out + '\r\n'
+  const text = statusLine(status, head.reason) + kept.lines + fieldLines(raw, from) + end
+  kept.status = status
+  kept.reason = head.reason
+  kept.tail = raw.slice(from)
+  kept.ending = end
+  kept.head = text
+  kept.flat = false
+  return text
+}
+
+function sameTail (tail: readonly string[], raw: readonly string[], from: number): boolean {
+  if (raw.length - from !== tail.length) return false
+  for (let i = 0; i < tail.length; i++) if (tail[i] !== raw[from + i]) return false
+  return true
 }
 
 export const CRLF = Buffer.from('\r\n')
