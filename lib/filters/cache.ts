@@ -16,7 +16,7 @@
  *   Content-Location (§4.4).
  */
 import { Transform, type TransformCallback } from 'node:stream'
-import { evaluatePreconditions, ifRangeHolds, Precondition } from '../http/conditional.js'
+import { evaluatePreconditions, hasConditions, ifRangeHolds, Precondition } from '../http/conditional.js'
 import {
   notStorable, requestDirectives, responseFacts, staleAllowance, usability, Use,
   type ResponseFacts,
@@ -360,13 +360,15 @@ function serve (session: FilterSession, entry: CacheEntry, age: number, status: 
   const state = stateOf(session)
   if (state !== undefined) state.served = true
   const cacheStatus = 'rp4; ' + status
+  // a plain request (no If-* field, no Range) is the stored response in full
+  const conditional = hasConditions(request.headers)
   const validators = entry.validators
-  const condition = evaluatePreconditions(request.method, request.headers, validators)
+  const condition = conditional ? evaluatePreconditions(request.method, request.headers, validators) : Precondition.PASS
   // Age and Cache-Status are never stored (UNSTORED): appending them is setting them
   if (condition === Precondition.NOT_MODIFIED) return respondStored(session, entry, 304, withAge(entry, age, cacheStatus, -1))
   if (condition === Precondition.FAILED) return session.respond(412, [['Cache-Status', cacheStatus]])
   if (request.method === 'HEAD') return respondStored(session, entry, entry.status, withAge(entry, age, cacheStatus, entry.complete ? entry.length : -1))
-  const range = request.headers.get('range')
+  const range = conditional ? request.headers.get('range') : undefined
   if (range !== undefined && entry.complete && entry.status === 200) {
     const ifRange = request.headers.get('if-range')
     if (ifRange === undefined || ifRangeHolds(ifRange, validators)) {

@@ -26,7 +26,7 @@ import { lstat, readdir, realpath, stat } from 'node:fs/promises'
 import path from 'node:path'
 import { Readable } from 'node:stream'
 import { LRUCache } from 'lru-cache'
-import { evaluatePreconditions, httpDate, ifRangeHolds, Precondition, type Validators } from '../http/conditional.js'
+import { evaluatePreconditions, hasConditions, httpDate, ifRangeHolds, Precondition, type Validators } from '../http/conditional.js'
 import { negotiateCoding, type Coding } from '../http/content-coding.js'
 import { contentRange, multipart, parseRange, type ByteRange } from '../http/range.js'
 import type { StaticModel } from '../model/model.js'
@@ -261,12 +261,14 @@ export class StaticFiles implements RouteHandler {
       if (coding === 'br') variant = resolved.br!
       else if (coding === 'gzip') variant = resolved.gzip!
     }
-    const condition = evaluatePreconditions(request.method, request.headers, variant.validators)
+    // a plain request (no If-* field, no Range) is the representation in full
+    const conditional = hasConditions(request.headers)
+    const condition = conditional ? evaluatePreconditions(request.method, request.headers, variant.validators) : Precondition.PASS
     if (condition === Precondition.NOT_MODIFIED) return respondWith(session, 304, variant.notModifiedFields)
     if (condition === Precondition.FAILED) return session.respond(412, [['Content-Type', 'text/plain; charset=utf-8']], 'Precondition Failed\n')
     const size = variant.size
     let ranges: ByteRange[] | null = null
-    const range = request.headers.get('range')
+    const range = conditional ? request.headers.get('range') : undefined
     if (range !== undefined && request.method === 'GET') {
       const ifRange = request.headers.get('if-range')
       if (ifRange === undefined || ifRangeHolds(ifRange, variant.validators)) {

@@ -3,7 +3,7 @@
  * with a given ETag and Last-Modified. The static files handler and the cache both answer with
  * it, so a client's revalidation gets the same answer from either.
  */
-import type { HeaderList } from './headers.js'
+import { isName, type HeaderList } from './headers.js'
 
 export const enum Precondition {
   /** Serve the representation (a Range may still apply). */
@@ -20,6 +20,24 @@ export interface Validators {
   etag: string | null
   /** Last-Modified, ms since the epoch; NaN when there is none. */
   lastModified: number
+}
+
+/**
+ * The request has a field that can make its answer other than the representation in full: a
+ * precondition (`If-*`: If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since,
+ * If-Range) or a Range. One pass over the names, so that a plain request (nearly every one) skips
+ * the lookups of each of them.
+ */
+export function hasConditions (headers: HeaderList): boolean {
+  const raw = headers.raw
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]
+    if (name.length < 5) continue
+    const first = name.charCodeAt(0) | 0x20
+    if (first === 0x69 /* i */ && (name.charCodeAt(1) | 0x20) === 0x66 /* f */ && name.charCodeAt(2) === 0x2d /* - */) return true
+    if (first === 0x72 /* r */ && name.length === 5 && isName(name, 'range')) return true
+  }
+  return false
 }
 
 /**
