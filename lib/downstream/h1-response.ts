@@ -7,7 +7,7 @@
  */
 import type { Socket } from 'node:net'
 import type { ProxyError } from '../core/errors.js'
-import { CRLF, LAST_CHUNK, chunkHeader, encodeResponseHead, frameResponse, type ResponseFraming } from '../http1/encode.js'
+import { CRLF, LAST_CHUNK, chunkHeader, encodeResponseHead, frameResponse, keptWhole, type ResponseFraming } from '../http1/encode.js'
 import type { ResponseHead } from '../http/message.js'
 import { BodyKind } from '../http/validate.js'
 import type { Session } from '../session/session.js'
@@ -24,6 +24,9 @@ export interface ResponseOwner {
   advance (): void
   destroy (error?: ProxyError): void
 }
+
+/** Bodies up to this size may be kept joined to their head (a larger one is written as it is, without a copy). */
+const WHOLE_LIMIT = 16 * 1024
 
 const INTERIM: ResponseFraming = { body: BodyKind.NONE, close: false, dropTransferEncoding: true, addChunked: false, length: -1, dropContentLength: false, covered: 0 }
 
@@ -63,17 +66,36 @@ export class H1Response implements ResponseSink {
   }
 
   head (head: ResponseHead, untilClose: boolean, close: boolean): void {
+    const framing = this.#frame(head, untilClose, close)
+    this.#emit(encodeResponseHead(head, framing, this.session.request.http11))
+  }
+
+  whole (head: ResponseHead, close: boolean, body: Buffer): void {
+    const framing = this.#frame(head, false, close)
+    const http11 = this.session.request.http11
+    // the head and body as one buffer kept with the head's block, when both are what they were last time
+    const out = body.length <= WHOLE_LIMIT ? keptWhole(head, framing, http11, body) : encodeResponseHead(head, framing, http11)
+    if (typeof out === 'string') {
+      this.#emit(out)
+      this.body(body)
+      return
+    }
+    this.#remaining = 0
+    this.#emit(out)
+  }
+
+  /** The framing of `head` for this client, and what follows from it for the body and the connection. */
+  #frame (head: ResponseHead, untilClose: boolean, close: boolean): ResponseFraming {
     const request = this.session.request
-    const http11 = request.http11
     const hsts = this.session.hsts
     // the backend's own policy, when it sends one, is the host's to state
     if (hsts !== null && !head.headers.has('strict-transport-security')) head.headers.append('Strict-Transport-Security', hsts)
-    const framing = frameResponse(head, request.method, http11, !close && this.#owner.keepAliveAfter(this), untilClose)
+    const framing = frameResponse(head, request.method, request.http11, !close && this.#owner.keepAliveAfter(this), untilClose)
     this.#body = framing.body
     this.#remaining = framing.length
     this.#started = true
     this.closeAfter = framing.close || head.status === 101
-    this.#emit(encodeResponseHead(head, framing, http11))
+    return framing
   }
 
   body (chunk: Buffer): boolean {

@@ -181,6 +181,9 @@ interface KeptForm {
   head: string
   /** `head` was made one string (on its first reuse: a head made once is not worth the copy). */
   flat: boolean
+  /** The body last sent after `head` (keptWhole), and the two joined once it came again. */
+  body: Buffer | null
+  wire: Buffer | null
 }
 
 function blockHead (head: ResponseHead, framing: ResponseFraming, clientHttp11: boolean): string {
@@ -191,7 +194,7 @@ function blockHead (head: ResponseHead, framing: ResponseFraming, clientHttp11: 
   const end = ending(status, framing, clientHttp11)
   let kept = block.encoded as KeptForm | null
   if (kept === null) {
-    kept = { lines: flat(fieldLines(block.fields, 0)), status: 0, reason: '', tail: [], ending: '', head: '', flat: false }
+    kept = { lines: flat(fieldLines(block.fields, 0)), status: 0, reason: '', tail: [], ending: '', head: '', flat: false, body: null, wire: null }
     block.encoded = kept
   } else if (kept.status === status && kept.reason === head.reason && kept.ending === end && sameTail(kept.tail, raw, from)) {
     if (!kept.flat) {
@@ -207,7 +210,35 @@ function blockHead (head: ResponseHead, framing: ResponseFraming, clientHttp11: 
   kept.ending = end
   kept.head = text
   kept.flat = false
+  kept.body = null
+  kept.wire = null
   return text
+}
+
+/**
+ * `head` and `body` as one buffer, for a body its caller never changes (ResponseSink.whole): kept
+ * with the head's block once the same head came with the same body Buffer twice in a row, and
+ * that very buffer again for as long as they do. Otherwise the head's text (encodeResponseHead's),
+ * for the caller to write with the body as usual.
+ */
+export function keptWhole (head: ResponseHead, framing: ResponseFraming, clientHttp11: boolean, body: Buffer): Buffer | string {
+  if (framing.covered === 0 || framing.dropTransferEncoding || framing.dropContentLength ||
+    framing.body !== BodyKind.LENGTH || framing.length !== body.length) return encodeResponseHead(head, framing, clientHttp11)
+  const text = blockHead(head, framing, clientHttp11)
+  const kept = head.headers.block!.encoded as KeptForm
+  // a head made just now (this response's own, or the first of a run) is not joined yet
+  if (!kept.flat || text !== kept.head) return text
+  if (kept.body !== body) {
+    kept.body = body
+    kept.wire = null
+    return text
+  }
+  if (kept.wire === null) {
+    const wire = Buffer.allocUnsafeSlow(text.length + body.length)
+    body.copy(wire, wire.write(text, 0, 'latin1'))
+    kept.wire = wire
+  }
+  return kept.wire
 }
 
 function sameTail (tail: readonly string[], raw: readonly string[], from: number): boolean {

@@ -829,10 +829,16 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
     this.#responseHead = head
     this.#response = Response.DONE
     const close = forceClose || !this.#bodyCanBeSkipped() || this.request.upgrade || !sink.keepAlive
-    sink.head(head, false, close)
-    if (body.length > 0 && this.request.method !== 'HEAD') {
+    if (body.length === 0 || this.request.method === 'HEAD') {
+      sink.head(head, false, close)
+    } else {
       this.bytesOut += body.length
-      sink.body(body)
+      // a block's answer (a file, a stored response) has a body nobody changes: the sink may keep what it makes of it
+      if (head.headers.block !== null) sink.whole(head, close, body)
+      else {
+        sink.head(head, false, close)
+        sink.body(body)
+      }
     }
     sink.end(close)
   }
@@ -1015,6 +1021,7 @@ class DiscardSink implements ResponseSink {
   get keepAlive (): boolean { return true }
   interim (): void {}
   head (): void { this.#started = true }
+  whole (): void { this.#started = true }
   body (): boolean { return true }
   end (): void { this.#session.finish() }
   upgrade (): void { this.#session.finish() }

@@ -42,6 +42,12 @@ export interface ResponseSink {
    * `close`: the client connection must close after this response.
    */
   head (head: ResponseHead, untilClose: boolean, close: boolean): void
+  /**
+   * A final head and its whole body, for a body the caller never changes once given (a file's
+   * kept bytes, a stored response's): the sink may keep what it makes of the two and use it again
+   * for the same head and body. Stands for `head`, `body` and nothing else (`end` follows).
+   */
+  whole (head: ResponseHead, close: boolean, body: Buffer): void
   /** A piece of the body. False: stop producing until `onWritable` (the client is full, or its turn has not come). */
   body (chunk: Buffer): boolean
   /** The response is complete; `close`: the client connection closes after it. */

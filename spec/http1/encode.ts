@@ -5,7 +5,7 @@
  */
 import t from 'tap'
 import type { MessageHead } from '../../lib/http1/head.js'
-import { encodeRequestHead, encodeResponseHead, frameResponse } from '../../lib/http1/encode.js'
+import { encodeRequestHead, encodeResponseHead, frameResponse, keptWhole } from '../../lib/http1/encode.js'
 import { errorResponse } from '../../lib/http/errors.js'
 import { forwardRequest, forwardResponse, HOST_PLACEHOLDER, type ForwardContext } from '../../lib/http/forwarding.js'
 import { FieldBlock, HeaderList } from '../../lib/http/headers.js'
@@ -310,4 +310,29 @@ t.test('a field block\'s kept head: reused only for the same status, reason, fol
     for (let r = 0; r < 1 + (seed & 3); r++) if (encode(cases[k], true) !== expected[k]) mismatches++
   }
   t.equal(mismatches, 0, 'every head exact, in any order')
+})
+
+t.test('keptWhole: the head and an unchanged body joined once they repeat, the head text otherwise', async t => {
+  const block = new FieldBlock(['ETag', '"w"', 'Content-Type', 'text/plain'])
+  const body = Buffer.from('hello')
+  const other = Buffer.from('howdy')
+  const whole = (b: Buffer, tail: string[] = ['Content-Length', String(b.length)], http11 = true): Buffer | string => {
+    const list = block.list()
+    for (let i = 0; i < tail.length; i += 2) list.append(tail[i], tail[i + 1])
+    const head = new ResponseHead(200, 'OK', list)
+    return keptWhole(head, frameResponse(head, 'GET', http11, true, false), http11, b)
+  }
+  const text = 'HTTP/1.1 200 OK\r\nETag: "w"\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n'
+  const bytes = (out: Buffer | string, b: Buffer): string => typeof out === 'string' ? out + b.toString('latin1') : out.toString('latin1')
+  const outs: Array<Buffer | string> = []
+  for (const b of [body, body, body, body, other, other, other, body, body, body]) outs.push(whole(b))
+  t.same(outs.map((out, i) => bytes(out, [4, 5, 6].includes(i) ? other : body)), outs.map((_, i) => text + ([4, 5, 6].includes(i) ? 'howdy' : 'hello')), 'every response exact')
+  t.same(outs.map(out => typeof out), ['string', 'string', 'object', 'object', 'string', 'object', 'object', 'string', 'object', 'object'], 'joined from the third of a run (the second for a new body)')
+  t.equal(outs[2], outs[3], 'the same buffer while head and body stay')
+  // another length after the block, a 1.0 client: the head changes, nothing joined is reused
+  t.equal(typeof whole(body, ['Content-Length', '5', 'X-A', '1']), 'string')
+  t.equal(bytes(whole(body, ['Content-Length', '5'], false), body), 'HTTP/1.1 200 OK\r\nETag: "w"\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello')
+  t.equal(typeof whole(body), 'string', 'back to the first head: made again before it is joined')
+  // a length that is not the body's: never joined
+  for (let i = 0; i < 4; i++) t.equal(typeof whole(body, ['Content-Length', '4']), 'string')
 })
