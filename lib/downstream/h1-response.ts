@@ -25,9 +25,6 @@ export interface ResponseOwner {
   destroy (error?: ProxyError): void
 }
 
-/** Bodies up to this size may be kept joined to their head (a larger one is written as it is, without a copy). */
-const WHOLE_LIMIT = 16 * 1024
-
 const INTERIM: ResponseFraming = { body: BodyKind.NONE, close: false, dropTransferEncoding: true, addChunked: false, length: -1, dropContentLength: false, covered: 0 }
 
 export class H1Response implements ResponseSink {
@@ -74,7 +71,7 @@ export class H1Response implements ResponseSink {
     const framing = this.#frame(head, false, close)
     const http11 = this.session.request.http11
     // the head and body as one buffer kept with the head's block, when both are what they were last time
-    const out = body.length <= WHOLE_LIMIT ? keptWhole(head, framing, http11, body) : encodeResponseHead(head, framing, http11)
+    const out = keptWhole(head, framing, http11, body)
     if (typeof out === 'string') {
       this.#emit(out)
       this.body(body)

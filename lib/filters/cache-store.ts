@@ -12,6 +12,7 @@ import { LRUCache } from 'lru-cache'
 import { ageFrom, correctedInitialAge, freshnessLifetime, responseFacts, type ResponseFacts } from '../http/cache-control.js'
 import { parseHttpDate, type Validators } from '../http/conditional.js'
 import { FieldBlock, HeaderList } from '../http/headers.js'
+import { keptWholeCost } from '../http1/encode.js'
 
 const EMPTY = Buffer.alloc(0)
 
@@ -134,9 +135,10 @@ export class CacheEntry {
     return joined
   }
   get size (): number {
-    let bytes = 256 + this.length
-    for (const h of this.#headers) bytes += h.length
-    return bytes
+    let fields = 0
+    for (const h of this.#headers) fields += h.length
+    // a small body is also kept joined to its head once it is served again and again (http1/encode.ts)
+    return 256 + this.length + fields + keptWholeCost(this.length, fields)
   }
 
   append (chunk: Buffer): void {
@@ -234,10 +236,14 @@ export class MemoryStore {
   /** Per URI: the Vary fields of its latest stored response, and its variants' keys. */
   readonly #uris = new Map<string, UriRecord>()
 
-  constructor (maxSize: number, maxEntrySize: number) {
+  /**
+   * @param maxSize the bound on every entry's `size` together. The largest response stored is the
+   * cache filter's to enforce, on the body (`maxEntrySize`, a length the user gives): an entry
+   * accepted there counts here with what comes with it (its fields, a kept joined copy).
+   */
+  constructor (maxSize: number) {
     this.#lru = new LRUCache<string, CacheEntry>({
       maxSize,
-      maxEntrySize,
       sizeCalculation: entry => entry.size,
       dispose: (entry, key, reason) => {
         // replaced by a newer response for the same key: the key stays

@@ -70,7 +70,7 @@ export class HttpCache implements Filter {
 
   constructor (model: CacheModel) {
     this.#model = model
-    this.store = new MemoryStore(model.size, model.maxEntrySize)
+    this.store = new MemoryStore(model.size)
     const disk = model.dir === null ? null : new DiskStore(model.dir, this.store)
     this.disk = disk
     if (disk !== null) {

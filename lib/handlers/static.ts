@@ -32,6 +32,7 @@ import { contentRange, multipart, parseRange, type ByteRange } from '../http/ran
 import type { StaticModel } from '../model/model.js'
 import { clock } from '../core/clock.js'
 import { FieldBlock, HeaderList } from '../http/headers.js'
+import { keptWholeCost } from '../http1/encode.js'
 import type { LocalBody } from '../session/body.js'
 import type { FilterSession, RouteHandler, Verdict } from '../session/filter.js'
 import type { Session } from '../session/session.js'
@@ -226,7 +227,7 @@ export class StaticFiles implements RouteHandler {
     const codings: Coding[] = []
     if (br !== null) codings.push('br')
     if (gzip !== null) codings.push('gzip')
-    const bytes = PATH_COST + (plain.body?.length ?? 0) + (br?.body?.length ?? 0) + (gzip?.body?.length ?? 0)
+    const bytes = PATH_COST + formCost(plain) + (br === null ? 0 : formCost(br)) + (gzip === null ? 0 : formCost(gzip))
     return { checkedAt, plain, br, gzip, codings, bytes }
   }
 
@@ -350,6 +351,14 @@ export class StaticFiles implements RouteHandler {
     // the details stay here: they name paths of the server
     throw err
   }
+}
+
+/** A form's share of the memory bound: its kept bytes, and the copy joined to its head once it is served again and again (http1/encode.ts). */
+function formCost (variant: Variant): number {
+  if (variant.body === null) return 0
+  let fields = 0
+  for (const field of variant.okFields.fields) fields += field.length
+  return variant.body.length + keptWholeCost(variant.body.length, fields)
 }
 
 function sameFile (a: FileIdentity, b: FileIdentity): boolean {

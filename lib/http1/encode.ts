@@ -216,13 +216,24 @@ function blockHead (head: ResponseHead, framing: ResponseFraming, clientHttp11: 
 }
 
 /**
+ * Bodies up to this size may be kept joined to their head (keptWhole); a larger one is written as
+ * it is, without a copy. What keeps blocks counts the copy in its memory bound (`keptWholeCost`).
+ */
+export const KEPT_WHOLE_LIMIT = 16 * 1024
+
+/** The memory a block's kept whole response may take beside a body of `length` bytes: the copy and its head. */
+export function keptWholeCost (length: number, fieldBytes: number): number {
+  return length <= KEPT_WHOLE_LIMIT ? length + fieldBytes + 256 : 0
+}
+
+/**
  * `head` and `body` as one buffer, for a body its caller never changes (ResponseSink.whole): kept
  * with the head's block once the same head came with the same body Buffer twice in a row, and
  * that very buffer again for as long as they do. Otherwise the head's text (encodeResponseHead's),
  * for the caller to write with the body as usual.
  */
 export function keptWhole (head: ResponseHead, framing: ResponseFraming, clientHttp11: boolean, body: Buffer): Buffer | string {
-  if (framing.covered === 0 || framing.dropTransferEncoding || framing.dropContentLength ||
+  if (body.length > KEPT_WHOLE_LIMIT || framing.covered === 0 || framing.dropTransferEncoding || framing.dropContentLength ||
     framing.body !== BodyKind.LENGTH || framing.length !== body.length) return encodeResponseHead(head, framing, clientHttp11)
   const text = blockHead(head, framing, clientHttp11)
   const kept = head.headers.block!.encoded as KeptForm
