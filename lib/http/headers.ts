@@ -114,16 +114,12 @@ export class HeaderList {
 }
 
 /**
- * What a filter adds must be a field as RFC 9110 allows it: a CR or LF in a value would end the
- * head early and smuggle the rest in as another request or response.
- */
-/**
  * A field list made once and sent many times (a static file's fields, a stored response's): rp4
- * checked its fields when they were made. A HeaderList started from it (`fromBlock`) holds these
- * very strings first. While they are still there, in order (`covers` compares them one by one, so
- * a change made through a method or through `raw` is seen), an encoder may write the form it keeps
- * for them (`encoded`) instead of encoding them again; a response whose filters changed any of them
- * is encoded field by field, as any other.
+ * checked its fields when they were made. A HeaderList started from it (`list()`, or a copy of
+ * `fields` given with the block) holds these very strings first. While they are still there, in
+ * order (`covers` compares them one by one, so a change made through a method or through `raw` is
+ * seen), an encoder may write the form it keeps for them (`encoded`) instead of encoding them
+ * again; a response whose filters changed any of them is encoded field by field, as any other.
  */
 export class FieldBlock {
   readonly fields: readonly string[]
@@ -157,6 +153,10 @@ export class FieldBlock {
   }
 }
 
+/**
+ * What a filter adds must be a field as RFC 9110 allows it: a CR or LF in a value would end the
+ * head early and smuggle the rest in as another request or response.
+ */
 function checkField (name: string, value: string): void {
   if (!isToken(name)) throw new TypeError(`header name ${JSON.stringify(name)} is not a token`)
   if (!isFieldValue(value)) throw new TypeError(`header value for ${name} has a character no header may hold (CR, LF, NUL or another control)`)

@@ -108,7 +108,7 @@ function refreshViews (): void {
  * `_current`, the state it stopped in, and `content_length`, what is left of the body. Both the
  * offsets and the state's number are checked when the module loads, by parsing known messages
  * (`calibrate`); if any answer differs (another llhttp build), nothing is skipped and every
- * chunk is copied whole, as before. spec/http1/llhttp.ts fails when that happens.
+ * chunk is copied whole, as before. spec/http1/parser.ts fails when that happens.
  */
 const CURRENT_OFFSET = 28
 const CONTENT_LENGTH_OFFSET = 32
