@@ -20,6 +20,7 @@ import net from 'node:net'
 import { parseArgs } from 'node:util'
 import { fileURLToPath } from 'node:url'
 import { MessageFramer, type Head } from './framing.js'
+import { prng } from './random.js'
 
 export interface TortureOptions {
   port: number
@@ -66,18 +67,6 @@ export interface TortureResult {
   /** Request and response body bytes. */
   bytesUp: number
   bytesDown: number
-}
-
-/** mulberry32: small, fast, and the same sequence everywhere for a seed. */
-function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 const WINDOW = 64 * 1024
