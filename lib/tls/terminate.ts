@@ -120,6 +120,7 @@ export class Handshake implements Timed {
     if (peer !== undefined) (socket as Socket & { [kPeer]?: Peer })[kPeer] = peer
     socket.on('secure', onSecure)
     socket.on('error', onError)
+    socket.on('end', onEnd)
     socket.on('close', onClose)
     this.#socket = socket
     this.deadline = clock.after(host.handshakeTimeout)
@@ -131,8 +132,20 @@ export class Handshake implements Timed {
     this.#release()
     socket.removeListener('secure', onSecure)
     socket.removeListener('error', onError)
+    socket.removeListener('end', onEnd)
     socket.removeListener('close', onClose)
     this.#host.secured(socket)
+  }
+
+  /**
+   * The client sent its FIN before the handshake completed here. The socket inherits the accepted
+   * socket's half-open mode, so nothing would close it until the handshake timeout: it is ended
+   * from this side now. What was already received still decides: when it held the client's
+   * Finished, 'secure' follows and the connection is served (as one already ended); otherwise it
+   * closes, reported as aborted.
+   */
+  onEnd (): void {
+    if (!this.#done) this.#socket.end()
   }
 
   onError (err: Error): void {
@@ -186,6 +199,7 @@ function describeTlsError (err: Error): string {
 
 function onSecure (this: OwnedSocket): void { this[kOwner].onSecure() }
 function onError (this: OwnedSocket, err: Error): void { this[kOwner].onError(err) }
+function onEnd (this: OwnedSocket): void { this[kOwner].onEnd() }
 function onClose (this: OwnedSocket): void { this[kOwner].onClose() }
 /** The raw socket's handle now belongs to the TLSSocket, which reports its failures. */
 function ignore (): void {}

@@ -22,7 +22,7 @@ import { ok, startOrigin } from '../helpers/origin.js'
 import { startProxy } from '../helpers/proxy.js'
 import { connectRaw, echo, startTcpBackend, startTlsBackend } from '../helpers/tls-backends.js'
 import { fingerprint, makeCertificates, type Pair } from '../helpers/tls-certs.js'
-import { event, within } from '../helpers/wait.js'
+import { event, poll, within } from '../helpers/wait.js'
 
 const run = promisify(execFile)
 const certs = await makeCertificates(t)
@@ -141,6 +141,59 @@ t.test('unusable ClientHello, handshake timeout: reported, that connection close
   const good = await connect(port, { servername: 'a.test' })
   t.equal(await get(good, '/'), 'fine', 'the proxy still serves')
   good.destroy()
+})
+
+t.test('a client that ends during the handshake: closed at once and counted aborted, not held until the handshake timeout', async t => {
+  const origin = await startOrigin(t, () => ok('fine'))
+  // a timeout far beyond the waits below: only the client's FIN can close these connections in time
+  const { proxy, port, events } = await startProxy(t, { targets: [origin.target], tls: { certificates: [a] }, timeouts: { tlsHandshake: 60_000 } })
+  const capture = await startTcpBackend(t)
+  const probe = tls.connect({ port: capture.port, host: '127.0.0.1', servername: 'a.test' })
+  probe.on('error', () => {})
+  const hello = (await capture.conn(0, c => parseClientHello(c.data).status === HelloStatus.OK, 5000, 'a ClientHello')).data
+  probe.destroy()
+  const aborted = (): number => proxy.stats().tls.failures.find(f => f.reason === 'aborted')?.count ?? 0
+
+  // the ClientHello and the FIN together, and the FIN after the server's first flight
+  const together = await connectRaw(port)
+  together.socket.end(hello)
+  await together.watch.until(() => together.conn.ended, 5000, 'rp4 ending a connection whose hello came with a FIN')
+  t.equal(together.conn.data[0], 0x16, 'its ServerHello was sent first')
+  const after = await connectRaw(port)
+  after.socket.write(hello)
+  await after.watch.until(() => after.conn.data.length > 0, 5000, 'the ServerHello')
+  after.socket.end()
+  await after.watch.until(() => after.conn.ended, 5000, 'rp4 ending a connection whose FIN came mid-handshake')
+  await events.until(() => events.clientErrors.length === 2, 5000, 'two reports')
+  t.same(events.clientErrors.map(e => e.error.code), ['tls_handshake_aborted', 'tls_handshake_aborted'])
+  t.equal(events.clientErrors[0].error.message, 'client closed the connection during the TLS handshake for a.test')
+  together.socket.destroy()
+  after.socket.destroy()
+  await poll(() => aborted() === 2, 'two aborted handshakes counted')
+
+  // Node's client destroyed as its handshake completes: its Finished never leaves
+  const hasty = tls.connect({ host: '127.0.0.1', port, ca, servername: 'a.test' })
+  hasty.on('error', () => {})
+  hasty.once('secureConnect', () => hasty.destroy())
+  await within(once(hasty, 'close'), 5000, 'the hasty client closed')
+  await poll(() => aborted() === 3, 'the hasty client\'s handshake counted aborted')
+  await poll(() => proxy.stats().connections === 0, 'no connection left open')
+
+  // a client that completes its handshake, then ends without a request: closed, and no error
+  const quiet = await connect(port, { servername: 'a.test' })
+  quiet.end()
+  quiet.resume()
+  await within(once(quiet, 'close'), 5000, 'rp4 closing after the client\'s end')
+  // one whose request comes with its FIN: answered
+  const last = await connect(port, { servername: 'a.test' })
+  last.end('GET /last HTTP/1.1\r\nHost: a.test\r\n\r\n')
+  let text = ''
+  last.on('data', (chunk: Buffer) => { text += chunk.toString('latin1') })
+  await within(once(last, 'close'), 5000, 'the answered connection closed')
+  t.match(text, /^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\nfine$/, 'the request sent with the FIN answered')
+  await poll(() => proxy.stats().connections === 0, 'no connection left open')
+  t.equal(events.clientErrors.length, 3, 'nothing reported for the clients that completed their handshakes')
+  t.equal(aborted(), 3)
 })
 
 t.test('the ClientHello parser never throws: truncations and random corruption', async t => {
