@@ -174,7 +174,7 @@ class Detection implements Timed, SocketOwner {
     const hello = parseClientHello(this.data)
     if (hello.status === HelloStatus.MORE) return
     if (hello.status === HelloStatus.INVALID) return this.fail('tls_bad_client_hello', `unusable TLS ClientHello: ${hello.reason}`)
-    this.listener.toTls(this, hello.serverName, hello.acme)
+    this.listener.toTls(this, hello.serverName, hello.acme, hello.tls13)
   }
 
   /** The client half-closed before a verdict. */
@@ -483,7 +483,7 @@ export class Listener implements PassthroughHost, HandshakeHost, ProxyAcceptHost
     this.#tunnels.add(new Passthrough(this, detection.socket, detection.data, this.#fallback))
   }
 
-  toTls (detection: Detection, serverName: string | null, acme = false): void {
+  toTls (detection: Detection, serverName: string | null, acme = false, tls13 = false): void {
     const route = this.#sni.size > 0 ? this.#sni.find(serverName) : undefined
     if (route === undefined && this.certificates === null) {
       // rp4 cannot terminate it: relayed raw only where the user asked for raw relays
@@ -519,7 +519,11 @@ export class Listener implements PassthroughHost, HandshakeHost, ProxyAcceptHost
       return
     }
     const staple = certificates.stapling ? certificates.staple(context) : null
-    const server = staple === null ? this.#sessionServer : new HandshakeServer(staple, context, this.sessions)
+    // a TLS 1.3 handshake resumes by ticket alone: the session-ID cache has nothing to give it,
+    // and to ask it Node runs the ClientHello through its own parser and a JS callback before the
+    // handshake, and every session it issues (a ticket each) through another
+    const sessions = tls13 ? null : this.sessions
+    const server = staple === null ? (sessions === null ? null : this.#sessionServer) : new HandshakeServer(staple, context, sessions)
     this.#handshakes.add(new Handshake(this, socket, data, context, serverName, label(socket), this.#clientAuth, server))
   }
 

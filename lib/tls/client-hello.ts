@@ -23,6 +23,12 @@ export interface ClientHello {
   reason: string
   /** The client offers ALPN `acme-tls/1`: a CA validating a TLS-ALPN-01 challenge (RFC 8737). */
   acme: boolean
+  /**
+   * The client offers TLS 1.3 (0x0304 in its supported_versions extension, RFC 8446 §4.2.1). Every
+   * profile of rp4 allows TLS 1.3, so such a handshake will be one: it resumes by ticket only,
+   * never by a TLS 1.2 session ID.
+   */
+  tls13: boolean
 }
 
 /** Largest ClientHello accepted: far above real ones (a few hundred bytes to ~2 KiB with post-quantum key shares). */
@@ -37,12 +43,14 @@ const NAME_TYPE_HOST = 0x00
 const MAX_FRAGMENT = 16_384
 
 const EXTENSION_ALPN = 0x0010
+const EXTENSION_SUPPORTED_VERSIONS = 0x002b
+const TLS13 = 0x0304
 const ACME_TLS_1 = Buffer.from('acme-tls/1')
 
-const MORE: ClientHello = Object.freeze({ status: HelloStatus.MORE, serverName: null, reason: '', acme: false })
+const MORE: ClientHello = Object.freeze({ status: HelloStatus.MORE, serverName: null, reason: '', acme: false, tls13: false })
 
 function invalid (reason: string): ClientHello {
-  return { status: HelloStatus.INVALID, serverName: null, reason, acme: false }
+  return { status: HelloStatus.INVALID, serverName: null, reason, acme: false, tls13: false }
 }
 
 /**
@@ -145,11 +153,12 @@ function parseBody (body: Buffer): ClientHello {
   c.skip(compression)
   if (!c.ok) return invalid('truncated ClientHello')
   // before extensions existed (SSL 3.0 era) a ClientHello could end here: no SNI
-  if (c.left === 0) return { status: HelloStatus.OK, serverName: null, reason: '', acme: false }
+  if (c.left === 0) return { status: HelloStatus.OK, serverName: null, reason: '', acme: false, tls13: false }
   const extensions = c.take(c.u16())
   if (!c.ok || c.left !== 0) return invalid('bad extension block length')
-  let result: ClientHello = { status: HelloStatus.OK, serverName: null, reason: '', acme: false }
+  let result: ClientHello = { status: HelloStatus.OK, serverName: null, reason: '', acme: false, tls13: false }
   let acme = false
+  let tls13 = false
   while (extensions.left > 0) {
     const type = extensions.u16()
     const ext = extensions.take(extensions.u16())
@@ -159,9 +168,12 @@ function parseBody (body: Buffer): ClientHello {
       if (result.status !== HelloStatus.OK) return result
     } else if (type === EXTENSION_ALPN) {
       acme = offersAcme(ext)
+    } else if (type === EXTENSION_SUPPORTED_VERSIONS) {
+      tls13 = offersTls13(ext)
     }
   }
   result.acme = acme
+  result.tls13 = tls13
   return result
 }
 
@@ -177,6 +189,14 @@ function offersAcme (ext: Cursor): boolean {
   return false
 }
 
+/** Whether a supported_versions extension's list holds TLS 1.3 (malformed: no). */
+function offersTls13 (ext: Cursor): boolean {
+  const size = ext.u8()
+  if (!ext.ok || size !== ext.left || size % 2 !== 0) return false
+  while (ext.left > 0) if (ext.u16() === TLS13) return true
+  return false
+}
+
 function serverName (ext: Cursor): ClientHello {
   const list = ext.take(ext.u16())
   if (!ext.ok || ext.left !== 0) return invalid('bad server_name extension')
@@ -189,7 +209,7 @@ function serverName (ext: Cursor): ClientHello {
     if (type !== NAME_TYPE_HOST) continue
     const name = list.buf.toString('latin1', start, start + size).toLowerCase().replace(/\.$/, '')
     if (name.length === 0 || name.length > 253 || !/^[a-z0-9_.-]+$/.test(name)) return invalid('server name is not a DNS name')
-    return { status: HelloStatus.OK, serverName: name, reason: '', acme: false }
+    return { status: HelloStatus.OK, serverName: name, reason: '', acme: false, tls13: false }
   }
-  return { status: HelloStatus.OK, serverName: null, reason: '', acme: false }
+  return { status: HelloStatus.OK, serverName: null, reason: '', acme: false, tls13: false }
 }

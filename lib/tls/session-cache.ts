@@ -4,18 +4,21 @@
  * ssl_session_timeout 1d`): a TLS 1.2 client that does not take tickets (older Java, embedded
  * stacks, `openssl s_client -no_ticket`) resumes with the session ID it was given.
  *
- * What it does not do: TLS 1.3. OpenSSL resumes TLS 1.3 by tickets (PSK) only, and reports every
- * TLS 1.3 ticket it issues as a "new session" with an ID nobody will ever present (a 1.3 client's
- * `legacy_session_id` is random bytes): those are not stored, so the cache holds TLS 1.2 sessions
- * only. TLS 1.3 resumption works the same with the cache on or off (the ticket keys).
+ * What it does not do: TLS 1.3. OpenSSL resumes TLS 1.3 by tickets (PSK) only, and would report
+ * every TLS 1.3 ticket it issues as a "new session" with an ID nobody will ever present (a 1.3
+ * client's `legacy_session_id` is random bytes). A handshake whose ClientHello offers TLS 1.3 (so
+ * will be one: every profile allows it) is therefore not given the cache at all
+ * (listener/listener.ts `toTls`); should a 1.3 session reach `store` anyway, it is not stored. The
+ * cache holds TLS 1.2 sessions only, and TLS 1.3 resumption works the same with it on or off (the
+ * ticket keys).
  *
  * Bounded in bytes (LRU, lru-cache): a client making handshake after handshake only pushes out
  * the oldest sessions, it cannot grow the cache. Each entry also expires after the timeout.
  *
- * What it costs: with a cache, Node parses every ClientHello once more in C++ and calls into
- * JavaScript twice per handshake (the lookup of the ID the client offers, the store of the new
- * session) instead of never; `tls.sessionCache: 0` turns it off, and the perf harness compares
- * both (perf/tls-handshakes.ts --session-cache).
+ * What it costs: for a TLS 1.2 handshake with the cache, Node parses the ClientHello once more in
+ * C++ and calls into JavaScript twice (the lookup of the ID the client offers, the store of the
+ * new session) instead of never; `tls.sessionCache: 0` turns it off, and the perf harness
+ * compares both (perf/tls-handshakes.ts --session-cache).
  */
 import { LRUCache } from 'lru-cache'
 

@@ -228,6 +228,33 @@ t.test('the ClientHello parser tells a TLS-ALPN-01 validation (ALPN acme-tls/1) 
   }
 })
 
+t.test('the ClientHello parser tells a client offering TLS 1.3 (supported_versions) from one that does not', async t => {
+  const offers: Array<[string, tls.ConnectionOptions, boolean]> = [
+    ['default', {}, true],
+    ['TLS 1.3 only', { minVersion: 'TLSv1.3' }, true],
+    ['TLS 1.2 at most', { maxVersion: 'TLSv1.2' }, false],
+  ]
+  for (const [name, options, tls13] of offers) {
+    const capture = await startTcpBackend(t)
+    const client = tls.connect({ port: capture.port, host: '127.0.0.1', servername: 'v.test', ...options })
+    client.on('error', () => {})
+    const data = (await capture.conn(0, c => parseClientHello(c.data).status === HelloStatus.OK, 5000, `ClientHello (${name})`)).data
+    client.destroy()
+    const hello = parseClientHello(data)
+    t.same([hello.serverName, hello.tls13], ['v.test', tls13], name)
+    if (!tls13) continue
+    // the same hello with its supported_versions list made unreadable: still a hello, not a 1.3 offer
+    const at = data.indexOf(Buffer.from([0x00, 0x2b]), 5 + 4 + 2 + 32)
+    t.ok(at > 0, 'the extension found')
+    for (const size of [data[at + 4] - 1, data[at + 4] + 2, 0]) {
+      const copy = Buffer.from(data)
+      copy[at + 4] = size
+      const odd = parseClientHello(copy)
+      t.same([odd.status, odd.serverName, odd.tls13], [HelloStatus.OK, 'v.test', false], `list length ${size}`)
+    }
+  }
+})
+
 t.test('passthrough by SNI: the backend terminates the client\'s own handshake', async t => {
   const backend = await startTlsBackend(t, tlsOptions(backendPair), echo)
   const origin = await startOrigin(t, () => ok())
