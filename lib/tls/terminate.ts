@@ -11,7 +11,7 @@ import type { Socket } from 'node:net'
 import { TLSSocket, type SecureContext, type Server, type TLSSocketOptions } from 'node:tls'
 import { clock, type Timed } from '../core/clock.js'
 import { ProxyError, describeSystemError } from '../core/errors.js'
-import { kOwner, kPeer, type Peer } from '../core/symbols.js'
+import { kOwner, kPeer, peerOf, type Peer } from '../core/symbols.js'
 import type { SessionCache } from './session-cache.js'
 
 /** What a handshake needs from the proxy around it. */
@@ -115,9 +115,9 @@ export class Handshake implements Timed {
     if (server !== null) options.server = server as unknown as Server
     const socket = new TLSSocket(raw, options) as OwnedSocket
     socket[kOwner] = this
-    // the client a PROXY header named stays the client over TLS
-    const peer = (raw as Socket & { [kPeer]?: Peer })[kPeer]
-    if (peer !== undefined) (socket as Socket & { [kPeer]?: Peer })[kPeer] = peer
+    // the client a PROXY header named stays the client over TLS; without one, the accepted
+    // socket's address (read when it was admitted) is not asked of the kernel again
+    ;(socket as Socket & { [kPeer]?: Peer })[kPeer] = peerOf(raw)
     socket.on('secure', onSecure)
     socket.on('error', onError)
     socket.on('end', onEnd)
