@@ -81,6 +81,8 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
   /** When the head being received must be complete. */
   #headEnd = 0
   #error: ProxyError | null = null
+  /** `#error` was reported already (the client's), or is a backend's, reported on its side: not reported again at close. */
+  #errorReported = false
   deadline = 0
 
   /**
@@ -439,6 +441,8 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
   destroy (error?: ProxyError): void {
     if (error !== undefined && this.#error === null) {
       this.#error = error
+      // the client's failure is reported here, a backend's on its side; rp4's own (a drain that ran out) when the socket closes
+      this.#errorReported = error.source !== 'internal'
       if (error.source === 'downstream') this.#host.clientError(error, this.label)
     }
     this.socket.destroy()
@@ -538,8 +542,8 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
     if (queue.length > 0 && this.#error === null) {
       this.#error = new ProxyError('client_closed', `client ${this.label} closed with a request in flight`, 'downstream', 0)
     }
-    if (queue.length > 0 || (this.#error !== null && this.#error.code === 'client_error')) {
-      if (this.#error !== null) this.#host.clientError(this.#error, this.label)
+    if (this.#error !== null && !this.#errorReported && (queue.length > 0 || this.#error.code === 'client_error')) {
+      this.#host.clientError(this.#error, this.label)
     }
     for (const response of queue) {
       response.session.abort()

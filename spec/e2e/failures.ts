@@ -163,6 +163,32 @@ t.test('client goes away mid-upload: the upstream connection is closed', async t
   t.equal(origin.requests.length, 0, 'the request never completed at the origin')
 })
 
+t.test('each failure is reported once, on its own side', async t => {
+  // a backend dying mid-body: an upstream error, not a client error too
+  const dying = await startOrigin(t, () => ({ bytes: 'HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n' + 'a'.repeat(100), close: 'destroy' }))
+  const first = await startProxy(t, { targets: [dying.target] })
+  const res = await exchange(first.port, GET)
+  t.equal(res.closed, true)
+  // the response event comes last, after every report of the exchange
+  await first.events.until(() => first.events.responses.length === 1, 5000, 'the response event')
+  t.same(first.events.upstreamErrors.map(e => e.error.code), ['truncated_response'])
+  t.same(first.events.clientErrors, [], 'the client did nothing wrong')
+  // a client leaving mid-upload, by FIN and by reset: one client error each
+  const origin = await startOrigin(t, () => ok())
+  const second = await startProxy(t, { targets: [origin.target] })
+  for (const [i, leave] of (['end', 'reset'] as const).entries()) {
+    const client = await RawClient.connect(second.port)
+    await client.write('POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 1000000\r\n\r\n' + 'x'.repeat(5000))
+    await origin.until(() => (origin.connections[i]?.receivedLength ?? 0) > 5000, 5000, 'the start of the body at the origin')
+    if (leave === 'end') client.destroy()
+    else client.reset()
+    await second.events.until(() => second.events.responses.length === i + 1, 5000, `the response event (${leave})`)
+    t.equal(second.events.clientErrors.length, i + 1, `${leave}: reported once`)
+    t.equal(second.events.clientErrors[i]?.error.code, leave === 'end' ? 'client_aborted' : 'client_error', leave)
+  }
+  t.same(second.events.upstreamErrors, [], 'nothing reported on the backend\'s side')
+})
+
 t.test('client goes away while waiting for the response: the upstream connection is closed, not reused', async t => {
   const origin = await startOrigin(t, req => req.url === '/never' ? { never: true } : ok('later'))
   const { port } = await startProxy(t, { targets: [origin.target] })
