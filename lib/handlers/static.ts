@@ -14,9 +14,10 @@
  * of its forms, the bytes of a small file) is kept for `revalidate` ms, like nginx's
  * open_file_cache: within that window a request costs no system call at all, and a small file
  * leaves with its head in one write. Past it, the next request asks the file system again (the
- * bytes kept are reused when the file is the same: inode, size and mtime). A file changed or
- * removed is therefore seen at most `revalidate` late; the paths kept are bounded by
- * `memoryCache` bytes (least recently used forgotten first).
+ * bytes kept are reused when the file is the same: inode, size and mtime), and the requests for
+ * that path that come while it asks are answered from what was known rather than each asking
+ * too. A file changed or removed is therefore seen at most `revalidate` (and one check) late; the
+ * paths kept are bounded by `memoryCache` bytes (least recently used forgotten first).
  *
  * Larger bodies are streamed from shared, bounded descriptors (open-files.ts) with backpressure:
  * memory stays bounded whatever the file size and the client's speed.
@@ -90,6 +91,8 @@ interface Resolved {
   readonly codings: readonly Coding[]
   /** Its share of the memory bound. */
   readonly bytes: number
+  /** The file system is being asked about it again (past the window): requests meanwhile are answered from this. */
+  revalidating: boolean
 }
 
 export class StaticFiles implements RouteHandler {
@@ -132,7 +135,7 @@ export class StaticFiles implements RouteHandler {
     // only a path that passed every check below and named a file is kept: no need to check it again
     // the reading taken when this request's bytes were read (core/clock.ts): the window is ms wide
     const now = clock.turn()
-    if (known !== undefined && now - known.checkedAt < this.#revalidate) return this.#answer(session, known)
+    if (known !== undefined && (now - known.checkedAt < this.#revalidate || (known.revalidating && this.#revalidate > 0))) return this.#answer(session, known)
     // nothing there a moment ago: the fallback (or 404) without a trip to the file system, so that a
     // route of files in front of an application does not slow the application's requests
     const missed = known === undefined ? this.#missing.get(key) : undefined
@@ -146,7 +149,17 @@ export class StaticFiles implements RouteHandler {
       if (this.#model.fallback !== null) return 'continue'
       return session.respond(404, [['Content-Type', 'text/plain; charset=utf-8']], 'Not Found\n')
     }
-    return this.#serve(session, key, segments, known ?? null).catch(err => this.#failed(session, key, err))
+    const serving = this.#serve(session, key, segments, known ?? null)
+    if (known === undefined) return serving.catch(err => this.#failed(session, key, err))
+    // one check at a time per path: the requests that come while it runs get what was known
+    known.revalidating = true
+    return serving.then(verdict => {
+      known.revalidating = false
+      return verdict
+    }, err => {
+      known.revalidating = false
+      return this.#failed(session, key, err)
+    })
   }
 
   async #serve (session: FilterSession, key: string, segments: string[], previous: Resolved | null): Promise<Verdict> {
@@ -228,7 +241,7 @@ export class StaticFiles implements RouteHandler {
     if (br !== null) codings.push('br')
     if (gzip !== null) codings.push('gzip')
     const bytes = PATH_COST + formCost(plain) + (br === null ? 0 : formCost(br)) + (gzip === null ? 0 : formCost(gzip))
-    return { checkedAt, plain, br, gzip, codings, bytes }
+    return { checkedAt, plain, br, gzip, codings, bytes, revalidating: false }
   }
 
   async #variant (real: string, stats: Stats, coding: Coding | null, type: string, vary: boolean, previous: Variant | null): Promise<Variant> {

@@ -4,16 +4,17 @@
  * request might try to leave the root.
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { execFile } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs'
+import { execFile, execFileSync } from 'node:child_process'
+import { closeSync, mkdirSync, mkdtempSync, openSync, read, rmSync, symlinkSync, unlinkSync, utimesSync, writeFileSync, writeSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { brotliCompressSync, gzipSync } from 'node:zlib'
 import t, { type Test } from 'tap'
-import { exchange } from '../helpers/client.js'
+import { RawClient, exchange } from '../helpers/client.js'
 import { header, type Message } from '../helpers/framing.js'
 import { ok, startOrigin } from '../helpers/origin.js'
 import { startProxy } from '../helpers/proxy.js'
+import { poll } from '../helpers/wait.js'
 import type { Filter } from '../../lib/index.js'
 
 const INDEX = '<!doctype html><title>home</title>\n'
@@ -306,6 +307,49 @@ t.test('what rp4 learned of a path is used for revalidate ms: a changed, rewritt
   }
   t.equal(created?.body.toString(), 'NEW', 'a file created where nothing was is seen')
   t.ok(performance.now() - missingAt >= 1000, 'not before the window ends')
+})
+
+t.test('past the window, one check per path: the requests that come while it runs are answered from what was known', async t => {
+  const { root } = tree(t)
+  const file = path.join(root, 'digits.txt')
+  const { port } = await startProxy(t, { static: { root, revalidate: '50ms' } })
+  t.equal((await one(port, get('/digits.txt'))).body.toString(), DIGITS)
+  writeFileSync(file, 'CHANGED')
+  const later = new Date('2025-01-02T03:04:05Z')
+  utimesSync(file, later, later)
+  await new Promise(resolve => setTimeout(resolve, 100))
+  // the file system's answers held back: every thread of libuv's pool (this process's, the
+  // proxy's too) blocked reading an empty FIFO until this test writes to it
+  const fifo = path.join(path.dirname(root), 'gate')
+  execFileSync('mkfifo', [fifo])
+  const gate = openSync(fifo, 'r+')
+  const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4)
+  const held = Array.from({ length: threads }, async () => await new Promise(resolve => read(gate, Buffer.alloc(1), 0, 1, null, resolve)))
+  const clients = await Promise.all(Array.from({ length: 10 }, async () => await RawClient.connect(port)))
+  try {
+    for (const client of clients) await client.write(get('/digits.txt'))
+    await poll(() => clients.filter(c => c.responses.length === 1).length === 9, 'nine answers while the check is held')
+    t.same(clients.flatMap(c => c.responses.map(r => r.body.toString())), Array<string>(9).fill(DIGITS), 'nine answered from what was known, whole')
+  } finally {
+    writeSync(gate, Buffer.alloc(threads))
+    await Promise.all(held)
+    closeSync(gate)
+  }
+  const checking = clients.filter(c => c.responses.length === 0)
+  t.equal(checking.length, 1, 'one request waited for the check')
+  await checking[0].waitResponses(1)
+  t.equal(checking[0].responses[0].body.toString(), 'CHANGED', 'and got the new file')
+  t.equal((await one(port, get('/digits.txt'))).body.toString(), 'CHANGED', 'as does every request after it')
+  for (const client of clients) client.destroy()
+})
+
+t.test('revalidate 0: a burst still asks the file system for every request', async t => {
+  const { root } = tree(t)
+  const { port } = await startProxy(t, { static: { root, revalidate: 0 } })
+  t.equal((await one(port, get('/data.json'))).body.toString(), '{"a":1}')
+  writeFileSync(path.join(root, 'data.json'), '{"a":2}')
+  const burst = await exchange(port, get('/data.json').repeat(5), { responses: 5, ms: 20_000 })
+  t.same(burst.responses.map(r => r.body.toString()), Array<string>(5).fill('{"a":2}'), 'none answered from what was known')
 })
 
 t.test('revalidate 0: the file system is asked on every request', async t => {
