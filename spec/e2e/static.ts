@@ -309,6 +309,25 @@ t.test('what rp4 learned of a path is used for revalidate ms: a changed, rewritt
   t.ok(performance.now() - missingAt >= 1000, 'not before the window ends')
 })
 
+/**
+ * The file system's answers held back: every thread of libuv's pool (this process's, the
+ * proxy's too) blocked reading an empty FIFO in `dir` until `release`.
+ */
+function holdFileSystem (dir: string): { release: () => Promise<void> } {
+  const fifo = path.join(dir, `gate-${Math.random().toString(36).slice(2)}`)
+  execFileSync('mkfifo', [fifo])
+  const gate = openSync(fifo, 'r+')
+  const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4)
+  const held = Array.from({ length: threads }, async () => await new Promise(resolve => read(gate, Buffer.alloc(1), 0, 1, null, resolve)))
+  return {
+    async release (): Promise<void> {
+      writeSync(gate, Buffer.alloc(threads))
+      await Promise.all(held)
+      closeSync(gate)
+    },
+  }
+}
+
 t.test('past the window, one check per path: the requests that come while it runs are answered from what was known', async t => {
   const { root } = tree(t)
   const file = path.join(root, 'digits.txt')
@@ -318,22 +337,14 @@ t.test('past the window, one check per path: the requests that come while it run
   const later = new Date('2025-01-02T03:04:05Z')
   utimesSync(file, later, later)
   await new Promise(resolve => setTimeout(resolve, 100))
-  // the file system's answers held back: every thread of libuv's pool (this process's, the
-  // proxy's too) blocked reading an empty FIFO until this test writes to it
-  const fifo = path.join(path.dirname(root), 'gate')
-  execFileSync('mkfifo', [fifo])
-  const gate = openSync(fifo, 'r+')
-  const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4)
-  const held = Array.from({ length: threads }, async () => await new Promise(resolve => read(gate, Buffer.alloc(1), 0, 1, null, resolve)))
   const clients = await Promise.all(Array.from({ length: 10 }, async () => await RawClient.connect(port)))
+  const gate = holdFileSystem(path.dirname(root))
   try {
     for (const client of clients) await client.write(get('/digits.txt'))
     await poll(() => clients.filter(c => c.responses.length === 1).length === 9, 'nine answers while the check is held')
     t.same(clients.flatMap(c => c.responses.map(r => r.body.toString())), Array<string>(9).fill(DIGITS), 'nine answered from what was known, whole')
   } finally {
-    writeSync(gate, Buffer.alloc(threads))
-    await Promise.all(held)
-    closeSync(gate)
+    await gate.release()
   }
   const checking = clients.filter(c => c.responses.length === 0)
   t.equal(checking.length, 1, 'one request waited for the check')
@@ -343,13 +354,23 @@ t.test('past the window, one check per path: the requests that come while it run
   for (const client of clients) client.destroy()
 })
 
-t.test('revalidate 0: a burst still asks the file system for every request', async t => {
+t.test('revalidate 0: requests that come while a check runs wait for checks of their own', async t => {
   const { root } = tree(t)
-  const { port } = await startProxy(t, { static: { root, revalidate: 0 } })
+  const { port, events } = await startProxy(t, { static: { root, revalidate: 0 } })
   t.equal((await one(port, get('/data.json'))).body.toString(), '{"a":1}')
   writeFileSync(path.join(root, 'data.json'), '{"a":2}')
-  const burst = await exchange(port, get('/data.json').repeat(5), { responses: 5, ms: 20_000 })
-  t.same(burst.responses.map(r => r.body.toString()), Array<string>(5).fill('{"a":2}'), 'none answered from what was known')
+  const clients = await Promise.all(Array.from({ length: 5 }, async () => await RawClient.connect(port)))
+  const gate = holdFileSystem(path.dirname(root))
+  try {
+    for (const client of clients) await client.write(get('/data.json'))
+    // all five taken in while the file system cannot answer: none may be answered without it
+    await events.until(() => events.requests.length === 6, 5000, 'the five requests taken in')
+  } finally {
+    await gate.release()
+  }
+  for (const client of clients) await client.waitResponses(1)
+  t.same(clients.map(c => c.responses[0].body.toString()), Array<string>(5).fill('{"a":2}'), 'each answered after a check of its own')
+  for (const client of clients) client.destroy()
 })
 
 t.test('revalidate 0: the file system is asked on every request', async t => {
