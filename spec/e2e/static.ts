@@ -339,14 +339,15 @@ t.test('past the window, one check per path: the requests that come while it run
   await new Promise(resolve => setTimeout(resolve, 100))
   const clients = await Promise.all(Array.from({ length: 10 }, async () => await RawClient.connect(port)))
   const gate = holdFileSystem(path.dirname(root))
+  let checking: RawClient[] = []
   try {
     for (const client of clients) await client.write(get('/digits.txt'))
     await poll(() => clients.filter(c => c.responses.length === 1).length === 9, 'nine answers while the check is held')
     t.same(clients.flatMap(c => c.responses.map(r => r.body.toString())), Array<string>(9).fill(DIGITS), 'nine answered from what was known, whole')
+    checking = clients.filter(c => c.responses.length === 0)
   } finally {
     await gate.release()
   }
-  const checking = clients.filter(c => c.responses.length === 0)
   t.equal(checking.length, 1, 'one request waited for the check')
   await checking[0].waitResponses(1)
   t.equal(checking[0].responses[0].body.toString(), 'CHANGED', 'and got the new file')
