@@ -166,6 +166,9 @@ export class CacheEntry {
   }
 
   /** @internal */ forget (reader: EntryReader): void { this.#readers.delete(reader) }
+
+  /** Requests streaming from it as it fills. */
+  get readers (): number { return this.#readers.size }
 }
 
 class EntryReader extends Readable {

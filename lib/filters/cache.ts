@@ -26,7 +26,7 @@ import { RequestHead, type ResponseHead } from '../http/message.js'
 import { contentRange, multipart, parseRange, type ByteRange } from '../http/range.js'
 import type { CacheModel } from '../model/model.js'
 import type { Filter, FilterSession, Verdict } from '../session/filter.js'
-import type { LocalBody } from '../session/body.js'
+import { kOutlivesClient, type LocalBody } from '../session/body.js'
 import type { Session } from '../session/session.js'
 import { DiskStore } from './cache-disk.js'
 import { CacheEntry, MemoryStore, secondaryKey } from './cache-store.js'
@@ -321,6 +321,9 @@ class Recorder extends Transform {
     this.#max = max
     this.#settled = settled
   }
+
+  /** Clients streaming from the entry need the rest though the client that brought it left (session.ts `abort`). */
+  readonly [kOutlivesClient] = (): boolean => !this.#dropped && this.#entry.readers > 0
 
   override _transform (chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
     if (!this.#dropped && this.#entry.length + chunk.length > this.#max) {

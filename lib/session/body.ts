@@ -28,6 +28,14 @@ export interface PipelineOwner {
   resumeInput (): void
 }
 
+/**
+ * A transform that wants the rest of the body even when the client it was for has gone (a cache
+ * entry being filled while other clients stream from it): the function says whether that holds
+ * now. The session then reads the response to its end into nothing, for that transform's sake.
+ */
+export const kOutlivesClient = Symbol('rp4.outlivesClient')
+export type OutlivingTransform = Transform & { [kOutlivesClient]?: () => boolean }
+
 const PIPELINE = Symbol('rp4.pipeline')
 const SOURCE = Symbol('rp4.source')
 
@@ -81,6 +89,15 @@ export class BodyPipeline {
   /** The client is full (its socket went over its mark). */
   pause (): void {
     if (!this.#done) this.#last.pause()
+  }
+
+  /** A stage wants the rest of the body though the client left (`kOutlivesClient`). */
+  get outlivesClient (): boolean {
+    if (this.#done) return false
+    for (let i = 0; i < this.#stages.length; i++) {
+      if ((this.#stages[i] as OutlivingTransform)[kOutlivesClient]?.() === true) return true
+    }
+    return false
   }
 
   /** The response was cut short (the client left, a failure): every stage is dropped, nothing more is emitted. */

@@ -67,6 +67,8 @@ export interface SessionHost {
 }
 
 const enum Response { NONE, STREAMING, DONE }
+/** A request whose client left: no; its response still being read for a transform (abort); read to its end. */
+const enum Orphan { NO, READING, DONE }
 
 /** A request body up to this size is read and dropped after rp4 answered early, keeping the connection. */
 const SKIPPABLE_BODY = 64 * 1024
@@ -126,6 +128,8 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
   #responseHead: ResponseHead | null = null
   status = 0
   #finished = false
+  /** Whether the client left while a transform still wanted the body (`abort`). */
+  #orphan = Orphan.NO
   #logged = false
   /** Seconds for Retry-After on a 429. */
   #retryAfter = 0
@@ -670,7 +674,7 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
   }
 
   pipelineBody (chunk: Buffer): boolean {
-    if (this.#finished) return true
+    if (this.#finished || this.#orphan !== Orphan.NO) return true
     this.bytesOut += chunk.length
     return this.#sink!.body(chunk)
   }
@@ -899,7 +903,16 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
 
   /** The client went away: stop whatever is under way upstream, and make sure its socket is not reused. */
   abort (): void {
-    if (this.#finished) return
+    if (this.#finished || this.#orphan !== Orphan.NO) return
+    const pipeline = this.#pipeline
+    if (pipeline !== null && this.#response === Response.STREAMING && pipeline.outlivesClient) {
+      // a cache entry other clients are streaming from is being filled: the response is read to
+      // its end for them, into nothing, and this request is finished (logged) then
+      this.#orphan = Orphan.READING
+      this.#sink = new OrphanSink(this)
+      pipeline.resume()
+      return
+    }
     this.#finished = true
     this.#release()
     this.dispatchState.done()
@@ -924,9 +937,17 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
     if (conn !== null) conn.destroy()
   }
 
+  /** @internal The response an orphan read for others ended (or failed): finished now. */
+  orphanDone (): void {
+    if (this.#orphan !== Orphan.READING) return
+    this.#orphan = Orphan.DONE
+    this.finish()
+  }
+
   /** The response is written (or the connection is gone): the logging phase. */
   finish (): void {
-    if (this.#logged) return
+    // an orphan is finished by its own sink, once the body it reads for others has ended
+    if (this.#logged || this.#orphan === Orphan.READING) return
     this.#logged = true
     this.#finished = true
     this.#phase = Phase.DONE
@@ -1010,6 +1031,21 @@ class DetachedDownstream implements Downstream {
   hold (): void {}
   release (): void {}
   stopReading (): void {}
+}
+
+/** Where the response of a request whose client left goes while it is read to its end for a transform's sake (`abort`). */
+class OrphanSink implements ResponseSink {
+  readonly #session: Session
+  constructor (session: Session) { this.#session = session }
+  get started (): boolean { return true }
+  get keepAlive (): boolean { return false }
+  interim (): void {}
+  head (): void {}
+  whole (): void { this.#session.orphanDone() }
+  body (): boolean { return true }
+  end (): void { this.#session.orphanDone() }
+  upgrade (): void { this.#session.orphanDone() }
+  reset (): void { this.#session.orphanDone() }
 }
 
 /** A spawned request's response: read and dropped; the request is logged when it ends. */

@@ -182,6 +182,51 @@ t.test('coalescing: concurrent misses make one backend request, streamed to all 
   t.equal(statuses.filter(s => s?.includes('coalesced') === true).length, 4, 'four waited on the first')
 })
 
+t.test('coalescing: the client whose request fills the entry leaving does not cut the others short; the entry is stored', async t => {
+  const release = deferred<void>()
+  const rest = 'x'.repeat(100_000)
+  const { proxy, origin, count } = await setup(t, req => req.url === '/alone'
+    ? { bytes: 'HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 100005\r\n\r\nfirst', stream: new Readable({ read () {} }) }
+    : {
+        bytes: 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nCache-Control: max-age=60\r\nContent-Length: 100005\r\n\r\nfirst',
+        stream: Readable.from((async function * () { await release.promise; yield Buffer.from(rest) })(), { objectMode: false }),
+      })
+  const first = await RawClient.connect(proxy.port)
+  await first.write(get('/leave'))
+  await first.until(() => first.text().endsWith('first'), 5000, 'the head and first piece at the first client')
+  const others = await Promise.all([0, 1].map(async () => await RawClient.connect(proxy.port)))
+  for (const other of others) await other.write(get('/leave'))
+  // streamed from the entry as it fills: chunked, its length not known yet
+  for (const other of others) await other.until(() => other.text().endsWith('\r\n5\r\nfirst\r\n'), 5000, 'the first piece at a coalesced client')
+  first.reset()
+  await proxy.events.until(() => proxy.events.clientErrors.length === 1, 5000, 'rp4 seeing the first client go')
+  release.resolve()
+  for (const other of others) await other.waitResponses(1, 10_000)
+  t.same(others.map(o => o.responses[0]?.body.toString() === 'first' + rest), [true, true], 'both coalesced clients: the whole body')
+  t.same(others.map(o => o.text().endsWith('\r\n0\r\n\r\n')), [true, true], 'each ended by its last chunk')
+  t.equal(count('/leave'), 1, 'one backend request')
+  await proxy.events.until(() => proxy.events.responses.length === 3, 5000, 'three response events, the first once the fill ended')
+  const hit = await one(proxy.port, get('/leave'))
+  t.match(header(hit, 'cache-status'), /^rp4; hit/, 'stored')
+  t.equal(hit.body.toString(), 'first' + rest)
+  t.equal(count('/leave'), 1, 'still one backend request')
+  for (const other of others) other.destroy()
+
+  // nobody else reading: the backend request is dropped with its client, as without a cache
+  const alone = await RawClient.connect(proxy.port)
+  await alone.write(get('/alone'))
+  await alone.until(() => alone.text().endsWith('first'), 5000, 'the first piece')
+  const conn = origin.connections.find(c => c.requests.some(r => r.url === '/alone'))
+  alone.reset()
+  await origin.until(() => conn?.released === true, 5000, 'the backend connection closed')
+  t.pass('the backend connection closed when its only client left')
+  const again = await RawClient.connect(proxy.port)
+  await again.write(get('/alone'))
+  await poll(() => count('/alone') === 2, 'nothing stored, nothing waited on: the next request goes to the backend')
+  t.notMatch(again.text(), /cache-status: rp4; hit/i)
+  again.reset()
+})
+
 t.test('RFC 5861 stale-while-revalidate: stale served at once, refreshed in the background', async t => {
   let n = 0
   const { proxy, count } = await setup(t, () => cc('max-age=0, stale-while-revalidate=60', `v${n++}`))
