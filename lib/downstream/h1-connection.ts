@@ -76,6 +76,8 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
   #parserPaused = false
   /** No further request will be read: the connection closes once the queue is done. */
   #noMore = false
+  /** The client sent its FIN (`#noMore` follows once what it sent before is parsed). */
+  #ended = false
   #resumeScheduled = false
   #wait = Wait.IDLE
   /** When the head being received must be complete. */
@@ -362,6 +364,7 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
     const stash = this.#stash
     this.#stash = null
     if (stash !== null) this.#parse(stash)
+    if (this.#ended && !this.#noMore && this.#stash === null && !this.#parserPaused) this.#endOfInput()
     if (this.#holds === 0 && this.#stash === null && !this.socket.destroyed && (this.#wait as Wait) !== Wait.CLOSED) this.socket.resume()
   }
 
@@ -472,7 +475,15 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
   // ---- socket events ----
 
   onEnd (): void {
-    // the client sends no more: answer what was asked, then close
+    this.#ended = true
+    // what the client sent before its FIN is still read: requests held back by the pipeline limit
+    // or a filter at work wait in the stash (or in the paused parser), and are answered first
+    if (!this.#noMore && (this.#stash !== null || this.#parserPaused)) return
+    this.#endOfInput()
+  }
+
+  /** The client's FIN, once everything it sent before it was parsed: answer what was asked, then close. */
+  #endOfInput (): void {
     this.#noMore = true
     if (this.#receiving !== null) {
       const session = this.#receiving

@@ -2,6 +2,9 @@
  * Client pipelining: several requests written before any answer, answered in request order even
  * when the origin finishes them in another order, bounded by maxPipelinedRequests.
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
 import t from 'tap'
 import { RawClient, exchange } from '../helpers/client.js'
 import { ok, startOrigin } from '../helpers/origin.js'
@@ -70,6 +73,42 @@ t.test('maxPipelinedRequests bounds the requests in flight; all are still answer
   const res = await exchange(port, paths.map(p => get(p)).join(''), { responses: 8 })
   t.same(res.responses.map(r => r.body.toString()), paths)
   t.ok(peak <= 2, `at most 2 requests at the origin at once (saw ${peak})`)
+})
+
+t.test('a pipeline beyond maxPipelinedRequests, then the client\'s FIN: every request sent before it answered, in order, then the close', async t => {
+  const origin = await startOrigin(t, async req => {
+    await new Promise(resolve => setTimeout(resolve, 5))
+    return ok(`${req.method} ${req.url} ${req.body.length}`)
+  })
+  const { port } = await startProxy(t, { targets: [origin.target], maxPipelinedRequests: 2 })
+  const paths = Array.from({ length: 8 }, (_, i) => `/p${i}`)
+  const whole = await RawClient.connect(port)
+  await whole.write(paths.map(p => get(p)).join('') + 'POST /last HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello')
+  whole.end()
+  await whole.waitClose()
+  t.same(whole.responses.map(r => r.body.toString()), [...paths.map(p => `GET ${p} 0`), 'POST /last 5'], 'nine answers, the body read from what was held back')
+  // a body the FIN cuts short: what came before it is answered, the cut request never reaches the origin whole
+  const cut = await RawClient.connect(port)
+  await cut.write(paths.slice(0, 4).map(p => get(p)).join('') + 'POST /cut HTTP/1.1\r\nHost: h\r\nContent-Length: 50\r\n\r\nhalf')
+  cut.end()
+  await cut.waitClose()
+  t.same(cut.responses.map(r => r.body.toString()), paths.slice(0, 4).map(p => `GET ${p} 0`))
+  t.notOk(origin.requests.some(r => r.url === '/cut'), 'the cut request was not completed at the origin')
+})
+
+t.test('requests held behind an answer of rp4\'s own at work (static files), then the FIN: all answered', async t => {
+  const root = mkdtempSync(path.join(tmpdir(), 'rp4-pipeline-'))
+  t.teardown(() => rmSync(root, { recursive: true, force: true }))
+  writeFileSync(path.join(root, 'here.txt'), 'from a file')
+  const origin = await startOrigin(t, req => ok(`origin ${req.url}`))
+  const { port } = await startProxy(t, { targets: [origin.target], static: { root, fallback: 'default' } })
+  // each miss asks the file system (asynchronous): the requests behind it wait in the stash
+  const paths = Array.from({ length: 40 }, (_, i) => i % 4 === 0 ? '/here.txt' : `/app${i}`)
+  const client = await RawClient.connect(port)
+  await client.write(paths.map(p => get(p)).join(''))
+  client.end()
+  await client.waitClose(10_000)
+  t.same(client.responses.map(r => r.body.toString()), paths.map(p => p === '/here.txt' ? 'from a file' : `origin ${p}`))
 })
 
 t.test('Connection: close in the middle of a pipeline: later requests are not forwarded', async t => {
