@@ -25,7 +25,7 @@ export interface ResponseOwner {
   destroy (error?: ProxyError): void
 }
 
-const INTERIM: ResponseFraming = { body: BodyKind.NONE, close: false, dropTransferEncoding: true, addChunked: false, length: -1, dropContentLength: false, covered: 0 }
+const INTERIM: ResponseFraming = { body: BodyKind.NONE, close: false, dropTransferEncoding: true, addChunked: false, length: -1, dropContentLength: true, covered: 0 }
 
 export class H1Response implements ResponseSink {
   readonly #owner: ResponseOwner

@@ -29,7 +29,11 @@ export interface ResponseFraming {
   addChunked: boolean
   /** The body's length when it is framed by Content-Length (`body` is LENGTH), else -1. */
   length: number
-  /** Content-Length goes: a filter set one that is no length (not digits, or several that differ). */
+  /**
+   * Content-Length goes: a filter set one that is no length (not digits, or several that differ),
+   * or a 1xx or 204 carried one (RFC 9110 §8.6: never sent with them; a client that took it for a
+   * body length would read the next response as this one's body).
+   */
   dropContentLength: boolean
   /** How many entries of the head's `raw` are its field block's, unchanged (HeaderList.block): written in the block's kept form. */
   covered: number
@@ -98,7 +102,7 @@ export function frameResponse (head: ResponseHead, requestMethod: string, client
   framing.dropTransferEncoding = transferEncoding && ((chunked && body === BodyKind.UNTIL_CLOSE) || status < 200 || status === 204)
   framing.addChunked = body === BodyKind.CHUNKED && !chunked
   framing.length = body === BodyKind.LENGTH ? length : -1
-  framing.dropContentLength = badLength
+  framing.dropContentLength = badLength || (contentLength && (status < 200 || status === 204))
   framing.covered = covered
   return framing
 }

@@ -102,20 +102,28 @@ t.test('103 Early Hints: relayed to an HTTP/1.1 client, not to an HTTP/1.0 one',
   t.equal(v10.text, lines('HTTP/1.1 200 OK', 'Content-Length: 5', 'Via: 1.1 rp4', 'Connection: close') + 'final')
 })
 
-t.test('204 and 304 with a stray Content-Length: no body is read or sent', async t => {
+t.test('204 and 304 with a stray Content-Length: no body is read or sent; a 204\'s and a 1xx\'s Content-Length is not passed on', async t => {
   const origin = await startOrigin(t, req => req.url === '/204'
     ? 'HTTP/1.1 204 No Content\r\n\r\n'
-    : 'HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n')
+    : req.url === '/204-length'
+      ? 'HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nX-After: 1\r\n\r\n'
+      : req.url === '/103'
+        ? 'HTTP/1.1 103 Early Hints\r\nContent-Length: 7\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'
+        : 'HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n')
   const { port } = await startProxy(t, { targets: [origin.target] })
   const client = await RawClient.connect(port)
   t.teardown(() => client.destroy())
-  for (const [i, path] of ['/204', '/304', '/204'].entries()) {
+  for (const [i, path] of ['/204', '/304', '/204-length', '/103', '/204'].entries()) {
     await client.write(lines(`GET ${path} HTTP/1.1`, 'Host: h'))
     await client.response(i)
   }
+  // RFC 9110 §8.6: never with a 1xx or a 204; a 304's describes the representation and stays
   t.equal(client.text(),
     'HTTP/1.1 204 No Content\r\nVia: 1.1 rp4\r\n\r\n' +
     'HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\nVia: 1.1 rp4\r\n\r\n' +
+    'HTTP/1.1 204 No Content\r\nX-After: 1\r\nVia: 1.1 rp4\r\n\r\n' +
+    'HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nVia: 1.1 rp4\r\n\r\n' +
+    'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nVia: 1.1 rp4\r\n\r\nok' +
     'HTTP/1.1 204 No Content\r\nVia: 1.1 rp4\r\n\r\n')
-  t.equal(origin.connections.length, 1, 'one upstream connection served all three')
+  t.equal(origin.connections.length, 1, 'one upstream connection served them all')
 })
