@@ -224,10 +224,15 @@ async function askReload (admin: string, tokenFile: string | null): Promise<numb
 
 /** A problem of an option that a flag sets, as `--flag: message`; null when no flag sets it. */
 function asFlag (problem: Problem): string | null {
-  const path = problem.path.map(part => typeof part === 'number' ? '[]' : String(part)).join('.')
-  // a list item (--ca FILE given twice) is the flag of the list
-  const def = flagDefs().find(d => d.path.join('.') === path) ?? flagDefs().find(d => d.path.join('.') + '.[]' === path)
-  return def === undefined ? null : `${def.spec.name}: ${problem.message}`
+  const parts = problem.path.map(part => typeof part === 'number' ? '[]' : String(part))
+  // the flag that set the path, or the one that set a value above it (--static DIR: static.root)
+  for (let n = parts.length; n > 0; n--) {
+    const path = parts.slice(0, n).join('.')
+    // a list item (--ca FILE given twice) is the flag of the list
+    const def = flagDefs().find(d => d.path.join('.') === path) ?? flagDefs().find(d => d.path.join('.') + '.[]' === path)
+    if (def !== undefined) return `${def.spec.name}: ${problem.message}`
+  }
+  return null
 }
 
 /** A configuration that cannot be served, said with the flag that set it where one did; exit 2. */

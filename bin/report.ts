@@ -24,13 +24,18 @@ export function startup (model: Model, addresses: ReadonlyArray<{ name: string, 
   const listener = model.listeners[0]
   const tcp = listener.protocol === 'tcp'
   const terminates = listener.tls !== null && (listener.tls.certificates.length > 0 || listener.tls.acme !== null)
-  const mode = tcp ? 'relaying TCP to' : terminates ? 'terminating TLS, forwarding to' : 'forwarding to'
   const targets = (name: string | null): string => (name === null ? [] : model.upstreams.get(name)?.targets ?? [])
     .map(t => (t.tls !== null && !tcp ? 'https://' : '') + t.authority).join(', ')
-  const proxied = [...new Set(model.routes.flatMap(r => r.action.kind === 'proxy' ? [r.action.upstream] : []))]
-  const sent = tcp ? targets(listener.upstream) : proxied.map(targets).join(', ')
   const others = listener.tcpFallback === null ? '' : `, other protocols relayed to ${targets(listener.tcpFallback)}`
-  return `${hostPort(addresses[0]?.address ?? null)}, ${mode} ${sent}${others}${lowered}`
+  const where = hostPort(addresses[0]?.address ?? null)
+  if (tcp) return `${where}, relaying TCP to ${targets(listener.upstream)}${others}${lowered}`
+  // what the routes do: files served from where, requests forwarded to whom (a files route's fallback too)
+  const roots = [...new Set(model.routes.flatMap(r => r.action.kind === 'static' ? [r.action.root] : []))]
+  const proxied = [...new Set(model.routes.flatMap(r => r.action.kind === 'proxy' ? [r.action.upstream] : r.action.kind === 'static' && r.action.fallback !== null ? [r.action.fallback] : []))]
+  const sent = proxied.map(targets).filter(text => text !== '').join(', ')
+  const jobs = [...(terminates ? ['terminating TLS'] : []), ...(roots.length > 0 ? [`serving files from ${roots.join(', ')}`] : []), ...(sent !== '' ? [`forwarding to ${sent}`] : [])]
+  if (roots.length === 0 && sent === '') jobs.push('answering from its routes')
+  return `${where}, ${jobs.join(', ')}${others}${lowered}`
 }
 
 /** The proxy's events as log lines, each starting with `prefix` (`rp4: `). */
