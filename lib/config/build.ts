@@ -6,7 +6,7 @@
  * watches them) but checked to be readable here, so that `rp4 check` finds them missing.
  * Everything that is wrong is thrown at once, as a `ConfigError` naming each key.
  */
-import { accessSync, constants, readFileSync } from 'node:fs'
+import { accessSync, constants, readFileSync, statSync } from 'node:fs'
 import { isIP } from 'node:net'
 import os from 'node:os'
 import path, { dirname } from 'node:path'
@@ -16,7 +16,7 @@ import { parseBalance, parseStatusRanges } from './balance.js'
 import { formatHostPort, parseHostPort, parseTarget, type HostPort } from './address.js'
 import { MAX_CONNECTIONS, OPEN_FILES } from './open-files.js'
 import { parseCidr, type AccessRule } from '../admission/access.js'
-import type { AccessLogModel, AccessModel, AcmeModel, ActionModel, AdminModel, CacheModel, ClientCertificatesModel, CompressModel, FilterModel, DiscoveryModel, GroupModel, HealthCheckModel, HttpModel, OutlierModel, RetryModel, ListenerModel, ListenerTls, Model, RouteModel, TargetModel } from '../model/model.js'
+import type { AccessLogModel, AccessModel, AcmeModel, ActionModel, AdminModel, CacheModel, ClientCertificatesModel, CompressModel, FilterModel, DiscoveryModel, GroupModel, HealthCheckModel, HttpModel, OutlierModel, RetryModel, ListenerModel, ListenerTls, Model, RouteModel, StaticModel, TargetModel } from '../model/model.js'
 import * as S from './schema.js'
 import { parseUnit } from './units.js'
 import { cipherListProblem } from '../tls/profile.js'
@@ -176,6 +176,17 @@ function readable (file: string, path: Path, files: Problem[]): void {
     accessSync(file, constants.R_OK)
   } catch (err) {
     files.push({ path, message: `cannot read "${file}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` })
+  }
+}
+
+/** A directory rp4 serves files from: it exists (a typo would otherwise answer every request with 404). */
+function directory (dir: string, written: string, path: Path, files: Problem[]): void {
+  // named as written, and where that is when it is relative
+  const named = written === dir ? `"${dir}"` : `"${written}" (${dir})`
+  try {
+    if (!statSync(dir).isDirectory()) files.push({ path, message: `${named} is not a directory` })
+  } catch (err) {
+    files.push({ path, message: `cannot read the directory ${named}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` })
   }
 }
 
@@ -451,9 +462,13 @@ function pairs (map: unknown): ReadonlyArray<readonly [string, string]> {
   return freeze(Object.entries((map ?? {}) as Record<string, string | number>).map(([name, value]) => freeze([name, String(value)] as const)))
 }
 
-function buildAction (r: Obj): ActionModel {
+function buildAction (r: Obj, at: Path, files: Problem[]): ActionModel {
   if (typeof r.proxy === 'string') return freeze({ kind: 'proxy', upstream: r.proxy })
-  if (r.static !== undefined) return buildStatic(r.static as Obj)
+  if (r.static !== undefined) {
+    const action = buildStatic(r.static as Obj)
+    directory(action.root, (r.static as Obj).root as string, [...at, 'static', 'root'], files)
+    return freeze({ kind: 'static', ...action })
+  }
   if (r.respond !== undefined) {
     const given = r.respond as Obj
     const body = (given.body ?? '') as string
@@ -467,10 +482,9 @@ function buildAction (r: Obj): ActionModel {
   return freeze({ kind: 'redirect', location: given.to as string, status: (given.status ?? S.meta(S.RedirectStatus).default) as number })
 }
 
-function buildStatic (given: Obj): ActionModel {
+function buildStatic (given: Obj): StaticModel {
   const d = <T>(key: string): T => (given[key] ?? S.meta((S.StaticSettings.properties as Record<string, TSchema>)[key]).default) as T
   return freeze({
-    kind: 'static',
     root: path.resolve(given.root as string),
     index: freeze([...d<string[]>('index')]),
     listing: d<boolean>('listing'),
@@ -553,7 +567,7 @@ function buildRoute (r: Obj, index: number, at: Path, files: Problem[]): RouteMo
       methods: methods === null ? null : freeze(methods),
       headers: headers === null ? null : freeze(headers),
     }),
-    action: buildAction(r),
+    action: buildAction(r, at, files),
     filters: freeze(buildFilters(r)),
     maxBodySize: unit(r.maxBodySize, S.MaxBodySize),
     timeouts: freeze({

@@ -2,6 +2,9 @@
  * The web acceleration keys in the configuration: compress and static in both forms, the CLI
  * flags that set them, and the problems a hurried operator gets named.
  */
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
 import t from 'tap'
 import { buildModel } from '../../lib/config/build.js'
 import { flagsToOptions, parseCommandLine } from '../../lib/config/flags.js'
@@ -30,11 +33,17 @@ t.test('compress: true gives the defaults; a mapping overrides them', async t =>
 })
 
 t.test('static: a directory, with the targets as fallback, or alone', async t => {
-  const both = buildModel({ listen: ':0', targets: ['a:1'], static: '/srv/www' })
+  const base = mkdtempSync(path.join(tmpdir(), 'rp4-web-'))
+  t.teardown(() => rmSync(base, { recursive: true, force: true }))
+  const www = path.join(base, 'www')
+  const assets = path.join(base, 'assets')
+  mkdirSync(www)
+  mkdirSync(assets)
+  const both = buildModel({ listen: ':0', targets: ['a:1'], static: www })
   const action = both.routes[0].action
   t.equal(action.kind, 'static')
   if (action.kind !== 'static') return
-  t.equal(action.root, '/srv/www')
+  t.equal(action.root, www)
   t.equal(action.fallback, 'default', 'a missing file goes to the targets')
   t.same(action.index, ['index.html'])
   t.equal(action.listing, false, 'no listing by default')
@@ -44,27 +53,30 @@ t.test('static: a directory, with the targets as fallback, or alone', async t =>
   t.equal(action.memoryCache, 32 * 1024 * 1024)
   t.equal(action.memoryFileSize, 1024 * 1024, 'files up to 1 MiB kept in memory')
   t.ok(both.upstreams.has('default'))
-  const alone = buildModel({ listen: ':0', static: { root: '/srv/www', listing: true } })
+  const alone = buildModel({ listen: ':0', static: { root: www, listing: true } })
   const a2 = alone.routes[0].action
   t.equal(a2.kind === 'static' && a2.fallback, null, 'no targets: 404 for what is missing')
   t.equal(a2.kind === 'static' && a2.listing, true)
   t.equal(alone.upstreams.size, 0, 'no empty group')
   const full = buildModel({
     listeners: [{ listen: ':0' }],
-    routes: [{ match: { path: '/assets' }, static: { root: '/srv/assets', fallback: 'app', cacheControl: 'public, max-age=31536000, immutable' } }, { proxy: 'app' }],
+    routes: [{ match: { path: '/assets' }, static: { root: assets, fallback: 'app', cacheControl: 'public, max-age=31536000, immutable' } }, { proxy: 'app' }],
     upstreams: { app: { targets: ['a:1'] } },
   })
   const a3 = full.routes[0].action
   t.equal(a3.kind === 'static' && a3.cacheControl, 'public, max-age=31536000, immutable')
   t.equal(a3.kind === 'static' && a3.fallback, 'app')
-  const tuned = buildModel({ listen: ':0', static: { root: '/srv/www', revalidate: '250ms', memoryCache: '1m', memoryFileSize: 0 } }).routes[0].action
+  const tuned = buildModel({ listen: ':0', static: { root: www, revalidate: '250ms', memoryCache: '1m', memoryFileSize: 0 } }).routes[0].action
   t.same(tuned.kind === 'static' && [tuned.revalidate, tuned.memoryCache, tuned.memoryFileSize], [250, 1 << 20, 0])
-  const every = buildModel({ listen: ':0', static: { root: '/srv/www', revalidate: 0 } }).routes[0].action
+  const every = buildModel({ listen: ':0', static: { root: www, revalidate: 0 } }).routes[0].action
   t.equal(every.kind === 'static' && every.revalidate, 0, '0: the file system asked on every request')
 })
 
 t.test('problems, named as written', async t => {
   const err = (options: unknown): string[] => (t.throws(() => buildModel(options as never)) as ConfigError).lines as string[]
+  // a files root that is not there would answer every request with 404: said at once
+  t.same(err({ listen: ':0', static: '/nonexistent/rp4-www' }), ['option static.root: cannot read the directory "/nonexistent/rp4-www": ENOENT'])
+  t.same(err({ listeners: [{ listen: ':0' }], routes: [{ static: { root: '/etc/hostname' } }] }), ['option routes[0].static.root: "/etc/hostname" is not a directory'])
   t.same(err({ listen: ':0', targets: ['a:1'], compress: 'yes' }), ['option compress: must be true, false, or a mapping { encodings, types, minSize, gzipLevel, brotliLevel }, got "yes"'])
   t.same(err({ listen: ':0', targets: ['a:1'], compress: { gzipLevel: 10 } }), ['option compress.gzipLevel: 10: at most 9'])
   t.same(err({ listen: ':0', targets: ['a:1'], compress: { encodings: ['zstd'] } }), ['option compress.encodings[0]: must be one of br, gzip, got "zstd"'])
@@ -83,7 +95,7 @@ t.test('problems, named as written', async t => {
 t.test('CLI: --compress and --static map onto the same keys', async t => {
   t.same(flags('listen', ':8080', '--to', '127.0.0.1:3000', '--compress'), { listen: ':8080', targets: ['127.0.0.1:3000'], compress: true })
   t.same(flags('listen', ':8080', '--static', './public'), { listen: ':8080', static: './public' })
-  const model = buildModel(flags('listen', ':8080', '--static', '/srv', '--to', 'a:1', '--compress') as never)
+  const model = buildModel(flags('listen', ':8080', '--static', tmpdir(), '--to', 'a:1', '--compress') as never)
   t.equal(model.routes[0].action.kind, 'static')
   t.ok(model.routes[0].compress !== null)
 })

@@ -18,6 +18,9 @@ import { poll } from '../helpers/wait.js'
 
 const CLI = path.join(ROOT, 'dist/bin/rp4.js')
 
+/** The startup line's text after "listening on ADDRESS, ", of the last `listen` run. */
+let said = ''
+
 async function listen (t: Test, args: string[]): Promise<number> {
   const child: ChildProcess = spawn(process.execPath, [CLI, 'listen', '127.0.0.1:0', ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: ONE_PROCESS })
   let stderr = ''
@@ -26,8 +29,9 @@ async function listen (t: Test, args: string[]): Promise<number> {
   child.on('close', () => { exited = true })
   t.teardown(() => { if (!exited) child.kill('SIGKILL') })
   await poll(() => /listening on \S+:\d+/.test(stderr) || exited, 'the startup line', 15_000)
-  const m = /listening on \S+:(\d+)/.exec(stderr)
+  const m = /listening on \S+:(\d+)(?:, ([^\n]*))?/.exec(stderr)
   if (m === null) throw new Error(`no startup line: ${stderr}`)
+  said = m[2] ?? ''
   return Number(m[1])
 }
 
@@ -49,6 +53,25 @@ t.test('--static DIR alone, and with --to: missing files go to the backend', asy
   const both = await listen(t, ['--static', dir, '--to', origin.target])
   t.equal((await exchange(both, get('/'), { responses: 1 })).responses[0].body.toString(), '<p>home</p>')
   t.equal((await exchange(both, get('/api/x'), { responses: 1 })).responses[0].body.toString(), 'backend /api/x')
+})
+
+t.test('the startup line says where files come from and where the rest goes; a --static directory that is not there is refused', async t => {
+  if (!checkBuilt(t, 'dist/bin/rp4.js')) return
+  const dir = mkdtempSync(path.join(tmpdir(), 'rp4-cli-said-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const origin = await startOrigin(t, () => ok())
+  await listen(t, ['--static', dir])
+  t.equal(said, `serving files from ${dir}`)
+  await listen(t, ['--static', dir, '--to', origin.target])
+  t.equal(said, `serving files from ${dir}, forwarding to ${origin.target}`)
+  await listen(t, ['--to', origin.target])
+  t.equal(said, `forwarding to ${origin.target}`)
+  const child = spawn(process.execPath, [CLI, 'listen', '127.0.0.1:0', '--static', './not-there', '--to', origin.target], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'], env: ONE_PROCESS })
+  let stderr = ''
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  const [code] = await new Promise<[number | null]>(resolve => child.on('close', c => resolve([c])))
+  t.equal(code, 2)
+  t.equal(stderr, `rp4: --static: cannot read the directory "./not-there" (${path.join(dir, 'not-there')}): ENOENT\n`)
 })
 
 t.test('--compress and --cache SIZE --cache-dir DIR', async t => {
