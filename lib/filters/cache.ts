@@ -124,6 +124,9 @@ export class HttpCache implements Filter {
     if (method !== 'GET' || req.has('no-cache')) return 'continue'
     const inflight = this.#inflight.get(primary)
     if (inflight !== undefined) return inflight.join(session)
+    // a Range request does not fetch for others: its backend answers 206, which is not stored,
+    // and the requests that waited on it would each go to the backend after it
+    if (request.headers.get('range') !== undefined) return 'continue'
     this.#inflight.set(primary, new Inflight())
     state.filling = true
     return 'continue'

@@ -227,6 +227,44 @@ t.test('coalescing: the client whose request fills the entry leaving does not cu
   again.reset()
 })
 
+t.test('coalescing: a Range request that misses goes to the backend alone; the full requests that come meanwhile wait on one of their own', async t => {
+  const rangeHeld = deferred<void>()
+  const fullHeld = deferred<void>()
+  const body = '0123456789'.repeat(100)
+  const ranged = (req: OriginRequest): boolean => header(req, 'range') !== undefined
+  const { proxy, origin } = await setup(t, async req => {
+    if (ranged(req)) {
+      await rangeHeld.promise
+      return 'HTTP/1.1 206 Partial Content\r\nCache-Control: max-age=60\r\nContent-Range: bytes 0-4/1000\r\nContent-Length: 5\r\n\r\n01234'
+    }
+    await fullHeld.promise
+    return cc('max-age=60', body)
+  })
+  const full = (): number => origin.requests.filter(r => r.url === '/media' && !ranged(r)).length
+  const a = await RawClient.connect(proxy.port)
+  await a.write(get('/media', 'Range: bytes=0-4'))
+  await origin.until(() => origin.requests.length === 1, 5000, 'the Range request at the backend')
+  const [b, c] = await Promise.all([RawClient.connect(proxy.port), RawClient.connect(proxy.port)])
+  await b.write(get('/media'))
+  // the first full request fetches for the others while the Range one is still unanswered
+  await origin.until(() => full() === 1, 5000, 'a full request at the backend, the Range one still held')
+  await c.write(get('/media'))
+  await proxy.events.until(() => proxy.events.requests.length === 3, 5000, 'the third request taken in')
+  rangeHeld.resolve()
+  fullHeld.resolve()
+  const [ra, rb, rc] = [await a.response(0), await b.response(0), await c.response(0)]
+  t.equal(ra.head.line[1], '206', 'the Range request: the backend\'s 206')
+  t.equal(ra.body.toString(), '01234')
+  t.same([rb.body.toString(), rc.body.toString()], [body, body], 'the full ones: the whole body')
+  t.equal(header(rb, 'cache-status'), 'rp4; fwd=uri-miss; fwd-status=200; stored')
+  t.equal(header(rc, 'cache-status'), 'rp4; hit; detail=coalesced', 'the third waited on the second')
+  t.equal(full(), 1, 'one full request at the backend')
+  const hit = await one(proxy.port, get('/media', 'Range: bytes=10-19'))
+  t.same([hit.head.line[1], hit.body.toString(), header(hit, 'content-range')], ['206', '0123456789', 'bytes 10-19/1000'], 'a later Range request: answered from the stored response')
+  t.equal(origin.requests.length, 2)
+  for (const client of [a, b, c]) client.destroy()
+})
+
 t.test('RFC 5861 stale-while-revalidate: stale served at once, refreshed in the background', async t => {
   let n = 0
   const { proxy, count } = await setup(t, () => cc('max-age=0, stale-while-revalidate=60', `v${n++}`))
