@@ -326,7 +326,9 @@ class Recorder extends Transform {
   }
 
   /** Clients streaming from the entry need the rest though the client that brought it left (session.ts `abort`). */
-  readonly [kOutlivesClient] = (): boolean => !this.#dropped && this.#entry.readers > 0
+  [kOutlivesClient] (): boolean {
+    return !this.#dropped && this.#entry.readers > 0
+  }
 
   override _transform (chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
     if (!this.#dropped && this.#entry.length + chunk.length > this.#max) {

@@ -909,7 +909,7 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
       // a cache entry other clients are streaming from is being filled: the response is read to
       // its end for them, into nothing, and this request is finished (logged) then
       this.#orphan = Orphan.READING
-      this.#sink = new OrphanSink(this)
+      this.#sink = new DiscardSink(this, true)
       pipeline.resume()
       return
     }
@@ -1033,33 +1033,31 @@ class DetachedDownstream implements Downstream {
   stopReading (): void {}
 }
 
-/** Where the response of a request whose client left goes while it is read to its end for a transform's sake (`abort`). */
-class OrphanSink implements ResponseSink {
-  readonly #session: Session
-  constructor (session: Session) { this.#session = session }
-  get started (): boolean { return true }
-  get keepAlive (): boolean { return false }
-  interim (): void {}
-  head (): void {}
-  whole (): void { this.#session.orphanDone() }
-  body (): boolean { return true }
-  end (): void { this.#session.orphanDone() }
-  upgrade (): void { this.#session.orphanDone() }
-  reset (): void { this.#session.orphanDone() }
-}
-
-/** A spawned request's response: read and dropped; the request is logged when it ends. */
+/**
+ * A response read and dropped: a spawned request's, or an orphan's (a request whose client left,
+ * read to its end for a transform's sake: `abort`). The request is finished when it ends.
+ */
 class DiscardSink implements ResponseSink {
   readonly #session: Session
+  readonly #orphan: boolean
   #started = false
-  constructor (session: Session) { this.#session = session }
+  constructor (session: Session, orphan = false) {
+    this.#session = session
+    this.#orphan = orphan
+  }
+
   get started (): boolean { return this.#started }
   get keepAlive (): boolean { return true }
   interim (): void {}
   head (): void { this.#started = true }
   whole (): void { this.#started = true }
   body (): boolean { return true }
-  end (): void { this.#session.finish() }
-  upgrade (): void { this.#session.finish() }
-  reset (): void { this.#session.finish() }
+  end (): void { this.#done() }
+  upgrade (): void { this.#done() }
+  reset (): void { this.#done() }
+
+  #done (): void {
+    if (this.#orphan) this.#session.orphanDone()
+    else this.#session.finish()
+  }
 }
