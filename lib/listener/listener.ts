@@ -522,8 +522,7 @@ export class Listener implements PassthroughHost, HandshakeHost, ProxyAcceptHost
     // a TLS 1.3 handshake resumes by ticket alone: the session-ID cache has nothing to give it,
     // and to ask it Node runs the ClientHello through its own parser and a JS callback before the
     // handshake, and every session it issues (a ticket each) through another
-    const sessions = tls13 ? null : this.sessions
-    const server = staple === null ? (sessions === null ? null : this.#sessionServer) : new HandshakeServer(staple, context, sessions)
+    const server = staple === null ? (tls13 ? null : this.#sessionServer) : new HandshakeServer(staple, context, tls13 ? null : this.sessions)
     this.#handshakes.add(new Handshake(this, socket, data, context, serverName, label(socket), this.#clientAuth, server))
   }
 

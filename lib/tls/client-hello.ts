@@ -53,6 +53,11 @@ function invalid (reason: string): ClientHello {
   return { status: HelloStatus.INVALID, serverName: null, reason, acme: false, tls13: false }
 }
 
+/** A usable hello naming `serverName` (null: none); its ALPN and version offers are set by the caller. */
+function usable (serverName: string | null): ClientHello {
+  return { status: HelloStatus.OK, serverName, reason: '', acme: false, tls13: false }
+}
+
 /**
  * Parse the ClientHello at the start of `data` (everything the client sent so far).
  * @param limit refuse handshake messages larger than this many bytes
@@ -153,10 +158,10 @@ function parseBody (body: Buffer): ClientHello {
   c.skip(compression)
   if (!c.ok) return invalid('truncated ClientHello')
   // before extensions existed (SSL 3.0 era) a ClientHello could end here: no SNI
-  if (c.left === 0) return { status: HelloStatus.OK, serverName: null, reason: '', acme: false, tls13: false }
+  if (c.left === 0) return usable(null)
   const extensions = c.take(c.u16())
   if (!c.ok || c.left !== 0) return invalid('bad extension block length')
-  let result: ClientHello = { status: HelloStatus.OK, serverName: null, reason: '', acme: false, tls13: false }
+  let result = usable(null)
   let acme = false
   let tls13 = false
   while (extensions.left > 0) {
@@ -209,7 +214,7 @@ function serverName (ext: Cursor): ClientHello {
     if (type !== NAME_TYPE_HOST) continue
     const name = list.buf.toString('latin1', start, start + size).toLowerCase().replace(/\.$/, '')
     if (name.length === 0 || name.length > 253 || !/^[a-z0-9_.-]+$/.test(name)) return invalid('server name is not a DNS name')
-    return { status: HelloStatus.OK, serverName: name, reason: '', acme: false, tls13: false }
+    return usable(name)
   }
-  return { status: HelloStatus.OK, serverName: null, reason: '', acme: false, tls13: false }
+  return usable(null)
 }
