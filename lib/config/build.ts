@@ -16,7 +16,7 @@ import { parseBalance, parseStatusRanges } from './balance.js'
 import { formatHostPort, parseHostPort, parseTarget, type HostPort } from './address.js'
 import { MAX_CONNECTIONS, OPEN_FILES } from './open-files.js'
 import { parseCidr, type AccessRule } from '../admission/access.js'
-import type { AccessLogModel, AccessModel, AcmeModel, ActionModel, AdminModel, CacheModel, ClientCertificatesModel, CompressModel, FilterModel, DiscoveryModel, GroupModel, HealthCheckModel, HttpModel, OutlierModel, RetryModel, ListenerModel, ListenerTls, Model, RouteModel, StaticModel, TargetModel } from '../model/model.js'
+import type { AccessLogModel, AccessModel, AcmeModel, ActionModel, AdminModel, CacheModel, ClientCertificatesModel, CompressModel, FilterModel, DiscoveryModel, GroupModel, HealthCheckModel, HttpModel, OutlierModel, RetryModel, ListenerModel, ListenerTls, Model, RouteModel, TargetModel } from '../model/model.js'
 import * as S from './schema.js'
 import { parseUnit } from './units.js'
 import { cipherListProblem } from '../tls/profile.js'
@@ -464,11 +464,7 @@ function pairs (map: unknown): ReadonlyArray<readonly [string, string]> {
 
 function buildAction (r: Obj, at: Path, files: Problem[]): ActionModel {
   if (typeof r.proxy === 'string') return freeze({ kind: 'proxy', upstream: r.proxy })
-  if (r.static !== undefined) {
-    const action = buildStatic(r.static as Obj)
-    directory(action.root, (r.static as Obj).root as string, [...at, 'static', 'root'], files)
-    return freeze({ kind: 'static', ...action })
-  }
+  if (r.static !== undefined) return buildStatic(r.static as Obj, [...at, 'static'], files)
   if (r.respond !== undefined) {
     const given = r.respond as Obj
     const body = (given.body ?? '') as string
@@ -482,10 +478,13 @@ function buildAction (r: Obj, at: Path, files: Problem[]): ActionModel {
   return freeze({ kind: 'redirect', location: given.to as string, status: (given.status ?? S.meta(S.RedirectStatus).default) as number })
 }
 
-function buildStatic (given: Obj): StaticModel {
+function buildStatic (given: Obj, at: Path, files: Problem[]): ActionModel {
   const d = <T>(key: string): T => (given[key] ?? S.meta((S.StaticSettings.properties as Record<string, TSchema>)[key]).default) as T
+  const root = path.resolve(given.root as string)
+  directory(root, given.root as string, [...at, 'root'], files)
   return freeze({
-    root: path.resolve(given.root as string),
+    kind: 'static',
+    root,
     index: freeze([...d<string[]>('index')]),
     listing: d<boolean>('listing'),
     hidden: d<boolean>('hidden'),
