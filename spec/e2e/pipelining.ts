@@ -9,6 +9,7 @@ import t from 'tap'
 import { RawClient, exchange } from '../helpers/client.js'
 import { ok, startOrigin } from '../helpers/origin.js'
 import { startProxy } from '../helpers/proxy.js'
+import { seeded } from '../helpers/random.js'
 import type { ProxyOptions } from '../../lib/index.js'
 
 const get = (path: string, ...extra: string[]): string =>
@@ -87,6 +88,17 @@ t.test('a pipeline beyond maxPipelinedRequests, then the client\'s FIN: every re
   whole.end()
   await whole.waitClose()
   t.same(whole.responses.map(r => r.body.toString()), [...paths.map(p => `GET ${p} 0`), 'POST /last 5'], 'nine answers, the body read from what was held back')
+  // the same bytes cut at random places, some reads held back while others arrive, then the FIN
+  const random = seeded(9112)
+  const bytes = paths.map(p => get(p)).join('') + 'POST /last HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello'
+  for (let round = 0; round < 6; round++) {
+    const cuts = [...new Set(Array.from({ length: 12 }, () => 1 + Math.floor(random() * (bytes.length - 1))))].sort((a, b) => a - b)
+    const split = await RawClient.connect(port)
+    await split.writeSplit(bytes, cuts)
+    split.end()
+    await split.waitClose()
+    t.same(split.responses.map(r => r.body.toString()), [...paths.map(p => `GET ${p} 0`), 'POST /last 5'], `cut at ${cuts.join(',')}: nine answers`)
+  }
   // a body the FIN cuts short: what came before it is answered, the cut request never reaches the origin whole
   const cut = await RawClient.connect(port)
   await cut.write(paths.slice(0, 4).map(p => get(p)).join('') + 'POST /cut HTTP/1.1\r\nHost: h\r\nContent-Length: 50\r\n\r\nhalf')
