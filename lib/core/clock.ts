@@ -87,6 +87,23 @@ class Clock {
 
 export const clock = new Clock()
 
+let dateSecond = -1
+let dateText = ''
+
+/**
+ * Now as an HTTP date (RFC 9110 §5.6.7, IMF-fixdate), for the Date of rp4's own responses: made
+ * once per second of the wall clock, so that every response of that second shares one string.
+ */
+export function httpNow (): string {
+  const ms = Date.now()
+  const second = Math.floor(ms / 1000)
+  if (second !== dateSecond) {
+    dateSecond = second
+    dateText = new Date(second * 1000).toUTCString()
+  }
+  return dateText
+}
+
 function sweep (): void {
   clock.sweep()
 }

@@ -16,7 +16,7 @@
  *   Content-Location (§4.4).
  */
 import { Transform, type TransformCallback } from 'node:stream'
-import { evaluatePreconditions, hasConditions, ifRangeHolds, Precondition } from '../http/conditional.js'
+import { evaluatePreconditions, hasConditions, httpDate, ifRangeHolds, Precondition } from '../http/conditional.js'
 import {
   notStorable, requestDirectives, responseFacts, staleAllowance, usability, Use,
   type ResponseFacts,
@@ -200,7 +200,7 @@ export class HttpCache implements Filter {
       return
     }
     const fields = varyFields(head.headers)
-    const headers = storedHeaders(head)
+    const headers = storedHeaders(head, now)
     const entry = new CacheEntry(state.primary, secondaryKey(request.headers, fields), fields, head.status, head.reason, headers, state.requestTime, now)
     let inflight: Inflight | undefined
     if (state.filling) {
@@ -437,12 +437,21 @@ function pairs (headers: HeaderList): Array<[string, string]> {
   return out
 }
 
-function storedHeaders (head: ResponseHead): string[] {
+/**
+ * The fields kept with a response. One that came without Date gets the time it was received (RFC
+ * 9110 §6.6.1: a recipient with a clock that caches such a response must add it), so that every
+ * hit tells when it was made, not when it was served.
+ */
+function storedHeaders (head: ResponseHead, receivedAt: number): string[] {
   const raw = head.headers.raw
   const out: string[] = []
+  let dated = false
   for (let i = 0; i < raw.length; i += 2) {
-    if (!UNSTORED.has(raw[i].toLowerCase())) out.push(raw[i], raw[i + 1])
+    const name = raw[i].toLowerCase()
+    if (name === 'date') dated = true
+    if (!UNSTORED.has(name)) out.push(raw[i], raw[i + 1])
   }
+  if (!dated) out.push('Date', httpDate(receivedAt))
   return out
 }
 

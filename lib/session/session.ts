@@ -8,7 +8,7 @@
  * The session talks to a downstream (a ResponseSink, and a Downstream for holding the client's
  * input) and to the upstream layer (it implements UpstreamRequest); it never sees a socket.
  */
-import { clock, type Timed } from '../core/clock.js'
+import { clock, httpNow, type Timed } from '../core/clock.js'
 import { ProxyError } from '../core/errors.js'
 import { CB_ERROR, CB_OK, HeadersResult } from '../http1/llhttp.js'
 import type { MessageHead } from '../http1/head.js'
@@ -803,6 +803,7 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
   /** A local answer whose body is pulled from a stream, or passes through transforms. */
   #respondStreaming (head: ResponseHead, stream: import('node:stream').Readable | null, body: Buffer): void {
     const sink = this.#sink!
+    dated(head)
     this.status = head.status
     this.#responseHead = head
     const close = !this.#bodyCanBeSkipped() || this.request.upgrade || !sink.keepAlive
@@ -829,6 +830,7 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
 
   #respondWith (head: ResponseHead, body: Buffer, forceClose = false): void {
     const sink = this.#sink!
+    dated(head)
     this.status = head.status
     this.#responseHead = head
     this.#response = Response.DONE
@@ -1060,4 +1062,19 @@ class DiscardSink implements ResponseSink {
     if (this.#orphan) this.#session.orphanDone()
     else this.#session.finish()
   }
+}
+
+/**
+ * rp4's own answer says when it was made: RFC 9110 §6.6.1 has an origin server with a clock send
+ * Date in its 2xx, 3xx and 4xx responses (and allows it in 5xx). A stored response's own Date
+ * stays (the cache adds one when it stores a response without).
+ */
+function dated (head: ResponseHead): void {
+  if (head.status < 200) return
+  const list = head.headers
+  const block = list.block
+  // a block that has no Date (a file's fields) need not be searched
+  const from = block !== null && !block.dated && block.covers(list.raw) ? block.fields.length >> 1 : 0
+  // the value is made here, a fixed form: no need for append's checks
+  if (list.indexOf('date', from) === -1) list.raw.push('Date', httpNow())
 }

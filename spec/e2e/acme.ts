@@ -32,13 +32,26 @@ const needsPebble = { skip: hasPebble ? false : 'pebble is not installed (apt-ge
 const dir = mkdtempSync(path.join(os.tmpdir(), 'rp4-acme-'))
 t.teardown(() => rmSync(dir, { recursive: true, force: true }))
 
+/**
+ * A free port for pebble's fixed challenge ports, from below the kernel's ephemeral range
+ * (32768 and up): the port is free now and is listened on again a moment later, and between the
+ * two another spec's listen(0) or outgoing connection would take a port of that range.
+ */
 async function freePort (): Promise<number> {
-  const server = net.createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const port = (server.address() as net.AddressInfo).port
-  server.close()
-  await once(server, 'close')
-  return port
+  for (let attempt = 0; ; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000)
+    const server = net.createServer()
+    const bound = await new Promise<boolean>(resolve => {
+      server.once('error', () => resolve(false))
+      server.listen(port, '127.0.0.1', () => resolve(true))
+    })
+    if (bound) {
+      server.close()
+      await once(server, 'close')
+      return port
+    }
+    if (attempt === 50) throw new Error('no free port below the ephemeral range')
+  }
 }
 
 /** A child process stopped with the test; its output kept. */

@@ -10,6 +10,7 @@ import { exchange } from '../helpers/client.js'
 import { ok, startOrigin } from '../helpers/origin.js'
 import { unusedPort } from '../helpers/proxy.js'
 import { within } from '../helpers/wait.js'
+import { undated } from '../helpers/dates.js'
 
 const TOKEN = 'a-long-enough-admin-token'
 
@@ -28,7 +29,7 @@ async function call (port: number, method: string, path: string, headers: string
   const message = res.responses[0]
   if (message === undefined) throw new Error(`no response to ${method} ${path}`)
   const fields: Record<string, string> = {}
-  for (const line of message.raw.toString('latin1').split('\r\n\r\n')[0].split('\r\n').slice(1)) {
+  for (const line of undated(message.raw.toString('latin1')).split('\r\n\r\n')[0].split('\r\n').slice(1)) {
     const colon = line.indexOf(':')
     fields[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim()
   }

@@ -10,6 +10,7 @@ import { checkBuilt, hasIPv6 } from '../helpers/proxy.js'
 import { VERSION, run } from '../helpers/cli.js'
 import { connectRaw, startTcpBackend } from '../helpers/tls-backends.js'
 import { within } from '../helpers/wait.js'
+import { undated } from '../helpers/dates.js'
 
 t.test('--help: usage on stdout, exit 0', async t => {
   if (!checkBuilt(t, 'dist/bin/rp4.js')) return
@@ -223,7 +224,7 @@ t.test('--intercept-errors, --backend-error-pages, --allow-underscores-in-header
   t.equal(answers.defaults[0], passed, 'by default the backend\'s 503 passes')
   t.match(answers.defaults[1], /underscore dropped$/)
   t.same(answers['--backend-error-pages'], answers.defaults, '--backend-error-pages says what the default does')
-  t.equal(answers['--intercept-errors --allow-underscores-in-headers'][0],
+  t.equal(undated(answers['--intercept-errors --allow-underscores-in-headers'][0]),
     'HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 24\r\n\r\n503 Service Unavailable\n', 'rp4\'s page')
   t.match(answers['--intercept-errors --allow-underscores-in-headers'][1], /underscore passed$/)
 })

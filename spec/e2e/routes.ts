@@ -10,6 +10,7 @@ import { header } from '../helpers/framing.js'
 import { ok, startOrigin, type Origin } from '../helpers/origin.js'
 import { startProxy, type StartedProxy } from '../helpers/proxy.js'
 import type { Filter, ProxyOptions } from '../../lib/index.js'
+import { undated } from '../helpers/dates.js'
 
 const get = (path: string, host = 'h', ...extra: string[]): string =>
   [`GET ${path} HTTP/1.1`, `Host: ${host}`, ...extra].map(x => x + '\r\n').join('') + '\r\n'
@@ -50,7 +51,7 @@ t.test('routes: exact host, then the longest wildcard, then any host; path prefi
   t.equal(await body('POST /form HTTP/1.1\r\nHost: shop.example.com\r\nContent-Length: 2\r\n\r\nhi'), 'api /form', 'a method condition')
   t.equal(await body(get('/./v1/../v1/x', 'api.example.com')), 'api /./v1/../v1/x', 'matched on the normalized path, forwarded as sent')
   const none = await exchange(port, get('/', 'other.test'), { responses: 1 })
-  t.equal(none.text, 'HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 14\r\n\r\n404 Not Found\n', 'no route: rp4\'s 404, the connection kept')
+  t.equal(undated(none.text), 'HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 14\r\n\r\n404 Not Found\n', 'no route: rp4\'s 404, the connection kept')
   t.notOk(none.closed)
   t.ok(events.clientErrors.some(e => e.error.code === 'no_route'), 'counted as no_route')
 })
@@ -68,7 +69,7 @@ t.test('respond and redirect: exact bytes, placeholders filled, no backend touch
     upstreams: { app: { targets: [origin.target] } },
   })
   const health = await exchange(port, get('/healthz') + get('/healthz').replace('GET', 'HEAD'), { responses: 2 })
-  t.equal(health.text,
+  t.equal(undated(health.text),
     'HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 3\r\n\r\nok\n' +
     'HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 3\r\n\r\n', 'GET and HEAD: no body for HEAD')
   const moved = await exchange(port, get('/old/a?b=1', 'example.com'), { responses: 1 })
@@ -77,9 +78,9 @@ t.test('respond and redirect: exact bytes, placeholders filled, no backend touch
   const secure = await exchange(port, get('/secure/x?y', 'Example.com:8080'), { responses: 1 })
   t.equal(header(secure.responses[0]!, 'location'), 'https://example.com/secure/x?y', '$hostname: the host without the cleartext port')
   const noHost = await exchange(port, 'GET /old HTTP/1.0\r\n\r\n')
-  t.equal(noHost.text, 'HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 16\r\nConnection: close\r\n\r\n400 Bad Request\n', 'no Host to redirect to: 400, not https:///new/old')
+  t.equal(undated(noHost.text), 'HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 16\r\nConnection: close\r\n\r\n400 Bad Request\n', 'no Host to redirect to: 400, not https:///new/old')
   const gone = await exchange(port, get('/gone'), { responses: 1 })
-  t.equal(gone.text, 'HTTP/1.1 410 Gone\r\nCache-Control: no-store\r\nContent-Length: 0\r\n\r\n')
+  t.equal(undated(gone.text), 'HTTP/1.1 410 Gone\r\nCache-Control: no-store\r\nContent-Length: 0\r\n\r\n')
   t.equal(origin.requests.length, 0, 'the backend saw none of them')
   const post = await exchange(port, 'POST /healthz HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello' + get('/healthz'), { responses: 2 })
   t.same(post.responses.map(r => r.head.line[1]), ['200', '200'], 'a body before a fixed response is read and dropped, the connection goes on')

@@ -9,6 +9,7 @@ import { randomBody, sha256 } from '../helpers/bodies.js'
 import { ok, startOrigin, type Origin } from '../helpers/origin.js'
 import { startProxy } from '../helpers/proxy.js'
 import type { Filter } from '../../lib/index.js'
+import { undated } from '../helpers/dates.js'
 
 const lines = (...l: string[]): string => l.map(x => x + '\r\n').join('') + '\r\n'
 
@@ -153,7 +154,7 @@ t.test('a filter that answers in place of the backend\'s 101: the client gets th
   await client.write(UPGRADE)
   await client.response(0)
   await client.waitClose()
-  t.equal(client.text(), 'HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nno\n', 'the filter\'s answer, byte for byte, and close (the upgrade request\'s connection cannot go on)')
+  t.equal(undated(client.text()), 'HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nno\n', 'the filter\'s answer, byte for byte, and close (the upgrade request\'s connection cannot go on)')
   await origin.until(() => origin.connections[0]?.released === true, 5000, 'the switched backend connection to close')
   t.pass('the backend connection that switched protocols is closed, not pooled')
   const plain = await RawClient.connect(port)
