@@ -37,9 +37,27 @@ interface Outbox {
   count: number
   bytes: number
   end: boolean
+  /** In the open batch's list (output may already wait from an earlier batch of the turn). */
+  listed: boolean
+  /** In the list written at the end of the turn. */
+  waiting: boolean
 }
 
-interface BatchedSocket extends Socket { [kOutbox]?: Outbox, [kOwner]?: WriteOwner, [kDefer]?: boolean }
+/** How a socket's output may wait past its batch. */
+const enum Defer {
+  /** Written when its batch ends. */
+  NO,
+  /** Everything sent within the turn waits for its end (a pipelined backend connection). */
+  TURN,
+  /**
+   * What a batch produced waits for the end of the turn, up to COALESCE_LIMIT bytes (more is
+   * written when its batch ends); anything sent outside a batch writes it and itself at once (a
+   * client connection).
+   */
+  BATCH,
+}
+
+interface BatchedSocket extends Socket { [kOutbox]?: Outbox, [kOwner]?: WriteOwner, [kDefer]?: Defer }
 
 /** Sockets written to in the open batch (the first `touchedCount`; the list keeps its storage). */
 const touched: Array<BatchedSocket | undefined> = []
@@ -57,7 +75,23 @@ let flushScheduled = false
  * response gains nothing by waiting.
  */
 export function deferWrites (socket: Socket): void {
-  (socket as BatchedSocket)[kDefer] = true
+  (socket as BatchedSocket)[kDefer] = Defer.TURN
+}
+
+/**
+ * Let what `socket`'s batches produce wait until the end of the event-loop turn (as long as it is
+ * small: a larger output is written when its batch ends, so that a slow client stops its producer
+ * after one read as before), while anything
+ * sent outside a batch (a streamed body, a drain) is written at once, with what waits before it,
+ * as without this. For a client connection: the responses made from the reads of one turn leave
+ * together after them, so that a client reading from several connections (a load balancer's, a
+ * browser's, a benchmark's) is woken once for them rather than once per response. On loopback,
+ * the writer's kernel pays for that wake-up: about 0.8 µs per response in the static-file
+ * scenario, where the reader slept between responses. Whoever closes or hands on the socket must
+ * `flush` it first.
+ */
+export function deferResponses (socket: Socket): void {
+  (socket as BatchedSocket)[kDefer] = Defer.BATCH
 }
 
 /** Start collecting writes (call before parsing a chunk). */
@@ -80,12 +114,17 @@ export function send (socket: Socket, data: string | Buffer): boolean {
     return typeof data === 'string' ? socket.write(data, 'latin1') : socket.write(data)
   }
   if (out === undefined) {
-    out = { parts: [], count: 0, bytes: 0, end: false }
+    out = { parts: [], count: 0, bytes: 0, end: false, listed: false, waiting: false }
     s[kOutbox] = out
   }
-  if (out.count === 0) touched[touchedCount++] = s
+  if (batching && !out.listed) {
+    out.listed = true
+    touched[touchedCount++] = s
+  }
   out.parts[out.count++] = data
   out.bytes += data.length
+  // outside a batch, what waits goes now with this: the write's answer is the caller's backpressure
+  if (!batching && s[kDefer] === Defer.BATCH) return write(s, out, true)
   return true
 }
 
@@ -109,6 +148,7 @@ export function sendEnd (socket: Socket): void {
     return
   }
   out.end = true
+  if (!batching && (socket as BatchedSocket)[kDefer] === Defer.BATCH) write(socket as BatchedSocket, out)
 }
 
 /** Write now what is pending for `socket` (before handing the socket to code that writes directly). */
@@ -126,11 +166,17 @@ export function endBatch (): void {
   for (let i = 0; i < count; i++) {
     const socket = touched[i]!
     touched[i] = undefined
-    if (socket[kDefer] === true) {
-      deferred[deferredCount++] = socket
+    const out = socket[kOutbox]!
+    out.listed = false
+    const defer = socket[kDefer]
+    // a client's larger output goes now: its backpressure must stop the producer after this read, not after the turn's
+    if (defer === Defer.TURN || (defer === Defer.BATCH && out.bytes <= COALESCE_LIMIT)) {
+      if (!out.waiting) {
+        out.waiting = true
+        deferred[deferredCount++] = socket
+      }
       continue
     }
-    const out = socket[kOutbox]!
     if (out.count > 0) write(socket, out)
   }
   touchedCount = 0
@@ -142,17 +188,22 @@ export function endBatch (): void {
 
 function flushDeferred (): void {
   flushScheduled = false
-  const count = deferredCount
-  for (let i = 0; i < count; i++) {
+  // a write may lead to a batch that defers more: those are written in this pass too
+  for (let i = 0; i < deferredCount; i++) {
     const socket = deferred[i]!
     deferred[i] = undefined
     const out = socket[kOutbox]!
+    out.waiting = false
     if (out.count > 0) write(socket, out)
   }
   deferredCount = 0
 }
 
-function write (socket: BatchedSocket, out: Outbox): void {
+/**
+ * Write what waits. A socket left over its mark tells its owner (`onWriteBlocked`), unless the
+ * write is `direct` (for a caller of `send`, who takes the answer: false, wait for 'drain').
+ */
+function write (socket: BatchedSocket, out: Outbox, direct = false): boolean {
   const parts = out.parts
   const count = out.count
   const bytes = out.bytes
@@ -161,8 +212,8 @@ function write (socket: BatchedSocket, out: Outbox): void {
   out.count = 0
   out.bytes = 0
   out.end = false
+  let ok = true
   if (!socket.destroyed) {
-    let ok: boolean
     if (count === 1) {
       const data = parts[0]!
       ok = typeof data === 'string' ? socket.write(data, 'latin1') : socket.write(data)
@@ -185,7 +236,8 @@ function write (socket: BatchedSocket, out: Outbox): void {
     }
     if (end) {
       if (!socket.writableEnded) socket.end()
-    } else if (!ok) socket[kOwner]?.onWriteBlocked()
+    } else if (!ok && !direct) socket[kOwner]?.onWriteBlocked()
   }
   for (let i = 0; i < count; i++) parts[i] = undefined
+  return ok
 }
