@@ -87,19 +87,22 @@ class Clock {
 
 export const clock = new Clock()
 
-let dateSecond = -1
 let dateText = ''
+/** When (on `clock.now`'s scale) the wall clock's second changes next: the Date is made again then. */
+let dateUntil = -1
 
 /**
  * Now as an HTTP date (RFC 9110 §5.6.7, IMF-fixdate), for the Date of rp4's own responses: made
  * once per second of the wall clock, so that every response of that second shares one string.
+ * Within the second it costs no clock read beyond the one this turn took (`turn()`); the wall
+ * clock is asked again when the monotonic clock says its second is over.
  */
 export function httpNow (): string {
-  const ms = Date.now()
-  const second = Math.floor(ms / 1000)
-  if (second !== dateSecond) {
-    dateSecond = second
-    dateText = new Date(second * 1000).toUTCString()
+  const now = clock.turn()
+  if (now >= dateUntil) {
+    const ms = Date.now()
+    dateText = new Date(ms - (ms % 1000)).toUTCString()
+    dateUntil = now + (1000 - (ms % 1000))
   }
   return dateText
 }
