@@ -10,12 +10,14 @@
  *
  * The same build with two sets of flags is an A/B too: `--baseline .` with `--rp4-args` for this
  * side and `--baseline-args` for the other (what metrics cost: `--rp4-args "--admin 127.0.0.1:0"
- * --baseline-args ""`).
+ * --baseline-args ""`), and so is one with two sets of Node flags: `--node-args` and
+ * `--baseline-node-args` (a GC setting: `--node-args "--max-semi-space-size=64"
+ * --baseline-node-args ""`).
  *
  * The rounds are split into `--segments` (2), each with both processes started afresh, in the other
  * order each time (interleave.ts says why); the report gives each segment's ratio too.
  *
- * Usage: node ab.js --baseline DIR [--only 1,3] [--rounds 8] [--segments 2] [--duration 2] [--rp4-args "..."] [--baseline-args "..."]
+ * Usage: node ab.js --baseline DIR [--only 1,3] [--rounds 8] [--segments 2] [--duration 2] [--rp4-args "..."] [--baseline-args "..."] [--node-args "..."] [--baseline-node-args "..."]
  */
 import { existsSync } from 'node:fs'
 import { join, resolve } from 'node:path'
@@ -38,6 +40,8 @@ async function main (): Promise<void> {
       segments: { type: 'string', default: '2' },
       'rp4-args': { type: 'string', default: '' },
       'baseline-args': { type: 'string' },
+      'node-args': { type: 'string', default: '' },
+      'baseline-node-args': { type: 'string' },
     },
     strict: true,
   })
@@ -56,14 +60,16 @@ async function main (): Promise<void> {
   const words = (text: string): string[] => text.split(/\s+/).filter(arg => arg !== '')
   const args = words(values['rp4-args'])
   const baseArgs = words(values['baseline-args'] ?? values['rp4-args'])
+  const nodeArgs = words(values['node-args'])
+  const baseNodeArgs = words(values['baseline-node-args'] ?? values['node-args'])
 
   const group = new ProcessGroup()
   try {
     const origin = group.spawn('origin', process.execPath, [ORIGIN_PATH], { core: CLIENT_CORE })
     const originPort = Number((await waitForStderr(origin, /listening on (\S+):(\d+)/, 10_000))[2])
-    process.stdout.write(`rp4 before/after: this build ${THIS_RP4} [${args.join(' ')}] against ${basePath} [${baseArgs.join(' ')}]; ${rounds} rounds of ${durationS} s bursts, alternating, in ${segments} segments\n`)
+    process.stdout.write(`rp4 before/after: this build ${THIS_RP4} [${[...nodeArgs, ...args].join(' ')}] against ${basePath} [${[...baseNodeArgs, ...baseArgs].join(' ')}]; ${rounds} rounds of ${durationS} s bursts, alternating, in ${segments} segments\n`)
     for (const scenario of chosen) {
-      const r = await interleave(group, scenario, { name: 'rp4', rp4: THIS_RP4, args }, { name: 'baseline', rp4: basePath, args: baseArgs }, { rounds, segments, durationS, originPort })
+      const r = await interleave(group, scenario, { name: 'rp4', rp4: THIS_RP4, args, nodeArgs }, { name: 'baseline', rp4: basePath, args: baseArgs, nodeArgs: baseNodeArgs }, { rounds, segments, durationS, originPort })
       const unit = scenario.main === 'p50' ? 'p50 µs' : scenario.main === 'mbps' ? 'MB/s' : 'req/s'
       const fmt = (v: number): string => v.toFixed(v >= 100 ? 0 : 2)
       process.stdout.write(`[${scenario.id}] ${scenario.title}\n` +

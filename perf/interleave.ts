@@ -19,6 +19,8 @@ export interface Side {
   name: string
   rp4: string
   args: readonly string[]
+  /** Node's own flags for this side, beside the initial heap size (a GC setting to compare). */
+  nodeArgs?: readonly string[]
 }
 
 export interface InterleaveSettings {
@@ -54,7 +56,7 @@ function mainFigure (scenario: Scenario, load: LoadResult): number {
 }
 
 async function start (group: ProcessGroup, side: Side, mode: ProxyMode, originPort: number): Promise<{ child: Child, port: number }> {
-  const child = group.spawn(side.name, process.execPath, [HEAP_ARG, side.rp4, 'listen', '127.0.0.1:0', '--to', `127.0.0.1:${originPort}`, ...side.args, ...rp4ModeArgs(mode)], {
+  const child = group.spawn(side.name, process.execPath, [HEAP_ARG, ...(side.nodeArgs ?? []), side.rp4, 'listen', '127.0.0.1:0', '--to', `127.0.0.1:${originPort}`, ...side.args, ...rp4ModeArgs(mode)], {
     core: PROXY_CORE,
     env: rp4Env(),
   })
