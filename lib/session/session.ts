@@ -564,8 +564,9 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
     this.status = status
     this.#responseHead = head
     if (this.#transforms !== null) this.#buildPipeline(head)
-    // an upgrade the backend declined: that connection cannot carry another request
-    this.#sink!.head(head, untilClose, this.request.upgrade && status !== 101)
+    // an upgrade the backend declined: that connection cannot carry another request; nor can one
+    // whose request body is still coming (an early answer to an upload): the client is told so
+    this.#sink!.head(head, untilClose, status !== 101 && (this.request.upgrade || !this.requestComplete))
     if (status === 101) return HeadersResult.UPGRADE
     return this.request.method === 'HEAD' ? HeadersResult.SKIP_BODY : HeadersResult.CONTINUE
   }

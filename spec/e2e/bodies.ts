@@ -127,3 +127,21 @@ t.test('204 and 304 with a stray Content-Length: no body is read or sent; a 204\
     'HTTP/1.1 204 No Content\r\nVia: 1.1 rp4\r\n\r\n')
   t.equal(origin.connections.length, 1, 'one upstream connection served them all')
 })
+
+t.test('a backend that answers an upload before its body is all sent: the client is told Connection: close, and the connection closes after the answer', async t => {
+  const early = 'HTTP/1.1 413 Content Too Large\r\nContent-Length: 4\r\n\r\nbig!'
+  const origin = await startOrigin(t, () => ok('late'), { interim: req => req.head.line[1] === '/up' ? early : undefined })
+  const { port } = await startProxy(t, { targets: [origin.target] })
+  for (const framing of ['Content-Length: 10000000', 'Transfer-Encoding: chunked']) {
+    const client = await RawClient.connect(port)
+    t.teardown(() => client.destroy())
+    await client.write(lines('POST /up HTTP/1.1', 'Host: h', framing) + (framing.startsWith('Content') ? 'x'.repeat(1000) : '10\r\n' + 'x'.repeat(16) + '\r\n'))
+    await client.waitClose(5000)
+    t.equal(client.text(), 'HTTP/1.1 413 Content Too Large\r\nContent-Length: 4\r\nVia: 1.1 rp4\r\nConnection: close\r\n\r\nbig!',
+      `${framing}: the answer says the connection ends, as it does (the rest of the body cannot be skipped)`)
+  }
+  // a body that completes before the answer: the connection stays
+  const res = await exchange(port, lines('POST /whole HTTP/1.1', 'Host: h', 'Content-Length: 4') + 'data' + lines('GET /next HTTP/1.1', 'Host: h'), { responses: 2 })
+  t.same(res.responses.map(r => r.body.toString()), ['late', 'late'], 'kept alive when the request was complete first')
+  t.equal(header(res.responses[0]!, 'connection'), undefined)
+})
