@@ -16,7 +16,7 @@
  *   Content-Location (§4.4).
  */
 import { Transform, type TransformCallback } from 'node:stream'
-import { evaluatePreconditions, hasConditions, httpDate, ifRangeHolds, Precondition } from '../http/conditional.js'
+import { evaluatePreconditions, hasConditions, httpDate, ifRangeHolds, parseHttpDate, Precondition } from '../http/conditional.js'
 import {
   notStorable, requestDirectives, responseFacts, staleAllowance, usability, Use,
   type ResponseFacts,
@@ -52,6 +52,11 @@ interface State {
   served: boolean
   /** The client's conditional headers, set aside while the entry's validators went upstream. */
   conditionals: string[] | null
+  /**
+   * The client asked for `bytes=0-` and this request fetches the whole response for the store:
+   * its If-Range, set aside ('' for none), so that the client still gets its 206. Null otherwise.
+   */
+  fromStart: string | null
 }
 
 const STATE = Symbol('rp4.cache')
@@ -97,13 +102,13 @@ export class HttpCache implements Filter {
     const now = Date.now()
     const background = this.#background.get(request)
     if (background !== undefined) {
-      setState(session, { primary, requestTime: now, stale: background, filling: false, noStore: false, background: true, served: false, conditionals: null })
+      setState(session, { primary, requestTime: now, stale: background, filling: false, noStore: false, background: true, served: false, conditionals: null, fromStart: null })
       return 'continue'
     }
     // §3.5: a request with credentials is answered by the backend alone
     if (request.headers.get('authorization') !== undefined) return 'continue'
     const req = requestDirectives(request.headers)
-    const state: State = { primary, requestTime: now, stale: null, filling: false, noStore: req.has('no-store'), background: false, served: false, conditionals: null }
+    const state: State = { primary, requestTime: now, stale: null, filling: false, noStore: req.has('no-store'), background: false, served: false, conditionals: null, fromStart: null }
     setState(session, state)
     const entry = this.store.find(primary, request.headers)
     if (entry !== undefined) {
@@ -124,9 +129,15 @@ export class HttpCache implements Filter {
     if (method !== 'GET' || req.has('no-cache')) return 'continue'
     const inflight = this.#inflight.get(primary)
     if (inflight !== undefined) return inflight.join(session)
-    // a Range request does not fetch for others: its backend answers 206, which is not stored,
-    // and the requests that waited on it would each go to the backend after it
-    if (request.headers.get('range') !== undefined) return 'continue'
+    const range = request.headers.getAll('range')
+    if (range.length > 0) {
+      // a Range request does not fetch for others: its backend answers 206, which is not stored,
+      // and the requests that waited on it would each go to the backend after it. Except the
+      // range that is the whole response (`bytes=0-`, what a media player asks first): the
+      // whole response is fetched and stored, and this client gets it as its 206
+      if (range.length > 1 || !FROM_START.test(range[0])) return 'continue'
+      state.fromStart = request.headers.get('if-range') ?? ''
+    }
     this.#inflight.set(primary, new Inflight())
     state.filling = true
     return 'continue'
@@ -134,6 +145,12 @@ export class HttpCache implements Filter {
 
   onUpstreamRequest (session: FilterSession, head: RequestHead): void {
     const state = stateOf(session)
+    if (state?.fromStart != null) {
+      // the whole response, whatever the client's validators for its range say (kept in the state)
+      head.headers.delete('range')
+      head.headers.delete('if-range')
+      return
+    }
     if (state?.stale == null) return
     // the validators are the entry's: a 304 then speaks of it, and the client's own conditionals
     // are answered here (the head is the client's request, edited in place: they are kept aside)
@@ -196,6 +213,7 @@ export class HttpCache implements Filter {
         : notStorable(method, request.headers, requestDirectives(request.headers), facts)
     if (why !== null) {
       this.#abandon(session)
+      if (state.fromStart !== null) wholeAsRange(head, length, state.fromStart)
       if (!state.background) head.headers.set('Cache-Status', `rp4; fwd=${stale !== null ? 'stale' : 'uri-miss'}; fwd-status=${head.status}; detail=${why.replace(/ /g, '-')}`)
       return
     }
@@ -213,6 +231,8 @@ export class HttpCache implements Filter {
     session.transformBody(new Recorder(entry, this.store, this.#model.maxEntrySize, () => {
       if (inflight !== undefined && this.#inflight.get(state.primary) === inflight) this.#inflight.delete(state.primary)
     }))
+    // stored as the backend sent it; the client that asked for bytes=0- gets it as a 206
+    if (state.fromStart !== null) wholeAsRange(head, length, state.fromStart)
   }
 
   onLog (session: FilterSession): void {
@@ -278,6 +298,26 @@ export class HttpCache implements Filter {
       if (target.startsWith(origin + '/')) this.store.delete(target)
     }
   }
+}
+
+/** `Range: bytes=0-`: from the first byte to the last, the whole representation. */
+const FROM_START = /^\s*bytes\s*=\s*0+\s*-\s*$/i
+
+/**
+ * The whole response fetched for a client that asked for `bytes=0-`, made the 206 it asked for
+ * (RFC 9110 §14.2), its length unchanged: a 200 with a length above zero, whose validators its
+ * If-Range (`ifRange`, '' for none) names. Otherwise it gets the 200, as a server that ignores
+ * Range would send.
+ */
+function wholeAsRange (head: ResponseHead, length: number, ifRange: string): void {
+  if (head.status !== 200 || !(length > 0) || head.headers.get('content-length') === undefined) return
+  if (ifRange !== '') {
+    const modified = head.headers.get('last-modified')
+    if (!ifRangeHolds(ifRange, { etag: head.headers.get('etag') ?? null, lastModified: modified === undefined ? NaN : parseHttpDate(modified) })) return
+  }
+  head.status = 206
+  head.reason = 'Partial Content'
+  head.headers.set('Content-Range', `bytes 0-${length - 1}/${length}`)
 }
 
 /** Requests that missed while the same URI was being fetched: they wait for its response head. */

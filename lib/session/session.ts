@@ -561,7 +561,8 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
       this.#sendLocal()
       return this.request.method === 'HEAD' ? HeadersResult.SKIP_BODY : HeadersResult.CONTINUE
     }
-    this.status = status
+    // a response hook may have changed it (the cache answers bytes=0- with the whole response as a 206)
+    this.status = head.status
     this.#responseHead = head
     if (this.#transforms !== null) this.#buildPipeline(head)
     // an upgrade the backend declined: that connection cannot carry another request; nor can one

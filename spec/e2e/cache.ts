@@ -265,6 +265,63 @@ t.test('coalescing: a Range request that misses goes to the backend alone; the f
   for (const client of [a, b, c]) client.destroy()
 })
 
+t.test('a miss for Range: bytes=0- (a media player\'s first request) fetches the whole response, stores it, and answers the 206 asked for; later ranges are hits', async t => {
+  const body = '0123456789'.repeat(100)
+  const fullHeld = deferred<void>()
+  const { proxy, origin, count } = await setup(t, async req => {
+    if (req.url === '/held') await fullHeld.promise
+    if (req.url === '/chunked') return 'HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n0\r\n\r\n'
+    if (req.url === '/private') return cc('private, max-age=60', body)
+    return cc('max-age=60', body, 'ETag: "v1"', 'Last-Modified: Wed, 01 May 2024 12:00:00 GMT')
+  })
+  const first = await one(proxy.port, get('/video', 'Range: bytes=0-'))
+  t.equal(header(origin.requests[0]!, 'range'), undefined, 'the backend is asked for the whole response (RFC 9111 §3.4: a cache may store a complete response for a range request)')
+  t.same([first.head.line[1], header(first, 'content-range'), header(first, 'content-length')], ['206', 'bytes 0-999/1000', '1000'], 'the client gets the 206 it asked for')
+  t.equal(first.body.toString(), body, 'with every byte')
+  t.equal(header(first, 'cache-status'), 'rp4; fwd=uri-miss; fwd-status=200; stored')
+  const part = await one(proxy.port, get('/video', 'Range: bytes=990-'))
+  t.same([part.head.line[1], part.body.toString(), header(part, 'content-range')], ['206', '0123456789', 'bytes 990-999/1000'], 'a later range: a hit')
+  t.match(header(part, 'cache-status'), /^rp4; hit/)
+  const whole = await one(proxy.port, get('/video'))
+  t.same([whole.head.line[1], whole.body.toString()], ['200', body], 'a plain request: the stored 200')
+  t.equal(count('/video'), 1, 'one request at the backend for all three')
+
+  // If-Range: a validator of the response gives the 206, another one the whole 200
+  const matching = await one(proxy.port, get('/a', 'Range: bytes=0-', 'If-Range: "v1"'))
+  t.same([matching.head.line[1], header(origin.requests.at(-1)!, 'if-range')], ['206', undefined], 'If-Range that holds: 206, and not sent upstream')
+  const stale = await one(proxy.port, get('/b', 'Range: bytes=0-', 'If-Range: "v0"'))
+  t.same([stale.head.line[1], stale.body.toString()], ['200', body], 'If-Range that does not hold: the whole response as a 200')
+  const dated = await one(proxy.port, get('/c', 'Range: bytes=0-', 'If-Range: Wed, 01 May 2024 12:00:00 GMT'))
+  t.equal(dated.head.line[1], '206', 'If-Range with the Last-Modified date: 206')
+
+  // no length to state, or not stored: the client still gets an answer for bytes=0-
+  const chunked = await one(proxy.port, get('/chunked', 'Range: bytes=0-'))
+  t.same([chunked.head.line[1], chunked.body.toString()], ['200', 'abcde'], 'no Content-Length: the 200 (a server may ignore Range)')
+  const notStored = await one(proxy.port, get('/private', 'Range: bytes=0-'))
+  t.same([notStored.head.line[1], header(notStored, 'content-range'), notStored.body.length], ['206', 'bytes 0-999/1000', 1000], 'not storable: the whole response as the 206 all the same')
+  t.equal(header(origin.requests.at(-1)!, 'range'), undefined)
+
+  // other ranges still go to the backend as they are, and alone
+  await one(proxy.port, get('/other', 'Range: bytes=5-9'))
+  t.equal(header(origin.requests.at(-1)!, 'range'), 'bytes=5-9', 'bytes=5-9 on a miss: the backend gets the Range')
+
+  // full requests that miss while bytes=0- fetches wait on it
+  const a = await RawClient.connect(proxy.port)
+  await a.write(get('/held', 'Range: bytes=0-'))
+  await origin.until(() => count('/held') === 1, 5000, 'the bytes=0- request at the backend')
+  const b = await RawClient.connect(proxy.port)
+  await b.write(get('/held'))
+  await proxy.events.until(() => proxy.events.requests.filter(r => r.url === '/held').length === 2, 5000, 'the full request taken in')
+  fullHeld.resolve()
+  const [ra, rb] = [await a.response(0), await b.response(0)]
+  t.same([ra.head.line[1], rb.head.line[1]], ['206', '200'])
+  t.same([ra.body.toString(), rb.body.toString()], [body, body])
+  t.equal(header(rb, 'cache-status'), 'rp4; hit; detail=coalesced', 'the full request waited on the bytes=0- one')
+  t.equal(count('/held'), 1)
+  a.destroy()
+  b.destroy()
+})
+
 t.test('RFC 5861 stale-while-revalidate: stale served at once, refreshed in the background', async t => {
   let n = 0
   const { proxy, count } = await setup(t, () => cc('max-age=0, stale-while-revalidate=60', `v${n++}`))
