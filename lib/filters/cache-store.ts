@@ -44,6 +44,8 @@ export class CacheEntry {
   #validators: Validators | null = null
   readonly chunks: Buffer[] = []
   length = 0
+  /** The length the backend declared (Content-Length), -1 when it did not: a range of an entry still filling is served against it. */
+  expected = -1
   complete = false
   failed = false
   #requestTime: number
@@ -185,10 +187,8 @@ class EntryReader extends Readable {
     this.#entry = entry
     this.#position = start
     this.#end = end
-    // find the piece holding `start`
-    let skip = start
-    while (this.#chunk < entry.chunks.length && skip >= entry.chunks[this.#chunk].length) skip -= entry.chunks[this.#chunk++].length
-    this.#offset = skip
+    // the piece holding `start` is found as pieces are read: it may not have arrived yet
+    this.#offset = start
   }
 
   override _read (): void {
@@ -207,6 +207,12 @@ class EntryReader extends Readable {
         return
       }
       const piece = entry.chunks[this.#chunk]
+      if (this.#offset >= piece.length) {
+        // wholly before `start`
+        this.#offset -= piece.length
+        this.#chunk++
+        continue
+      }
       let slice = piece.subarray(this.#offset)
       if (this.#end !== -1 && slice.length > this.#end - this.#position + 1) slice = slice.subarray(0, this.#end - this.#position + 1)
       this.#chunk++

@@ -220,6 +220,7 @@ export class HttpCache implements Filter {
     const fields = varyFields(head.headers)
     const headers = storedHeaders(head, now)
     const entry = new CacheEntry(state.primary, secondaryKey(request.headers, fields), fields, head.status, head.reason, headers, state.requestTime, now)
+    if (head.headers.get('content-length') !== undefined) entry.expected = length
     let inflight: Inflight | undefined
     if (state.filling) {
       // requests for the URI arriving until the entry is complete are served from it as it fills
@@ -417,14 +418,17 @@ function serve (session: FilterSession, entry: CacheEntry, age: number, status: 
   if (condition === Precondition.FAILED) return session.respond(412, [['Cache-Status', cacheStatus]])
   if (request.method === 'HEAD') return respondStored(session, entry, entry.status, withAge(entry, age, cacheStatus, entry.complete ? entry.length : -1))
   const range = conditional ? request.headers.get('range') : undefined
-  if (range !== undefined && entry.complete && entry.status === 200) {
+  // an entry still filling has the length its backend declared: one range of it streams as its bytes arrive
+  const total = entry.complete ? entry.length : entry.expected
+  if (range !== undefined && total >= 0 && entry.status === 200) {
     const ifRange = request.headers.get('if-range')
     if (ifRange === undefined || ifRangeHolds(ifRange, validators)) {
-      const parsed = parseRange(range, entry.length)
+      const parsed = parseRange(range, total)
       if (parsed.kind === 'unsatisfiable') {
-        return session.respond(416, [['Content-Range', `bytes */${entry.length}`], ['Cache-Status', cacheStatus]])
+        return session.respond(416, [['Content-Range', `bytes */${total}`], ['Cache-Status', cacheStatus]])
       }
-      if (parsed.kind === 'ranges') return serveRanges(session, entry, age, cacheStatus, parsed.ranges)
+      // several ranges of an entry still filling: the whole response (a server may ignore Range)
+      if (parsed.kind === 'ranges' && (entry.complete || parsed.ranges.length === 1)) return serveRanges(session, entry, age, cacheStatus, parsed.ranges, total)
     }
   }
   if (!entry.complete) return respondStored(session, entry, entry.status, withAge(entry, age, cacheStatus, -1), entry.read())
@@ -448,13 +452,14 @@ function respondStored (session: FilterSession, entry: CacheEntry, status: numbe
   return (session as Session).respondFields(status, fields, body, entry.block)
 }
 
-function serveRanges (session: FilterSession, entry: CacheEntry, age: number, cacheStatus: string, ranges: readonly ByteRange[]): Verdict {
+/** `total`: the entry's length, or the one its backend declared while it fills (then `ranges` is one range). */
+function serveRanges (session: FilterSession, entry: CacheEntry, age: number, cacheStatus: string, ranges: readonly ByteRange[], total: number): Verdict {
   const headers = entry.headerList
   headers.set('Age', String(Math.max(0, age)))
   headers.set('Cache-Status', cacheStatus)
   if (ranges.length === 1) {
     const only = ranges[0]
-    headers.set('Content-Range', contentRange(only, entry.length))
+    headers.set('Content-Range', contentRange(only, total))
     headers.set('Content-Length', String(only.end - only.start + 1))
     const whole = entry.whole()
     return session.respond(206, pairs(headers), whole !== null ? whole.subarray(only.start, only.end + 1) : entry.read(only.start, only.end))

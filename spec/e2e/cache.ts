@@ -9,7 +9,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { gunzipSync } from 'node:zlib'
-import { Readable } from 'node:stream'
+import { PassThrough, Readable } from 'node:stream'
 import t, { type Test } from 'tap'
 import { exchange, RawClient } from '../helpers/client.js'
 import { header, type Message } from '../helpers/framing.js'
@@ -320,6 +320,37 @@ t.test('a miss for Range: bytes=0- (a media player\'s first request) fetches the
   t.equal(count('/held'), 1)
   a.destroy()
   b.destroy()
+})
+
+t.test('ranges of a response still arriving: served against its declared length, each byte as it comes', async t => {
+  const body = Buffer.from(Array.from({ length: 1000 }, (_, i) => String.fromCharCode(0x41 + (i % 26))).join(''), 'latin1')
+  const rest = new PassThrough()
+  const { proxy, count } = await setup(t, () => ({ bytes: `HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: ${body.length}\r\n\r\n`, stream: rest }))
+  rest.write(body.subarray(0, 400))
+  const a = await RawClient.connect(proxy.port)
+  t.teardown(() => a.destroy())
+  await a.write(get('/film', 'Range: bytes=0-'))
+  await a.until(() => a.raw().length >= 400, 5000, 'the first 400 bytes at the client that fetches')
+  // already there: answered at once
+  const present = await one(proxy.port, get('/film', 'Range: bytes=100-109'))
+  t.same([present.head.line[1], header(present, 'content-range'), present.body.toString('latin1')], ['206', 'bytes 100-109/1000', body.subarray(100, 110).toString('latin1')], 'a range already received: at once')
+  t.equal(header(present, 'cache-status'), 'rp4; hit; detail=coalesced')
+  // not there yet: waits for its bytes
+  const b = await RawClient.connect(proxy.port)
+  t.teardown(() => b.destroy())
+  await b.write(get('/film', 'Range: bytes=600-699'))
+  const suffix = await RawClient.connect(proxy.port)
+  t.teardown(() => suffix.destroy())
+  await suffix.write(get('/film', 'Range: bytes=-5'))
+  const unsatisfiable = await one(proxy.port, get('/film', 'Range: bytes=1000-'))
+  t.same([unsatisfiable.head.line[1], header(unsatisfiable, 'content-range')], ['416', 'bytes */1000'], 'past the declared length: 416')
+  t.equal(b.responses.length, 0, 'bytes 600-699 not answered before they came')
+  rest.end(body.subarray(400))
+  const [rb, rs, ra] = [await b.response(0), await suffix.response(0), await a.response(0)]
+  t.same([rb.head.line[1], header(rb, 'content-range'), rb.body.toString('latin1')], ['206', 'bytes 600-699/1000', body.subarray(600, 700).toString('latin1')], 'bytes 600-699, once they came')
+  t.same([header(rs, 'content-range'), rs.body.toString('latin1')], ['bytes 995-999/1000', body.subarray(995).toString('latin1')], 'the last 5 bytes')
+  t.equal(ra.body.toString('latin1'), body.toString('latin1'), 'the client that fetched: every byte')
+  t.equal(count('/film'), 1, 'one request at the backend')
 })
 
 t.test('RFC 5861 stale-while-revalidate: stale served at once, refreshed in the background', async t => {
