@@ -6,18 +6,14 @@
  * of the turn in every case. Nothing is reordered or lost on the way.
  */
 import t, { type Test } from 'tap'
-import net, { type AddressInfo, type Socket } from 'node:net'
+import type { Socket } from 'node:net'
 import { beginBatch, deferResponses, deferWrites, endBatch, flush, send, sendEnd } from '../../lib/core/batch.js'
 import { kOwner } from '../../lib/core/symbols.js'
+import { socketPair } from '../helpers/sockets.js'
 
 /** Both ends of one loopback connection: the accepted one (`server`) and the client's, which keeps what it reads. */
 async function pair (t: Test): Promise<{ server: Socket, client: Socket, received: () => string, ended: Promise<void> }> {
-  const srv = net.createServer()
-  await new Promise<void>(resolve => srv.listen(0, '127.0.0.1', resolve))
-  const accepted = new Promise<Socket>(resolve => srv.once('connection', resolve))
-  const client = net.connect((srv.address() as AddressInfo).port, '127.0.0.1')
-  const server = await accepted
-  t.teardown(() => { client.destroy(); server.destroy(); srv.close() })
+  const { server, client } = await socketPair(t)
   let text = ''
   client.setEncoding('latin1')
   client.on('data', (chunk: string) => { text += chunk })

@@ -4,28 +4,17 @@
  * byte in order and the end, in flowing mode, through pauses that let its buffer pass the
  * high-water mark and stop the handle, and resumes that start it again.
  */
-import t, { type Test } from 'tap'
-import net, { type AddressInfo, type Socket } from 'node:net'
+import t from 'tap'
 import { createHash } from 'node:crypto'
 import { canSkipReadMore, skipReadMore } from '../../lib/core/read-more.js'
+import { socketPair } from '../helpers/sockets.js'
 
 t.test('this Node has the readable state flag the skip relies on', async t => {
   t.equal(canSkipReadMore, true, '_readableState.readingMore is a boolean in this Node')
 })
 
-/** Both ends of one loopback connection: the accepted one (`server`) and the client's. */
-async function pair (t: Test): Promise<{ server: Socket, client: Socket }> {
-  const srv = net.createServer()
-  await new Promise<void>(resolve => srv.listen(0, '127.0.0.1', resolve))
-  const accepted = new Promise<Socket>(resolve => srv.once('connection', resolve))
-  const client = net.connect((srv.address() as AddressInfo).port, '127.0.0.1')
-  const server = await accepted
-  t.teardown(() => { client.destroy(); server.destroy(); srv.close() })
-  return { server, client }
-}
-
 t.test('a marked socket gets every byte and the end, through pauses past the high-water mark', async t => {
-  const { server, client } = await pair(t)
+  const { server, client } = await socketPair(t)
   skipReadMore(server)
   const total = 8 * 1024 * 1024
   const sent = createHash('sha256')
@@ -63,7 +52,7 @@ t.test('a marked socket gets every byte and the end, through pauses past the hig
 })
 
 t.test('marked before any data and paused from the start: bytes wait, then come on resume', async t => {
-  const { server, client } = await pair(t)
+  const { server, client } = await socketPair(t)
   skipReadMore(server)
   server.pause()
   const chunks: Buffer[] = []
