@@ -125,8 +125,6 @@ export class FieldBlock {
   readonly fields: readonly string[]
   /** A Transfer-Encoding or Content-Length field is among them: framing reads them one by one. */
   readonly framing: boolean
-  /** A Date field is among them (a stored response's own). */
-  readonly dated: boolean
   /** What an encoder keeps for this block (http1/encode.ts: its field lines, the last whole head made with them); null until one needs it. */
   encoded: unknown = null
 
@@ -134,13 +132,10 @@ export class FieldBlock {
   constructor (fields: readonly string[]) {
     this.fields = fields
     let framing = false
-    let dated = false
     for (let i = 0; i < fields.length; i += 2) {
       if (isName(fields[i], 'transfer-encoding') || isName(fields[i], 'content-length')) framing = true
-      else if (isName(fields[i], 'date')) dated = true
     }
     this.framing = framing
-    this.dated = dated
   }
 
   /** A list of its own, starting with this block's fields. */

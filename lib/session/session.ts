@@ -1074,9 +1074,7 @@ class DiscardSink implements ResponseSink {
 function dated (head: ResponseHead): void {
   if (head.status < 200) return
   const list = head.headers
-  const block = list.block
-  // a block that has no Date (a file's fields) need not be searched
-  const from = block !== null && !block.dated && block.covers(list.raw) ? block.fields.length >> 1 : 0
+  // the search passes over a name by its length alone unless it has four characters
   // the value is made here, a fixed form: no need for append's checks
-  if (list.indexOf('date', from) === -1) list.raw.push('Date', httpNow())
+  if (list.indexOf('date') === -1) list.raw.push('Date', httpNow())
 }
