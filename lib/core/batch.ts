@@ -52,7 +52,7 @@ const enum Defer {
   /**
    * What a batch produced waits for the end of the turn, up to COALESCE_LIMIT bytes (more is
    * written when its batch ends); anything sent outside a batch writes it and itself at once (a
-   * client connection).
+   * client connection, a backend connection without pipelining).
    */
   BATCH,
 }
@@ -80,17 +80,17 @@ export function deferWrites (socket: Socket): void {
 
 /**
  * Let what `socket`'s batches produce wait until the end of the event-loop turn (as long as it is
- * small: a larger output is written when its batch ends, so that a slow client stops its producer
- * after one read as before), while anything
- * sent outside a batch (a streamed body, a drain) is written at once, with what waits before it,
- * as without this. For a client connection: the responses made from the reads of one turn leave
- * together after them, so that a client reading from several connections (a load balancer's, a
- * browser's, a benchmark's) is woken once for them rather than once per response. On loopback,
- * the writer's kernel pays for that wake-up: about 0.8 µs per response in the static-file
- * scenario, where the reader slept between responses. Whoever closes or hands on the socket must
- * `flush` it first.
+ * small: a larger output is written when its batch ends, so that a slow reader stops its producer
+ * after one read as before), while anything sent outside a batch (a streamed body, a drain) is
+ * written at once, with what waits before it, as without this. The responses (on a client
+ * connection) or requests (on a backend connection without pipelining) made from the reads of one
+ * turn leave together after them, so that a reader with several connections (a load balancer, a
+ * browser, a benchmark, an application's server) is woken once for them rather than once per
+ * message. On loopback the writer's kernel pays for that wake-up: about 0.8 µs per response in the
+ * static-file scenario, where the reader slept between responses. Whoever closes or hands on the
+ * socket must `flush` it first.
  */
-export function deferResponses (socket: Socket): void {
+export function deferBatches (socket: Socket): void {
   (socket as BatchedSocket)[kDefer] = Defer.BATCH
 }
 

@@ -6,7 +6,7 @@
  */
 import type { Socket } from 'node:net'
 import { clock, type Timed } from '../core/clock.js'
-import { beginBatch, deferResponses, endBatch, flush, send, sendEnd, type WriteOwner } from '../core/batch.js'
+import { beginBatch, deferBatches, endBatch, flush, send, sendEnd, type WriteOwner } from '../core/batch.js'
 import { ProxyError } from '../core/errors.js'
 import { kOwner, localOf, peerLabel, peerOf } from '../core/symbols.js'
 import { disown, own, type SocketOwner } from '../core/owner.js'
@@ -103,7 +103,7 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
     this.#meter = new RequestMeter(settings.minDataRate)
     socket.setNoDelay(true)
     // the responses of one turn's reads leave together at its end (core/batch.ts)
-    deferResponses(socket)
+    deferBatches(socket)
     skipReadMore(socket)
     // a socket from the listener's detection keeps its listeners: only the owner changes
     own(socket, this)
@@ -250,8 +250,7 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
   /** A defect of rp4's own surfaced on this connection: it is closed, the process goes on. */
   onInternalError (err: unknown): void {
     this.#host.clientError(new ProxyError('internal_error', `internal error: ${(err as Error).stack ?? String(err)}`, 'internal', 500, false, err), this.label)
-    flush(this.socket)
-    this.socket.destroy()
+    this.destroy()
   }
 
   #parseStopped (ret: number, chunk: Buffer): void {

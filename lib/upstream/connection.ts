@@ -6,7 +6,7 @@
 import net, { type Socket } from 'node:net'
 import tls from 'node:tls'
 import { clock, type Timed } from '../core/clock.js'
-import { beginBatch, deferResponses, deferWrites, endBatch, send, type WriteOwner } from '../core/batch.js'
+import { beginBatch, deferBatches, deferWrites, endBatch, send, type WriteOwner } from '../core/batch.js'
 import { CRLF, LAST_CHUNK, chunkHeader } from '../http1/encode.js'
 import { ProxyError } from '../core/errors.js'
 import { kOwner } from '../core/symbols.js'
@@ -80,7 +80,7 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner, Reque
     // pipelined requests of several clients gather into one write per turn; otherwise the
     // requests of one turn's reads leave together at its end, as responses do (core/batch.ts)
     if (pool.pipelining > 1) deferWrites(socket)
-    else deferResponses(socket)
+    else deferBatches(socket)
     this.#parser = new HttpParser(ParserType.RESPONSE, this, settings.maxHeaderSize, settings.maxHeaderSize, settings.maxHeaders)
     socket.on(secure === null ? 'connect' : 'secureConnect', onConnect)
     socket.on('data', onData)

@@ -1,13 +1,13 @@
 /**
  * core/batch.ts: when what is sent to a socket is written. A batch's output is written when the
- * batch ends; a client connection's (`deferResponses`) at the end of the event-loop turn, unless
+ * batch ends; a client connection's (`deferBatches`) at the end of the event-loop turn, unless
  * something is sent to it outside a batch, which writes what waits and itself at once (with the
  * write's answer for backpressure); a pipelined backend connection's (`deferWrites`) at the end
  * of the turn in every case. Nothing is reordered or lost on the way.
  */
 import t, { type Test } from 'tap'
 import type { Socket } from 'node:net'
-import { beginBatch, deferResponses, deferWrites, endBatch, flush, send, sendEnd } from '../../lib/core/batch.js'
+import { beginBatch, deferBatches, deferWrites, endBatch, flush, send, sendEnd } from '../../lib/core/batch.js'
 import { kOwner } from '../../lib/core/symbols.js'
 import { socketPair } from '../helpers/sockets.js'
 
@@ -45,7 +45,7 @@ t.test('a plain socket: a batch\'s output is written when the batch ends, joined
 
 t.test('a client connection: a batch\'s output waits for the end of the turn, several batches\' together and in order', async t => {
   const { server, received } = await pair(t)
-  deferResponses(server)
+  deferBatches(server)
   batch(() => send(server, 'one '))
   batch(() => send(server, 'two '))
   t.equal(server.bytesWritten, 0, 'not written when the batches ended')
@@ -56,7 +56,7 @@ t.test('a client connection: a batch\'s output waits for the end of the turn, se
 
 t.test('a client connection: a batch\'s larger output (a body read from a backend) is written when the batch ends, after what waited', async t => {
   const { server, received } = await pair(t)
-  deferResponses(server)
+  deferBatches(server)
   batch(() => send(server, 'small '))
   t.equal(server.bytesWritten, 0)
   const body = 'y'.repeat(16 * 1024)
@@ -67,7 +67,7 @@ t.test('a client connection: a batch\'s larger output (a body read from a backen
 
 t.test('a client connection: a send outside a batch writes what waits, then itself, at once', async t => {
   const { server, received } = await pair(t)
-  deferResponses(server)
+  deferBatches(server)
   batch(() => send(server, 'head '))
   t.equal(send(server, 'body'), true, 'the write\'s own answer: the socket took it')
   t.equal(server.bytesWritten, 9, 'both written at once, not at the end of the turn')
@@ -77,7 +77,7 @@ t.test('a client connection: a send outside a batch writes what waits, then itse
 t.test('a client connection: a send outside a batch that fills the socket answers false, and the owner is not told twice', async t => {
   const { server, client } = await pair(t)
   client.pause()
-  deferResponses(server)
+  deferBatches(server)
   let blocked = 0;
   (server as unknown as Record<symbol, unknown>)[kOwner] = { onWriteBlocked: () => { blocked++ } }
   batch(() => send(server, 'head '))
@@ -88,7 +88,7 @@ t.test('a client connection: a send outside a batch that fills the socket answer
 
 t.test('a client connection: sendEnd outside a batch ends at once, after what waits', async t => {
   const { server, received, ended } = await pair(t)
-  deferResponses(server)
+  deferBatches(server)
   batch(() => send(server, 'last'))
   sendEnd(server)
   t.equal(server.writableEnded, true, 'ended at once')
@@ -98,7 +98,7 @@ t.test('a client connection: sendEnd outside a batch ends at once, after what wa
 
 t.test('a client connection: sendEnd inside a batch ends at the end of the turn, after the output', async t => {
   const { server, received, ended } = await pair(t)
-  deferResponses(server)
+  deferBatches(server)
   batch(() => {
     send(server, 'bye')
     sendEnd(server)
@@ -110,7 +110,7 @@ t.test('a client connection: sendEnd inside a batch ends at the end of the turn,
 
 t.test('flush writes what waits, before the socket is closed or handed on', async t => {
   const { server, received } = await pair(t)
-  deferResponses(server)
+  deferBatches(server)
   batch(() => send(server, 'kept'))
   flush(server)
   t.equal(server.bytesWritten, 4)
