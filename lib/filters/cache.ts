@@ -207,20 +207,23 @@ export class HttpCache implements Filter {
       }
     }
     const facts = responseFacts(head.status, head.headers)
-    const length = Number(head.headers.get('content-length') ?? 0)
+    const lengthField = head.headers.get('content-length')
+    const length = Number(lengthField ?? 0)
+    // what the backend declared, -1 for none (a body until close, or chunked)
+    const declared = lengthField === undefined ? -1 : length
     const why = state.noStore || method !== 'GET' ? 'request'
       : length > this.#model.maxEntrySize ? 'too-large'
         : notStorable(method, request.headers, requestDirectives(request.headers), facts)
     if (why !== null) {
       this.#abandon(session)
-      if (state.fromStart !== null) wholeAsRange(head, length, state.fromStart)
+      if (state.fromStart !== null) wholeAsRange(head, declared, state.fromStart)
       if (!state.background) head.headers.set('Cache-Status', `rp4; fwd=${stale !== null ? 'stale' : 'uri-miss'}; fwd-status=${head.status}; detail=${why.replace(/ /g, '-')}`)
       return
     }
     const fields = varyFields(head.headers)
     const headers = storedHeaders(head, now)
     const entry = new CacheEntry(state.primary, secondaryKey(request.headers, fields), fields, head.status, head.reason, headers, state.requestTime, now)
-    if (head.headers.get('content-length') !== undefined) entry.expected = length
+    entry.expected = declared
     let inflight: Inflight | undefined
     if (state.filling) {
       // requests for the URI arriving until the entry is complete are served from it as it fills
@@ -233,7 +236,7 @@ export class HttpCache implements Filter {
       if (inflight !== undefined && this.#inflight.get(state.primary) === inflight) this.#inflight.delete(state.primary)
     }))
     // stored as the backend sent it; the client that asked for bytes=0- gets it as a 206
-    if (state.fromStart !== null) wholeAsRange(head, length, state.fromStart)
+    if (state.fromStart !== null) wholeAsRange(head, declared, state.fromStart)
   }
 
   onLog (session: FilterSession): void {
@@ -306,12 +309,12 @@ const FROM_START = /^\s*bytes\s*=\s*0+\s*-\s*$/i
 
 /**
  * The whole response fetched for a client that asked for `bytes=0-`, made the 206 it asked for
- * (RFC 9110 §14.2), its length unchanged: a 200 with a length above zero, whose validators its
+ * (RFC 9110 §14.2), its length unchanged: a 200 with a declared `length` above zero, whose validators its
  * If-Range (`ifRange`, '' for none) names. Otherwise it gets the 200, as a server that ignores
  * Range would send.
  */
 function wholeAsRange (head: ResponseHead, length: number, ifRange: string): void {
-  if (head.status !== 200 || !(length > 0) || head.headers.get('content-length') === undefined) return
+  if (head.status !== 200 || !(length > 0)) return
   if (ifRange !== '') {
     const modified = head.headers.get('last-modified')
     if (!ifRangeHolds(ifRange, { etag: head.headers.get('etag') ?? null, lastModified: modified === undefined ? NaN : parseHttpDate(modified) })) return

@@ -353,6 +353,53 @@ t.test('ranges of a response still arriving: served against its declared length,
   t.equal(count('/film'), 1, 'one request at the backend')
 })
 
+t.test('hostile Range requests on a miss: only one plain bytes=0- fetches the whole response; the rest go to the backend as sent', async t => {
+  const body = '0123456789'.repeat(100)
+  const cut = new PassThrough()
+  let cuts = 0
+  const { proxy, origin, count } = await setup(t, req => req.url === '/cut' && cuts++ === 0
+    ? { bytes: 'HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 1000\r\n\r\n', stream: cut, close: 'destroy' }
+    : cc('max-age=60', body, 'ETag: "v1"'))
+  const cases: Array<[string, string[]]> = [
+    ['/two-headers', ['Range: bytes=0-', 'Range: bytes=0-']],
+    ['/multi', ['Range: bytes=0-,5-']],
+    ['/first-byte', ['Range: bytes=0-0']],
+    ['/other-unit', ['Range: items=0-']],
+    ['/no-dash', ['Range: bytes=0']],
+  ]
+  for (const [url, fields] of cases) {
+    await one(proxy.port, get(url, ...fields))
+    t.same(origin.requests.at(-1)!.head.headers.filter(([n]) => n.toLowerCase() === 'range').map(([, v]) => v), fields.map(f => f.slice('Range: '.length)),
+      `${fields.join(' + ')}: the backend gets the Range as sent, and nothing is fetched for others`)
+  }
+  const garbled = await one(proxy.port, get('/garbled', 'Range: bytes=0-', 'If-Range: "'))
+  t.same([garbled.head.line[1], garbled.body.toString()], ['200', body], 'an If-Range that names nothing: the whole 200')
+  // split at every byte: the same answer
+  const bytewise = await RawClient.connect(proxy.port)
+  t.teardown(() => bytewise.destroy())
+  await bytewise.writeBytewise(get('/bytewise', 'Range: bytes=0-'))
+  const split = await bytewise.response(0)
+  t.same([split.head.line[1], header(split, 'content-range'), split.body.length], ['206', 'bytes 0-999/1000', 1000], 'sent a byte at a time: the 206')
+  // a backend that declares 1000 bytes and stops at 400: the range past them fails, nothing is stored
+  cut.write(body.slice(0, 400))
+  const filler = await RawClient.connect(proxy.port)
+  t.teardown(() => filler.destroy())
+  await filler.write(get('/cut', 'Range: bytes=0-'))
+  await filler.until(() => filler.raw().length >= 400, 5000, 'the first 400 bytes')
+  const waiting = await RawClient.connect(proxy.port)
+  t.teardown(() => waiting.destroy())
+  await waiting.write(get('/cut', 'Range: bytes=600-699'))
+  await proxy.events.until(() => proxy.events.requests.filter(r => r.url === '/cut').length === 2, 5000, 'the range request taken in')
+  // the backend's connection drops after 400 of its 1000 bytes
+  cut.end()
+  await waiting.waitClose(5000)
+  t.equal(waiting.responses.length, 0, 'the waiting range: no complete response, the connection closed (the truncation shows)')
+  await filler.waitClose(5000)
+  const again = await one(proxy.port, get('/cut', 'Range: bytes=0-'))
+  t.equal(count('/cut'), 2, 'not stored: the next request goes to the backend')
+  t.same([again.head.line[1], header(again, 'cache-status')], ['206', 'rp4; fwd=uri-miss; fwd-status=200; stored'], 'a miss, fetched whole again')
+})
+
 t.test('RFC 5861 stale-while-revalidate: stale served at once, refreshed in the background', async t => {
   let n = 0
   const { proxy, count } = await setup(t, () => cc('max-age=0, stale-while-revalidate=60', `v${n++}`))
