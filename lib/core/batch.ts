@@ -15,6 +15,7 @@
 import type { Socket } from 'node:net'
 import { kOwner } from './symbols.js'
 import { clock } from './clock.js'
+import { isLent, keepLoan, lending, settlePieces } from './loan.js'
 
 /** The object that owns a socket written through `send`. */
 export interface WriteOwner {
@@ -171,6 +172,8 @@ export function endBatch (): void {
     const defer = socket[kDefer]
     // a client's larger output goes now: its backpressure must stop the producer after this read, not after the turn's
     if (defer === Defer.TURN || (defer === Defer.BATCH && out.bytes <= COALESCE_LIMIT)) {
+      // what waits past the read must not be a view of its reused buffer
+      if (lending()) copyLent(out)
       if (!out.waiting) {
         out.waiting = true
         deferred[deferredCount++] = socket
@@ -184,6 +187,28 @@ export function endBatch (): void {
     flushScheduled = true
     setImmediate(flushDeferred)
   }
+}
+
+/** Replace the views of the lent read buffer waiting in `out` by copies. */
+function copyLent (out: Outbox): void {
+  const parts = out.parts
+  for (let i = 0; i < out.count; i++) {
+    const data = parts[i]!
+    if (typeof data !== 'string' && isLent(data)) {
+      parts[i] = Buffer.from(data)
+      settlePieces()
+    }
+  }
+}
+
+/** Views of the lent read buffer among the first `count` parts. */
+function countLent (parts: Array<string | Buffer | undefined>, count: number): number {
+  let lent = 0
+  for (let i = 0; i < count; i++) {
+    const data = parts[i]!
+    if (typeof data !== 'string' && isLent(data)) lent++
+  }
+  return lent
 }
 
 function flushDeferred (): void {
@@ -213,6 +238,8 @@ function write (socket: BatchedSocket, out: Outbox, direct = false): boolean {
   out.bytes = 0
   out.end = false
   let ok = true
+  // views of a read buffer lent for this dispatch: free again only if the kernel took them all now
+  const lent = lending() ? countLent(parts, count) : 0
   if (!socket.destroyed) {
     if (count === 1) {
       const data = parts[0]!
@@ -234,10 +261,15 @@ function write (socket: BatchedSocket, out: Outbox, direct = false): boolean {
       }
       socket.uncork()
     }
+    if (lent > 0) {
+      // joined into a new buffer, or written in full: nothing refers to the views now
+      if ((count > 1 && bytes <= COALESCE_LIMIT) || socket.writableLength === 0) settlePieces(lent)
+      else keepLoan()
+    }
     if (end) {
       if (!socket.writableEnded) socket.end()
     } else if (!ok && !direct) socket[kOwner]?.onWriteBlocked()
-  }
+  } else if (lent > 0) settlePieces(lent)
   for (let i = 0; i < count; i++) parts[i] = undefined
   return ok
 }

@@ -7,6 +7,7 @@
  */
 import type { Socket } from 'node:net'
 import type { ProxyError } from '../core/errors.js'
+import { unlent } from '../core/loan.js'
 import { CRLF, LAST_CHUNK, chunkHeader, encodeResponseHead, frameResponse, keptWhole, type ResponseFraming } from '../http1/encode.js'
 import type { ResponseHead } from '../http/message.js'
 import { BodyKind } from '../http/validate.js'
@@ -144,7 +145,8 @@ export class H1Response implements ResponseSink {
 
   #emit (data: string | Buffer): boolean {
     if (!this.first) {
-      (this.#held ??= []).push(data)
+      // held past the read that brought it: not a view of a reused read buffer
+      (this.#held ??= []).push(typeof data === 'string' ? data : unlent(data))
       return false
     }
     return this.#owner.write(data)

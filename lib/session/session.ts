@@ -10,6 +10,7 @@
  */
 import { clock, httpNow, type Timed } from '../core/clock.js'
 import { ProxyError } from '../core/errors.js'
+import { keepLoan, settlePieces } from '../core/loan.js'
 import { CB_ERROR, CB_OK, HeadersResult } from '../http1/llhttp.js'
 import type { MessageHead } from '../http1/head.js'
 import { encodeRequestHead } from '../http1/encode.js'
@@ -597,7 +598,10 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
 
   onResponseBody (chunk: Buffer): number {
     // a response answered in the backend's place may be complete already: its body is still read, so that the connection can be reused
-    if (this.#discard) return CB_OK
+    if (this.#discard) {
+      settlePieces()
+      return CB_OK
+    }
     if (this.#finished) return CB_ERROR
     if (!this.#deliver(chunk)) this.#holdUpstream(ReadHold.DOWNSTREAM)
     return CB_OK
@@ -607,6 +611,8 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
   #deliver (chunk: Buffer): boolean {
     let body: Buffer | null = chunk
     const hooks = this.#route?.chain.onResponseBody ?? null
+    // filters and transforms may keep what they are given: the backend's read buffer is not read into again
+    if (hooks !== null || this.#pipeline !== null) keepLoan()
     if (hooks !== null) {
       for (let i = 0; i < hooks.length && body !== null; i++) body = hooks[i].onResponseBody!(this, body)
       if (body === null || body.length === 0) return true

@@ -11,6 +11,8 @@ import { CRLF, LAST_CHUNK, chunkHeader } from '../http1/encode.js'
 import { ProxyError } from '../core/errors.js'
 import { kOwner } from '../core/symbols.js'
 import { skipReadMore } from '../core/read-more.js'
+import { closeLoan, isLent, lendPiece, openLoan } from '../core/loan.js'
+import { abandonOwnBuffer, returnOwnBuffer, SHARED_SIZE, sharedReadBuffer, takeOwnBuffer } from '../core/read-buffers.js'
 import { CB_OK, Errno, HeadersResult, ParserType } from '../http1/llhttp.js'
 import { HttpParser, type MessageSink } from '../http1/parser.js'
 import type { MessageHead } from '../http1/head.js'
@@ -32,6 +34,13 @@ export interface ConnectionPool {
 }
 
 const enum State { CONNECTING, IDLE, ACTIVE, CLOSED }
+
+/**
+ * A read from the shared buffer at least this large is dispatched as a loan (of its copy), to
+ * learn whether the response's reads could go to an own buffer: one that fills half of the shared
+ * buffer suggests a large body, whose next reads do.
+ */
+const LEND_FROM = SHARED_SIZE / 2
 
 
 interface OwnedSocket extends Socket { [kOwner]: UpstreamConnection }
@@ -60,6 +69,13 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner, Reque
   #totalRunning = false
   #error: ProxyError | null = null
   deadline = 0
+  /**
+   * What a cleartext socket reads into next (core/read-buffers.ts): the shared buffer, or an own
+   * buffer while a large body moves to a client that keeps up. Unused on TLS (stream reads).
+   */
+  #readBuffer: Buffer = sharedReadBuffer()
+  /** A tunnel owns the socket now: what it reads goes to the socket's stream. */
+  #detached = false
 
   constructor (pool: ConnectionPool, opener: UpstreamRequest) {
     this.pool = pool
@@ -68,8 +84,15 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner, Reque
     const { host, port, tls: secure } = pool.target.config
     // half-open, so that an upgraded connection can relay a FIN one way while the other keeps flowing;
     // an https:// backend: usable once its certificate is verified (a failure is a connect failure)
+    // cleartext: reads go to a buffer the connection chooses (`onread`), not a fresh one per read
     const socket = (secure === null
-      ? net.connect({ host, port, noDelay: true, allowHalfOpen: true })
+      ? net.connect({
+        host,
+        port,
+        noDelay: true,
+        allowHalfOpen: true,
+        onread: { buffer: () => this.#readBuffer, callback: (length: number, buffer: Buffer) => this.#onRead(length, buffer) },
+      })
       // allowHalfOpen is honoured by tls.connect though its typings omit it
       : tls.connect({ ...secure, host, port, allowHalfOpen: true } as tls.ConnectionOptions).setNoDelay(true)) as OwnedSocket
     socket[kOwner] = this
@@ -83,7 +106,7 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner, Reque
     else deferBatches(socket)
     this.#parser = new HttpParser(ParserType.RESPONSE, this, settings.maxHeaderSize, settings.maxHeaderSize, settings.maxHeaders)
     socket.on(secure === null ? 'connect' : 'secureConnect', onConnect)
-    socket.on('data', onData)
+    if (secure !== null) socket.on('data', onData)
     socket.on('end', onEnd)
     socket.on('error', onError)
     socket.on('close', onClose)
@@ -180,6 +203,7 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner, Reque
   /** The request gives the connection up for the rest of its life (its tunnel now owns the socket). */
   detach (): Socket {
     this.#state = State.CLOSED
+    this.#detached = true
     this.#inflight.length = 0
     clock.delete(this)
     this.socket.removeListener('data', onData)
@@ -214,6 +238,7 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner, Reque
   }
 
   onBody (body: Buffer): number {
+    lendPiece()
     return this.#inflight[0].onResponseBody(body)
   }
 
@@ -267,7 +292,11 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner, Reque
       } else if (ret === Errno.PAUSED_UPGRADE) {
         // a 101 its request declined (a filter answered in its place) was completed above, and the
         // connection closed with it
-        if (this.#switching) this.#inflight[0].onUpgraded(chunk.subarray(this.#parser.errorOffset()))
+        if (this.#switching) {
+          // the tunnel keeps what came after the 101: never a view of a reused read buffer
+          const rest = chunk.subarray(this.#parser.errorOffset())
+          this.#inflight[0].onUpgraded(isLent(rest) ? Buffer.from(rest) : rest)
+        }
         else if (!this.socket.destroyed) this.socket.destroy()
       } else if (!this.socket.destroyed) {
         this.destroy(this.#error ?? new ProxyError('bad_response',
@@ -278,6 +307,39 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner, Reque
     } finally {
       endBatch()
     }
+  }
+
+  /**
+   * A cleartext socket read `length` bytes into `buffer`. From the shared buffer, a copy is parsed
+   * (views of it must not outlive this call); from an own buffer, views of it are lent for the
+   * dispatch (core/loan.ts) and it is read into again if none was kept. The next buffer is chosen
+   * here; Node asks for it right after. False: stop reading (a tunnel's stream is full).
+   */
+  #onRead (length: number, buffer: Buffer): boolean {
+    if (this.#detached) return this.socket.push(Buffer.from(buffer.subarray(0, length)))
+    const shared = sharedReadBuffer()
+    const own = buffer !== shared
+    const chunk = own ? buffer.subarray(0, length) : Buffer.from(buffer.subarray(0, length))
+    const lend = own || length >= LEND_FROM
+    if (lend) openLoan(chunk)
+    this.onData(chunk)
+    if (!lend) return true
+    const free = closeLoan()
+    const busy = this.#inflight.length > 0 && this.#state !== State.CLOSED && !this.#switching
+    if (own) {
+      if (!free) {
+        // something keeps a view of it: it leaves the pool, and reads go back to copies
+        abandonOwnBuffer()
+        this.#readBuffer = shared
+      } else if (!busy) {
+        returnOwnBuffer(buffer)
+        this.#readBuffer = shared
+      }
+    } else if (free && busy) {
+      // a large body whose reads nobody keeps: the rest of it is read into a buffer of its own
+      this.#readBuffer = takeOwnBuffer() ?? shared
+    }
+    return true
   }
 
   /** A defect of rp4's own surfaced on this connection: it is closed (its exchanges fail), the process goes on. */
@@ -317,6 +379,12 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner, Reque
   }
 
   onClose (): void {
+    const readBuffer = this.#readBuffer
+    if (readBuffer !== sharedReadBuffer()) {
+      // nothing reads into it any more, and no view of it was kept (a kept one is never the current one)
+      this.#readBuffer = sharedReadBuffer()
+      returnOwnBuffer(readBuffer)
+    }
     const wasConnecting = this.#state === State.CONNECTING
     this.#state = State.CLOSED
     this.#noReuse = true
