@@ -65,3 +65,8 @@ export function unlent (data: Buffer): Buffer {
   settled++
   return Buffer.from(data)
 }
+
+/** `data` copied when it is a view of the lent memory, for code that keeps bytes that are not a piece handed on (a stash of unparsed bytes). */
+export function copyIfLent (data: Buffer): Buffer {
+  return lent === null || data.buffer !== lent ? data : Buffer.from(data)
+}

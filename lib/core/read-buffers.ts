@@ -12,12 +12,21 @@
  *
  * Own buffers are bounded (OWN_MAX per process, OWN_FREE_MAX kept for the next socket): past the
  * bound, sockets stay on the shared buffer and its copies.
+ *
+ * `SocketReads` makes the choice for one socket, read by read.
  */
+import { closeLoan, openLoan } from './loan.js'
 
 /** Bytes of the shared buffer: Node's own read size. */
 export const SHARED_SIZE = 64 * 1024
 /** Bytes of an own buffer. */
 export const OWN_SIZE = 256 * 1024
+/**
+ * A read from the shared buffer at least this large is dispatched as a loan (of its copy), to
+ * learn whether the body's next reads could go to an own buffer: one that fills half of the
+ * shared buffer suggests a large body.
+ */
+const LEND_FROM = SHARED_SIZE / 2
 /** Own buffers alive at most (in use, or kept free). */
 const OWN_MAX = 64
 /** Own buffers kept for reuse when their socket no longer needs them. */
@@ -63,4 +72,71 @@ export function abandonOwnBuffer (): void {
 /** Own buffers alive and kept free now; handed to sockets and abandoned so far (for specs and metrics). */
 export function ownBufferCounts (): { live: number, free: number, taken: number, abandoned: number } {
   return { live, free: free.length, taken, abandoned }
+}
+
+/**
+ * The read buffers of one socket that reads through `onread` (or core/read-into.ts): the buffer
+ * for its next read, and the loan of each read's dispatch. Node asks for `buffer` after every read.
+ */
+export class SocketReads {
+  /** What the socket reads into next. */
+  buffer: Buffer = sharedReadBuffer()
+  #lending = false
+
+  /**
+   * The bytes of a read into `buffer`, to dispatch: a view of an own buffer, lent for the
+   * dispatch, or a copy of the shared buffer's (lent too when large, to learn whether the next
+   * reads could be). Call `end` when the dispatch is done, even if it threw.
+   */
+  begin (length: number, buffer: Buffer): Buffer {
+    const own = buffer !== shared
+    const chunk = own ? buffer.subarray(0, length) : Buffer.from(buffer.subarray(0, length))
+    this.#lending = own || length >= LEND_FROM
+    if (this.#lending) openLoan(chunk)
+    return chunk
+  }
+
+  /**
+   * The dispatch is over; choose the next buffer. `busy`: a large body is still coming on this
+   * socket (its next reads may go to an own buffer, if nothing kept a view of this one's).
+   */
+  end (busy: boolean): void {
+    if (!this.#lending) return
+    this.#lending = false
+    const free = closeLoan()
+    const current = this.buffer
+    if (current !== shared) {
+      if (!free) {
+        // something keeps a view of it: it leaves the pool, and reads go back to copies
+        abandonOwnBuffer()
+        this.buffer = sharedReadBuffer()
+      } else if (!busy) {
+        returnOwnBuffer(current)
+        this.buffer = sharedReadBuffer()
+      }
+    } else if (free && busy) {
+      // a large body whose reads nobody keeps: the rest of it is read into a buffer of its own
+      this.buffer = takeOwnBuffer() ?? current
+    }
+  }
+
+  /** A copy of a read, for a reader that keeps what it gets; the socket goes back to the shared buffer. */
+  copy (length: number, buffer: Buffer): Buffer {
+    const chunk = Buffer.from(buffer.subarray(0, length))
+    this.release()
+    return chunk
+  }
+
+  /**
+   * No more reads into an own buffer: call when the socket is closed, or during a read's dispatch
+   * (Node asks for the next buffer after it); at any other time the socket's next read still goes
+   * to the buffer it was given.
+   */
+  release (): void {
+    const current = this.buffer
+    if (current === shared) return
+    // never a kept one: `end` swaps those out at once
+    this.buffer = sharedReadBuffer()
+    returnOwnBuffer(current)
+  }
 }

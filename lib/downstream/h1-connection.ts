@@ -9,7 +9,9 @@ import { clock, type Timed } from '../core/clock.js'
 import { beginBatch, deferBatches, endBatch, flush, send, sendEnd, type WriteOwner } from '../core/batch.js'
 import { ProxyError } from '../core/errors.js'
 import { kOwner, localOf, peerLabel, peerOf } from '../core/symbols.js'
-import { disown, own, type SocketOwner } from '../core/owner.js'
+import { disown, own, readOwned, type SocketOwner } from '../core/owner.js'
+import { copyIfLent, lendPiece } from '../core/loan.js'
+import { SHARED_SIZE, type SocketReads } from '../core/read-buffers.js'
 import { skipReadMore } from '../core/read-more.js'
 import { CB_OK, CB_PAUSE, Errno, ParserType } from '../http1/llhttp.js'
 import { HttpParser, LimitError, type MessageSink } from '../http1/parser.js'
@@ -79,6 +81,8 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
   /** The client sent its FIN (`#noMore` follows once what it sent before is parsed). */
   #ended = false
   #resumeScheduled = false
+  /** Reads went to core/read-buffers.ts (tried once). */
+  #switched = false
   #wait = Wait.IDLE
   /** When the head being received must be complete. */
   #headEnd = 0
@@ -179,6 +183,7 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
   }
 
   onBody (body: Buffer): number {
+    lendPiece()
     this.#meter.touch()
     if (this.deadline === 0 && this.#wait === Wait.BODY && this.#holds === 0) this.#startStretch()
     this.#receiving?.onRequestBody(body)
@@ -206,11 +211,31 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
 
   // ---- reading ----
 
+  /**
+   * A read into a buffer of core/read-buffers.ts: its bytes are parsed as a chunk, lent for the
+   * dispatch when the buffer is this connection's own; a request body still coming may have its
+   * next reads go to one.
+   */
+  onRead (reads: SocketReads, length: number, buffer: Buffer): void {
+    const chunk = reads.begin(length, buffer)
+    try {
+      this.onData(chunk)
+    } finally {
+      reads.end(this.#receiving !== null && this.#wait !== Wait.CLOSED)
+    }
+  }
+
   onData (chunk: Buffer): void {
     this.#meter.bytes(chunk.length)
+    // a large request body on a cleartext socket: its next reads go to buffers chosen per read
+    // (core/read-buffers.ts) instead of a fresh one each; a connection without one never pays for the switch
+    if (chunk.length >= SHARED_SIZE / 2 && this.#receiving !== null && !this.#switched && !this.client.secure) {
+      this.#switched = true
+      readOwned(this.socket)
+    }
     if (this.#stash !== null || this.#holds !== 0) {
       // parsing is paused; keep the bytes in order (bounded: the socket is paused too)
-      this.#stash = this.#stash === null ? chunk : Buffer.concat([this.#stash, chunk])
+      this.#stash = this.#stash === null ? copyIfLent(chunk) : Buffer.concat([this.#stash, chunk])
       return
     }
     this.#parse(chunk)
@@ -254,7 +279,8 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
   }
 
   #parseStopped (ret: number, chunk: Buffer): void {
-    const rest = chunk.subarray(this.#parser.errorOffset())
+    // kept past this read: not a view of a reused read buffer
+    const rest = copyIfLent(chunk.subarray(this.#parser.errorOffset()))
     if (ret === Errno.PAUSED || ret === Errno.PAUSED_UPGRADE) {
       const last = this.#queue[this.#queue.length - 1]
       if (last !== undefined && last.session.request.upgrade && ret === Errno.PAUSED_UPGRADE) {

@@ -10,7 +10,7 @@
  */
 import { clock, httpNow, type Timed } from '../core/clock.js'
 import { ProxyError } from '../core/errors.js'
-import { keepLoan, settlePieces } from '../core/loan.js'
+import { keepLoan, settlePieces, unlent } from '../core/loan.js'
 import { CB_ERROR, CB_OK, HeadersResult } from '../http1/llhttp.js'
 import type { MessageHead } from '../http1/head.js'
 import { encodeRequestHead } from '../http1/encode.js'
@@ -491,8 +491,8 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
     if (this.#response === Response.DONE) return // answered early: the rest of the body is dropped
     const conn = this.upstream
     if (conn === null) {
-      // kept as views of the client's chunks until a connection is attached
-      (this.#pending ??= []).push(body)
+      // kept as views of the client's chunks until a connection is attached (copies of a reused read buffer's)
+      (this.#pending ??= []).push(unlent(body))
       this.#pendingBytes += body.length
       if (this.#pendingBytes >= PENDING_LIMIT) this.#downstream.hold(ClientHold.PENDING)
       return

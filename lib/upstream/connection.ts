@@ -11,8 +11,8 @@ import { CRLF, LAST_CHUNK, chunkHeader } from '../http1/encode.js'
 import { ProxyError } from '../core/errors.js'
 import { kOwner } from '../core/symbols.js'
 import { skipReadMore } from '../core/read-more.js'
-import { closeLoan, isLent, lendPiece, openLoan } from '../core/loan.js'
-import { abandonOwnBuffer, returnOwnBuffer, SHARED_SIZE, sharedReadBuffer, takeOwnBuffer } from '../core/read-buffers.js'
+import { isLent, lendPiece } from '../core/loan.js'
+import { SocketReads } from '../core/read-buffers.js'
 import { CB_OK, Errno, HeadersResult, ParserType } from '../http1/llhttp.js'
 import { HttpParser, type MessageSink } from '../http1/parser.js'
 import type { MessageHead } from '../http1/head.js'
@@ -34,13 +34,6 @@ export interface ConnectionPool {
 }
 
 const enum State { CONNECTING, IDLE, ACTIVE, CLOSED }
-
-/**
- * A read from the shared buffer at least this large is dispatched as a loan (of its copy), to
- * learn whether the response's reads could go to an own buffer: one that fills half of the shared
- * buffer suggests a large body, whose next reads do.
- */
-const LEND_FROM = SHARED_SIZE / 2
 
 
 interface OwnedSocket extends Socket { [kOwner]: UpstreamConnection }
@@ -70,10 +63,10 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner, Reque
   #error: ProxyError | null = null
   deadline = 0
   /**
-   * What a cleartext socket reads into next (core/read-buffers.ts): the shared buffer, or an own
+   * What a cleartext socket reads into (core/read-buffers.ts): the shared buffer, or an own
    * buffer while a large body moves to a client that keeps up. Unused on TLS (stream reads).
    */
-  #readBuffer: Buffer = sharedReadBuffer()
+  readonly #reads = new SocketReads()
   /** A tunnel owns the socket now: what it reads goes to the socket's stream. */
   #detached = false
 
@@ -91,7 +84,7 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner, Reque
         port,
         noDelay: true,
         allowHalfOpen: true,
-        onread: { buffer: () => this.#readBuffer, callback: (length: number, buffer: Buffer) => this.#onRead(length, buffer) },
+        onread: { buffer: () => this.#reads.buffer, callback: (length: number, buffer: Buffer) => this.#onRead(length, buffer) },
       })
       // allowHalfOpen is honoured by tls.connect though its typings omit it
       : tls.connect({ ...secure, host, port, allowHalfOpen: true } as tls.ConnectionOptions).setNoDelay(true)) as OwnedSocket
@@ -316,28 +309,13 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner, Reque
    * here; Node asks for it right after. False: stop reading (a tunnel's stream is full).
    */
   #onRead (length: number, buffer: Buffer): boolean {
-    if (this.#detached) return this.socket.push(Buffer.from(buffer.subarray(0, length)))
-    const shared = sharedReadBuffer()
-    const own = buffer !== shared
-    const chunk = own ? buffer.subarray(0, length) : Buffer.from(buffer.subarray(0, length))
-    const lend = own || length >= LEND_FROM
-    if (lend) openLoan(chunk)
-    this.onData(chunk)
-    if (!lend) return true
-    const free = closeLoan()
-    const busy = this.#inflight.length > 0 && this.#state !== State.CLOSED && !this.#switching
-    if (own) {
-      if (!free) {
-        // something keeps a view of it: it leaves the pool, and reads go back to copies
-        abandonOwnBuffer()
-        this.#readBuffer = shared
-      } else if (!busy) {
-        returnOwnBuffer(buffer)
-        this.#readBuffer = shared
-      }
-    } else if (free && busy) {
-      // a large body whose reads nobody keeps: the rest of it is read into a buffer of its own
-      this.#readBuffer = takeOwnBuffer() ?? shared
+    const reads = this.#reads
+    if (this.#detached) return this.socket.push(reads.copy(length, buffer))
+    const chunk = reads.begin(length, buffer)
+    try {
+      this.onData(chunk)
+    } finally {
+      reads.end(this.#inflight.length > 0 && this.#state !== State.CLOSED && !this.#switching)
     }
     return true
   }
@@ -379,12 +357,7 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner, Reque
   }
 
   onClose (): void {
-    const readBuffer = this.#readBuffer
-    if (readBuffer !== sharedReadBuffer()) {
-      // nothing reads into it any more, and no view of it was kept (a kept one is never the current one)
-      this.#readBuffer = sharedReadBuffer()
-      returnOwnBuffer(readBuffer)
-    }
+    this.#reads.release()
     const wasConnecting = this.#state === State.CONNECTING
     this.#state = State.CLOSED
     this.#noReuse = true

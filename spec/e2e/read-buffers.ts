@@ -1,15 +1,17 @@
 /**
- * Backend reads into reused buffers (core/read-buffers.ts, core/loan.ts): a large body read into
- * a connection's own buffer is written to the client from that buffer, and the buffer is read
- * into again only when nothing kept a view of it. Checked byte for byte where it could go wrong:
- * many large downloads at once, slow clients whose sockets queue what they are given, and a
- * filter that keeps every piece of the body it sees.
+ * Reads into reused buffers (core/read-buffers.ts, core/loan.ts): a large body read into a
+ * connection's own buffer is written on from that buffer, and the buffer is read into again only
+ * when nothing kept a view of it. Checked byte for byte where it could go wrong: many large
+ * downloads and uploads at once, slow clients and a slow backend whose sockets queue what they
+ * are given, a filter that keeps every piece of the body it sees, and pipelined requests whose
+ * bytes are kept while the one before is answered.
  */
 import t from 'tap'
 import net from 'node:net'
 import { createHash } from 'node:crypto'
 import { randomBody, randomInt, sha256 } from '../helpers/bodies.js'
-import { startOrigin, type OriginRequest } from '../helpers/origin.js'
+import { ok, startOrigin, type OriginRequest } from '../helpers/origin.js'
+import { RawClient } from '../helpers/client.js'
 import { startProxy } from '../helpers/proxy.js'
 import { poll } from '../helpers/wait.js'
 import { ownBufferCounts } from '../../lib/core/read-buffers.js'
@@ -138,4 +140,90 @@ t.test('own buffers are all accounted for once the connections are gone', async 
   await new Promise(resolve => setImmediate(resolve))
   const counts = ownBufferCounts()
   t.equal(counts.live, counts.free, `every own buffer alive is a free one (${counts.live} alive, ${counts.free} free)`)
+})
+
+/** POST `bodies` in turn on one keep-alive connection, each in one write; the answers' bodies, in order. */
+async function uploads (port: number, bodies: Buffer[]): Promise<string[]> {
+  const client = await RawClient.connect(port)
+  try {
+    const answers: string[] = []
+    for (const body of bodies) {
+      await client.write(Buffer.concat([Buffer.from(`POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: ${body.length}\r\n\r\n`), body]))
+      const [response] = await client.waitResponses(answers.length + 1, 30_000).then(all => all.slice(answers.length))
+      answers.push(response.body.toString())
+    }
+    return answers
+  } finally {
+    client.destroy()
+  }
+}
+
+t.test('large uploads on six connections at once: every byte reaches the backend, through buffers read into again', async t => {
+  const origin = await startOrigin(t, req => ok(`${req.bodyLength} ${req.sha256}`))
+  const { proxy, port } = await startProxy(t, { targets: [origin.target] })
+  const before = ownBufferCounts()
+  const plans = Array.from({ length: 6 }, () => Array.from({ length: 2 }, () => randomBody(randomInt(MB, 3 * MB))))
+  const answers = await Promise.all(plans.map(async bodies => await uploads(port, bodies)))
+  for (const [i, bodies] of plans.entries()) {
+    for (const [j, body] of bodies.entries()) t.equal(answers[i][j], `${body.length} ${sha256(body)}`, `client ${i}, upload ${j}: the backend got the same ${body.length} bytes`)
+  }
+  const after = ownBufferCounts()
+  t.ok(after.taken > before.taken, `the clients' reads went to own buffers (${JSON.stringify(after)})`)
+  t.same(proxy.stats().errors, {}, 'no error in rp4')
+})
+
+t.test('large uploads to a backend that reads slowly: what its socket queues is never read over', async t => {
+  // the backend takes 40 MB/s in all: the proxy's sockets to it fill, and hold what they were given
+  const origin = await startOrigin(t, req => ok(`${req.bodyLength} ${req.sha256}`), { readRate: 40 * MB })
+  const { port } = await startProxy(t, { targets: [origin.target] })
+  const before = ownBufferCounts()
+  const plans = Array.from({ length: 3 }, () => [randomBody(randomInt(6 * MB, 8 * MB))])
+  const answers = await Promise.all(plans.map(async bodies => await uploads(port, bodies)))
+  for (const [i, [body]] of plans.entries()) t.equal(answers[i][0], `${body.length} ${sha256(body)}`, `client ${i}: the backend got the same ${body.length} bytes`)
+  const after = ownBufferCounts()
+  t.ok(after.taken > before.taken, 'own buffers were read into')
+  t.ok(after.abandoned > before.abandoned, `and some were kept by a backend socket's queue (${JSON.stringify(after)})`)
+})
+
+t.test('pipelined uploads on a connection whose reads went to own buffers, each request held by a filter for a while: every byte arrives', async t => {
+  const origin = await startOrigin(t, req => ok(`${req.method} ${req.url} ${req.bodyLength} ${req.sha256}`))
+  // parsing stops at each head until the filter answers: what was read after it waits meanwhile
+  const hold: Filter = { name: 'hold', onRequest: async () => await new Promise(resolve => setImmediate(() => resolve('continue'))) }
+  const { port } = await startProxy(t, { targets: [origin.target], filters: [hold] })
+  const client = await RawClient.connect(port)
+  t.teardown(() => client.destroy())
+  const first = randomBody(2 * MB + 123)
+  const second = randomBody(3 * MB + 7)
+  // pipelined: the second request's head sits in a read of the first one's body
+  await client.write(Buffer.concat([
+    Buffer.from(`POST /one HTTP/1.1\r\nHost: h\r\nContent-Length: ${first.length}\r\n\r\n`), first,
+    Buffer.from(`POST /two HTTP/1.1\r\nHost: h\r\nContent-Length: ${second.length}\r\n\r\n`), second,
+    Buffer.from('GET /three HTTP/1.1\r\nHost: h\r\n\r\n'),
+  ]))
+  const responses = await client.waitResponses(3, 30_000)
+  t.equal(responses[0]?.body.toString(), `POST /one ${first.length} ${sha256(first)}`)
+  t.equal(responses[1]?.body.toString(), `POST /two ${second.length} ${sha256(second)}`)
+  t.equal(responses[2]?.body.toString(), `GET /three 0 ${sha256(Buffer.alloc(0))}`)
+})
+
+t.test('a connection whose reads went to own buffers becomes a tunnel: what the client sends after the 101 is echoed whole', async t => {
+  const origin = await startOrigin(t, req => req.url === '/up'
+    ? ok(`${req.bodyLength} ${req.sha256}`)
+    : { bytes: 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n', tunnel: (data, socket) => { socket.write(data) } })
+  const { port } = await startProxy(t, { targets: [origin.target] })
+  const client = await RawClient.connect(port)
+  t.teardown(() => client.destroy())
+  const before = ownBufferCounts()
+  const body = randomBody(3 * MB)
+  await client.write(Buffer.concat([Buffer.from(`POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: ${body.length}\r\n\r\n`), body]))
+  const [answer] = await client.waitResponses(1, 30_000)
+  t.equal(answer.body.toString(), `${body.length} ${sha256(body)}`, 'the upload arrived whole')
+  t.ok(ownBufferCounts().taken > before.taken, 'its reads went to an own buffer')
+  await client.write('GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n')
+  await client.waitResponses(2, 10_000)
+  // large enough for several reads on the tunnel, through the client socket's stream now
+  const data = randomBody(MB + 17)
+  await client.write(data)
+  await client.until(() => client.tunnel().length >= data.length, 10_000, 'the echo')
+  t.equal(sha256(client.tunnel()), sha256(data), 'every byte echoed, in order')
 })

@@ -1,0 +1,88 @@
+/**
+ * core/read-into.ts relies on how Node's `net` implements `onread` (three fields on the socket,
+ * the handle's useUserBuffer). This spec fails when a Node release changes that: an accepted
+ * socket switched by `readInto` must read into the buffers given, call back per read, stop and
+ * start with pause() and resume(), and still end; a socket it cannot switch must be left as it was.
+ */
+import t from 'tap'
+import net from 'node:net'
+import tls from 'node:tls'
+import { canReadInto, readInto } from '../../lib/core/read-into.js'
+import { socketPair } from '../helpers/sockets.js'
+import { deferred } from '../helpers/wait.js'
+import { makeCertificates } from '../helpers/tls-certs.js'
+import { readFileSync } from 'node:fs'
+
+t.test('this Node has what readInto needs', async t => {
+  t.ok(canReadInto, 'a socket made with onread carries the fields, a plain one has them empty')
+})
+
+t.test('an accepted socket reads into the buffers given, one callback per read, the next buffer asked for after each', async t => {
+  const { server, client } = await socketPair(t)
+  const buffers = [Buffer.alloc(8), Buffer.alloc(8), Buffer.alloc(8)]
+  let given = 0
+  const reads: Array<{ text: string, same: boolean }> = []
+  const done = deferred()
+  const first = deferred()
+  const switched = readInto(server, buffers[0], () => buffers[Math.min(++given, 2)], function (this: net.Socket, length, buffer) {
+    t.equal(this, server, 'called on the socket')
+    reads.push({ text: buffer.toString('latin1', 0, length), same: buffer === buffers[Math.min(reads.length, 2)] })
+    first.resolve()
+    if (reads.map(r => r.text).join('').length >= 12) done.resolve()
+    return true
+  })
+  t.ok(switched, 'switched')
+  let data = 0
+  server.on('data', () => { data++ })
+  client.write('abcdefgh')
+  await first.promise
+  client.write('ijkl')
+  await done.promise
+  t.equal(reads.map(r => r.text).join(''), 'abcdefghijkl', 'every byte, in order')
+  t.ok(reads.every(r => r.same), 'each read landed in the buffer given for it')
+  t.equal(given, reads.length, 'the next buffer was asked for once per read')
+  t.equal(data, 0, 'no data event')
+})
+
+t.test('pause() stops the reads, resume() starts them, the end still comes', async t => {
+  const { server, client } = await socketPair(t)
+  const buffer = Buffer.alloc(64)
+  let text = ''
+  readInto(server, buffer, () => buffer, (length, read) => {
+    text += read.toString('latin1', 0, length)
+    return true
+  })
+  server.pause()
+  // in the server's receive queue once the write is done (loopback); a read would come within a turn or two
+  await new Promise<void>(resolve => client.write('while paused', () => resolve()))
+  for (let i = 0; i < 3; i++) await new Promise(resolve => setImmediate(resolve))
+  t.equal(text, '', 'nothing read while paused')
+  const ended = deferred()
+  server.on('end', () => ended.resolve())
+  server.resume()
+  client.end()
+  await ended.promise
+  t.equal(text, 'while paused', 'read once resumed, then the end')
+})
+
+t.test('left as it was: a socket with unread data, a TLS socket', async t => {
+  const { server, client } = await socketPair(t)
+  server.pause()
+  client.write('unread')
+  await new Promise<void>(resolve => server.once('readable', () => resolve()))
+  t.ok(server.readableLength > 0, 'data waits in the stream')
+  t.notOk(readInto(server, Buffer.alloc(8), () => Buffer.alloc(8), () => true), 'refused')
+  t.equal(server.read()?.toString(), 'unread', 'the stream reads as before')
+
+  const certificates = await makeCertificates(t)
+  const pair = await certificates.issue('localhost', ['localhost', '127.0.0.1'])
+  const tlsServer = tls.createServer({ cert: readFileSync(pair.cert), key: readFileSync(pair.key) })
+  await new Promise<void>(resolve => tlsServer.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => tlsServer.close())
+  const accepted = new Promise<tls.TLSSocket>(resolve => tlsServer.once('secureConnection', resolve))
+  const tlsClient = tls.connect({ port: (tlsServer.address() as net.AddressInfo).port, host: '127.0.0.1', rejectUnauthorized: false })
+  t.teardown(() => tlsClient.destroy())
+  const secure = await accepted
+  t.notOk(readInto(secure, Buffer.alloc(8), () => Buffer.alloc(8), () => true), 'a TLS socket is refused')
+  secure.destroy()
+})
