@@ -117,6 +117,13 @@ export const SCENARIOS: readonly Scenario[] = [
     load: { ...SMALL_50, connections: 16, newConn: true },
     main: 'rps',
   },
+  {
+    id: 14,
+    title: 'TCP passthrough, 1 MiB responses, 8 connections',
+    mode: 'tcp',
+    load: { ...SMALL_50, connections: 8, path: '/1m' },
+    main: 'mbps',
+  },
 ]
 
 export function loadgenArgs (load: LoadSpec, port: number, durationS: number): string[] {

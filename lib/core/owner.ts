@@ -7,8 +7,7 @@
  */
 import type { Socket } from 'node:net'
 import { kOwner } from './symbols.js'
-import { readInto } from './read-into.js'
-import { SocketReads } from './read-buffers.js'
+import { readsOf, switchReads, type SocketReads } from './read-buffers.js'
 
 export interface SocketOwner {
   onData (chunk: Buffer): void
@@ -25,9 +24,7 @@ export interface SocketOwner {
 }
 
 const kListening = Symbol('rp4.listening')
-const kReads = Symbol('rp4.reads')
-
-interface Owned extends Socket { [kOwner]: SocketOwner, [kListening]?: boolean, [kReads]?: SocketReads }
+interface Owned extends Socket { [kOwner]: SocketOwner, [kListening]?: boolean }
 
 /**
  * From the next read on, `socket` reads into buffers of core/read-buffers.ts (core/read-into.ts)
@@ -36,36 +33,20 @@ interface Owned extends Socket { [kOwner]: SocketOwner, [kListening]?: boolean, 
  * Node or this socket cannot (it reads as before).
  */
 export function readOwned (socket: Socket): boolean {
+  return readsOf(socket) !== undefined || switchReads(socket, ownedRead)
+}
+
+function ownedRead (socket: Socket, reads: SocketReads, length: number, buffer: Buffer): boolean {
   const s = socket as Owned
-  if (s[kReads] !== undefined) return true
-  const reads = new SocketReads()
-  if (!readInto(s, reads.buffer, nextBuffer, onRead)) return false
-  s[kReads] = reads
-  return true
-}
-
-/** The reads of the socket whose read callback ran last: Node asks for its next buffer right after. */
-let lastReads: SocketReads | null = null
-
-function nextBuffer (): Buffer {
-  return lastReads!.buffer
-}
-
-function onRead (this: Owned, length: number, buffer: Buffer): boolean {
-  const reads = this[kReads]!
-  let more = true
-  if (this[kListening] !== true) more = this.push(reads.copy(length, buffer))
-  else {
-    const owner = this[kOwner]
-    try {
-      if (owner.onRead !== undefined) owner.onRead(reads, length, buffer)
-      else owner.onData(reads.copy(length, buffer))
-    } catch (err) {
-      owner.onInternalError(err)
-    }
+  if (s[kListening] !== true) return socket.push(reads.copy(length, buffer))
+  const owner = s[kOwner]
+  try {
+    if (owner.onRead !== undefined) owner.onRead(reads, length, buffer)
+    else owner.onData(reads.copy(length, buffer))
+  } catch (err) {
+    owner.onInternalError(err)
   }
-  lastReads = reads
-  return more
+  return true
 }
 
 /** Make `owner` the one told of `socket`'s data, end, error and close (the listeners are added once). */
@@ -90,17 +71,17 @@ export function disown (socket: Socket): void {
   socket.removeListener('error', onError)
   socket.removeListener('close', onClose)
   // the buffer of its next read is fixed already: an own one goes back only when the socket is gone
-  if (s[kReads] !== undefined) socket.once('close', releaseReads)
+  if (readsOf(socket) !== undefined) socket.once('close', releaseReads)
 }
 
-function releaseReads (this: Owned): void {
-  this[kReads]?.release()
+function releaseReads (this: Socket): void {
+  readsOf(this)?.release()
 }
 
 function onData (this: Owned, chunk: Buffer): void { try { this[kOwner].onData(chunk) } catch (err) { this[kOwner].onInternalError(err) } }
 function onEnd (this: Owned): void { try { this[kOwner].onEnd() } catch (err) { this[kOwner].onInternalError(err) } }
 function onError (this: Owned, err: Error): void { try { this[kOwner].onSocketError(err) } catch (e) { this[kOwner].onInternalError(e) } }
 function onClose (this: Owned): void {
-  this[kReads]?.release()
+  readsOf(this)?.release()
   try { this[kOwner].onClose() } catch (err) { this[kOwner].onInternalError(err) }
 }

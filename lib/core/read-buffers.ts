@@ -15,7 +15,9 @@
  *
  * `SocketReads` makes the choice for one socket, read by read.
  */
+import type { Socket } from 'node:net'
 import { closeLoan, openLoan } from './loan.js'
+import { readInto } from './read-into.js'
 
 /** Bytes of the shared buffer: Node's own read size. */
 export const SHARED_SIZE = 64 * 1024
@@ -82,6 +84,12 @@ export class SocketReads {
   /** What the socket reads into next. */
   buffer: Buffer = sharedReadBuffer()
   #lending = false
+  /** Told of each read of a socket switched by `switchReads`; false: stop reading. */
+  readonly onRead: ReadHandler | null
+
+  constructor (onRead: ReadHandler | null = null) {
+    this.onRead = onRead
+  }
 
   /**
    * The bytes of a read into `buffer`, to dispatch: a view of an own buffer, lent for the
@@ -139,4 +147,44 @@ export class SocketReads {
     this.buffer = sharedReadBuffer()
     returnOwnBuffer(current)
   }
+}
+
+/** A read of a switched socket: `length` bytes in `buffer` (hand them on through `reads.begin`/`end` or `reads.copy`). */
+export type ReadHandler = (socket: Socket, reads: SocketReads, length: number, buffer: Buffer) => boolean
+
+const kReads = Symbol('rp4.reads')
+
+interface Switched extends Socket { [kReads]?: SocketReads }
+
+/** The reads of a socket `switchReads` switched; undefined for one that reads as Node does. */
+export function readsOf (socket: Socket): SocketReads | undefined {
+  return (socket as Switched)[kReads]
+}
+
+/**
+ * From the next read on, `socket` reads into the buffers its SocketReads chooses, and `onRead`
+ * is told of each read instead of a 'data' event (core/read-into.ts). False where this Node or
+ * this socket cannot (a TLS socket, unread data in its stream), or it was switched already.
+ */
+export function switchReads (socket: Socket, onRead: ReadHandler): boolean {
+  const s = socket as Switched
+  if (s[kReads] !== undefined) return false
+  const reads = new SocketReads(onRead)
+  if (!readInto(s, reads.buffer, nextBuffer, dispatchRead)) return false
+  s[kReads] = reads
+  return true
+}
+
+/** The reads of the socket whose read was dispatched last: Node asks for its next buffer right after. */
+let lastReads: SocketReads | null = null
+
+function nextBuffer (): Buffer {
+  return lastReads!.buffer
+}
+
+function dispatchRead (this: Switched, length: number, buffer: Buffer): boolean {
+  const reads = this[kReads]!
+  const more = reads.onRead!(this, reads, length, buffer)
+  lastReads = reads
+  return more
 }

@@ -8,6 +8,8 @@ import type { Socket } from 'node:net'
 import { clock, type Timed } from '../core/clock.js'
 import { kOwner } from '../core/symbols.js'
 import { skipReadMore } from '../core/read-more.js'
+import { keepLoan, lendPiece, settlePieces } from '../core/loan.js'
+import { readsOf, SHARED_SIZE, switchReads, type SocketReads } from '../core/read-buffers.js'
 
 interface RelaySocket extends Socket { [kOwner]: Relay }
 
@@ -53,6 +55,31 @@ export class Relay implements Timed {
     // the coarse reading: one field written per chunk, no clock call
     if (this.#idle > 0) this.deadline = clock.now + this.#idle
     if (!this.peer(from).write(chunk)) from.pause()
+    // bulk traffic on a cleartext socket: its next reads go to buffers chosen per read
+    // (core/read-buffers.ts) instead of a fresh one each
+    if (chunk.length >= SHARED_SIZE / 2 && readsOf(from) === undefined) switchReads(from, relayRead)
+  }
+
+  /**
+   * A read of a switched socket: written to the peer from the read buffer, which is read into
+   * again when the peer's socket took it all at once (core/loan.ts). A read that filled its
+   * buffer says more is waiting: the next ones may go to an own buffer.
+   */
+  onRead (from: Socket, reads: SocketReads, length: number, buffer: Buffer): boolean {
+    if (this.#idle > 0) this.deadline = clock.now + this.#idle
+    const to = this.peer(from)
+    const chunk = reads.begin(length, buffer)
+    let more = true
+    try {
+      lendPiece()
+      more = to.write(chunk)
+      if (to.writableLength === 0) settlePieces()
+      else keepLoan()
+    } finally {
+      reads.end(length === buffer.length)
+    }
+    if (!more) from.pause()
+    return true
   }
 
   onEnd (from: Socket): void {
@@ -72,6 +99,8 @@ export class Relay implements Timed {
   }
 
   onClose (socket: Socket): void {
+    // no more reads into its buffer
+    readsOf(socket)?.release()
     // a socket closes by itself once it has read a FIN and flushed its own: the peer may still be
     // flushing the last bytes, and closes the same way; any other close ends the relay
     if (socket.readableEnded && socket.writableFinished && !this.peer(socket).destroyed) return
@@ -104,6 +133,7 @@ export function relay (a: Socket, b: Socket, idleMs = 0): Relay {
 }
 
 function onData (this: RelaySocket, chunk: Buffer): void { this[kOwner].onData(this, chunk) }
+function relayRead (socket: Socket, reads: SocketReads, length: number, buffer: Buffer): boolean { return (socket as RelaySocket)[kOwner].onRead(socket, reads, length, buffer) }
 function onEnd (this: RelaySocket): void { this[kOwner].onEnd(this) }
 function onFinish (this: RelaySocket): void { this[kOwner].onFinish() }
 function onDrain (this: RelaySocket): void { this[kOwner].onDrain(this) }

@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto'
 import { randomBody, randomInt, sha256 } from '../helpers/bodies.js'
 import { ok, startOrigin, type OriginRequest } from '../helpers/origin.js'
 import { RawClient } from '../helpers/client.js'
+import { connectRaw, startTcpBackend } from '../helpers/tls-backends.js'
 import { startProxy } from '../helpers/proxy.js'
 import { poll } from '../helpers/wait.js'
 import { ownBufferCounts } from '../../lib/core/read-buffers.js'
@@ -226,4 +227,33 @@ t.test('a connection whose reads went to own buffers becomes a tunnel: what the 
   await client.write(data)
   await client.until(() => client.tunnel().length >= data.length, 10_000, 'the echo')
   t.equal(sha256(client.tunnel()), sha256(data), 'every byte echoed, in order')
+})
+
+t.test('TCP passthrough: large transfers both ways on four connections at once go through own buffers, every byte', async t => {
+  // each connection: the backend sends its download at once and, after the client's FIN, the digest of what it got
+  const downloads = new Map<number, Buffer>()
+  const backend = await startTcpBackend(t, conn => {
+    const body = randomBody(randomInt(2 * MB, 4 * MB))
+    downloads.set(downloads.size, body)
+    conn.socket.write(Buffer.from(`${String(body.length).padStart(10, '0')}${sha256(body)}`))
+    conn.socket.write(body)
+    conn.socket.on('end', () => conn.socket.end(sha256(conn.data)))
+  })
+  const { port } = await startProxy(t, { targets: [backend.target], tcp: true })
+  const before = ownBufferCounts()
+  await Promise.all([0, 1, 2, 3].map(async () => {
+    const client = await connectRaw(port)
+    t.teardown(() => client.socket.destroy())
+    const upload = randomBody(randomInt(2 * MB, 4 * MB))
+    client.socket.end(upload)
+    await client.watch.until(() => client.conn.ended, 20_000, 'the backend\'s FIN through the proxy')
+    const received = client.conn.data
+    const length = Number(received.subarray(0, 10).toString())
+    const declared = received.subarray(10, 74).toString()
+    const body = received.subarray(74, 74 + length)
+    t.equal(sha256(body), declared, `download of ${length} bytes intact`)
+    t.equal(received.subarray(74 + length).toString(), sha256(upload), `upload of ${upload.length} bytes intact`)
+  }))
+  const after = ownBufferCounts()
+  t.ok(after.taken > before.taken, `the relay's reads went to own buffers (${JSON.stringify(after)})`)
 })
