@@ -7,9 +7,10 @@
  */
 import t, { type Test } from 'tap'
 import type { Socket } from 'node:net'
-import { beginBatch, deferBatches, deferWrites, endBatch, flush, send, sendEnd } from '../../lib/core/batch.js'
+import { deferBatches, deferWrites, flush, send, sendEnd } from '../../lib/core/batch.js'
 import { kOwner } from '../../lib/core/symbols.js'
 import { socketPair } from '../helpers/sockets.js'
+import { batch } from '../helpers/batch.js'
 
 /** Both ends of one loopback connection: the accepted one (`server`) and the client's, which keeps what it reads. */
 async function pair (t: Test): Promise<{ server: Socket, client: Socket, received: () => string, ended: Promise<void> }> {
@@ -23,15 +24,6 @@ async function pair (t: Test): Promise<{ server: Socket, client: Socket, receive
 
 const turnEnd = async (): Promise<void> => await new Promise(resolve => setImmediate(resolve))
 
-/** Batches the way a socket read runs them: open, sends, close. */
-function batch (fn: () => void): void {
-  beginBatch()
-  try {
-    fn()
-  } finally {
-    endBatch()
-  }
-}
 
 t.test('a plain socket: a batch\'s output is written when the batch ends, joined', async t => {
   const { server } = await pair(t)

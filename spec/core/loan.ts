@@ -6,9 +6,10 @@
  */
 import t, { type Test } from 'tap'
 import type { Socket } from 'node:net'
-import { beginBatch, deferBatches, endBatch, send } from '../../lib/core/batch.js'
+import { deferBatches, send } from '../../lib/core/batch.js'
 import { closeLoan, keepLoan, lendPiece, lending, openLoan, settlePieces, unlent } from '../../lib/core/loan.js'
 import { socketPair } from '../helpers/sockets.js'
+import { batch } from '../helpers/batch.js'
 
 /** A connected pair; `receive(n)` resolves with the first `n` bytes the client reads. */
 async function pair (t: Test): Promise<{ server: Socket, client: Socket, receive: (n: number) => Promise<string> }> {
@@ -24,14 +25,6 @@ async function pair (t: Test): Promise<{ server: Socket, client: Socket, receive
   return { server, client, receive }
 }
 
-function batch (fn: () => void): void {
-  beginBatch()
-  try {
-    fn()
-  } finally {
-    endBatch()
-  }
-}
 
 /** A read buffer with `text` at its start, and the view of it a reader would hand on. */
 function readBuffer (text: string): { buffer: Buffer, view: Buffer } {
