@@ -11,7 +11,7 @@ import { CRLF, LAST_CHUNK, chunkHeader } from '../http1/encode.js'
 import { ProxyError } from '../core/errors.js'
 import { kOwner } from '../core/symbols.js'
 import { skipReadMore } from '../core/read-more.js'
-import { isLent, lendPiece } from '../core/loan.js'
+import { copyIfLent, lendPiece } from '../core/loan.js'
 import { SocketReads } from '../core/read-buffers.js'
 import { CB_OK, Errno, HeadersResult, ParserType } from '../http1/llhttp.js'
 import { HttpParser, type MessageSink } from '../http1/parser.js'
@@ -285,11 +285,8 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner, Reque
       } else if (ret === Errno.PAUSED_UPGRADE) {
         // a 101 its request declined (a filter answered in its place) was completed above, and the
         // connection closed with it
-        if (this.#switching) {
-          // the tunnel keeps what came after the 101: never a view of a reused read buffer
-          const rest = chunk.subarray(this.#parser.errorOffset())
-          this.#inflight[0].onUpgraded(isLent(rest) ? Buffer.from(rest) : rest)
-        }
+        // the tunnel keeps what came after the 101: never a view of a reused read buffer
+        if (this.#switching) this.#inflight[0].onUpgraded(copyIfLent(chunk.subarray(this.#parser.errorOffset())))
         else if (!this.socket.destroyed) this.socket.destroy()
       } else if (!this.socket.destroyed) {
         this.destroy(this.#error ?? new ProxyError('bad_response',
