@@ -8,6 +8,7 @@
  */
 import t from 'tap'
 import net from 'node:net'
+import tls from 'node:tls'
 import { createHash } from 'node:crypto'
 import { randomBody, randomInt, sha256 } from '../helpers/bodies.js'
 import { ok, startOrigin, type OriginRequest } from '../helpers/origin.js'
@@ -16,6 +17,7 @@ import { connectRaw, startTcpBackend } from '../helpers/tls-backends.js'
 import { startProxy } from '../helpers/proxy.js'
 import { poll } from '../helpers/wait.js'
 import { ownBufferCounts } from '../../lib/core/read-buffers.js'
+import { makeCertificates } from '../helpers/tls-certs.js'
 import type { Filter } from '../../lib/index.js'
 
 const MB = 1 << 20
@@ -33,15 +35,15 @@ interface Download { status: number, declared: string, length: number, hash: str
  * start of each body over 5 MiB until the proxy had to keep a read buffer (its socket to this client queued
  * what it was given), or 3 s passed, then reads on.
  */
-async function downloads (port: number, paths: string[], slow: boolean): Promise<Download[]> {
-  const socket = net.connect(port, '127.0.0.1')
+async function downloads (port: number, paths: string[], slow: boolean, secure = false): Promise<Download[]> {
+  const socket = secure ? tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false }) : net.connect(port, '127.0.0.1')
   const results: Download[] = []
   let pending: Buffer = Buffer.alloc(0)
   let head: { status: number, declared: string, left: number, length: number, hash: ReturnType<typeof createHash>, waited: boolean } | null = null
   let next = 0
   return await new Promise<Download[]>((resolve, reject) => {
     const ask = (): void => { socket.write(`GET ${paths[next++]} HTTP/1.1\r\nHost: h\r\n\r\n`) }
-    socket.on('connect', ask)
+    socket.on(secure ? 'secureConnect' : 'connect', ask)
     socket.on('error', reject)
     socket.on('close', () => reject(new Error(`closed after ${results.length} of ${paths.length} downloads`)))
     socket.on('data', (chunk: Buffer) => {
@@ -256,4 +258,24 @@ t.test('TCP passthrough: large transfers both ways on four connections at once g
   }))
   const after = ownBufferCounts()
   t.ok(after.taken > before.taken, `the relay's reads went to own buffers (${JSON.stringify(after)})`)
+})
+
+// a write to a TLS socket completes only once its encrypted bytes are written, so the backend's
+// reads for a TLS client stay on copies of the shared buffer (its large first reads are lent, and
+// kept by the TLS socket's queue): the bytes must come through that path whole
+t.test('TLS clients: large downloads from a cleartext backend reach each client whole', async t => {
+  const certificates = await makeCertificates(t)
+  const pair = await certificates.issue('rb', ['localhost', '127.0.0.1'])
+  const origin = await startOrigin(t, big)
+  const { port } = await startProxy(t, { targets: [origin.target], tls: { certificates: [pair] } })
+  const plans = Array.from({ length: 4 }, (_, i) => ({
+    paths: i === 0 ? [`/big/${randomInt(7 * MB, 9 * MB)}`] : [`/big/${randomInt(MB, 3 * MB)}`, `/big/${randomInt(MB, 3 * MB)}`],
+  }))
+  const results = await Promise.all(plans.map(async plan => await downloads(port, plan.paths, false, true)))
+  for (const [i, plan] of plans.entries()) {
+    for (const [j, path] of plan.paths.entries()) {
+      t.equal(results[i][j].length, Number(path.split('/')[2]), `client ${i}, ${path}: whole length`)
+      t.equal(results[i][j].hash, results[i][j].declared, `client ${i}, ${path}: the backend's bytes`)
+    }
+  }
 })
