@@ -10,7 +10,7 @@
 import { Readable } from 'node:stream'
 import { LRUCache } from 'lru-cache'
 import { ageFrom, correctedInitialAge, freshnessLifetime, responseFacts, type ResponseFacts } from '../http/cache-control.js'
-import { parseHttpDate, type Validators } from '../http/conditional.js'
+import { validatorsOf, type Validators } from '../http/conditional.js'
 import { FieldBlock, HeaderList } from '../http/headers.js'
 import { keptWholeCost } from '../http1/encode.js'
 
@@ -109,11 +109,7 @@ export class CacheEntry {
 
   /** The stored ETag and Last-Modified, for the client's conditionals. */
   get validators (): Validators {
-    if (this.#validators === null) {
-      const list = new HeaderList(this.#headers)
-      const modified = list.get('last-modified')
-      this.#validators = { etag: list.get('etag') ?? null, lastModified: modified === undefined ? NaN : parseHttpDate(modified) }
-    }
+    this.#validators ??= validatorsOf(new HeaderList(this.#headers))
     return this.#validators
   }
 

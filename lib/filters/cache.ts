@@ -16,7 +16,7 @@
  *   Content-Location (§4.4).
  */
 import { Transform, type TransformCallback } from 'node:stream'
-import { evaluatePreconditions, hasConditions, httpDate, ifRangeHolds, parseHttpDate, Precondition } from '../http/conditional.js'
+import { evaluatePreconditions, hasConditions, httpDate, ifRangeHolds, Precondition, validatorsOf } from '../http/conditional.js'
 import {
   notStorable, requestDirectives, responseFacts, staleAllowance, usability, Use,
   type ResponseFacts,
@@ -315,10 +315,7 @@ const FROM_START = /^\s*bytes\s*=\s*0+\s*-\s*$/i
  */
 function wholeAsRange (head: ResponseHead, length: number, ifRange: string): void {
   if (head.status !== 200 || !(length > 0)) return
-  if (ifRange !== '') {
-    const modified = head.headers.get('last-modified')
-    if (!ifRangeHolds(ifRange, { etag: head.headers.get('etag') ?? null, lastModified: modified === undefined ? NaN : parseHttpDate(modified) })) return
-  }
+  if (ifRange !== '' && !ifRangeHolds(ifRange, validatorsOf(head.headers))) return
   head.status = 206
   head.reason = 'Partial Content'
   head.headers.set('Content-Range', `bytes 0-${length - 1}/${length}`)

@@ -22,6 +22,12 @@ export interface Validators {
   lastModified: number
 }
 
+/** A response's validators, from its ETag and Last-Modified fields. */
+export function validatorsOf (headers: HeaderList): Validators {
+  const modified = headers.get('last-modified')
+  return { etag: headers.get('etag') ?? null, lastModified: modified === undefined ? NaN : parseHttpDate(modified) }
+}
+
 /**
  * The request has a field that can make its answer other than the representation in full: a
  * precondition (`If-*`: If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since,
