@@ -52,21 +52,24 @@ export function keepLoan (): void {
   if (lent !== null) kept = true
 }
 
-/** End the dispatch. True: the lent memory may be read into again. */
+/**
+ * End the dispatch. True: the lent memory may be read into again: every piece was settled once,
+ * and nothing kept one (a count that does not match, either way, means some path is not understood).
+ */
 export function closeLoan (): boolean {
-  const free = !kept && settled >= pieces
+  const free = !kept && settled === pieces
   lent = null
   return free
 }
 
 /** `data` copied when it is a view of the lent memory (for code that keeps what it is given). */
 export function unlent (data: Buffer): Buffer {
-  if (lent === null || data.buffer !== lent) return data
+  if (!isLent(data)) return data
   settled++
   return Buffer.from(data)
 }
 
 /** `data` copied when it is a view of the lent memory, for code that keeps bytes that are not a piece handed on (a stash of unparsed bytes). */
 export function copyIfLent (data: Buffer): Buffer {
-  return lent === null || data.buffer !== lent ? data : Buffer.from(data)
+  return isLent(data) ? Buffer.from(data) : data
 }

@@ -71,7 +71,7 @@ export function abandonOwnBuffer (): void {
   abandoned++
 }
 
-/** Own buffers alive and kept free now; handed to sockets and abandoned so far (for specs and metrics). */
+/** Own buffers alive and kept free now; handed to sockets and abandoned so far (for specs). */
 export function ownBufferCounts (): { live: number, free: number, taken: number, abandoned: number } {
   return { live, free: free.length, taken, abandoned }
 }

@@ -57,7 +57,7 @@ export class Relay implements Timed {
     if (!this.peer(from).write(chunk)) from.pause()
     // bulk traffic on a cleartext socket: its next reads go to buffers chosen per read
     // (core/read-buffers.ts) instead of a fresh one each
-    if (chunk.length >= SHARED_SIZE / 2 && readsOf(from) === undefined) switchReads(from, relayRead)
+    if (chunk.length >= SHARED_SIZE / 2) switchReads(from, relayRead)
   }
 
   /**
