@@ -279,3 +279,21 @@ t.test('TLS clients: large downloads from a cleartext backend reach each client 
     }
   }
 })
+
+t.test('a smuggling attempt after a large upload, on a connection whose reads went to own buffers, sent a byte at a time: 400, and the backend sees only the upload', async t => {
+  const origin = await startOrigin(t, req => ok(`${req.method} ${req.url} ${req.bodyLength} ${req.sha256}`))
+  const { port } = await startProxy(t, { targets: [origin.target] })
+  const client = await RawClient.connect(port)
+  t.teardown(() => client.destroy())
+  const before = ownBufferCounts()
+  const body = randomBody(2 * MB + 5)
+  await client.write(Buffer.concat([Buffer.from(`POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: ${body.length}\r\n\r\n`), body]))
+  const [first] = await client.waitResponses(1, 30_000)
+  t.equal(first.body.toString(), `POST /up ${body.length} ${sha256(body)}`, 'the upload arrived whole')
+  t.ok(ownBufferCounts().taken > before.taken, 'its reads went to an own buffer')
+  // Content-Length and Transfer-Encoding together, with a second request hidden in the body
+  await client.writeBytewise('POST /smuggle HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /hidden HTTP/1.1\r\nHost: h\r\n\r\n')
+  const [, refused] = await client.waitResponses(2, 10_000)
+  t.equal(refused.head.line[1], '400', 'refused with a 400')
+  t.same(origin.requests.map(r => r.url), ['/up'], 'the backend saw the upload only')
+})
