@@ -12,12 +12,14 @@
  * side and `--baseline-args` for the other (what metrics cost: `--rp4-args "--admin 127.0.0.1:0"
  * --baseline-args ""`), and so is one with two sets of Node flags: `--node-args` and
  * `--baseline-node-args` (a GC setting: `--node-args "--max-semi-space-size=64"
- * --baseline-node-args ""`).
+ * --baseline-node-args ""`; an initial heap size given there replaces the harness's own, and
+ * `--initial-heap-size=0` is V8's default), and so is one with two environments: `--env` and
+ * `--baseline-env` ("NAME=VALUE …", over the harness's: `--env GLIBC_TUNABLES=glibc.malloc.arena_max=1`).
  *
  * The rounds are split into `--segments` (2), each with both processes started afresh, in the other
  * order each time (interleave.ts says why); the report gives each segment's ratio too.
  *
- * Usage: node ab.js --baseline DIR [--only 1,3] [--rounds 8] [--segments 2] [--duration 2] [--rp4-args "..."] [--baseline-args "..."] [--node-args "..."] [--baseline-node-args "..."]
+ * Usage: node ab.js --baseline DIR [--only 1,3] [--rounds 8] [--segments 2] [--duration 2] [--rp4-args "..."] [--baseline-args "..."] [--node-args "..."] [--baseline-node-args "..."] [--env "N=V ..."] [--baseline-env "N=V ..."]
  */
 import { existsSync } from 'node:fs'
 import { join, resolve } from 'node:path'
@@ -42,6 +44,8 @@ async function main (): Promise<void> {
       'baseline-args': { type: 'string' },
       'node-args': { type: 'string', default: '' },
       'baseline-node-args': { type: 'string' },
+      env: { type: 'string', default: '' },
+      'baseline-env': { type: 'string' },
     },
     strict: true,
   })
@@ -62,19 +66,27 @@ async function main (): Promise<void> {
   const baseArgs = words(values['baseline-args'] ?? values['rp4-args'])
   const nodeArgs = words(values['node-args'])
   const baseNodeArgs = words(values['baseline-node-args'] ?? values['node-args'])
+  const envOf = (text: string, option: string): Record<string, string> => Object.fromEntries(words(text).map(pair => {
+    const eq = pair.indexOf('=')
+    if (eq <= 0) throw new Error(`${option} ${pair}: expected NAME=VALUE`)
+    return [pair.slice(0, eq), pair.slice(eq + 1)]
+  }))
+  const env = envOf(values.env, '--env')
+  const baseEnv = envOf(values['baseline-env'] ?? values.env, '--baseline-env')
 
   const group = new ProcessGroup()
   try {
     const origin = group.spawn('origin', process.execPath, [ORIGIN_PATH], { core: CLIENT_CORE })
     const originPort = Number((await waitForStderr(origin, /listening on (\S+):(\d+)/, 10_000))[2])
-    process.stdout.write(`rp4 before/after: this build ${THIS_RP4} [${[...nodeArgs, ...args].join(' ')}] against ${basePath} [${[...baseNodeArgs, ...baseArgs].join(' ')}]; ${rounds} rounds of ${durationS} s bursts, alternating, in ${segments} segments\n`)
+    process.stdout.write(`rp4 before/after: this build ${THIS_RP4} [${[...words(values.env), ...nodeArgs, ...args].join(' ')}] against ${basePath} [${[...words(values['baseline-env'] ?? values.env), ...baseNodeArgs, ...baseArgs].join(' ')}]; ${rounds} rounds of ${durationS} s bursts, alternating, in ${segments} segments\n`)
     for (const scenario of chosen) {
-      const r = await interleave(group, scenario, { name: 'rp4', rp4: THIS_RP4, args, nodeArgs }, { name: 'baseline', rp4: basePath, args: baseArgs, nodeArgs: baseNodeArgs }, { rounds, segments, durationS, originPort })
+      const r = await interleave(group, scenario, { name: 'rp4', rp4: THIS_RP4, args, nodeArgs, env }, { name: 'baseline', rp4: basePath, args: baseArgs, nodeArgs: baseNodeArgs, env: baseEnv }, { rounds, segments, durationS, originPort })
       const unit = scenario.main === 'p50' ? 'p50 µs' : scenario.main === 'mbps' ? 'MB/s' : 'req/s'
       const fmt = (v: number): string => v.toFixed(v >= 100 ? 0 : 2)
       process.stdout.write(`[${scenario.id}] ${scenario.title}\n` +
         `  CPU µs/req: this ${fmt(r.cpuA)}, baseline ${fmt(r.cpuB)}, ratio ${r.cpuRatio.toFixed(3)} (per segment: ${r.segmentRatios.map(x => x.toFixed(3)).join(', ')})\n` +
-        `  ${unit}: this ${fmt(r.mainA)}, baseline ${fmt(r.mainB)}, ratio ${r.mainRatio.toFixed(3)}\n`)
+        `  ${unit}: this ${fmt(r.mainA)}, baseline ${fmt(r.mainB)}, ratio ${r.mainRatio.toFixed(3)}\n` +
+        `  peak RSS: this ${(r.peakRssA / 1048576).toFixed(1)} MiB, baseline ${(r.peakRssB / 1048576).toFixed(1)} MiB\n`)
     }
   } finally {
     await group.stopAll()

@@ -6,12 +6,12 @@
  * started first measured up to ~3% cheaper in some runs, so one start order would bias the ratio.
  * Used by ab.ts (this build against another) and metrics-cost.ts (with and without metrics).
  */
-import { HEAP_ARG, rp4Env } from '../bin/serving.js'
+import { HEAP_ARG, HEAP_FLAG, rp4Env } from '../bin/serving.js'
 import type { LoadResult } from './loadgen.js'
 import { median, runLoad } from './measure.js'
 import { PROXY_CORE, type ProcessGroup, waitForStderr, type Child } from './processes.js'
 import { rp4ModeArgs, type ProxyMode } from './configs.js'
-import { processCpuSeconds } from './proc-stats.js'
+import { processCpuSeconds, treePeakRss } from './proc-stats.js'
 import type { Scenario } from './scenarios.js'
 
 /** One side: an rp4 entry point (dist/bin/rp4.js of some build) and the flags it gets beyond `listen … --to …`. */
@@ -21,6 +21,8 @@ export interface Side {
   args: readonly string[]
   /** Node's own flags for this side, beside the initial heap size (a GC setting to compare). */
   nodeArgs?: readonly string[]
+  /** Environment variables for this side beyond the harness's (malloc settings to compare: `GLIBC_TUNABLES=…`). */
+  env?: Readonly<Record<string, string>>
 }
 
 export interface InterleaveSettings {
@@ -44,6 +46,9 @@ export interface InterleaveResult {
   mainRatio: number
   /** The CPU ratio of each segment (each start order in turn, `a` first in the even ones). */
   segmentRatios: number[]
+  /** The highest peak RSS (VmHWM, bytes) either side's process reached in any segment, startup included. */
+  peakRssA: number
+  peakRssB: number
   rounds: number
 }
 
@@ -56,9 +61,11 @@ function mainFigure (scenario: Scenario, load: LoadResult): number {
 }
 
 async function start (group: ProcessGroup, side: Side, mode: ProxyMode, originPort: number): Promise<{ child: Child, port: number }> {
-  const child = group.spawn(side.name, process.execPath, [HEAP_ARG, ...(side.nodeArgs ?? []), side.rp4, 'listen', '127.0.0.1:0', '--to', `127.0.0.1:${originPort}`, ...side.args, ...rp4ModeArgs(mode)], {
+  // an initial heap size among the side's own flags replaces the harness's (`--initial-heap-size=0`: V8's default)
+  const heap = (side.nodeArgs ?? []).some(arg => arg.startsWith(HEAP_FLAG)) ? [] : [HEAP_ARG]
+  const child = group.spawn(side.name, process.execPath, [...heap, ...(side.nodeArgs ?? []), side.rp4, 'listen', '127.0.0.1:0', '--to', `127.0.0.1:${originPort}`, ...side.args, ...rp4ModeArgs(mode)], {
     core: PROXY_CORE,
-    env: rp4Env(),
+    env: { ...rp4Env(), ...side.env },
   })
   const match = await waitForStderr(child, /listening on (\S+):(\d+)/, 15_000)
   return { child, port: Number(match[2]) }
@@ -78,6 +85,8 @@ export async function interleave (group: ProcessGroup, scenario: Scenario, a: Si
   const perSegment = Math.ceil(rounds / segments)
   const pairs: Array<{ a: Burst, b: Burst }> = []
   const segmentRatios: number[] = []
+  let peakRssA = 0
+  let peakRssB = 0
   for (let segment = 0; segment < segments; segment++) {
     const aFirst = segment % 2 === 0
     const first = await start(group, aFirst ? a : b, scenario.mode, originPort)
@@ -103,6 +112,8 @@ export async function interleave (group: ProcessGroup, scenario: Scenario, a: Si
         pairs.push({ a: x, b: y })
       }
       segmentRatios.push(median(pairs.slice(from).map(p => p.a.cpuUs / p.b.cpuUs)))
+      peakRssA = Math.max(peakRssA, treePeakRss(sideA.child.pid))
+      peakRssB = Math.max(peakRssB, treePeakRss(sideB.child.pid))
     } finally {
       await group.stop(sideA.child)
       await group.stop(sideB.child)
@@ -116,6 +127,8 @@ export async function interleave (group: ProcessGroup, scenario: Scenario, a: Si
     mainB: median(pairs.map(p => p.b.main)),
     mainRatio: median(pairs.map(p => p.a.main / p.b.main)),
     segmentRatios,
+    peakRssA,
+    peakRssB,
     rounds: pairs.length,
   }
 }
