@@ -11,6 +11,7 @@
  * Lenient flags stay off: nothing here calls llhttp_set_lenient_*.
  */
 import { createRequire } from 'node:module'
+import v8 from 'node:v8'
 
 const require = createRequire(import.meta.url)
 
@@ -81,6 +82,50 @@ interface LlhttpExports {
 }
 
 // The parser running `execute` now, and the chunk it is reading: WASM calls back into them.
+/*
+ * How llhttp is compiled. V8 compiles WebAssembly lazily with its baseline compiler, then
+ * recompiles hot functions with TurboFan in a background thread. llhttp's state machine is one
+ * very large function, and TurboFan's default register allocator needs about 35 MiB for it: the
+ * process's peak RSS rose by that much a moment after start-up, on every process and worker.
+ * V8's mid-tier register allocator compiles it in about 10 MiB, and the parser runs within a
+ * few per cent of the default's speed (tens of nanoseconds per request). But the flag that
+ * chooses it is global: every JavaScript function TurboFan optimises would get the slower
+ * allocator too, which cost 2–6% CPU per request. So the flags are set for the compile of this
+ * one module only, which is made eager and optimising (compiled whole before `new Module`
+ * returns), and set back at once, before any JavaScript of the proxy is hot.
+ *
+ * Setting V8 flags at run time is what node:v8 documents as "use with care": it is done only on
+ * the V8 major version it was measured on (11, Node 20), and only when the process was not
+ * started with flags of its own about WebAssembly compilation or register allocation. Anywhere
+ * else the module compiles as V8 chooses. `compileMode` says which happened (spec/http1/llhttp-compile.ts).
+ */
+const EAGER_FLAGS = '--no-wasm-lazy-compilation --no-liftoff --turbo-force-mid-tier-regalloc'
+/** V8's defaults again, with what `--no-liftoff` implied (`--no-wasm-dynamic-tiering`: V8 applies implications on every call). */
+const DEFAULT_FLAGS = '--wasm-lazy-compilation --liftoff --wasm-dynamic-tiering --no-turbo-force-mid-tier-regalloc'
+const EAGER_V8_MAJORS = new Set(['11'])
+/** Node flags about V8's WebAssembly tiers or its optimising compiler (V8 takes `_` for `-`). */
+const OWN_FLAG = /^--(no[-_])?(liftoff|wasm|turbo|jitless)/
+
+export let compileMode: 'eager' | 'default' = 'default'
+
+function eagerCompileAllowed (): boolean {
+  if (!EAGER_V8_MAJORS.has(process.versions.v8.split('.')[0])) return false
+  const own = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)]
+  return !own.some(arg => OWN_FLAG.test(arg))
+}
+
+function compile (bytes: Buffer): WebAssembly.Module {
+  if (!eagerCompileAllowed()) return new WebAssembly.Module(bytes)
+  v8.setFlagsFromString(EAGER_FLAGS)
+  try {
+    const module = new WebAssembly.Module(bytes)
+    compileMode = 'eager'
+    return module
+  } finally {
+    v8.setFlagsFromString(DEFAULT_FLAGS)
+  }
+}
+
 let current: ParserCallbacks | null = null
 let currentChunk: Buffer = Buffer.alloc(0)
 let bufferPtr = 0
@@ -124,11 +169,11 @@ function bodyLeft (ptr: number): number {
 function instantiate (): LlhttpExports {
   let module: WebAssembly.Module | undefined
   try {
-    module = new WebAssembly.Module(require('undici/lib/llhttp/llhttp_simd-wasm.js') as Buffer)
+    module = compile(require('undici/lib/llhttp/llhttp_simd-wasm.js') as Buffer)
   } catch {
     // CPUs or runtimes without WASM SIMD get the plain build
   }
-  module ??= new WebAssembly.Module(require('undici/lib/llhttp/llhttp-wasm.js') as Buffer)
+  module ??= compile(require('undici/lib/llhttp/llhttp-wasm.js') as Buffer)
   const instance = new WebAssembly.Instance(module, {
     env: {
       wasm_on_message_begin: () => current!.onMessageBegin(),
