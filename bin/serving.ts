@@ -7,35 +7,42 @@
  * parser among it) the default initial heap leaves so little room under that limit that 1 MiB
  * transfers set off a mark-compact every few dozen milliseconds: `node --trace-gc` shows ~50 of
  * them in 3 s of the harness's 1 MiB scenario, and rp4 moves 35% fewer bytes for 60% more CPU.
- * 128 MiB of initial heap (a starting size, not a cap) brings that back to none. The flag cannot
+ * 128 MiB of initial heap (a starting size, not a cap) brings that back to none. Since reads go to
+ * buffers used again there are no mark-compacts in that scenario either way, but the larger
+ * initial heap also starts V8 with a larger young generation: 611–634 against 683–714 µs of CPU
+ * per 1 MiB response with V8's default (two runs each; 21.1 against 21.3–21.9 µs per small
+ * request), so it stays. The flag cannot
  * be set from inside a running process (v8.setFlagsFromString comes too late for heap sizing,
  * NODE_OPTIONS refuses it).
  *
- * **malloc's trimming.** Every socket read lands in a fresh 64 KiB buffer from malloc, freed once
- * written on. When the freed buffers sit at the top of glibc's heap, free() gives the top back to
- * the kernel (brk) and the next reads take it again, page by page: in the 1 MiB scenario that is
- * 80 to 230 page faults per response and up to 40% more CPU, or none at all, depending only on
- * where other long-lived allocations happened to land (so two builds of the same code can
- * differ). A fixed trim threshold of 64 MiB keeps the top: 0 faults per response, every run (32
- * MiB still left some runs at 30 to 90; a top pad alone did nothing). The cost is that up to
- * 64 MiB freed at the top of the heap stays with the process.
+ * **malloc's trimming.** Until socket reads went to buffers used again (lib/core/read-buffers.ts),
+ * every read landed in a fresh 64 KiB buffer from malloc, and glibc's trimming gave the top of its
+ * heap back to the kernel and took it again page by page: up to 230 page faults per 1 MiB
+ * response, so the serving process had a fixed trim threshold of 64 MiB. With reads into reused
+ * buffers the faults are gone either way (0.1–1.3 per 1 MiB response or upload without the
+ * threshold, 0.1–0.2 with it; CPU per request within noise: A/B 0.957 for 1 MiB responses,
+ * 1.024 uploads, 1.006 small requests, 1.008 TCP; TLS keep-alive 36.0–37.5 against 36.5 µs), and
+ * the threshold only kept up to 64 MiB of freed memory with the process (12–15 MiB at idle). glibc's
+ * own dynamic threshold is back.
  *
- * **One malloc arena.** The threshold holds in every arena, and V8 compiles llhttp's WebAssembly
- * with its optimising tier in a background thread, whose own arena then keeps the ~35 MiB the
- * compiler used and freed (one anonymous mapping in /proc/PID/smaps), where no later allocation
- * of the serving thread can reuse it. With one arena (`arena_max=1`) that memory goes back to the
- * heap every thread draws from, and the socket buffers reuse it: peak RSS under the harness's
- * small requests 132–135 → 125–126 MiB, 1 MiB responses 153–156 → 112–114, gzip 161–162 →
- * 114–116, at the same CPU per request (three alternating pairs each: 18.4 / 17.8 µs, 793 / 793
- * µs, 437 / 442 µs). The environment variable must be set before the process starts, hence,
- * again, the child process; a GLIBC_TUNABLES of the user's own is left as it is. Other C
- * libraries ignore it.
+ * **One malloc arena.** V8 compiles on background threads, and glibc gives each its own arena,
+ * which keeps what that thread used and freed where no allocation of the serving thread can reuse
+ * it. When llhttp's WebAssembly was still tiered up in the background, that was one 35 MiB
+ * anonymous mapping in /proc/PID/smaps (the compile now needs far less: lib/http1/llhttp.ts).
+ * With one arena (`arena_max=1`) that memory goes back to the heap every thread draws from, and
+ * the socket buffers reuse it: peak RSS under the harness's small requests was 132–135 → 125–126
+ * MiB, 1 MiB responses 153–156 → 112–114, gzip 161–162 → 114–116, at the same CPU per request
+ * (three alternating pairs each: 18.4 / 17.8 µs, 793 / 793 µs, 437 / 442 µs). It still pays after
+ * the eager compile and without the trim threshold: 96–97 against 101 MiB at the peak under small
+ * requests (glibc's default of 8 arenas on this machine; 21.1–22.3 against 21.1–21.7 µs). The
+ * environment variable must be set before the process starts, hence, again, the child process; a
+ * GLIBC_TUNABLES of the user's own is left as it is. Other C libraries ignore it.
  */
 
 export const HEAP_FLAG = '--initial-heap-size'
 export const HEAP_ARG = `${HEAP_FLAG}=128`
 
-export const MALLOC_TUNABLES = 'glibc.malloc.trim_threshold=67108864:glibc.malloc.arena_max=1'
+export const MALLOC_TUNABLES = 'glibc.malloc.arena_max=1'
 
 /** The environment of the serving process, from the launcher's own. */
 export function servingEnv (env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {

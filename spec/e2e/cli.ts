@@ -93,7 +93,7 @@ t.test('listen serves from a child with the initial-heap flag and malloc tunable
   if (!checkBuilt(t, 'dist/bin/rp4.js')) return
   const origin = await startOrigin(t, () => ok('served'))
   const cases: Array<[string, NodeJS.ProcessEnv, string | null]> = [
-    ['default', {}, 'glibc.malloc.trim_threshold=67108864:glibc.malloc.arena_max=1'],
+    ['default', {}, 'glibc.malloc.arena_max=1'],
     ['GLIBC_TUNABLES of the user', { GLIBC_TUNABLES: 'glibc.malloc.arena_max=2' }, 'glibc.malloc.arena_max=2'],
     ['RP4_NO_HEAP_FLAG=1', { RP4_NO_HEAP_FLAG: '1' }, null],
   ]
