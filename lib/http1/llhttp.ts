@@ -98,6 +98,9 @@ interface LlhttpExports {
  * the V8 major version it was measured on (11, Node 20), and only when the process was not
  * started with flags of its own about WebAssembly compilation or register allocation. Anywhere
  * else the module compiles as V8 chooses. `compileMode` says which happened (spec/http1/llhttp-compile.ts).
+ * A program that imports rp4 as a library while its own code runs hot shares those ~50 ms: what V8
+ * optimises or compiles meanwhile gets the same flags. That changes how fast that code runs,
+ * never what it does.
  */
 const EAGER_FLAGS = '--no-wasm-lazy-compilation --no-liftoff --turbo-force-mid-tier-regalloc'
 /** V8's defaults again, with what `--no-liftoff` implied (`--no-wasm-dynamic-tiering`: V8 applies implications on every call). */
