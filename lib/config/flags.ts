@@ -7,7 +7,7 @@
  */
 import { parseArgs } from 'node:util'
 import type { TSchema } from '@sinclair/typebox'
-import { Document } from 'yaml'
+import { yaml } from './yaml.js'
 import { FLAG_GROUPS, FLAT, SHARED, OptionsSchema, childSchema, flagsOf, kindOf, leaves, meta, type FlagGroup, type FlagSpec, type Options } from './schema.js'
 import { formatUnit, parseUnit } from './units.js'
 import { formatPath, listProblems, type Path, type Problem } from './problems.js'
@@ -364,7 +364,7 @@ function prettify (schema: TSchema | undefined, value: unknown): unknown {
  */
 export function toYaml (options: Options, comment?: string): string {
   const full = isFullForm(options) ? options : expandFlat(options).options
-  const document = new Document(prettify(OptionsSchema, full))
+  const document = new (yaml().Document)(prettify(OptionsSchema, full))
   if (comment !== undefined) document.commentBefore = ' ' + comment
   return document.toString({ lineWidth: 0 })
 }

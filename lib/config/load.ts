@@ -10,7 +10,8 @@
 import { closeSync, openSync, readSync } from 'node:fs'
 import path from 'node:path'
 import type { TSchema } from '@sinclair/typebox'
-import { Composer, Document, LineCounter, Parser, isAlias, isMap, isPair, isScalar, isSeq, visit, type CST, type Node, type YAMLError } from 'yaml'
+import type { CST, Document, LineCounter, Node, YAMLError } from 'yaml'
+import { yaml } from './yaml.js'
 import type { Model } from '../model/model.js'
 import { OptionsSchema, branchFor, childSchema, kindOf, meta, type Options } from './schema.js'
 import { ConfigError, describe, type Path, type Problem } from './problems.js'
@@ -40,6 +41,7 @@ export class ConfigSource {
 
   constructor (text: string, name: string) {
     this.name = name
+    const { Composer, LineCounter, Parser } = yaml()
     this.#lines = new LineCounter()
     const syntax: string[] = []
     let value: unknown = null
@@ -102,6 +104,7 @@ export class ConfigSource {
 
   /** Where `path` was written: its key (`at: 'key'`) or its value, else the nearest enclosing node found. */
   position (path: Path, at: 'key' | 'value' = 'value'): Position {
+    const { isAlias, isMap, isPair, isScalar, isSeq } = yaml()
     const root = this.#document?.contents ?? null
     let node: unknown = root
     let offset = rangeStart(root) ?? 0
@@ -164,6 +167,7 @@ function deepestToken (tokens: CST.Token[]): number | null {
 }
 
 function firstAlias (document: Document): number {
+  const { visit } = yaml()
   let offset = 0
   visit(document, {
     Alias (_key, node) {
