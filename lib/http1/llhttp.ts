@@ -81,7 +81,6 @@ interface LlhttpExports {
   llhttp_message_needs_eof (ptr: number): number
 }
 
-// The parser running `execute` now, and the chunk it is reading: WASM calls back into them.
 /*
  * How llhttp is compiled. V8 compiles WebAssembly lazily with its baseline compiler, then
  * recompiles hot functions with TurboFan in a background thread. llhttp's state machine is one
@@ -129,6 +128,7 @@ function compile (bytes: Buffer): WebAssembly.Module {
   }
 }
 
+// The parser running `execute` now, and the chunk it is reading: WASM calls back into them.
 let current: ParserCallbacks | null = null
 let currentChunk: Buffer = Buffer.alloc(0)
 let bufferPtr = 0
