@@ -3,10 +3,10 @@
  * a proxy made from flags or options, as `rp4 listen` makes it, never loads it. Checked in a
  * fresh Node process, where the CommonJS module cache tells what was loaded.
  */
-import { execFile } from 'node:child_process'
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
 import t from 'tap'
+import { probe } from '../helpers/probe.js'
 import { checkBuilt, ROOT } from '../helpers/proxy.js'
 
 const url = (relative: string): string => JSON.stringify(pathToFileURL(path.join(ROOT, relative)).href)
@@ -36,13 +36,7 @@ console.log(JSON.stringify(steps))
 
 t.test('a proxy from flags never loads the YAML library; writing or reading a configuration does', async t => {
   if (!checkBuilt(t, 'dist/lib/index.js')) return
-  const stdout = await new Promise<string>((resolve, reject) => {
-    execFile(process.execPath, ['--input-type=module', '-e', PROBE], { cwd: ROOT, timeout: 30_000 }, (err, out, stderr) => {
-      if (err !== null) reject(new Error(`${err.message}\n${stderr}`))
-      else resolve(out)
-    })
-  })
-  const steps = JSON.parse(stdout) as Record<string, boolean>
+  const steps = await probe<Record<string, boolean>>(PROBE)
   t.equal(steps.imported, false, 'not loaded by importing the library')
   t.equal(steps.listening, false, 'not loaded by a proxy made from flags and listening')
   t.equal(steps.written, true, 'loaded to write the options as YAML')

@@ -8,10 +8,10 @@
  * Each case runs in its own Node process with `--allow-natives-syntax`, the only way to ask V8
  * how a function was compiled.
  */
-import { execFile } from 'node:child_process'
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
 import t from 'tap'
+import { probe } from '../helpers/probe.js'
 import { checkBuilt, ROOT } from '../helpers/proxy.js'
 
 const LLHTTP = pathToFileURL(path.join(ROOT, 'dist/lib/http1/llhttp.js')).href
@@ -38,20 +38,15 @@ console.log(JSON.stringify({ compileMode, heads, lazy, seven, liftoff: %IsLiftof
 
 interface Probe { compileMode: string, heads: string[], lazy: boolean, seven: number, liftoff: boolean, turbofan: boolean }
 
-function probe (nodeFlags: string[]): Promise<Probe> {
-  return new Promise((resolve, reject) => {
-    execFile(process.execPath, ['--allow-natives-syntax', ...nodeFlags, '--input-type=module', '-e', PROBE], { cwd: ROOT, timeout: 30_000 }, (err, stdout, stderr) => {
-      if (err !== null) reject(new Error(`${err.message}\n${stderr}`))
-      else resolve(JSON.parse(stdout) as Probe)
-    })
-  })
+function compileProbe (nodeFlags: string[]): Promise<Probe> {
+  return probe<Probe>(PROBE, ['--allow-natives-syntax', ...nodeFlags])
 }
 
 const measuredOn = process.versions.v8.split('.')[0] === '11'
 
 t.test('on the V8 it was measured on, llhttp compiles eagerly and every flag goes back to its default', async t => {
   if (!checkBuilt(t, 'dist/lib/http1/llhttp.js')) return
-  const p = await probe([])
+  const p = await compileProbe([])
   t.same(p.heads, ['GET /a', 'GET /b'], 'the parser parses')
   t.equal(p.compileMode, measuredOn ? 'eager' : 'default', `compile mode on V8 ${process.versions.v8}`)
   t.equal(p.lazy, true, 'a module compiled afterwards is compiled lazily again (--wasm-lazy-compilation restored)')
@@ -62,7 +57,7 @@ t.test('on the V8 it was measured on, llhttp compiles eagerly and every flag goe
 
 t.test('a process started with WebAssembly flags of its own keeps them', async t => {
   if (!checkBuilt(t, 'dist/lib/http1/llhttp.js')) return
-  const p = await probe(['--no-wasm-lazy-compilation'])
+  const p = await compileProbe(['--no-wasm-lazy-compilation'])
   t.same(p.heads, ['GET /a', 'GET /b'], 'the parser parses')
   t.equal(p.compileMode, 'default', 'no eager compile of its own')
   t.equal(p.lazy, false, 'its flag holds for later modules too')
