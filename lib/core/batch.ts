@@ -16,6 +16,7 @@ import type { Socket } from 'node:net'
 import { kOwner } from './symbols.js'
 import { clock } from './clock.js'
 import { isLent, keepLoan, lending, settlePieces } from './loan.js'
+import { NOT_DIRECT, WRITTEN, hasQueuedWrite, writeDirect } from './direct-write.js'
 
 /** The object that owns a socket written through `send`. */
 export interface WriteOwner {
@@ -112,6 +113,8 @@ export function send (socket: Socket, data: string | Buffer): boolean {
   const s = socket as BatchedSocket
   let out = s[kOutbox]
   if (!batching && (out === undefined || out.count === 0)) {
+    const direct = data.length > 0 ? writeDirect(socket, data) : NOT_DIRECT
+    if (direct !== NOT_DIRECT) return direct === WRITTEN
     return typeof data === 'string' ? socket.write(data, 'latin1') : socket.write(data)
   }
   if (out === undefined) {
@@ -240,10 +243,17 @@ function write (socket: BatchedSocket, out: Outbox, direct = false): boolean {
   let ok = true
   // views of a read buffer lent for this dispatch: free again only if the kernel took them all now
   const lent = lending() ? countLent(parts, count) : 0
+  // the kernel took the bytes before write() returned (nothing refers to lent views after it)
+  let taken = false
   if (!socket.destroyed) {
-    if (count === 1) {
+    if (count === 1 && bytes > 0) {
       const data = parts[0]!
-      ok = typeof data === 'string' ? socket.write(data, 'latin1') : socket.write(data)
+      const direct = writeDirect(socket, data)
+      if (direct === NOT_DIRECT) ok = typeof data === 'string' ? socket.write(data, 'latin1') : socket.write(data)
+      else {
+        ok = direct === WRITTEN
+        taken = ok
+      }
     } else if (bytes <= COALESCE_LIMIT) {
       const buffer = Buffer.allocUnsafe(bytes)
       let offset = 0
@@ -251,7 +261,8 @@ function write (socket: BatchedSocket, out: Outbox, direct = false): boolean {
         const data = parts[i]!
         offset += typeof data === 'string' ? buffer.write(data, offset, 'latin1') : data.copy(buffer, offset)
       }
-      ok = socket.write(buffer)
+      const direct = bytes > 0 ? writeDirect(socket, buffer) : NOT_DIRECT
+      ok = direct === NOT_DIRECT ? socket.write(buffer) : direct === WRITTEN
     } else {
       socket.cork()
       ok = true
@@ -263,7 +274,7 @@ function write (socket: BatchedSocket, out: Outbox, direct = false): boolean {
     }
     if (lent > 0) {
       // joined into a new buffer, or written in full: nothing refers to the views now
-      if ((count > 1 && bytes <= COALESCE_LIMIT) || socket.writableLength === 0) settlePieces(lent)
+      if ((count > 1 && bytes <= COALESCE_LIMIT) || taken || (!hasQueuedWrite(socket) && socket.writableLength === 0)) settlePieces(lent)
       else keepLoan()
     }
     if (end) {

@@ -11,6 +11,7 @@ import { deferBatches, deferWrites, flush, send, sendEnd } from '../../lib/core/
 import { kOwner } from '../../lib/core/symbols.js'
 import { socketPair } from '../helpers/sockets.js'
 import { batch } from '../helpers/batch.js'
+import { canWriteDirect, hasQueuedWrite } from '../../lib/core/direct-write.js'
 
 /** Both ends of one loopback connection: the accepted one (`server`) and the client's, which keeps what it reads. */
 async function pair (t: Test): Promise<{ server: Socket, client: Socket, received: () => string, ended: Promise<void> }> {
@@ -119,6 +120,33 @@ t.test('a pipelined backend connection: everything sent in the turn waits for it
   await turnEnd()
   t.equal(server.bytesWritten, 13, 'one write at the end of the turn')
   await t.resolves(waitFor(() => received() === 'GET /1 GET /2'))
+})
+
+t.test('a plain socket the kernel stops taking: the batch\'s write is queued, the owner told once, drain follows, every byte in order', async t => {
+  const { server, client } = await socketPair(t)
+  client.pause()
+  let blocked = 0;
+  (server as unknown as Record<symbol, unknown>)[kOwner] = { onWriteBlocked: () => { blocked++ } }
+  const pieces: Buffer[] = []
+  // batches of one 8 KiB piece each (joined and written directly while the stream is empty), until the kernel stops taking them
+  for (let i = 0; i < 10_000 && blocked === 0; i++) {
+    const piece = Buffer.alloc(8 * 1024, 0x61 + (i % 26))
+    pieces.push(piece)
+    batch(() => send(server, piece))
+  }
+  t.equal(blocked, 1, `the owner was told once, after ${pieces.length} batches`)
+  t.equal(hasQueuedWrite(server), canWriteDirect, 'the last write waits in the handle\'s queue, past the stream (where this Node allows direct writes)')
+  // sent while the queued write waits: through the stream, behind it
+  batch(() => send(server, 'tail'))
+  const drained = new Promise(resolve => server.once('drain', resolve))
+  const chunks: Buffer[] = []
+  client.on('data', (chunk: Buffer) => chunks.push(chunk))
+  const ended = new Promise(resolve => client.on('end', resolve))
+  client.resume()
+  await drained
+  sendEnd(server)
+  await ended
+  t.ok(Buffer.concat(chunks).equals(Buffer.concat([...pieces, Buffer.from('tail')])), 'every byte, in order, then the end')
 })
 
 /** Resolves once `check` holds; rejects after 2 s (loopback delivers in far less). */
