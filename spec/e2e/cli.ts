@@ -9,7 +9,6 @@ import { ok, startOrigin } from '../helpers/origin.js'
 import { checkBuilt, hasIPv6 } from '../helpers/proxy.js'
 import { VERSION, run } from '../helpers/cli.js'
 import { connectRaw, startTcpBackend } from '../helpers/tls-backends.js'
-import { within } from '../helpers/wait.js'
 import { undated } from '../helpers/dates.js'
 
 t.test('--help: usage on stdout, exit 0', async t => {
@@ -236,7 +235,7 @@ t.test('bad arguments: a message naming the problem, exit 2, nothing listening',
   for (let i = 0; i < BAD.length; i += 6) {
     const runs = BAD.slice(i, i + 6).map(([name, args, named]) => ({ name, named, r: run(t, args) }))
     for (const { name, named, r } of runs) {
-      await within(r.finished(), 20_000, name)
+      await r.finished(20_000)
       t.equal(r.exit, 2, `${name}: exit 2`)
       t.ok(r.stderr.includes(named), `${name}: stderr names ${JSON.stringify(named)}: ${JSON.stringify(r.stderr)}`)
       t.notMatch(r.stderr, /listening on/, `${name}: did not start`)
