@@ -8,9 +8,9 @@
  * 2.4–2.6 µs, the syscall included in both).
  *
  * Internal to Node: the write request's constructor and the shared state that says whether the
- * last write completed at once come from the `stream_wrap` binding (`process.binding`, which
- * Node keeps for such uses and deprecates in documentation only). Only this module does it, after
- * checking at load that the binding and the TCP handle have what it needs; anywhere else, and for
+ * last write completed at once come from the `stream_wrap` binding (core/stream-wrap.ts, which
+ * checks at load that the binding and the TCP handle have what is needed). Where they are
+ * missing, and for
  * any socket that is not a connected cleartext TCP socket with an empty, uncorked stream,
  * `writeDirect` says so and the caller writes with `socket.write` as before.
  * spec/core/direct-write.ts fails when a Node release changes any of it.
@@ -31,6 +31,7 @@
  */
 import type { Socket } from 'node:net'
 import { getSystemErrorName } from 'node:util'
+import { streamWrap, type WriteRequest } from './stream-wrap.js'
 
 /** The kernel took every byte. */
 export const WRITTEN = 1
@@ -41,22 +42,9 @@ export const NOT_DIRECT = -1
 /** The write failed: the socket is destroyed with the error. */
 export const WRITE_FAILED = -2
 
-interface WriteRequest {
-  handle: TcpHandle
-  oncomplete: (this: WriteRequest, status: number) => void
-  buffer: Buffer | null
-  socket: DirectSocket | null
-}
-
 interface TcpHandle {
   writeBuffer (req: WriteRequest, data: Buffer): number
   writeLatin1String (req: WriteRequest, data: string): number
-}
-
-interface Binding {
-  WriteWrap: new () => WriteRequest
-  streamBaseState: Int32Array
-  kLastWriteWasAsync: number
 }
 
 const kQueued = Symbol('rp4.directQueued')
@@ -67,35 +55,13 @@ interface DirectSocket extends Socket {
   [kQueued]?: number
 }
 
-/** The pieces this module needs, or null when this Node lacks one of them (then every write goes through the stream). */
-const parts: { binding: Binding, tcp: Function } | null = (() => {
-  // process.binding warns under --pending-deprecation: such a process writes through its streams
-  const options = `${process.execArgv.join(' ')} ${process.env.NODE_OPTIONS ?? ''}`
-  if (/--pending-deprecation\b/.test(options)) return null
-  const legacy = (process as unknown as { binding?: (name: string) => unknown }).binding
-  if (typeof legacy !== 'function') return null
-  try {
-    const binding = legacy.call(process, 'stream_wrap') as Partial<Binding>
-    const tcpWrap = legacy.call(process, 'tcp_wrap') as { TCP?: Function }
-    const tcp = tcpWrap.TCP
-    if (typeof binding.WriteWrap !== 'function' || !(binding.streamBaseState instanceof Int32Array) ||
-      typeof binding.kLastWriteWasAsync !== 'number' || typeof tcp !== 'function') return null
-    const proto = tcp.prototype as Partial<TcpHandle>
-    if (typeof proto.writeBuffer !== 'function' || typeof proto.writeLatin1String !== 'function') return null
-    return { binding: binding as Binding, tcp }
-  } catch {
-    // a process run with the permission model, or a Node without these bindings
-    return null
-  }
-})()
+/** True when this Node's TCP sockets can be written directly (core/stream-wrap.ts found what it needs). */
+export const canWriteDirect = streamWrap !== null
 
-/** True when this Node's TCP sockets can be written directly (the load-time check passed). */
-export const canWriteDirect = parts !== null
-
-const WriteWrap = parts?.binding.WriteWrap
-const state = parts?.binding.streamBaseState
-const kAsync = parts?.binding.kLastWriteWasAsync ?? 0
-const TCP = parts?.tcp
+const WriteWrap = streamWrap?.WriteWrap
+const state = streamWrap?.streamBaseState
+const kAsync = streamWrap?.kLastWriteWasAsync ?? 0
+const TCP = streamWrap?.TCP
 
 /**
  * Write `data` (a string is latin1; never empty) to `socket`'s handle. WRITTEN: the kernel took
@@ -111,7 +77,7 @@ export function writeDirect (socket: Socket, data: string | Buffer): number {
   if (s[kQueued] !== undefined && s[kQueued] > 0) return NOT_DIRECT
   const req = new WriteWrap()
   req.handle = handle
-  req.oncomplete = onComplete
+  req.oncomplete = onComplete as WriteRequest['oncomplete']
   req.buffer = null
   req.socket = null
   const err = typeof data === 'string' ? handle.writeLatin1String(req, data) : handle.writeBuffer(req, data)
@@ -134,7 +100,7 @@ export function hasQueuedWrite (socket: Socket): boolean {
 }
 
 function onComplete (this: WriteRequest, status: number): void {
-  const socket = this.socket
+  const socket = this.socket as DirectSocket | null
   this.buffer = null
   this.socket = null
   if (socket === null) return

@@ -17,7 +17,7 @@
  */
 import type { Socket } from 'node:net'
 import { closeLoan, openLoan } from './loan.js'
-import { readInto } from './read-into.js'
+import { readDirectly, readInto } from './read-into.js'
 
 /** Bytes of the shared buffer: Node's own read size. */
 export const SHARED_SIZE = 64 * 1024
@@ -87,8 +87,22 @@ export class SocketReads {
   /** Told of each read of a socket switched by `switchReads`; false: stop reading. */
   readonly onRead: ReadHandler | null
 
-  constructor (onRead: ReadHandler | null = null) {
+  /** The socket read, for `onRead`. */
+  readonly #socket: Socket | null
+
+  constructor (onRead: ReadHandler | null = null, socket: Socket | null = null) {
     this.onRead = onRead
+    this.#socket = socket
+  }
+
+  /** A read of a switched socket, from its handle (core/read-into.ts `readDirectly`). */
+  onHandleRead (length: number, buffer: Buffer): boolean {
+    return this.onRead!(this.#socket!, this, length, buffer)
+  }
+
+  /** The buffer of the socket's next read. */
+  nextBuffer (): Buffer {
+    return this.buffer
   }
 
   /**
@@ -169,9 +183,11 @@ export function readsOf (socket: Socket): SocketReads | undefined {
 export function switchReads (socket: Socket, onRead: ReadHandler): boolean {
   const s = socket as Switched
   if (s[kReads] !== undefined) return false
-  const reads = new SocketReads(onRead)
+  const reads = new SocketReads(onRead, socket)
   if (!readInto(s, reads.buffer, nextBuffer, dispatchRead)) return false
   s[kReads] = reads
+  // each read comes to `reads` straight from the handle where this Node allows it
+  readDirectly(s, reads)
   return true
 }
 

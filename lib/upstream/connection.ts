@@ -13,6 +13,7 @@ import { kOwner } from '../core/symbols.js'
 import { skipReadMore } from '../core/read-more.js'
 import { copyIfLent, lendPiece } from '../core/loan.js'
 import { SocketReads } from '../core/read-buffers.js'
+import { readDirectly } from '../core/read-into.js'
 import { CB_OK, Errno, HeadersResult, ParserType } from '../http1/llhttp.js'
 import { HttpParser, type MessageSink } from '../http1/parser.js'
 import type { MessageHead } from '../http1/head.js'
@@ -91,6 +92,8 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner, Reque
     socket[kOwner] = this
     skipReadMore(socket)
     this.socket = socket
+    // its reads come to this connection straight from the handle (core/read-into.ts)
+    if (secure === null) readDirectly(socket, this)
     // before anything else, the client this connection speaks for (written once connected)
     if (settings.sendProxy !== null) socket.write(opener.proxyHeader(settings.sendProxy))
     // pipelined requests of several clients gather into one write per turn; otherwise the
@@ -305,6 +308,16 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner, Reque
    * dispatch (core/loan.ts) and it is read into again if none was kept. The next buffer is chosen
    * here; Node asks for it right after. False: stop reading (a tunnel's stream is full).
    */
+  /** A read, from the socket's handle (core/read-into.ts `readDirectly`). */
+  onHandleRead (length: number, buffer: Buffer): boolean {
+    return this.#onRead(length, buffer)
+  }
+
+  /** The buffer of the socket's next read. */
+  nextBuffer (): Buffer {
+    return this.#reads.buffer
+  }
+
   #onRead (length: number, buffer: Buffer): boolean {
     const reads = this.#reads
     if (this.#detached) return this.socket.push(reads.copy(length, buffer))

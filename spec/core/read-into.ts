@@ -3,13 +3,16 @@
  * the handle's useUserBuffer). This spec fails when a Node release changes that: an accepted
  * socket switched by `readInto` must read into the buffers given, call back per read, stop and
  * start with pause() and resume(), and still end; a socket it cannot switch must be left as it was.
+ * `readDirectly` relies on the handle's `onread` and the read state shared through the
+ * `stream_wrap` binding: the reader must be called with the buffers it gave, Node's callback
+ * bypassed, and the end and a reset must still reach the socket as Node reports them.
  */
 import t from 'tap'
 import net from 'node:net'
 import tls from 'node:tls'
-import { canReadInto, readInto } from '../../lib/core/read-into.js'
+import { canReadDirectly, canReadInto, readDirectly, readInto } from '../../lib/core/read-into.js'
 import { socketPair } from '../helpers/sockets.js'
-import { deferred } from '../helpers/wait.js'
+import { Observable, deferred, within } from '../helpers/wait.js'
 import { makeCertificates } from '../helpers/tls-certs.js'
 import { readFileSync } from 'node:fs'
 
@@ -85,4 +88,57 @@ t.test('left as it was: a socket with unread data, a TLS socket', async t => {
   const secure = await accepted
   t.notOk(readInto(secure, Buffer.alloc(8), () => Buffer.alloc(8), () => true), 'a TLS socket is refused')
   secure.destroy()
+})
+
+t.test('readDirectly: the handle calls the reader itself, with the buffers it gives, pause() and resume() still work, the end and a reset still come', async t => {
+  t.ok(canReadDirectly, 'this Node has what readDirectly needs')
+  const { server, client } = await socketPair(t)
+  const buffers = [Buffer.alloc(16), Buffer.alloc(16)]
+  let viaNode = 0
+  t.ok(readInto(server, buffers[0], () => buffers[0], () => { viaNode++; return true }), 'switched')
+  let given = 0
+  let text = ''
+  const same: boolean[] = []
+  const arrived = new Observable()
+  const reader = {
+    onHandleRead (length: number, buffer: Buffer): boolean {
+      same.push(buffer === buffers[given % 2])
+      text += buffer.toString('latin1', 0, length)
+      arrived.changed()
+      return true
+    },
+    nextBuffer (): Buffer { return buffers[++given % 2] },
+  }
+  t.ok(readDirectly(server, reader), 'taken')
+  t.notOk(readDirectly(server, reader), 'not twice')
+  client.write('abcdefgh')
+  await arrived.until(() => text === 'abcdefgh', 5000, 'the first read')
+  client.write('ijklmnopqrstuvwxyz')
+  await arrived.until(() => text === 'abcdefghijklmnopqrstuvwxyz', 5000, 'the reads after')
+  t.ok(same.every(Boolean), 'each read landed in the buffer given for it')
+  t.equal(viaNode, 0, 'the callback given to readInto was not called: Node\'s read callback was bypassed')
+
+  server.pause()
+  await new Promise<void>(resolve => client.write('while paused', () => resolve()))
+  for (let i = 0; i < 3; i++) await new Promise(resolve => setImmediate(resolve))
+  t.equal(text, 'abcdefghijklmnopqrstuvwxyz', 'nothing read while paused')
+  const ended = new Promise(resolve => server.on('end', resolve))
+  server.resume()
+  client.end()
+  await within(ended, 5000, 'the end')
+  t.equal(text, 'abcdefghijklmnopqrstuvwxyzwhile paused', 'read once resumed, then the end (through Node\'s callback)')
+
+  // a reset: Node's callback destroys the socket with the read's error
+  const other = await socketPair(t)
+  t.ok(readInto(other.server, Buffer.alloc(16), () => Buffer.alloc(16), () => true), 'switched')
+  t.ok(readDirectly(other.server, { onHandleRead: () => true, nextBuffer: () => Buffer.alloc(16) }), 'taken')
+  const failed = new Promise<NodeJS.ErrnoException>(resolve => other.server.on('error', resolve))
+  other.client.resetAndDestroy()
+  const err = await within(failed, 5000, 'the read error')
+  t.equal(err.code, 'ECONNRESET', 'the reset reported as Node reports it')
+})
+
+t.test('readDirectly: a socket reading as Node does is left as it was', async t => {
+  const { server } = await socketPair(t)
+  t.notOk(readDirectly(server, { onHandleRead: () => true, nextBuffer: () => Buffer.alloc(8) }), 'a socket that reads into fresh buffers')
 })
