@@ -83,6 +83,8 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
   #resumeScheduled = false
   /** Reads went to core/read-buffers.ts (tried once). */
   #switched = false
+  /** Reads through the stream so far (counted until the switch). */
+  #streamReads = 0
   #wait = Wait.IDLE
   /** When the head being received must be complete. */
   #headEnd = 0
@@ -227,9 +229,11 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
 
   onData (chunk: Buffer): void {
     this.#meter.bytes(chunk.length)
-    // a large request body on a cleartext socket: its next reads go to buffers chosen per read
-    // (core/read-buffers.ts) instead of a fresh one each; a connection without one never pays for the switch
-    if (chunk.length >= SHARED_SIZE / 2 && this.#receiving !== null && !this.#switched && !this.client.secure) {
+    // a cleartext socket's next reads go to buffers chosen per read (core/read-buffers.ts) instead
+    // of a fresh one each: once a large request body comes, or once the connection is read a
+    // second time (kept alive); a connection of one read never pays for the switch
+    if (!this.#switched && !this.client.secure &&
+      (++this.#streamReads >= 2 || (chunk.length >= SHARED_SIZE / 2 && this.#receiving !== null))) {
       this.#switched = true
       readOwned(this.socket)
     }
