@@ -8,12 +8,9 @@
  */
 import t from 'tap'
 import net from 'node:net'
-import tls from 'node:tls'
-import { readFileSync } from 'node:fs'
 import { NOT_DIRECT, WRITE_FAILED, WRITE_QUEUED, WRITTEN, canWriteDirect, hasQueuedWrite, writeDirect } from '../../lib/core/direct-write.js'
-import { socketPair } from '../helpers/sockets.js'
+import { socketPair, tlsSocketPair } from '../helpers/sockets.js'
 import { deferred, within } from '../helpers/wait.js'
-import { makeCertificates } from '../helpers/tls-certs.js'
 
 /** Everything `socket` receives until its end, as one buffer. */
 function collect (socket: net.Socket): Promise<Buffer> {
@@ -110,12 +107,7 @@ t.test('destroy() while a direct write is queued: closed, no drain, no error', a
 
 t.test('a write to a peer that is gone destroys the socket with the stream\'s error', async t => {
   // half-open allowed: the server's side stays writable after the peer's FIN
-  const srv = net.createServer({ allowHalfOpen: true })
-  await new Promise<void>(resolve => srv.listen(0, '127.0.0.1', resolve))
-  const acceptedSocket = new Promise<net.Socket>(resolve => srv.once('connection', resolve))
-  const client = net.connect((srv.address() as net.AddressInfo).port, '127.0.0.1')
-  const server = await acceptedSocket
-  t.teardown(() => { client.destroy(); server.destroy(); srv.close() })
+  const { server, client } = await socketPair(t, { allowHalfOpen: true })
   const failed = deferred<NodeJS.ErrnoException>()
   server.on('error', err => failed.resolve(err as NodeJS.ErrnoException))
   // the peer closes: its kernel answers the next segment with a reset, and the write after fails
@@ -158,15 +150,6 @@ t.test('left to the stream: a connecting, corked, ended or destroyed socket, one
   connecting.on('error', () => {})
   t.equal(writeDirect(connecting, 'x'), NOT_DIRECT, 'connecting')
 
-  const certificates = await makeCertificates(t)
-  const pair = await certificates.issue('localhost', ['localhost', '127.0.0.1'])
-  const tlsServer = tls.createServer({ cert: readFileSync(pair.cert), key: readFileSync(pair.key) })
-  await new Promise<void>(resolve => tlsServer.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => tlsServer.close())
-  const accepted = new Promise<tls.TLSSocket>(resolve => tlsServer.once('secureConnection', resolve))
-  const tlsClient = tls.connect({ port: (tlsServer.address() as net.AddressInfo).port, host: '127.0.0.1', rejectUnauthorized: false })
-  t.teardown(() => tlsClient.destroy())
-  const secure = await accepted
+  const { server: secure } = await tlsSocketPair(t)
   t.equal(writeDirect(secure, 'x'), NOT_DIRECT, 'a TLS socket')
-  secure.destroy()
 })

@@ -9,12 +9,9 @@
  */
 import t from 'tap'
 import net from 'node:net'
-import tls from 'node:tls'
 import { canReadDirectly, canReadInto, readDirectly, readInto } from '../../lib/core/read-into.js'
-import { socketPair } from '../helpers/sockets.js'
+import { socketPair, tlsSocketPair } from '../helpers/sockets.js'
 import { Observable, deferred, within } from '../helpers/wait.js'
-import { makeCertificates } from '../helpers/tls-certs.js'
-import { readFileSync } from 'node:fs'
 
 t.test('this Node has what readInto needs', async t => {
   t.ok(canReadInto, 'a socket made with onread carries the fields, a plain one has them empty')
@@ -77,17 +74,8 @@ t.test('left as it was: a socket with unread data, a TLS socket', async t => {
   t.notOk(readInto(server, Buffer.alloc(8), () => Buffer.alloc(8), () => true), 'refused')
   t.equal(server.read()?.toString(), 'unread', 'the stream reads as before')
 
-  const certificates = await makeCertificates(t)
-  const pair = await certificates.issue('localhost', ['localhost', '127.0.0.1'])
-  const tlsServer = tls.createServer({ cert: readFileSync(pair.cert), key: readFileSync(pair.key) })
-  await new Promise<void>(resolve => tlsServer.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => tlsServer.close())
-  const accepted = new Promise<tls.TLSSocket>(resolve => tlsServer.once('secureConnection', resolve))
-  const tlsClient = tls.connect({ port: (tlsServer.address() as net.AddressInfo).port, host: '127.0.0.1', rejectUnauthorized: false })
-  t.teardown(() => tlsClient.destroy())
-  const secure = await accepted
+  const { server: secure } = await tlsSocketPair(t)
   t.notOk(readInto(secure, Buffer.alloc(8), () => Buffer.alloc(8), () => true), 'a TLS socket is refused')
-  secure.destroy()
 })
 
 t.test('readDirectly: the handle calls the reader itself, with the buffers it gives, pause() and resume() still work, the end and a reset still come', async t => {
