@@ -30,8 +30,7 @@
  * coarse clock keeps their deadlines).
  */
 import type { Socket } from 'node:net'
-import { getSystemErrorName } from 'node:util'
-import { streamWrap, type WriteRequest } from './stream-wrap.js'
+import { handleError, streamWrap, type WriteRequest } from './stream-wrap.js'
 
 /** The kernel took every byte. */
 export const WRITTEN = 1
@@ -82,7 +81,7 @@ export function writeDirect (socket: Socket, data: string | Buffer): number {
   req.socket = null
   const err = typeof data === 'string' ? handle.writeLatin1String(req, data) : handle.writeBuffer(req, data)
   if (err !== 0) {
-    socket.destroy(writeError(err))
+    socket.destroy(handleError('write', err))
     return WRITE_FAILED
   }
   if (state![kAsync] === 0) return WRITTEN
@@ -107,23 +106,8 @@ function onComplete (this: WriteRequest, status: number): void {
   socket[kQueued]! -= 1
   if (socket.destroyed) return
   if (status < 0) {
-    socket.destroy(writeError(status))
+    socket.destroy(handleError('write', status))
     return
   }
   if (socket[kQueued] === 0) socket.emit('drain')
-}
-
-/** The error a stream's failed write gives: `write EPIPE` with code, errno and syscall. */
-function writeError (status: number): NodeJS.ErrnoException {
-  let code: string
-  try {
-    code = getSystemErrorName(status)
-  } catch {
-    code = `E${-status}`
-  }
-  const err: NodeJS.ErrnoException = new Error(`write ${code}`)
-  err.errno = status
-  err.code = code
-  err.syscall = 'write'
-  return err
 }

@@ -20,7 +20,7 @@
  * CPU per request 0.960 against the build before (A/B, 12 rounds).
  */
 import net, { type Socket } from 'node:net'
-import { streamWrap } from './stream-wrap.js'
+import { handleError, streamWrap } from './stream-wrap.js'
 
 interface Fields { buffer: symbol, callback: symbol, generator: symbol }
 
@@ -129,7 +129,7 @@ function onHandleRead (this: ReadHandle, arrayBuffer: unknown): unknown {
   if (!more && !socket.destroyed) {
     this.reading = false
     const err = this.readStop()
-    if (err !== 0) socket.destroy(Object.assign(new Error(`read ${err}`), { errno: err, syscall: 'read' }))
+    if (err !== 0) socket.destroy(handleError('read', err))
   }
   // the handle reads into what is returned next
   return next

@@ -8,6 +8,7 @@
  * does one whose Node lacks any of the pieces (or refuses `process.binding`: the permission
  * model). Null then, and both modules leave every socket to its stream.
  */
+import { getSystemErrorName } from 'node:util'
 
 export interface WriteRequest {
   handle: unknown
@@ -52,3 +53,18 @@ export const streamWrap: StreamWrap | null = (() => {
     return null
   }
 })()
+
+/** The error Node's streams give for a failed handle call: `write EPIPE`, with code, errno and syscall. */
+export function handleError (syscall: string, status: number): NodeJS.ErrnoException {
+  let code: string
+  try {
+    code = getSystemErrorName(status)
+  } catch {
+    code = `E${-status}`
+  }
+  const err: NodeJS.ErrnoException = new Error(`${syscall} ${code}`)
+  err.errno = status
+  err.code = code
+  err.syscall = syscall
+  return err
+}
