@@ -169,3 +169,36 @@ t.test('answers of rp4\'s own in a pipeline, among proxied ones: every one in or
   t.equal(closing.closed, true)
   t.notOk(origin.requests.some(r => r.url === '/c'), '/c never reached the origin')
 })
+
+t.test('a pipelined client that stops reading: the origin is asked a bounded part while it reads nothing, then every answer arrives whole and in order once it reads', async t => {
+  // 256 KiB answers: after the first read of each, its body leaves rp4 in writes straight to the
+  // socket's handle (core/direct-write.ts); 60 of them, 15 MB, are more than loopback's socket
+  // buffers hold, so one of those writes waits in the kernel's queue and the backpressure must
+  // come from it
+  const SIZE = 256 * 1024
+  const count = 60
+  const body = (i: number): Buffer => {
+    const b = Buffer.alloc(SIZE, 0x61 + (i % 26))
+    b.write(`answer ${i} `, 0, 'latin1')
+    return b
+  }
+  const origin = await startOrigin(t, req => ok(body(Number(req.url.slice(1)))))
+  const { port } = await startProxy(t, { targets: [origin.target] })
+  const client = await RawClient.connect(port, { keep: 32 << 20 })
+  t.teardown(() => client.destroy())
+  client.socket.pause()
+  await client.write(Array.from({ length: count }, (_, i) => get(`/${i}`)).join(''))
+  // the origin's answers stop growing: checked every 50 ms, at most 10 s
+  let answered = -1
+  for (let i = 0; i < 200 && origin.requests.length !== answered; i++) {
+    answered = origin.requests.length
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  t.ok(answered < count, `while the client read nothing, the origin was asked ${answered} of ${count}`)
+  client.socket.resume()
+  await client.waitResponses(count, 30_000)
+  let intact = 0
+  for (let i = 0; i < count; i++) if (client.responses[i].body.equals(body(i))) intact++
+  t.equal(intact, count, 'each body byte for byte, in request order')
+  t.equal(origin.requests.length, count, 'each request reached the origin once')
+})
