@@ -4,9 +4,10 @@
  * state a handle shares with JavaScript after each read and write, and the TCP handle's class.
  *
  * They come from `process.binding`, which Node keeps for such uses and deprecates in
- * documentation only; it warns under --pending-deprecation, so such a process goes without, as
- * does one whose Node lacks any of the pieces (or refuses `process.binding`: the permission
- * model). Null then, and both modules leave every socket to its stream.
+ * documentation only; it warns when pending deprecations are shown (--pending-deprecation, or
+ * NODE_PENDING_DEPRECATION=1), so such a process goes without, as does one whose Node lacks any of
+ * the pieces (or refuses `process.binding`: the permission model). Null then, and both modules
+ * leave every socket to its stream.
  */
 import { getSystemErrorName } from 'node:util'
 
@@ -29,7 +30,7 @@ export interface StreamWrap {
 
 export const streamWrap: StreamWrap | null = (() => {
   const options = `${process.execArgv.join(' ')} ${process.env.NODE_OPTIONS ?? ''}`
-  if (/--pending-deprecation\b/.test(options)) return null
+  if (/--pending-deprecation\b/.test(options) || process.env.NODE_PENDING_DEPRECATION === '1') return null
   const legacy = (process as unknown as { binding?: (name: string) => unknown }).binding
   if (typeof legacy !== 'function') return null
   try {

@@ -11,6 +11,8 @@ import net from 'node:net'
 import { NOT_DIRECT, WRITE_FAILED, WRITE_QUEUED, WRITTEN, canWriteDirect, hasQueuedWrite, writeDirect } from '../../lib/core/direct-write.js'
 import { socketPair, tlsSocketPair } from '../helpers/sockets.js'
 import { deferred, within } from '../helpers/wait.js'
+import { probe } from '../helpers/probe.js'
+import { checkBuilt } from '../helpers/proxy.js'
 
 /** Everything `socket` receives until its end, as one buffer. */
 function collect (socket: net.Socket): Promise<Buffer> {
@@ -152,4 +154,23 @@ t.test('left to the stream: a connecting, corked, ended or destroyed socket, one
 
   const { server: secure } = await tlsSocketPair(t)
   t.equal(writeDirect(secure, 'x'), NOT_DIRECT, 'a TLS socket')
+})
+
+t.test('a process run with pending deprecations shown goes without (no warning), and its sockets write through the stream', async t => {
+  const script = `
+    const warnings = []
+    // the test runner's own spawn hook (in node_modules) calls process.binding in every child it starts
+    process.on('warning', w => { if (!/node_modules[\\/]/.test(w.stack ?? '')) warnings.push(w.name + ': ' + w.message) })
+    const { canWriteDirect } = await import('./dist/lib/core/direct-write.js')
+    const { canReadDirectly } = await import('./dist/lib/core/read-into.js')
+    await new Promise(resolve => setTimeout(resolve, 20))
+    console.log(JSON.stringify({ canWriteDirect, canReadDirectly, warnings }))`
+  if (!checkBuilt(t, 'dist/lib/core/direct-write.js')) return
+  const clean = process.env
+  const plain = await probe<{ canWriteDirect: boolean, canReadDirectly: boolean, warnings: string[] }>(script, [], clean)
+  t.same(plain, { canWriteDirect: true, canReadDirectly: true, warnings: [] }, 'by default: both, and no warning')
+  const flag = await probe<typeof plain>(script, ['--pending-deprecation'], clean)
+  t.same(flag, { canWriteDirect: false, canReadDirectly: false, warnings: [] }, '--pending-deprecation: neither, and no warning')
+  const env = await probe<typeof plain>(script, [], { ...clean, NODE_PENDING_DEPRECATION: '1' })
+  t.same(env, { canWriteDirect: false, canReadDirectly: false, warnings: [] }, 'NODE_PENDING_DEPRECATION=1: neither, and no warning')
 })

@@ -5,9 +5,9 @@
 import { execFile } from 'node:child_process'
 import { ROOT } from './proxy.js'
 
-export function probe<T> (script: string, nodeFlags: readonly string[] = []): Promise<T> {
+export function probe<T> (script: string, nodeFlags: readonly string[] = [], env: NodeJS.ProcessEnv = process.env): Promise<T> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [...nodeFlags, '--input-type=module', '-e', script], { cwd: ROOT, timeout: 30_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [...nodeFlags, '--input-type=module', '-e', script], { cwd: ROOT, timeout: 30_000, env }, (err, stdout, stderr) => {
       if (err !== null) reject(new Error(`${err.message}\n${stderr}`))
       else resolve(JSON.parse(stdout) as T)
     })
