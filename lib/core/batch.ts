@@ -112,11 +112,7 @@ export function beginBatch (): void {
 export function send (socket: Socket, data: string | Buffer): boolean {
   const s = socket as BatchedSocket
   let out = s[kOutbox]
-  if (!batching && (out === undefined || out.count === 0)) {
-    const direct = data.length > 0 ? writeDirect(socket, data) : NOT_DIRECT
-    if (direct !== NOT_DIRECT) return direct === WRITTEN
-    return typeof data === 'string' ? socket.write(data, 'latin1') : socket.write(data)
-  }
+  if (!batching && (out === undefined || out.count === 0)) return writeNow(socket, data)
   if (out === undefined) {
     out = { parts: [], count: 0, bytes: 0, end: false, listed: false, waiting: false }
     s[kOutbox] = out
@@ -243,17 +239,9 @@ function write (socket: BatchedSocket, out: Outbox, direct = false): boolean {
   let ok = true
   // views of a read buffer lent for this dispatch: free again only if the kernel took them all now
   const lent = lending() ? countLent(parts, count) : 0
-  // the kernel took the bytes before write() returned (nothing refers to lent views after it)
-  let taken = false
   if (!socket.destroyed) {
-    if (count === 1 && bytes > 0) {
-      const data = parts[0]!
-      const direct = writeDirect(socket, data)
-      if (direct === NOT_DIRECT) ok = typeof data === 'string' ? socket.write(data, 'latin1') : socket.write(data)
-      else {
-        ok = direct === WRITTEN
-        taken = ok
-      }
+    if (count === 1) {
+      ok = writeNow(socket, parts[0]!)
     } else if (bytes <= COALESCE_LIMIT) {
       const buffer = Buffer.allocUnsafe(bytes)
       let offset = 0
@@ -261,8 +249,7 @@ function write (socket: BatchedSocket, out: Outbox, direct = false): boolean {
         const data = parts[i]!
         offset += typeof data === 'string' ? buffer.write(data, offset, 'latin1') : data.copy(buffer, offset)
       }
-      const direct = bytes > 0 ? writeDirect(socket, buffer) : NOT_DIRECT
-      ok = direct === NOT_DIRECT ? socket.write(buffer) : direct === WRITTEN
+      ok = writeNow(socket, buffer)
     } else {
       socket.cork()
       ok = true
@@ -274,7 +261,7 @@ function write (socket: BatchedSocket, out: Outbox, direct = false): boolean {
     }
     if (lent > 0) {
       // joined into a new buffer, or written in full: nothing refers to the views now
-      if ((count > 1 && bytes <= COALESCE_LIMIT) || taken || (!hasQueuedWrite(socket) && socket.writableLength === 0)) settlePieces(lent)
+      if ((count > 1 && bytes <= COALESCE_LIMIT) || (!hasQueuedWrite(socket) && socket.writableLength === 0)) settlePieces(lent)
       else keepLoan()
     }
     if (end) {
@@ -283,4 +270,14 @@ function write (socket: BatchedSocket, out: Outbox, direct = false): boolean {
   } else if (lent > 0) settlePieces(lent)
   for (let i = 0; i < count; i++) parts[i] = undefined
   return ok
+}
+
+/**
+ * Write `data` (a string is latin1) at once: straight to the socket's handle where
+ * core/direct-write.ts can, else through its stream. False: the socket is full (wait for 'drain').
+ */
+function writeNow (socket: Socket, data: string | Buffer): boolean {
+  const direct = data.length > 0 ? writeDirect(socket, data) : NOT_DIRECT
+  if (direct !== NOT_DIRECT) return direct === WRITTEN
+  return typeof data === 'string' ? socket.write(data, 'latin1') : socket.write(data)
 }

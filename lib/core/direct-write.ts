@@ -44,14 +44,13 @@ export const WRITE_FAILED = -2
 interface TcpHandle {
   writeBuffer (req: WriteRequest, data: Buffer): number
   writeLatin1String (req: WriteRequest, data: string): number
+  /** A direct write waits in this handle's queue (at most one: the next write goes through the stream). */
+  rp4Queued?: boolean
 }
-
-const kQueued = Symbol('rp4.directQueued')
 
 interface DirectSocket extends Socket {
   _handle?: TcpHandle | null
   connecting: boolean
-  [kQueued]?: number
 }
 
 /** True when this Node's TCP sockets can be written directly (core/stream-wrap.ts found what it needs). */
@@ -72,8 +71,7 @@ export function writeDirect (socket: Socket, data: string | Buffer): number {
   const s = socket as DirectSocket
   const handle = s._handle
   if (handle === null || handle === undefined || handle.constructor !== TCP || WriteWrap === undefined) return NOT_DIRECT
-  if (s.connecting || s.destroyed || s.writableEnded || s.writableLength !== 0 || s.writableCorked !== 0) return NOT_DIRECT
-  if (s[kQueued] !== undefined && s[kQueued] > 0) return NOT_DIRECT
+  if (handle.rp4Queued === true || s.connecting || s.destroyed || s.writableEnded || s.writableLength !== 0 || s.writableCorked !== 0) return NOT_DIRECT
   const req = new WriteWrap()
   req.handle = handle
   req.oncomplete = onComplete as WriteRequest['oncomplete']
@@ -88,26 +86,26 @@ export function writeDirect (socket: Socket, data: string | Buffer): number {
   // a string's rest was copied by the handle; a buffer's must stay alive until written
   if (typeof data !== 'string') req.buffer = data
   req.socket = s
-  s[kQueued] = (s[kQueued] ?? 0) + 1
+  handle.rp4Queued = true
   return WRITE_QUEUED
 }
 
 /** True while a direct write waits in `socket`'s queue (its 'drain' has not come yet). */
 export function hasQueuedWrite (socket: Socket): boolean {
-  const queued = (socket as DirectSocket)[kQueued]
-  return queued !== undefined && queued > 0
+  return (socket as DirectSocket)._handle?.rp4Queued === true
 }
 
 function onComplete (this: WriteRequest, status: number): void {
   const socket = this.socket as DirectSocket | null
+  const handle = this.handle as TcpHandle
   this.buffer = null
   this.socket = null
   if (socket === null) return
-  socket[kQueued]! -= 1
+  handle.rp4Queued = false
   if (socket.destroyed) return
   if (status < 0) {
     socket.destroy(handleError('write', status))
     return
   }
-  if (socket[kQueued] === 0) socket.emit('drain')
+  socket.emit('drain')
 }

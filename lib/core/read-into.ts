@@ -88,7 +88,7 @@ interface ReadHandle {
 
 const readState = streamWrap?.streamBaseState
 const kReadBytes = streamWrap?.kReadBytesOrError ?? 0
-/** Node's read callback for stream handles (what every socket's handle has), found on a probe. */
+/** Node's read callback for stream handles (what every socket's handle has), taken from the first handle `readDirectly` sees. */
 let streamRead: ReadHandle['onread'] | null = null
 
 /** True when `readDirectly` can take sockets on this Node. */

@@ -302,12 +302,6 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner, Reque
     }
   }
 
-  /**
-   * A cleartext socket read `length` bytes into `buffer`. From the shared buffer, a copy is parsed
-   * (views of it must not outlive this call); from an own buffer, views of it are lent for the
-   * dispatch (core/loan.ts) and it is read into again if none was kept. The next buffer is chosen
-   * here; Node asks for it right after. False: stop reading (a tunnel's stream is full).
-   */
   /** A read, from the socket's handle (core/read-into.ts `readDirectly`). */
   onHandleRead (length: number, buffer: Buffer): boolean {
     return this.#onRead(length, buffer)
@@ -318,6 +312,12 @@ export class UpstreamConnection implements MessageSink, Timed, WriteOwner, Reque
     return this.#reads.buffer
   }
 
+  /**
+   * A cleartext socket read `length` bytes into `buffer`. From the shared buffer, a copy is parsed
+   * (views of it must not outlive this call); from an own buffer, views of it are lent for the
+   * dispatch (core/loan.ts) and it is read into again if none was kept. The next buffer is chosen
+   * here; Node asks for it right after. False: stop reading (a tunnel's stream is full).
+   */
   #onRead (length: number, buffer: Buffer): boolean {
     const reads = this.#reads
     if (this.#detached) return this.socket.push(reads.copy(length, buffer))
