@@ -1,20 +1,20 @@
 #!/usr/bin/env node
 /**
  * The rp4 command's entry: serving commands run in a child Node started with a larger initial
- * heap and malloc tuned not to give memory back on every free (serving.ts says why, with the
- * measurements), everything else in this process (cli.ts has the commands). RP4_NO_HEAP_FLAG=1,
+ * heap, a capped young generation and malloc tuned not to give memory back on every free
+ * (serving.ts says why, with the measurements), everything else in this process (cli.ts has the commands). RP4_NO_HEAP_FLAG=1,
  * or starting node with an --initial-heap-size of your own, keeps everything in this process.
  */
 import { spawn } from 'node:child_process'
 import { constants } from 'node:os'
 import { fileURLToPath } from 'node:url'
-import { HEAP_ARG, HEAP_FLAG, servingEnv } from './serving.js'
+import { HEAP_ARGS, HEAP_FLAG, servingEnv } from './serving.js'
 
 const SERVING = new Set(['listen', 'run', 'demo'])
 
 const command = process.argv[2] ?? ''
 if (SERVING.has(command) && process.env.RP4_NO_HEAP_FLAG === undefined && !process.execArgv.some(arg => arg.startsWith(HEAP_FLAG))) {
-  const child = spawn(process.execPath, [...process.execArgv, HEAP_ARG, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
+  const child = spawn(process.execPath, [...HEAP_ARGS, ...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
     // the IPC channel closes when this process dies, however it dies: the child follows (below)
     stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
     env: servingEnv(process.env),

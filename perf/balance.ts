@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { HEAP_ARG, rp4Env } from '../bin/serving.js'
+import { HEAP_ARGS, rp4Env } from '../bin/serving.js'
 import type { LoadResult } from './loadgen.js'
 import { runLoad } from './measure.js'
 import { CLIENT_CORE, PROXY_CORE, ProcessGroup, freePort, killEverythingSync, stopEverything, waitForPort, waitForStderr } from './processes.js'
@@ -40,7 +40,7 @@ function rp4Row (policy: string): Row {
   return {
     name: `rp4 ${policy}`,
     start: async (group, origins, fault) => {
-      const args = [HEAP_ARG, RP4_PATH, 'listen', '127.0.0.1:0', '--balance', policy, ...origins.flatMap(p => ['--to', `127.0.0.1:${p}`])]
+      const args = [...HEAP_ARGS, RP4_PATH, 'listen', '127.0.0.1:0', '--balance', policy, ...origins.flatMap(p => ['--to', `127.0.0.1:${p}`])]
       if (fault === 'failing') args.push('--retries', '1')
       const child = group.spawn('rp4', process.execPath, args, { core: PROXY_CORE, env: rp4Env() })
       const match = await waitForStderr(child, /listening on (\S+):(\d+)/, 10_000)

@@ -6,7 +6,7 @@
  * started first measured up to ~3% cheaper in some runs, so one start order would bias the ratio.
  * Used by ab.ts (this build against another) and metrics-cost.ts (with and without metrics).
  */
-import { HEAP_ARG, HEAP_FLAG, rp4Env } from '../bin/serving.js'
+import { HEAP_ARGS, HEAP_FLAG, rp4Env } from '../bin/serving.js'
 import type { LoadResult } from './loadgen.js'
 import { median, runLoad } from './measure.js'
 import { PROXY_CORE, type ProcessGroup, waitForStderr, type Child } from './processes.js'
@@ -62,7 +62,7 @@ function mainFigure (scenario: Scenario, load: LoadResult): number {
 
 async function start (group: ProcessGroup, side: Side, mode: ProxyMode, originPort: number): Promise<{ child: Child, port: number }> {
   // an initial heap size among the side's own flags replaces the harness's (`--initial-heap-size=0`: V8's default)
-  const heap = (side.nodeArgs ?? []).some(arg => arg.startsWith(HEAP_FLAG)) ? [] : [HEAP_ARG]
+  const heap = (side.nodeArgs ?? []).some(arg => arg.startsWith(HEAP_FLAG)) ? [] : HEAP_ARGS
   const child = group.spawn(side.name, process.execPath, [...heap, ...(side.nodeArgs ?? []), side.rp4, 'listen', '127.0.0.1:0', '--to', `127.0.0.1:${originPort}`, ...side.args, ...rp4ModeArgs(mode)], {
     core: PROXY_CORE,
     env: { ...rp4Env(), ...side.env },

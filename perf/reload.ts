@@ -8,7 +8,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { HEAP_ARG, rp4Env } from '../bin/serving.js'
+import { HEAP_ARGS, rp4Env } from '../bin/serving.js'
 import { runLoad } from './measure.js'
 import { PROXY_CORE, ProcessGroup, sleep, waitForStderr } from './processes.js'
 import { RP4_PATH } from './rows.js'
@@ -33,7 +33,7 @@ export async function runReload (seconds: number, originPort: number, rp4Args: s
   const write = (n: number): void => writeFileSync(file, `listen: 127.0.0.1:0\ntargets: ["127.0.0.1:${originPort}"]\nvia: rp4-${n % 2}\n`)
   try {
     write(0)
-    const child = group.spawn('rp4', process.execPath, [HEAP_ARG, RP4_PATH, 'run', file], { core: PROXY_CORE, env: rp4Env() })
+    const child = group.spawn('rp4', process.execPath, [...HEAP_ARGS, RP4_PATH, 'run', file], { core: PROXY_CORE, env: rp4Env() })
     let reloads = 0
     child.process.stderr?.on('data', (text: string) => { reloads += text.split(' reloaded').length - 1 })
     const match = await waitForStderr(child, /listening on (\S+):(\d+)/, 10_000)

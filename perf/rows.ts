@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { haproxyConfig, nginxConfig, nginxStreamModule, rp4ModeArgs, staticFiles, type ProxyMode } from './configs.js'
 import { SCENARIOS } from './scenarios.js'
-import { HEAP_ARG, rp4Env } from '../bin/serving.js'
+import { HEAP_ARGS, rp4Env } from '../bin/serving.js'
 import { PROXY_CORE, freePort, waitForPort, waitForStderr, type Child, type ProcessGroup } from './processes.js'
 
 export type RowName = 'direct' | 'rp4' | 'node' | 'nginx' | 'haproxy'
@@ -123,7 +123,7 @@ export async function startRow (name: RowName, start: RowStart): Promise<Running
   if (name === 'rp4') {
     // the heap flag and environment rp4's launcher would give its child process (bin/serving.ts),
     // given here so that the process measured is the one serving
-    const args = [HEAP_ARG, RP4_PATH, 'listen', '127.0.0.1:0', '--to', `127.0.0.1:${originPort}`, ...start.rp4Args, ...rp4ModeArgs(mode)]
+    const args = [...HEAP_ARGS, RP4_PATH, 'listen', '127.0.0.1:0', '--to', `127.0.0.1:${originPort}`, ...start.rp4Args, ...rp4ModeArgs(mode)]
     const child = group.spawn('rp4', process.execPath, args, { ...spawnOptions, env: rp4Env() })
     const match = await ready(group, child, waitForStderr(child, /listening on (\S+):(\d+)/, 10_000))
     return { name, port: Number(match[2]), pid: child.pid, stop: async () => await group.stop(child) }

@@ -36,7 +36,7 @@ import { join } from 'node:path'
 import tls from 'node:tls'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { HEAP_ARG, rp4Env } from '../bin/serving.js'
+import { HEAP_ARGS, rp4Env } from '../bin/serving.js'
 import { INTERMEDIATE_TLS12_SUITES, TLS13_SUITES } from '../lib/tls/profile.js'
 import { treeCpuSeconds } from './proc-stats.js'
 import { PROXY_CORE, ProcessGroup, freePort, stopEverything, waitForPort, waitForStderr, type Child } from './processes.js'
@@ -182,7 +182,7 @@ async function startRow (name: RowName, group: ProcessGroup): Promise<Running> {
     return { name, port: Number(match[2]), child }
   }
   if (name === 'rp4' || name === 'rp4-nocache') {
-    const args = [HEAP_ARG, RP4_PATH, 'listen', '127.0.0.1:0', '--to', `127.0.0.1:${originPort}`, '--cert', cert, '--key', key, '--tls-profile', values.profile!]
+    const args = [...HEAP_ARGS, RP4_PATH, 'listen', '127.0.0.1:0', '--to', `127.0.0.1:${originPort}`, '--cert', cert, '--key', key, '--tls-profile', values.profile!]
     if (name === 'rp4-nocache') args.push('--tls-session-cache', '0')
     const child = group.spawn(name, process.execPath, args, { ...spawnOptions, env: rp4Env() })
     const match = await waitForStderr(child, /listening on (\S+):(\d+)/, 10_000)

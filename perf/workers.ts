@@ -12,7 +12,7 @@
  * (`rp4_worker_requests_total{worker}`) after the run, with max/min. The figure that decides the
  * default is req/s per core with an even spread.
  */
-import { HEAP_ARG, rp4Env } from '../bin/serving.js'
+import { HEAP_ARGS, rp4Env } from '../bin/serving.js'
 import { runLoad } from './measure.js'
 import { treeCpuSeconds } from './proc-stats.js'
 import { ProcessGroup, waitForStderr } from './processes.js'
@@ -59,7 +59,7 @@ export async function runWorkers (workers: number, seconds: number, originPort: 
       progress(`workers: ${workers} workers, ${policy}, scenario ${scenario.id}`)
       const group = new ProcessGroup()
       try {
-        const args = [HEAP_ARG, RP4_PATH, 'listen', '127.0.0.1:0', '--to', `127.0.0.1:${originPort}`, '--workers', String(workers),
+        const args = [...HEAP_ARGS, RP4_PATH, 'listen', '127.0.0.1:0', '--to', `127.0.0.1:${originPort}`, '--workers', String(workers),
           '--worker-scheduling', policy, '--admin', '127.0.0.1:0', ...rp4Args]
         // not pinned: the workers are what is measured, each needs a core
         const child = group.spawn('rp4', process.execPath, args, { env: rp4Env() })

@@ -88,7 +88,7 @@ function servingProcess (launcher: number): { pid: number, argv: string[], env: 
   return { pid, argv, env, rawEnv }
 }
 
-t.test('listen serves from a child with the initial-heap flag and malloc tunables; the user\'s own are kept; RP4_NO_HEAP_FLAG serves in-process', { skip: process.platform !== 'linux' && 'reads /proc' }, async t => {
+t.test('listen serves from a child with the heap flags and malloc tunables; the user\'s own are kept; RP4_NO_HEAP_FLAG serves in-process', { skip: process.platform !== 'linux' && 'reads /proc' }, async t => {
   if (!checkBuilt(t, 'dist/bin/rp4.js')) return
   const origin = await startOrigin(t, () => ok('served'))
   const cases: Array<[string, NodeJS.ProcessEnv, string | null]> = [
@@ -110,6 +110,7 @@ t.test('listen serves from a child with the initial-heap flag and malloc tunable
     } else {
       t.not(serving, null, `${name}: a child serves`)
       t.ok(serving?.argv.includes('--initial-heap-size=128'), `${name}: the heap flag (${serving?.argv.join(' ')})`)
+      t.ok(serving?.argv.includes('--max-semi-space-size=8'), `${name}: the young generation's cap (${serving?.argv.join(' ')})`)
       // glibc ends each tunable it reads with a NUL written over the `:` in the process's own copy
       // of its environment, which is what /proc shows: the value is found with those NULs
       t.ok(('\0' + (serving?.rawEnv ?? '')).includes('\0GLIBC_TUNABLES=' + tunables.replaceAll(':', '\0') + '\0'), `${name}: GLIBC_TUNABLES=${tunables}`)
