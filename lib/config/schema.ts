@@ -14,7 +14,8 @@
  * CLI flags that set it (`flag`). The annotations ride on the JSON Schema objects that TypeBox
  * builds; `meta()` reads them back.
  */
-import { Kind, Type, type Static, type TSchema } from '@sinclair/typebox'
+import type { Static, TSchema } from '@sinclair/typebox'
+import { Kind, Type } from './typebox.js'
 import type { Range, UnitKind } from './units.js'
 
 /** How a string leaf is checked beyond its type (validate.ts knows each). */

@@ -7,10 +7,10 @@
  * an earlier one found wrong, so that one mistake is reported once.
  */
 import type { TSchema } from '@sinclair/typebox'
-import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
-import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors'
+import type { TypeCheck } from '@sinclair/typebox/compiler'
+import type { ValueError } from '@sinclair/typebox/errors'
+import { TypeCompiler, Value, ValueErrorType } from './typebox.js'
 import { checkHealthShorthand, parseBalance, parseStatusRanges, parseTargetSpec } from './balance.js'
-import { Value } from '@sinclair/typebox/value'
 import { parseHostPort } from './address.js'
 import { parseTarget } from './address.js'
 import { parseCidr } from '../admission/access.js'
