@@ -140,7 +140,9 @@ function hasEncodedNul (target: string): boolean {
  * For an absolute-form target (`GET http://a.test/x HTTP/1.1`): its authority must be the Host
  * header's (RFC 9112 3.2.2 lets the target win; two different answers to "which host?" between
  * rp4 and a backend is what request smuggling feeds on, so rp4 refuses the disagreement).
- * Origin-form targets (`/x`) always pass.
+ * Authorities are compared as RFC 9110 4.2.3 normalizes them: the host's case, and the scheme's
+ * default port (80 for http, 443 for https) or an empty one the same as none, on either side
+ * (`GET http://a.test:80/x` with `Host: a.test` is one host). Origin-form targets (`/x`) always pass.
  */
 function sameAuthority (url: string, host: string): boolean {
   const c = url.charCodeAt(0)
@@ -154,5 +156,14 @@ function sameAuthority (url: string, host: string): boolean {
   }
   const authority = url.slice(scheme + 3, end)
   if (authority.includes('@')) return false // userinfo has no place in an http(s) target
-  return authority.toLowerCase() === host.trim().toLowerCase()
+  const defaultPort = url.slice(0, scheme).toLowerCase() === 'https' ? ':443' : ':80'
+  return normalAuthority(authority, defaultPort) === normalAuthority(host.trim(), defaultPort)
+}
+
+/** An authority without its default or empty port, lower case. */
+function normalAuthority (authority: string, defaultPort: string): string {
+  const lower = authority.toLowerCase()
+  if (lower.endsWith(defaultPort)) return lower.slice(0, -defaultPort.length)
+  if (lower.endsWith(':')) return lower.slice(0, -1)
+  return lower
 }

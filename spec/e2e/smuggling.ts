@@ -212,6 +212,14 @@ const CASES: Case[] = [
   { name: 'absolute-form with userinfo', send: 'GET http://u@h/ HTTP/1.1\r\nHost: h\r\n\r\n', expect: REJECT },
   { name: 'absolute-form without Host, host differs from nothing', send: 'GET http://other.test/ HTTP/1.1\r\n\r\n', expect: REJECT },
   { name: 'absolute-form matching Host is forwarded', send: 'GET http://h/p HTTP/1.1\r\nHost: h\r\n\r\n', expect: fwd([{ method: 'GET', url: '/p' }]) },
+  // RFC 9110 4.2.3: the scheme's default port, or an empty one, is the same authority as none
+  { name: 'absolute-form with http\'s default port, Host without it, is forwarded', send: 'GET http://h:80/p HTTP/1.1\r\nHost: h\r\n\r\n', expect: fwd([{ method: 'GET', url: '/p' }]) },
+  { name: 'Host with http\'s default port, absolute-form without it, is forwarded', send: 'GET http://H/p HTTP/1.1\r\nHost: h:80\r\n\r\n', expect: fwd([{ method: 'GET', url: '/p' }]) },
+  { name: 'absolute-form https with its default port is forwarded', send: 'GET https://h:443/p HTTP/1.1\r\nHost: h\r\n\r\n', expect: fwd([{ method: 'GET', url: '/p' }]) },
+  { name: 'absolute-form with an empty port is forwarded', send: 'GET http://h:/p HTTP/1.1\r\nHost: h\r\n\r\n', expect: fwd([{ method: 'GET', url: '/p' }]) },
+  { name: 'absolute-form http with port 443, Host without a port', send: 'GET http://h:443/ HTTP/1.1\r\nHost: h\r\n\r\n', expect: REJECT },
+  { name: 'absolute-form https without a port, Host with port 80', send: 'GET https://h/ HTTP/1.1\r\nHost: h:80\r\n\r\n', expect: REJECT },
+  { name: 'absolute-form whose port only ends like the default one', send: 'GET http://h:180/ HTTP/1.1\r\nHost: h\r\n\r\n', expect: REJECT },
 
   // --- a second request hidden in a body -----------------------------------------------------------
   {
