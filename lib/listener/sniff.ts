@@ -15,7 +15,9 @@
  * backend too. A target longer than the request-line
  * limit is HTTP (the engine answers 414), so the bytes held while deciding stay bounded.
  * Lowercase and binary starts (memcached's `get k`, SSH's banner, a PostgreSQL startup packet,
- * RESP's `*`) are decided `OTHER` at their first byte.
+ * RESP's `*`) are decided `OTHER` at their first byte. Empty lines before a request line (CR and
+ * LF bytes, up to 32) are HTTP's own robustness (RFC 9112 2.2): `HTTP_PREFIX`, and the line after
+ * them is judged as any first line.
  */
 
 /** The undecided verdicts come first: `feed` compares against them. */
@@ -85,10 +87,13 @@ export class Sniffer {
   #step (byte: number): Verdict {
     switch (this.#part) {
       case Part.START:
-        if (byte === TLS_HANDSHAKE) {
+        if (byte === TLS_HANDSHAKE && this.#count === 0) {
           this.#part = Part.TLS_RECORD
           return Verdict.MORE
         }
+        // empty lines before a request line: RFC 9112 2.2 asks a server to ignore at least one
+        // (the engine's parser does); a few, so that the bytes held while deciding stay bounded
+        if (byte === CR || byte === LF) return ++this.#count > LONGEST_METHOD ? this.#done(Verdict.OTHER) : Verdict.HTTP_PREFIX
         if (!isUpper(byte)) return this.#done(Verdict.OTHER)
         this.#part = Part.METHOD
         this.#count = 1
