@@ -23,8 +23,13 @@
  * connection (or request), and how many connections were resumed. A resumption scenario where a
  * connection was not resumed fails the run (exit code 1), the session-id one excepted.
  *
+ * With `--rounds N` every row runs every scenario N times, the rows taking turns (all of them
+ * started once, the order reversed every other round), and the medians are reported with the
+ * spread of the per-round ratios: on a noisy machine a row measured minutes after another differs
+ * by more than the proxies do.
+ *
  *   node dist/perf/tls-handshakes.js [--count N] [--requests N] [--connections N]
- *     [--concurrency N] [--rows node,nginx,haproxy,rp4] [--session-cache] [--quick]
+ *     [--concurrency N] [--rows node,nginx,haproxy,rp4] [--rounds N] [--session-cache] [--quick]
  *     [--profile intermediate|modern]
  */
 import { execFileSync } from 'node:child_process'
@@ -48,6 +53,7 @@ const { values } = parseArgs({
     requests: { type: 'string', default: '20000' },
     connections: { type: 'string', default: '8' },
     concurrency: { type: 'string', default: '1' },
+    rounds: { type: 'string', default: '1' },
     rows: { type: 'string', default: 'node,nginx,haproxy,rp4' },
     profile: { type: 'string', default: 'intermediate' },
     'session-cache': { type: 'boolean', default: false },
@@ -58,6 +64,7 @@ const bounded = (text: string, min: number, max: number): number => Math.max(min
 const count = values.quick ? 50 : bounded(values.count!, 10, 100_000)
 const requests = values.quick ? 1000 : bounded(values.requests!, 100, 10_000_000)
 const connections = bounded(values.connections!, 1, 1000)
+const rounds = bounded(values.rounds!, 1, 50)
 const concurrency = bounded(values.concurrency!, 1, 64)
 const sessionCache = values['session-cache']!
 
@@ -328,32 +335,44 @@ const rows = wanted.filter(name => {
   return why === null
 })
 
-const results = new Map<string, Map<RowName, Result>>(scenarios.map(s => [s.name, new Map()]))
+/** Every round's result, by scenario and row. */
+const results = new Map<string, Map<RowName, Result[]>>(scenarios.map(s => [s.name, new Map(rows.map(name => [name, []]))]))
+const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+}
 try {
+  const running: Array<{ name: RowName, row: Running, group: ProcessGroup }> = []
   for (const name of rows) {
     const group = new ProcessGroup()
-    const row = await startRow(name, group)
-    try {
-      // warm-up: the JIT, the proxy's pools, nginx's and HAProxy's caches
-      await handshakes(row, true, false, false)
+    running.push({ name, row: await startRow(name, group), group })
+  }
+  try {
+    // warm-up: the JIT, the proxy's pools, nginx's and HAProxy's caches
+    for (const { row } of running) await handshakes(row, true, false, false)
+    for (let round = 0; round < rounds; round++) {
+      const order = round % 2 === 0 ? running : [...running].reverse()
       for (const scenario of scenarios) {
-        const result = await scenario.run(row)
-        results.get(scenario.name)!.set(name, result)
-        if (scenario.mustResume && result.reused < result.n) {
-          process.stderr.write(`${name} ${scenario.name}: only ${result.reused}/${result.n} resumed\n`)
-          process.exitCode = 1
-        }
-        if (!scenario.mustResume && scenario.name.startsWith('full') && result.reused > 0) {
-          process.stderr.write(`${name} ${scenario.name}: ${result.reused} resumed where none should be\n`)
-          process.exitCode = 1
+        for (const { name, row } of order) {
+          const result = await scenario.run(row)
+          results.get(scenario.name)!.get(name)!.push(result)
+          if (scenario.mustResume && result.reused < result.n) {
+            process.stderr.write(`${name} ${scenario.name}: only ${result.reused}/${result.n} resumed\n`)
+            process.exitCode = 1
+          }
+          if (!scenario.mustResume && scenario.name.startsWith('full') && result.reused > 0) {
+            process.stderr.write(`${name} ${scenario.name}: ${result.reused} resumed where none should be\n`)
+            process.exitCode = 1
+          }
         }
       }
-    } finally {
-      await group.stopAll()
     }
+  } finally {
+    for (const { group } of running) await group.stopAll()
   }
 
-  console.log(`TLS rows (ECDSA P-256, ${values.profile} suites), proxy pinned to core ${PROXY_CORE}; ${count} connections per handshake scenario, ${concurrency} at a time; ${requests} keep-alive requests`)
+  console.log(`TLS rows (ECDSA P-256, ${values.profile} suites), proxy pinned to core ${PROXY_CORE}; ${count} connections per handshake scenario, ${concurrency} at a time; ${requests} keep-alive requests${rounds > 1 ? `; ${rounds} rounds, medians (per-round ratios from-to)` : ''}`)
   for (const s of skipped) console.log(`  skipped ${s}`)
   for (const scenario of scenarios) {
     const byRow = results.get(scenario.name)!
@@ -362,14 +381,26 @@ try {
     console.log(`\n[${scenario.name}] ${scenario.what}`)
     console.log(`  ${'row'.padEnd(12)} ${`${scenario.unit}/s`.padStart(8)} ${`CPU µs/${scenario.unit}`.padStart(13)} ${'× nginx'.padStart(8)} ${'× node'.padStart(7)} ${scenario.unit === 'conn' ? 'resumed' : ''}`)
     for (const [name, r] of byRow) {
-      const ratio = (base: Result | undefined): string => base === undefined ? '-' : (r.cpuUs / base.cpuUs).toFixed(2)
-      console.log(`  ${name.padEnd(12)} ${r.perSecond.toFixed(0).padStart(8)} ${r.cpuUs.toFixed(1).padStart(13)} ${ratio(nginx).padStart(8)} ${ratio(floor).padStart(7)} ${scenario.unit === 'conn' ? `${r.reused}/${r.n}` : ''}`)
+      const cpu = median(r.map(x => x.cpuUs))
+      const ratio = (base: Result[] | undefined): string => {
+        if (base === undefined || base.length === 0) return '-'
+        const central = (cpu / median(base.map(x => x.cpuUs))).toFixed(2)
+        if (rounds === 1) return central
+        const each = r.map((x, i) => x.cpuUs / base[i].cpuUs)
+        return `${central} (${Math.min(...each).toFixed(2)}-${Math.max(...each).toFixed(2)})`
+      }
+      const reused = r.reduce((sum, x) => sum + x.reused, 0)
+      const n = r.reduce((sum, x) => sum + x.n, 0)
+      console.log(`  ${name.padEnd(12)} ${median(r.map(x => x.perSecond)).toFixed(0).padStart(8)} ${cpu.toFixed(1).padStart(13)} ${ratio(nginx).padStart(8)} ${ratio(floor).padStart(7)} ${scenario.unit === 'conn' ? `${reused}/${n}` : ''}`)
     }
   }
-  const rp4 = (s: string): Result | undefined => results.get(s)?.get('rp4')
+  const rp4 = (s: string): number | undefined => {
+    const r = results.get(s)?.get('rp4')
+    return r === undefined || r.length === 0 ? undefined : median(r.map(x => x.cpuUs))
+  }
   const full = rp4('full')
   const resumed = rp4('resumed')
-  if (full !== undefined && resumed !== undefined) console.log(`\nrp4 resumed/full CPU per handshake: ${(resumed.cpuUs / full.cpuUs).toFixed(2)}`)
+  if (full !== undefined && resumed !== undefined) console.log(`\nrp4 resumed/full CPU per handshake: ${(resumed / full).toFixed(2)}`)
 } finally {
   await stopEverything()
   origin.close()
