@@ -31,6 +31,9 @@ import type { ClientInfo, FilterChain, FilterSession, HeaderInit, RouteHandler, 
 import { Phase } from './phases.js'
 import { ClientHold, type Downstream, type IdentityHeaders, type ResponseSink, type UpgradedUpstream } from './sink.js'
 
+/** Request fields a TRACE answered by rp4 does not echo. */
+const CREDENTIALS: ReadonlySet<string> = new Set(['authorization', 'proxy-authorization', 'cookie'])
+
 /** What a route is to a session: compiled at configuration time. */
 export interface SessionRoute {
   readonly name: string
@@ -432,8 +435,10 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
   // ---- phase: upstream request ----
 
   #proxy (group: Group): void {
-    this.#phase = Phase.UPSTREAM
     const request = this.request
+    // RFC 9110 7.6.2: TRACE and OPTIONS count their hops (a string compare, for the others)
+    if ((request.method === 'OPTIONS' || request.method === 'TRACE') && this.#lastHop(request)) return
+    this.#phase = Phase.UPSTREAM
     const hooks = this.#route!.chain.onUpstreamRequest
     if (hooks !== null) {
       for (let i = 0; i < hooks.length; i++) {
@@ -449,6 +454,38 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
     this.#dispatching = true
     group.dispatch(this)
     this.#dispatching = false
+  }
+
+  /**
+   * Max-Forwards on a TRACE or OPTIONS request that would be forwarded (RFC 9110 7.6.2): 0 makes
+   * rp4 the final recipient, which answers itself (true); any other count is passed on one less.
+   * OPTIONS gets a 200 without content; TRACE gets its request back as `message/http`, without
+   * the fields that carry credentials (9.3.8: Authorization, Proxy-Authorization, Cookie). A
+   * value that is no count is passed on as it is.
+   */
+  #lastHop (request: RequestHead): boolean {
+    const headers = request.headers
+    const at = headers.indexOf('max-forwards')
+    if (at === -1) return false
+    const value = headers.valueAt(at).trim()
+    if (!/^[0-9]{1,15}$/.test(value)) return false
+    const hops = Number(value)
+    if (hops > 0) {
+      headers.set('Max-Forwards', String(hops - 1))
+      return false
+    }
+    if (request.method === 'OPTIONS') {
+      this.#local = { status: 200, headers: undefined, body: undefined, fields: undefined, block: null }
+    } else {
+      let echo = `${request.method} ${request.target} HTTP/${request.versionMajor}.${request.versionMinor}\r\n`
+      const raw = headers.raw
+      for (let i = 0; i < raw.length; i += 2) {
+        if (!CREDENTIALS.has(raw[i].toLowerCase())) echo += `${raw[i]}: ${raw[i + 1]}\r\n`
+      }
+      this.#local = { status: 200, headers: [['Content-Type', 'message/http']], body: echo + '\r\n', fields: undefined, block: null }
+    }
+    this.#sendLocal()
+    return true
   }
 
   /** Within group.dispatch(): a connection attached now (an idle one from the pool) took no time to get. */

@@ -7,6 +7,7 @@ import { exchange } from '../helpers/client.js'
 import { header } from '../helpers/framing.js'
 import { ok, startOrigin } from '../helpers/origin.js'
 import { startProxy } from '../helpers/proxy.js'
+import { undated } from '../helpers/dates.js'
 
 /** The headers rp4 appends for a plain IPv4 client that sent `Host: <host>`. */
 function added (host: string): string {
@@ -115,4 +116,29 @@ t.test('a response arriving at the proxy one byte at a time', async t => {
   t.equal(r?.body.toString(), 'abcde')
   t.equal(r?.framing, 'chunked')
   t.equal(res.text.slice(0, res.text.indexOf('\r\n\r\n') + 4), 'HTTP/1.1 200 OK\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\nVia: 1.1 rp4\r\n\r\n')
+})
+
+t.test('Max-Forwards on TRACE and OPTIONS (RFC 9110 7.6.2): 0 is answered by rp4, any other count goes on one less', async t => {
+  const origin = await startOrigin(t, () => ok('from the origin'))
+  const { port } = await startProxy(t, { targets: [origin.target] })
+
+  const options = await exchange(port, 'OPTIONS * HTTP/1.1\r\nHost: h\r\nMax-Forwards: 0\r\n\r\n', { responses: 1 })
+  t.equal(undated(options.text), 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n', 'OPTIONS, 0: a 200 of rp4\'s own')
+
+  const trace = await exchange(port, 'TRACE /t?q=1 HTTP/1.1\r\nHost: h\r\nMax-Forwards: 0\r\nCookie: s=secret\r\nAuthorization: Basic eDp5\r\nX-Trace: yes\r\n\r\n', { responses: 1 })
+  const echo = 'TRACE /t?q=1 HTTP/1.1\r\nHost: h\r\nMax-Forwards: 0\r\nX-Trace: yes\r\n\r\n'
+  t.equal(undated(trace.text), `HTTP/1.1 200 OK\r\nContent-Type: message/http\r\nContent-Length: ${echo.length}\r\n\r\n${echo}`,
+    'TRACE, 0: the request back as message/http, without its credentials')
+  t.equal(origin.requests.length, 0, 'neither reached the origin')
+
+  await exchange(port, 'TRACE / HTTP/1.1\r\nHost: h\r\nMax-Forwards: 3\r\n\r\n', { responses: 1 })
+  await exchange(port, 'OPTIONS / HTTP/1.1\r\nHost: h\r\nmax-forwards: 1\r\n\r\n', { responses: 1 })
+  await exchange(port, 'OPTIONS / HTTP/1.1\r\nHost: h\r\nMax-Forwards: soon\r\n\r\n', { responses: 1 })
+  await exchange(port, 'GET / HTTP/1.1\r\nHost: h\r\nMax-Forwards: 0\r\n\r\n', { responses: 1 })
+  const sent = origin.connections.map(c => c.raw().toString('latin1')).join('')
+  t.match(sent, /^TRACE \/ HTTP\/1\.1\r\nHost: h\r\nMax-Forwards: 2\r\n/m, 'TRACE, 3: forwarded with 2')
+  t.match(sent, /^OPTIONS \/ HTTP\/1\.1\r\nHost: h\r\nmax-forwards: 0\r\n/m, 'OPTIONS, 1: forwarded with 0, the name as sent')
+  t.match(sent, /^OPTIONS \/ HTTP\/1\.1\r\nHost: h\r\nMax-Forwards: soon\r\n/m, 'no count: passed on as it is')
+  t.match(sent, /^GET \/ HTTP\/1\.1\r\nHost: h\r\nMax-Forwards: 0\r\n/m, 'other methods: not counted')
+  t.equal(origin.requests.length, 4)
 })
