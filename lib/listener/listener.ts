@@ -166,7 +166,8 @@ class Detection implements Timed, SocketOwner {
         return
       case Verdict.MORE:
         // a TLS record's first byte: the handshake timeout runs from here, not the detect timeout
-        if (first) this.deadline = clock.after(listener.model.timeouts.tlsHandshake)
+        // (an empty line's CR waits for its LF under the detect timeout)
+        if (first && this.#sniffer.tlsRecord) this.deadline = clock.after(listener.model.timeouts.tlsHandshake)
     }
   }
 
@@ -177,9 +178,15 @@ class Detection implements Timed, SocketOwner {
     this.listener.toTls(this, hello.serverName, hello.acme, hello.tls13)
   }
 
+  /** Undecided on a CR that no LF followed: no empty line, so another protocol's bytes. */
+  #lineFeedAwaited (): boolean {
+    return this.length > 0 && this.phase !== Phase.HELLO && !this.#sniffer.tlsRecord
+  }
+
   /** The client half-closed before a verdict. */
   onEnd (): void {
     if (this.phase === Phase.HEAD) return this.listener.toHttp(this) // the engine's answer to a truncated head
+    if (this.#lineFeedAwaited()) return this.listener.toOther(this)
     if (this.length > 0) return this.fail('tls_bad_client_hello', 'client closed before a complete TLS ClientHello')
     // nothing sent, nothing more to come: only a greeting can follow, as after the detect timeout
     if (this.listener.hasFallback) return this.listener.toOther(this)
@@ -188,6 +195,7 @@ class Detection implements Timed, SocketOwner {
 
   onTimeout (): void {
     if (this.phase === Phase.HEAD) return this.#headCheck(clock.now)
+    if (this.#lineFeedAwaited()) return this.listener.toOther(this)
     if (this.length > 0) return this.fail('tls_hello_timeout', 'no complete TLS ClientHello in time')
     // silent as far as was read. A busy process runs its timers before reading the sockets that
     // became readable while it was busy: bytes that came in time may not be read yet. The

@@ -15,14 +15,15 @@
  * backend too. A target longer than the request-line
  * limit is HTTP (the engine answers 414), so the bytes held while deciding stay bounded.
  * Lowercase and binary starts (memcached's `get k`, SSH's banner, a PostgreSQL startup packet,
- * RESP's `*`) are decided `OTHER` at their first byte. Empty lines before a request line (CR and
- * LF bytes, up to 32) are HTTP's own robustness (RFC 9112 2.2): `HTTP_PREFIX`, and the line after
- * them is judged as any first line.
+ * RESP's `*`) are decided `OTHER` at their first byte. Empty lines before a request line (CRLF,
+ * up to 32 bytes of them) are HTTP's own robustness (RFC 9112 2.2): `HTTP_PREFIX` once the LF
+ * came, and the line after them is judged as any first line; a CR without its LF, or a bare LF,
+ * is `OTHER`.
  */
 
 /** The undecided verdicts come first: `feed` compares against them. */
 export const enum Verdict {
-  /** Nothing telling yet: no byte, or a TLS record's first byte alone. */
+  /** Nothing telling yet: no byte, a TLS record's first byte alone, or a CR whose LF is to come. */
   MORE,
   /** A prefix of an HTTP request line: HTTP, unless the rest of the line says otherwise. */
   HTTP_PREFIX,
@@ -34,7 +35,7 @@ export const enum Verdict {
 /** Longest method token waited for (the longest llhttp knows, MKACTIVITY, has 10 characters). */
 export const LONGEST_METHOD = 32
 
-const enum Part { START, TLS_RECORD, METHOD, TARGET, VERSION, DONE }
+const enum Part { START, LINE_FEED, TLS_RECORD, METHOD, TARGET, VERSION, DONE }
 
 const TLS_HANDSHAKE = 0x16
 const TLS_MAJOR = 0x03
@@ -62,6 +63,9 @@ export class Sniffer {
   /** The method had printable bytes that no method has: only a line ending like HTTP is HTTP. */
   #garbled = false
   verdict = Verdict.MORE
+
+  /** Undecided on a TLS record's first byte (not on an empty line's CR). */
+  get tlsRecord (): boolean { return this.#part === Part.TLS_RECORD }
 
   /**
    * With `wholeLine` false, `HTTP_PREFIX` is final from the first byte of a method: the verdict
@@ -91,13 +95,22 @@ export class Sniffer {
           this.#part = Part.TLS_RECORD
           return Verdict.MORE
         }
-        // empty lines before a request line: RFC 9112 2.2 asks a server to ignore at least one
-        // (the engine's parser does); a few, so that the bytes held while deciding stay bounded
-        if (byte === CR || byte === LF) return ++this.#count > LONGEST_METHOD ? this.#done(Verdict.OTHER) : Verdict.HTTP_PREFIX
+        // empty lines (CRLF) before a request line: RFC 9112 2.2 asks a server to ignore at least
+        // one (the engine's parser does); a few, so that the bytes held while deciding stay
+        // bounded. Undecided until the LF: a CR alone is no empty line, and the parser, which
+        // would skip it, must not be given one
+        if (byte === CR) {
+          this.#part = Part.LINE_FEED
+          return ++this.#count > LONGEST_METHOD ? this.#done(Verdict.OTHER) : Verdict.MORE
+        }
         if (!isUpper(byte)) return this.#done(Verdict.OTHER)
         this.#part = Part.METHOD
         this.#count = 1
         return Verdict.HTTP_PREFIX
+      case Part.LINE_FEED:
+        if (byte !== LF) return this.#done(Verdict.OTHER)
+        this.#part = Part.START
+        return ++this.#count > LONGEST_METHOD ? this.#done(Verdict.OTHER) : Verdict.HTTP_PREFIX
       case Part.TLS_RECORD:
         // the record version: SSL 3.0 to TLS 1.3 all write 3.x there
         return this.#done(byte === TLS_MAJOR ? Verdict.TLS : Verdict.OTHER)

@@ -92,25 +92,29 @@ t.test('sniff: a method with bytes outside a token is HTTP when the rest of the 
 
 const REQUEST = 'GET /split HTTP/1.1\r\nHost: h\r\n\r\n'
 
-t.test('sniff: empty lines before a request line are HTTP (RFC 9112 2.2), up to 32 bytes of them', async t => {
+t.test('sniff: empty lines (CRLF) before a request line are HTTP (RFC 9112 2.2), up to 32 bytes of them', async t => {
+  t.equal(sniff(Buffer.from('\r')), Verdict.MORE, 'a CR: undecided until its LF')
   t.equal(sniff(Buffer.from('\r\n')), Verdict.HTTP_PREFIX, 'one CRLF: a request line may follow')
   t.equal(sniff(Buffer.from('\r\nGET / HTTP/1.1\r\n')), Verdict.HTTP, 'CRLF, then a request line')
-  t.equal(sniff(Buffer.from('\n\r\n\nGET / HTTP/1.1\r\n')), Verdict.HTTP, 'bare LFs and CRLFs mixed')
+  t.equal(sniff(Buffer.from('\r\n\r\nGET / HTTP/1.1\r\n')), Verdict.HTTP, 'two CRLFs, then a request line')
   t.equal(sniff(Buffer.from('\r\n'.repeat(16) + 'GET / HTTP/1.1\r\n')), Verdict.HTTP, '32 bytes of empty lines')
   t.equal(sniff(Buffer.from('\r\n'.repeat(16) + '\r')), Verdict.OTHER, 'a 33rd byte of them: not waited for')
+  t.equal(sniff(Buffer.from('\rGET / HTTP/1.1\r\n')), Verdict.OTHER, 'a CR without its LF is no empty line')
+  t.equal(sniff(Buffer.from('\nGET / HTTP/1.1\r\n')), Verdict.OTHER, 'nor is a bare LF')
   t.equal(sniff(Buffer.from('\r\nSSH-2.0-x\r\n')), Verdict.OTHER, 'the line after them is judged as a first line')
   t.equal(sniff(Buffer.from('\r\nget k\r\n')), Verdict.OTHER, 'lowercase after them: another protocol')
   t.equal(sniff(Buffer.from([0x0d, 0x0a, 0x16, 0x03, 0x01])), Verdict.OTHER, 'a TLS record only at the very first byte')
 })
 
-t.test('empty lines before the request line: served, with and without a fallback; both HTTP and the fallback see the same bytes as before', async t => {
+t.test('empty lines before the request line: served, with and without a fallback, however the writes cut them', async t => {
   const origin = await startOrigin(t, () => ok('after empty lines'))
   const backend = await startTcpBackend(t, echo)
   const plain = await startProxy(t, { targets: [origin.target] })
   const withFallback = await startProxy(t, { targets: [origin.target], tcpFallback: [backend.target] })
   for (const [name, port] of [['no fallback', plain.port], ['fallback', withFallback.port]] as const) {
-    for (const lead of ['\r\n', '\n', '\r\n\r\n']) {
+    for (const lead of ['\r\n', '\r\n\r\n']) {
       const bytes = Buffer.from(`${lead}GET /lead HTTP/1.1\r\nHost: h\r\n\r\n`)
+      // cut between a CR and its LF, after the empty lines, and inside the method
       for (const split of [[], [1], [lead.length], [lead.length + 2]]) {
         const res = await exchange(port, bytes, { split, responses: 1 })
         t.equal(res.responses[0]?.head.line[1], '200', `${name}, ${JSON.stringify(lead)}, split at ${split.join() || 'none'}`)
@@ -118,14 +122,31 @@ t.test('empty lines before the request line: served, with and without a fallback
       }
     }
   }
-  t.equal(origin.requests.length, 24, 'every request reached the origin')
+  t.equal(origin.requests.length, 16, 'every request reached the origin')
   t.ok(origin.requests.every(r => r.method === 'GET' && r.url === '/lead'), 'as GET /lead, the empty lines not forwarded')
-  // with a fallback, another protocol after an empty line is still relayed whole
+})
+
+t.test('a CR without its LF, or a bare LF, before a request line: not HTTP (closed, or relayed to the fallback)', async t => {
+  const origin = await startOrigin(t, () => ok('never'))
+  const backend = await startTcpBackend(t, echo)
+  const plain = await startProxy(t, { targets: [origin.target] })
+  for (const bytes of ['\rGET / HTTP/1.1\r\nHost: h\r\n\r\n', '\nGET / HTTP/1.1\r\nHost: h\r\n\r\n']) {
+    for (const split of [[], [1]]) {
+      const res = await exchange(plain.port, bytes, { split, ms: 5000 })
+      t.equal(res.raw.length, 0, `${JSON.stringify(bytes.slice(0, 2))}, split at ${split.join() || 'none'}: closed, nothing answered`)
+    }
+  }
+  t.equal(origin.requests.length, 0, 'nothing reached the origin')
+  t.equal(plain.events.clientErrors.filter(e => e.error.code === 'unknown_protocol').length, 4, 'four unknown_protocol errors')
+  const withFallback = await startProxy(t, { targets: [origin.target], tcpFallback: [backend.target] })
   const client = await connectRaw(withFallback.port)
   t.teardown(() => client.socket.destroy())
-  client.socket.write('\r\nSSH-2.0-x\r\n')
-  await client.watch.until(() => client.conn.data.length >= 13, 5000, 'the echo')
-  t.equal(client.conn.data.toString(), '\r\nSSH-2.0-x\r\n', 'relayed with its empty line')
+  client.socket.write('\r')
+  await tick()
+  client.socket.write('SSH-2.0-x\r\n')
+  await client.watch.until(() => client.conn.data.length >= 12, 5000, 'the echo')
+  t.equal(client.conn.data.toString(), '\rSSH-2.0-x\r\n', 'relayed whole to the fallback')
+  t.equal(origin.requests.length, 0)
 })
 
 t.test('HTTP: the first bytes in two writes, split at every offset', async t => {
