@@ -43,6 +43,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { HEAP_ARGS, rp4Env } from '../bin/serving.js'
 import { INTERMEDIATE_TLS12_SUITES, TLS13_SUITES } from '../lib/tls/profile.js'
+import { median } from './measure.js'
 import { treeCpuSeconds } from './proc-stats.js'
 import { PROXY_CORE, ProcessGroup, freePort, stopEverything, waitForPort, waitForStderr, type Child } from './processes.js'
 import { RP4_PATH } from './rows.js'
@@ -337,11 +338,6 @@ const rows = wanted.filter(name => {
 
 /** Every round's result, by scenario and row. */
 const results = new Map<string, Map<RowName, Result[]>>(scenarios.map(s => [s.name, new Map(rows.map(name => [name, []]))]))
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = sorted.length >> 1
-  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
-}
 try {
   const running: Array<{ name: RowName, row: Running, group: ProcessGroup }> = []
   for (const name of rows) {

@@ -167,7 +167,7 @@ class Detection implements Timed, SocketOwner {
       case Verdict.MORE:
         // a TLS record's first byte: the handshake timeout runs from here, not the detect timeout
         // (an empty line's CR waits for its LF under the detect timeout)
-        if (first && this.#sniffer.tlsRecord) this.deadline = clock.after(listener.model.timeouts.tlsHandshake)
+        if (first && !this.#sniffer.awaitsLineFeed) this.deadline = clock.after(listener.model.timeouts.tlsHandshake)
     }
   }
 
@@ -178,15 +178,11 @@ class Detection implements Timed, SocketOwner {
     this.listener.toTls(this, hello.serverName, hello.acme, hello.tls13)
   }
 
-  /** Undecided on a CR that no LF followed: no empty line, so another protocol's bytes. */
-  #lineFeedAwaited (): boolean {
-    return this.length > 0 && this.phase !== Phase.HELLO && !this.#sniffer.tlsRecord
-  }
-
   /** The client half-closed before a verdict. */
   onEnd (): void {
     if (this.phase === Phase.HEAD) return this.listener.toHttp(this) // the engine's answer to a truncated head
-    if (this.#lineFeedAwaited()) return this.listener.toOther(this)
+    // a CR that no LF followed is no empty line: another protocol's bytes
+    if (this.#sniffer.awaitsLineFeed) return this.listener.toOther(this)
     if (this.length > 0) return this.fail('tls_bad_client_hello', 'client closed before a complete TLS ClientHello')
     // nothing sent, nothing more to come: only a greeting can follow, as after the detect timeout
     if (this.listener.hasFallback) return this.listener.toOther(this)
@@ -195,7 +191,7 @@ class Detection implements Timed, SocketOwner {
 
   onTimeout (): void {
     if (this.phase === Phase.HEAD) return this.#headCheck(clock.now)
-    if (this.#lineFeedAwaited()) return this.listener.toOther(this)
+    if (this.#sniffer.awaitsLineFeed) return this.listener.toOther(this)
     if (this.length > 0) return this.fail('tls_hello_timeout', 'no complete TLS ClientHello in time')
     // silent as far as was read. A busy process runs its timers before reading the sockets that
     // became readable while it was busy: bytes that came in time may not be read yet. The

@@ -16,9 +16,9 @@
  * limit is HTTP (the engine answers 414), so the bytes held while deciding stay bounded.
  * Lowercase and binary starts (memcached's `get k`, SSH's banner, a PostgreSQL startup packet,
  * RESP's `*`) are decided `OTHER` at their first byte. Empty lines before a request line (CRLF,
- * up to 32 bytes of them) are HTTP's own robustness (RFC 9112 2.2): `HTTP_PREFIX` once the LF
- * came, and the line after them is judged as any first line; a CR without its LF, or a bare LF,
- * is `OTHER`.
+ * up to 32 bytes of them when the whole line is read) are HTTP's own robustness (RFC 9112 2.2):
+ * `HTTP_PREFIX` once the LF came, and the line after them is judged as any first line; a CR
+ * without its LF, or a bare LF, is `OTHER`.
  */
 
 /** The undecided verdicts come first: `feed` compares against them. */
@@ -64,8 +64,8 @@ export class Sniffer {
   #garbled = false
   verdict = Verdict.MORE
 
-  /** Undecided on a TLS record's first byte (not on an empty line's CR). */
-  get tlsRecord (): boolean { return this.#part === Part.TLS_RECORD }
+  /** Undecided on an empty line's CR, whose LF is to come (not on a TLS record's first byte). */
+  get awaitsLineFeed (): boolean { return this.#part === Part.LINE_FEED }
 
   /**
    * With `wholeLine` false, `HTTP_PREFIX` is final from the first byte of a method: the verdict
