@@ -114,15 +114,17 @@ t.test('empty lines before the request line: served, with and without a fallback
   for (const [name, port] of [['no fallback', plain.port], ['fallback', withFallback.port]] as const) {
     for (const lead of ['\r\n', '\r\n\r\n']) {
       const bytes = Buffer.from(`${lead}GET /lead HTTP/1.1\r\nHost: h\r\n\r\n`)
-      // cut between a CR and its LF, after the empty lines, and inside the method
-      for (const split of [[], [1], [lead.length], [lead.length + 2]]) {
+      // cut at every offset (between a CR and its LF, after the empty lines, inside the method),
+      // then one byte at a time with a pause between each
+      const splits: Array<number[] | 'byte'> = [[], ...Array.from({ length: bytes.length - 1 }, (_, i) => [i + 1]), 'byte']
+      for (const split of splits) {
         const res = await exchange(port, bytes, { split, responses: 1 })
-        t.equal(res.responses[0]?.head.line[1], '200', `${name}, ${JSON.stringify(lead)}, split at ${split.join() || 'none'}`)
+        t.equal(res.responses[0]?.head.line[1], '200', `${name}, ${JSON.stringify(lead)}, split at ${Array.isArray(split) ? split.join() || 'none' : split}`)
         t.equal(res.responses[0]?.body.toString(), 'after empty lines')
       }
     }
   }
-  t.equal(origin.requests.length, 16, 'every request reached the origin')
+  t.equal(origin.requests.length, 2 * ((33 + 1) + (35 + 1)), 'every request reached the origin')
   t.ok(origin.requests.every(r => r.method === 'GET' && r.url === '/lead'), 'as GET /lead, the empty lines not forwarded')
 })
 
@@ -147,6 +149,42 @@ t.test('a CR without its LF, or a bare LF, before a request line: not HTTP (clos
   await client.watch.until(() => client.conn.data.length >= 12, 5000, 'the echo')
   t.equal(client.conn.data.toString(), '\rSSH-2.0-x\r\n', 'relayed whole to the fallback')
   t.equal(origin.requests.length, 0)
+})
+
+t.test('a CR, then silence or the FIN: not HTTP (closed under the detect timeout, or relayed); more than 32 bytes of empty lines: the engine\'s without a fallback, relayed with one', async t => {
+  const origin = await startOrigin(t, () => ok('served'))
+  const backend = await startTcpBackend(t, echo)
+  const plain = await startProxy(t, { targets: [origin.target], timeouts: { detect: 100 } })
+  const paused = await connectRaw(plain.port)
+  t.teardown(() => paused.socket.destroy())
+  paused.socket.write('\r')
+  await paused.watch.until(() => paused.conn.ended || paused.conn.closed, 5000, 'closed after the detect timeout')
+  const ended = await connectRaw(plain.port)
+  t.teardown(() => ended.socket.destroy())
+  ended.socket.end('\r')
+  await ended.watch.until(() => ended.conn.ended || ended.conn.closed, 5000, 'closed after the FIN')
+  t.equal(paused.conn.data.length + ended.conn.data.length, 0, 'nothing answered')
+  t.equal(plain.events.clientErrors.filter(e => e.error.code === 'unknown_protocol').length, 2, 'two unknown_protocol errors')
+  t.equal(origin.requests.length, 0, 'nothing reached the origin')
+  // without a fallback the engine has a connection from its first CRLF on (its parser skips empty
+  // lines, its head timeout bounds them), as it has one from a method's first letter
+  const many = '\r\n'.repeat(17) + 'GET /many HTTP/1.1\r\nHost: h\r\n\r\n'
+  const served = await exchange(plain.port, many, { responses: 1 })
+  t.equal(served.responses[0]?.body.toString(), 'served', '34 bytes of empty lines, no fallback: the engine serves the request')
+  t.equal(origin.requests.at(-1)?.url, '/many')
+
+  const withFallback = await startProxy(t, { targets: [origin.target], tcpFallback: [backend.target], timeouts: { detect: 100 } })
+  const relayed = await connectRaw(withFallback.port)
+  t.teardown(() => relayed.socket.destroy())
+  relayed.socket.write('\r')
+  await relayed.watch.until(() => relayed.conn.data.length >= 1, 5000, 'the echo of the CR')
+  t.equal(relayed.conn.data.toString(), '\r', 'with a fallback, a silent CR is relayed to it')
+  const long = await connectRaw(withFallback.port)
+  t.teardown(() => long.socket.destroy())
+  long.socket.write(many)
+  await long.watch.until(() => long.conn.data.length >= many.length, 5000, 'the echo of the empty lines')
+  t.equal(long.conn.data.toString(), many, 'with a fallback, more than 32 bytes of empty lines are not waited on: relayed whole')
+  t.equal(origin.requests.length, 1, 'only the request without a fallback reached the origin')
 })
 
 t.test('HTTP: the first bytes in two writes, split at every offset', async t => {
