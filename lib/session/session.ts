@@ -461,7 +461,8 @@ export class Session implements UpstreamRequest, FilterSession, PipelineOwner, S
    * rp4 the final recipient, which answers itself (true); any other count is passed on one less.
    * OPTIONS gets a 200 without content; TRACE gets its request back as `message/http`, without
    * the fields that carry credentials (9.3.8: Authorization, Proxy-Authorization, Cookie). A
-   * value that is no count is passed on as it is.
+   * value that is no count, or a count past 15 digits (no number counts it down exactly), is
+   * passed on as it is; of several fields the first counts, and one goes on.
    */
   #lastHop (request: RequestHead): boolean {
     const headers = request.headers

@@ -142,3 +142,29 @@ t.test('Max-Forwards on TRACE and OPTIONS (RFC 9110 7.6.2): 0 is answered by rp4
   t.match(sent, /^GET \/ HTTP\/1\.1\r\nHost: h\r\nMax-Forwards: 0\r\n/m, 'other methods: not counted')
   t.equal(origin.requests.length, 4)
 })
+
+t.test('Max-Forwards, hostile: several fields, spaces, signs, 20 digits; a TRACE answered at 0 with a body, then a pipelined request', async t => {
+  const origin = await startOrigin(t, () => ok('from the origin'))
+  const { port } = await startProxy(t, { targets: [origin.target] })
+  const sentFor = async (field: string): Promise<string> => {
+    const before = origin.requests.length
+    await exchange(port, `OPTIONS / HTTP/1.1\r\nHost: h\r\n${field}\r\n\r\n`, { responses: 1 })
+    t.equal(origin.requests.length, before + 1, `${JSON.stringify(field)}: forwarded`)
+    const raw = origin.requests.at(-1)!.raw.toString('latin1')
+    return raw.split('\r\n').filter(line => /^max-forwards:/i.test(line)).join(' | ')
+  }
+  t.equal(await sentFor('Max-Forwards: 3\r\nMax-Forwards: 9'), 'Max-Forwards: 2', 'the first of several counts, one field goes on')
+  t.equal(await sentFor('Max-Forwards:   4  '), 'Max-Forwards: 3', 'spaces around the count')
+  t.equal(await sentFor('Max-Forwards: -1'), 'Max-Forwards: -1', 'a sign: no count, passed as it is')
+  t.equal(await sentFor('Max-Forwards: +1'), 'Max-Forwards: +1', 'a plus sign too')
+  t.equal(await sentFor('Max-Forwards: 99999999999999999999'), 'Max-Forwards: 99999999999999999999', '20 digits: passed as it is')
+  t.equal(await sentFor('Max-Forwards: 0x1'), 'Max-Forwards: 0x1', 'hex: no count')
+
+  const before = origin.requests.length
+  const res = await exchange(port, 'TRACE / HTTP/1.1\r\nHost: h\r\nMax-Forwards:  0 \r\nContent-Length: 5\r\n\r\nhelloGET /next HTTP/1.1\r\nHost: h\r\n\r\n', { responses: 2 })
+  t.equal(res.responses[0]?.head.line[1], '200')
+  t.equal(res.responses[0]?.body.toString(), 'TRACE / HTTP/1.1\r\nHost: h\r\nMax-Forwards: 0 \r\nContent-Length: 5\r\n\r\n', 'the head echoed as the fields were parsed, not the body')
+  t.equal(res.responses[1]?.body.toString(), 'from the origin', 'the next request on the connection is served')
+  t.equal(origin.requests.length, before + 1, 'only the second reached the origin')
+  t.equal(origin.requests.at(-1)?.url, '/next')
+})
