@@ -57,12 +57,21 @@ for (const policy of POLICIES) {
     const seen = await load(port, 1, 60)
     t.equal(seen.length, 60)
     t.same(Object.keys(tally(seen)).filter(s => !s.startsWith('200 ')), [], `every answer a 200: ${JSON.stringify(tally(seen))}`)
-    // round robin and least-conn reach it in turn; P2C once its pair includes it: the third failure skips it
-    t.equal(bad.requests.length, 3, 'the failing backend got three tries, then was skipped')
     t.equal(good[0].requests.length + good[1].requests.length, 60, 'each request answered once by a good one')
-    t.same(health.map(e => `${e.target} ${e.up ? 'up' : 'down'} ${e.reason}`), [`${bad.target} down failed_tries`])
-    t.match(health[0].detail, /^3 failed tries in a row; skipped for 10000 ms$/)
-    t.match(proxy.stats().groups, [{ group: 'default', retries: 3, budgetExhausted: 0 }])
+    // round robin and least-conn reach it in turn; P2C once its pair includes it: the third failure
+    // skips it. P2C weighted by latency may stop choosing it sooner: its one measurement, taken with
+    // a new connection on a busy machine, can stay above the healthy targets' for the whole run
+    // (seen in CI: one try). Fewer tries, then, and no skip yet; never a fourth.
+    const tries = bad.requests.length
+    if (policy === 'p2c-latency') t.ok(tries >= 1 && tries <= 3, `the failing backend got 1 to 3 tries (${tries})`)
+    else t.equal(tries, 3, 'the failing backend got three tries, then was skipped')
+    if (tries === 3) {
+      t.same(health.map(e => `${e.target} ${e.up ? 'up' : 'down'} ${e.reason}`), [`${bad.target} down failed_tries`])
+      t.match(health[0].detail, /^3 failed tries in a row; skipped for 10000 ms$/)
+    } else {
+      t.same(health, [], 'not marked down before its third failure')
+    }
+    t.match(proxy.stats().groups, [{ group: 'default', retries: tries, budgetExhausted: 0 }])
   })
 
   t.test(`${policy}: eight clients at once: still no 503, and the failing backend soon left alone`, async t => {
