@@ -78,6 +78,31 @@ export class ConnectionCaps {
   }
 }
 
+/** A connection's count, carried from one socket to the next over the same connection (core/park.ts). */
+export interface CountTicket { readonly caps: ConnectionCaps, readonly key: Key }
+
+/** Stop counting on `socket`'s close, and give its count: null for a socket never counted. */
+export function takeCount (socket: Socket): CountTicket | null {
+  const counted = socket as CountedSocket
+  const caps = counted[kCaps]
+  if (caps === undefined) return null
+  socket.removeListener('close', onCountedClose)
+  return { caps, key: counted[kKey] }
+}
+
+/** `socket` carries the count of `ticket` on: uncounted on its `close`. */
+export function giveCount (socket: Socket, ticket: CountTicket): void {
+  const counted = socket as CountedSocket
+  counted[kKey] = ticket.key
+  counted[kCaps] = ticket.caps
+  socket.on('close', onCountedClose)
+}
+
+/** The connection of `ticket` closed without a socket around it. */
+export function dropCount (ticket: CountTicket): void {
+  ticket.caps.release(ticket.key)
+}
+
 function onCountedClose (this: CountedSocket): void {
   this[kCaps].release(this[kKey])
 }

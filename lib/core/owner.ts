@@ -7,7 +7,7 @@
  */
 import type { Socket } from 'node:net'
 import { kOwner } from './symbols.js'
-import { readsOf, switchReads, type SocketReads } from './read-buffers.js'
+import { adoptReads, readsOf, switchReads, type SocketReads } from './read-buffers.js'
 
 export interface SocketOwner {
   onData (chunk: Buffer): void
@@ -36,6 +36,11 @@ export function readOwned (socket: Socket): boolean {
   return readsOf(socket) !== undefined || switchReads(socket, ownedRead)
 }
 
+/** `readOwned` for a socket made around a parked handle (core/park.ts), before it reads. */
+export function adoptOwned (socket: Socket): boolean {
+  return adoptReads(socket, ownedRead)
+}
+
 function ownedRead (socket: Socket, reads: SocketReads, length: number, buffer: Buffer): boolean {
   const s = socket as Owned
   if (s[kListening] !== true) return socket.push(reads.copy(length, buffer))
@@ -61,8 +66,11 @@ export function own (socket: Socket, owner: SocketOwner): void {
   socket.on('close', onClose)
 }
 
-/** Take the listeners off (the socket goes to a relay, a TLS socket or a lingering close). */
-export function disown (socket: Socket): void {
+/**
+ * Take the listeners off (the socket goes to a relay, a TLS socket or a lingering close).
+ * `parking`: its handle is being parked (core/park.ts), reading into the shared buffer only.
+ */
+export function disown (socket: Socket, parking = false): void {
   const s = socket as Owned
   if (s[kListening] !== true) return
   s[kListening] = false
@@ -71,7 +79,7 @@ export function disown (socket: Socket): void {
   socket.removeListener('error', onError)
   socket.removeListener('close', onClose)
   // the buffer of its next read is fixed already: an own one goes back only when the socket is gone
-  if (readsOf(socket) !== undefined) socket.once('close', releaseReads)
+  if (readsOf(socket) !== undefined && !parking) socket.once('close', releaseReads)
 }
 
 function releaseReads (this: Socket): void {

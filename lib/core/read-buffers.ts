@@ -180,15 +180,23 @@ export function readsOf (socket: Socket): SocketReads | undefined {
  * is told of each read instead of a 'data' event (core/read-into.ts). False where this Node or
  * this socket cannot (a TLS socket, unread data in its stream), or it was switched already.
  */
-export function switchReads (socket: Socket, onRead: ReadHandler): boolean {
+export function switchReads (socket: Socket, onRead: ReadHandler, handleHasShared = false): boolean {
   const s = socket as Switched
   if (s[kReads] !== undefined) return false
   const reads = new SocketReads(onRead, socket)
-  if (!readInto(s, reads.buffer, nextBuffer, dispatchRead)) return false
+  if (!readInto(s, reads.buffer, nextBuffer, dispatchRead, handleHasShared)) return false
   s[kReads] = reads
   // each read comes to `reads` straight from the handle where this Node allows it
   readDirectly(s, reads)
   return true
+}
+
+/**
+ * `switchReads` for a socket made around a handle that reads into the shared buffer already (an
+ * unparked one, core/park.ts).
+ */
+export function adoptReads (socket: Socket, onRead: ReadHandler): boolean {
+  return switchReads(socket, onRead, true)
 }
 
 /** The reads of the socket whose read was dispatched last: Node asks for its next buffer right after. */

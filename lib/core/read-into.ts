@@ -54,8 +54,9 @@ export const canReadInto = fields !== null
  * following read, instead of emitting 'data'. A buffer is read into until the next read
  * completes: only then is the next one asked for. False, and nothing
  * changed, where that is not possible: this Node, a TLS socket, a socket with unread data.
+ * `handleHasIt`: the handle reads into `first` already (it is not handed it again).
  */
-export function readInto<S extends Socket> (socket: S, first: Buffer, next: () => Buffer, onRead: (this: S, length: number, buffer: Buffer) => boolean | undefined): boolean {
+export function readInto<S extends Socket> (socket: S, first: Buffer, next: () => Buffer, onRead: (this: S, length: number, buffer: Buffer) => boolean | undefined, handleHasIt = false): boolean {
   if (fields === null) return false
   const record = socket as unknown as Record<symbol, unknown> & { _handle?: Handle | null }
   const handle = record._handle
@@ -64,8 +65,15 @@ export function readInto<S extends Socket> (socket: S, first: Buffer, next: () =
   record[fields.buffer] = first
   record[fields.callback] = onRead
   record[fields.generator] = next
-  handle.useUserBuffer(first)
+  // a handle already reading into `first` (a parked one, core/park.ts) is not handed it again:
+  // each hand-over stacks one more read listener on the handle for as long as it lives
+  if (!handleHasIt) handle.useUserBuffer(first)
   return true
+}
+
+/** True when `socket` reads into given buffers (made with `onread`, or switched by `readInto`). */
+export function readsIntoGiven (socket: Socket): boolean {
+  return fields !== null && (socket as unknown as Record<symbol, unknown>)[fields.buffer] !== null
 }
 
 /** Told of the reads of a socket handed to `readDirectly`. */
