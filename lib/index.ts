@@ -337,7 +337,7 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
    * holds now and its stores, hits and misses since start. `tls`: handshakes terminated since start, by
    * listener, version and whether the session was resumed, and those that failed, by reason.
    */
-  stats (): { connections: number, clients: number, tcp: number, errors: Record<string, number>, health: Record<string, number>, upstream: Array<{ group: string, target: string, open: number, idle: number, active: number, up: boolean }>, groups: Array<{ group: string, retries: number, budgetExhausted: number, circuitOpen: number }>, accessLog: { written: number, dropped: number } | null, caches: Array<{ route: string, entries: number, bytes: number, loading: boolean, loaded: number, dropped: number }>, tlsSessions: Array<{ listener: string, entries: number, bytes: number, stored: number, hits: number, misses: number }>, tls: { handshakes: Array<{ listener: string, version: string, resumed: boolean, count: number }>, failures: Array<{ listener: string, reason: string, count: number }> } } {
+  stats (): { connections: number, clients: number, parked: number, tcp: number, errors: Record<string, number>, health: Record<string, number>, upstream: Array<{ group: string, target: string, open: number, idle: number, active: number, up: boolean }>, groups: Array<{ group: string, retries: number, budgetExhausted: number, circuitOpen: number }>, accessLog: { written: number, dropped: number } | null, caches: Array<{ route: string, entries: number, bytes: number, loading: boolean, loaded: number, dropped: number }>, tlsSessions: Array<{ listener: string, entries: number, bytes: number, stored: number, hits: number, misses: number }>, tls: { handshakes: Array<{ listener: string, version: string, resumed: boolean, count: number }>, failures: Array<{ listener: string, reason: string, count: number }> } } {
     const log = this.#accessLog
     const tls: { handshakes: Array<{ listener: string, version: string, resumed: boolean, count: number }>, failures: Array<{ listener: string, reason: string, count: number }> } = { handshakes: [], failures: [] }
     for (const [key, count] of this.#core.tlsCounts) {
@@ -350,6 +350,7 @@ export class Proxy extends TypedEmitter<ProxyEvents & ListenerEvents> {
       accessLog: log === null ? null : { written: log.written, dropped: log.dropped },
       connections: this.#core.caps.open,
       clients: this.#cores().reduce((n, core) => n + core.clients.size, 0),
+      parked: this.#cores().reduce((n, core) => n + core.parkedCount, 0),
       tcp: this.#allListeners().reduce((n, l) => n + l.tunnelCount, 0),
       errors: Object.fromEntries(this.#core.errorCounts),
       health: Object.fromEntries(this.#core.healthCounts),

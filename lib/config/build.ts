@@ -153,6 +153,7 @@ function buildHttp (h: Obj): HttpModel {
     minDataRate: unit(h.minDataRate, S.MinDataRate),
     timeouts: freeze({
       clientIdle: unit(t.clientIdle, S.ClientIdleTimeout),
+      clientPark: unit(t.clientPark, S.ClientParkTimeout),
       requestHead: unit(t.requestHead, S.RequestHeadTimeout),
       requestBody: unit(t.requestBody, S.RequestBodyTimeout),
     }),

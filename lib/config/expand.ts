@@ -173,7 +173,7 @@ export function expandFlat (o: Options): Expanded {
     maxHeaders: o.maxHeaders,
     maxPipelinedRequests: o.maxPipelinedRequests,
     minDataRate: o.minDataRate,
-    timeouts: compact({ clientIdle: t.clientIdle, requestHead: t.requestHead, requestBody: t.requestBody }),
+    timeouts: compact({ clientIdle: t.clientIdle, clientPark: t.clientPark, requestHead: t.requestHead, requestBody: t.requestBody }),
     via: o.via,
     hideHeaders: o.hideHeaders,
     underscoresInHeaders: o.allowUnderscoresInHeaders,

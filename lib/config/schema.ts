@@ -146,6 +146,7 @@ export const ConnectTimeout = duration({ description: 'opening a connection to a
 export const ResponseTimeout = duration({ description: 'from the request sent to the response head; then 504', default: '60s', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--timeout', arg: 'DUR', group: 'Timeouts' } })
 export const ResponseTotalTimeout = duration({ description: 'a whole response, from the request sent to its last byte; past it the client connection is closed (or 504 before the head); off by default: streams and large downloads have no natural end', default: 0, zero: 'no limit', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--response-total-timeout', arg: 'DUR', group: 'Timeouts' } })
 export const ClientIdleTimeout = duration({ description: 'an idle keep-alive client connection is closed', default: '60s', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--client-idle-timeout', arg: 'DUR', group: 'Timeouts' } })
+export const ClientParkTimeout = duration({ description: 'an idle keep-alive client connection (cleartext) gives up its socket object, parser and buffers after this long, keeping only its descriptor, and gets them back when it sends again', default: '5s', zero: 'never', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--client-park-timeout', arg: 'DUR', group: 'Timeouts' } })
 export const RequestHeadTimeout = duration({ description: 'a client must send a complete request head; then 408', default: '10s', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--request-head-timeout', arg: 'DUR', group: 'Timeouts' } })
 export const RequestBodyTimeout = duration({ description: 'a request body may pause this long between two pieces; then 408 (time rp4 holds the client back for a slow backend does not count)', default: '30s', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--request-body-timeout', arg: 'DUR', group: 'Timeouts' } })
 export const UpstreamIdleTimeout = duration({ description: 'an idle pooled backend connection is closed', default: '30s', min: '1ms', max: TIMEOUT_MAX, flag: { name: '--upstream-idle-timeout', arg: 'DUR', group: 'Timeouts' } })
@@ -417,6 +418,7 @@ const FlatTimeouts = section({
   response: opt(ResponseTimeout),
   responseTotal: opt(ResponseTotalTimeout),
   clientIdle: opt(ClientIdleTimeout),
+  clientPark: opt(ClientParkTimeout),
   requestHead: opt(RequestHeadTimeout),
   requestBody: opt(RequestBodyTimeout),
   upstreamIdle: opt(UpstreamIdleTimeout),
@@ -671,6 +673,7 @@ const Http = section({
   minDataRate: opt(MinDataRate),
   timeouts: opt(section({
     clientIdle: opt(ClientIdleTimeout),
+    clientPark: opt(ClientParkTimeout),
     requestHead: opt(RequestHeadTimeout),
     requestBody: opt(RequestBodyTimeout),
   }, 'timeouts of client connections')),

@@ -10,6 +10,9 @@ import { beginBatch, deferBatches, endBatch, flush, send, sendEnd, type WriteOwn
 import { ProxyError } from '../core/errors.js'
 import { kOwner, localOf, peerLabel, peerOf } from '../core/symbols.js'
 import { disown, own, readOwned, type SocketOwner } from '../core/owner.js'
+import { canPark } from '../core/park.js'
+import { hasPendingOutput } from '../core/batch.js'
+import { giveCount, takeCount } from '../admission/caps.js'
 import { copyIfLent, lendPiece } from '../core/loan.js'
 import { SHARED_SIZE, type SocketReads } from '../core/read-buffers.js'
 import { skipReadMore } from '../core/read-more.js'
@@ -27,6 +30,7 @@ import { relay } from '../tcp/relay.js'
 import { H1Response, type ResponseOwner } from './h1-response.js'
 import { linger } from './linger.js'
 import { RequestMeter, Verdict, rateCheckInterval } from './meter.js'
+import { ParkedClient, type ClientConnection, type ParkHost } from './parked.js'
 
 /** The HTTP engine's settings for client connections. */
 export interface H1Settings {
@@ -36,18 +40,18 @@ export interface H1Settings {
   readonly maxPipelinedRequests: number
   /** bytes/s; 0: no minimum. */
   readonly minDataRate: number
-  readonly timeouts: Readonly<{ clientIdle: number, requestHead: number, requestBody: number }>
+  /** ms; clientPark 0: never. */
+  readonly timeouts: Readonly<{ clientIdle: number, clientPark: number, requestHead: number, requestBody: number }>
 }
 
 /** What a client connection needs from the proxy around it. */
-export interface H1Host extends SessionHost {
+export interface H1Host extends SessionHost, ParkHost {
   readonly settings: H1Settings
   /** The proxy is closing: answer what is in flight, read nothing more. */
   readonly closing: boolean
   /** The proxy is draining: each connection's next response says `Connection: close`, and is its last. */
   readonly draining: boolean
   nextId (): number
-  forget (conn: H1Connection): void
 }
 
 const enum Wait { NONE, IDLE, HEAD, BODY, CLOSED }
@@ -58,7 +62,7 @@ const NO_TLS = Object.freeze({ version: '', sni: '', alpn: '' })
 
 const FACTS_REFUSED: RequestFacts = { invalid: 'refused', body: BodyKind.NONE, contentLength: -1, expectContinue: false, needsHost: false }
 
-export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwner, Downstream, SocketOwner {
+export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwner, Downstream, SocketOwner, ClientConnection {
   readonly #host: H1Host
   /** The routes of the listener this client came through. */
   readonly #routes: RouteTable
@@ -86,8 +90,8 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
   /** Reads through the stream so far (counted until the switch). */
   #streamReads = 0
   #wait = Wait.IDLE
-  /** When the head being received must be complete. */
-  #headEnd = 0
+  /** When the wait must be over: the head being received complete (HEAD), the idle time (IDLE). */
+  #end = 0
   #error: ProxyError | null = null
   /** `#error` was reported already (the client's), or is a backend's, reported on its side: not reported again at close. */
   #errorReported = false
@@ -114,8 +118,16 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
     // a socket from the listener's detection keeps its listeners: only the owner changes
     own(socket, this)
     socket.on('drain', onDrain)
-    this.deadline = clock.after(settings.timeouts.clientIdle)
+    this.#idle()
     clock.add(this)
+  }
+
+  /** Idle from now: closed after `clientIdle`, parked after `clientPark` if that comes first. */
+  #idle (): void {
+    const { clientIdle, clientPark } = this.#host.settings.timeouts
+    const now = clock.turn()
+    this.#end = now + clientIdle
+    this.deadline = clientPark > 0 && clientPark < clientIdle && canPark && !this.client.secure ? now + clientPark : this.#end
   }
 
   get label (): string { return this.client.label }
@@ -255,8 +267,8 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
         this.#wait = Wait.HEAD
         const now = this.#startStretch()
         this.#meter.bytes(chunk.length)
-        this.#headEnd = now + this.#host.settings.timeouts.requestHead
-        this.deadline = Math.min(this.deadline, this.#headEnd)
+        this.#end = now + this.#host.settings.timeouts.requestHead
+        this.deadline = Math.min(this.deadline, this.#end)
       }
     } catch (err) {
       this.onInternalError(err)
@@ -272,7 +284,7 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
    */
   headBeganAt (since: number): void {
     if (this.#wait !== Wait.HEAD || !this.#meter.backdate(since)) return
-    this.#headEnd = since + this.#host.settings.timeouts.requestHead
+    this.#end = since + this.#host.settings.timeouts.requestHead
     this.deadline = clock.now
   }
 
@@ -435,7 +447,7 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
       return
     }
     this.#wait = Wait.IDLE
-    this.deadline = clock.after(this.#host.settings.timeouts.clientIdle)
+    this.#idle()
     this.release(ClientHold.PIPELINE)
   }
 
@@ -544,15 +556,47 @@ export class H1Connection implements MessageSink, Timed, WriteOwner, ResponseOwn
       return
     }
     if (this.#wait === Wait.HEAD) {
-      if (!this.#tooSlow(now, now >= this.#headEnd)) {
-        this.deadline = Math.min(now + this.#checkEvery(), this.#headEnd)
+      if (!this.#tooSlow(now, now >= this.#end)) {
+        this.deadline = Math.min(now + this.#checkEvery(), this.#end)
         return
       }
       this.stopReading()
       this.#respondLocally(408)
       return
     }
+    if (this.#wait === Wait.IDLE && now < this.#end) {
+      // idle long enough to park; or not parkable now, and closed at the idle time's end
+      if (!this.#park()) this.deadline = this.#end
+      return
+    }
     this.#closeAfterWrites()
+  }
+
+  /**
+   * Give everything up but the socket's handle (downstream/parked.ts): only between requests,
+   * with nothing read and not parsed, nothing waiting to be written, and no end either way.
+   */
+  #park (): boolean {
+    const socket = this.socket
+    if (this.#queue.length !== 0 || this.#parser.inHead || this.#stash !== null || this.#holds !== 0 || this.#parserPaused ||
+      this.#noMore || this.#ended || this.#receiving !== null || this.#host.closing || hasPendingOutput(socket)) return false
+    const parked = new ParkedClient(this.#host, this.#routes, this.identityHeaders, peerOf(socket), this.#end)
+    // every listener of rp4's comes off first: the socket's 'close' still comes once the handle is taken
+    const count = takeCount(socket)
+    disown(socket, true)
+    socket.removeListener('drain', onDrain)
+    if (!parked.take(socket, count)) {
+      // not parkable after all (the socket has something under way): back as it was
+      if (count !== null) giveCount(socket, count)
+      own(socket, this)
+      socket.on('drain', onDrain)
+      return false
+    }
+    this.#wait = Wait.CLOSED
+    clock.delete(this)
+    this.#parser.destroy()
+    this.#host.forget(this)
+    return true
   }
 
   /** Done with this client: the socket goes to a lingering close once the output is written. */

@@ -68,6 +68,8 @@ export interface HttpModel {
   minDataRate: number
   timeouts: Readonly<{
     clientIdle: number
+    /** ms; 0: never (downstream/parked.ts). */
+    clientPark: number
     requestHead: number
     requestBody: number
   }>

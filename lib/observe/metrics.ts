@@ -35,6 +35,7 @@ export interface MetricsSource {
   stats (): {
     connections: number
     clients: number
+    parked: number
     tcp: number
     errors: Record<string, number>
     accessLog: { written: number, dropped: number } | null
@@ -124,10 +125,11 @@ export class Metrics implements RequestMeter {
       // eslint-disable-next-line no-new
       new client.Gauge({ name, help, labelNames, registers, aggregator, collect () { this.reset(); collect(this) } })
     }
-    gauge('rp4_client_connections', 'open client connections: all (as the caps count them), HTTP, relayed TCP', ['kind'], g => {
+    gauge('rp4_client_connections', 'open client connections: all (as the caps count them), HTTP, of those the idle ones parked (timeouts.clientPark), relayed TCP', ['kind'], g => {
       const s = source.stats()
       g.set({ kind: 'all' }, s.connections)
       g.set({ kind: 'http' }, s.clients)
+      g.set({ kind: 'parked' }, s.parked)
       g.set({ kind: 'tcp' }, s.tcp)
     })
     gauge('rp4_upstream_connections', 'backend connections per target, open and idle (pooled)', ['group', 'target', 'state'], g => {

@@ -16,6 +16,7 @@ import { Resolver } from 'node:dns/promises'
 import type { DnsResolver } from '../upstream/discovery.js'
 import type { DiscoveryModel } from '../model/model.js'
 import { H1Connection, type H1Host, type H1Settings } from '../downstream/h1-connection.js'
+import { ParkedClient, type ClientConnection } from '../downstream/parked.js'
 import type { ForwardContext } from '../http/forwarding.js'
 import { ConnectionCaps } from '../admission/caps.js'
 import { compileRoute, type CompiledRoute } from '../routing/compile.js'
@@ -50,7 +51,8 @@ export class ProxyCore implements H1Host {
   /** The ACME challenges being answered, shared by every listener; null: no listener uses ACME. */
   readonly acmeChallenges: AcmeChallenges | null
   readonly acmeRoute: CompiledRoute | null
-  readonly clients = new Set<H1Connection>()
+  /** Client connections served by the HTTP engine (an H1Connection each, or a parked one: downstream/parked.ts). */
+  readonly clients = new Set<ClientConnection>()
   closing = false
   draining = false
   readonly #ids: { n: number }
@@ -188,8 +190,16 @@ export class ProxyCore implements H1Host {
   /** Told each time a client connection is forgotten while a drain waits for the last one. */
   drainWatch: (() => void) | null = null
 
-  forget (client: H1Connection): void {
-    this.clients.delete(client)
+  /** Of `clients`, those parked (downstream/parked.ts). */
+  parkedCount = 0
+
+  adopt (client: ClientConnection): void {
+    this.clients.add(client)
+    if (client instanceof ParkedClient) this.parkedCount++
+  }
+
+  forget (client: ClientConnection): void {
+    if (this.clients.delete(client) && client instanceof ParkedClient) this.parkedCount--
     this.drainWatch?.()
     if (this.#onRetired !== null && this.clients.size === 0) this.#retired()
     if (this.closing && this.clients.size === 0) this.#onIdle?.()

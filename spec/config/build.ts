@@ -67,7 +67,7 @@ t.test('the flat shorthand: one listener, one catch-all route, one group, all na
     maxHeaders: 100,
     maxPipelinedRequests: 32,
     minDataRate: 500,
-    timeouts: { clientIdle: 60_000, requestHead: 10_000, requestBody: 30_000 },
+    timeouts: { clientIdle: 60_000, clientPark: 5000, requestHead: 10_000, requestBody: 30_000 },
     via: '1.1 rp4',
     hideHeaders: new Set(['server', 'x-powered-by', 'x-aspnet-version', 'x-aspnetmvc-version']),
     underscoresInHeaders: false,
@@ -86,7 +86,7 @@ t.test('the flat shorthand: every key lands where the full form has it, units co
     tcpFallback: ['127.0.0.1:22'],
     tls: { certificates: [{ cert: ca, key: ca }], passthrough: { 'DB.example.com.': '10.0.0.9:443', '*.internal.example.com': '10.0.0.10:443' }, reloadInterval: '10s' },
     upstreamTls: { ca: [ca], verify: false },
-    timeouts: { connect: '2s', response: 30_000, responseTotal: '5m', clientIdle: '1m', requestHead: '5s', requestBody: '20s', upstreamIdle: '15s', failedTarget: '1s', tcpIdle: '10m', detect: '1s', tlsHandshake: '3s' },
+    timeouts: { connect: '2s', response: 30_000, responseTotal: '5m', clientIdle: '1m', clientPark: '500ms', requestHead: '5s', requestBody: '20s', upstreamIdle: '15s', failedTarget: '1s', tcpIdle: '10m', detect: '1s', tlsHandshake: '3s' },
     upstream: { maxConnections: 16, maxQueue: 0, pipelining: 8 },
     maxPipelinedRequests: 4,
     maxHeaderSize: '16k',
@@ -145,7 +145,7 @@ t.test('the flat shorthand: every key lands where the full form has it, units co
   t.equal(model.http.via, '1.1 edge')
   t.equal(model.http.underscoresInHeaders, true)
   t.same(model.http.hideHeaders, new Set(['server']))
-  t.same(model.http.timeouts, { clientIdle: 60_000, requestHead: 5000, requestBody: 20_000 })
+  t.same(model.http.timeouts, { clientIdle: 60_000, clientPark: 500, requestHead: 5000, requestBody: 20_000 })
   t.equal(model.limits.maxConnectionsPerIp, 32)
 })
 
