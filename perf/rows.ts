@@ -101,6 +101,8 @@ export interface RunningRow {
   port: number
   /** The proxy's PID (measured through /proc), or null for the direct row. */
   pid: number | null
+  /** The proxy's process, where the harness started one (its output can be waited on). */
+  child?: Child
   stop: () => Promise<void>
 }
 
@@ -113,6 +115,8 @@ export interface RowStart {
   rp4Args: string[]
   /** Open-files limit for the proxy (idle-connection test). */
   nofile?: number
+  /** Node flags for rp4's process after the heap flags (idle-connection test: the inspector). */
+  nodeArgs?: string[]
 }
 
 export async function startRow (name: RowName, start: RowStart): Promise<RunningRow> {
@@ -123,10 +127,11 @@ export async function startRow (name: RowName, start: RowStart): Promise<Running
   if (name === 'rp4') {
     // the heap flag and environment rp4's launcher would give its child process (bin/serving.ts),
     // given here so that the process measured is the one serving
-    const args = [...HEAP_ARGS, RP4_PATH, 'listen', '127.0.0.1:0', '--to', `127.0.0.1:${originPort}`, ...start.rp4Args, ...rp4ModeArgs(mode)]
+    const args = [...HEAP_ARGS, ...(start.nodeArgs ?? []), RP4_PATH, 'listen', '127.0.0.1:0', '--to', `127.0.0.1:${originPort}`, ...start.rp4Args, ...rp4ModeArgs(mode)]
     const child = group.spawn('rp4', process.execPath, args, { ...spawnOptions, env: rp4Env() })
-    const match = await ready(group, child, waitForStderr(child, /listening on (\S+):(\d+)/, 10_000))
-    return { name, port: Number(match[2]), pid: child.pid, stop: async () => await group.stop(child) }
+    // rp4's own line: an inspector's ("Debugger listening on ws://...") may come first
+    const match = await ready(group, child, waitForStderr(child, /^rp4 .*?listening on (\S+):(\d+)/m, 10_000))
+    return { name, port: Number(match[2]), pid: child.pid, child, stop: async () => await group.stop(child) }
   }
 
   if (name === 'node') {

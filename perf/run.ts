@@ -146,9 +146,13 @@ function describeSoak (soak: SoakResult): string {
 
 function describeIdle (idle: IdleResult): string {
   const lines = [
-    `idle connections: ${idle.opened}/${idle.requested} open (${idle.failed} failed), rp4 RSS ${formatBytes(idle.rssBeforeBytes)} → ` +
-      `${formatBytes(idle.rssWithOpenBytes)}: ${idle.bytesPerConnection} bytes per idle connection ` +
-      `(target ≤ ${idle.targetBytes}: ${idle.meetsTarget ? 'met' : 'NOT met'})`,
+    `idle connections: ${idle.opened}/${idle.requested} open (${idle.failed} failed), past rp4's park timeout; rp4 RSS ${formatBytes(idle.rssBeforeBytes)} → ` +
+      `${formatBytes(idle.rssWithOpenBytes)}: ${idle.bytesPerConnection} bytes per idle connection as it stands`,
+    idle.collected === null
+      ? '  after a full garbage collection: not measured'
+      : `  after a full garbage collection: ${formatBytes(idle.collected.rssBeforeBytes)} → ${formatBytes(idle.collected.rssWithOpenBytes)}: ` +
+        `${idle.collected.bytesPerConnection} bytes per idle connection`,
+    `  target ≤ ${idle.targetBytes} bytes (after the collection): ${idle.meetsTarget ? 'met' : 'NOT met'}`,
   ]
   for (const note of idle.notes) lines.push(`  note: ${note}`)
   return lines.join('\n')
