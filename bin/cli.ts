@@ -5,7 +5,6 @@
  * exit codes.
  */
 import { readFileSync } from 'node:fs'
-import { runDemo } from './demo.js'
 import { hostPort, listenFailure, logProxyEvents, startup } from './report.js'
 import { describeSystemError } from '../lib/core/errors.js'
 import { buildModel, createProxy, parseHostPort, type Model, type ProxyOptions, type Proxy } from '../lib/index.js'
@@ -185,6 +184,8 @@ async function main (): Promise<number> {
       return await askReload(cli.admin, cli.tokenFile)
     case 'demo':
       try {
+        // node:http (the demo origin's) is loaded by the demo alone, not by every serving process
+        const { runDemo } = await import('./demo.js')
         await runDemo(cli.listen)
       } catch (err) {
         process.stderr.write(`rp4 demo: ${(err as Error).message}\n`)
