@@ -130,7 +130,15 @@ export class ParkedClient implements ClientConnection, ParkOwner, Timed {
       return null
     }
     // the new connection is counted among the clients before this one leaves them: a drain waiting for none left sees one
-    const client = this.#host.acceptHttp(socket, chunk, null, this.#routes, 0, this.#identity)
+    let client: ClientConnection
+    try {
+      client = this.#host.acceptHttp(socket, chunk, null, this.#routes, 0, this.#identity)
+    } catch (err) {
+      // a defect of rp4's own: the connection closes (its count with it), the caller reports it
+      this.#host.forget(this)
+      socket.destroy()
+      throw err
+    }
     this.#host.forget(this)
     return client
   }
