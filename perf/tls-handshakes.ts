@@ -16,6 +16,9 @@
  *   resumed+GET   the same with one GET
  *   session-id    with --session-cache only: TLS 1.2 without tickets, resumed by session ID
  *                 (a row without a session cache makes full handshakes: counted, not a failure)
+ *   full-1.2      with --tls12 only: a full TLS 1.2 handshake, then close
+ *   ticket-1.2    with --tls12 only: TLS 1.2, the ticket of an earlier connection offered, then
+ *                 close (a TLS 1.2 resumption does no key exchange, unlike TLS 1.3's)
  *   keep-alive    --connections TLS connections, one small GET after another on each
  *
  * Each proxy runs pinned to the proxy core; the clients run here. Reported per row: connections
@@ -29,7 +32,7 @@
  * by more than the proxies do.
  *
  *   node dist/perf/tls-handshakes.js [--count N] [--requests N] [--connections N]
- *     [--concurrency N] [--rows node,nginx,haproxy,rp4] [--rounds N] [--session-cache] [--quick]
+ *     [--concurrency N] [--rows node,nginx,haproxy,rp4] [--rounds N] [--session-cache] [--tls12] [--quick]
  *     [--profile intermediate|modern]
  */
 import { execFileSync } from 'node:child_process'
@@ -58,6 +61,7 @@ const { values } = parseArgs({
     rows: { type: 'string', default: 'node,nginx,haproxy,rp4' },
     profile: { type: 'string', default: 'intermediate' },
     'session-cache': { type: 'boolean', default: false },
+    tls12: { type: 'boolean', default: false },
     quick: { type: 'boolean', default: false },
   },
 })
@@ -68,6 +72,7 @@ const connections = bounded(values.connections!, 1, 1000)
 const rounds = bounded(values.rounds!, 1, 50)
 const concurrency = bounded(values.concurrency!, 1, 64)
 const sessionCache = values['session-cache']!
+const tls12 = values.tls12!
 
 const FLOOR_PATH = fileURLToPath(new URL('./tls-floor.js', import.meta.url))
 const NO_TICKET = constants.SSL_OP_NO_TICKET
@@ -219,9 +224,11 @@ interface Connect {
   session?: Buffer
   /** One GET with Connection: close after the handshake; false: close right after it. */
   get: boolean
-  /** TLS 1.2 without tickets (resumption by session ID); otherwise TLS 1.3 with tickets. */
-  sessionId: boolean
+  /** TLS 1.2 without tickets (resumption by session ID), TLS 1.2 with tickets, or TLS 1.3 (with tickets). */
+  version: Version
 }
+
+type Version = '1.2-id' | '1.2' | '1.3'
 
 /** One connection: handshake, maybe one GET, close; whether it was resumed, and the session it left. */
 async function connectOnce (o: Connect): Promise<{ reused: boolean, session: Buffer | undefined }> {
@@ -235,7 +242,7 @@ async function connectOnce (o: Connect): Promise<{ reused: boolean, session: Buf
       rejectUnauthorized: false,
       session: o.session,
       ALPNProtocols: ['http/1.1'],
-      ...(o.sessionId ? { maxVersion: 'TLSv1.2', secureOptions: NO_TICKET } : { minVersion: 'TLSv1.3' }),
+      ...(o.version === '1.2-id' ? { maxVersion: 'TLSv1.2', secureOptions: NO_TICKET } : o.version === '1.2' ? { maxVersion: 'TLSv1.2' } : { minVersion: 'TLSv1.3' }),
     })
     const timer = setTimeout(() => { socket.destroy(); reject(new Error(`a connection to port ${o.port} took over 10 s`)) }, 10_000)
     socket.on('session', s => { session = s })
@@ -253,9 +260,9 @@ async function connectOnce (o: Connect): Promise<{ reused: boolean, session: Buf
 
 interface Result { perSecond: number, cpuUs: number, reused: number, n: number }
 
-async function handshakes (row: Running, get: boolean, resume: boolean, sessionId: boolean): Promise<Result> {
+async function handshakes (row: Running, get: boolean, resume: boolean, version: Version): Promise<Result> {
   // the session to offer: from a connection with a GET (TLS 1.3 tickets come after the handshake)
-  const session = resume ? (await connectOnce({ port: row.port, get: true, sessionId })).session : undefined
+  const session = resume ? (await connectOnce({ port: row.port, get: true, version })).session : undefined
   if (resume && session === undefined) throw new Error(`${row.name}: no session from the first connection`)
   let reused = 0
   const cpu0 = treeCpuSeconds(row.child.pid)
@@ -264,7 +271,7 @@ async function handshakes (row: Running, get: boolean, resume: boolean, sessionI
   await Promise.all(Array.from({ length: concurrency }, async () => {
     while (next < count) {
       next++
-      if ((await connectOnce({ port: row.port, session, get, sessionId })).reused) reused++
+      if ((await connectOnce({ port: row.port, session, get, version })).reused) reused++
     }
   }))
   const seconds = (performance.now() - t0) / 1000
@@ -317,12 +324,18 @@ async function keepAlive (row: Running): Promise<Result> {
 interface Scenario { name: string, what: string, run: (row: Running) => Promise<Result>, mustResume: boolean, unit: 'conn' | 'req' }
 
 const scenarios: Scenario[] = [
-  { name: 'full', what: 'full handshake (TLS 1.3), then close, no request', run: async row => await handshakes(row, false, false, false), mustResume: false, unit: 'conn' },
-  { name: 'full+GET', what: 'full handshake and one GET (Connection: close)', run: async row => await handshakes(row, true, false, false), mustResume: false, unit: 'conn' },
-  { name: 'resumed', what: 'TLS 1.3 ticket resumed, then close, no request', run: async row => await handshakes(row, false, true, false), mustResume: true, unit: 'conn' },
-  { name: 'resumed+GET', what: 'TLS 1.3 ticket resumed and one GET', run: async row => await handshakes(row, true, true, false), mustResume: true, unit: 'conn' },
+  { name: 'full', what: 'full handshake (TLS 1.3), then close, no request', run: async row => await handshakes(row, false, false, '1.3'), mustResume: false, unit: 'conn' },
+  { name: 'full+GET', what: 'full handshake and one GET (Connection: close)', run: async row => await handshakes(row, true, false, '1.3'), mustResume: false, unit: 'conn' },
+  { name: 'resumed', what: 'TLS 1.3 ticket resumed, then close, no request', run: async row => await handshakes(row, false, true, '1.3'), mustResume: true, unit: 'conn' },
+  { name: 'resumed+GET', what: 'TLS 1.3 ticket resumed and one GET', run: async row => await handshakes(row, true, true, '1.3'), mustResume: true, unit: 'conn' },
   ...sessionCache
-    ? [{ name: 'session-id', what: 'TLS 1.2 without tickets, session ID offered again, then close (resumed only where a session cache is)', run: async (row: Running) => await handshakes(row, false, true, true), mustResume: false, unit: 'conn' as const }]
+    ? [{ name: 'session-id', what: 'TLS 1.2 without tickets, session ID offered again, then close (resumed only where a session cache is)', run: async (row: Running) => await handshakes(row, false, true, '1.2-id'), mustResume: false, unit: 'conn' as const }]
+    : [],
+  ...tls12
+    ? [
+        { name: 'full-1.2', what: 'full TLS 1.2 handshake, then close, no request', run: async (row: Running) => await handshakes(row, false, false, '1.2'), mustResume: false, unit: 'conn' as const },
+        { name: 'ticket-1.2', what: 'TLS 1.2 ticket resumed, then close, no request', run: async (row: Running) => await handshakes(row, false, true, '1.2'), mustResume: true, unit: 'conn' as const },
+      ]
     : [],
   { name: 'keep-alive', what: `${connections} TLS connections, one small GET after another`, run: async row => await keepAlive(row), mustResume: false, unit: 'req' },
 ]
@@ -346,7 +359,7 @@ try {
   }
   try {
     // warm-up: the JIT, the proxy's pools, nginx's and HAProxy's caches
-    for (const { row } of running) await handshakes(row, true, false, false)
+    for (const { row } of running) await handshakes(row, true, false, '1.3')
     for (let round = 0; round < rounds; round++) {
       const order = round % 2 === 0 ? running : [...running].reverse()
       for (const scenario of scenarios) {
