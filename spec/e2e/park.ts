@@ -9,7 +9,7 @@ import t, { type Test } from 'tap'
 import tls from 'node:tls'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
-import { createProxy } from '../../lib/index.js'
+import { createProxy, type Options } from '../../lib/index.js'
 import { RawClient } from '../helpers/client.js'
 import { header } from '../helpers/framing.js'
 import { ok, startOrigin } from '../helpers/origin.js'
@@ -232,4 +232,32 @@ t.test('TLS connections are not parked; a cleartext one on the same proxy is', a
 
 t.test('clientPark: a value the schema refuses names the key', async t => {
   t.throws(() => createProxy({ listen: '127.0.0.1:0', targets: ['127.0.0.1:1'], timeouts: { clientPark: 'soon' } } as never), /clientPark/)
+})
+
+t.test('a reload while a connection is parked: its next request is answered by the configuration it came under, with Connection: close', async t => {
+  const origin = await echoing(t)
+  const config = (body: string): Options => ({
+    listeners: [{ listen: '127.0.0.1:0' }],
+    http: { timeouts: { clientPark: PARK } },
+    routes: [{ name: 'hello', match: { pathExact: '/hello' }, respond: { body } }, { name: 'app', proxy: 'web' }],
+    upstreams: { web: { targets: [origin.target] } },
+  }) as Options
+  const proxy = createProxy(config('one'))
+  const { port } = await proxy.listen()
+  t.teardown(() => proxy.close())
+  const client = await RawClient.connect(port)
+  t.teardown(() => client.destroy())
+  await client.write(GET('/hello'))
+  t.equal((await client.response(0)).body.toString(), 'one')
+  await poll(() => proxy.stats().parked === 1, 'parked')
+  t.same(await proxy.update(config('two')), { notes: [] })
+  const fresh = await RawClient.connect(port)
+  t.teardown(() => fresh.destroy())
+  await fresh.write(GET('/hello'))
+  t.equal((await fresh.response(0)).body.toString(), 'two', 'a new connection: the new configuration')
+  await client.write(GET('/hello'))
+  const res = await client.response(1)
+  t.equal(res.body.toString(), 'one', 'the parked one: the configuration it came under')
+  t.equal(header(res, 'Connection'), 'close')
+  await client.waitClose()
 })
