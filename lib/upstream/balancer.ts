@@ -48,6 +48,15 @@ export type TransitionReason = TargetHealthEvent['reason']
 const SLOW_START_FLOOR = 0.1
 /** Weight of a new latency sample in the moving average. */
 const EWMA_ALPHA = 0.3
+/**
+ * How fast a latency estimate fades with no new sample, ms (its time constant: e^-1 after this
+ * long). Without it a target measured slow once, even by one response that was slow for a reason
+ * of the moment, could lose every pair from then on and never be measured again: the latency
+ * policy would starve it for good. Fading, its estimate falls until it wins a pair and gets a
+ * fresh sample (Finagle's peak EWMA decays the same way, with the same 10 s): a target that is
+ * still slow goes back up and is tried again later, one that recovered takes its share again.
+ */
+const LATENCY_FADE_MS = 10_000
 
 export class Balancer implements PickView {
   targets: readonly BalancedTarget[]
@@ -67,6 +76,8 @@ export class Balancer implements PickView {
   #recoveredAt: Float64Array
   #active: Int32Array
   #latency: Float64Array
+  /** When each latency estimate got its last sample (`#now`). */
+  #latencyAt: Float64Array
   /** Gone from the group (service discovery): never chosen, its index kept should it come back. */
   #removed: Uint8Array
   #primaries: number
@@ -90,6 +101,7 @@ export class Balancer implements PickView {
     this.#recoveredAt = new Float64Array(n)
     this.#active = new Int32Array(n)
     this.#latency = new Float64Array(n)
+    this.#latencyAt = new Float64Array(n)
     this.#removed = new Uint8Array(n)
     this.candidates = new Int32Array(n)
     this.#primaries = targets.filter(t => !t.backup).length
@@ -127,6 +139,7 @@ export class Balancer implements PickView {
       this.#recoveredAt = grow(this.#recoveredAt, k => new Float64Array(k))
       this.#active = grow(this.#active, k => new Int32Array(k))
       this.#latency = grow(this.#latency, k => new Float64Array(k))
+      this.#latencyAt = grow(this.#latencyAt, k => new Float64Array(k))
       this.#removed = grow(this.#removed, k => new Uint8Array(k))
       this.candidates = new Int32Array(n)
       const now = this.#now()
@@ -221,7 +234,13 @@ export class Balancer implements PickView {
   }
 
   active (index: number): number { return this.#active[index] }
-  latency (index: number): number { return this.#latency[index] }
+  /** The smoothed latency, faded by the time since its last sample (LATENCY_FADE_MS). */
+  latency (index: number): number {
+    const latency = this.#latency[index]
+    if (latency === 0) return 0
+    const age = this.#now() - this.#latencyAt[index]
+    return age <= 0 ? latency : latency * Math.exp(-age / LATENCY_FADE_MS)
+  }
 
   // ---- what the group reports ----
 
@@ -231,8 +250,10 @@ export class Balancer implements PickView {
 
   /** A response head came `ms` after the request was sent. */
   observeLatency (index: number, ms: number): void {
-    const old = this.#latency[index]
-    this.#latency[index] = old === 0 ? ms : old + EWMA_ALPHA * (ms - old)
+    const old = this.latency(index)
+    // never 0 again once measured: 0 means "no measurement yet"
+    this.#latency[index] = Math.max(Number.MIN_VALUE, old === 0 ? ms : old + EWMA_ALPHA * (ms - old))
+    this.#latencyAt[index] = this.#now()
   }
 
   /** Connecting failed: skipped for the failed-target time (passive health). */

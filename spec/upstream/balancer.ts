@@ -110,6 +110,49 @@ t.test('p2c-latency: the slow target loses its pairs even with no requests in fl
   t.equal(seen[2], 0, `ten times slower: never preferred (${seen})`)
 })
 
+t.test('p2c-latency: a target measured slow once is not starved: its estimate fades until it is tried again', async t => {
+  const { b, clock } = balancer(targets(1, 1), { kind: 'p2c', latency: true })
+  // one response of 2 s (a backend's cold start), against 5 ms
+  b.observeLatency(0, 2000)
+  b.observeLatency(1, 5)
+  t.equal(counts(b, 1000)[0], 0, 'at first the slow one loses every pair')
+  // the fast one keeps being measured; nothing comes from the slow one
+  let tried = -1
+  for (let second = 1; second <= 120 && tried === -1; second++) {
+    clock.now += 1000
+    b.observeLatency(1, 5)
+    if (b.pick(null, null) === 0) tried = second
+  }
+  t.ok(tried > 0 && tried <= 90, `tried again within a minute and a half (after ${tried} s)`)
+  // it answers fast now: its estimate is a fast one at once, and it takes its share of the traffic
+  b.observeLatency(0, 5)
+  t.ok(b.latency(0) < 10, `measured fast: ${b.latency(0).toFixed(1)} ms`)
+  const share = [0, 0]
+  for (let i = 0; i < 2000; i++) {
+    clock.now += 10
+    const chosen = b.pick(null, null)
+    share[chosen]++
+    b.observeLatency(chosen, 5)
+  }
+  t.ok(share[0] > 600 && share[1] > 600, `both take a share, answering alike (${share})`)
+})
+
+t.test('p2c-latency: a target that is still slow when tried again goes back to losing its pairs', async t => {
+  const { b, clock } = balancer(targets(1, 1), { kind: 'p2c', latency: true })
+  b.observeLatency(0, 2000)
+  b.observeLatency(1, 5)
+  let tries = 0
+  for (let second = 1; second <= 600; second++) {
+    clock.now += 1000
+    b.observeLatency(1, 5)
+    if (b.pick(null, null) === 0) {
+      tries++
+      b.observeLatency(0, 2000)
+    }
+  }
+  t.ok(tries >= 5 && tries <= 30, `probed now and then over ten minutes, one request each time (${tries})`)
+})
+
 t.test('p2c with the same seed makes the same choices', async t => {
   const a = balancer(targets(1, 1, 1, 1, 1), { kind: 'p2c', latency: false }).b
   const c = balancer(targets(1, 1, 1, 1, 1), { kind: 'p2c', latency: false }).b
