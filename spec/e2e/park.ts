@@ -10,7 +10,7 @@ import tls from 'node:tls'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { createProxy, type Options } from '../../lib/index.js'
-import { RawClient } from '../helpers/client.js'
+import { RawClient, exchange } from '../helpers/client.js'
 import { header } from '../helpers/framing.js'
 import { ok, startOrigin } from '../helpers/origin.js'
 import { startProxy, type StartedProxy } from '../helpers/proxy.js'
@@ -260,4 +260,30 @@ t.test('a reload while a connection is parked: its next request is answered by t
   t.equal(res.body.toString(), 'one', 'the parked one: the configuration it came under')
   t.equal(header(res, 'Connection'), 'close')
   await client.waitClose()
+})
+
+t.test('the metrics count parked connections among the HTTP ones', async t => {
+  const origin = await echoing(t)
+  const proxy = createProxy({ listen: '127.0.0.1:0', targets: [origin.target], timeouts: { clientPark: PARK }, admin: { listen: 0 } })
+  const { port } = await proxy.listen()
+  t.teardown(() => proxy.close())
+  const clients = await Promise.all([1, 2].map(async () => await RawClient.connect(port)))
+  t.teardown(() => { for (const c of clients) c.destroy() })
+  for (const c of clients) {
+    await c.write(GET('/a'))
+    await c.response(0)
+  }
+  await poll(() => proxy.stats().parked === 2, 'both parked')
+  const admin = proxy.adminAddress()!.port
+  const scrape = async (): Promise<string> => (await exchange(admin, 'GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n', { responses: 1 })).responses[0]?.body.toString() ?? ''
+  const series = (text: string, kind: string): string | undefined => text.split('\n').find(l => l.startsWith(`rp4_client_connections{kind="${kind}"} `))
+  const text = await scrape()
+  t.equal(series(text, 'parked'), 'rp4_client_connections{kind="parked"} 2')
+  t.equal(series(text, 'http'), 'rp4_client_connections{kind="http"} 2')
+  // the start of a head wakes one, and keeps it awake (a head under way is never parked)
+  await clients[0].write('GET /b HTTP/1.1\r\n')
+  await poll(() => proxy.stats().parked === 1, 'one woken')
+  t.equal(series(await scrape(), 'parked'), 'rp4_client_connections{kind="parked"} 1', 'one woken')
+  await clients[0].write('Host: h\r\n\r\n')
+  t.equal((await clients[0].response(1)).body.toString(), 'GET /b 0 127.0.0.1')
 })
