@@ -42,7 +42,6 @@ t.test('a parked connection answers its next request byte for byte, on the same 
   await client.write(GET('/after'))
   const res = await client.response(1)
   t.equal(res.raw.toString('latin1'), lines('HTTP/1.1 200 OK', 'Content-Length: 22', 'Via: 1.1 rp4') + 'GET /after 0 127.0.0.1', 'the exact bytes')
-  t.equal(started.proxy.stats().parked, 0, 'awake again')
   t.equal(origin.connections.length, 1, 'the backend connection was reused')
   // parked a second time, and woken again
   await parked(started)
