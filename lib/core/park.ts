@@ -40,7 +40,6 @@ export interface ParkedHandle {
   readStop (): number
   useUserBuffer (buffer: Uint8Array): void
   close (callback?: () => void): void
-  getpeername (out: { address?: string, port?: number }): number
   rp4Parked?: ParkOwner | undefined
   /** Fields core/read-into.ts sets on a handle it reads directly. */
   rp4Socket?: unknown
@@ -69,7 +68,7 @@ const ownerSymbol: symbol | null = (() => {
     const ok = symbol !== undefined && record[symbol] === socket &&
       (socket as unknown as { _handle: unknown })._handle === handle && typeof handle.onread === 'function' &&
       typeof handle.readStart === 'function' && typeof handle.readStop === 'function' &&
-      typeof handle.useUserBuffer === 'function' && typeof handle.getpeername === 'function'
+      typeof handle.useUserBuffer === 'function'
     socket.destroy()
     return ok ? symbol : null
   } catch {

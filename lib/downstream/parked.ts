@@ -36,8 +36,8 @@ export interface ClientConnection {
 export interface ParkHost {
   /** A socket of a client connection again: served from here as one just accepted, `initial` read already. */
   acceptHttp (socket: Socket, initial: Buffer | null, tls: null, routes: RouteTable, headSince: number, identity: IdentityHeaders | null): ClientConnection
-  /** `client` is one of the proxy's client connections now. */
-  adopt (client: ClientConnection): void
+  /** A connection just parked is one of the proxy's client connections now. */
+  adopt (client: ParkedClient): void
   forget (client: ClientConnection): void
   clientError (error: ProxyError, client: string): void
 }

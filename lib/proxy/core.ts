@@ -193,9 +193,9 @@ export class ProxyCore implements H1Host {
   /** Of `clients`, those parked (downstream/parked.ts). */
   parkedCount = 0
 
-  adopt (client: ClientConnection): void {
+  adopt (client: ParkedClient): void {
     this.clients.add(client)
-    if (client instanceof ParkedClient) this.parkedCount++
+    this.parkedCount++
   }
 
   forget (client: ClientConnection): void {
