@@ -7,13 +7,14 @@
  */
 import t, { type Test } from 'tap'
 import tls from 'node:tls'
+import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { createProxy, type Options } from '../../lib/index.js'
 import { RawClient, exchange } from '../helpers/client.js'
 import { header } from '../helpers/framing.js'
 import { ok, startOrigin } from '../helpers/origin.js'
-import { startProxy, type StartedProxy } from '../helpers/proxy.js'
+import { startProxy, type StartedProxy, type TestProxyOptions } from '../helpers/proxy.js'
 import { makeCertificates } from '../helpers/tls-certs.js'
 import { poll, tick, within } from '../helpers/wait.js'
 
@@ -30,14 +31,21 @@ async function echoing (t: Test) {
   return await startOrigin(t, req => ok(`${req.method} ${req.url} ${req.bodyLength} ${header(req, 'x-forwarded-for') ?? '-'}`))
 }
 
-t.test('a parked connection answers its next request byte for byte, on the same backend connection', async t => {
+/** An echoing origin, rp4 parking after PARK (and `options`), and a client whose connection is parked after one GET of `first`. */
+async function parkedClient (t: Test, options: Partial<TestProxyOptions> = {}, first = '/first') {
   const origin = await echoing(t)
-  const started = await startProxy(t, { targets: [origin.target], timeouts: { clientPark: PARK } })
+  const started = await startProxy(t, { targets: [origin.target], ...options, timeouts: { clientPark: PARK, ...options.timeouts } })
   const client = await RawClient.connect(started.port)
   t.teardown(() => client.destroy())
-  await client.write(GET('/before'))
-  t.equal((await client.response(0)).body.toString(), 'GET /before 0 127.0.0.1')
+  await client.write(GET(first))
+  const response = await client.response(0)
   await parked(started)
+  return { origin, started, client, response }
+}
+
+t.test('a parked connection answers its next request byte for byte, on the same backend connection', async t => {
+  const { origin, started, client, response } = await parkedClient(t, {}, '/before')
+  t.equal(response.body.toString(), 'GET /before 0 127.0.0.1')
   t.equal(started.proxy.stats().clients, 1, 'still one of the clients')
   await client.write(GET('/after'))
   const res = await client.response(1)
@@ -73,21 +81,24 @@ t.test('after parking: pipelined requests in one write, a request a byte at a ti
   const body = Buffer.alloc(300_000, 'x')
   await next(Buffer.concat([Buffer.from(lines('POST /upload HTTP/1.1', 'Host: h', `Content-Length: ${body.length}`)), body]), 'POST /upload 300000 127.0.0.1')
   await next(lines('POST /chunked HTTP/1.1', 'Host: h', 'Transfer-Encoding: chunked') + '5\r\nhello\r\n0\r\n\r\n', 'POST /chunked 5 127.0.0.1')
-  t.equal(origin.requests.at(-2)?.sha256, (await import('node:crypto')).createHash('sha256').update(body).digest('hex'), 'the upload arrived whole')
+  t.equal(origin.requests.at(-2)?.sha256, createHash('sha256').update(body).digest('hex'), 'the upload arrived whole')
   t.same(started.events.clientErrors, [])
 })
 
 t.test('a smuggling attempt on a woken connection is refused as on any other', async t => {
-  const origin = await echoing(t)
-  const started = await startProxy(t, { targets: [origin.target], timeouts: { clientPark: PARK } })
-  const client = await RawClient.connect(started.port)
-  t.teardown(() => client.destroy())
-  await client.write(GET('/first'))
-  await client.response(0)
-  await parked(started)
+  const { origin, client } = await parkedClient(t)
   await client.write(lines('POST /x HTTP/1.1', 'Host: h', 'Content-Length: 5', 'Transfer-Encoding: chunked') + '0\r\n\r\n' + GET('/smuggled'))
   const res = await client.response(1)
   t.equal(res.head.line[1], '400')
+  await client.waitClose()
+  t.same(origin.requests.map(r => r.url), ['/first'], 'the backend saw nothing of it')
+})
+
+t.test('a head over maxHeaderSize on a woken connection, sent a byte at a time: 431, nothing upstream', async t => {
+  const { origin, client } = await parkedClient(t, { maxHeaderSize: 1024 })
+  await client.writeBytewise(lines('GET /big HTTP/1.1', 'Host: h', `X-Big: ${'a'.repeat(2048)}`))
+  const res = await client.response(1)
+  t.equal(res.head.line[1], '431')
   await client.waitClose()
   t.same(origin.requests.map(r => r.url), ['/first'], 'the backend saw nothing of it')
 })
